@@ -1,0 +1,298 @@
+"""Typed, frozen configuration from layered YAML.
+
+Layers, later ones winning: ``conf/base.yaml``, ``conf/<env>.yaml``, ``conf/jobs/<job>.yaml``
+(merged under ``jobs.<job>``), any ``--conf-file`` the user gives, then ``--set key=value``
+overrides. The merged mapping is checked against the dataclasses below: an unknown key or a
+value of the wrong type is a :class:`ConfigError` naming the dotted key and the file that set it.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Mapping, Union, get_args, get_origin
+
+import yaml
+
+from omicslake.errors import ConfigError
+from omicslake.resources import resource_dir
+
+# --------------------------------------------------------------------------------------------
+# The schema of the configuration. Defaults here are the embedded defaults of local mode.
+
+
+@dataclass(frozen=True)
+class SparkConfig:
+    mode: Literal["local", "cluster", "databricks"] = "local"
+    master: str | None = "local[2]"
+    app_name: str = "omicslake"
+    driver_memory: str = "6g"
+    shuffle_partitions: int = 4
+    ui: bool = False
+    conf: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class DeltaConfig:
+    version: str = "3.3.2"
+    scala: str = "2.12"
+    maven_repo: str = "https://repo1.maven.org/maven2"
+    jar_cache: str | None = None  # default: $OMICSLAKE_JAR_CACHE or ~/.cache/omicslake/jars
+
+
+@dataclass(frozen=True)
+class HailConfig:
+    enabled: bool = True
+    reference_genome: Literal["GRCh37", "GRCh38"] = "GRCh38"
+    tmp_dir: str | None = None  # default: <lake.root>/_tmp/hail
+    log_dir: str | None = None  # default: <lake.root>/_logs
+
+
+@dataclass(frozen=True)
+class LakeConfig:
+    root: str = "./lakehouse"
+    # When set, layer L maps to the metastore schema ``<catalog>.<schemas[L] or L>``
+    # (Unity Catalog / Hive metastore) instead of a folder under root.
+    catalog: str | None = None
+    schemas: dict[str, str] = field(default_factory=dict)
+    layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "ops")
+
+
+@dataclass(frozen=True)
+class MlflowConfig:
+    tracking_uri: str | None = None  # default: sqlite:///<lake.root>/mlflow/mlflow.db
+    registry_uri: str | None = None
+    experiment: str = "omicslake"
+
+
+@dataclass(frozen=True)
+class GenerateConfig:
+    out: str | None = None  # default: <lake.root>/landing
+    patients: int = 2000
+    samples: int = 600
+    variants: int = 3000
+    seed: int = 42
+    messy: bool = False
+    partitions: int = 4
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    generate: GenerateConfig = field(default_factory=GenerateConfig)
+
+
+@dataclass(frozen=True)
+class Config:
+    env: str = "local"
+    spark: SparkConfig = field(default_factory=SparkConfig)
+    delta: DeltaConfig = field(default_factory=DeltaConfig)
+    hail: HailConfig = field(default_factory=HailConfig)
+    lake: LakeConfig = field(default_factory=LakeConfig)
+    mlflow: MlflowConfig = field(default_factory=MlflowConfig)
+    jobs: JobsConfig = field(default_factory=JobsConfig)
+
+    @property
+    def lake_root(self) -> Path:
+        return Path(self.lake.root).expanduser().resolve()
+
+    def digest(self) -> str:
+        """A stable hash of the effective configuration, recorded in ops.runs."""
+        blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+    def replace(self, **changes: Any) -> "Config":
+        """Copy with dotted-path changes, e.g. ``cfg.replace(**{"lake.root": "/tmp/x"})``."""
+        raw = dataclasses.asdict(self)
+        for dotted, value in changes.items():
+            _set_dotted(raw, dotted, value, "<replace>")
+        return _build(Config, raw, {}, "")
+
+
+# --------------------------------------------------------------------------------------------
+# Loading.
+
+
+def load_config(
+    env: str = "local",
+    job: str | None = None,
+    conf_files: typing.Sequence[str | Path] = (),
+    overrides: typing.Sequence[str] = (),
+    conf_dir: Path | None = None,
+) -> Config:
+    """Merge the YAML layers and ``key=value`` overrides into a checked :class:`Config`."""
+    conf_dir = conf_dir or resource_dir("conf")
+    merged: dict[str, Any] = {}
+    origin: dict[str, str] = {}
+
+    _merge_file(merged, origin, conf_dir / "base.yaml", prefix="", required=True)
+    env_file = conf_dir / f"{env}.yaml"
+    if not env_file.exists():
+        known = sorted(p.stem for p in conf_dir.glob("*.yaml") if p.stem != "base")
+        raise ConfigError(
+            f"unknown environment {env!r}: {env_file} does not exist; choose one of {known}"
+        )
+    _merge_file(merged, origin, env_file, prefix="", required=True)
+    job_names = [job] if job else [p.stem for p in sorted((conf_dir / "jobs").glob("*.yaml"))]
+    for name in job_names:
+        _merge_file(merged, origin, conf_dir / "jobs" / f"{name}.yaml", prefix=f"jobs.{name}")
+    for extra in conf_files:
+        path = Path(extra)
+        if not path.exists():
+            raise ConfigError(f"--conf-file {path} does not exist")
+        _merge_file(merged, origin, path, prefix="", required=True)
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected key=value, e.g. --set lake.root=/data/lake")
+        try:
+            value = yaml.safe_load(text) if text != "" else ""
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"--set {item!r}: value is not valid YAML ({exc})") from exc
+        _set_dotted(merged, key.strip(), value, "--set")
+        origin[key.strip()] = "--set"
+    merged.setdefault("env", env)
+    return _build(Config, merged, origin, "")
+
+
+def _merge_file(
+    merged: dict[str, Any], origin: dict[str, str], path: Path, prefix: str, required: bool = False
+) -> None:
+    if not path.exists():
+        if required:
+            raise ConfigError(f"configuration file {path} does not exist")
+        return
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}{where}: not valid YAML ({getattr(exc, 'problem', exc)})") from exc
+    if data is None:
+        return
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping of keys, got {type(data).__name__}")
+    target = merged
+    if prefix:
+        for part in prefix.split("."):
+            target = target.setdefault(part, {})
+    _deep_merge(target, data, origin, str(path), prefix)
+
+
+def _deep_merge(
+    target: dict[str, Any], data: Mapping[str, Any], origin: dict[str, str], src: str, prefix: str
+) -> None:
+    for key, value in data.items():
+        dotted = f"{prefix}.{key}" if prefix else str(key)
+        if isinstance(value, dict) and isinstance(target.get(key), dict) and not _is_free_map(dotted):
+            _deep_merge(target[key], value, origin, src, dotted)
+        else:
+            target[key] = value
+        origin[dotted] = src
+
+
+_FREE_MAPS = ("spark.conf", "lake.schemas")
+
+
+def _is_free_map(dotted: str) -> bool:
+    return dotted in _FREE_MAPS
+
+
+def _set_dotted(tree: dict[str, Any], dotted: str, value: Any, src: str) -> None:
+    parts = dotted.split(".")
+    node = tree
+    for i, part in enumerate(parts[:-1]):
+        # spark.conf keys themselves contain dots: everything after spark.conf is one key.
+        if ".".join(parts[: i + 1]) in _FREE_MAPS:
+            node = node.setdefault(part, {})
+            node[".".join(parts[i + 1 :])] = value
+            return
+        child = node.setdefault(part, {})
+        if not isinstance(child, dict):
+            raise ConfigError(f"{src}: cannot set {dotted!r}: {'.'.join(parts[:i+1])} is not a section")
+        node = child
+    node[parts[-1]] = value
+
+
+def _build(cls: type, data: Any, origin: Mapping[str, str], prefix: str) -> Any:
+    where = origin.get(prefix) or _nearest_origin(origin, prefix)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{where}: {prefix or 'top level'} must be a section (mapping), got {data!r}")
+    hints = typing.get_type_hints(cls)
+    names = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - names)
+    if unknown:
+        key = f"{prefix}.{unknown[0]}" if prefix else unknown[0]
+        raise ConfigError(
+            f"{origin.get(key, where)}: unknown key {key!r}; known keys here: {sorted(names)}"
+        )
+    kwargs = {}
+    for name, value in data.items():
+        dotted = f"{prefix}.{name}" if prefix else name
+        kwargs[name] = _coerce(hints[name], value, origin, dotted)
+    return cls(**kwargs)
+
+
+def _nearest_origin(origin: Mapping[str, str], prefix: str) -> str:
+    for key, src in origin.items():
+        if key.startswith(prefix + ".") or not prefix:
+            return src
+    return "<defaults>"
+
+
+def _coerce(tp: Any, value: Any, origin: Mapping[str, str], dotted: str) -> Any:
+    where = origin.get(dotted) or _nearest_origin(origin, dotted)
+    org = get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return _build(tp, value, origin, dotted)  # type: ignore[arg-type]
+    if org in (Union, types.UnionType):
+        args = get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for arg in args:
+            if arg is type(None):
+                continue
+            try:
+                return _coerce(arg, value, origin, dotted)
+            except ConfigError as exc:
+                errors.append(str(exc))
+        raise ConfigError(errors[-1] if errors else f"{where}: {dotted} has a bad value")
+    if org is Literal:
+        if value not in get_args(tp):
+            raise ConfigError(f"{where}: {dotted} must be one of {list(get_args(tp))}, got {value!r}")
+        return value
+    if org is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{where}: {dotted} must be a mapping, got {type(value).__name__} {value!r}")
+        _, vt = get_args(tp)
+        return {str(k): _coerce(vt, v, origin, f"{dotted}.{k}") for k, v in value.items()}
+    if org in (tuple, list):
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{where}: {dotted} must be a list, got {type(value).__name__} {value!r}")
+        (et, *_) = get_args(tp)
+        items = [_coerce(et, v, origin, f"{dotted}[{i}]") for i, v in enumerate(value)]
+        return tuple(items) if org is tuple else items
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{where}: {dotted} must be true or false, got {value!r}")
+        return value
+    if tp is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{where}: {dotted} must be an integer, got {type(value).__name__} {value!r}")
+        return value
+    if tp is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{where}: {dotted} must be a number, got {type(value).__name__} {value!r}")
+        return float(value)
+    if tp is str:
+        if isinstance(value, (dict, list)) or value is None:
+            raise ConfigError(f"{where}: {dotted} must be a string, got {type(value).__name__} {value!r}")
+        return str(value)
+    if tp is Any:
+        return value
+    raise ConfigError(f"{where}: {dotted}: unsupported type {tp}")

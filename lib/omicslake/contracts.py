@@ -1,0 +1,258 @@
+"""Schema contracts: ``schemas/<layer>/<table>.yaml`` loaded, enforced and checked.
+
+A contract lists columns (name, Spark SQL type, nullability, PHI class), keys and
+expectations. ``enforce`` casts a DataFrame to the contract's columns and order, and
+``check`` evaluates the expectations, splitting rows into kept and quarantined ones.
+
+Expectation kinds: ``not_null`` (column), ``range`` (column, min, max), ``allowed``
+(column, values), ``unique`` (columns), ``expr`` (a SQL boolean that must hold).
+Actions: ``warn`` (count only), ``quarantine`` (the row goes to quarantine.<table>), ``fail``
+(raise ExpectationFailed, so the job writes nothing).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+from pyspark.sql import types as T
+
+from omicslake.errors import ContractError, ExpectationFailed
+from omicslake.io.delta import check_identifier
+from omicslake.resources import resource_dir
+
+log = logging.getLogger(__name__)
+
+PHI_CLASSES = ("none", "direct", "quasi", "pseudonym", "date")
+Action = Literal["warn", "quarantine", "fail"]
+
+
+@dataclass(frozen=True)
+class ColumnSpec:
+    name: str
+    type: str
+    nullable: bool = True
+    phi: str = "none"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Expectation:
+    name: str
+    kind: str
+    action: Action
+    column: str | None = None
+    columns: tuple[str, ...] = ()
+    min: float | None = None
+    max: float | None = None
+    values: tuple[Any, ...] = ()
+    expr: str | None = None
+
+    def violated(self) -> Column:
+        """A boolean column, true where a row breaks this expectation (row-level kinds)."""
+        if self.kind == "not_null":
+            return F.col(self.column).isNull()  # type: ignore[arg-type]
+        if self.kind == "range":
+            c = F.col(self.column)  # type: ignore[arg-type]
+            bad = F.lit(False)
+            if self.min is not None:
+                bad = bad | (c < F.lit(self.min))
+            if self.max is not None:
+                bad = bad | (c > F.lit(self.max))
+            return F.coalesce(bad, F.lit(False))
+        if self.kind == "allowed":
+            c = F.col(self.column)  # type: ignore[arg-type]
+            return F.coalesce(~c.isin(list(self.values)), F.lit(False))
+        if self.kind == "expr":
+            return F.coalesce(~F.expr(self.expr), F.lit(True))  # type: ignore[arg-type]
+        if self.kind == "unique":
+            w = Window.partitionBy(*self.columns)
+            return F.count(F.lit(1)).over(w) > 1
+        raise ContractError(f"expectation {self.name}: unknown kind {self.kind!r}")
+
+    def reason(self) -> str:
+        if self.kind == "range":
+            return f"{self.column} outside [{self.min}, {self.max}]"
+        if self.kind == "allowed":
+            return f"{self.column} not in allowed values"
+        if self.kind == "not_null":
+            return f"{self.column} is null"
+        if self.kind == "unique":
+            return f"duplicate key ({', '.join(self.columns)})"
+        return f"fails {self.expr}"
+
+
+@dataclass(frozen=True)
+class Contract:
+    table: str
+    columns: tuple[ColumnSpec, ...]
+    keys: tuple[str, ...] = ()
+    expectations: tuple[Expectation, ...] = ()
+    description: str = ""
+    source: str = ""
+    allow_extra: bool = False
+    partition_by: tuple[str, ...] = field(default=())
+
+    @property
+    def names(self) -> list[str]:
+        return [c.name for c in self.columns]
+
+    def ddl(self) -> str:
+        return ", ".join(f"`{c.name}` {c.type}" for c in self.columns)
+
+    def struct(self) -> T.StructType:
+        """The Spark schema (parsed by Spark itself, so any Spark SQL type string works)."""
+        parsed = T._parse_datatype_string(self.ddl())  # noqa: SLF001 - pyspark's public-enough parser
+        assert isinstance(parsed, T.StructType)
+        return T.StructType(
+            [T.StructField(f.name, f.dataType, spec.nullable) for f, spec in zip(parsed.fields, self.columns)]
+        )
+
+    def phi_columns(self, *classes: str) -> list[str]:
+        return [c.name for c in self.columns if c.phi in classes]
+
+
+def load_contract(table: str, schemas_dir: Path | None = None) -> Contract:
+    """The contract of ``<layer>.<table>`` from ``schemas/<layer>/<table>.yaml``."""
+    layer, _, name = table.partition(".")
+    path = (schemas_dir or resource_dir("schemas")) / layer / f"{name}.yaml"
+    if not path.exists():
+        raise ContractError(f"no contract for {table}: {path} does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ContractError(f"{path}: not valid YAML ({exc})") from exc
+    return parse_contract(raw, table, str(path))
+
+
+def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") -> Contract:
+    known = {"table", "description", "columns", "keys", "expectations", "allow_extra", "partition_by"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ContractError(f"{source}: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
+    cols = []
+    for i, c in enumerate(raw.get("columns") or []):
+        if not isinstance(c, dict) or "name" not in c or "type" not in c:
+            raise ContractError(f"{source}: columns[{i}] needs at least name and type")
+        extra = set(c) - {"name", "type", "nullable", "phi", "description"}
+        if extra:
+            raise ContractError(f"{source}: columns[{i}] ({c['name']}): unknown key {sorted(extra)[0]!r}")
+        check_identifier(c["name"], f"column name in {source}")
+        phi = c.get("phi", "none")
+        if phi not in PHI_CLASSES:
+            raise ContractError(f"{source}: column {c['name']}: phi must be one of {PHI_CLASSES}, got {phi!r}")
+        cols.append(ColumnSpec(c["name"], str(c["type"]), bool(c.get("nullable", True)), phi, c.get("description", "")))
+    names = {c.name for c in cols}
+    keys = tuple(raw.get("keys") or ())
+    for k in keys:
+        if k not in names:
+            raise ContractError(f"{source}: key {k!r} is not a column")
+    exps = []
+    for i, e in enumerate(raw.get("expectations") or []):
+        kind = e.get("kind")
+        action = e.get("action", "quarantine")
+        if action not in ("warn", "quarantine", "fail"):
+            raise ContractError(f"{source}: expectations[{i}]: action must be warn, quarantine or fail")
+        if kind not in ("not_null", "range", "allowed", "unique", "expr"):
+            raise ContractError(f"{source}: expectations[{i}]: unknown kind {kind!r}")
+        col = e.get("column")
+        if col is not None and col not in names:
+            raise ContractError(f"{source}: expectations[{i}]: column {col!r} is not in the contract")
+        exps.append(
+            Expectation(
+                name=e.get("name") or f"{kind}_{col or i}",
+                kind=kind,
+                action=action,
+                column=col,
+                columns=tuple(e.get("columns") or ()),
+                min=e.get("min"),
+                max=e.get("max"),
+                values=tuple(e.get("values") or ()),
+                expr=e.get("expr"),
+            )
+        )
+    return Contract(
+        table=raw.get("table", table),
+        columns=tuple(cols),
+        keys=keys,
+        expectations=tuple(exps),
+        description=raw.get("description", ""),
+        source=source,
+        allow_extra=bool(raw.get("allow_extra", False)),
+        partition_by=tuple(raw.get("partition_by") or ()),
+    )
+
+
+def enforce(contract: Contract) -> Any:
+    """Transform: cast df to the contract's columns, in order. Missing columns are an error."""
+
+    def _enforce(df: DataFrame) -> DataFrame:
+        have = set(df.columns)
+        missing = [c for c in contract.names if c not in have]
+        if missing:
+            raise ContractError(
+                f"{contract.table}: column(s) {missing} missing (contract {contract.source}); "
+                f"the DataFrame has {sorted(have)}"
+            )
+        extra = sorted(have - set(contract.names))
+        if extra and not contract.allow_extra:
+            raise ContractError(
+                f"{contract.table}: column(s) {extra} are not in the contract {contract.source}; "
+                "add them there (with a PHI class) or drop them"
+            )
+        struct = contract.struct()
+        return df.select(*[F.col(f"`{f.name}`").cast(f.dataType).alias(f.name) for f in struct.fields])
+
+    return _enforce
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    kept: DataFrame
+    quarantined: DataFrame  # the contract's columns + rule, reason
+    counts: dict[str, int]  # violations per expectation name
+
+
+def check(df: DataFrame, contract: Contract) -> CheckResult:
+    """Evaluate the contract's expectations on df (already enforced).
+
+    One pass computes a violation flag per expectation; one aggregate counts them. A ``fail``
+    expectation with violations raises before anything is written.
+    """
+    exps = list(contract.expectations)
+    if not exps:
+        empty = df.limit(0).withColumn("rule", F.lit(None).cast("string")).withColumn("reason", F.lit(None).cast("string"))
+        return CheckResult(df, empty, {})
+    flagged = df.select("*", *[e.violated().alias(f"__x{i}") for i, e in enumerate(exps)]).cache()
+    agg = flagged.agg(*[F.sum(F.col(f"__x{i}").cast("long")).alias(f"__x{i}") for i in range(len(exps))]).first()
+    counts = {e.name: int(agg[i] or 0) for i, e in enumerate(exps)}  # type: ignore[index]
+    failed = {e.name: counts[e.name] for e in exps if e.action == "fail" and counts[e.name]}
+    if failed:
+        flagged.unpersist()
+        raise ExpectationFailed(
+            f"{contract.table}: expectations with action 'fail' violated: "
+            + ", ".join(f"{n} ({c} rows)" for n, c in failed.items())
+            + f"; see {contract.source}. Nothing was written."
+        )
+    for e in exps:
+        if e.action == "warn" and counts[e.name]:
+            log.warning("%s: %d rows break %s (%s), kept", contract.table, counts[e.name], e.name, e.reason())
+    q_idx = [i for i, e in enumerate(exps) if e.action == "quarantine"]
+    any_q = F.lit(False)
+    for i in q_idx:
+        any_q = any_q | F.col(f"__x{i}")
+    # The first quarantine rule a row breaks names it.
+    rule = F.lit(None).cast("string")
+    reason = F.lit(None).cast("string")
+    for i in reversed(q_idx):
+        rule = F.when(F.col(f"__x{i}"), F.lit(exps[i].name)).otherwise(rule)
+        reason = F.when(F.col(f"__x{i}"), F.lit(exps[i].reason())).otherwise(reason)
+    flag_cols = [f"__x{i}" for i in range(len(exps))]
+    kept = flagged.where(~any_q).drop(*flag_cols)
+    quarantined = flagged.where(any_q).withColumn("rule", rule).withColumn("reason", reason).drop(*flag_cols)
+    return CheckResult(kept, quarantined, counts)

@@ -1,0 +1,221 @@
+"""Lake I/O: the only module that knows where tables live and how they are written.
+
+Tables are addressed as ``<layer>.<table>``. With ``lake.catalog`` unset a table is the Delta
+folder ``<lake.root>/<layer>/<table>``; with it set, the metastore table
+``<catalog>.<schema>.<table>`` (Unity Catalog on Databricks).
+
+Every write of a job run carries a Delta transaction identifier (txnAppId = run and table,
+txnVersion = the write's sequence number within the run), so running the same run again —
+after a crash, or by a scheduler's retry — commits nothing twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Sequence
+
+from delta.tables import DeltaTable
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql.utils import AnalysisException
+
+from omicslake.config import Config
+from omicslake.errors import IdentifierError, TableNotFoundError
+
+log = logging.getLogger(__name__)
+
+_IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
+WriteMode = Literal["append", "overwrite", "merge"]
+
+
+def check_identifier(name: str, what: str = "identifier") -> str:
+    """name itself if it is a plain SQL identifier; IdentifierError otherwise."""
+    if not isinstance(name, str) or not _IDENT.match(name):
+        raise IdentifierError(
+            f"{what} {name!r} is not a plain identifier (letters, digits and _, not starting "
+            "with a digit, at most 128 characters); rename it in your config or schema"
+        )
+    return name
+
+
+@dataclass(frozen=True)
+class WriteResult:
+    table: str
+    version: int
+    rows: int
+    mode: str
+    skipped: bool = False  # the same run had already committed this write
+
+
+@dataclass
+class Lake:
+    """A handle on the lake for one job run: it resolves names and records reads and writes."""
+
+    spark: SparkSession
+    cfg: Config
+    run_id: str = "adhoc"
+    reads: dict[str, int] = field(default_factory=dict)
+    writes: list[WriteResult] = field(default_factory=list)
+    _seq: dict[str, int] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------------------- naming
+    def split(self, name: str) -> tuple[str, str]:
+        layer, dot, table = name.partition(".")
+        if not dot:
+            raise TableNotFoundError(
+                f"table name {name!r} must be <layer>.<table>, with layer one of {list(self.cfg.lake.layers)}"
+            )
+        check_identifier(table, f"table name in {name!r}")
+        if layer not in self.cfg.lake.layers:
+            raise TableNotFoundError(
+                f"unknown layer {layer!r} in table name {name!r}; layers are {list(self.cfg.lake.layers)}"
+            )
+        return layer, table
+
+    def path(self, name: str) -> Path:
+        layer, table = self.split(name)
+        return self.cfg.lake_root / layer / table
+
+    def qualified(self, name: str) -> str | None:
+        """catalog.schema.table when the lake lives in a metastore, else None."""
+        layer, table = self.split(name)
+        if not self.cfg.lake.catalog:
+            return None
+        schema = check_identifier(self.cfg.lake.schemas.get(layer, layer), f"schema for layer {layer}")
+        catalog = check_identifier(self.cfg.lake.catalog, "lake.catalog")
+        return f"`{catalog}`.`{schema}`.`{table}`"
+
+    def _delta_table(self, name: str) -> DeltaTable:
+        fq = self.qualified(name)
+        return DeltaTable.forName(self.spark, fq) if fq else DeltaTable.forPath(self.spark, str(self.path(name)))
+
+    def exists(self, name: str) -> bool:
+        fq = self.qualified(name)
+        if fq:
+            return bool(self.spark.catalog.tableExists(fq.replace("`", "")))
+        return (self.path(name) / "_delta_log").is_dir()
+
+    def version(self, name: str) -> int | None:
+        if not self.exists(name):
+            return None
+        row = self._delta_table(name).history(1).select("version").first()
+        return int(row[0]) if row else None
+
+    # ---------------------------------------------------------------------------- reading
+    def read(self, name: str, version: int | None = None) -> DataFrame:
+        """The table at its current (or the given) version, pinned: later commits don't leak in."""
+        if not self.exists(name):
+            raise TableNotFoundError(
+                f"table {name} does not exist (looked at {self.qualified(name) or self.path(name)}); "
+                "run the job that writes it first, e.g. `omicslake pipeline`"
+            )
+        pinned = self.version(name) if version is None else version
+        assert pinned is not None
+        fq = self.qualified(name)
+        reader = self.spark.read.format("delta").option("versionAsOf", pinned)
+        df = reader.table(fq) if fq else reader.load(str(self.path(name)))
+        self.reads[name] = pinned
+        return df
+
+    # ---------------------------------------------------------------------------- writing
+    def write(
+        self,
+        df: DataFrame,
+        name: str,
+        mode: WriteMode = "append",
+        keys: Sequence[str] = (),
+        partition_by: Sequence[str] = (),
+        merge_schema: bool = False,
+    ) -> WriteResult:
+        """Write df to name; idempotent within this run (see module docstring)."""
+        for col in [*keys, *partition_by]:
+            check_identifier(col, f"column for {name}")
+        if mode == "merge" and not keys:
+            raise ValueError(f"merge into {name} needs keys")
+        seq = self._seq.get(name, 0)
+        self._seq[name] = seq + 1
+        app_id = f"omicslake:{self.run_id}:{name}"
+        before = self.version(name)
+        if mode == "merge" and before is not None:
+            self._merge(df, name, keys, app_id, seq, merge_schema)
+        else:
+            writer = (
+                df.write.format("delta")
+                .mode("overwrite" if mode in ("overwrite", "merge") else "append")
+                .option("txnAppId", app_id)
+                .option("txnVersion", seq)
+            )
+            if merge_schema:
+                writer = writer.option("mergeSchema", "true")
+            if partition_by:
+                writer = writer.partitionBy(*partition_by)
+            fq = self.qualified(name)
+            if fq:
+                writer.saveAsTable(fq)
+            else:
+                writer.save(str(self.path(name)))
+        after = self.version(name)
+        assert after is not None
+        skipped = after == before
+        rows = 0 if skipped else self._rows_written(name)
+        result = WriteResult(name, after, rows, mode, skipped)
+        if skipped:
+            log.info("%s: run %s already committed this write; nothing written", name, self.run_id)
+        self.writes.append(result)
+        return result
+
+    def _merge(
+        self, df: DataFrame, name: str, keys: Sequence[str], app_id: str, seq: int, merge_schema: bool
+    ) -> None:
+        cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
+        conf = self.spark.conf
+        conf.set("spark.databricks.delta.write.txnAppId", app_id)
+        conf.set("spark.databricks.delta.write.txnVersion", str(seq))
+        if merge_schema:
+            conf.set("spark.databricks.delta.schema.autoMerge.enabled", "true")
+        try:
+            (
+                self._delta_table(name).alias("t")
+                .merge(df.alias("s"), cond)
+                .whenMatchedUpdateAll()
+                .whenNotMatchedInsertAll()
+                .execute()
+            )
+        finally:
+            conf.unset("spark.databricks.delta.write.txnAppId")
+            conf.unset("spark.databricks.delta.write.txnVersion")
+            if merge_schema:
+                conf.unset("spark.databricks.delta.schema.autoMerge.enabled")
+
+    def _rows_written(self, name: str) -> int:
+        """Rows the last commit wrote, from Delta's operation metrics (no re-count of data)."""
+        row = self._delta_table(name).history(1).select("operationMetrics").first()
+        metrics = dict(row[0] or {}) if row else {}
+        if "numOutputRows" in metrics:
+            return int(metrics["numOutputRows"])
+        return int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+
+    # ---------------------------------------------------------------------------- listing
+    def tables(self) -> list[tuple[str, int, int]]:
+        """(name, version, rows) for every Delta table in the lake."""
+        out = []
+        for layer in self.cfg.lake.layers:
+            if self.cfg.lake.catalog:
+                schema = self.cfg.lake.schemas.get(layer, layer)
+                try:
+                    names = [t.name for t in self.spark.catalog.listTables(f"{self.cfg.lake.catalog}.{schema}")]
+                except AnalysisException:
+                    continue
+            else:
+                base = self.cfg.lake_root / layer
+                names = sorted(p.name for p in base.glob("*") if (p / "_delta_log").is_dir()) if base.is_dir() else []
+            for table in names:
+                full = f"{layer}.{table}"
+                version = self.version(full)
+                fq = self.qualified(full)
+                reader = self.spark.read.format("delta")
+                df = reader.table(fq) if fq else reader.load(str(self.path(full)))
+                out.append((full, version if version is not None else -1, df.count()))
+        return out

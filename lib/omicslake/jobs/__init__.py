@@ -1,0 +1,29 @@
+"""The jobs of omicslake and the DAG they form.
+
+Each job is a module here with ``run(spark, cfg, lake)`` and ``main(argv)``. ``DAG`` lists every
+planned job with the jobs it depends on, in an order that respects those dependencies; the
+pipeline runs those whose module exists.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+
+DAG: dict[str, tuple[str, ...]] = {
+    "generate": (),
+    "ingest_vcf": ("generate",),
+    "ingest_ehr": ("generate",),
+    "genomic_qc": ("ingest_vcf",),
+    "conform_ehr": ("ingest_ehr",),
+    "genetic_features": ("genomic_qc",),
+    "build_cohort": ("conform_ehr", "genetic_features"),
+    "gwas": ("build_cohort", "genomic_qc"),
+    "train": ("build_cohort",),
+    "score": ("train",),
+    "report": ("gwas", "score"),
+}
+
+
+def available_jobs() -> list[str]:
+    """The DAG's jobs that are implemented, in dependency order."""
+    return [j for j in DAG if importlib.util.find_spec(f"omicslake.jobs.{j}") is not None]

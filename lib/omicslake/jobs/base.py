@@ -1,0 +1,203 @@
+"""What every job shares: its result type, the audited runner, and the common command line.
+
+A job module defines ``NAME``, ``DESCRIPTION``, ``run(spark, cfg, lake) -> RunResult`` (pure
+orchestration; the ``Lake`` handle records what it read and wrote) and
+``main(argv) = job_main(NAME, argv)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import getpass
+import importlib
+import logging
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from types import ModuleType
+from typing import Any, Callable, Sequence
+
+from pyspark.sql import SparkSession
+
+from omicslake import __version__
+from omicslake.config import Config, load_config
+from omicslake.contracts import load_contract
+from omicslake.errors import OmicslakeError
+from omicslake.io.delta import Lake, WriteResult
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    job: str
+    run_id: str
+    status: str
+    outputs: tuple[WriteResult, ...] = ()
+    inputs: tuple[tuple[str, int], ...] = ()
+    metrics: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+
+
+JobFn = Callable[[SparkSession, Config, Lake], dict[str, Any] | None]
+
+def new_run_id() -> str:
+    return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
+
+
+def job_module(name: str) -> ModuleType:
+    return importlib.import_module(f"omicslake.jobs.{name}")
+
+
+def execute(
+    spark: SparkSession, cfg: Config, job: str, run_id: str | None = None, fn: JobFn | None = None
+) -> RunResult:
+    """Run one job, append its row to ops.runs whatever happens, and re-raise any failure.
+
+    fn replaces the job module's run (for jobs defined elsewhere, e.g. in tests).
+    """
+    run_fn: JobFn = fn or job_module(job).run
+    run_id = run_id or new_run_id()
+    lake = Lake(spark, cfg, run_id=run_id)
+    started = dt.datetime.now(dt.timezone.utc)
+    t0 = time.monotonic()
+    status, error, metrics = "succeeded", None, {}
+    try:
+        metrics = run_fn(spark, cfg, lake) or {}
+    except BaseException as exc:
+        status = "failed"
+        # The first line only: a JVM stack trace belongs in the log, not in the audit table.
+        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:2000]
+        raise
+    finally:
+        seconds = time.monotonic() - t0
+        _audit(spark, cfg, lake, job, run_id, started, seconds, status, error, metrics)
+    return RunResult(
+        job=job,
+        run_id=run_id,
+        status=status,
+        outputs=tuple(lake.writes),
+        inputs=tuple(lake.reads.items()),
+        metrics=metrics,
+        seconds=seconds,
+    )
+
+
+def _audit(
+    spark: SparkSession,
+    cfg: Config,
+    lake: Lake,
+    job: str,
+    run_id: str,
+    started: dt.datetime,
+    seconds: float,
+    status: str,
+    error: str | None,
+    metrics: dict[str, Any],
+) -> None:
+    try:
+        user = getpass.getuser()
+    except Exception:  # noqa: BLE001 - no user name in some containers
+        user = None
+    row = (
+        run_id,
+        job,
+        cfg.env,
+        cfg.digest(),
+        __version__,
+        user,
+        started.replace(tzinfo=None),
+        dt.datetime.now(dt.timezone.utc).replace(tzinfo=None),
+        float(seconds),
+        status,
+        error,
+        [(t, v) for t, v in lake.reads.items()],
+        [(w.table, w.version, w.rows, w.mode, w.skipped) for w in lake.writes],
+        {k: str(v) for k, v in metrics.items()},
+    )
+    audit = Lake(spark, cfg, run_id=f"{run_id}:{job}:{uuid.uuid4().hex[:8]}")
+    schema = load_contract("ops.runs").struct()
+    audit.write(spark.createDataFrame([row], schema), "ops.runs", mode="append")
+
+
+# -------------------------------------------------------------------------------- command line
+
+
+def common_args(parser: argparse.ArgumentParser) -> None:
+    """--env, --conf-file, --set, --run-id and --log-level: every command touching the lake."""
+    parser.add_argument("--env", default="local", help="conf/<env>.yaml to layer over base (default: local)")
+    parser.add_argument(
+        "--conf-file", action="append", default=[], metavar="FILE", help="extra YAML layered last (repeatable)"
+    )
+    parser.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override one setting, e.g. --set lake.root=/data/lake (repeatable)",
+    )
+    parser.add_argument("--run-id", help="reuse a run id to resume/retry a run idempotently")
+    parser.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
+
+
+def config_from_args(args: argparse.Namespace, job: str | None = None) -> Config:
+    return load_config(args.env, job=job, conf_files=args.conf_file, overrides=args.overrides)
+
+
+def setup_logging(level: str) -> None:
+    logging.basicConfig(
+        level=getattr(logging, level),
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+    )
+    for noisy in ("py4j", "urllib3", "matplotlib", "alembic", "mlflow"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def owned_session(cfg: Config) -> tuple[SparkSession, bool]:
+    """The session for cfg, and whether this call created it (and so must stop it)."""
+    from omicslake.session import build_session
+
+    owned = SparkSession.getActiveSession() is None
+    return build_session(cfg), owned
+
+
+def job_main(job: str, argv: Sequence[str] | None = None) -> int:
+    """The spark-submit / console-script entry point of one job."""
+    module = job_module(job)
+    parser = argparse.ArgumentParser(prog=f"omicslake run {job}", description=module.DESCRIPTION)
+    common_args(parser)
+    args = parser.parse_args(argv)
+    return run_from_args(job, args)
+
+
+def run_from_args(job: str, args: argparse.Namespace) -> int:
+    setup_logging(args.log_level)
+    try:
+        cfg = config_from_args(args, job)
+    except OmicslakeError as exc:
+        print(f"omicslake: {exc}", file=sys.stderr)
+        return 2
+    from omicslake.session import stop_session
+
+    spark, owned = owned_session(cfg)
+    try:
+        result = execute(spark, cfg, job, args.run_id)
+        print_summary([result])
+        return 0
+    except OmicslakeError as exc:
+        print(f"omicslake {job}: {exc}", file=sys.stderr)
+        return 1
+    finally:
+        if owned:
+            stop_session(spark)
+
+
+def print_summary(results: Sequence[RunResult]) -> None:
+    print(f"{'job':<18}{'status':<11}{'seconds':>9}  outputs")
+    for r in results:
+        outs = ", ".join(f"{w.table}@v{w.version} ({w.rows} rows{' skipped' if w.skipped else ''})" for w in r.outputs)
+        print(f"{r.job:<18}{r.status:<11}{r.seconds:>9.1f}  {outs or '-'}")

@@ -1,0 +1,136 @@
+"""One SparkSession carrying Delta Lake and Hail together (and MLflow's defaults).
+
+Modes (``spark.mode`` in config):
+
+- ``local``: ``local[N]`` on this machine; Delta's jars from the local cache (see jars.py).
+- ``cluster``: spark-submit against a standalone/YARN/K8s master; the master comes from
+  spark-submit, the jars are shipped with ``spark.jars`` like in local mode.
+- ``databricks``: Delta is built in; nothing is added but Hail's wiring when Hail is installed
+  on the cluster.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import warnings
+from pathlib import Path
+
+from pyspark.sql import SparkSession
+
+from omicslake.config import Config
+from omicslake.jars import delta_jars
+
+log = logging.getLogger(__name__)
+
+HAIL_KRYO = "is.hail.kryo.HailKryoRegistrator"
+
+
+def hail_jar() -> Path | None:
+    """Path of the jar that ships inside the hail wheel, or None when hail is not installed."""
+    try:
+        import hail
+    except ImportError:
+        return None
+    jar = Path(hail.__file__).parent / "backend" / "hail-all-spark.jar"
+    return jar if jar.exists() else None
+
+
+def spark_conf(cfg: Config) -> dict[str, str]:
+    """The SparkConf entries for cfg (pure: no session is touched)."""
+    conf: dict[str, str] = {
+        "spark.sql.session.timeZone": "UTC",
+        "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
+        "spark.ui.enabled": str(cfg.spark.ui).lower(),
+        "spark.ui.showConsoleProgress": "false",
+    }
+    jars: list[str] = []
+    if cfg.spark.mode != "databricks":
+        conf["spark.sql.extensions"] = "io.delta.sql.DeltaSparkSessionExtension"
+        conf["spark.sql.catalog.spark_catalog"] = "org.apache.spark.sql.delta.catalog.DeltaCatalog"
+        conf["spark.driver.memory"] = cfg.spark.driver_memory
+        cache = Path(cfg.delta.jar_cache).expanduser() if cfg.delta.jar_cache else None
+        jars += [str(p) for p in delta_jars(cfg.delta.version, cfg.delta.scala, cache, cfg.delta.maven_repo)]
+        conf["spark.sql.warehouse.dir"] = str(cfg.lake_root / "_warehouse")
+        conf["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={cfg.lake_root / '_warehouse'}"
+    if cfg.spark.mode == "local":
+        # Local mode talks to itself only: bind to loopback.
+        conf["spark.driver.host"] = "127.0.0.1"
+        conf["spark.driver.bindAddress"] = "127.0.0.1"
+    if cfg.hail.enabled:
+        jar = hail_jar()
+        if jar is not None:
+            jars.insert(0, str(jar))
+            conf["spark.serializer"] = "org.apache.spark.serializer.KryoSerializer"
+            conf["spark.kryo.registrator"] = HAIL_KRYO
+            if cfg.spark.mode != "databricks":
+                conf["spark.driver.extraClassPath"] = str(jar)
+                conf["spark.executor.extraClassPath"] = "./hail-all-spark.jar"
+    if jars:
+        conf["spark.jars"] = ",".join(jars)
+    conf.update(cfg.spark.conf)
+    return conf
+
+
+def build_session(cfg: Config) -> SparkSession:
+    """The SparkSession for cfg, with Hail initialised on the same SparkContext.
+
+    If a session is already active in this process (a test fixture, a notebook, Databricks),
+    it is reused and only Hail is initialised on it (idempotently).
+    """
+    active = SparkSession.getActiveSession()
+    if active is not None:
+        spark = active
+    else:
+        builder = SparkSession.builder.appName(cfg.spark.app_name)
+        if cfg.spark.mode == "local" and cfg.spark.master:
+            builder = builder.master(cfg.spark.master)
+        elif cfg.spark.mode == "cluster" and cfg.spark.master and "SPARK_SUBMIT" not in os.environ:
+            builder = builder.master(cfg.spark.master)
+        for key, value in spark_conf(cfg).items():
+            builder = builder.config(key, value)
+        spark = builder.getOrCreate()
+        spark.sparkContext.setLogLevel("WARN")
+    if cfg.hail.enabled:
+        init_hail(spark, cfg)
+    return spark
+
+
+def init_hail(spark: SparkSession, cfg: Config) -> None:
+    """hl.init on spark's context; a no-op when Hail is already up on it or not installed."""
+    try:
+        import hail as hl
+    except ImportError:
+        log.warning("hail is not installed; genomic jobs will not run")
+        return
+    root = cfg.lake_root
+    tmp_dir = cfg.hail.tmp_dir or str(root / "_tmp" / "hail")
+    log_dir = Path(cfg.hail.log_dir or root / "_logs")
+    log_dir.mkdir(parents=True, exist_ok=True)
+    with warnings.catch_warnings():
+        # Hail warns whenever it is handed a context, even one configured as it asks (above).
+        warnings.filterwarnings("ignore", message="Hail requires additional configuration")
+        hl.init(
+            sc=spark.sparkContext,
+            idempotent=True,
+            quiet=True,
+            tmp_dir=tmp_dir,
+            local_tmpdir=tmp_dir if cfg.spark.mode == "local" else None,
+            log=str(log_dir / "hail.log"),
+            global_seed=0,
+        )
+    hl.default_reference(cfg.hail.reference_genome)
+
+
+def stop_session(spark: SparkSession) -> None:
+    """Stop Hail (which stops the SparkContext) or Spark alone when Hail is not running."""
+    try:
+        import hail as hl
+        from hail.utils.java import Env
+
+        if Env._hc is not None:  # noqa: SLF001 - only way to ask whether Hail is initialised
+            hl.stop()
+            return
+    except ImportError:
+        pass
+    spark.stop()

@@ -1,0 +1,1 @@
+"""Synthetic cohort generator: EHR (Synthea CSV, FHIR NDJSON) and genomes (VCF) with planted truth."""

@@ -1,0 +1,63 @@
+"""ops.runs: one row per job run, with the Delta versions read and written."""
+
+from __future__ import annotations
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import execute
+
+
+def copy_job(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, int]:
+    src = lake.read("bronze.src")
+    out = lake.write(src.withColumn("doubled", F.col("id") * 2), "silver.dst", mode="overwrite")
+    return {"rows": out.rows}
+
+
+def failing_job(spark: SparkSession, cfg: Config, lake: Lake) -> None:
+    src = lake.read("bronze.src")
+    # Fails inside the write, on the executors, as a bad row would.
+    check = F.assert_true(F.col("id") > 100, "planted failure")
+    bad = src.select("id", F.when(check.isNull(), F.col("id") * 3).alias("doubled"))
+    lake.write(bad, "silver.dst", mode="overwrite")
+
+
+def test_runs_row_has_versions_and_failure_leaves_output(spark: SparkSession, cfg: Config) -> None:
+    seed = Lake(spark, cfg, run_id="seed")
+    seed.write(spark.range(5), "bronze.src", mode="overwrite")
+    seed.write(spark.range(10, 13), "bronze.src", mode="append")  # bronze.src is now at version 1
+
+    ok = execute(spark, cfg, "copy", run_id="run-ok", fn=copy_job)
+    assert ok.status == "succeeded"
+    assert ok.inputs == (("bronze.src", 1),)
+    assert [(w.table, w.version, w.rows) for w in ok.outputs] == [("silver.dst", 0, 8)]
+
+    with pytest.raises(Exception, match="planted failure"):
+        execute(spark, cfg, "broken", run_id="run-bad", fn=failing_job)
+    lake = Lake(spark, cfg)
+    assert lake.version("silver.dst") == 0  # the failed job left its output as it was
+    assert sorted(r.id for r in lake.read("silver.dst").select("id").collect()) == [0, 1, 2, 3, 4, 10, 11, 12]
+
+    runs = {r.job: r for r in lake.read("ops.runs").collect()}
+    assert set(runs) == {"copy", "broken"}
+    good, bad = runs["copy"], runs["broken"]
+    assert (good.run_id, good.status, good.error, good.env) == ("run-ok", "succeeded", None, "local")
+    assert [(i.table, i.version) for i in good.inputs] == [("bronze.src", 1)]
+    assert [(o.table, o.version, o.rows, o.mode, o.skipped) for o in good.outputs] == [("silver.dst", 0, 8, "overwrite", False)]
+    assert good.metrics == {"rows": "8"}
+    assert good.config_hash == cfg.digest()
+    assert good.ended_at >= good.started_at and good.seconds > 0
+    assert bad.status == "failed" and "planted failure" in bad.error
+    assert [(i.table, i.version) for i in bad.inputs] == [("bronze.src", 1)]
+    assert list(bad.outputs) == []
+
+
+def test_rerun_of_a_run_id_is_idempotent(spark: SparkSession, cfg: Config) -> None:
+    Lake(spark, cfg, run_id="seed").write(spark.range(3), "bronze.src", mode="overwrite")
+    execute(spark, cfg, "copy", run_id="same", fn=copy_job)
+    again = execute(spark, cfg, "copy", run_id="same", fn=copy_job)
+    assert [(w.version, w.skipped) for w in again.outputs] == [(0, True)]
+    assert Lake(spark, cfg).read("ops.runs").count() == 2  # each attempt is audited

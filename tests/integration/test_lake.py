@@ -1,0 +1,117 @@
+"""Lake I/O on real Delta tables: names, write modes, idempotent reruns, pinned reads."""
+
+from __future__ import annotations
+
+import chispa
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from omicslake.config import Config
+from omicslake.errors import IdentifierError, TableNotFoundError
+from omicslake.io.delta import Lake, check_identifier
+
+SCHEMA = T.StructType([T.StructField("id", T.LongType(), False), T.StructField("v", T.StringType(), True)])
+
+
+def df(spark: SparkSession, rows: list[tuple[int, str]]):  # type: ignore[no-untyped-def]
+    return spark.createDataFrame(rows, SCHEMA)
+
+
+def test_append_then_rerun_of_same_run_writes_nothing(spark: SparkSession, cfg: Config) -> None:
+    lake = Lake(spark, cfg, run_id="r1")
+    first = lake.write(df(spark, [(1, "a"), (2, "b")]), "bronze.t", mode="append")
+    assert (first.version, first.rows, first.skipped) == (0, 2, False)
+    # The same run again (a retry after a crash): same txnAppId and txnVersion -> skipped.
+    again = Lake(spark, cfg, run_id="r1").write(df(spark, [(1, "a"), (2, "b")]), "bronze.t", mode="append")
+    assert (again.version, again.rows, again.skipped) == (0, 0, True)
+    # A new run appends.
+    other = Lake(spark, cfg, run_id="r2").write(df(spark, [(3, "c")]), "bronze.t", mode="append")
+    assert (other.version, other.rows) == (1, 1)
+    chispa.assert_df_equality(lake.read("bronze.t"), df(spark, [(1, "a"), (2, "b"), (3, "c")]), ignore_row_order=True, ignore_nullable=True)
+
+
+def test_overwrite_replaces_and_is_idempotent(spark: SparkSession, cfg: Config) -> None:
+    Lake(spark, cfg, run_id="a").write(df(spark, [(1, "a"), (2, "b")]), "silver.t", mode="overwrite")
+    w = Lake(spark, cfg, run_id="b").write(df(spark, [(9, "z")]), "silver.t", mode="overwrite")
+    assert (w.version, w.rows) == (1, 1)
+    w2 = Lake(spark, cfg, run_id="b").write(df(spark, [(8, "y")]), "silver.t", mode="overwrite")
+    assert (w2.version, w2.skipped) == (1, True)
+    chispa.assert_df_equality(Lake(spark, cfg).read("silver.t"), df(spark, [(9, "z")]), ignore_row_order=True, ignore_nullable=True)
+
+
+def test_merge_on_keys_updates_and_inserts_and_is_idempotent(spark: SparkSession, cfg: Config) -> None:
+    Lake(spark, cfg, run_id="m1").write(df(spark, [(1, "a"), (2, "b")]), "silver.m", mode="merge", keys=["id"])
+    lake = Lake(spark, cfg, run_id="m2")
+    w = lake.write(df(spark, [(2, "B"), (3, "c")]), "silver.m", mode="merge", keys=["id"])
+    assert (w.version, w.rows) == (1, 2)  # one updated, one inserted
+    expected = df(spark, [(1, "a"), (2, "B"), (3, "c")])
+    chispa.assert_df_equality(lake.read("silver.m"), expected, ignore_row_order=True, ignore_nullable=True)
+    rerun = Lake(spark, cfg, run_id="m2").write(df(spark, [(2, "X")]), "silver.m", mode="merge", keys=["id"])
+    assert (rerun.version, rerun.skipped) == (1, True)
+    chispa.assert_df_equality(lake.read("silver.m"), expected, ignore_row_order=True, ignore_nullable=True)
+    # The session confs used for the idempotent MERGE do not leak into later writes.
+    assert spark.conf.get("spark.databricks.delta.write.txnAppId", None) is None
+    # History stays reachable: version 0 is the first load.
+    chispa.assert_df_equality(lake.read("silver.m", version=0), df(spark, [(1, "a"), (2, "b")]), ignore_row_order=True, ignore_nullable=True)
+
+
+def test_second_write_in_one_run_is_not_mistaken_for_a_rerun(spark: SparkSession, cfg: Config) -> None:
+    lake = Lake(spark, cfg, run_id="same")
+    lake.write(df(spark, [(1, "a")]), "quarantine.q", mode="append")
+    w = lake.write(df(spark, [(2, "b")]), "quarantine.q", mode="append")
+    assert (w.version, w.rows, w.skipped) == (1, 1, False)
+
+
+def test_read_pins_and_records_version(spark: SparkSession, cfg: Config) -> None:
+    Lake(spark, cfg, run_id="x").write(df(spark, [(1, "a")]), "gold.p", mode="append")
+    Lake(spark, cfg, run_id="y").write(df(spark, [(2, "b")]), "gold.p", mode="append")
+    lake = Lake(spark, cfg, run_id="reader")
+    pinned = lake.read("gold.p")
+    assert lake.reads == {"gold.p": 1}
+    Lake(spark, cfg, run_id="z").write(df(spark, [(3, "c")]), "gold.p", mode="append")
+    assert pinned.count() == 2  # a commit after the read does not leak in
+
+
+def test_tables_lists_versions_and_counts(spark: SparkSession, cfg: Config) -> None:
+    Lake(spark, cfg, run_id="t1").write(df(spark, [(1, "a"), (2, "b")]), "bronze.one", mode="append")
+    Lake(spark, cfg, run_id="t2").write(df(spark, [(1, "a")]), "gold.two", mode="append")
+    Lake(spark, cfg, run_id="t3").write(df(spark, [(5, "e")]), "gold.two", mode="append")
+    assert Lake(spark, cfg).tables() == [("bronze.one", 0, 2), ("gold.two", 1, 2)]
+
+
+def test_unknown_table_is_a_clear_error(spark: SparkSession, cfg: Config) -> None:
+    lake = Lake(spark, cfg)
+    with pytest.raises(TableNotFoundError, match=r"table silver\.nope does not exist .*run the job that writes it"):
+        lake.read("silver.nope")
+    with pytest.raises(TableNotFoundError, match=r"unknown layer 'platinum'"):
+        lake.read("platinum.x")
+    with pytest.raises(TableNotFoundError, match=r"must be <layer>.<table>"):
+        lake.read("justaname")
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["x; DROP TABLE person", "a b", "1abc", "t`x", "name--", "", "ä"],
+)
+def test_identifiers_with_sql_are_refused(spark: SparkSession, cfg: Config, name: str) -> None:
+    with pytest.raises(IdentifierError, match="not a plain identifier"):
+        check_identifier(name)
+    with pytest.raises((IdentifierError, TableNotFoundError)):
+        Lake(spark, cfg).path(f"silver.{name}")
+
+
+def test_merge_keys_are_validated_before_sql(spark: SparkSession, cfg: Config) -> None:
+    with pytest.raises(IdentifierError, match="column for silver.k"):
+        Lake(spark, cfg).write(df(spark, [(1, "a")]), "silver.k", mode="merge", keys=["id) OR (1=1"])
+    assert not Lake(spark, cfg).exists("silver.k")
+
+
+def test_catalog_mode_maps_layers_to_schemas(spark: SparkSession, cfg: Config) -> None:
+    uc = cfg.replace(**{"lake.catalog": "main", "lake.schemas": {"gold": "research_gold"}})
+    lake = Lake(spark, uc)
+    assert lake.qualified("gold.cohort_t2d") == "`main`.`research_gold`.`cohort_t2d`"
+    assert lake.qualified("bronze.x") == "`main`.`bronze`.`x`"
+    bad = cfg.replace(**{"lake.catalog": "main; drop"})
+    with pytest.raises(IdentifierError, match="lake.catalog"):
+        Lake(spark, bad).qualified("gold.x")
