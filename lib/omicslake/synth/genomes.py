@@ -66,7 +66,14 @@ def causal_rows(n_variants: int) -> list[int]:
 
 def simulate(link: DataFrame, n_variants: int, seed: int, partitions: int, reference: str, checkpoint: str) -> hl.MatrixTable:
     """The genotype matrix: rows are variants, columns the samples of link (in sample order)."""
-    hl.set_global_seed(seed)
+    # Every random call carries its own seed, derived from the generator seed and the call site,
+    # so draws do not depend on what else Hail did in this process.
+    hl.reset_global_randomness()
+    site = iter(range(1, 1000))
+
+    def sd() -> int:
+        return seed * 1000 + next(site)
+
     n_samples = link.count()
     cols = hl.Table.from_spark(link.select(F.col("sample_idx").cast("int").alias("col_idx"), "sample_id", F.col("ancestry").cast("int").alias("pop")))
     cols = cols.key_by("col_idx")
@@ -77,35 +84,35 @@ def simulate(link: DataFrame, n_variants: int, seed: int, partitions: int, refer
     contig = mt.row_idx // per_contig + 1
     causal = hl.literal(dict(zip(causal_rows(n_variants), CAUSAL_BETAS)))
     bases = hl.literal(["A", "C", "G", "T"])
-    ref_i = hl.rand_int32(0, 4)
-    alt_i = (ref_i + hl.rand_int32(1, 4)) % 4
+    ref_i = hl.rand_int32(0, 4, seed=sd())
+    alt_i = (ref_i + hl.rand_int32(1, 4, seed=sd())) % 4
     alt2_i = (alt_i + 1 + ((alt_i + 1) % 4 == ref_i)) % 4
     mt = mt.annotate_rows(
         locus=hl.locus(
             (hl.str("chr") if reference == "GRCh38" else hl.str("")) + hl.str(contig),
-            hl.int32(100_000 + (mt.row_idx % per_contig) * step + hl.rand_int32(0, step // 2)),
+            hl.int32(100_000 + (mt.row_idx % per_contig) * step + hl.rand_int32(0, step // 2, seed=sd())),
             reference_genome=reference,
         ),
         ref_i=ref_i,
         alt_i=alt_i,
         alt2_i=alt2_i,
-        multi=(~causal.contains(mt.row_idx)) & hl.rand_bool(MULTIALLELIC_RATE),
+        multi=(~causal.contains(mt.row_idx)) & hl.rand_bool(MULTIALLELIC_RATE, seed=sd()),
         beta=causal.get(mt.row_idx, 0.0),
-        aa_af=hl.if_else(causal.contains(mt.row_idx), CAUSAL_AF, 0.01 + 0.49 * hl.rand_beta(0.6, 1.4)),
+        aa_af=hl.if_else(causal.contains(mt.row_idx), CAUSAL_AF, 0.01 + 0.49 * hl.rand_beta(0.6, 1.4, seed=sd())),
     )
     mt = mt.annotate_rows(
         alleles=hl.if_else(mt.multi, [bases[mt.ref_i], bases[mt.alt_i], bases[mt.alt2_i]], [bases[mt.ref_i], bases[mt.alt_i]]),
         pop_af=hl.range(3).map(
-            lambda _: hl.max(0.002, hl.min(0.998, hl.rand_beta(mt.aa_af * (1 - FST) / FST, (1 - mt.aa_af) * (1 - FST) / FST)))
+            lambda _: hl.max(0.002, hl.min(0.998, hl.rand_beta(mt.aa_af * (1 - FST) / FST, (1 - mt.aa_af) * (1 - FST) / FST, seed=sd())))
         ),
         rsid="rs" + hl.str(mt.row_idx + 100_001),
     )
     p = mt.pop_af[mt.pop]
-    a1 = hl.if_else(hl.rand_bool(p), hl.if_else(mt.multi & hl.rand_bool(0.15), 2, 1), 0)
-    a2 = hl.if_else(hl.rand_bool(p), hl.if_else(mt.multi & hl.rand_bool(0.15), 2, 1), 0)
-    dp = hl.rand_pois(30)
+    a1 = hl.if_else(hl.rand_bool(p, seed=sd()), hl.if_else(mt.multi & hl.rand_bool(0.15, seed=sd()), 2, 1), 0)
+    a2 = hl.if_else(hl.rand_bool(p, seed=sd()), hl.if_else(mt.multi & hl.rand_bool(0.15, seed=sd()), 2, 1), 0)
+    dp = hl.rand_pois(30, seed=sd())
     mt = mt.annotate_entries(
-        a1=hl.min(a1, a2), a2=hl.max(a1, a2), DP=hl.int32(dp), miss=hl.rand_bool(MISSING_RATE), ref_u=hl.rand_unif(0.35, 0.65)
+        a1=hl.min(a1, a2), a2=hl.max(a1, a2), DP=hl.int32(dp), miss=hl.rand_bool(MISSING_RATE, seed=sd()), ref_u=hl.rand_unif(0.35, 0.65, seed=sd())
     )
     n_alleles = hl.len(mt.alleles)
     ref_reads = hl.int32(hl.floor(mt.DP * mt.ref_u + 0.5))
@@ -119,7 +126,7 @@ def simulate(link: DataFrame, n_variants: int, seed: int, partitions: int, refer
     ad = hl.range(n_alleles).map(reads)
     mt = mt.annotate_entries(
         GT=hl.or_missing(~mt.miss, hl.call(mt.a1, mt.a2)),
-        GQ=hl.or_missing(~mt.miss, hl.min(99, hl.int32(20 + mt.DP + hl.rand_int32(0, 30)))),
+        GQ=hl.or_missing(~mt.miss, hl.min(99, hl.int32(20 + mt.DP + hl.rand_int32(0, 30, seed=sd())))),
         AD=hl.or_missing(~mt.miss, ad),
     )
     mt = mt.key_rows_by("locus", "alleles").key_cols_by("sample_id")

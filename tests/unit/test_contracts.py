@@ -1,0 +1,100 @@
+"""Schema contracts: parsing errors, enforcement and expectations with their actions."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import chispa
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import types as T
+
+from omicslake.contracts import check, enforce, load_contract, parse_contract
+from omicslake.errors import ContractError, ExpectationFailed, IdentifierError
+
+RAW = {
+    "table": "silver.lab",
+    "keys": ["id"],
+    "columns": [
+        {"name": "id", "type": "bigint", "nullable": False},
+        {"name": "code", "type": "string", "phi": "none"},
+        {"name": "value", "type": "double"},
+        {"name": "zip", "type": "string", "phi": "quasi"},
+    ],
+    "expectations": [
+        {"name": "value_range", "kind": "range", "column": "value", "min": 3, "max": 20, "action": "quarantine"},
+        {"name": "code_known", "kind": "allowed", "column": "code", "values": ["4548-4"], "action": "quarantine"},
+        {"name": "value_present", "kind": "not_null", "column": "value", "action": "warn"},
+    ],
+}
+
+
+def test_ops_runs_contract_loads_and_parses_types(spark: SparkSession) -> None:
+    c = load_contract("ops.runs")
+    struct = c.struct()
+    assert struct["outputs"].dataType.elementType["rows"].dataType == T.LongType()
+    assert struct["run_id"].nullable is False
+
+
+def test_enforce_casts_and_orders(spark: SparkSession) -> None:
+    c = parse_contract(RAW, "silver.lab")
+    df = spark.createDataFrame([("02118", "7.5", "4548-4", 1)], "zip string, value string, code string, id int")
+    out = df.transform(enforce(c))
+    expected = spark.createDataFrame([(1, "4548-4", 7.5, "02118")], c.struct())
+    chispa.assert_df_equality(out, expected, ignore_nullable=True)
+    assert c.phi_columns("quasi") == ["zip"]
+
+
+def test_enforce_missing_and_extra_columns(spark: SparkSession) -> None:
+    c = parse_contract(RAW, "silver.lab")
+    with pytest.raises(ContractError, match=r"silver.lab: column\(s\) \['zip'\] missing"):
+        spark.createDataFrame([(1, "x", 1.0)], "id bigint, code string, value double").transform(enforce(c))
+    with pytest.raises(ContractError, match=r"\['ssn'\] are not in the contract"):
+        spark.createDataFrame([(1, "x", 1.0, "z", "s")], "id bigint, code string, value double, zip string, ssn string").transform(enforce(c))
+
+
+def test_check_routes_rows_by_first_failed_rule(spark: SparkSession) -> None:
+    c = parse_contract(RAW, "silver.lab")
+    df = spark.createDataFrame(
+        [(1, "4548-4", 6.0, "a"), (2, "4548-4", 25.0, "b"), (3, "XXXX", 30.0, "c"), (4, "4548-4", None, "d")],
+        c.struct(),
+    )
+    res = check(df, c)
+    assert sorted(r.id for r in res.kept.collect()) == [1, 4]  # null value only warns
+    q = {r.id: (r.rule, r.reason) for r in res.quarantined.collect()}
+    assert q == {2: ("value_range", "value outside [3, 20]"), 3: ("value_range", "value outside [3, 20]")}
+    assert res.counts == {"value_range": 2, "code_known": 1, "value_present": 1}
+
+
+def test_fail_action_raises_with_counts(spark: SparkSession) -> None:
+    raw = dict(RAW, expectations=[{"name": "unique_id", "kind": "unique", "columns": ["id"], "action": "fail"}])
+    c = parse_contract(raw, "silver.lab")
+    df = spark.createDataFrame([(1, "a", 5.0, "z"), (1, "b", 6.0, "z")], c.struct())
+    with pytest.raises(ExpectationFailed, match=r"unique_id \(2 rows\).*Nothing was written"):
+        check(df, c)
+
+
+@pytest.mark.parametrize(
+    ("raw", "message"),
+    [
+        ({"columns": [{"name": "a"}]}, "needs at least name and type"),
+        ({"columns": [{"name": "a", "type": "int", "phi": "secret"}]}, "phi must be one of"),
+        ({"columns": [{"name": "a", "type": "int"}], "keys": ["b"]}, "key 'b' is not a column"),
+        ({"columns": [{"name": "a", "type": "int"}], "expectations": [{"kind": "regex", "column": "a"}]}, "unknown kind 'regex'"),
+        ({"columns": [{"name": "a", "type": "int"}], "expectations": [{"kind": "not_null", "column": "a", "action": "drop"}]}, "action must be"),
+        ({"colums": []}, "unknown key 'colums'"),
+    ],
+)
+def test_contract_errors(raw: dict, message: str) -> None:  # type: ignore[type-arg]
+    with pytest.raises(ContractError, match=message):
+        parse_contract(raw, "silver.x", "schemas/silver/x.yaml")
+
+
+def test_column_names_are_identifiers() -> None:
+    with pytest.raises(IdentifierError):
+        parse_contract({"columns": [{"name": "a; drop", "type": "int"}]}, "silver.x")
+
+
+def test_missing_contract_file(tmp_path: Path) -> None:
+    with pytest.raises(ContractError, match=r"no contract for silver.none: .*none.yaml does not exist"):
+        load_contract("silver.none", tmp_path)
