@@ -82,8 +82,20 @@ class GenerateConfig:
 
 
 @dataclass(frozen=True)
+class IngestVcfConfig:
+    paths: tuple[str, ...] = ()  # files or globs; default: <landing>/vcf/*.vcf.bgz
+    reference_genome: str | None = None  # default: hail.reference_genome; "none" for no reference
+    contig_recoding: dict[str, str] = field(default_factory=dict)
+    allow_plain_gzip: bool = False
+    max_alleles: int = 32
+    text_checks: bool = True  # one light pass over the raw text: undeclared INFO keys, skipped records
+    min_partitions: int | None = None  # default: 2 x Spark's default parallelism
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
+    ingest_vcf: IngestVcfConfig = field(default_factory=IngestVcfConfig)
 
 
 @dataclass(frozen=True)
@@ -195,7 +207,7 @@ def _deep_merge(
         origin[dotted] = src
 
 
-_FREE_MAPS = ("spark.conf", "lake.schemas")
+_FREE_MAPS = ("spark.conf", "lake.schemas", "jobs.ingest_vcf.contig_recoding")
 
 
 def _is_free_map(dotted: str) -> bool:

@@ -95,7 +95,9 @@ class Lake:
         fq = self.qualified(name)
         if fq:
             return bool(self.spark.catalog.tableExists(fq.replace("`", "")))
-        return (self.path(name) / "_delta_log").is_dir()
+        # A failed first write can leave an empty _delta_log behind: a table needs a commit.
+        log_dir = self.path(name) / "_delta_log"
+        return log_dir.is_dir() and any(log_dir.glob("*.json"))
 
     def version(self, name: str) -> int | None:
         if not self.exists(name):
@@ -210,7 +212,7 @@ class Lake:
                     continue
             else:
                 base = self.cfg.lake_root / layer
-                names = sorted(p.name for p in base.glob("*") if (p / "_delta_log").is_dir()) if base.is_dir() else []
+                names = sorted(p.name for p in base.glob("*") if self.exists(f"{layer}.{p.name}")) if base.is_dir() else []
             for table in names:
                 full = f"{layer}.{table}"
                 version = self.version(full)

@@ -1,0 +1,1 @@
+"""Genomics: VCF ingest, QC, genetic features and GWAS with Hail."""

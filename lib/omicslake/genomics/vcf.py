@@ -1,0 +1,244 @@
+"""VCF reading through Hail: container detection, header checks, record rules, Delta rows.
+
+Checks happen at three depths, each naming the file (and the line when it is knowable):
+
+1. The container (``sniff``): BGZF vs plain gzip vs text. Plain gzip cannot be split, so it is
+   refused unless ``allow_plain_gzip`` (then Hail reads it on one core).
+2. The header (``check_header``, plain Python, reads only the header): file format line,
+   duplicate sample ids, Flag fields with a Number other than 0; and (one light Hail pass over
+   the text) INFO keys used by records but not declared, which Hail would silently drop.
+3. Records, in Hail, in the same pass that converts them (``record_rules``): invalid bases,
+   too many alleles, AD of the wrong length, negative or non-finite QUAL, NaN in FORMAT
+   floats. Such records are kept in bronze with
+   ``_invalid_rule`` set and listed in ``quarantine.vcf_variants``.
+
+A record Hail cannot parse at all stops the file with an ``InputError`` carrying Hail's own
+reason, instead of a JVM stack trace.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hail as hl
+
+from omicslake.errors import InputError
+
+_VALID_ALLELE = r"^([ACGTNacgtn]+|\*|<[^<>]+>|[ACGTNacgtn]*[\[\]].*|\.)$"
+
+
+@dataclass(frozen=True)
+class Header:
+    samples: list[str]
+    info: dict[str, tuple[str, str]]  # id -> (Number, Type)
+    fmt: dict[str, tuple[str, str]]
+    lines: int  # header lines, so record k is on line lines + k
+
+
+def sniff(path: Path) -> str:
+    """'bgzf', 'gzip' or 'text'."""
+    with path.open("rb") as f:
+        head = f.read(18)
+    if head[:2] != b"\x1f\x8b":
+        return "text"
+    # BGZF: gzip with FEXTRA, and an extra subfield 'BC' (SAM/BAM spec, section 4.1).
+    if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC":
+        return "bgzf"
+    return "gzip"
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 22):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _open_text(path: Path, kind: str) -> Any:
+    return gzip.open(path, "rt", errors="replace") if kind != "text" else path.open("rt", errors="replace")
+
+
+_RESERVED_FORMAT = {"AD": ("R", "Integer"), "DP": ("1", "Integer"), "GQ": ("1", "Integer"), "GT": ("1", "String")}
+_META = re.compile(r"^##(INFO|FORMAT)=<ID=([^,>]+),Number=([^,>]+),Type=([^,>]+)")
+
+
+def check_header(path: Path, kind: str) -> Header:
+    """Parse and check the header; InputError names the file and line of the first problem."""
+    info: dict[str, tuple[str, str]] = {}
+    fmt: dict[str, tuple[str, str]] = {}
+    samples: list[str] | None = None
+    n = 0
+    with _open_text(path, kind) as f:
+        for n, line in enumerate(f, 1):
+            line = line.rstrip("\n")
+            if n == 1 and not line.startswith("##fileformat=VCF"):
+                raise InputError(f"{path}: line 1 is not '##fileformat=VCFv4.x': this is not a VCF file")
+            if line.startswith("##"):
+                m = _META.match(line)
+                if m:
+                    kind_, fid, number, typ = m.groups()
+                    if typ == "Flag" and number != "0":
+                        raise InputError(
+                            f"{path}: line {n}: {kind_} field {fid} is Type=Flag with Number={number}; "
+                            "a Flag must have Number=0 (VCF 4.3, section 1.4.2). Fix the header line and rerun."
+                        )
+                    want = _RESERVED_FORMAT.get(fid) if kind_ == "FORMAT" else None
+                    if want and (number, typ) != want and not (fid == "AD" and number == "."):
+                        raise InputError(
+                            f"{path}: line {n}: FORMAT {fid} is declared Number={number},Type={typ} but the VCF "
+                            f"specification reserves {fid} as Number={want[0]},Type={want[1]}; its values cannot be "
+                            "read as the standard field. Fix the header line (`bcftools reheader -h`) and rerun."
+                        )
+                    (info if kind_ == "INFO" else fmt)[fid] = (number, typ)
+                continue
+            if line.startswith("#CHROM"):
+                cols = line.split("\t")
+                samples = cols[9:]
+                seen: dict[str, int] = {}
+                dups = []
+                for s in samples:
+                    seen[s] = seen.get(s, 0) + 1
+                    if seen[s] == 2:
+                        dups.append(s)
+                if dups:
+                    raise InputError(
+                        f"{path}: line {n}: sample id(s) {dups[:10]} appear more than once in the #CHROM line; "
+                        "sample ids must be unique: rename them (e.g. `bcftools reheader -s`) and rerun."
+                    )
+                break
+            raise InputError(f"{path}: line {n}: expected a header line (## or #CHROM) before the records")
+    if samples is None:
+        raise InputError(f"{path}: no #CHROM header line found (read {n} lines): the file is truncated or not a VCF")
+    return Header(samples, info, fmt, n)
+
+
+def import_vcf(path: Path, kind: str, reference: str | None, recode: dict[str, str], min_partitions: int) -> hl.MatrixTable:
+    return hl.import_vcf(
+        str(path),
+        reference_genome=reference,
+        contig_recoding=recode or None,
+        force_bgz=kind == "bgzf",
+        force=kind == "gzip",
+        array_elements_required=False,
+        min_partitions=min_partitions,
+    )
+
+
+def text_records(path: Path, kind: str, min_partitions: int) -> hl.Table:
+    """The record lines of the file as Hail reads raw text: contig, position, ref, INFO keys."""
+    ht = hl.import_lines(str(path), min_partitions=min_partitions, force_bgz=kind == "bgzf", force=kind == "gzip")
+    ht = ht.filter(~ht.text.startswith("#"))
+    f = ht.text.split("\t")
+    keys = hl.if_else((hl.len(f) > 7) & (f[7] != "."), f[7].split(";").map(lambda kv: kv.split("=")[0]), hl.empty_array(hl.tstr))
+    return ht.select(contig=f[0], position=hl.parse_int32(f[1]), ref=hl.or_missing(hl.len(f) > 3, f[3]), info_keys=keys)
+
+
+def text_stats(records: hl.Table) -> tuple[int, set[str]]:
+    """How many records the text holds, and every INFO key they use (one pass)."""
+    n, keys = records.aggregate((hl.agg.count(), hl.agg.explode(lambda k: hl.agg.collect_as_set(k), records.info_keys)))
+    return int(n), set(keys)
+
+
+def record_rules(mt: hl.MatrixTable, header: Header, max_alleles: int) -> list[tuple[str, hl.Expression, hl.Expression]]:
+    """(rule, violated?, reason) expressions over the rows of mt, first match wins."""
+    alleles = mt.alleles
+    rules: list[tuple[str, hl.Expression, hl.Expression]] = [
+        (
+            "invalid_allele",
+            hl.any(lambda a: ~a.matches(_VALID_ALLELE), alleles),
+            "allele(s) " + hl.str(alleles.filter(lambda a: ~a.matches(_VALID_ALLELE))) + " are not A/C/G/T/N, * or symbolic",
+        ),
+        (
+            "too_many_alleles",
+            hl.len(alleles) > max_alleles,
+            hl.str(hl.len(alleles)) + f" alleles at one site (more than jobs.ingest_vcf.max_alleles={max_alleles})",
+        ),
+        ("qual_not_finite", hl.is_defined(mt.qual) & (hl.is_nan(mt.qual) | hl.is_infinite(mt.qual)), "QUAL is " + hl.str(mt.qual)),
+        ("qual_negative", hl.is_defined(mt.qual) & (mt.qual < 0), "QUAL " + hl.str(mt.qual) + " is negative"),
+    ]
+    entry = mt.entry
+    if "AD" in entry and header.fmt.get("AD", ("R", ""))[0] == "R":
+        mt_ad = hl.agg.count_where(hl.is_defined(mt.AD) & (hl.len(mt.AD) != hl.len(mt.alleles)))
+        rules.append(("ad_length", mt_ad > 0, "AD has the wrong number of values for " + hl.str(hl.len(alleles)) + " alleles in " + hl.str(mt_ad) + " sample(s)"))
+    for name in ("DP", "GQ"):
+        if name in entry and entry[name].dtype == hl.tint32:
+            neg = hl.agg.count_where(entry[name] < 0)
+            rules.append((f"negative_{name.lower()}", neg > 0, f"{name} is negative in " + hl.str(neg) + " sample(s)"))
+    for name in entry:
+        t = entry[name].dtype
+        if t == hl.tfloat64 or t == hl.tfloat32:
+            nan = hl.agg.count_where(hl.is_nan(entry[name]))
+        elif t in (hl.tarray(hl.tfloat64), hl.tarray(hl.tfloat32)):
+            nan = hl.agg.count_where(hl.any(lambda x: hl.is_nan(x), hl.or_else(entry[name], hl.empty_array(t.element_type))))
+        else:
+            continue
+        rules.append((f"nan_{name.lower()}", nan > 0, f"FORMAT {name} is NaN in " + hl.str(nan) + " sample(s)"))
+    return rules
+
+
+def variant_rows(mt: hl.MatrixTable, rules: list[tuple[str, hl.Expression, hl.Expression]]) -> hl.Table:
+    """One row per record: site fields, INFO as JSON, calls as arrays, and the first rule broken."""
+    flags = {f"_r{i}": cond for i, (_, cond, _) in enumerate(rules)}
+    reasons = {f"_why{i}": why for i, (_, _, why) in enumerate(rules)}
+    mt = mt.annotate_rows(**flags, **reasons)
+    entry = mt.entry
+    fields: dict[str, Any] = {
+        "gt": hl.str(mt.GT) if "GT" in entry else hl.missing(hl.tstr),
+        "dp": mt.DP if "DP" in entry and entry["DP"].dtype == hl.tint32 else hl.missing(hl.tint32),
+        "gq": mt.GQ if "GQ" in entry and entry["GQ"].dtype == hl.tint32 else hl.missing(hl.tint32),
+        "ad": mt.AD if "AD" in entry and entry["AD"].dtype == hl.tarray(hl.tint32) else hl.missing(hl.tarray(hl.tint32)),
+    }
+    mt = mt.select_entries(**fields)
+    ht = mt.localize_entries("_e", "_cols").key_by()
+    rule = hl.missing(hl.tstr)
+    reason = hl.missing(hl.tstr)
+    for i in reversed(range(len(rules))):
+        cond = hl.coalesce(ht[f"_r{i}"], False)
+        rule = hl.if_else(cond, rules[i][0], rule)
+        reason = hl.if_else(cond, ht[f"_why{i}"], reason)
+    return ht.select(
+        contig=ht.locus.contig,
+        position=ht.locus.position,
+        ref=ht.alleles[0],
+        alts=ht.alleles[1:],
+        rsid=ht.rsid,
+        qual=ht.qual,
+        filters=hl.or_missing(hl.is_defined(ht.filters), hl.sorted(hl.array(ht.filters))),
+        info_json=hl.json(ht.info),
+        gt=ht._e.map(lambda e: e.gt),
+        dp=ht._e.map(lambda e: e.dp),
+        gq=ht._e.map(lambda e: e.gq),
+        ad=ht._e.map(lambda e: e.ad),
+        _invalid_rule=rule,
+        _invalid_reason=reason,
+    )
+
+
+def hail_error(path: Path, kind: str, exc: Exception) -> InputError | None:
+    """Hail's parse failure as an InputError naming the file, line and Hail's reason; None when
+    the exception is not a parse failure."""
+    text = str(exc)
+    where = re.search(r"offset (\d+): error while parsing line", text)
+    tail = text.split("error while parsing line", 1)[-1]
+    cause = re.search(r"VCFParseError: ([^\n]+)", tail) or re.search(r"Caused by: (?!is\.hail\.utils\.HailException)[\w.$]+: ([^\n]+)", tail)
+    if not where and "VCFParseError" not in text:
+        return None
+    line = ""
+    if where and kind == "text":
+        offset = int(where.group(1))
+        with path.open("rb") as f:
+            number = f.read(offset).count(b"\n") + 1
+        line = f" line {number}:"
+    elif where:
+        line = f" (compressed offset {where.group(1)}):"
+    reason = cause.group(1).strip() if cause else "unparseable record"
+    return InputError(
+        f"{path}:{line} Hail could not parse the record: {reason}. Check it with "
+        f"`bcftools view {path.name} > /dev/null`, fix or drop the record (or its header line), and rerun."
+    )

@@ -1,0 +1,136 @@
+"""Job ingest_vcf: VCF / VCF.bgz files through Hail into bronze.variants and bronze.vcf_samples.
+
+Each file is fingerprinted (SHA-256); a file already in bronze.vcf_samples is skipped, so
+ingesting the same file twice adds nothing. Each file is one Delta commit per table, carrying
+the run's transaction id, so a rerun of a killed run skips what it had committed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import glob
+import logging
+from pathlib import Path
+from typing import Any, Sequence
+
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.contracts import enforce, load_contract
+from omicslake.errors import InputError
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import job_main
+
+NAME = "ingest_vcf"
+DESCRIPTION = "Ingest VCF / VCF.bgz files through Hail into bronze.variants and bronze.vcf_samples."
+log = logging.getLogger(__name__)
+
+
+def input_files(cfg: Config) -> list[Path]:
+    from omicslake.jobs.generate import landing_dir
+
+    patterns = cfg.jobs.ingest_vcf.paths or (str(landing_dir(cfg) / "vcf" / "*.vcf.bgz"),)
+    files: list[Path] = []
+    for pattern in patterns:
+        matches = sorted(glob.glob(str(Path(pattern).expanduser())))
+        if not matches:
+            raise InputError(f"no VCF matches {pattern!r} (jobs.ingest_vcf.paths); check the path or run `omicslake generate`")
+        files += [Path(m).resolve() for m in matches]
+    return files
+
+
+def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
+    from hail.utils.java import FatalError
+    from py4j.protocol import Py4JJavaError
+
+    from omicslake.genomics import vcf
+
+    c = cfg.jobs.ingest_vcf
+    reference = c.reference_genome or cfg.hail.reference_genome
+    reference = None if reference.lower() == "none" else reference
+    parts = c.min_partitions or 2 * spark.sparkContext.defaultParallelism
+    done: set[str] = set()
+    if lake.exists("bronze.vcf_samples"):
+        done = {r[0] for r in lake.read("bronze.vcf_samples").select("file_sha256").distinct().collect()}
+    variants_contract = load_contract("bronze.variants")
+    samples_contract = load_contract("bronze.vcf_samples")
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    stats = {"files": 0, "skipped_files": 0, "variants": 0, "invalid_records": 0}
+    for path in input_files(cfg):
+        kind = vcf.sniff(path)
+        if kind == "gzip" and not c.allow_plain_gzip:
+            raise InputError(
+                f"{path}: plain gzip, not block-gzipped (BGZF), so it cannot be split and read in parallel. "
+                f"Recompress it: `zcat {path.name} | bgzip > {path.stem}.bgz` (from htslib/tabix), or set "
+                "jobs.ingest_vcf.allow_plain_gzip=true to read it on one core."
+            )
+        digest = vcf.sha256(path)
+        if digest in done:
+            log.info("%s: already ingested (sha256 %s...), skipped", path.name, digest[:12])
+            stats["skipped_files"] += 1
+            continue
+        header = vcf.check_header(path, kind)
+        try:
+            records = vcf.text_records(path, kind, parts)
+            n_text, keys = vcf.text_stats(records) if c.text_checks else (None, set())
+            undeclared = sorted(keys - set(header.info))
+            if undeclared:
+                    raise InputError(
+                        f"{path}: INFO key(s) {undeclared[:10]} are used by records but not declared in the header, "
+                        "and would be dropped silently. Declare them (`bcftools annotate --header-lines`) and rerun, "
+                        "or set jobs.ingest_vcf.text_checks=false to drop them knowingly."
+                    )
+            mt = vcf.import_vcf(path, kind, reference, dict(c.contig_recoding), parts)
+            rows = vcf.variant_rows(mt, vcf.record_rules(mt, header, c.max_alleles))
+            df = rows.to_spark(flatten=False)
+            df = df.select(
+                "*",
+                F.lit(str(path)).alias("source_file"),
+                F.lit(digest).alias("file_sha256"),
+                F.lit(lake.run_id).alias("_run_id"),
+                F.lit(now).cast("timestamp").alias("_ingested_at"),
+            ).transform(enforce(variants_contract))
+            written = lake.write(df, "bronze.variants", mode="append")
+        except InputError:
+            raise
+        except (FatalError, Py4JJavaError) as exc:  # Hail's JVM side on a record it cannot parse
+            err = vcf.hail_error(path, kind, exc)
+            if err is None:
+                raise
+            raise err from None
+        n_variants = written.rows
+        samples = spark.createDataFrame(
+            [(s, i, str(path), digest, reference, n_variants, lake.run_id, now) for i, s in enumerate(header.samples)],
+            samples_contract.struct(),
+        )
+        lake.write(samples, "bronze.vcf_samples", mode="append")
+        bad = (
+            lake.read("bronze.variants")
+            .where((F.col("file_sha256") == digest) & F.col("_invalid_rule").isNotNull())
+            .select(
+                "source_file", "contig", "position", "ref", "alts",
+                F.col("_invalid_rule").alias("rule"), F.col("_invalid_reason").alias("reason"), F.lit(lake.run_id).alias("run_id"),
+            )
+        )
+        if n_text is not None and n_text != n_variants:
+            # Hail skipped records (e.g. a REF that is not a base): name them, never drop silently.
+            kept = lake.read("bronze.variants").where(F.col("file_sha256") == digest).select("contig", "position", "ref")
+            text = records.key_by().select("contig", "position", "ref").to_spark()
+            skipped = text.join(kept, ["contig", "position", "ref"], "left_anti").select(
+                F.lit(str(path)).alias("source_file"), "contig", "position", "ref", F.lit(None).cast("array<string>").alias("alts"),
+                F.lit("unparsed_record").alias("rule"),
+                F.lit("Hail skipped this record while reading (invalid REF/ALT or malformed fields)").alias("reason"),
+                F.lit(lake.run_id).alias("run_id"),
+            )
+            bad = bad.unionByName(skipped)
+        q = lake.write(bad, "quarantine.vcf_variants", mode="append")
+        stats["files"] += 1
+        stats["variants"] += n_variants
+        stats["invalid_records"] += q.rows
+        log.info("%s: %d records (%d flagged invalid), %d samples", path.name, n_variants, q.rows, len(header.samples))
+    return stats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(NAME, argv)

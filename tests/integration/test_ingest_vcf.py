@@ -1,0 +1,128 @@
+"""ingest_vcf on real files: good ones land in bronze, bad ones are named or quarantined."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.errors import InputError
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import execute
+
+
+def ingest(spark: SparkSession, cfg: Config, *paths: Path, ref: str = "none", run_id: str | None = None, **extra: object):  # type: ignore[no-untyped-def]
+    changes = {"jobs.ingest_vcf.paths": [str(p) for p in paths], "jobs.ingest_vcf.reference_genome": ref}
+    changes.update({f"jobs.ingest_vcf.{k}": v for k, v in extra.items()})
+    return execute(spark, cfg.replace(**changes), "ingest_vcf", run_id=run_id)
+
+
+ERRORS = {
+    "1row_not_bgz.vcf.gz": r"plain gzip, not block-gzipped \(BGZF\).*bgzip",
+    "bad_flag_number.vcf": r"line 3: INFO field BAD_FLAG is Type=Flag with Number=\.",
+    "duplicate_ids.vcf": r"line 17: sample id\(s\) \['5', '10'\] appear more than once",
+    "malformed.vcf": r"line 54: Hail could not parse the record: invalid character 'r' in integer literal",
+    "misnumbered_info.vcf": r"line 3: FORMAT AD is declared Number=1",
+    "missing_contig_length.vcf": r"line 2: FORMAT AD is declared Number=1",
+    "test_withInfQual.vcf": r"line 9: Hail could not parse the record: .*\+Inf",
+    "undeclaredinfo.vcf": r"INFO key\(s\) \['undeclared', 'undeclaredFlag'\] are used by records but not declared",
+}
+QUARANTINED = {
+    "33alleles.vcf": ("too_many_alleles", 1, 1),
+    "invalid_base.vcf": ("unparsed_record", 1, 1),
+    "negative_format_fields.vcf": ("qual_negative", 10, 10),
+    "sample_bad_AD.vcf": ("ad_length", 1, 1),
+    "test_withNanGenotype.vcf": ("nan_gp", 3, 3),
+}
+
+
+def test_every_malformed_file_is_accounted_for(external: Path) -> None:
+    names = {p.name for p in (external / "vcf-malformed").iterdir()}
+    assert names == set(ERRORS) | set(QUARANTINED)
+
+
+@pytest.mark.parametrize("name", sorted(ERRORS))
+def test_malformed_file_gives_clear_error(spark: SparkSession, cfg: Config, external: Path, name: str) -> None:
+    path = external / "vcf-malformed" / name
+    with pytest.raises(InputError, match=ERRORS[name]) as err:
+        ingest(spark, cfg, path)
+    assert str(path) in str(err.value)
+    assert "at is.hail" not in str(err.value)  # no JVM stack trace
+    assert not Lake(spark, cfg).exists("bronze.variants")
+    run = Lake(spark, cfg).read("ops.runs").collect()[0]
+    assert run.status == "failed" and "InputError" in run.error
+
+
+@pytest.mark.parametrize("name", sorted(QUARANTINED))
+def test_malformed_records_are_quarantined(spark: SparkSession, cfg: Config, external: Path, name: str) -> None:
+    rule, n_quarantined, _ = QUARANTINED[name]
+    path = external / "vcf-malformed" / name
+    text_records = sum(1 for line in path.read_text().splitlines() if line and not line.startswith("#"))
+    result = ingest(spark, cfg, path)
+    lake = Lake(spark, cfg)
+    q = lake.read("quarantine.vcf_variants").collect()
+    assert {r.rule for r in q} == {rule}
+    assert len(q) == n_quarantined == result.metrics["invalid_records"]
+    assert all(r.reason and r.source_file == str(path) for r in q)
+    bronze = lake.read("bronze.variants")
+    valid = bronze.where(F.col("_invalid_rule").isNull()).count()
+    # Nothing lost: every record of the text is valid in bronze or listed in quarantine.
+    assert valid + len(q) == text_records
+
+
+def test_good_vcf_lands_with_arrays_in_sample_order(spark: SparkSession, cfg: Config, external: Path) -> None:
+    path = external / "vcf" / "sample.vcf"
+    result = ingest(spark, cfg, path, ref="GRCh37")
+    assert result.metrics["variants"] == 346 and result.metrics["invalid_records"] == 0
+    lake = Lake(spark, cfg)
+    samples = lake.read("bronze.vcf_samples").orderBy("sample_index").collect()
+    header = next(line for line in path.read_text().splitlines() if line.startswith("#CHROM")).split("\t")[9:]
+    assert [s.sample_id for s in samples] == header
+    rows = lake.read("bronze.variants")
+    assert rows.count() == 346
+    # Compare one record's calls with the text, sample by sample.
+    first = next(line for line in path.read_text().splitlines() if not line.startswith("#")).split("\t")
+    row = rows.where((F.col("contig") == first[0]) & (F.col("position") == int(first[1]))).first()
+    fmt = first[8].split(":")
+    text_gt = [c.split(":")[fmt.index("GT")] for c in first[9:]]
+    assert [g if g is not None else "./." for g in row.gt] == [t if t not in ("./.", ".") else "./." for t in text_gt]
+    text_dp = [c.split(":")[fmt.index("DP")] for c in first[9:]]
+    assert [str(d) if d is not None else "." for d in row.dp] == text_dp
+    assert (row.ref, row.alts) == (first[3], first[4].split(","))
+
+
+def test_same_file_twice_adds_nothing_and_bgz_equals_text(spark: SparkSession, cfg: Config, external: Path, tmp_path: Path) -> None:
+    ingest(spark, cfg, external / "vcf" / "sample.vcf", ref="GRCh37")
+    lake = Lake(spark, cfg)
+    v0 = lake.version("bronze.variants")
+    again = ingest(spark, cfg, external / "vcf" / "sample.vcf", ref="GRCh37")
+    assert again.metrics["skipped_files"] == 1 and again.metrics["files"] == 0
+    assert lake.version("bronze.variants") == v0
+    # The bgzipped copy of the same data is another file: same calls.
+    ingest(spark, cfg, external / "vcf" / "sample.vcf.bgz", ref="GRCh37")
+    rows = lake.read("bronze.variants")
+    by_file = rows.groupBy("contig", "position", "ref", "alts", "gt").agg(F.countDistinct("file_sha256").alias("n"))
+    assert by_file.where("n != 2").count() == 0 and by_file.count() == 346
+
+
+def test_plain_gzip_allowed_on_request(spark: SparkSession, cfg: Config, external: Path) -> None:
+    result = ingest(spark, cfg, external / "vcf-malformed" / "1row_not_bgz.vcf.gz", allow_plain_gzip=True)
+    assert result.metrics["variants"] == 1
+
+
+def test_generated_vcf_matches_bcftools_counts(spark: SparkSession, cfg: Config, tmp_path: Path) -> None:
+    from omicslake.jobs.cli import main
+
+    out = tmp_path / "gen"
+    assert main(["generate", "--out", str(out), "--patients", "200", "--samples", "50", "--variants", "300", "--set", f"lake.root={cfg.lake.root}"]) == 0
+    vcf = out / "vcf" / "cohort.vcf.bgz"
+    result = ingest(spark, cfg, vcf, ref="GRCh38")
+    if shutil.which("bcftools"):
+        n = len(subprocess.run(["bcftools", "view", "-H", str(vcf)], capture_output=True, text=True, check=True).stdout.splitlines())
+        assert result.metrics["variants"] == n == 300
+    assert Lake(spark, cfg).read("bronze.vcf_samples").count() == 50
