@@ -93,9 +93,22 @@ class IngestVcfConfig:
 
 
 @dataclass(frozen=True)
+class GenomicQcConfig:
+    source_files: tuple[str, ...] = ()  # default: the latest ingested file and its shards (same samples)
+    sample_min_call_rate: float = 0.95
+    sample_min_dp_mean: float = 0.0
+    sample_max_het_hom_ratio: float = 10.0
+    variant_min_call_rate: float = 0.95
+    variant_min_maf: float = 0.0
+    variant_min_hwe_p: float = 1e-10  # loose: a multi-ancestry cohort deviates from HWE (Wahlund)
+    reference_genome: str | None = None  # default: hail.reference_genome; "none" for no reference
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     ingest_vcf: IngestVcfConfig = field(default_factory=IngestVcfConfig)
+    genomic_qc: GenomicQcConfig = field(default_factory=GenomicQcConfig)
 
 
 @dataclass(frozen=True)

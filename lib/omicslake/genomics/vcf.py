@@ -135,7 +135,7 @@ def text_records(path: Path, kind: str, min_partitions: int) -> hl.Table:
     ht = hl.import_lines(str(path), min_partitions=min_partitions, force_bgz=kind == "bgzf", force=kind == "gzip")
     ht = ht.filter(~ht.text.startswith("#"))
     f = ht.text.split("\t")
-    keys = hl.if_else((hl.len(f) > 7) & (f[7] != "."), f[7].split(";").map(lambda kv: kv.split("=")[0]), hl.empty_array(hl.tstr))
+    keys = hl.if_else((hl.len(f) > 7) & (f[7] != "."), f[7].split(";").map(lambda kv: kv.split("=")[0]).filter(lambda k: k != ""), hl.empty_array(hl.tstr))
     return ht.select(contig=f[0], position=hl.parse_int32(f[1]), ref=hl.or_missing(hl.len(f) > 3, f[3]), info_keys=keys)
 
 
