@@ -105,10 +105,21 @@ class GenomicQcConfig:
 
 
 @dataclass(frozen=True)
+class GeneticFeaturesConfig:
+    n_pcs: int = 10
+    ld_r2: float = 0.2
+    ld_window_bp: int = 500_000
+    min_maf_for_pca: float = 0.05
+    prs_weights: str | None = None  # TSV: contig, position, effect_allele, other_allele, weight; default landing/prs/*.tsv
+    prs_name: str = "t2d"
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     ingest_vcf: IngestVcfConfig = field(default_factory=IngestVcfConfig)
     genomic_qc: GenomicQcConfig = field(default_factory=GenomicQcConfig)
+    genetic_features: GeneticFeaturesConfig = field(default_factory=GeneticFeaturesConfig)
 
 
 @dataclass(frozen=True)

@@ -12,15 +12,7 @@ from pyspark.sql import SparkSession
 from omicslake.config import Config
 from omicslake.errors import OmicslakeError
 from omicslake.jobs import DAG, available_jobs
-from omicslake.jobs.base import (
-    RunResult,
-    config_from_args,
-    execute,
-    new_run_id,
-    owned_session,
-    print_summary,
-    setup_logging,
-)
+from omicslake.jobs.base import RunResult, execute, new_run_id, print_summary, with_session
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +47,7 @@ def run_pipeline(spark: SparkSession, cfg: Config, jobs: list[str], run_id: str 
 
 
 def run_pipeline_from_args(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
     try:
-        cfg = config_from_args(args)
         jobs = plan(args.only, args.start)
     except OmicslakeError as exc:
         print(f"omicslake: {exc}", file=sys.stderr)
@@ -66,17 +56,10 @@ def run_pipeline_from_args(args: argparse.Namespace) -> int:
         for n, job in enumerate(jobs, 1):
             print(f"{n}. {job}  (after: {', '.join(DAG[job]) or '-'})")
         return 0
-    from omicslake.session import stop_session
 
-    spark, owned = owned_session(cfg)
-    try:
-        results = run_pipeline(spark, cfg, jobs, args.run_id)
-        print_summary(results)
+    def action(spark: SparkSession, cfg: Config) -> int:
+        print_summary(run_pipeline(spark, cfg, jobs, args.run_id))
         print(f"lake: {cfg.lake_root}")
         return 0
-    except OmicslakeError as exc:
-        print(f"omicslake pipeline: {exc}", file=sys.stderr)
-        return 1
-    finally:
-        if owned:
-            stop_session(spark)
+
+    return with_session(args, "pipeline", action)

@@ -20,7 +20,6 @@ import numpy as np
 import pytest
 from pyspark.sql import SparkSession
 
-from omicslake.config import Config
 from omicslake.jobs.cli import main
 
 SYNTHEA_HEADERS = {

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -113,16 +111,3 @@ def test_same_file_twice_adds_nothing_and_bgz_equals_text(spark: SparkSession, c
 def test_plain_gzip_allowed_on_request(spark: SparkSession, cfg: Config, external: Path) -> None:
     result = ingest(spark, cfg, external / "vcf-malformed" / "1row_not_bgz.vcf.gz", allow_plain_gzip=True)
     assert result.metrics["variants"] == 1
-
-
-def test_generated_vcf_matches_bcftools_counts(spark: SparkSession, cfg: Config, tmp_path: Path) -> None:
-    from omicslake.jobs.cli import main
-
-    out = tmp_path / "gen"
-    assert main(["generate", "--out", str(out), "--patients", "200", "--samples", "50", "--variants", "300", "--set", f"lake.root={cfg.lake.root}"]) == 0
-    vcf = out / "vcf" / "cohort.vcf.bgz"
-    result = ingest(spark, cfg, vcf, ref="GRCh38")
-    if shutil.which("bcftools"):
-        n = len(subprocess.run(["bcftools", "view", "-H", str(vcf)], capture_output=True, text=True, check=True).stdout.splitlines())
-        assert result.metrics["variants"] == n == 300
-    assert Lake(spark, cfg).read("bronze.vcf_samples").count() == 50

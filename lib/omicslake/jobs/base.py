@@ -174,7 +174,11 @@ def job_main(job: str, argv: Sequence[str] | None = None) -> int:
     return run_from_args(job, args)
 
 
-def run_from_args(job: str, args: argparse.Namespace) -> int:
+def with_session(
+    args: argparse.Namespace, what: str, action: Callable[[SparkSession, Config], int], job: str | None = None
+) -> int:
+    """The frame of every lake command: logging, config (exit 2 on a ConfigError), the session
+    (stopped only if this call made it), and our own errors as one line on stderr (exit 1)."""
     setup_logging(args.log_level)
     try:
         cfg = config_from_args(args, job)
@@ -185,15 +189,21 @@ def run_from_args(job: str, args: argparse.Namespace) -> int:
 
     spark, owned = owned_session(cfg)
     try:
-        result = execute(spark, cfg, job, args.run_id)
-        print_summary([result])
-        return 0
+        return action(spark, cfg)
     except OmicslakeError as exc:
-        print(f"omicslake {job}: {exc}", file=sys.stderr)
+        print(f"omicslake {what}: {exc}", file=sys.stderr)
         return 1
     finally:
         if owned:
             stop_session(spark)
+
+
+def run_from_args(job: str, args: argparse.Namespace) -> int:
+    def action(spark: SparkSession, cfg: Config) -> int:
+        print_summary([execute(spark, cfg, job, args.run_id)])
+        return 0
+
+    return with_session(args, job, action, job)
 
 
 def print_summary(results: Sequence[RunResult]) -> None:

@@ -6,15 +6,11 @@ import argparse
 import sys
 from typing import Sequence
 
-from omicslake.errors import OmicslakeError
+from pyspark.sql import SparkSession
+
+from omicslake.config import Config
 from omicslake.jobs import DAG, available_jobs
-from omicslake.jobs.base import (
-    common_args,
-    config_from_args,
-    owned_session,
-    run_from_args,
-    setup_logging,
-)
+from omicslake.jobs.base import common_args, run_from_args, with_session
 
 _EPILOG = """examples:
   omicslake pipeline                          whole demo pipeline, local mode, ./lakehouse
@@ -98,17 +94,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _tables(args: argparse.Namespace) -> int:
-    setup_logging(args.log_level)
-    try:
-        cfg = config_from_args(args)
-    except OmicslakeError as exc:
-        print(f"omicslake: {exc}", file=sys.stderr)
-        return 2
     from omicslake.io.delta import Lake
-    from omicslake.session import stop_session
 
-    spark, owned = owned_session(cfg)
-    try:
+    def action(spark: SparkSession, cfg: Config) -> int:
         rows = Lake(spark, cfg).tables()
         print(f"{'table':<36}{'version':>8}{'rows':>14}")
         for name, version, count in rows:
@@ -116,9 +104,8 @@ def _tables(args: argparse.Namespace) -> int:
         if not rows:
             print(f"(no tables under {cfg.lake_root})")
         return 0
-    finally:
-        if owned:
-            stop_session(spark)
+
+    return with_session(args, "tables", action)
 
 
 if __name__ == "__main__":

@@ -59,7 +59,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     v_out = lake.write(variant_df, "silver.variant_qc", mode="overwrite")
     v_df = lake.read("silver.variant_qc")
     lake.write(v_df.where(~F.col("passed")), "quarantine.variant_qc", mode="append")
-    passing = [r.sample_id for r in s_df.where("passed").select("sample_id").collect()]  # sample ids only
+    # The column order of the QC'd matrix is the order of the dosage arrays (sample ids only).
+    passing = result.genotypes.s.collect()
     gsamples = spark.createDataFrame([(s, i) for i, s in enumerate(passing)], "sample_id string, genotype_index int")
     lake.write(gsamples, "silver.genotype_samples", mode="overwrite")
     g_out = lake.write(qc.genotype_rows(result.genotypes).to_spark(flatten=False), "silver.genotypes", mode="overwrite")

@@ -80,6 +80,18 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
             "missing_call_rate": genomes.MISSING_RATE,
         }
         # Rounded: a float sum may differ in its last bit with the order Hail combines partitions.
+        weights = out / "prs" / "t2d_weights.tsv"
+        weights.parent.mkdir(parents=True, exist_ok=True)
+        # Published-weights style: some effect alleles given as the REF (weights flipped), so
+        # that a PRS must align alleles.
+        lines = ["contig\tposition\teffect_allele\tother_allele\tweight"]
+        for i, c in enumerate(truth.causal):
+            if i % 2:
+                lines.append(f"{c['contig']}\t{c['position']}\t{c['ref']}\t{c['alt']}\t{-c['beta_log_odds']}")
+            else:
+                lines.append(f"{c['contig']}\t{c['position']}\t{c['alt']}\t{c['ref']}\t{c['beta_log_odds']}")
+        weights.write_text("\n".join(lines) + "\n")
+        genome["prs_weights"] = str(weights.relative_to(out))
         base = base.join(F.broadcast(scores.select("idx", F.round("genetic_score", 9).alias("genetic_score"))), "idx", "left")
         genetic = F.coalesce(F.col("genetic_score"), F.lit(0.0))
         link_lines = link.join(F.broadcast(base.select("idx", "patient_id")), "idx").orderBy("sample_idx").select(

@@ -102,8 +102,10 @@ def simulate(link: DataFrame, n_variants: int, seed: int, partitions: int, refer
     )
     mt = mt.annotate_rows(
         alleles=hl.if_else(mt.multi, [bases[mt.ref_i], bases[mt.alt_i], bases[mt.alt2_i]], [bases[mt.ref_i], bases[mt.alt_i]]),
-        pop_af=hl.range(3).map(
-            lambda _: hl.max(0.002, hl.min(0.998, hl.rand_beta(mt.aa_af * (1 - FST) / FST, (1 - mt.aa_af) * (1 - FST) / FST, seed=sd())))
+        # One draw per population, each with its own seed (a seeded call inside a map would
+        # give every element the same draw).
+        pop_af=hl.array(
+            [hl.max(0.002, hl.min(0.998, hl.rand_beta(mt.aa_af * (1 - FST) / FST, (1 - mt.aa_af) * (1 - FST) / FST, seed=sd()))) for _ in range(3)]
         ),
         rsid="rs" + hl.str(mt.row_idx + 100_001),
     )

@@ -1,0 +1,6 @@
+"""spark-submit entry: omicslake job genetic_features."""
+import sys
+
+from omicslake.jobs.genetic_features import main
+
+sys.exit(main())
