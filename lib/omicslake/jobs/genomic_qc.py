@@ -9,6 +9,7 @@ quarantine.variant_qc with the rule they failed.
 from __future__ import annotations
 
 import logging
+import shutil
 from typing import Any, Sequence
 
 from pyspark.sql import SparkSession
@@ -49,7 +50,10 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     shas = [r.file_sha256 for r in order]
     variants = lake.read("bronze.variants").where(F.col("file_sha256").isin(shas) & F.col("_invalid_rule").isNull())
 
-    mt = qc.split(qc.matrix_from_bronze(variants, samples, reference))
+    # Checkpointed once: sample QC, variant QC and the genotype table all read this matrix, and
+    # rebuilding it from Delta rows three times cost more than writing it once.
+    tmp = cfg.lake_root / "_tmp" / f"genomic_qc-{lake.run_id}.mt"
+    mt = qc.split(qc.matrix_from_bronze(variants, samples, reference)).checkpoint(str(tmp), overwrite=True)
     result = qc.run_qc(mt, t)
     sample_df = qc.sample_rows(result.samples).to_spark(flatten=False).withColumn("run_id", F.lit(lake.run_id))
     s_out = lake.write(sample_df, "silver.sample_qc", mode="overwrite")
@@ -65,6 +69,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     lake.write(gsamples, "silver.genotype_samples", mode="overwrite")
     g_out = lake.write(qc.genotype_rows(result.genotypes).to_spark(flatten=False), "silver.genotypes", mode="overwrite")
     n_pass_s = len(passing)
+    shutil.rmtree(tmp, ignore_errors=True)
     return {
         "samples": s_out.rows,
         "samples_passed": n_pass_s,
