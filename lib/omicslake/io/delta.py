@@ -158,10 +158,9 @@ class Lake:
                 writer.saveAsTable(fq)
             else:
                 writer.save(str(self.path(name)))
-        after = self.version(name)
-        assert after is not None
+        after, metrics = self._last_commit(name)
         skipped = after == before
-        rows = 0 if skipped else self._rows_written(name)
+        rows = 0 if skipped else _rows_from(metrics)
         result = WriteResult(name, after, rows, mode, skipped)
         if skipped:
             log.info("%s: run %s already committed this write; nothing written", name, self.run_id)
@@ -191,13 +190,11 @@ class Lake:
             if merge_schema:
                 conf.unset("spark.databricks.delta.schema.autoMerge.enabled")
 
-    def _rows_written(self, name: str) -> int:
-        """Rows the last commit wrote, from Delta's operation metrics (no re-count of data)."""
-        row = self._delta_table(name).history(1).select("operationMetrics").first()
-        metrics = dict(row[0] or {}) if row else {}
-        if "numOutputRows" in metrics:
-            return int(metrics["numOutputRows"])
-        return int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))
+    def _last_commit(self, name: str) -> tuple[int, dict[str, str]]:
+        """Version and operation metrics of the latest commit, in one read of the log."""
+        row = self._delta_table(name).history(1).select("version", "operationMetrics").first()
+        assert row is not None
+        return int(row[0]), dict(row[1] or {})
 
     # ---------------------------------------------------------------------------- listing
     def tables(self) -> list[tuple[str, int, int]]:
@@ -221,3 +218,10 @@ class Lake:
                 df = reader.table(fq) if fq else reader.load(str(self.path(full)))
                 out.append((full, version if version is not None else -1, df.count()))
         return out
+
+
+def _rows_from(metrics: dict[str, str]) -> int:
+    """Rows a commit wrote, from Delta's operation metrics (no re-count of data)."""
+    if "numOutputRows" in metrics:
+        return int(metrics["numOutputRows"])
+    return int(metrics.get("numTargetRowsInserted", 0)) + int(metrics.get("numTargetRowsUpdated", 0))

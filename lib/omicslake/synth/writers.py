@@ -10,7 +10,6 @@ files contain.
 from __future__ import annotations
 
 import shutil
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
@@ -73,12 +72,6 @@ def csv_field(col: Column) -> Column:
 
 def csv_line(cols: Sequence[Column]) -> Column:
     return F.concat_ws(",", *[csv_field(c) for c in cols])
-
-
-@dataclass(frozen=True)
-class Written:
-    files: list[str]
-    rows: int  # data lines (without headers)
 
 
 def write_csv(lines: DataFrame, header: Sequence[str], target: Path, tmp: Path) -> list[str]:
