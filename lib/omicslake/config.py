@@ -13,9 +13,10 @@ import hashlib
 import json
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Mapping, Union, get_args, get_origin
+from typing import Any, Literal, Union, get_args, get_origin
 
 import yaml
 
@@ -115,11 +116,29 @@ class GeneticFeaturesConfig:
 
 
 @dataclass(frozen=True)
+class GwasConfig:
+    name: str = "t2d"  # results go to gold.gwas_<name>
+    vcf: str | None = None  # genotypes: a VCF, or
+    bfile: str | None = None  # a PLINK bed/bim/fam prefix, or (neither) silver.genotypes
+    pheno: str | None = None  # .fam / .pheno / TSV / CSV with a sample id column
+    pheno_col: str = "PHENO1"
+    covar: str | None = None  # a file like pheno, or a lake table with sample_id (e.g. gold.genetic_pcs)
+    covar_cols: tuple[str, ...] = ()
+    id_col: str | None = None  # default: IID if present, else the first column
+    model: Literal["logistic", "linear"] = "logistic"
+    missing: Literal["drop", "mean"] = "drop"  # drop: plink2's way; mean: Hail's mean imputation
+    firth: Literal["no", "fallback", "always"] = "fallback"
+    reference_genome: str | None = None  # default: hail.reference_genome; "none" for none
+    plots_dir: str | None = None  # default: <lake.root>/reports/gwas_<name>
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     ingest_vcf: IngestVcfConfig = field(default_factory=IngestVcfConfig)
     genomic_qc: GenomicQcConfig = field(default_factory=GenomicQcConfig)
     genetic_features: GeneticFeaturesConfig = field(default_factory=GeneticFeaturesConfig)
+    gwas: GwasConfig = field(default_factory=GwasConfig)
 
 
 @dataclass(frozen=True)
@@ -141,7 +160,7 @@ class Config:
         blob = json.dumps(dataclasses.asdict(self), sort_keys=True, default=str)
         return hashlib.sha256(blob.encode()).hexdigest()[:16]
 
-    def replace(self, **changes: Any) -> "Config":
+    def replace(self, **changes: Any) -> Config:
         """Copy with dotted-path changes, e.g. ``cfg.replace(**{"lake.root": "/tmp/x"})``."""
         raw = dataclasses.asdict(self)
         for dotted, value in changes.items():

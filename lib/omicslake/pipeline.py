@@ -11,7 +11,7 @@ from pyspark.sql import SparkSession
 
 from omicslake.config import Config
 from omicslake.errors import OmicslakeError
-from omicslake.jobs import DAG, available_jobs
+from omicslake.jobs import DAG, runnable_jobs
 from omicslake.jobs.base import RunResult, execute, new_run_id, print_summary, with_session
 
 log = logging.getLogger(__name__)
@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 
 def plan(only: str | None = None, start: str | None = None) -> list[str]:
     """The jobs to run, in DAG order."""
-    jobs = available_jobs()
+    jobs = runnable_jobs()
     if only:
         wanted = [j.strip() for j in only.split(",") if j.strip()]
         unknown = [j for j in wanted if j not in DAG]

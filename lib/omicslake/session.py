@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 import warnings
 from pathlib import Path
 
@@ -57,6 +58,8 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         # Local mode talks to itself only: bind to loopback.
         conf["spark.driver.host"] = "127.0.0.1"
         conf["spark.driver.bindAddress"] = "127.0.0.1"
+        # Python workers (pandas UDFs) run the driver's interpreter, not whatever python3 is on PATH.
+        conf["spark.pyspark.python"] = sys.executable
     if cfg.hail.enabled:
         jar = hail_jar()
         if jar is not None:
@@ -87,7 +90,11 @@ def build_session(cfg: Config) -> SparkSession:
             builder = builder.master(cfg.spark.master)
         elif cfg.spark.mode == "cluster" and cfg.spark.master and "SPARK_SUBMIT" not in os.environ:
             builder = builder.master(cfg.spark.master)
-        for key, value in spark_conf(cfg).items():
+        conf = spark_conf(cfg)
+        if "spark.pyspark.python" in conf:
+            # PySpark's SparkContext reads the workers' interpreter from the environment.
+            os.environ.setdefault("PYSPARK_PYTHON", conf["spark.pyspark.python"])
+        for key, value in conf.items():
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("WARN")

@@ -27,3 +27,13 @@ DAG: dict[str, tuple[str, ...]] = {
 def available_jobs() -> list[str]:
     """The DAG's jobs that are implemented, in dependency order."""
     return [j for j in DAG if importlib.util.find_spec(f"omicslake.jobs.{j}") is not None]
+
+
+def runnable_jobs() -> list[str]:
+    """Implemented jobs whose upstream jobs are all implemented too (what the pipeline runs)."""
+    ok: list[str] = []
+    have = set(available_jobs())
+    for j in DAG:
+        if j in have and all(d in ok for d in DAG[j]):
+            ok.append(j)
+    return ok

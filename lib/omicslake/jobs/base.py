@@ -15,9 +15,10 @@ import logging
 import sys
 import time
 import uuid
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from types import ModuleType
-from typing import Any, Callable, Sequence
+from typing import Any
 
 from pyspark.sql import SparkSession
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import Sequence
+from collections.abc import Sequence
 
 from pyspark.sql import SparkSession
 
@@ -16,6 +16,8 @@ _EPILOG = """examples:
   omicslake pipeline                          whole demo pipeline, local mode, ./lakehouse
   omicslake run generate --set jobs.generate.patients=10000
   omicslake generate --out /data/raw --patients 100000 --samples 2000 --variants 20000 --seed 7
+  omicslake gwas --vcf cohort.vcf.bgz --pheno cohort.fam --pheno-col PHENO1 \\
+      --covar pcs.tsv --covar-cols PC1,PC2 --model logistic --name t2d
   omicslake tables --set lake.root=/data/lake
 """
 
@@ -60,6 +62,35 @@ def build_parser() -> argparse.ArgumentParser:
     p_gen.add_argument("--messy", action="store_true", help="turn on the messy-data knobs (duplicates, malformed lines, mixed units, a second batch with corrections and schema drift)")
     common_args(p_gen)
 
+    p_gwas = sub.add_parser(
+        "gwas",
+        help="association test per variant (like plink2 --glm) -> gold.gwas_<name>, Manhattan/QQ plots",
+        description="Linear or logistic regression of a phenotype on each variant's alt-allele dosage, "
+        "with covariates. Genotypes from --vcf, --bfile or (neither) silver.genotypes. Missing calls: "
+        "'drop' (default) leaves the sample out of that variant's fit, as plink2 does; 'mean' "
+        "mean-imputes them and runs Hail's own regression methods.",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="PLINK files: .fam (PHENO1 = column 6, 1 = control, 2 = case, -9/0 = missing), "
+        ".pheno/.cov with a #FID IID or #IID header. TSV/CSV: a header and a sample id column "
+        "(IID, --id-col, or the first column). Samples without a phenotype or covariate are "
+        "counted in the run's metrics, never imputed.",
+    )
+    src = p_gwas.add_mutually_exclusive_group()
+    src.add_argument("--vcf", help="VCF / VCF.bgz (default genotypes: silver.genotypes)")
+    src.add_argument("--bfile", help="PLINK bed/bim/fam prefix")
+    p_gwas.add_argument("--pheno", help="phenotype file (.fam, .pheno, TSV, CSV)")
+    p_gwas.add_argument("--pheno-col", help="phenotype column (default PHENO1, the .fam's 6th column)")
+    p_gwas.add_argument("--covar", help="covariate file, or a lake table with sample_id such as gold.genetic_pcs")
+    p_gwas.add_argument("--covar-cols", help="comma-separated covariate columns, e.g. age,sex,PC1,PC2")
+    p_gwas.add_argument("--id-col", help="sample id column of the TSV/CSV files (default: IID, else the first)")
+    p_gwas.add_argument("--model", choices=["logistic", "linear"])
+    p_gwas.add_argument("--missing", choices=["drop", "mean"], help="missing calls: drop (plink2, default) or mean (Hail)")
+    p_gwas.add_argument("--firth", choices=["no", "fallback", "always"], help="Firth regression (default: fallback, as plink2)")
+    p_gwas.add_argument("--reference", help="reference genome of the input (GRCh37, GRCh38, none)")
+    p_gwas.add_argument("--name", help="results table gold.gwas_<name> (default t2d)")
+    p_gwas.add_argument("--plots-dir", help="where the PNGs go (default <lake.root>/reports/gwas_<name>)")
+    common_args(p_gwas)
+
     sub.add_parser("fetch-jars", help="download Delta Lake's jars into the local cache (for offline use)")
     return parser
 
@@ -76,6 +107,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.messy:
             args.overrides.append("jobs.generate.messy=true")
         return run_from_args("generate", args)
+    if args.command == "gwas":
+        import json
+
+        for key, dest in (("vcf", "vcf"), ("bfile", "bfile"), ("pheno", "pheno"), ("pheno_col", "pheno_col"), ("covar", "covar"),
+                          ("id_col", "id_col"), ("model", "model"), ("missing", "missing"), ("firth", "firth"),
+                          ("reference", "reference_genome"), ("name", "name"), ("plots_dir", "plots_dir")):
+            value = getattr(args, key)
+            if value is not None:
+                args.overrides.append(f"jobs.gwas.{dest}={json.dumps(value)}")
+        if args.covar_cols is not None:
+            cols = [c.strip() for c in args.covar_cols.split(",") if c.strip()]
+            args.overrides.append(f"jobs.gwas.covar_cols={json.dumps(cols)}")
+        return run_from_args("gwas", args)
     if args.command == "fetch-jars":
         from omicslake.config import load_config
         from omicslake.jars import delta_jars

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import logging
 import shutil
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F

@@ -10,8 +10,9 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import logging
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F

@@ -1,0 +1,6 @@
+"""spark-submit entry: omicslake job gwas."""
+import sys
+
+from omicslake.jobs.gwas import main
+
+sys.exit(main())

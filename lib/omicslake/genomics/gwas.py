@@ -1,0 +1,407 @@
+"""Genome-wide association: one regression per variant, with covariates.
+
+Two ways to treat a missing call, because the two reference tools differ:
+
+* ``drop`` (the default): the sample is left out of that variant's regression, as plink2
+  ``--glm`` does. Fitted per variant in NumPy inside ``mapInPandas`` on the executors (the
+  sample set changes from variant to variant, which Hail's regression methods do not allow).
+* ``mean``: the call is replaced by the variant's mean dosage and every sample is used, as
+  Hail's ``linear_regression_rows`` / ``logistic_regression_rows`` do; this mode runs those
+  Hail methods themselves.
+
+Logistic regression is a Newton-Raphson Wald test. Firth's penalised likelihood is
+``firth="always"``, or ``"fallback"`` (plink2's default) when the plain fit does not converge
+or separates. On variants without missing calls the two modes give the same numbers.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import DataFrame
+from scipy import stats
+
+from omicslake.errors import InputError
+
+RESULT_SCHEMA = (
+    "contig string, position int, ref string, alt string, rsid string, tested_allele string, n int, "
+    "af double, beta double, se double, statistic double, p double, neg_log10_p double, firth boolean, status string"
+)
+MISSING_TOKENS = {"", "NA", "na", "NaN", "nan", ".", "NULL", "null"}
+PLINK_SUFFIXES = {".fam", ".pheno", ".phe", ".cov", ".covar", ".eigenvec"}
+MAX_ITER = 30
+TOL = 1e-8
+
+
+# ------------------------------------------------------------------------------------- inputs
+
+
+@dataclass(frozen=True)
+class SampleTable:
+    """A phenotype or covariate file as strings, indexed by sample id, with where it came from."""
+
+    path: Path
+    frame: pd.DataFrame
+    plink: bool  # PLINK formats: -9 means missing
+
+    def numeric(self, column: str) -> pd.Series:
+        if column not in self.frame.columns:
+            raise InputError(f"{self.path}: no column {column!r}; columns are {list(self.frame.columns)}")
+        raw = self.frame[column].str.strip()
+        missing = raw.isin(MISSING_TOKENS) | (self.plink & (raw == "-9"))
+        values = pd.to_numeric(raw.where(~missing), errors="coerce")
+        bad = values.isna() & ~missing
+        if bad.any():
+            line = int(np.flatnonzero(bad.to_numpy())[0]) + self.first_line
+            raise InputError(
+                f"{self.path}, line {line}: column {column!r} is not a number there ({int(bad.sum())} such rows); "
+                f"use a number, or NA for missing (encode categories as 0/1 columns)"
+            )
+        return values.astype(float)
+
+    @property
+    def first_line(self) -> int:
+        return 1 if self.path.suffix.lower() == ".fam" else 2
+
+
+def read_sample_table(path: str | Path, id_col: str | None = None) -> SampleTable:
+    """A PLINK .fam (FID IID PAT MAT SEX PHENO1), a PLINK .pheno/.cov with a header
+    (``#FID IID ...`` or ``#IID ...``) or a TSV/CSV with a header; the sample id is IID when
+    there is one, else ``id_col``, else the first column."""
+    path = Path(path)
+    if not path.exists():
+        raise InputError(f"{path} does not exist")
+    if path.suffix.lower() == ".fam":
+        frame = pd.read_csv(path, sep=r"\s+", header=None, dtype=str, keep_default_na=False)
+        if frame.shape[1] != 6:
+            raise InputError(f"{path}: a .fam file has 6 columns (FID IID PAT MAT SEX PHENO), this one has {frame.shape[1]}")
+        frame.columns = ["FID", "IID", "PAT", "MAT", "SEX", "PHENO1"]
+    else:
+        with path.open() as f:
+            first = f.readline()
+        sep = "\t" if "\t" in first else "," if "," in first else r"\s+"
+        frame = pd.read_csv(path, sep=sep, dtype=str, keep_default_na=False)
+        frame.columns = [str(c).lstrip("#").strip() for c in frame.columns]
+    key = id_col or ("IID" if "IID" in frame.columns else str(frame.columns[0]))
+    if key not in frame.columns:
+        raise InputError(f"{path}: no sample id column {key!r}; columns are {list(frame.columns)} (choose one with --id-col)")
+    dup = frame[key].duplicated()
+    if dup.any():
+        raise InputError(f"{path}: sample ids repeat in column {key!r} ({int(dup.sum())} repeats, first on line {int(np.flatnonzero(dup.to_numpy())[0]) + 2}); keep one row per sample")
+    return SampleTable(path, frame.set_index(key), path.suffix.lower() in PLINK_SUFFIXES)
+
+
+@dataclass(frozen=True)
+class Design:
+    """The regression's samples (positions in the genotype arrays), response and covariates."""
+
+    index: np.ndarray
+    samples: list[str]
+    y: np.ndarray
+    covariates: np.ndarray  # n x (1 + k), intercept first
+    covariate_names: list[str]
+    binary: bool
+    report: dict[str, int | list[str]] = field(default_factory=dict)
+
+
+def binary_response(values: pd.Series, where: str) -> pd.Series:
+    """0/1 as given; PLINK's 1 = control, 2 = case (0 then means missing)."""
+    seen = set(values.dropna().unique())
+    if seen <= {0.0, 1.0}:
+        return values
+    if seen <= {0.0, 1.0, 2.0}:
+        return values.where(values != 0) - 1
+    raise InputError(f"{where}: a logistic model needs a case/control column coded 0/1 or PLINK's 1/2; found values {sorted(seen)[:6]}")
+
+
+def build_design(
+    genotype_samples: list[str],
+    pheno: SampleTable,
+    pheno_col: str,
+    binary: bool,
+    covar: SampleTable | None = None,
+    covar_cols: list[str] | tuple[str, ...] = (),
+) -> Design:
+    """Samples with a genotype, a phenotype and every covariate, in genotype order; the
+    others are counted in ``report``, never guessed."""
+    y = pheno.numeric(pheno_col)
+    if binary:
+        y = binary_response(y, f"{pheno.path} column {pheno_col!r}")
+    columns = {pheno_col: y}
+    names = list(covar_cols)
+    for c in names:
+        columns[c] = (covar or pheno).numeric(c)
+    geno = pd.Index(genotype_samples)
+    in_pheno = geno.isin(y.index)
+    in_covar = geno.isin(covar.frame.index) if covar is not None and names else np.ones(len(geno), bool)
+    frame = pd.DataFrame({k: v.reindex(geno) for k, v in columns.items()})
+    complete = frame.notna().all(axis=1).to_numpy()
+    keep = np.flatnonzero(complete)
+    not_in_pheno = geno[~in_pheno].tolist()
+    report: dict[str, int | list[str]] = {
+        "genotyped": len(geno),
+        "used": len(keep),
+        "no_phenotype_row": len(not_in_pheno),
+        "no_covariate_row": int((~in_covar).sum()),
+        "missing_value": int((in_pheno & in_covar & ~complete).sum()),
+        "phenotyped_not_genotyped": int((~y.index.isin(geno)).sum()),
+        "examples_no_phenotype_row": not_in_pheno[:5],
+    }
+    if len(keep) < len(names) + 3:
+        raise InputError(
+            f"only {len(keep)} of {len(geno)} genotyped samples have {pheno_col!r} and every covariate in "
+            f"{pheno.path}{' / ' + str(covar.path) if covar else ''}; check that the sample ids match the VCF's"
+        )
+    c = frame.iloc[keep]
+    if binary and c[pheno_col].nunique() < 2:
+        raise InputError(f"{pheno.path}: {pheno_col!r} has one class only among the {len(keep)} usable samples")
+    x = np.column_stack([np.ones(len(keep))] + [c[n].to_numpy(float) for n in names])
+    return Design(keep, [genotype_samples[i] for i in keep], c[pheno_col].to_numpy(float), x, names, binary, report)
+
+
+# ------------------------------------------------------------------------------------- fitting
+
+
+@dataclass(frozen=True)
+class Fit:
+    beta: float
+    se: float
+    statistic: float
+    p: float
+    neg_log10_p: float
+    firth: bool
+    status: str
+
+
+def _nan_fit(status: str, firth: bool = False) -> Fit:
+    nan = float("nan")
+    return Fit(nan, nan, nan, nan, nan, firth, status)
+
+
+def _normal_test(beta: float, se: float, firth: bool) -> Fit:
+    z = beta / se
+    logp = math.log(2.0) + float(stats.norm.logsf(abs(z)))
+    return Fit(beta, se, z, math.exp(logp), -logp / math.log(10), firth, "ok")
+
+
+def fit_linear(x: np.ndarray, y: np.ndarray) -> Fit:
+    """OLS; the tested variable is the last column. t test on n - p degrees of freedom."""
+    n, p = x.shape
+    if n <= p:
+        return _nan_fit("too_few_samples")
+    xtx = x.T @ x
+    try:
+        inv = np.linalg.inv(xtx)
+    except np.linalg.LinAlgError:
+        return _nan_fit("collinear")
+    if not np.isfinite(inv).all() or inv[-1, -1] <= 0 or np.linalg.cond(xtx) > 1e12:
+        return _nan_fit("collinear")
+    b = inv @ (x.T @ y)
+    resid = y - x @ b
+    df = n - p
+    s2 = float(resid @ resid) / df
+    se = math.sqrt(s2 * inv[-1, -1])
+    if se == 0:
+        return _nan_fit("perfect_fit")
+    t = b[-1] / se
+    logp = math.log(2.0) + float(stats.t.logsf(abs(t), df))
+    return Fit(float(b[-1]), se, float(t), math.exp(logp), -logp / math.log(10), False, "ok")
+
+
+def _newton(x: np.ndarray, y: np.ndarray, firth: bool) -> tuple[np.ndarray, np.ndarray] | None:
+    """Maximum (penalised, for Firth) likelihood by Newton-Raphson: (beta, inverse information)."""
+    n, p = x.shape
+    b = np.zeros(p)
+    ybar = y.mean()
+    b[0] = math.log(ybar / (1 - ybar))
+    for _ in range(MAX_ITER):
+        mu = 1.0 / (1.0 + np.exp(-(x @ b)))
+        w = mu * (1.0 - mu)
+        info = x.T @ (x * w[:, None])
+        try:
+            inv = np.linalg.inv(info)
+        except np.linalg.LinAlgError:
+            return None
+        resid = y - mu
+        if firth:
+            h = w * np.einsum("ij,jk,ik->i", x, inv, x)  # leverages of the weighted hat matrix
+            resid = resid + h * (0.5 - mu)
+        step = inv @ (x.T @ resid)
+        if firth:  # step halving keeps Firth's iteration stable
+            step = np.clip(step, -5.0, 5.0)
+        b = b + step
+        if not np.isfinite(b).all():
+            return None
+        if np.max(np.abs(step)) < TOL:
+            mu = 1.0 / (1.0 + np.exp(-(x @ b)))
+            w = mu * (1.0 - mu)
+            try:
+                return b, np.linalg.inv(x.T @ (x * w[:, None]))
+            except np.linalg.LinAlgError:
+                return None
+    return None
+
+
+def fit_logistic(x: np.ndarray, y: np.ndarray, firth: str = "fallback") -> Fit:
+    """Wald test of the last column; Firth per ``firth`` (no | fallback | always)."""
+    n, p = x.shape
+    if n <= p:
+        return _nan_fit("too_few_samples")
+    if y.min() == y.max():
+        return _nan_fit("one_class")
+    if np.ptp(x[:, -1]) == 0:
+        return _nan_fit("constant_genotype")
+    if firth != "always":
+        got = _newton(x, y, firth=False)
+        # plink2's test for (quasi-)separation: a fitted probability of 0 or 1, or a huge SE
+        if got is not None:
+            b, inv = got
+            se = math.sqrt(inv[-1, -1]) if inv[-1, -1] > 0 else float("inf")
+            mu = 1.0 / (1.0 + np.exp(-(x @ b)))
+            if math.isfinite(se) and se < 1e3 and mu.min() > 1e-10 and mu.max() < 1 - 1e-10:
+                return _normal_test(float(b[-1]), se, False)
+        if firth == "no":
+            return _nan_fit("not_converged")
+    got = _newton(x, y, firth=True)
+    if got is None:
+        return _nan_fit("not_converged", True)
+    b, inv = got
+    return _normal_test(float(b[-1]), math.sqrt(inv[-1, -1]), True)
+
+
+def fit_variant(g: np.ndarray, design: Design, model: str, missing: str, firth: str) -> tuple[int, float, Fit]:
+    """(n used, AF of the tested allele among them, fit) for one variant's dosages (NaN = missing)."""
+    called = ~np.isnan(g)
+    if missing == "drop":
+        x = np.column_stack([design.covariates[called], g[called]])
+        y = design.y[called]
+        dose = g[called]
+    else:
+        mean = g[called].mean() if called.any() else 0.0
+        dose = np.where(called, g, mean)
+        x = np.column_stack([design.covariates, dose])
+        y = design.y
+    n = len(y)
+    af = float(g[called].mean() / 2) if called.any() else float("nan")
+    if n == 0 or not called.any():
+        return n, af, _nan_fit("no_calls")
+    if np.ptp(dose) == 0:
+        return n, af, _nan_fit("constant_genotype")
+    return n, af, fit_linear(x, y) if model == "linear" else fit_logistic(x, y, firth)
+
+
+def regress(genotypes: DataFrame, design: Design, model: str, missing: str = "drop", firth: str = "fallback") -> DataFrame:
+    """One result row per variant of ``genotypes`` (contig, position, ref, alt, rsid, dosage
+    array in the sample order the design's index refers to), fitted on the executors."""
+    spark = genotypes.sparkSession
+    shared = spark.sparkContext.broadcast(design)
+
+    def fit_batches(batches: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        d = shared.value
+        for pdf in batches:
+            rows = []
+            for rec in pdf.itertuples(index=False):
+                g = np.array(rec.dosage, dtype=float)[d.index]
+                n, af, f = fit_variant(g, d, model, missing, firth)
+                rows.append((rec.contig, rec.position, rec.ref, rec.alt, rec.rsid, rec.alt, n, af,
+                             f.beta, f.se, f.statistic, f.p, f.neg_log10_p, f.firth, f.status))
+            yield pd.DataFrame(rows, columns=[c.split()[0] for c in RESULT_SCHEMA.split(", ")])
+
+    cols = genotypes.select("contig", "position", "ref", "alt", "rsid", "dosage")
+    return cols.mapInPandas(fit_batches, RESULT_SCHEMA)
+
+
+# ------------------------------------------------------------------------------------- Hail mode
+
+
+def regress_hail(mt: hl.MatrixTable, design: Design, model: str, firth: str) -> hl.Table:  # noqa: F821
+    """Hail's own regression (missing calls mean-imputed) over the design's samples; same columns."""
+    import hail as hl
+
+    cols = {s: [float(design.y[i])] + [float(v) for v in design.covariates[i, 1:]] for i, s in enumerate(design.samples)}
+    lit = hl.literal(cols)
+    mt = mt.filter_cols(lit.contains(mt.s))
+    mt = mt.annotate_cols(_v=lit[mt.s])
+    mt = mt.annotate_rows(gwas_af=hl.agg.mean(hl.float64(mt.GT.n_alt_alleles())) / 2, gwas_n=hl.agg.count())
+    covs = [1.0] + [mt._v[j + 1] for j in range(len(design.covariate_names))]
+    x = hl.float64(mt.GT.n_alt_alleles())
+    if model == "linear":
+        ht = hl.linear_regression_rows(y=mt._v[0], x=x, covariates=covs, pass_through=["rsid", "gwas_af", "gwas_n"]).key_by()
+        stat, se, is_firth, status = ht.t_stat, ht.standard_error, False, hl.if_else(hl.is_nan(ht.p_value), "collinear", "ok")
+    else:
+        test = "firth" if firth == "always" else "wald"
+        ht = hl.logistic_regression_rows(test=test, y=mt._v[0], x=x, covariates=covs, pass_through=["rsid", "gwas_af", "gwas_n"]).key_by()
+        if test == "firth":  # Hail's Firth test is a likelihood-ratio test: no standard error
+            stat, se, is_firth = ht.chi_sq_stat, hl.missing(hl.tfloat64), True
+        else:
+            stat, se, is_firth = ht.z_stat, ht.standard_error, False
+        status = hl.if_else(ht.fit.converged, "ok", "not_converged")
+    return ht.select(
+        contig=ht.locus.contig, position=ht.locus.position, ref=ht.alleles[0], alt=ht.alleles[1], rsid=ht.rsid,
+        tested_allele=ht.alleles[1], n=hl.int32(ht.gwas_n), af=ht.gwas_af, beta=ht.beta, se=se, statistic=stat,
+        p=ht.p_value, neg_log10_p=-hl.log10(ht.p_value), firth=is_firth, status=status,
+    )
+
+
+# ------------------------------------------------------------------------------------- summaries
+
+
+def lambda_gc(p: np.ndarray) -> float:
+    """Genomic inflation: median chi-square (1 df) of the p-values over its null median 0.4549."""
+    p = p[np.isfinite(p) & (p > 0)]
+    if len(p) == 0:
+        return float("nan")
+    return float(np.median(stats.chi2.isf(p, 1)) / stats.chi2.ppf(0.5, 1))
+
+
+def plots(results: pd.DataFrame, out_dir: Path, title: str) -> dict[str, Path]:
+    """Manhattan and QQ plots (PNG) from (contig, position, neg_log10_p)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    r = results[np.isfinite(results["neg_log10_p"])].copy()
+    r["_c"] = r["contig"].str.replace("chr", "", regex=False)
+    r["_order"] = pd.to_numeric(r["_c"].replace({"X": "23", "Y": "24", "MT": "25", "M": "25"}), errors="coerce").fillna(99)
+    r = r.sort_values(["_order", "_c", "position"])
+    fig, ax = plt.subplots(figsize=(11, 4), dpi=110)
+    offset, ticks, labels = 0.0, [], []
+    for i, (c, grp) in enumerate(r.groupby(["_order", "_c"], sort=False)):
+        x = grp["position"].to_numpy(float) + offset
+        ax.scatter(x, grp["neg_log10_p"], s=5, color="#1f4e79" if i % 2 == 0 else "#6fa8dc", linewidths=0)
+        ticks.append((x.min() + x.max()) / 2)
+        labels.append(c[1])
+        offset = x.max() + 1
+    ax.axhline(-math.log10(5e-8), color="#c0392b", lw=0.8, ls="--", label="5e-8")
+    ax.set_xticks(ticks, labels, fontsize=7)
+    ax.set_xlabel("chromosome")
+    ax.set_ylabel("-log10 p")
+    ax.set_title(f"Manhattan: {title}")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    manhattan = out_dir / "manhattan.png"
+    fig.savefig(manhattan)
+    plt.close(fig)
+
+    obs = np.sort(r["neg_log10_p"].to_numpy())[::-1]
+    exp = -np.log10((np.arange(1, len(obs) + 1) - 0.5) / max(len(obs), 1))
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    ax.scatter(exp, obs, s=5, color="#1f4e79", linewidths=0)
+    top = max(exp.max(initial=1), obs.max(initial=1))
+    ax.plot([0, top], [0, top], color="#c0392b", lw=0.8)
+    lam = lambda_gc(np.power(10.0, -obs))
+    ax.set_xlabel("expected -log10 p")
+    ax.set_ylabel("observed -log10 p")
+    ax.set_title(f"QQ: {title} (lambda GC {lam:.3f})")
+    fig.tight_layout()
+    qq = out_dir / "qq.png"
+    fig.savefig(qq)
+    plt.close(fig)
+    return {"manhattan": manhattan, "qq": qq}

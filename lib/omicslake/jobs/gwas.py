@@ -1,0 +1,151 @@
+"""Job gwas: per-variant regression on a phenotype -> gold.gwas_<name>, Manhattan and QQ plots.
+
+Genotypes come from a VCF (``vcf``), a PLINK fileset (``bfile``) or silver.genotypes; the
+phenotype and covariates from files (PLINK .fam/.pheno/.cov, TSV, CSV) or, for covariates, a
+lake table keyed by sample_id such as gold.genetic_pcs. See omicslake.genomics.gwas for the
+statistics and the two ways of treating missing calls.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config, GwasConfig
+from omicslake.errors import InputError
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import job_main
+
+NAME = "gwas"
+DESCRIPTION = "Genome-wide association (linear/logistic, covariates, plink2-style or Hail-style missing calls) -> gold.gwas_<name>."
+log = logging.getLogger(__name__)
+_TABLE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
+
+
+def _reference(cfg: Config) -> str | None:
+    ref = cfg.jobs.gwas.reference_genome or cfg.hail.reference_genome
+    return None if ref.lower() == "none" else ref
+
+
+def _from_hail(mt: Any, reference: str | None) -> tuple[Any, int]:
+    """Bi-allelic rows: split with Hail when there is a reference genome, else multi-allelic
+    sites are left out (and counted)."""
+    import hail as hl
+
+    if reference is not None:
+        return hl.split_multi_hts(mt, permit_shuffle=True), 0
+    multi = mt.aggregate_rows(hl.agg.count_where(hl.len(mt.alleles) != 2))
+    return mt.filter_rows(hl.len(mt.alleles) == 2), int(multi)
+
+
+def load_genotypes(spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig) -> tuple[DataFrame | None, Any, list[str], dict[str, Any]]:
+    """(rows with dosage arrays or None, MatrixTable or None, sample ids in array order, metrics)."""
+    import hail as hl
+
+    from omicslake.genomics import features, qc, vcf
+
+    reference = _reference(cfg)
+    need_mt = c.missing == "mean"
+    if c.vcf or c.bfile:
+        if c.vcf:
+            path = Path(c.vcf).expanduser()
+            if not path.exists():
+                raise InputError(f"VCF {path} does not exist")
+            kind = vcf.sniff(path)
+            if kind == "gzip":
+                raise InputError(f"{path} is plain gzip, which cannot be read in parallel; recompress it: zcat {path.name} | bgzip > {path.stem}.bgz")
+            try:
+                mt = vcf.import_vcf(path, kind, reference, {}, spark.sparkContext.defaultParallelism)
+            except Exception as exc:  # noqa: BLE001 - Hail raises plain Java errors
+                raise (vcf.hail_error(path, kind, exc) or exc) from exc
+            source = str(path)
+        else:
+            prefix = Path(c.bfile).expanduser()
+            parts = {ext: Path(f"{prefix}.{ext}") for ext in ("bed", "bim", "fam")}
+            absent = [str(p) for p in parts.values() if not p.exists()]
+            if absent:
+                raise InputError(f"PLINK fileset {prefix}: missing {', '.join(absent)}")
+            mt = hl.import_plink(str(parts["bed"]), str(parts["bim"]), str(parts["fam"]), reference_genome=reference, a2_reference=True)
+            source = str(prefix)
+        mt, skipped = _from_hail(mt, reference)
+        samples = mt.s.collect()  # sample ids only
+        rows = None
+        if not need_mt:
+            # Materialised first: when a Python worker fails under a Hail-backed DataFrame,
+            # Hail 0.2.139 spins in empty task contexts (gigabytes of hail.log) instead of failing.
+            tmp = cfg.lake_root / "_tmp" / f"gwas-{lake.run_id}.parquet"
+            qc.genotype_rows(mt).to_spark(flatten=False).write.mode("overwrite").parquet(str(tmp))
+            rows = spark.read.parquet(str(tmp))
+        return rows, mt if need_mt else None, samples, {"genotypes": source, "multiallelic_skipped": skipped}
+    samples = [r.sample_id for r in lake.read("silver.genotype_samples").orderBy("genotype_index").collect()]  # ids only
+    rows = lake.read("silver.genotypes")
+    mt = features.matrix_from_genotypes(rows, samples, reference) if need_mt else None
+    return (None if need_mt else rows), mt, samples, {"genotypes": "silver.genotypes"}
+
+
+def _sample_table(lake: Lake, spec: str, id_col: str | None) -> Any:
+    from omicslake.genomics.gwas import SampleTable, read_sample_table
+
+    if _TABLE.match(spec) and not Path(spec).exists():
+        frame = lake.read(spec).drop("run_id").toPandas()  # one row per sample: ids and a few numbers
+        key = id_col or "sample_id"
+        if key not in frame.columns:
+            raise InputError(f"lake table {spec} has no sample id column {key!r}; columns are {list(frame.columns)}")
+        frame = frame.astype({k: str for k in frame.columns}).set_index(key)
+        return SampleTable(Path(spec), frame, plink=False)
+    return read_sample_table(spec, id_col)
+
+
+def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
+    from omicslake.genomics import gwas
+
+    c = cfg.jobs.gwas
+    if not c.pheno:
+        raise InputError("no phenotype: set jobs.gwas.pheno (or pass --pheno) to a .fam, .pheno, TSV or CSV file")
+    pheno = _sample_table(lake, c.pheno, c.id_col)
+    covar = _sample_table(lake, c.covar, c.id_col) if c.covar else None
+    rows, mt, samples, metrics = load_genotypes(spark, cfg, lake, c)
+    design = gwas.build_design(samples, pheno, c.pheno_col, c.model == "logistic", covar, list(c.covar_cols))
+    rep = design.report
+    log.info(
+        "GWAS %s: %d of %d genotyped samples used (%d without a phenotype row, %d without a covariate row, "
+        "%d with a missing value); %d phenotyped samples have no genotypes",
+        c.name, rep["used"], rep["genotyped"], rep["no_phenotype_row"], rep["no_covariate_row"], rep["missing_value"], rep["phenotyped_not_genotyped"],
+    )
+    if c.missing == "mean":
+        results = gwas.regress_hail(mt, design, c.model, c.firth).to_spark(flatten=False)
+    else:
+        results = gwas.regress(rows, design, c.model, c.missing, c.firth)
+    table = f"gold.gwas_{c.name}"
+    out = lake.write(results.withColumn("model", F.lit(c.model)).withColumn("missing_calls", F.lit(c.missing)).withColumn("run_id", F.lit(lake.run_id)), table, mode="overwrite")
+    written = lake.read(table)
+    summary: pd.DataFrame = written.select("contig", "position", "neg_log10_p").toPandas()  # per-variant p-values for plots
+    status = {r.status: r["count"] for r in written.groupBy("status").count().collect()}
+    lam = gwas.lambda_gc(10.0 ** -summary["neg_log10_p"].to_numpy())
+    plots_dir = Path(c.plots_dir).expanduser() if c.plots_dir else cfg.lake_root / "reports" / f"gwas_{c.name}"
+    pngs = gwas.plots(summary, plots_dir, f"{c.name} ({c.model}, n={rep['used']})")
+    top = written.where("status = 'ok'").orderBy(F.col("neg_log10_p").desc()).first()
+    metrics.update(
+        variants=out.rows,
+        samples_used=rep["used"],
+        samples_no_phenotype=rep["no_phenotype_row"],
+        samples_missing_value=rep["missing_value"],
+        lambda_gc=round(lam, 4),
+        status_counts=status,
+        top_variant=f"{top.contig}:{top.position}:{top.ref}:{top.alt} p={top.p:.3g}" if top else None,
+        manhattan=str(pngs["manhattan"]),
+        qq=str(pngs["qq"]),
+    )
+    log.info("GWAS %s: %d variants, lambda GC %.3f, plots in %s", c.name, out.rows, lam, plots_dir)
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(NAME, argv)
