@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import shutil
+import subprocess
 from pathlib import Path
 
 import pytest
@@ -111,3 +113,24 @@ def test_same_file_twice_adds_nothing_and_bgz_equals_text(spark: SparkSession, c
 def test_plain_gzip_allowed_on_request(spark: SparkSession, cfg: Config, external: Path) -> None:
     result = ingest(spark, cfg, external / "vcf-malformed" / "1row_not_bgz.vcf.gz", allow_plain_gzip=True)
     assert result.metrics["variants"] == 1
+
+
+@pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 not installed (./dev test installs it)")
+def test_plink_fileset_lands_with_the_same_calls_as_its_vcf(spark: SparkSession, cfg: Config, external: Path, tmp_path: Path) -> None:
+    vcf_path = external / "vcf" / "sample.vcf"
+    subprocess.run(["plink2", "--vcf", str(vcf_path), "--max-alleles", "2", "--make-bed", "--out", str(tmp_path / "s")], check=True, capture_output=True)
+    n_bim = len((tmp_path / "s.bim").read_text().splitlines())
+    result = ingest(spark, cfg, vcf_path, tmp_path / "s.bed", ref="GRCh37")
+    assert result.status == "succeeded", result.error
+    assert result.metrics["files"] == 2 and result.metrics["variants"] == 346 + n_bim
+    lake = Lake(spark, cfg)
+    fam_ids = [line.split()[1] for line in (tmp_path / "s.fam").read_text().splitlines()]
+    bed_samples = lake.read("bronze.vcf_samples").where(F.col("source_file").endswith(".bed")).orderBy("sample_index")
+    assert [r.sample_id for r in bed_samples.collect()] == fam_ids
+    dosage = F.transform("gt", lambda g: F.when(g.isNull(), F.lit(-1)).otherwise(F.size(F.filter(F.split(g, "[/|]"), lambda a: a != "0"))))
+    rows = lake.read("bronze.variants").select("contig", "position", "ref", "alts", F.col("source_file").endswith(".bed").alias("bed"), dosage.alias("d"))
+    joined = rows.where("bed").alias("b").join(rows.where("not bed").alias("v"), ["contig", "position", "ref", "alts"])
+    assert joined.count() == n_bim
+    assert joined.where(F.col("b.d") != F.col("v.d")).count() == 0
+    again = ingest(spark, cfg, tmp_path / "s.bed", ref="GRCh37")
+    assert again.metrics["skipped_files"] == 1

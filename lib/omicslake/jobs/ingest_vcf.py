@@ -1,4 +1,8 @@
-"""Job ingest_vcf: VCF / VCF.bgz files through Hail into bronze.variants and bronze.vcf_samples.
+"""Job ingest_vcf: VCF / VCF.bgz files and PLINK filesets through Hail into bronze.variants
+and bronze.vcf_samples.
+
+A path ending in .bed is a PLINK fileset (the .bim and .fam beside it; A2 is taken as REF, as
+plink2 writes it); anything else is a VCF.
 
 Each file is fingerprinted (SHA-256); a file already in bronze.vcf_samples is skipped, so
 ingesting the same file twice adds nothing. Each file is one Delta commit per table, carrying
@@ -59,6 +63,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     stats = {"files": 0, "skipped_files": 0, "variants": 0, "invalid_records": 0}
     for path in input_files(cfg):
+        if path.suffix == ".bed":
+            _ingest_plink(spark, lake, path, reference, parts, done, variants_contract, samples_contract, now, stats)
+            continue
         kind = vcf.sniff(path)
         if kind == "gzip" and not c.allow_plain_gzip:
             raise InputError(
@@ -131,6 +138,40 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         stats["invalid_records"] += q.rows
         log.info("%s: %d records (%d flagged invalid), %d samples", path.name, n_variants, q.rows, len(header.samples))
     return stats
+
+
+def _ingest_plink(spark: SparkSession, lake: Lake, bed: Path, reference: str | None, parts: int, done: set[str],
+                  variants_contract: Any, samples_contract: Any, now: dt.datetime, stats: dict[str, int]) -> None:
+    """One PLINK fileset into bronze (GT only; no QUAL, FILTER or INFO in PLINK)."""
+    import hashlib
+
+    import hail as hl
+
+    from omicslake.genomics import vcf
+
+    bim, fam = bed.with_suffix(".bim"), bed.with_suffix(".fam")
+    absent = [str(p) for p in (bim, fam) if not p.exists()]
+    if absent:
+        raise InputError(f"PLINK fileset {bed.with_suffix('')}: missing {', '.join(absent)} next to {bed.name}")
+    digest = hashlib.sha256("".join(vcf.sha256(p) for p in (bed, bim, fam)).encode()).hexdigest()
+    if digest in done:
+        log.info("%s: already ingested, skipped", bed.name)
+        stats["skipped_files"] += 1
+        return
+    mt = hl.import_plink(str(bed), str(bim), str(fam), reference_genome=reference, a2_reference=True, min_partitions=parts)
+    mt = mt.annotate_rows(qual=hl.missing(hl.tfloat64), filters=hl.missing(hl.tset(hl.tstr)), info=hl.struct())
+    samples = mt.s.collect()  # sample ids only
+    rules = [("invalid_allele", hl.any(lambda a: ~a.matches(vcf._VALID_ALLELE), mt.alleles), hl.str("allele is not A/C/G/T/N"))]
+    df = vcf.variant_rows(mt, rules).to_spark(flatten=False).select(
+        "*", F.lit(str(bed)).alias("source_file"), F.lit(digest).alias("file_sha256"),
+        F.lit(lake.run_id).alias("_run_id"), F.lit(now).cast("timestamp").alias("_ingested_at"),
+    ).transform(enforce(variants_contract))
+    written = lake.write(df, "bronze.variants", mode="append")
+    rows = [(s, i, str(bed), digest, reference, written.rows, lake.run_id, now) for i, s in enumerate(samples)]
+    lake.write(spark.createDataFrame(rows, samples_contract.struct()), "bronze.vcf_samples", mode="append")
+    stats["files"] += 1
+    stats["variants"] += written.rows
+    log.info("%s: %d variants, %d samples (PLINK)", bed.name, written.rows, len(samples))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
