@@ -74,7 +74,8 @@ def main() -> None:
     for r in ours:
         p2 = theirs.get((r.contig.removeprefix("chr"), r.position, r.ref, r.alt))
         if p2 and p2["ERRCODE"] == "." and p2["FIRTH?"] == "N" and r.status == "ok":
-            deltas.append(abs(r.beta - float(p2["BETA"])))
+            sign = 1.0 if p2["A1"] == r.alt else -1.0  # plink2 may test the REF allele (A1 column)
+            deltas.append(abs(r.beta - sign * float(p2["BETA"])))
     print(f"variants: {len(ours)} ours, {len(theirs)} plink2 (bi-allelic); compared {len(deltas)}, max |delta beta| {max(deltas):.2e}")
     print(f"omicslake gwas, missing=drop (plink2's way)   {times['drop']:8.1f} s")
     print(f"omicslake gwas, missing=mean (Hail's method)  {times['mean']:8.1f} s")
