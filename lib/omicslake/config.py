@@ -116,6 +116,28 @@ class GeneticFeaturesConfig:
 
 
 @dataclass(frozen=True)
+class IngestEhrConfig:
+    sources: tuple[Literal["synthea", "fhir", "sample_link"], ...] = ("synthea", "fhir", "sample_link")
+    synthea_dir: str | None = None  # default <landing>/synthea (batch folders inside)
+    fhir_dir: str | None = None  # default <landing>/fhir
+    sample_link: str | None = None  # default <landing>/sample_link.csv
+    reingest_changed: bool = False  # a file seen before with other contents: re-read it (else reported, skipped)
+
+
+@dataclass(frozen=True)
+class ConformEhrConfig:
+    source: Literal["synthea"] = "synthea"  # the system silver is built from
+    key_env: str = "OMICSLAKE_PSEUDONYM_KEY"  # environment variable holding the HMAC key
+    secret_scope: str | None = None  # Databricks: dbutils.secrets.get(secret_scope, secret_key)
+    secret_key: str = "pseudonym-key"
+    date_shift: bool = False  # shift every date of a patient by the same keyed offset
+    date_shift_max_days: int = 365
+    reference_date: str | None = None  # for ages (90+ top-coding); default: today
+    concepts: str | None = None  # OMOP CONCEPT.csv; default: schemas/vocab/concept.csv
+    units: str | None = None  # default: schemas/vocab/units.yaml
+
+
+@dataclass(frozen=True)
 class GwasConfig:
     name: str = "t2d"  # results go to gold.gwas_<name>
     vcf: str | None = None  # genotypes: a VCF, or
@@ -139,6 +161,8 @@ class JobsConfig:
     genomic_qc: GenomicQcConfig = field(default_factory=GenomicQcConfig)
     genetic_features: GeneticFeaturesConfig = field(default_factory=GeneticFeaturesConfig)
     gwas: GwasConfig = field(default_factory=GwasConfig)
+    ingest_ehr: IngestEhrConfig = field(default_factory=IngestEhrConfig)
+    conform_ehr: ConformEhrConfig = field(default_factory=ConformEhrConfig)
 
 
 @dataclass(frozen=True)

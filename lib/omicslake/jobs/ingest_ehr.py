@@ -1,0 +1,157 @@
+"""Job ingest_ehr: raw EHR files (Synthea CSV, FHIR bulk NDJSON, the biobank's sample link) into
+bronze.<source>_<table>, new files only.
+
+Every line of a file becomes one bronze row (values as strings, explicit schemas from
+``schemas/bronze``) with _source_file, _line, _batch_id, _ingested_at and _rescued; nothing is
+dropped. A file is known by its SHA-256, read back from the bronze table itself, so the
+manifest and the data cannot disagree: a run killed before its commit left nothing, and the
+rerun reads the file again; a run killed after it finds the file there. A file whose path was
+ingested before with other contents is reported and skipped, unless
+``jobs.ingest_ehr.reingest_changed``. ops.ingested_files lists every landed file.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.contracts import enforce, load_contract
+from omicslake.errors import InputError
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import job_main
+
+NAME = "ingest_ehr"
+DESCRIPTION = "Land Synthea CSV, FHIR bulk NDJSON and the sample link in bronze (new files only, every line kept)."
+log = logging.getLogger(__name__)
+
+SYNTHEA_TABLES = ("patients", "encounters", "conditions", "observations", "medications", "procedures")
+FHIR_RESOURCES = ("Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "Procedure")
+
+
+def _landing(cfg: Config) -> Path:
+    from omicslake.jobs.generate import landing_dir
+
+    return landing_dir(cfg)
+
+
+def planned_files(cfg: Config) -> list[tuple[str, str, str, Path]]:
+    """(source, bronze table, format, path) for every file the configured sources hold."""
+    c = cfg.jobs.ingest_ehr
+    out: list[tuple[str, str, str, Path]] = []
+    for source in c.sources:
+        if source == "synthea":
+            root = Path(c.synthea_dir).expanduser() if c.synthea_dir else _landing(cfg) / "synthea"
+            if not root.is_dir():
+                raise InputError(f"Synthea folder {root} does not exist (jobs.ingest_ehr.synthea_dir); run `omicslake generate` or set it")
+            for t in SYNTHEA_TABLES:
+                for p in sorted(root.rglob(f"{t}.csv")):
+                    out.append(("synthea", f"bronze.synthea_{t}", "csv", p))
+        elif source == "fhir":
+            root = Path(c.fhir_dir).expanduser() if c.fhir_dir else _landing(cfg) / "fhir"
+            if not root.is_dir():
+                raise InputError(f"FHIR folder {root} does not exist (jobs.ingest_ehr.fhir_dir)")
+            for r in FHIR_RESOURCES:
+                for p in sorted(root.glob(f"{r}.ndjson")) + sorted(root.glob(f"{r}.*.ndjson")):
+                    out.append(("fhir", f"bronze.fhir_{r.lower()}", "ndjson", p))
+        elif source == "sample_link":
+            p = Path(c.sample_link).expanduser() if c.sample_link else _landing(cfg) / "sample_link.csv"
+            if p.exists():
+                out.append(("sample_link", "bronze.sample_link", "csv", p))
+            else:
+                log.info("no sample link at %s: bronze.sample_link not written", p)
+    return out
+
+
+def _file_rows(spark: SparkSession, fmt: str, path: Path, columns: list[str]) -> DataFrame:
+    from omicslake.ehr import bronze
+
+    lines = bronze.numbered_lines(spark, path)
+    if fmt == "ndjson":
+        return bronze.parse_ndjson(lines)
+    header = bronze.csv_header(path)
+    if not header or not header[0]:
+        raise InputError(f"{path}, line 1: no header line; a CSV export needs its column names first")
+    known = [c for c in columns if not c.startswith("_")]
+    if not set(known) & set(header):
+        raise InputError(f"{path}, line 1: none of the expected columns {known[:5]}... is in the header {header[:5]}...; is this the right file?")
+    return bronze.parse_csv(lines, header, known)
+
+
+def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
+    from omicslake.ehr import bronze
+
+    c = cfg.jobs.ingest_ehr
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    plan = planned_files(cfg)
+    by_table: dict[str, list[tuple[str, str, Path]]] = {}
+    for source, table, fmt, path in plan:
+        by_table.setdefault(table, []).append((source, fmt, path))
+    stats: dict[str, Any] = {"files_new": 0, "files_known": 0, "files_changed": 0, "rows": 0, "rescued_rows": 0}
+    changed: list[str] = []
+    manifest_rows = []
+    for table, files in by_table.items():
+        contract = load_contract(table)
+        seen: dict[str, set[str]] = {}
+        if lake.exists(table):
+            for r in lake.read(table).select("_source_file", "_file_sha256").distinct().collect():  # one row per file
+                seen.setdefault(r[0], set()).add(r[1])
+        known_shas = {s for v in seen.values() for s in v}
+        parts: list[DataFrame] = []
+        new_files = []
+        for source, fmt, path in files:
+            digest = bronze.sha256(path)
+            if digest in known_shas:
+                stats["files_known"] += 1
+                continue
+            if str(path) in seen and not c.reingest_changed:
+                stats["files_changed"] += 1
+                changed.append(str(path))
+                log.warning("%s changed since it was ingested (new sha256 %s...); skipped. Set jobs.ingest_ehr.reingest_changed=true to read it again", path, digest[:12])
+                continue
+            batch = path.parent.name
+            df = _file_rows(spark, fmt, path, contract.names).select(
+                "*",
+                F.lit(str(path)).alias("_source_file"),
+                F.lit(digest).alias("_file_sha256"),
+                F.lit(batch).alias("_batch_id"),
+                F.lit(lake.run_id).alias("_run_id"),
+                F.lit(now).cast("timestamp").alias("_ingested_at"),
+            )
+            parts.append(df)
+            new_files.append((source, path, digest, batch))
+        if not parts:
+            continue
+        union = parts[0]
+        for p in parts[1:]:
+            union = union.unionByName(p)
+        out = lake.write(union.transform(enforce(contract)), table, mode="append")
+        per_file = {
+            r[0]: (int(r[1]), int(r[2]))
+            for r in lake.read(table).where(F.col("_file_sha256").isin([d for _, _, d, _ in new_files]))
+            .groupBy("_file_sha256").agg(F.count("*"), F.count("_rescued")).collect()
+        }
+        for source, path, digest, batch in new_files:
+            n, rescued = per_file.get(digest, (0, 0))
+            manifest_rows.append((table, source, str(path), digest, path.stat().st_size, batch, n, rescued, lake.run_id, now))
+            stats["rows"] += n
+            stats["rescued_rows"] += rescued
+            log.info("%s -> %s: %d rows (%d rescued)", path.name, table, n, rescued)
+        stats["files_new"] += len(new_files)
+        log.info("%s: %d new file(s), %d rows committed as version %s", table, len(new_files), out.rows, out.version)
+    if manifest_rows:
+        m = load_contract("ops.ingested_files")
+        lake.write(spark.createDataFrame(manifest_rows, m.struct()), "ops.ingested_files", mode="merge", keys=list(m.keys))
+    if changed:
+        stats["changed_files"] = changed[:20]
+    return stats
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(NAME, argv)
