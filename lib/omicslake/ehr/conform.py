@@ -1,0 +1,235 @@
+"""Synthea bronze rows to OMOP CDM 5.4 shaped silver rows (pure transforms).
+
+Each ``<table>_rows`` function takes the bronze DataFrame (strings) and returns typed,
+de-identified rows with the helper columns the expectations in ``schemas/silver`` read:
+``_malformed`` (the line had the wrong field count), ``_parse_errors`` (columns whose value
+did not parse) and ``_nk`` (the natural key, for de-duplication). Source ids never survive:
+they become keyed pseudonyms here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
+
+from omicslake.ehr.deid import pseudonym, shift_days, zip3
+
+PROVENANCE = ["_source_file", "_line", "_batch_id"]
+# OMOP visit concepts for Synthea's encounter classes.
+VISIT_CONCEPTS = {"inpatient": 9201, "outpatient": 9202, "ambulatory": 9202, "wellness": 9202, "emergency": 9203, "urgentcare": 9203}
+GENDER_CONCEPTS = {"M": 8507, "F": 8532}
+
+
+@dataclass(frozen=True)
+class Deid:
+    key: bytes
+    date_shift: bool = False
+    max_days: int = 365
+    reference_date: str | None = None
+
+
+def _ts(raw: str) -> Column:
+    return F.coalesce(F.expr(f"try_to_timestamp(`{raw}`, \"yyyy-MM-dd'T'HH:mm:ss'Z'\")"), F.expr(f"try_to_timestamp(`{raw}`, 'yyyy-MM-dd')"))
+
+
+def _date(raw: str) -> Column:
+    return F.to_date(_ts(raw))
+
+
+def _num(raw: str) -> Column:
+    return F.expr(f"try_cast(`{raw}` AS double)")
+
+
+def _parse_errors(pairs: list[tuple[str, Column]]) -> Column:
+    """Names of the source columns whose value is there but did not parse."""
+    return F.array_compact(F.array(*[F.when(F.col(raw).isNotNull() & typed.isNull(), F.lit(raw)) for raw, typed in pairs]))
+
+
+def _base(df: DataFrame) -> DataFrame:
+    return df.withColumn("_malformed", F.coalesce(F.col("_rescued").getItem("_malformed_line").isNotNull(), F.lit(False)))
+
+
+def _nk(*cols: str) -> Column:
+    """Natural key; a malformed line is its own key (file and line), never merged with others."""
+    return F.when(F.col("_malformed"), F.concat_ws(":", F.lit("malformed"), "_source_file", "_line")).otherwise(
+        F.concat_ws("\x1f", *[F.coalesce(F.col(c), F.lit("")) for c in cols])
+    )
+
+
+def _shift_ts(d: Deid, ts: Column) -> Column:
+    if not d.date_shift:
+        return ts
+    return F.timestamp_seconds(F.unix_timestamp(ts) + shift_days(d.key, F.col("PATIENT"), d.max_days).cast("long") * 86400)
+
+
+def _shift_date(d: Deid, day: Column, patient_col: str = "PATIENT") -> Column:
+    if not d.date_shift:
+        return day
+    return F.date_add(day, shift_days(d.key, F.col(patient_col), d.max_days))
+
+
+def person_rows(df: DataFrame, d: Deid) -> DataFrame:
+    ref = F.to_date(F.lit(d.reference_date)) if d.reference_date else F.current_date()
+    birth = _shift_date(d, _date("BIRTHDATE"), "Id")
+    death = _shift_date(d, _date("DEATHDATE"), "Id")
+    old = F.months_between(ref, birth) >= 90 * 12
+    top = F.add_months(ref, -90 * 12)
+    gender = F.create_map(*[x for k, v in GENDER_CONCEPTS.items() for x in (F.lit(k), F.lit(v))])
+    return _base(df).select(
+        pseudonym(d.key, "person", F.col("Id")).alias("person_key"),
+        F.col("GENDER").alias("gender_source_value"),
+        gender[F.col("GENDER")].alias("gender_concept_id"),
+        F.when(old, top).otherwise(birth).alias("birth_date"),
+        F.year(F.when(old, top).otherwise(birth)).alias("year_of_birth"),
+        F.coalesce(old, F.lit(False)).alias("age_90_plus"),
+        death.alias("death_date"),
+        F.col("RACE").alias("race_source_value"),
+        F.col("ETHNICITY").alias("ethnicity_source_value"),
+        zip3(F.col("ZIP")).alias("zip3"),
+        F.col("STATE").alias("state"),
+        _parse_errors([("BIRTHDATE", _date("BIRTHDATE")), ("DEATHDATE", _date("DEATHDATE"))]).alias("_parse_errors"),
+        "_malformed",
+        _nk("Id").alias("_nk"),
+        *PROVENANCE,
+    )
+
+
+def visit_rows(df: DataFrame, d: Deid) -> DataFrame:
+    concept = F.create_map(*[x for k, v in VISIT_CONCEPTS.items() for x in (F.lit(k), F.lit(v))])
+    return _base(df).select(
+        pseudonym(d.key, "visit", F.col("Id")).alias("visit_key"),
+        pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
+        concept[F.lower("ENCOUNTERCLASS")].cast("int").alias("visit_concept_id"),
+        F.col("ENCOUNTERCLASS").alias("visit_source_value"),
+        F.col("CODE").alias("visit_source_code"),
+        _shift_ts(d, _ts("START")).alias("visit_start_datetime"),
+        _shift_ts(d, _ts("STOP")).alias("visit_end_datetime"),
+        _num("TOTAL_CLAIM_COST").alias("total_cost"),
+        _parse_errors([("START", _ts("START")), ("STOP", _ts("STOP")), ("TOTAL_CLAIM_COST", _num("TOTAL_CLAIM_COST"))]).alias("_parse_errors"),
+        "_malformed",
+        _nk("Id").alias("_nk"),
+        *PROVENANCE,
+    )
+
+
+def _concept(df: DataFrame, concepts: DataFrame, vocabulary: str, code_col: str, out: str) -> DataFrame:
+    c = concepts.where(F.col("vocabulary_id") == vocabulary).select(F.col("concept_code").alias("_code"), F.col("concept_id").alias("_cid"))
+    j = df.join(F.broadcast(c), df[code_col] == c["_code"], "left")
+    return j.withColumn(out, F.coalesce(F.col("_cid"), F.lit(0)).cast("int")).drop("_code", "_cid")
+
+
+def condition_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
+    rows = _base(df).select(
+        pseudonym(d.key, "condition", F.col("PATIENT"), F.col("ENCOUNTER"), F.col("CODE"), F.col("START")).alias("condition_key"),
+        pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
+        F.when(F.col("ENCOUNTER").isNotNull(), pseudonym(d.key, "visit", F.col("ENCOUNTER"))).alias("visit_key"),
+        F.col("CODE").alias("condition_source_value"),
+        F.lit("SNOMED").alias("condition_source_vocabulary"),
+        F.col("DESCRIPTION").alias("condition_name"),
+        _shift_date(d, _date("START")).alias("condition_start_date"),
+        _shift_date(d, _date("STOP")).alias("condition_end_date"),
+        _parse_errors([("START", _date("START")), ("STOP", _date("STOP"))]).alias("_parse_errors"),
+        "_malformed",
+        _nk("PATIENT", "ENCOUNTER", "CODE", "START").alias("_nk"),
+        *PROVENANCE,
+    )
+    return _concept(rows, concepts, "SNOMED", "condition_source_value", "condition_concept_id")
+
+
+def measurement_rows(df: DataFrame, d: Deid, concepts: DataFrame, units: dict[str, Any]) -> DataFrame:
+    """Observations with numbers, in the canonical unit of schemas/vocab/units.yaml."""
+    spark = df.sparkSession
+    conv = [(code, u["name"], u["unit"], src, float(f)) for code, u in units.items() for src, f in u["from"].items()]
+    table = spark.createDataFrame(conv, "_code string, _name string, _unit string, _from string, _factor double")
+    listed = spark.createDataFrame([(c,) for c in units], "_lcode string")
+    base = _base(df)
+    value = _num("VALUE")
+    rows = base.join(F.broadcast(table), (base["CODE"] == table["_code"]) & (base["UNITS"] == table["_from"]), "left").join(
+        F.broadcast(listed), base["CODE"] == listed["_lcode"], "left"
+    )
+    rows = rows.select(
+        pseudonym(d.key, "measurement", F.col("PATIENT"), F.col("ENCOUNTER"), F.col("CODE"), F.col("DATE")).alias("measurement_key"),
+        pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
+        F.when(F.col("ENCOUNTER").isNotNull(), pseudonym(d.key, "visit", F.col("ENCOUNTER"))).alias("visit_key"),
+        F.col("CODE").alias("measurement_source_value"),
+        F.coalesce(F.col("_name"), F.col("DESCRIPTION")).alias("measurement_name"),
+        _shift_ts(d, _ts("DATE")).alias("measurement_datetime"),
+        F.when(F.col("_factor").isNotNull(), F.round(value * F.col("_factor"), 4)).otherwise(value).alias("value_as_number"),
+        F.coalesce(F.col("_unit"), F.col("UNITS")).alias("unit_source_value"),
+        F.col("VALUE").alias("value_source_value"),
+        F.col("UNITS").alias("unit_as_delivered"),
+        F.coalesce(F.col("_factor") != 1.0, F.lit(False)).alias("unit_converted"),
+        (F.col("_lcode").isNull() | F.col("_factor").isNotNull() | F.col("_malformed")).alias("_unit_known"),
+        _parse_errors([("DATE", _ts("DATE"))]).alias("_parse_errors"),
+        "_malformed",
+        _nk("PATIENT", "ENCOUNTER", "CODE", "DATE").alias("_nk"),
+        *PROVENANCE,
+    )
+    return _concept(rows, concepts, "LOINC", "measurement_source_value", "measurement_concept_id")
+
+
+def drug_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
+    rows = _base(df).select(
+        pseudonym(d.key, "drug", F.col("PATIENT"), F.col("ENCOUNTER"), F.col("CODE"), F.col("START")).alias("drug_exposure_key"),
+        pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
+        F.when(F.col("ENCOUNTER").isNotNull(), pseudonym(d.key, "visit", F.col("ENCOUNTER"))).alias("visit_key"),
+        F.col("CODE").alias("drug_source_value"),
+        F.col("DESCRIPTION").alias("drug_name"),
+        _shift_ts(d, _ts("START")).alias("drug_exposure_start_datetime"),
+        _shift_ts(d, _ts("STOP")).alias("drug_exposure_end_datetime"),
+        _num("DISPENSES").alias("quantity"),
+        _parse_errors([("START", _ts("START")), ("STOP", _ts("STOP")), ("DISPENSES", _num("DISPENSES"))]).alias("_parse_errors"),
+        "_malformed",
+        _nk("PATIENT", "ENCOUNTER", "CODE", "START").alias("_nk"),
+        *PROVENANCE,
+    )
+    return _concept(rows, concepts, "RxNorm", "drug_source_value", "drug_concept_id")
+
+
+def procedure_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
+    rows = _base(df).select(
+        pseudonym(d.key, "procedure", F.col("PATIENT"), F.col("ENCOUNTER"), F.col("CODE"), F.col("START")).alias("procedure_key"),
+        pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
+        F.when(F.col("ENCOUNTER").isNotNull(), pseudonym(d.key, "visit", F.col("ENCOUNTER"))).alias("visit_key"),
+        F.col("CODE").alias("procedure_source_value"),
+        F.col("DESCRIPTION").alias("procedure_name"),
+        _shift_ts(d, _ts("START")).alias("procedure_datetime"),
+        _shift_ts(d, _ts("STOP")).alias("procedure_end_datetime"),
+        _parse_errors([("START", _ts("START")), ("STOP", _ts("STOP"))]).alias("_parse_errors"),
+        "_malformed",
+        _nk("PATIENT", "ENCOUNTER", "CODE", "START").alias("_nk"),
+        *PROVENANCE,
+    )
+    return _concept(rows, concepts, "SNOMED", "procedure_source_value", "procedure_concept_id")
+
+
+def sample_link_rows(df: DataFrame, d: Deid) -> DataFrame:
+    return _base(df).select(
+        F.col("sample_id"),
+        pseudonym(d.key, "person", F.col("patient_id")).alias("person_key"),
+        F.coalesce(F.lower("consent") == "true", F.lit(False)).alias("consent"),
+        F.array().cast("array<string>").alias("_parse_errors"),
+        "_malformed",
+        _nk("sample_id").alias("_nk"),
+        *PROVENANCE,
+    )
+
+
+def dedupe(rows: DataFrame) -> DataFrame:
+    """One row per natural key: the latest delivery wins (later batch, then later line).
+    Adds _dup (true for the rows that lost)."""
+    w = Window.partitionBy("_nk").orderBy(F.col("_batch_id").desc(), F.col("_line").desc(), F.col("_source_file").desc())
+    return rows.withColumn("_dup", F.row_number().over(w) > 1)
+
+
+def with_person(rows: DataFrame, person: DataFrame) -> DataFrame:
+    """Birth and death dates and whether the person exists, for the reference and date rules."""
+    p = person.select("person_key", F.col("birth_date").alias("_birth_date"), F.col("death_date").alias("_death_date"), F.lit(True).alias("_person_found"))
+    return rows.join(p, "person_key", "left").withColumn("_person_found", F.coalesce("_person_found", F.lit(False)))
+
+
+def row_hash(columns: list[str]) -> Column:
+    return F.sha2(F.to_json(F.struct(*[F.col(c) for c in columns])), 256)

@@ -1,0 +1,151 @@
+"""Job conform_ehr: bronze Synthea tables -> OMOP-shaped, de-identified silver tables.
+
+Per table: type the strings (a value that does not parse is named in _parse_errors), replace
+source ids with keyed pseudonyms, normalise units, de-duplicate on the natural key (the latest
+delivery wins, so a late correction replaces the earlier row), check the expectations of
+``schemas/silver/<table>.yaml`` and MERGE only new or changed rows on the table's key; rows that
+break a quarantine rule go to quarantine.<table>; a ``fail`` rule stops before the table is
+written. Per-run results of every expectation go to ops.dq_results, and the reconciliation
+(rows in = rows out + quarantined + duplicates) to the run's metrics.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.contracts import Contract, check, enforce, load_contract
+from omicslake.errors import InputError
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import job_main
+from omicslake.resources import resource_dir
+
+NAME = "conform_ehr"
+DESCRIPTION = "Bronze EHR -> OMOP-shaped, de-identified silver tables (dedupe, MERGE, units, expectations, quarantine)."
+log = logging.getLogger(__name__)
+NON_DATA = {"_source_file", "_line", "_batch_id", "_row_hash", "run_id"}
+
+
+def _concepts(spark: SparkSession, cfg: Config) -> DataFrame:
+    path = Path(cfg.jobs.conform_ehr.concepts).expanduser() if cfg.jobs.conform_ehr.concepts else resource_dir("schemas") / "vocab" / "concept.csv"
+    if not path.exists():
+        raise InputError(f"concept file {path} (jobs.conform_ehr.concepts) does not exist")
+    schema = "concept_id int, concept_name string, domain_id string, vocabulary_id string, concept_class_id string, standard_concept string, concept_code string, valid_start_date string, valid_end_date string, invalid_reason string"
+    return spark.read.csv(str(path), header=True, schema=schema, multiLine=True, escape='"')
+
+
+def _units(cfg: Config) -> dict[str, Any]:
+    path = Path(cfg.jobs.conform_ehr.units).expanduser() if cfg.jobs.conform_ehr.units else resource_dir("schemas") / "vocab" / "units.yaml"
+    return {str(k): v for k, v in yaml.safe_load(path.read_text()).items()}
+
+
+def conform_table(lake: Lake, name: str, rows: DataFrame, contract: Contract, dq: list[tuple[Any, ...]], now: dt.datetime) -> dict[str, int]:
+    """Dedupe, check, write new/changed rows and new quarantine rows; returns the reconciliation."""
+    key = contract.keys[0]
+    data_cols = [c for c in contract.names if c not in NON_DATA]
+    rows = conform_dedupe(rows).cache()
+    n_in = rows.count()
+    n_dup = rows.where("_dup").count()
+    result = check(rows.where("NOT _dup").drop("_dup"), contract)
+    kept = result.kept.withColumn("run_id", F.lit(lake.run_id)).withColumn("_row_hash", _hash(data_cols))
+    kept = kept.transform(enforce_loose(contract)).cache()
+    n_out = kept.count()
+    quarantined = result.quarantined.select(
+        F.col(key).alias("row_key"), "rule", "reason", F.to_json(F.struct(*data_cols)).alias("row_json"), "_source_file", "_line", F.lit(lake.run_id).alias("run_id")
+    ).cache()
+    n_q = quarantined.count()
+    for e in contract.expectations:
+        failed = result.counts.get(e.name, 0)
+        outcome = "passed" if failed == 0 else {"warn": "warned", "quarantine": "quarantined", "fail": "failed"}[e.action]
+        dq.append((lake.run_id, f"silver.{name}", e.name, e.kind, e.action, n_in - n_dup, failed, outcome, now))
+    target = f"silver.{name}"
+    changed = kept
+    if lake.exists(target):
+        have = lake.read(target).select(key, "_row_hash")
+        changed = kept.join(have, [key, "_row_hash"], "left_anti")
+    if not lake.exists(target) or changed.limit(1).count():
+        lake.write(changed, target, mode="merge", keys=[key])
+    qtable = f"quarantine.{name}"
+    qnew = quarantined
+    if lake.exists(qtable):
+        qnew = quarantined.join(lake.read(qtable).select("row_key", "rule"), ["row_key", "rule"], "left_anti")
+    if n_q and (not lake.exists(qtable) or qnew.limit(1).count()):
+        lake.write(qnew.transform(enforce(load_contract(qtable))), qtable, mode="append")
+    rows.unpersist()
+    kept.unpersist()
+    quarantined.unpersist()
+    log.info("silver.%s: %d rows in = %d out + %d quarantined + %d duplicates", name, n_in, n_out, n_q, n_dup)
+    assert n_in == n_out + n_q + n_dup, (name, n_in, n_out, n_q, n_dup)  # checked invariant, not validation
+    return {"in": n_in, "out": n_out, "quarantined": n_q, "duplicates": n_dup}
+
+
+def conform_dedupe(rows: DataFrame) -> DataFrame:
+    from omicslake.ehr.conform import dedupe
+
+    return dedupe(rows)
+
+
+def _hash(cols: list[str]) -> Any:
+    from omicslake.ehr.conform import row_hash
+
+    return row_hash(cols)
+
+
+def enforce_loose(contract: Contract) -> Callable[[DataFrame], DataFrame]:
+    """The contract's columns in order (helper columns dropped), cast to its types."""
+    def _f(df: DataFrame) -> DataFrame:
+        return df.select(*[F.col(c.name).cast(c.type).alias(c.name) for c in contract.columns])
+
+    return _f
+
+
+def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
+    from omicslake.ehr import conform as C
+    from omicslake.ehr.deid import pseudonym_key
+
+    c = cfg.jobs.conform_ehr
+    d = C.Deid(pseudonym_key(c), c.date_shift, c.date_shift_max_days, c.reference_date)
+    if not lake.exists("bronze.synthea_patients"):
+        raise InputError("bronze.synthea_patients does not exist: run ingest_ehr first")
+    concepts = F.broadcast(_concepts(spark, cfg).cache())
+    units = _units(cfg)
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    dq: list[tuple[Any, ...]] = []
+    recon: dict[str, dict[str, int]] = {}
+
+    def bronze(t: str) -> DataFrame:
+        return lake.read(f"bronze.synthea_{t}")
+
+    person_rows = C.person_rows(bronze("patients"), d)
+    recon["person"] = conform_table(lake, "person", person_rows, load_contract("silver.person"), dq, now)
+    person = lake.read("silver.person")
+    death = person.where(F.col("death_date").isNotNull()).select("person_key", "death_date", *C.PROVENANCE).withColumn(
+        "_malformed", F.lit(False)).withColumn("_parse_errors", F.array().cast("array<string>")).withColumn("_nk", F.col("person_key"))
+    recon["death"] = conform_table(lake, "death", death, load_contract("silver.death"), dq, now)
+    facts: list[tuple[str, DataFrame]] = [
+        ("visit_occurrence", C.visit_rows(bronze("encounters"), d)),
+        ("condition_occurrence", C.condition_rows(bronze("conditions"), d, concepts)),
+        ("measurement", C.measurement_rows(bronze("observations"), d, concepts, units)),
+        ("drug_exposure", C.drug_rows(bronze("medications"), d, concepts)),
+        ("procedure_occurrence", C.procedure_rows(bronze("procedures"), d, concepts)),
+    ]
+    if lake.exists("bronze.sample_link"):
+        facts.append(("sample_link", C.sample_link_rows(lake.read("bronze.sample_link"), d)))
+    for name, rows in facts:
+        recon[name] = conform_table(lake, name, C.with_person(rows, person), load_contract(f"silver.{name}"), dq, now)
+    lake.write(spark.createDataFrame(dq, load_contract("ops.dq_results").struct()), "ops.dq_results", mode="append")
+    metrics: dict[str, Any] = {f"{t}_{k}": v for t, r in recon.items() for k, v in r.items()}
+    metrics["quarantined"] = sum(r["quarantined"] for r in recon.values())
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(NAME, argv)
