@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
@@ -45,6 +48,42 @@ def spark(base_cfg: Config) -> Iterator[SparkSession]:
 def cfg(base_cfg: Config, tmp_path: Path) -> Config:
     """The session's config with a lake of the test's own."""
     return base_cfg.replace(**{"lake.root": str(tmp_path / "lake")})
+
+
+MESSY_PATIENTS, MESSY_SAMPLES, MESSY_VARIANTS = 400, 120, 500
+
+
+def generate_cli(root: Path, out: Path, seed: int, *extra: str) -> dict[str, Any]:
+    from omicslake.jobs.cli import main
+
+    args = ["generate", "--out", str(out), "--seed", str(seed), "--set", f"lake.root={root}", *extra]
+    assert main(args) == 0
+    return json.loads((out / "manifest.json").read_text())  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def messy(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One messy generated cohort for the session (generator tests and EHR tests read it)."""
+    root = tmp_path_factory.mktemp("gen")
+    out = root / "messy"
+    m = generate_cli(root, out, 11, "--patients", str(MESSY_PATIENTS), "--samples", str(MESSY_SAMPLES),
+                     "--variants", str(MESSY_VARIANTS), "--messy")
+    return out, m
+
+
+@pytest.fixture(scope="session", autouse=True)
+def pseudonym_key() -> Iterator[str]:
+    """A random HMAC key for the test session, from the environment as in production."""
+    import secrets
+
+    key = secrets.token_hex(32)
+    old = os.environ.get("OMICSLAKE_PSEUDONYM_KEY")
+    os.environ["OMICSLAKE_PSEUDONYM_KEY"] = key
+    yield key
+    if old is None:
+        os.environ.pop("OMICSLAKE_PSEUDONYM_KEY", None)
+    else:
+        os.environ["OMICSLAKE_PSEUDONYM_KEY"] = old
 
 
 @pytest.fixture(scope="session")

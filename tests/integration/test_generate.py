@@ -20,8 +20,6 @@ import numpy as np
 import pytest
 from pyspark.sql import SparkSession
 
-from omicslake.jobs.cli import main
-
 SYNTHEA_HEADERS = {
     "patients": "Id,BIRTHDATE,DEATHDATE,SSN,DRIVERS,PASSPORT,PREFIX,FIRST,MIDDLE,LAST,SUFFIX,MAIDEN,MARITAL,RACE,"
     "ETHNICITY,GENDER,BIRTHPLACE,ADDRESS,CITY,STATE,COUNTY,FIPS,ZIP,LAT,LON,HEALTHCARE_EXPENSES,"
@@ -38,21 +36,10 @@ KNOWN_CONDITION_CODES = {
     "44054006", "59621000", "88805009", "185086009", "433144002", "22298006", "254637007", "26929004",
     "10509002", "444814009", "15777000",
 }
-PATIENTS, SAMPLES, VARIANTS = 400, 120, 500
-
-
-def _generate(root: Path, out: Path, seed: int, *extra: str) -> dict[str, Any]:
-    args = ["generate", "--out", str(out), "--seed", str(seed), "--set", f"lake.root={root}", *extra]
-    assert main(args) == 0
-    return json.loads((out / "manifest.json").read_text())  # type: ignore[no-any-return]
-
-
-@pytest.fixture(scope="module")
-def messy(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    root = tmp_path_factory.mktemp("gen")
-    out = root / "messy"
-    m = _generate(root, out, 11, "--patients", str(PATIENTS), "--samples", str(SAMPLES), "--variants", str(VARIANTS), "--messy")
-    return out, m
+from conftest import MESSY_PATIENTS as PATIENTS
+from conftest import MESSY_SAMPLES as SAMPLES
+from conftest import MESSY_VARIANTS as VARIANTS
+from conftest import generate_cli as _generate
 
 
 def _digests(folder: Path) -> dict[str, str]:

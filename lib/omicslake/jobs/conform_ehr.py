@@ -52,38 +52,39 @@ def conform_table(lake: Lake, name: str, rows: DataFrame, contract: Contract, dq
     key = contract.keys[0]
     data_cols = [c for c in contract.names if c not in NON_DATA]
     rows = conform_dedupe(rows).cache()
-    n_in = rows.count()
-    n_dup = rows.where("_dup").count()
+    totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long"))).first()
+    n_in, n_dup = int(totals[0]), int(totals[1] or 0)
     result = check(rows.where("NOT _dup").drop("_dup"), contract)
     kept = result.kept.withColumn("run_id", F.lit(lake.run_id)).withColumn("_row_hash", _hash(data_cols))
-    kept = kept.transform(enforce_loose(contract)).cache()
-    n_out = kept.count()
+    kept = kept.transform(enforce_loose(contract))
     quarantined = result.quarantined.select(
         F.col(key).alias("row_key"), "rule", "reason", F.to_json(F.struct(*data_cols)).alias("row_json"), "_source_file", "_line", F.lit(lake.run_id).alias("run_id")
     ).cache()
     n_q = quarantined.count()
+    n_out = n_in - n_dup - n_q
     for e in contract.expectations:
         failed = result.counts.get(e.name, 0)
         outcome = "passed" if failed == 0 else {"warn": "warned", "quarantine": "quarantined", "fail": "failed"}[e.action]
         dq.append((lake.run_id, f"silver.{name}", e.name, e.kind, e.action, n_in - n_dup, failed, outcome, now))
     target = f"silver.{name}"
-    changed = kept
     if lake.exists(target):
-        have = lake.read(target).select(key, "_row_hash")
-        changed = kept.join(have, [key, "_row_hash"], "left_anti")
-    if not lake.exists(target) or changed.limit(1).count():
-        lake.write(changed, target, mode="merge", keys=[key])
+        # Only new or changed rows: a rerun on the same bronze commits nothing.
+        changed = kept.join(lake.read(target).select(key, "_row_hash"), [key, "_row_hash"], "left_anti").cache()
+        if changed.count():
+            lake.write(changed, target, mode="merge", keys=[key])
+        changed.unpersist()
+    else:
+        lake.write(kept, target, mode="merge", keys=[key])
     qtable = f"quarantine.{name}"
-    qnew = quarantined
-    if lake.exists(qtable):
-        qnew = quarantined.join(lake.read(qtable).select("row_key", "rule"), ["row_key", "rule"], "left_anti")
-    if n_q and (not lake.exists(qtable) or qnew.limit(1).count()):
-        lake.write(qnew.transform(enforce(load_contract(qtable))), qtable, mode="append")
+    if n_q:
+        qnew = quarantined
+        if lake.exists(qtable):
+            qnew = quarantined.join(lake.read(qtable).select("row_key", "rule"), ["row_key", "rule"], "left_anti").cache()
+        if not lake.exists(qtable) or qnew.count():
+            lake.write(qnew.transform(enforce(load_contract(qtable))), qtable, mode="append")
     rows.unpersist()
-    kept.unpersist()
     quarantined.unpersist()
     log.info("silver.%s: %d rows in = %d out + %d quarantined + %d duplicates", name, n_in, n_out, n_q, n_dup)
-    assert n_in == n_out + n_q + n_dup, (name, n_in, n_out, n_q, n_dup)  # checked invariant, not validation
     return {"in": n_in, "out": n_out, "quarantined": n_q, "duplicates": n_dup}
 
 

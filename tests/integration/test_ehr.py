@@ -1,0 +1,246 @@
+"""EHR bronze -> silver on the generator's messy cohort: reconciliation against the manifest,
+late corrections through MERGE, PHI never past bronze, reruns and a SIGKILL mid-run."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.errors import SecretError
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import RunResult, execute
+
+SILVER = ("person", "death", "visit_occurrence", "condition_occurrence", "measurement", "drug_exposure", "procedure_occurrence", "sample_link")
+BAD_DATE = "31/02/2019 25:61"
+
+
+@pytest.fixture(scope="module")
+def ehr_lake(spark: SparkSession, base_cfg: Config, messy: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Batch 1 lands and is conformed; then batch 2 (late corrections, a drifted column) arrives."""
+    landing, manifest = messy
+    root = tmp_path_factory.mktemp("ehr")
+    cfg = base_cfg.replace(**{"lake.root": str(root), "jobs.generate.out": str(landing)})
+    first = cfg.replace(**{"jobs.ingest_ehr.synthea_dir": str(landing / "synthea" / "batch_001")})
+    runs = {
+        "ingest1": execute(spark, first, "ingest_ehr", run_id="r1"),
+        "conform1": execute(spark, cfg, "conform_ehr", run_id="r1"),
+    }
+    lake = Lake(spark, cfg)
+    runs["versions1"] = {t: lake.version(f"silver.{t}") for t in SILVER}
+    runs["ingest2"] = execute(spark, cfg, "ingest_ehr", run_id="r2")
+    runs["conform2"] = execute(spark, cfg, "conform_ehr", run_id="r2")
+    return {"cfg": cfg, "landing": landing, "manifest": manifest, **runs}
+
+
+def _csv_rows(path: Path) -> list[list[str]]:
+    with path.open(newline="") as f:
+        return list(csv.reader(f))[1:]
+
+
+def test_bronze_keeps_every_line_and_rescues_what_fits_nowhere(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+    cfg, m = ehr_lake["cfg"], ehr_lake["manifest"]
+    lake = Lake(spark, cfg)
+    for key, info in m["files"].items():
+        if key.startswith("synthea/"):
+            table = "bronze.synthea_" + Path(key).stem
+            n = lake.read(table).where(F.col("_source_file").endswith(key)).count()
+        else:
+            table = "bronze.fhir_" + key.split("/")[1].lower()
+            n = lake.read(table).count()
+        assert n == info["rows"], (key, n, info["rows"])
+    obs = lake.read("bronze.synthea_observations")
+    malformed = obs.where(F.col("_rescued")["_malformed_line"].isNotNull())
+    assert malformed.count() == m["messy"]["counts"]["observations_wrong_column_count"]
+    # the line number is the line in the file
+    row = malformed.orderBy("_line").first()
+    text = Path(row._source_file).read_text().splitlines()[row._line - 1]
+    assert text == row._rescued["_malformed_line"] and text.endswith(",UNEXPECTED")
+    drift = obs.where(F.col("_rescued")["SOURCE_SYSTEM"].isNotNull())
+    assert drift.count() == m["messy"]["counts"]["observations_schema_drift_rows"] and drift.where("_batch_id = 'batch_002'").count() == drift.count()
+    broken = lake.read("bronze.fhir_observation").where("resource_type IS NULL")
+    assert broken.count() == m["messy"]["counts"]["fhir_observation_broken_json"]
+    assert ehr_lake["ingest2"].metrics["files_known"] >= 6 and ehr_lake["ingest2"].metrics["files_new"] == 2
+
+
+def test_reconciliation_rows_in_equal_out_plus_quarantined_plus_duplicates(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+    cfg, m, landing = ehr_lake["cfg"], ehr_lake["manifest"], ehr_lake["landing"]
+    metrics = ehr_lake["conform2"].metrics
+    lake = Lake(spark, cfg)
+    files = m["files"]
+    sources = {"person": ["patients"], "visit_occurrence": ["encounters"], "condition_occurrence": ["conditions"],
+               "measurement": ["observations"], "drug_exposure": ["medications"], "procedure_occurrence": ["procedures"]}
+    for table, stems in sources.items():
+        rows_in = sum(v["rows"] for k, v in files.items() if k.startswith("synthea/") and Path(k).stem in stems)
+        assert metrics[f"{table}_in"] == rows_in, table
+        assert rows_in == metrics[f"{table}_out"] + metrics[f"{table}_quarantined"] + metrics[f"{table}_duplicates"], table
+        assert lake.read(f"silver.{table}").count() == metrics[f"{table}_out"], table
+        q = lake.read(f"quarantine.{table}").count() if lake.exists(f"quarantine.{table}") else 0
+        assert q == metrics[f"{table}_quarantined"], table
+    c = m["messy"]["counts"]
+    assert metrics["visit_occurrence_duplicates"] == c["encounters_late_corrections"]
+    assert metrics["condition_occurrence_duplicates"] == c["conditions_duplicate_rows"]
+    rules = Counter((r.rule) for r in lake.read("quarantine.visit_occurrence").collect())
+    assert rules == Counter({"well_formed": c["encounters_wrong_column_count"], "not_after_death": c["encounters_after_death"]})
+    # Observations: derive the expected outcome of every line from the CSV itself.
+    obs_rows = _csv_rows(landing / "synthea" / "batch_001" / "observations.csv")
+    keys = Counter((r[1], r[2], r[4], r[0]) for r in obs_rows if len(r) == 9)
+    bad_date_keys = {k for k in keys if k[3] == BAD_DATE}
+    q_rules = Counter(r.rule for r in lake.read("quarantine.measurement").collect())
+    assert q_rules["well_formed"] == c["observations_wrong_column_count"]
+    assert q_rules["parseable"] == len(bad_date_keys)
+    dupes_b1 = sum(n - 1 for n in keys.values())
+    assert metrics["measurement_duplicates"] == dupes_b1  # batch 2's heart rates are new keys
+    dq = lake.read("ops.dq_results").where(F.col("run_id") == ehr_lake["conform2"].run_id)
+    got = {(r.table_name, r.expectation): r.rows_failed for r in dq.collect()}
+    assert got[("silver.measurement", "parseable")] == len(bad_date_keys)
+    assert got[("silver.condition_occurrence", "concept_mapped")] == c["conditions_unknown_code"] - sum(
+        1 for r in _csv_rows(landing / "synthea" / "batch_001" / "conditions.csv") if r[5] == "999999999") + len(
+        {(r[2], r[3], r[5], r[0]) for r in _csv_rows(landing / "synthea" / "batch_001" / "conditions.csv") if r[5] == "999999999"})
+
+
+def test_units_are_canonical_and_conversions_exact(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+    lake = Lake(spark, ehr_lake["cfg"])
+    meas = lake.read("silver.measurement")
+    units = {(r.measurement_name, r.unit_source_value) for r in meas.where("measurement_name IN ('glucose','weight','hba1c','height','bmi')").select("measurement_name", "unit_source_value").distinct().collect()}
+    assert units == {("glucose", "mg/dL"), ("weight", "kg"), ("hba1c", "%"), ("height", "cm"), ("bmi", "kg/m2")}
+    lb = meas.where("unit_as_delivered = '[lb_av]'").select("value_source_value", "value_as_number").collect()
+    mmol = meas.where("unit_as_delivered = 'mmol/L'").select("value_source_value", "value_as_number").collect()
+    assert lb and mmol
+    assert all(abs(float(r.value_source_value) * 0.45359237 - r.value_as_number) < 1e-3 for r in lb)
+    assert all(abs(float(r.value_source_value) * 18.016 - r.value_as_number) < 1e-3 for r in mmol)
+    # after conversion the swapped units look like the rest: glucose in a plausible mg/dL range
+    g = meas.where("measurement_name = 'glucose'").agg(F.min("value_as_number"), F.max("value_as_number")).first()
+    assert 40 < g[0] and g[1] < 600
+    assert meas.where("measurement_concept_id = 3004410").count() == meas.where("measurement_name = 'hba1c'").count() > 0  # LOINC 4548-4
+
+
+def test_late_correction_replaces_the_row_and_history_stays(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+    cfg, landing, key = ehr_lake["cfg"], ehr_lake["landing"], os.environ["OMICSLAKE_PSEUDONYM_KEY"].encode()
+    corrected = _csv_rows(landing / "synthea" / "batch_002" / "encounters.csv")[0]
+    original = next(r for r in _csv_rows(landing / "synthea" / "batch_001" / "encounters.csv") if r[0] == corrected[0])
+    assert original[2] != corrected[2]
+    visit_key = hmac.new(key, "\x1f".join(["visit", corrected[0]]).encode(), sha256).hexdigest()
+    lake = Lake(spark, cfg)
+    now = lake.read("silver.visit_occurrence").where(F.col("visit_key") == visit_key).collect()
+    assert len(now) == 1 and now[0].visit_end_datetime.strftime("%Y-%m-%dT%H:%M:%SZ") == corrected[2] and now[0]._batch_id == "batch_002"
+    v1 = ehr_lake["versions1"]["visit_occurrence"]
+    path = str(lake.path("silver.visit_occurrence"))
+    then = spark.read.format("delta").option("versionAsOf", v1).load(path).where(F.col("visit_key") == visit_key).collect()
+    assert then[0].visit_end_datetime.strftime("%Y-%m-%dT%H:%M:%SZ") == original[2]
+    assert lake.version("silver.visit_occurrence") == v1 + 1
+    # only the corrected rows were rewritten
+    hist = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").where(F.col("version") == v1 + 1).first()
+    assert int(hist.operationMetrics["numTargetRowsUpdated"]) == ehr_lake["manifest"]["messy"]["counts"]["encounters_late_corrections"]
+
+
+def _string_columns(df: DataFrame) -> list[str]:
+    return [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
+
+
+def test_no_direct_identifier_leaves_bronze(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+    lake = Lake(spark, ehr_lake["cfg"])
+    p = lake.read("bronze.synthea_patients")
+    cols = ["Id", "SSN", "DRIVERS", "PASSPORT", "FIRST", "LAST", "MAIDEN", "ADDRESS", "BIRTHPLACE"]
+    ids = p.select(F.explode(F.array(*[F.col(c) for c in cols])).alias("v"))
+    fhir = lake.read("bronze.fhir_patient").where("resource IS NOT NULL").select(F.from_json("resource", "telecom array<struct<value:string>>, identifier array<struct<value:string>>").alias("j"))
+    ids = ids.unionByName(fhir.select(F.explode("j.telecom.value").alias("v"))).unionByName(fhir.select(F.explode("j.identifier.value").alias("v")))
+    enc = lake.read("bronze.synthea_encounters").select(F.col("Id").alias("v"))
+    ids = ids.unionByName(enc).where(F.length("v") >= 5).distinct().cache()
+    assert ids.count() > 5 * 400
+    assert ids.where(F.col("v").rlike(r"^\d{3}-\d{2}-\d{4}$")).count() > 0  # SSNs are in the scan
+    tables = [n for n, _, _ in lake.tables() if n.split(".")[0] in ("silver", "gold", "quarantine")]
+    assert {f"silver.{t}" for t in SILVER} <= set(tables)
+    for name in tables:
+        df = lake.read(name)
+        # Every string value, and every string inside JSON (quarantine rows), as one token each.
+        text = F.concat_ws("\x1f", *[F.coalesce(F.col(c), F.lit("")) for c in _string_columns(df)])
+        tokens = df.select(F.explode(F.split(text, '[\x1f"]')).alias("v")).where(F.length("v") >= 5)
+        hits = tokens.join(ids, "v").count()
+        assert hits == 0, name
+    # the scan finds an identifier where there is one
+    leak = lake.read("silver.person").limit(3).withColumn("state", F.lit(p.first().SSN))
+    assert leak.select(F.explode(F.split(F.concat_ws("\x1f", "state"), '[\x1f"]')).alias("v")).join(ids, "v").count() == 3
+    silver_rows = lake.read("silver.person").count() + lake.read("silver.measurement").count()
+    assert silver_rows > 1000
+
+
+def test_pseudonyms_are_hmac_of_the_source_id_and_change_with_the_key(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+    from omicslake.ehr.deid import pseudonym
+
+    key = os.environ["OMICSLAKE_PSEUDONYM_KEY"].encode()
+    lake = Lake(spark, ehr_lake["cfg"])
+    src = [r.Id for r in lake.read("bronze.synthea_patients").select("Id").limit(5).collect()]
+    expected = {hmac.new(key, f"person\x1f{s}".encode(), sha256).hexdigest() for s in src}
+    silver_keys = {r.person_key for r in lake.read("silver.person").collect()}
+    assert expected <= silver_keys
+    df = spark.createDataFrame([(s,) for s in src], "id string")
+    other = {r[0] for r in df.select(pseudonym(b"another-key-0123456789abcdef", "person", F.col("id"))).collect()}
+    assert other.isdisjoint(silver_keys)
+    # stable across runs: run 1's person keys are run 2's
+    v1 = ehr_lake["versions1"]["person"]
+    first = {r.person_key for r in spark.read.format("delta").option("versionAsOf", v1).load(str(lake.path("silver.person"))).collect()}
+    assert first == silver_keys
+
+
+def test_rerun_adds_nothing(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+    cfg = ehr_lake["cfg"]
+    lake = Lake(spark, cfg)
+    watched = [n for n, _, _ in lake.tables() if not n.startswith("ops.")]
+    before = {n: lake.version(n) for n in watched}
+    execute(spark, cfg, "ingest_ehr", run_id="r3")
+    execute(spark, cfg, "conform_ehr", run_id="r3")
+    assert {n: lake.version(n) for n in watched} == before
+
+
+def test_missing_key_is_a_clear_error(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+    cfg = ehr_lake["cfg"].replace(**{"jobs.conform_ehr.key_env": "OMICSLAKE_NO_SUCH_KEY"})
+    with pytest.raises(SecretError, match="set the environment variable OMICSLAKE_NO_SUCH_KEY"):
+        execute(spark, cfg, "conform_ehr", run_id="nokey")
+
+
+def _table_rows(spark: SparkSession, lake: Lake, name: str) -> Counter[str]:
+    df = lake.read(name)
+    df = df.drop(*[c for c in ("run_id",) if c in df.columns])
+    return Counter(json.dumps(r.asDict(recursive=True), sort_keys=True, default=str) for r in df.collect())
+
+
+def test_sigkill_mid_conform_then_rerun_equals_a_clean_run(spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path) -> None:
+    clean_cfg, landing = ehr_lake["cfg"], ehr_lake["landing"]
+    cfg = clean_cfg.replace(**{"lake.root": str(tmp_path / "lake")})
+    execute(spark, cfg, "ingest_ehr", run_id="k1")
+    cmd = [sys.executable, "-m", "omicslake.jobs.cli", "run", "conform_ehr", "--set", f"lake.root={tmp_path / 'lake'}",
+           "--set", f"jobs.generate.out={landing}", "--set", "spark.shuffle_partitions=2", "--run-id", "k2"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    person_log = tmp_path / "lake" / "silver" / "person" / "_delta_log"
+    deadline = time.monotonic() + 300
+    while time.monotonic() < deadline and not list(person_log.glob("*.json")):
+        assert proc.poll() is None, "conform_ehr ended before it could be killed"
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    lake = Lake(spark, cfg)
+    assert lake.exists("silver.person") and not lake.exists("silver.procedure_occurrence")  # really half-way
+    execute(spark, cfg, "conform_ehr", run_id="k3")
+    clean = Lake(spark, clean_cfg)
+    for t in SILVER:
+        assert _table_rows(spark, lake, f"silver.{t}") == _table_rows(spark, clean, f"silver.{t}"), t
+    for t in ("measurement", "visit_occurrence"):
+        a = Counter((r.row_key, r.rule) for r in lake.read(f"quarantine.{t}").collect())
+        assert a == Counter((r.row_key, r.rule) for r in clean.read(f"quarantine.{t}").collect()), t
+    shutil.rmtree(tmp_path / "lake", ignore_errors=True)
