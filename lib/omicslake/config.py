@@ -126,7 +126,7 @@ class IngestEhrConfig:
 
 @dataclass(frozen=True)
 class ConformEhrConfig:
-    source: Literal["synthea"] = "synthea"  # the system silver is built from
+    source: Literal["synthea", "fhir"] = "synthea"  # the system silver is built from (its bronze tables)
     key_env: str = "OMICSLAKE_PSEUDONYM_KEY"  # environment variable holding the HMAC key
     secret_scope: str | None = None  # Databricks: dbutils.secrets.get(secret_scope, secret_key)
     secret_key: str = "pseudonym-key"

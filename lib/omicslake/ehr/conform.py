@@ -32,7 +32,17 @@ class Deid:
 
 
 def _ts(raw: str) -> Column:
-    return F.coalesce(F.expr(f"try_to_timestamp(`{raw}`, \"yyyy-MM-dd'T'HH:mm:ss'Z'\")"), F.expr(f"try_to_timestamp(`{raw}`, 'yyyy-MM-dd')"))
+    """Synthea's 2015-11-10T14:40:25Z, a date, or any ISO-8601 time with an offset (FHIR).
+
+    Each pattern is tried only on text of its shape: Spark raises (instead of returning null)
+    when a pattern fails on text the pre-3.0 parser would have read.
+    """
+    c = F.col(raw)
+    return F.coalesce(
+        F.when(c.rlike(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"), F.expr(f"try_to_timestamp(`{raw}`, \"yyyy-MM-dd'T'HH:mm:ss'Z'\")")),
+        F.when(c.rlike(r"^\d{4}-\d{2}-\d{2}$"), F.expr(f"try_to_timestamp(`{raw}`, 'yyyy-MM-dd')")),
+        F.when(c.rlike(r"^\d{4}-\d{2}-\d{2}T"), F.expr(f"try_cast(`{raw}` AS timestamp)")),
+    )
 
 
 def _date(raw: str) -> Column:

@@ -114,30 +114,50 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     c = cfg.jobs.conform_ehr
     d = C.Deid(pseudonym_key(c), c.date_shift, c.date_shift_max_days, c.reference_date)
-    if not lake.exists("bronze.synthea_patients"):
-        raise InputError("bronze.synthea_patients does not exist: run ingest_ehr first")
+    first = "bronze.synthea_patients" if c.source == "synthea" else "bronze.fhir_patient"
+    if not lake.exists(first):
+        raise InputError(f"{first} does not exist: run ingest_ehr first (jobs.conform_ehr.source={c.source})")
     concepts = F.broadcast(_concepts(spark, cfg).cache())
     units = _units(cfg)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     dq: list[tuple[Any, ...]] = []
     recon: dict[str, dict[str, int]] = {}
 
-    def bronze(t: str) -> DataFrame:
-        return lake.read(f"bronze.synthea_{t}")
+    def bronze(t: str) -> DataFrame | None:
+        """The bronze rows of Synthea table t, or FHIR's in the same shape; None when absent."""
+        from omicslake.ehr import fhir
 
-    person_rows = C.person_rows(bronze("patients"), d)
+        if c.source == "synthea":
+            name, shape = f"bronze.synthea_{t}", None
+        else:
+            table, shape = fhir.AS_SYNTHEA[t]
+            name = f"bronze.{table}"
+        if not lake.exists(name):
+            log.warning("%s does not exist: its silver table is not built in this run", name)
+            return None
+        df = lake.read(name)
+        return shape(df) if shape else df
+
+    patients = bronze("patients")
+    assert patients is not None
+    person_rows = C.person_rows(patients, d)
     recon["person"] = conform_table(lake, "person", person_rows, load_contract("silver.person"), dq, now)
     person = lake.read("silver.person")
     death = person.where(F.col("death_date").isNotNull()).select("person_key", "death_date", *C.PROVENANCE).withColumn(
         "_malformed", F.lit(False)).withColumn("_parse_errors", F.array().cast("array<string>")).withColumn("_nk", F.col("person_key"))
     recon["death"] = conform_table(lake, "death", death, load_contract("silver.death"), dq, now)
-    facts: list[tuple[str, DataFrame]] = [
-        ("visit_occurrence", C.visit_rows(bronze("encounters"), d)),
-        ("condition_occurrence", C.condition_rows(bronze("conditions"), d, concepts)),
-        ("measurement", C.measurement_rows(bronze("observations"), d, concepts, units)),
-        ("drug_exposure", C.drug_rows(bronze("medications"), d, concepts)),
-        ("procedure_occurrence", C.procedure_rows(bronze("procedures"), d, concepts)),
+    builders = [
+        ("visit_occurrence", "encounters", lambda df: C.visit_rows(df, d)),
+        ("condition_occurrence", "conditions", lambda df: C.condition_rows(df, d, concepts)),
+        ("measurement", "observations", lambda df: C.measurement_rows(df, d, concepts, units)),
+        ("drug_exposure", "medications", lambda df: C.drug_rows(df, d, concepts)),
+        ("procedure_occurrence", "procedures", lambda df: C.procedure_rows(df, d, concepts)),
     ]
+    facts: list[tuple[str, DataFrame]] = []
+    for table, source_table, build in builders:
+        src = bronze(source_table)
+        if src is not None:
+            facts.append((table, build(src)))
     if lake.exists("bronze.sample_link"):
         facts.append(("sample_link", C.sample_link_rows(lake.read("bronze.sample_link"), d)))
     for name, rows in facts:
