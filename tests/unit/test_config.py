@@ -39,7 +39,8 @@ def test_env_layers_over_base_and_set_wins() -> None:
 
 def test_spark_conf_keys_keep_their_dots() -> None:
     cfg = load_config("local", overrides=["spark.conf.spark.executor.memory=2g"])
-    assert cfg.spark.conf == {"spark.executor.memory": "2g"}
+    # merged with conf/local.yaml's own spark.conf entry, each key whole
+    assert cfg.spark.conf == {"spark.executor.memory": "2g", "spark.databricks.delta.snapshotPartitions": "2"}
 
 
 def test_conf_file_layer(tmp_path: Path) -> None:
