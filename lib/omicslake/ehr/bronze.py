@@ -12,7 +12,6 @@ numbers rows within a partition, and one small count per partition gives the off
 from __future__ import annotations
 
 import csv
-import hashlib
 import io
 from pathlib import Path
 
@@ -22,14 +21,6 @@ from pyspark.sql import types as T
 
 # A comma outside double quotes (RFC 4180 fields).
 _FIELD_SPLIT = ',(?=(?:[^"]*"[^"]*")*[^"]*$)'
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def numbered_lines(spark: SparkSession, path: Path) -> DataFrame:

@@ -131,21 +131,34 @@ def _concept(df: DataFrame, concepts: DataFrame, vocabulary: str, code_col: str,
     return j.withColumn(out, F.coalesce(F.col("_cid"), F.lit(0)).cast("int")).drop("_code", "_cid")
 
 
-def condition_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
-    rows = _base(df).select(
-        pseudonym(d.key, "condition", F.col("PATIENT"), F.col("ENCOUNTER"), F.col("CODE"), F.col("START")).alias("condition_key"),
+_EVENT_KEY = ("PATIENT", "ENCOUNTER", "CODE")
+
+
+def _event_rows(df: DataFrame, d: Deid, domain: str, key: str, when: str, columns: list[Column], parse: list[tuple[str, Column]]) -> DataFrame:
+    """A clinical event (condition, measurement, drug, procedure): its pseudonymous key from the
+    natural key (patient, encounter, code, time), person and visit keys, the given columns, and
+    the helper columns the expectations read."""
+    nk = (*_EVENT_KEY, when)
+    return _base(df).select(
+        pseudonym(d.key, domain, *[F.col(c) for c in nk]).alias(key),
         pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
         F.when(F.col("ENCOUNTER").isNotNull(), pseudonym(d.key, "visit", F.col("ENCOUNTER"))).alias("visit_key"),
+        *columns,
+        _parse_errors(parse).alias("_parse_errors"),
+        "_malformed",
+        _nk(*nk).alias("_nk"),
+        *PROVENANCE,
+    )
+
+
+def condition_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
+    rows = _event_rows(df, d, "condition", "condition_key", "START", [
         F.col("CODE").alias("condition_source_value"),
         F.lit("SNOMED").alias("condition_source_vocabulary"),
         F.col("DESCRIPTION").alias("condition_name"),
         _shift_date(d, _date("START")).alias("condition_start_date"),
         _shift_date(d, _date("STOP")).alias("condition_end_date"),
-        _parse_errors([("START", _date("START")), ("STOP", _date("STOP"))]).alias("_parse_errors"),
-        "_malformed",
-        _nk("PATIENT", "ENCOUNTER", "CODE", "START").alias("_nk"),
-        *PROVENANCE,
-    )
+    ], [("START", _date("START")), ("STOP", _date("STOP"))])
     return _concept(rows, concepts, "SNOMED", "condition_source_value", "condition_concept_id")
 
 
@@ -155,15 +168,11 @@ def measurement_rows(df: DataFrame, d: Deid, concepts: DataFrame, units: dict[st
     conv = [(code, u["name"], u["unit"], src, float(f)) for code, u in units.items() for src, f in u["from"].items()]
     table = spark.createDataFrame(conv, "_code string, _name string, _unit string, _from string, _factor double")
     listed = spark.createDataFrame([(c,) for c in units], "_lcode string")
-    base = _base(df)
     value = _num("VALUE")
-    rows = base.join(F.broadcast(table), (base["CODE"] == table["_code"]) & (base["UNITS"] == table["_from"]), "left").join(
-        F.broadcast(listed), base["CODE"] == listed["_lcode"], "left"
+    joined = df.join(F.broadcast(table), (df["CODE"] == table["_code"]) & (df["UNITS"] == table["_from"]), "left").join(
+        F.broadcast(listed), df["CODE"] == listed["_lcode"], "left"
     )
-    rows = rows.select(
-        pseudonym(d.key, "measurement", F.col("PATIENT"), F.col("ENCOUNTER"), F.col("CODE"), F.col("DATE")).alias("measurement_key"),
-        pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
-        F.when(F.col("ENCOUNTER").isNotNull(), pseudonym(d.key, "visit", F.col("ENCOUNTER"))).alias("visit_key"),
+    rows = _event_rows(joined, d, "measurement", "measurement_key", "DATE", [
         F.col("CODE").alias("measurement_source_value"),
         F.coalesce(F.col("_name"), F.col("DESCRIPTION")).alias("measurement_name"),
         _shift_ts(d, _ts("DATE")).alias("measurement_datetime"),
@@ -173,46 +182,28 @@ def measurement_rows(df: DataFrame, d: Deid, concepts: DataFrame, units: dict[st
         F.col("UNITS").alias("unit_as_delivered"),
         F.coalesce(F.col("_factor") != 1.0, F.lit(False)).alias("unit_converted"),
         (F.col("_lcode").isNull() | F.col("_factor").isNotNull() | F.col("_malformed")).alias("_unit_known"),
-        _parse_errors([("DATE", _ts("DATE"))]).alias("_parse_errors"),
-        "_malformed",
-        _nk("PATIENT", "ENCOUNTER", "CODE", "DATE").alias("_nk"),
-        *PROVENANCE,
-    )
+    ], [("DATE", _ts("DATE"))])
     return _concept(rows, concepts, "LOINC", "measurement_source_value", "measurement_concept_id")
 
 
 def drug_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
-    rows = _base(df).select(
-        pseudonym(d.key, "drug", F.col("PATIENT"), F.col("ENCOUNTER"), F.col("CODE"), F.col("START")).alias("drug_exposure_key"),
-        pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
-        F.when(F.col("ENCOUNTER").isNotNull(), pseudonym(d.key, "visit", F.col("ENCOUNTER"))).alias("visit_key"),
+    rows = _event_rows(df, d, "drug", "drug_exposure_key", "START", [
         F.col("CODE").alias("drug_source_value"),
         F.col("DESCRIPTION").alias("drug_name"),
         _shift_ts(d, _ts("START")).alias("drug_exposure_start_datetime"),
         _shift_ts(d, _ts("STOP")).alias("drug_exposure_end_datetime"),
         _num("DISPENSES").alias("quantity"),
-        _parse_errors([("START", _ts("START")), ("STOP", _ts("STOP")), ("DISPENSES", _num("DISPENSES"))]).alias("_parse_errors"),
-        "_malformed",
-        _nk("PATIENT", "ENCOUNTER", "CODE", "START").alias("_nk"),
-        *PROVENANCE,
-    )
+    ], [("START", _ts("START")), ("STOP", _ts("STOP")), ("DISPENSES", _num("DISPENSES"))])
     return _concept(rows, concepts, "RxNorm", "drug_source_value", "drug_concept_id")
 
 
 def procedure_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
-    rows = _base(df).select(
-        pseudonym(d.key, "procedure", F.col("PATIENT"), F.col("ENCOUNTER"), F.col("CODE"), F.col("START")).alias("procedure_key"),
-        pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
-        F.when(F.col("ENCOUNTER").isNotNull(), pseudonym(d.key, "visit", F.col("ENCOUNTER"))).alias("visit_key"),
+    rows = _event_rows(df, d, "procedure", "procedure_key", "START", [
         F.col("CODE").alias("procedure_source_value"),
         F.col("DESCRIPTION").alias("procedure_name"),
         _shift_ts(d, _ts("START")).alias("procedure_datetime"),
         _shift_ts(d, _ts("STOP")).alias("procedure_end_datetime"),
-        _parse_errors([("START", _ts("START")), ("STOP", _ts("STOP"))]).alias("_parse_errors"),
-        "_malformed",
-        _nk("PATIENT", "ENCOUNTER", "CODE", "START").alias("_nk"),
-        *PROVENANCE,
-    )
+    ], [("START", _ts("START")), ("STOP", _ts("STOP"))])
     return _concept(rows, concepts, "SNOMED", "procedure_source_value", "procedure_concept_id")
 
 

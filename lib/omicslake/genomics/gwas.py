@@ -232,7 +232,7 @@ def _newton(x: np.ndarray, y: np.ndarray, firth: bool) -> tuple[np.ndarray, np.n
             h = w * np.einsum("ij,jk,ik->i", x, inv, x)  # leverages of the weighted hat matrix
             resid = resid + h * (0.5 - mu)
         step = inv @ (x.T @ resid)
-        if firth:  # step halving keeps Firth's iteration stable
+        if firth:  # a capped step keeps Firth's iteration from overshooting under separation
             step = np.clip(step, -5.0, 5.0)
         b = b + step
         if not np.isfinite(b).all():

@@ -19,7 +19,6 @@ reason, instead of a JVM stack trace.
 from __future__ import annotations
 
 import gzip
-import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,14 +49,6 @@ def sniff(path: Path) -> str:
     if len(head) >= 14 and head[3] & 4 and head[12:14] == b"BC":
         return "bgzf"
     return "gzip"
-
-
-def sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _open_text(path: Path, kind: str) -> Any:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.contracts import Contract, check, enforce, load_contract
+from omicslake.ehr.conform import dedupe, row_hash
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
@@ -51,12 +52,12 @@ def conform_table(lake: Lake, name: str, rows: DataFrame, contract: Contract, dq
     """Dedupe, check, write new/changed rows and new quarantine rows; returns the reconciliation."""
     key = contract.keys[0]
     data_cols = [c for c in contract.names if c not in NON_DATA]
-    rows = conform_dedupe(rows).cache()
+    rows = dedupe(rows).cache()
     totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long"))).first()
     n_in, n_dup = int(totals[0]), int(totals[1] or 0)
     result = check(rows.where("NOT _dup").drop("_dup"), contract)
-    kept = result.kept.withColumn("run_id", F.lit(lake.run_id)).withColumn("_row_hash", _hash(data_cols))
-    kept = kept.transform(enforce_loose(contract))
+    kept = result.kept.withColumn("run_id", F.lit(lake.run_id)).withColumn("_row_hash", row_hash(data_cols))
+    kept = kept.select(*contract.names).transform(enforce(contract))  # helper columns dropped
     quarantined = result.quarantined.select(
         F.col(key).alias("row_key"), "rule", "reason", F.to_json(F.struct(*data_cols)).alias("row_json"), "_source_file", "_line", F.lit(lake.run_id).alias("run_id")
     ).cache()
@@ -78,34 +79,17 @@ def conform_table(lake: Lake, name: str, rows: DataFrame, contract: Contract, dq
     qtable = f"quarantine.{name}"
     if n_q:
         qnew = quarantined
-        if lake.exists(qtable):
+        if lake.exists(qtable):  # rows quarantined by an earlier run are not added again
             qnew = quarantined.join(lake.read(qtable).select("row_key", "rule"), ["row_key", "rule"], "left_anti").cache()
-        if not lake.exists(qtable) or qnew.count():
+            n_q_new = qnew.count()
+        else:
+            n_q_new = n_q
+        if n_q_new:
             lake.write(qnew.transform(enforce(load_contract(qtable))), qtable, mode="append")
     rows.unpersist()
     quarantined.unpersist()
     log.info("silver.%s: %d rows in = %d out + %d quarantined + %d duplicates", name, n_in, n_out, n_q, n_dup)
     return {"in": n_in, "out": n_out, "quarantined": n_q, "duplicates": n_dup}
-
-
-def conform_dedupe(rows: DataFrame) -> DataFrame:
-    from omicslake.ehr.conform import dedupe
-
-    return dedupe(rows)
-
-
-def _hash(cols: list[str]) -> Any:
-    from omicslake.ehr.conform import row_hash
-
-    return row_hash(cols)
-
-
-def enforce_loose(contract: Contract) -> Callable[[DataFrame], DataFrame]:
-    """The contract's columns in order (helper columns dropped), cast to its types."""
-    def _f(df: DataFrame) -> DataFrame:
-        return df.select(*[F.col(c.name).cast(c.type).alias(c.name) for c in contract.columns])
-
-    return _f
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:

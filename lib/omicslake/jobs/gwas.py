@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import re
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -125,13 +126,15 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         results = gwas.regress(rows, design, c.model, c.missing, c.firth)
     table = f"gold.gwas_{c.name}"
     out = lake.write(results.withColumn("model", F.lit(c.model)).withColumn("missing_calls", F.lit(c.missing)).withColumn("run_id", F.lit(lake.run_id)), table, mode="overwrite")
-    written = lake.read(table)
-    summary: pd.DataFrame = written.select("contig", "position", "neg_log10_p").toPandas()  # per-variant p-values for plots
-    status = {r.status: r["count"] for r in written.groupBy("status").count().collect()}
+    # One read of the results (a few numbers per variant) serves the plots, the status counts and the top hit.
+    summary: pd.DataFrame = lake.read(table).select("contig", "position", "ref", "alt", "p", "neg_log10_p", "status").toPandas()
+    status = {str(k): int(v) for k, v in summary["status"].value_counts().items()}
     lam = gwas.lambda_gc(10.0 ** -summary["neg_log10_p"].to_numpy())
     plots_dir = Path(c.plots_dir).expanduser() if c.plots_dir else cfg.lake_root / "reports" / f"gwas_{c.name}"
     pngs = gwas.plots(summary, plots_dir, f"{c.name} ({c.model}, n={rep['used']})")
-    top = written.where("status = 'ok'").orderBy(F.col("neg_log10_p").desc()).first()
+    ok = summary[summary["status"] == "ok"]
+    top = ok.loc[ok["neg_log10_p"].idxmax()] if len(ok) else None
+    shutil.rmtree(cfg.lake_root / "_tmp" / f"gwas-{lake.run_id}.parquet", ignore_errors=True)
     metrics.update(
         variants=out.rows,
         samples_used=rep["used"],
@@ -139,7 +142,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         samples_missing_value=rep["missing_value"],
         lambda_gc=round(lam, 4),
         status_counts=status,
-        top_variant=f"{top.contig}:{top.position}:{top.ref}:{top.alt} p={top.p:.3g}" if top else None,
+        top_variant=f"{top.contig}:{top.position}:{top.ref}:{top.alt} p={top.p:.3g}" if top is not None else None,
         manhattan=str(pngs["manhattan"]),
         qq=str(pngs["qq"]),
     )

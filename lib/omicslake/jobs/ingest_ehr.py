@@ -25,6 +25,7 @@ from omicslake.config import Config
 from omicslake.contracts import enforce, load_contract
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
+from omicslake.io.files import sha256
 from omicslake.jobs.base import job_main
 
 NAME = "ingest_ehr"
@@ -85,8 +86,6 @@ def _file_rows(spark: SparkSession, fmt: str, path: Path, columns: list[str]) ->
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
-    from omicslake.ehr import bronze
-
     c = cfg.jobs.ingest_ehr
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     plan = planned_files(cfg)
@@ -106,7 +105,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         parts: list[DataFrame] = []
         new_files = []
         for source, fmt, path in files:
-            digest = bronze.sha256(path)
+            digest = sha256(path)
             if digest in known_shas:
                 stats["files_known"] += 1
                 continue

@@ -25,6 +25,7 @@ from omicslake.config import Config
 from omicslake.contracts import enforce, load_contract
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
+from omicslake.io.files import sha256
 from omicslake.jobs.base import job_main
 
 NAME = "ingest_vcf"
@@ -73,7 +74,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 f"Recompress it: `zcat {path.name} | bgzip > {path.stem}.bgz` (from htslib/tabix), or set "
                 "jobs.ingest_vcf.allow_plain_gzip=true to read it on one core."
             )
-        digest = vcf.sha256(path)
+        digest = sha256(path)
         if digest in done:
             log.info("%s: already ingested (sha256 %s...), skipped", path.name, digest[:12])
             stats["skipped_files"] += 1
@@ -153,7 +154,7 @@ def _ingest_plink(spark: SparkSession, lake: Lake, bed: Path, reference: str | N
     absent = [str(p) for p in (bim, fam) if not p.exists()]
     if absent:
         raise InputError(f"PLINK fileset {bed.with_suffix('')}: missing {', '.join(absent)} next to {bed.name}")
-    digest = hashlib.sha256("".join(vcf.sha256(p) for p in (bed, bim, fam)).encode()).hexdigest()
+    digest = hashlib.sha256("".join(sha256(p) for p in (bed, bim, fam)).encode()).hexdigest()
     if digest in done:
         log.info("%s: already ingested, skipped", bed.name)
         stats["skipped_files"] += 1
