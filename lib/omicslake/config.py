@@ -117,16 +117,17 @@ class GeneticFeaturesConfig:
 
 @dataclass(frozen=True)
 class IngestEhrConfig:
-    sources: tuple[Literal["synthea", "fhir", "sample_link"], ...] = ("synthea", "fhir", "sample_link")
+    sources: tuple[Literal["synthea", "fhir", "omop", "sample_link"], ...] = ("synthea", "fhir", "sample_link")
     synthea_dir: str | None = None  # default <landing>/synthea (batch folders inside)
     fhir_dir: str | None = None  # default <landing>/fhir
+    omop_dir: str | None = None  # OMOP CDM 5.4 CSV export (PERSON.csv, VISIT_OCCURRENCE.csv, ...); no default
     sample_link: str | None = None  # default <landing>/sample_link.csv
     reingest_changed: bool = False  # a file seen before with other contents: re-read it (else reported, skipped)
 
 
 @dataclass(frozen=True)
 class ConformEhrConfig:
-    source: Literal["synthea", "fhir"] = "synthea"  # the system silver is built from (its bronze tables)
+    source: Literal["synthea", "fhir", "omop"] = "synthea"  # the system silver is built from (its bronze tables)
     key_env: str = "OMICSLAKE_PSEUDONYM_KEY"  # environment variable holding the HMAC key
     secret_scope: str | None = None  # Databricks: dbutils.secrets.get(secret_scope, secret_key)
     secret_key: str = "pseudonym-key"

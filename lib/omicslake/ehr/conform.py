@@ -32,7 +32,8 @@ class Deid:
 
 
 def _ts(raw: str) -> Column:
-    """Synthea's 2015-11-10T14:40:25Z, a date, or any ISO-8601 time with an offset (FHIR).
+    """Synthea's 2015-11-10T14:40:25Z, a date, OMOP's 2015-11-10 14:40:25, or any ISO-8601 time
+    with an offset (FHIR).
 
     Each pattern is tried only on text of its shape: Spark raises (instead of returning null)
     when a pattern fails on text the pre-3.0 parser would have read.
@@ -41,6 +42,7 @@ def _ts(raw: str) -> Column:
     return F.coalesce(
         F.when(c.rlike(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"), F.expr(f"try_to_timestamp(`{raw}`, \"yyyy-MM-dd'T'HH:mm:ss'Z'\")")),
         F.when(c.rlike(r"^\d{4}-\d{2}-\d{2}$"), F.expr(f"try_to_timestamp(`{raw}`, 'yyyy-MM-dd')")),
+        F.when(c.rlike(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"), F.expr(f"try_to_timestamp(`{raw}`, 'yyyy-MM-dd HH:mm:ss')")),
         F.when(c.rlike(r"^\d{4}-\d{2}-\d{2}T"), F.expr(f"try_cast(`{raw}` AS timestamp)")),
     )
 
@@ -125,10 +127,14 @@ def visit_rows(df: DataFrame, d: Deid) -> DataFrame:
     )
 
 
-def _concept(df: DataFrame, concepts: DataFrame, vocabulary: str, code_col: str, out: str) -> DataFrame:
-    c = concepts.where(F.col("vocabulary_id") == vocabulary).select(F.col("concept_code").alias("_code"), F.col("concept_id").alias("_cid"))
+def _concept(df: DataFrame, concepts: DataFrame, vocabulary: str, code_col: str, out: str, name_col: str) -> DataFrame:
+    """The concept id of the source code (0 when the concept file does not know it), and the
+    concept's name where the source gave no description (OMOP exports carry none)."""
+    c = concepts.where(F.col("vocabulary_id") == vocabulary).select(
+        F.col("concept_code").alias("_code"), F.col("concept_id").alias("_cid"), F.col("concept_name").alias("_cname"))
     j = df.join(F.broadcast(c), df[code_col] == c["_code"], "left")
-    return j.withColumn(out, F.coalesce(F.col("_cid"), F.lit(0)).cast("int")).drop("_code", "_cid")
+    return j.withColumn(out, F.coalesce(F.col("_cid"), F.lit(0)).cast("int")).withColumn(
+        name_col, F.coalesce(F.col(name_col), F.col("_cname"))).drop("_code", "_cid", "_cname")
 
 
 _EVENT_KEY = ("PATIENT", "ENCOUNTER", "CODE")
@@ -136,9 +142,14 @@ _EVENT_KEY = ("PATIENT", "ENCOUNTER", "CODE")
 
 def _event_rows(df: DataFrame, d: Deid, domain: str, key: str, when: str, columns: list[Column], parse: list[tuple[str, Column]]) -> DataFrame:
     """A clinical event (condition, measurement, drug, procedure): its pseudonymous key from the
-    natural key (patient, encounter, code, time), person and visit keys, the given columns, and
-    the helper columns the expectations read."""
-    nk = (*_EVENT_KEY, when)
+    natural key, person and visit keys, the given columns, and the helper columns the
+    expectations read. The natural key is the source's own record id where it has one (``_ID``:
+    a FHIR resource id, an OMOP row id), else (patient, encounter, code, time) for Synthea CSV,
+    whose event rows carry no id."""
+    nk: tuple[str, ...] = (*_EVENT_KEY, when)
+    if "_ID" in df.columns:  # a row without its id falls back to the content key
+        df = df.withColumn("_ID", F.coalesce(F.col("_ID"), F.concat_ws("\x1f", F.lit("no-id"), *[F.coalesce(F.col(c), F.lit("")) for c in nk])))
+        nk = ("_ID",)
     return _base(df).select(
         pseudonym(d.key, domain, *[F.col(c) for c in nk]).alias(key),
         pseudonym(d.key, "person", F.col("PATIENT")).alias("person_key"),
@@ -159,7 +170,7 @@ def condition_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
         _shift_date(d, _date("START")).alias("condition_start_date"),
         _shift_date(d, _date("STOP")).alias("condition_end_date"),
     ], [("START", _date("START")), ("STOP", _date("STOP"))])
-    return _concept(rows, concepts, "SNOMED", "condition_source_value", "condition_concept_id")
+    return _concept(rows, concepts, "SNOMED", "condition_source_value", "condition_concept_id", "condition_name")
 
 
 def measurement_rows(df: DataFrame, d: Deid, concepts: DataFrame, units: dict[str, Any]) -> DataFrame:
@@ -183,7 +194,7 @@ def measurement_rows(df: DataFrame, d: Deid, concepts: DataFrame, units: dict[st
         F.coalesce(F.col("_factor") != 1.0, F.lit(False)).alias("unit_converted"),
         (F.col("_lcode").isNull() | F.col("_factor").isNotNull() | F.col("_malformed")).alias("_unit_known"),
     ], [("DATE", _ts("DATE"))])
-    return _concept(rows, concepts, "LOINC", "measurement_source_value", "measurement_concept_id")
+    return _concept(rows, concepts, "LOINC", "measurement_source_value", "measurement_concept_id", "measurement_name")
 
 
 def drug_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
@@ -194,7 +205,7 @@ def drug_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
         _shift_ts(d, _ts("STOP")).alias("drug_exposure_end_datetime"),
         _num("DISPENSES").alias("quantity"),
     ], [("START", _ts("START")), ("STOP", _ts("STOP")), ("DISPENSES", _num("DISPENSES"))])
-    return _concept(rows, concepts, "RxNorm", "drug_source_value", "drug_concept_id")
+    return _concept(rows, concepts, "RxNorm", "drug_source_value", "drug_concept_id", "drug_name")
 
 
 def procedure_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
@@ -204,7 +215,7 @@ def procedure_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
         _shift_ts(d, _ts("START")).alias("procedure_datetime"),
         _shift_ts(d, _ts("STOP")).alias("procedure_end_datetime"),
     ], [("START", _ts("START")), ("STOP", _ts("STOP"))])
-    return _concept(rows, concepts, "SNOMED", "procedure_source_value", "procedure_concept_id")
+    return _concept(rows, concepts, "SNOMED", "procedure_source_value", "procedure_concept_id", "procedure_name")
 
 
 def sample_link_rows(df: DataFrame, d: Deid) -> DataFrame:

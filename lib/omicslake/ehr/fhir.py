@@ -2,7 +2,9 @@
 
 Each function reads the ``resource`` JSON of one bronze.fhir_<resource> table with an explicit
 schema and returns the Synthea columns conform_ehr knows (strings, as in bronze), plus the
-provenance columns and ``_rescued``, so that both sources go through one conform path. A line
+provenance columns and ``_rescued``, so that all sources go through one conform path. (``read``,
+the bronze-table reader OMOP's shapes use, is not needed here.) Events keep the resource id as
+``_ID``, their natural key. A line
 that was not JSON stays a row with null fields and its ``_rescued`` text, and is quarantined
 there as malformed.
 """
@@ -32,7 +34,7 @@ def _first_code(c: str) -> tuple[Column, Column, Column]:
     return first.getField("code"), first.getField("display"), first.getField("system")
 
 
-def patients(df: DataFrame) -> DataFrame:
+def patients(df: DataFrame, read: object = None) -> DataFrame:
     schema = (
         "id string, gender string, birthDate string, deceasedDateTime string, "
         "address array<struct<postalCode: string, state: string>>, "
@@ -54,7 +56,7 @@ def patients(df: DataFrame) -> DataFrame:
     )
 
 
-def encounters(df: DataFrame) -> DataFrame:
+def encounters(df: DataFrame, read: object = None) -> DataFrame:
     schema = f"id string, class struct<code: string>, type array<{CODING}>, subject {REF}, period struct<start: string, end: string>"
     j = _parse(df, schema)
     cls = F.create_map(*[x for k, v in ENCOUNTER_CLASS.items() for x in (F.lit(k), F.lit(v))])
@@ -68,7 +70,7 @@ def encounters(df: DataFrame) -> DataFrame:
     )
 
 
-def conditions(df: DataFrame) -> DataFrame:
+def conditions(df: DataFrame, read: object = None) -> DataFrame:
     j = _parse(df, f"code {CODING}, subject {REF}, encounter {REF}, onsetDateTime string, abatementDateTime string, recordedDate string")
     code, display, system = _first_code("_j.code")
     return j.select(
@@ -76,11 +78,12 @@ def conditions(df: DataFrame) -> DataFrame:
         F.col("_j.abatementDateTime").alias("STOP"),
         _id(F.col("_j.subject.reference")).alias("PATIENT"), _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"),
         system.alias("SYSTEM"), code.alias("CODE"), display.alias("DESCRIPTION"),
+        F.col("id").alias("_ID"),
         *META,
     )
 
 
-def observations(df: DataFrame) -> DataFrame:
+def observations(df: DataFrame, read: object = None) -> DataFrame:
     schema = f"code {CODING}, subject {REF}, encounter {REF}, effectiveDateTime string, valueQuantity struct<value: double, unit: string, code: string>"
     j = _parse(df, schema)
     code, display, _ = _first_code("_j.code")
@@ -89,11 +92,12 @@ def observations(df: DataFrame) -> DataFrame:
         _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"), code.alias("CODE"), display.alias("DESCRIPTION"),
         F.col("_j.valueQuantity.value").cast("string").alias("VALUE"),
         F.coalesce("_j.valueQuantity.code", "_j.valueQuantity.unit").alias("UNITS"),
+        F.col("id").alias("_ID"),
         *META,
     )
 
 
-def medications(df: DataFrame) -> DataFrame:
+def medications(df: DataFrame, read: object = None) -> DataFrame:
     schema = f"medicationCodeableConcept {CODING}, subject {REF}, encounter {REF}, authoredOn string, dispenseRequest struct<numberOfRepeatsAllowed: int>"
     j = _parse(df, schema)
     code, display, _ = _first_code("_j.medicationCodeableConcept")
@@ -102,11 +106,12 @@ def medications(df: DataFrame) -> DataFrame:
         _id(F.col("_j.subject.reference")).alias("PATIENT"), _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"),
         code.alias("CODE"), display.alias("DESCRIPTION"),
         F.col("_j.dispenseRequest.numberOfRepeatsAllowed").cast("string").alias("DISPENSES"),
+        F.col("id").alias("_ID"),
         *META,
     )
 
 
-def procedures(df: DataFrame) -> DataFrame:
+def procedures(df: DataFrame, read: object = None) -> DataFrame:
     schema = f"code {CODING}, subject {REF}, encounter {REF}, performedDateTime string, performedPeriod struct<start: string, end: string>"
     j = _parse(df, schema)
     code, display, _ = _first_code("_j.code")
@@ -114,6 +119,7 @@ def procedures(df: DataFrame) -> DataFrame:
         F.coalesce("_j.performedPeriod.start", "_j.performedDateTime").alias("START"), F.col("_j.performedPeriod.end").alias("STOP"),
         _id(F.col("_j.subject.reference")).alias("PATIENT"), _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"),
         code.alias("CODE"), display.alias("DESCRIPTION"),
+        F.col("id").alias("_ID"),
         *META,
     )
 

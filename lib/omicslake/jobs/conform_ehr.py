@@ -1,4 +1,4 @@
-"""Job conform_ehr: bronze Synthea tables -> OMOP-shaped, de-identified silver tables.
+"""Job conform_ehr: bronze Synthea, FHIR or OMOP tables -> OMOP-shaped, de-identified silver tables.
 
 Per table: type the strings (a value that does not parse is named in _parse_errors), replace
 source ids with keyed pseudonyms, normalise units, de-duplicate on the natural key (the latest
@@ -98,7 +98,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     c = cfg.jobs.conform_ehr
     d = C.Deid(pseudonym_key(c), c.date_shift, c.date_shift_max_days, c.reference_date)
-    first = "bronze.synthea_patients" if c.source == "synthea" else "bronze.fhir_patient"
+    first = {"synthea": "bronze.synthea_patients", "fhir": "bronze.fhir_patient", "omop": "bronze.omop_person"}[c.source]
     if not lake.exists(first):
         raise InputError(f"{first} does not exist: run ingest_ehr first (jobs.conform_ehr.source={c.source})")
     concepts = F.broadcast(_concepts(spark, cfg).cache())
@@ -107,20 +107,23 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     dq: list[tuple[Any, ...]] = []
     recon: dict[str, dict[str, int]] = {}
 
+    def raw(name: str) -> DataFrame | None:
+        return lake.read(f"bronze.{c.source}_{name}") if lake.exists(f"bronze.{c.source}_{name}") else None
+
     def bronze(t: str) -> DataFrame | None:
-        """The bronze rows of Synthea table t, or FHIR's in the same shape; None when absent."""
-        from omicslake.ehr import fhir
+        """The bronze rows of Synthea table t, or FHIR's / OMOP's in the same shape; None when absent."""
+        from omicslake.ehr import fhir, omop
 
         if c.source == "synthea":
             name, shape = f"bronze.synthea_{t}", None
         else:
-            table, shape = fhir.AS_SYNTHEA[t]
+            table, shape = {"fhir": fhir.AS_SYNTHEA, "omop": omop.AS_SYNTHEA}[c.source][t]
             name = f"bronze.{table}"
         if not lake.exists(name):
             log.warning("%s does not exist: its silver table is not built in this run", name)
             return None
         df = lake.read(name)
-        return shape(df) if shape else df
+        return shape(df, raw) if shape else df
 
     patients = bronze("patients")
     assert patients is not None

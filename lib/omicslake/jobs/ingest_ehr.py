@@ -1,5 +1,5 @@
-"""Job ingest_ehr: raw EHR files (Synthea CSV, FHIR bulk NDJSON, the biobank's sample link) into
-bronze.<source>_<table>, new files only.
+"""Job ingest_ehr: raw EHR files (Synthea CSV, FHIR bulk NDJSON, OMOP CDM 5.4 CSV, the biobank's
+sample link) into bronze.<source>_<table>, new files only.
 
 Every line of a file becomes one bronze row (values as strings, explicit schemas from
 ``schemas/bronze``) with _source_file, _line, _batch_id, _ingested_at and _rescued; nothing is
@@ -29,11 +29,15 @@ from omicslake.io.files import sha256
 from omicslake.jobs.base import job_main
 
 NAME = "ingest_ehr"
-DESCRIPTION = "Land Synthea CSV, FHIR bulk NDJSON and the sample link in bronze (new files only, every line kept)."
+DESCRIPTION = "Land Synthea CSV, FHIR bulk NDJSON, OMOP CDM CSV and the sample link in bronze (new files only, every line kept)."
 log = logging.getLogger(__name__)
 
 SYNTHEA_TABLES = ("patients", "encounters", "conditions", "observations", "medications", "procedures")
 FHIR_RESOURCES = ("Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "Procedure")
+OMOP_TABLES = (
+    "person", "observation_period", "visit_occurrence", "condition_occurrence", "measurement",
+    "observation", "drug_exposure", "procedure_occurrence", "death",
+)
 
 
 def _landing(cfg: Config) -> Path:
@@ -61,6 +65,21 @@ def planned_files(cfg: Config) -> list[tuple[str, str, str, Path]]:
             for r in FHIR_RESOURCES:
                 for p in sorted(root.glob(f"{r}.ndjson")) + sorted(root.glob(f"{r}.*.ndjson")):
                     out.append(("fhir", f"bronze.fhir_{r.lower()}", "ndjson", p))
+        elif source == "omop":
+            if not c.omop_dir:
+                raise InputError("source omop needs jobs.ingest_ehr.omop_dir: the folder of the CDM CSV exports (PERSON.csv, ...)")
+            root = Path(c.omop_dir).expanduser()
+            if not root.is_dir():
+                raise InputError(f"OMOP folder {root} does not exist (jobs.ingest_ehr.omop_dir)")
+            by_name: dict[str, list[Path]] = {}
+            for p in sorted(root.rglob("*")):
+                if p.is_file() and p.suffix.lower() == ".csv":
+                    by_name.setdefault(p.stem.lower(), []).append(p)
+            if "person" not in by_name:
+                raise InputError(f"{root} holds no PERSON.csv: is this an OMOP CDM export? (CSV files there: {sorted(by_name)[:8]})")
+            for t in OMOP_TABLES:
+                for p in by_name.get(t, []):
+                    out.append(("omop", f"bronze.omop_{t}", "csv", p))
         elif source == "sample_link":
             p = Path(c.sample_link).expanduser() if c.sample_link else _landing(cfg) / "sample_link.csv"
             if p.exists():
@@ -70,7 +89,7 @@ def planned_files(cfg: Config) -> list[tuple[str, str, str, Path]]:
     return out
 
 
-def _file_rows(spark: SparkSession, fmt: str, path: Path, columns: list[str]) -> DataFrame:
+def _file_rows(spark: SparkSession, source: str, fmt: str, path: Path, columns: list[str]) -> DataFrame:
     from omicslake.ehr import bronze
 
     lines = bronze.numbered_lines(spark, path)
@@ -79,6 +98,8 @@ def _file_rows(spark: SparkSession, fmt: str, path: Path, columns: list[str]) ->
     header = bronze.csv_header(path)
     if not header or not header[0]:
         raise InputError(f"{path}, line 1: no header line; a CSV export needs its column names first")
+    if source == "omop":  # CDM column names are lower case; some exports write them upper case
+        header = [h.strip().lower() for h in header]
     known = [c for c in columns if not c.startswith("_")]
     if not set(known) & set(header):
         raise InputError(f"{path}, line 1: none of the expected columns {known[:5]}... is in the header {header[:5]}...; is this the right file?")
@@ -115,7 +136,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 log.warning("%s changed since it was ingested (new sha256 %s...); skipped. Set jobs.ingest_ehr.reingest_changed=true to read it again", path, digest[:12])
                 continue
             batch = path.parent.name
-            df = _file_rows(spark, fmt, path, contract.names).select(
+            df = _file_rows(spark, source, fmt, path, contract.names).select(
                 "*",
                 F.lit(str(path)).alias("_source_file"),
                 F.lit(digest).alias("_file_sha256"),

@@ -1,0 +1,147 @@
+"""OMOP CDM 5.4 bronze rows (CSV exports) in the shape of Synthea's CSV tables.
+
+Like ``ehr.fhir``, each function returns the Synthea columns conform_ehr knows (strings, as in
+bronze) plus provenance and ``_rescued``, so that the three sources share one conform path:
+one set of expectations, units, de-identification and de-duplication.
+
+Patients are known by ``person_source_value`` when the export carries it (the source system's
+id, so that the biobank's sample link, keyed by it, still finds them) and by
+``omop-person-<person_id>`` otherwise. Event tables refer to ``person_id``; it is mapped through
+PERSON, and an event whose person_id is not in PERSON keeps the ``omop-person-`` form, so it
+fails the person-exists rule in conform instead of disappearing in a join. Event rows keep their
+row id as ``_ID``, the natural key (two exposures with one start are two rows). Source values
+(``*_source_value``: SNOMED, LOINC, RxNorm codes) are the codes conform maps to concepts.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+META = ["_source_file", "_file_sha256", "_line", "_batch_id", "_rescued", "_run_id", "_ingested_at"]
+Read = Callable[[str], "DataFrame | None"]
+# OMOP visit concepts -> the encounter classes conform maps back to visit concepts.
+VISIT_CLASS = {"9201": "inpatient", "262": "inpatient", "9202": "outpatient", "9203": "emergency", "581458": "pharmacy", "581476": "home", "5083": "telehealth"}
+GENDER = {"8507": "M", "8532": "F"}
+_STR = "string"
+
+
+def _when(dt: str, d: str) -> Column:
+    """The datetime column when given, else the date column."""
+    return F.coalesce(F.col(dt), F.col(d))
+
+
+def _fallback_id(person_id: Column) -> Column:
+    return F.concat(F.lit("omop-person-"), person_id)
+
+
+def _source_ids(person: DataFrame) -> DataFrame:
+    """person_id -> the patient's source id (one row per person_id: the latest delivery)."""
+    sid = F.coalesce(F.nullif(F.trim("person_source_value"), F.lit("")), _fallback_id(F.col("person_id")))
+    return person.where(F.col("person_id").isNotNull()).groupBy("person_id").agg(
+        F.max_by(sid, F.struct("_batch_id", "_line")).alias("_pid")
+    )
+
+
+def _with_patient(df: DataFrame, read: Read) -> DataFrame:
+    person = read("person")
+    if person is None:
+        return df.withColumn("PATIENT", _fallback_id(F.col("person_id")))
+    ids = _source_ids(person)
+    return df.join(ids, "person_id", "left").withColumn("PATIENT", F.coalesce("_pid", _fallback_id(F.col("person_id")))).drop("_pid")
+
+
+def patients(df: DataFrame, read: Read) -> DataFrame:
+    death = read("death")
+    rows = df
+    if death is not None:
+        first = death.groupBy("person_id").agg(F.min(_when("death_datetime", "death_date")).alias("_death"))
+        rows = rows.join(first, "person_id", "left")
+    else:
+        rows = rows.withColumn("_death", F.lit(None).cast(_STR))
+    born = F.when(F.col("birth_datetime").isNotNull(), F.col("birth_datetime")).otherwise(
+        F.when(F.col("year_of_birth").isNotNull(), F.concat_ws("-", "year_of_birth",
+            F.lpad(F.coalesce("month_of_birth", F.lit("1")), 2, "0"), F.lpad(F.coalesce("day_of_birth", F.lit("1")), 2, "0")))
+    )
+    gender = F.create_map(*[x for k, v in GENDER.items() for x in (F.lit(k), F.lit(v))])
+    sid = F.coalesce(F.nullif(F.trim("person_source_value"), F.lit("")), _fallback_id(F.col("person_id")))
+    return rows.select(
+        sid.alias("Id"), born.alias("BIRTHDATE"), F.col("_death").alias("DEATHDATE"),
+        F.coalesce(gender[F.col("gender_concept_id")], F.col("gender_source_value")).alias("GENDER"),
+        F.col("race_source_value").alias("RACE"), F.col("ethnicity_source_value").alias("ETHNICITY"),
+        F.lit(None).cast(_STR).alias("ZIP"), F.lit(None).cast(_STR).alias("STATE"),
+        *META,
+    )
+
+
+def encounters(df: DataFrame, read: Read) -> DataFrame:
+    cls = F.create_map(*[x for k, v in VISIT_CLASS.items() for x in (F.lit(k), F.lit(v))])
+    return _with_patient(df, read).select(
+        F.col("visit_occurrence_id").alias("Id"),
+        _when("visit_start_datetime", "visit_start_date").alias("START"),
+        _when("visit_end_datetime", "visit_end_date").alias("STOP"),
+        "PATIENT",
+        F.coalesce(cls[F.col("visit_concept_id")], F.concat(F.lit("concept "), F.col("visit_concept_id"))).alias("ENCOUNTERCLASS"),
+        # visit_source_value is often the source system's encounter id: never carried to silver.
+        F.col("visit_concept_id").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
+        F.lit(None).cast(_STR).alias("TOTAL_CLAIM_COST"),
+        *META,
+    )
+
+
+def conditions(df: DataFrame, read: Read) -> DataFrame:
+    return _with_patient(df, read).select(
+        _when("condition_start_datetime", "condition_start_date").alias("START"),
+        _when("condition_end_datetime", "condition_end_date").alias("STOP"),
+        "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
+        F.lit("SNOMED").alias("SYSTEM"), F.col("condition_source_value").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
+        F.col("condition_occurrence_id").alias("_ID"),
+        *META,
+    )
+
+
+def observations(df: DataFrame, read: Read) -> DataFrame:
+    """MEASUREMENT rows (labs and vitals) as Synthea observations."""
+    return _with_patient(df, read).select(
+        _when("measurement_datetime", "measurement_date").alias("DATE"),
+        "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
+        F.col("measurement_source_value").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
+        F.col("value_as_number").alias("VALUE"), F.col("unit_source_value").alias("UNITS"),
+        F.col("measurement_id").alias("_ID"),
+        *META,
+    )
+
+
+def medications(df: DataFrame, read: Read) -> DataFrame:
+    return _with_patient(df, read).select(
+        _when("drug_exposure_start_datetime", "drug_exposure_start_date").alias("START"),
+        _when("drug_exposure_end_datetime", "drug_exposure_end_date").alias("STOP"),
+        "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
+        F.col("drug_source_value").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
+        F.col("quantity").alias("DISPENSES"),
+        F.col("drug_exposure_id").alias("_ID"),
+        *META,
+    )
+
+
+def procedures(df: DataFrame, read: Read) -> DataFrame:
+    return _with_patient(df, read).select(
+        _when("procedure_datetime", "procedure_date").alias("START"),
+        _when("procedure_end_datetime", "procedure_end_date").alias("STOP"),
+        "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
+        F.col("procedure_source_value").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
+        F.col("procedure_occurrence_id").alias("_ID"),
+        *META,
+    )
+
+
+AS_SYNTHEA = {
+    "patients": ("omop_person", patients),
+    "encounters": ("omop_visit_occurrence", encounters),
+    "conditions": ("omop_condition_occurrence", conditions),
+    "observations": ("omop_measurement", observations),
+    "medications": ("omop_drug_exposure", medications),
+    "procedures": ("omop_procedure_occurrence", procedures),
+}
