@@ -139,11 +139,19 @@ class ConformEhrConfig:
 
 
 @dataclass(frozen=True)
+class BuildCohortConfig:
+    cohorts: tuple[str, ...] = ("t2d_incident", "readmission_30d")  # conf/cohorts/<name>.yaml or paths
+    end_of_data: str | None = None  # censoring date for everyone; default: the latest event date in silver
+    table1: bool = True  # gold.table1_<name> and <lake>/reports/table1_<name>.md
+
+
+@dataclass(frozen=True)
 class GwasConfig:
     name: str = "t2d"  # results go to gold.gwas_<name>
     vcf: str | None = None  # genotypes: a VCF, or
     bfile: str | None = None  # a PLINK bed/bim/fam prefix, or (neither) silver.genotypes
-    pheno: str | None = None  # .fam / .pheno / TSV / CSV with a sample id column
+    pheno: str | None = None  # .fam / .pheno / TSV / CSV with a sample id column; none: the cohort's label
+    cohort: str = "t2d_incident"  # without pheno: gold.cohort_<cohort>.label of consented, linked samples
     pheno_col: str = "PHENO1"
     covar: str | None = None  # a file like pheno, or a lake table with sample_id (e.g. gold.genetic_pcs)
     covar_cols: tuple[str, ...] = ()
@@ -162,6 +170,7 @@ class JobsConfig:
     genomic_qc: GenomicQcConfig = field(default_factory=GenomicQcConfig)
     genetic_features: GeneticFeaturesConfig = field(default_factory=GeneticFeaturesConfig)
     gwas: GwasConfig = field(default_factory=GwasConfig)
+    build_cohort: BuildCohortConfig = field(default_factory=BuildCohortConfig)
     ingest_ehr: IngestEhrConfig = field(default_factory=IngestEhrConfig)
     conform_ehr: ConformEhrConfig = field(default_factory=ConformEhrConfig)
 
@@ -298,6 +307,12 @@ def _set_dotted(tree: dict[str, Any], dotted: str, value: Any, src: str) -> None
     node[parts[-1]] = value
 
 
+def build_dataclass(cls: type, data: Any, source: str) -> Any:
+    """A frozen dataclass from parsed YAML, with the checks of the main config (unknown keys,
+    types, literals); errors name the key and ``source``."""
+    return _build(cls, data, {"": source}, "")
+
+
 def _build(cls: type, data: Any, origin: Mapping[str, str], prefix: str) -> Any:
     where = origin.get(prefix) or _nearest_origin(origin, prefix)
     if not isinstance(data, dict):
@@ -321,7 +336,7 @@ def _nearest_origin(origin: Mapping[str, str], prefix: str) -> str:
     for key, src in origin.items():
         if key.startswith(prefix + ".") or not prefix:
             return src
-    return "<defaults>"
+    return origin.get("", "<defaults>")
 
 
 def _coerce(tp: Any, value: Any, origin: Mapping[str, str], dotted: str) -> Any:

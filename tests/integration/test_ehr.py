@@ -323,3 +323,46 @@ def test_external_omop_cdm_export_conforms(spark: SparkSession, cfg: Config, ext
         df = lake.read(t)
         for col in _string_columns(df):
             assert not df.where(F.col(col).isin(list(ids))).count(), (t, col)
+
+
+def test_build_cohort_labels_agree_with_the_planted_truth(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+    """gold.cohort_* labels against the generator's truth file: the manifest's example cases and
+    controls, and every patient whose index date is the generator's own."""
+    cfg = ehr_lake["cfg"]
+    run = execute(spark, cfg, "build_cohort", run_id="b1")
+    assert run.status == "succeeded", run.metrics
+    lake = Lake(spark, cfg)
+    key = os.environ["OMICSLAKE_PSEUDONYM_KEY"].encode()
+
+    def pk(pid: str) -> str:
+        return hmac.new(key, ("person\x1f" + pid).encode(), sha256).hexdigest()
+
+    with (ehr_lake["landing"] / "truth" / "patients.csv").open(newline="") as f:
+        truth = {pk(r["patient_id"]): r for r in csv.DictReader(f)}
+    t2d = {r.person_key: r for r in lake.read("gold.cohort_t2d_incident").collect()}
+    out = ehr_lake["manifest"]["outcomes"]["t2d_incident_365d"]
+    cases = [t2d[pk(p)] for p in out["example_cases"] if pk(p) in t2d]
+    controls = [t2d[pk(p)] for p in out["example_controls"] if pk(p) in t2d]
+    assert len(cases) >= 15 and len(controls) >= 15, (len(cases), len(controls))
+    assert all(r.label == 1 for r in cases) and all(r.label == 0 for r in controls)
+    same_index = [(r.label, truth[k]["t2d_incident"] == "true") for k, r in t2d.items() if str(r.index_date) == truth[k]["index_date"]]
+    agree = sum(int(lab == bool(t)) for lab, t in same_index)
+    print(f"T2D cohort: {len(t2d)} persons, {len(same_index)} with the generator's index date, labels agree for {agree}")
+    assert len(same_index) > 0.9 * len(t2d) and agree >= 0.99 * len(same_index)
+    ra = {r.person_key: r for r in lake.read("gold.cohort_readmission_30d").collect()}
+    has_ip = [k for k, t in truth.items() if t["has_inpatient"] == "true"]
+    both = [k for k in has_ip if k in ra]
+    assert len(both) >= 0.9 * len(has_ip)
+    agree_ra = sum(int(ra[k].label == (truth[k]["readmit_30d"] == "true")) for k in both)
+    print(f"readmission cohort: {len(ra)} persons, {len(both)} of {len(has_ip)} with an inpatient stay in truth, labels agree for {agree_ra}")
+    assert agree_ra >= 0.99 * len(both)
+    # features: one row per cohort member, the label carried; Table 1 n = the cohort's size
+    feats = lake.read("gold.features_t2d_incident")
+    assert feats.count() == len(t2d) and feats.select("person_key").distinct().count() == len(t2d)
+    n_row = lake.read("gold.table1_t2d_incident").where("variable = 'n'").first()
+    assert n_row is not None and int(n_row.overall) == len(t2d) and int(n_row.outcome_1) == sum(r.label for r in t2d.values())
+    md = (cfg.lake_root / "reports" / "table1_t2d_incident.md").read_text()
+    assert "| lab_hba1c_last_1095d |" in md
+    # the planted effects show: cases have higher HbA1c and BMI (SMD > 0.3)
+    smd = {r.variable: r.smd for r in lake.read("gold.table1_t2d_incident").collect() if r.level is None}
+    assert smd["lab_hba1c_last_1095d"] > 0.3 and smd["lab_bmi_last_1095d"] > 0.3

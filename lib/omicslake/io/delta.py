@@ -151,7 +151,9 @@ class Lake:
                 .option("txnVersion", seq)
             )
             if merge_schema:
-                writer = writer.option("mergeSchema", "true")
+                # append: add new columns; overwrite: the new schema replaces the old (a gold
+                # table whose columns come from config, e.g. features, may lose columns too)
+                writer = writer.option("overwriteSchema" if mode == "overwrite" else "mergeSchema", "true")
             if partition_by:
                 writer = writer.partitionBy(*partition_by)
             fq = self.qualified(name)

@@ -2,7 +2,9 @@
 
 Genotypes come from a VCF (``vcf``), a PLINK fileset (``bfile``) or silver.genotypes; the
 phenotype and covariates from files (PLINK .fam/.pheno/.cov, TSV, CSV) or, for covariates, a
-lake table keyed by sample_id such as gold.genetic_pcs. See omicslake.genomics.gwas for the
+lake table keyed by sample_id such as gold.genetic_pcs. Without a phenotype file the phenotype is
+a cohort's label (gold.cohort_<jobs.gwas.cohort>) of consented samples linked in
+silver.sample_link, with the first four genetic PCs as covariates. See omicslake.genomics.gwas for the
 statistics and the two ways of treating missing calls.
 """
 
@@ -104,16 +106,36 @@ def _sample_table(lake: Lake, spec: str, id_col: str | None) -> Any:
     return read_sample_table(spec, id_col)
 
 
+def cohort_phenotype(lake: Lake, cohort: str) -> Any:
+    """The label of gold.cohort_<cohort> per consented, linked sample (silver.sample_link)."""
+    from omicslake.genomics.gwas import SampleTable
+
+    table = f"gold.cohort_{cohort}"
+    if not lake.exists(table):
+        raise InputError(f"no phenotype: set jobs.gwas.pheno (or pass --pheno) to a .fam, .pheno, TSV or CSV file, or build {table} first (build_cohort)")
+    if not lake.exists("silver.sample_link"):
+        raise InputError("a cohort phenotype needs silver.sample_link (samples to persons): ingest and conform the sample link first")
+    link = lake.read("silver.sample_link").where("consent").select("sample_id", "person_key")
+    frame = link.join(lake.read(table).select("person_key", "label"), "person_key").select("sample_id", F.col("label").cast("string")).toPandas()  # ids and labels of genotyped people
+    return SampleTable(Path(table), frame.set_index("sample_id"), plink=False)
+
+
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.genomics import gwas
 
     c = cfg.jobs.gwas
-    if not c.pheno:
-        raise InputError("no phenotype: set jobs.gwas.pheno (or pass --pheno) to a .fam, .pheno, TSV or CSV file")
-    pheno = _sample_table(lake, c.pheno, c.id_col)
-    covar = _sample_table(lake, c.covar, c.id_col) if c.covar else None
+    if c.pheno:
+        pheno, pheno_col = _sample_table(lake, c.pheno, c.id_col), c.pheno_col
+        covar = _sample_table(lake, c.covar, c.id_col) if c.covar else None
+        covar_cols = list(c.covar_cols)
+    else:
+        pheno, pheno_col = cohort_phenotype(lake, c.cohort), "label"
+        # default covariates for a cohort phenotype: the first four genetic PCs
+        covar_spec = c.covar or ("gold.genetic_pcs" if lake.exists("gold.genetic_pcs") else None)
+        covar = _sample_table(lake, covar_spec, None) if covar_spec else None
+        covar_cols = list(c.covar_cols) or (["pc1", "pc2", "pc3", "pc4"] if covar_spec == "gold.genetic_pcs" else [])
     rows, mt, samples, metrics = load_genotypes(spark, cfg, lake, c)
-    design = gwas.build_design(samples, pheno, c.pheno_col, c.model == "logistic", covar, list(c.covar_cols))
+    design = gwas.build_design(samples, pheno, pheno_col, c.model == "logistic", covar, covar_cols)
     rep = design.report
     log.info(
         "GWAS %s: %d of %d genotyped samples used (%d without a phenotype row, %d without a covariate row, "

@@ -1,0 +1,136 @@
+"""Cohort and feature definitions: YAML in ``conf/cohorts/`` parsed into frozen dataclasses.
+
+A cohort file names the index event, inclusion and exclusion criteria, the prior observation
+it needs, the outcome and its horizon, the features to compute and the Table 1 rows. Windows
+are day offsets relative to the index date, both ends inclusive, ``null`` for open:
+``[null, -1]`` is "any time strictly before the index date", ``[1, 365]`` "from the day after
+the index to a year after it". Unknown keys and wrong types are ConfigErrors naming the key
+and the file (the same checks as the main config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from omicslake.config import build_dataclass
+from omicslake.errors import ConfigError
+from omicslake.resources import resource_dir
+
+Domain = Literal["visit", "condition", "measurement", "drug", "procedure"]
+
+
+@dataclass(frozen=True)
+class Events:
+    """Which events: a domain and any of source codes (SNOMED, LOINC, RxNorm; for visits the
+    encounter code), OMOP concept ids, or classes (visit class, e.g. inpatient; measurement
+    name, e.g. hba1c). Nothing listed = every event of the domain."""
+
+    domain: Domain = "condition"
+    codes: tuple[str, ...] = ()
+    concept_ids: tuple[int, ...] = ()
+    classes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class IndexRule(Events):
+    between: tuple[str, ...] = ()  # [first day, last day] the index event may fall on
+    occurrence: Literal["first", "last"] = "first"
+    date: Literal["start", "end"] = "start"  # end: a stay's discharge
+
+
+@dataclass(frozen=True)
+class Criterion(Events):
+    name: str = ""
+    window: tuple[int | None, ...] = (None, -1)
+    min_count: int = 1
+    age: tuple[float | None, ...] = ()  # [min, max] age at index instead of events
+
+
+@dataclass(frozen=True)
+class Outcome(Events):
+    window: tuple[int, ...] = (1, 365)
+
+
+@dataclass(frozen=True)
+class CharlsonGroup:
+    weight: int
+    codes: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    labs: tuple[str, ...] = ()  # measurement names (schemas/vocab/units.yaml)
+    lab_windows: tuple[int, ...] = (365,)  # look-back days; each gives its own columns
+    lab_stats: tuple[Literal["last", "mean", "min", "max", "slope", "count"], ...] = ("last", "mean", "min", "max", "slope", "count")
+    condition_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # flag name -> SNOMED codes (any time before index)
+    charlson: dict[str, CharlsonGroup] = field(default_factory=dict)
+    drug_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class -> RxNorm codes
+    drug_window: int = 365
+    utilisation_window: int = 365
+    visit_classes: tuple[str, ...] = ("inpatient", "outpatient", "emergency")
+    genetics: bool = True  # PCs and PRS where a consented genome is linked
+    n_pcs: int = 10
+
+
+@dataclass(frozen=True)
+class CohortSpec:
+    name: str
+    index: IndexRule
+    outcome: Outcome
+    description: str = ""
+    prior_observation_days: int = 0
+    include: tuple[Criterion, ...] = ()
+    exclude: tuple[Criterion, ...] = ()
+    features: FeatureSpec = field(default_factory=FeatureSpec)
+    table1: tuple[str, ...] = ()  # feature columns for Table 1 (default: demographics, Charlson, last labs)
+
+    @property
+    def horizon(self) -> int:
+        return int(self.outcome.window[-1])
+
+
+def cohort_dir() -> Path:
+    return resource_dir("conf") / "cohorts"
+
+
+def load_cohort(name_or_path: str) -> CohortSpec:
+    """``conf/cohorts/<name>.yaml`` or a path; ``features: <name>`` reads ``conf/features/<name>.yaml``."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = cohort_dir() / f"{name_or_path}.yaml"
+    if not path.exists():
+        known = sorted(p.stem for p in cohort_dir().glob("*.yaml")) if cohort_dir().is_dir() else []
+        raise ConfigError(f"cohort {name_or_path!r}: {path} does not exist; known cohorts: {known}")
+    try:
+        raw: Any = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: the top level must be a mapping")
+    if isinstance(raw.get("features"), str):
+        fpath = resource_dir("conf") / "features" / f"{raw['features']}.yaml"
+        if not fpath.exists():
+            raise ConfigError(f"{path}: features: {raw['features']!r} but {fpath} does not exist")
+        raw["features"] = yaml.safe_load(fpath.read_text()) or {}
+    spec: CohortSpec = build_dataclass(CohortSpec, raw, str(path))
+    _validate(spec, str(path))
+    return spec
+
+
+def _validate(spec: CohortSpec, where: str) -> None:
+    if len(spec.index.between) not in (0, 2):
+        raise ConfigError(f"{where}: index.between must be [first day, last day], got {list(spec.index.between)}")
+    if len(spec.outcome.window) != 2 or spec.outcome.window[0] > spec.outcome.window[1]:
+        raise ConfigError(f"{where}: outcome.window must be [from, to] days after index, got {list(spec.outcome.window)}")
+    for group, crits in (("include", spec.include), ("exclude", spec.exclude)):
+        for i, c in enumerate(crits):
+            if not c.name:
+                raise ConfigError(f"{where}: {group}[{i}] needs a name (it is reported in the attrition counts)")
+            if len(c.window) != 2 or len(c.age) not in (0, 2):
+                raise ConfigError(f"{where}: {group}[{i}] ({c.name}): window and age are [from, to] pairs")
+    if not spec.name.replace("_", "").isalnum():
+        raise ConfigError(f"{where}: name {spec.name!r} must be letters, digits and _ (it names gold tables)")

@@ -1,0 +1,92 @@
+"""Job build_cohort: cohorts defined in conf/cohorts/*.yaml -> gold.cohort_<name>,
+gold.features_<name>, gold.table1_<name>.
+
+For each configured cohort: index dates, criteria, labels and survival fields from the silver
+EHR tables (``features.cohort``), point-in-time features from events strictly before the index
+date plus genetic PCs and PRS of consented, linked genomes (``features.patient``), and Table 1
+by outcome (``features.table1``, also as Markdown under <lake>/reports/). The attrition (persons
+left after each criterion) goes to the run's metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.errors import InputError
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import job_main
+
+NAME = "build_cohort"
+DESCRIPTION = "Cohorts from conf/cohorts/*.yaml: gold.cohort_<name> (labels, survival), gold.features_<name>, gold.table1_<name>."
+log = logging.getLogger(__name__)
+SILVER = {"visits": "visit_occurrence", "conditions": "condition_occurrence", "measurements": "measurement",
+          "drugs": "drug_exposure", "procedures": "procedure_occurrence"}
+
+
+def _optional(lake: Lake, name: str) -> DataFrame | None:
+    return lake.read(name) if lake.exists(name) else None
+
+
+def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
+    from omicslake.features import cohort as C
+    from omicslake.features import patient as P
+    from omicslake.features.spec import load_cohort
+    from omicslake.features.table1 import table1, to_markdown
+
+    c = cfg.jobs.build_cohort
+    specs = [load_cohort(n) for n in c.cohorts]  # config errors before any work
+    if not lake.exists("silver.person"):
+        raise InputError("silver.person does not exist: run conform_ehr first")
+    person = lake.read("silver.person")
+    ev = C.events(**{k: _optional(lake, f"silver.{t}") for k, t in SILVER.items()}).cache()
+    end = F.to_date(F.lit(c.end_of_data)) if c.end_of_data else None
+    if end is None:
+        last = ev.agg(F.max("start_date")).first()[0]  # type: ignore[index]
+        if last is None:
+            raise InputError("the silver event tables are empty: nothing to build a cohort from")
+        end = F.lit(last)
+        log.info("end of data (censoring) = %s, the latest event in silver; set jobs.build_cohort.end_of_data to fix it", last)
+    genetics = None
+    if lake.exists("silver.sample_link") and (lake.exists("gold.genetic_pcs") or lake.exists("gold.prs")):
+        genetics = P.genetics_by_person(lake.read("silver.sample_link"), _optional(lake, "gold.genetic_pcs"), _optional(lake, "gold.prs"), max(s.features.n_pcs for s in specs)).cache()
+    metrics: dict[str, Any] = {}
+    for spec in specs:
+        cohort, candidates = C.build_cohort(ev, person, spec, end)
+        cohort = cohort.withColumn("cohort", F.lit(spec.name)).withColumn("run_id", F.lit(lake.run_id))
+        out = lake.write(cohort, f"gold.cohort_{spec.name}", mode="overwrite", merge_schema=True)
+        steps = C.attrition(candidates, spec)
+        saved = lake.read(f"gold.cohort_{spec.name}")
+        feats = P.features(saved, ev, person, spec.features, genetics).join(saved.select("person_key", "label", "time_days", "event"), "person_key")
+        feats = feats.withColumn("run_id", F.lit(lake.run_id))
+        f_out = lake.write(feats, f"gold.features_{spec.name}", mode="overwrite", merge_schema=True)
+        stats = saved.agg(F.count(F.lit(1)), F.sum("label"), F.sum(F.col("complete_followup").cast("int"))).first()
+        assert stats is not None
+        m = {"persons": int(stats[0]), "cases": int(stats[1] or 0), "complete_followup": int(stats[2] or 0),
+             "features": len(feats.columns) - 6, "attrition": steps, "version": out.version, "features_version": f_out.version}
+        if c.table1:
+            fsaved = lake.read(f"gold.features_{spec.name}")
+            variables = list(spec.table1) or [v for v in ("age_at_index", "female", "race", "charlson_index") if v in fsaved.columns]
+            missing = [v for v in variables if v not in fsaved.columns]
+            if missing:
+                raise InputError(f"cohort {spec.name}: table1 lists {missing}, which are not feature columns; known: {sorted(fsaved.columns)[:40]}...")
+            t1 = table1(spark, fsaved, variables)
+            lake.write(t1.withColumn("run_id", F.lit(lake.run_id)), f"gold.table1_{spec.name}", mode="overwrite", merge_schema=True)
+            report = cfg.lake_root / "reports" / f"table1_{spec.name}.md"
+            report.parent.mkdir(parents=True, exist_ok=True)
+            report.write_text(f"# Table 1: {spec.name}\n\n{spec.description.strip()}\n\n" + to_markdown(t1.orderBy("row").collect()))  # ~50 rows
+        metrics[spec.name] = m
+        log.info("cohort %s: %d persons, %d with the outcome; attrition %s", spec.name, m["persons"], m["cases"], steps)
+    ev.unpersist()
+    if genetics is not None:
+        genetics.unpersist()
+    return metrics
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(NAME, argv)
