@@ -50,7 +50,7 @@ def cfg(base_cfg: Config, tmp_path: Path) -> Config:
     return base_cfg.replace(**{"lake.root": str(tmp_path / "lake")})
 
 
-MESSY_PATIENTS, MESSY_SAMPLES, MESSY_VARIANTS = 400, 120, 500
+MESSY_PATIENTS, MESSY_SAMPLES, MESSY_VARIANTS = 1500, 120, 500
 
 
 def generate_cli(root: Path, out: Path, seed: int, *extra: str) -> dict[str, Any]:
@@ -91,3 +91,38 @@ def external() -> Path:
     if not EXTERNAL.is_dir():
         pytest.skip(f"shared external data not found at {EXTERNAL}")
     return EXTERNAL
+
+
+EHR_SILVER = ("person", "death", "visit_occurrence", "condition_occurrence", "measurement", "drug_exposure", "procedure_occurrence", "sample_link")
+
+
+@pytest.fixture(scope="session")
+def ehr_lake(spark: SparkSession, base_cfg: Config, messy: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Batch 1 lands and is conformed; then batch 2 (late corrections, a drifted column) arrives."""
+    from omicslake.io.delta import Lake
+    from omicslake.jobs.base import execute
+
+    landing, manifest = messy
+    root = tmp_path_factory.mktemp("ehr")
+    cfg = base_cfg.replace(**{"lake.root": str(root), "jobs.generate.out": str(landing)})
+    first = cfg.replace(**{"jobs.ingest_ehr.synthea_dir": str(landing / "synthea" / "batch_001")})
+    runs = {
+        "ingest1": execute(spark, first, "ingest_ehr", run_id="r1"),
+        "conform1": execute(spark, cfg, "conform_ehr", run_id="r1"),
+    }
+    lake = Lake(spark, cfg)
+    runs["versions1"] = {t: lake.version(f"silver.{t}") for t in EHR_SILVER}
+    runs["ingest2"] = execute(spark, cfg, "ingest_ehr", run_id="r2")
+    runs["conform2"] = execute(spark, cfg, "conform_ehr", run_id="r2")
+    return {"cfg": cfg, "landing": landing, "manifest": manifest, **runs}
+
+
+@pytest.fixture(scope="session")
+def gold_lake(spark: SparkSession, ehr_lake: dict[str, Any]) -> Config:
+    """The messy EHR lake with gold cohorts, features and Table 1 (build_cohort run once)."""
+    from omicslake.jobs.base import execute
+
+    cfg: Config = ehr_lake["cfg"]
+    run = execute(spark, cfg, "build_cohort", run_id="b1")
+    assert run.status == "succeeded", run.metrics
+    return cfg

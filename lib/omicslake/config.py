@@ -146,6 +146,29 @@ class BuildCohortConfig:
 
 
 @dataclass(frozen=True)
+class TrainConfig:
+    cohort: str = "t2d_incident"  # trains on gold.features_<cohort>
+    input_version: int | None = None  # Delta version of the features table (time travel); default: current
+    model: Literal["logistic", "random_forest", "gbt"] = "logistic"
+    include: tuple[str, ...] = ("*",)  # feature columns (glob patterns)
+    exclude: tuple[str, ...] = ("cond_t2d", "charlson_diabetes", "drug_biguanide_*")  # leave out (glob patterns)
+    test_fraction: float = 0.3
+    seed: int = 7
+    class_weights: bool = True  # balanced weights for the rarer class
+    grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # MLlib param -> values; empty: the model's default grid
+    registered_model: str | None = None  # default omicslake_<cohort>_<model>
+    alias: str | None = "champion"  # set on the new version (none: register only)
+
+
+@dataclass(frozen=True)
+class ScoreConfig:
+    cohort: str = "t2d_incident"  # scores gold.features_<cohort>
+    model: str | None = None  # registered model name; default omicslake_<cohort>_logistic
+    version: int | None = None  # a model version, or
+    alias: str = "champion"  # a model alias (used when version is not set)
+
+
+@dataclass(frozen=True)
 class GwasConfig:
     name: str = "t2d"  # results go to gold.gwas_<name>
     vcf: str | None = None  # genotypes: a VCF, or
@@ -171,6 +194,8 @@ class JobsConfig:
     genetic_features: GeneticFeaturesConfig = field(default_factory=GeneticFeaturesConfig)
     gwas: GwasConfig = field(default_factory=GwasConfig)
     build_cohort: BuildCohortConfig = field(default_factory=BuildCohortConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    score: ScoreConfig = field(default_factory=ScoreConfig)
     ingest_ehr: IngestEhrConfig = field(default_factory=IngestEhrConfig)
     conform_ehr: ConformEhrConfig = field(default_factory=ConformEhrConfig)
 

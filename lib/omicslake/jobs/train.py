@@ -1,0 +1,148 @@
+"""Job train: an MLlib pipeline on gold.features_<cohort>, tracked and registered in MLflow.
+
+Patient-level split by a seeded hash of person_key; TrainValidationSplit over the grid in config
+on the training split; held-out metrics (AUROC, AUPRC, Brier, calibration) overall and by sex,
+age band and race; ROC, PR, calibration and feature-weight PNGs. MLflow gets the parameters,
+metrics, the input as a Delta dataset (table path and version: ``reproduce`` re-reads exactly
+that snapshot), the model with its signature and an input example (column medians and modes,
+not a patient's row), the plots, and a new version of the registered model (with the alias
+from config).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.errors import InputError
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import job_main
+
+NAME = "train"
+DESCRIPTION = "Train an MLlib model on gold.features_<cohort> (split, tuning, metrics by subgroup), tracked and registered in MLflow."
+log = logging.getLogger(__name__)
+DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
+    "logistic": {"regParam": [0.0, 0.01, 0.1], "elasticNetParam": [0.0]},
+    "random_forest": {"numTrees": [50, 100], "maxDepth": [5, 8]},
+    "gbt": {"maxIter": [30, 60], "maxDepth": [3, 5]},
+}
+
+
+def model_name(cohort: str, kind: str, registered: str | None = None) -> str:
+    return registered or f"omicslake_{cohort}_{kind}"
+
+
+def _input_example(df: DataFrame, numeric: list[str], categorical: list[str]) -> Any:
+    """One synthetic row: the median of every numeric feature, the most common level of every
+    string feature (no patient's values leave the lake in the model's example)."""
+    import pandas as pd
+
+    row: dict[str, Any] = {}
+    if numeric:
+        q = df.select(*[F.percentile_approx(F.col(c).cast("double"), 0.5, 1000).alias(c) for c in numeric]).first()
+        assert q is not None
+        row.update({c: q[c] for c in numeric})
+    for c in categorical:
+        top = df.groupBy(c).count().orderBy(F.col("count").desc(), F.col(c)).first()
+        row[c] = top[0] if top is not None else None
+    return pd.DataFrame([row]).astype({c: "float64" for c in numeric})
+
+
+def prepare(spark: SparkSession, cfg: Config, lake: Lake, version: int | None) -> tuple[DataFrame, int, str]:
+    c = cfg.jobs.train
+    table = f"gold.features_{c.cohort}"
+    if not lake.exists(table):
+        raise InputError(f"{table} does not exist: run build_cohort (cohort {c.cohort}) first")
+    v = version if version is not None else lake.version(table)
+    assert v is not None
+    df = lake.read(table, version=v)
+    return df, v, table
+
+
+def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
+    import mlflow
+    from mlflow.models import infer_signature
+
+    from omicslake.ml import model as M
+    from omicslake.ml.plots import model_plots
+    from omicslake.ml.tracking import setup
+
+    c = cfg.jobs.train
+    df, version, table = prepare(spark, cfg, lake, c.input_version)
+    cols = M.feature_columns(df, c.include, c.exclude)
+    if not cols.all:
+        raise InputError(f"no feature columns left in {table} after include {list(c.include)} and exclude {list(c.exclude)}")
+    grid = {k: list(v) for k, v in c.grid.items()} or DEFAULT_GRIDS[c.model]
+    data = df.withColumn("split", M.split_column(c.seed, c.test_fraction)).withColumn("label", F.col("label").cast("double"))
+    cols, empty = M.drop_empty(data.where("split = 'train'"), cols)
+    if empty:
+        log.info("%d feature columns have no value in the training split and are left out: %s", len(empty), empty[:10])
+    train = M.with_class_weights(data.where("split = 'train'"), c.class_weights).cache()
+    test = data.where("split = 'test'").withColumn("_w", F.lit(1.0)).cache()
+    n_train, n_test = train.count(), test.count()
+    if n_train == 0 or n_test == 0:
+        raise InputError(f"{table}: {n_train} training and {n_test} test rows; the split needs both (test_fraction={c.test_fraction})")
+    fitted, best, val_auc = M.tune(train, cols, c.model, grid, c.seed)
+    scored = M.scores(fitted, test).cache()
+    metrics = M.evaluate(scored)
+    sub = M.subgroups(scored, {"sex": F.when(F.col("female") == 1, "female").otherwise("male") if "female" in df.columns else F.lit("all"),
+                               "age_band": M.age_band(), "race": F.col("race") if "race" in df.columns else F.lit("all")})
+    weights = M.importances(fitted)
+    curve = M.curves(scored)
+    name = model_name(c.cohort, c.model, c.registered_model)
+    experiment = setup(cfg)
+    with mlflow.start_run(experiment_id=experiment, run_name=f"{c.cohort}-{c.model}-{lake.run_id}") as r:
+        mlflow.set_tags({"omicslake.run_id": lake.run_id, "omicslake.cohort": c.cohort, "omicslake.table": table})
+        mlflow.log_params({
+            "model": c.model, "cohort": c.cohort, "table": table, "table_version": version, "seed": c.seed,
+            "test_fraction": c.test_fraction, "class_weights": c.class_weights, "n_features": len(cols.all), "n_empty_features_dropped": len(empty),
+            "include": json.dumps(list(c.include)), "exclude": json.dumps(list(c.exclude)), "grid": json.dumps(grid),
+            **{f"best_{k}": v for k, v in best.items()},
+        })
+        scalar = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
+        mlflow.log_metrics({f"test_{k}": float(v) for k, v in scalar.items()} | {"validation_auroc": val_auc, "n_train": float(n_train)})
+        for s in sub:
+            if s["auroc"] is not None:
+                mlflow.log_metric(f"auroc_{s['group']}_{s['level']}".replace(" ", "_").replace("<", "lt").replace("+", "plus"), s["auroc"])
+        source = str(lake.path(table)) if not lake.qualified(table) else None
+        ds = mlflow.data.load_delta(path=source, version=version, name=table) if source else mlflow.data.load_delta(table_name=lake.qualified(table), version=version)
+        mlflow.log_input(ds, context="training")
+        with tempfile.TemporaryDirectory() as tmp:
+            pngs = model_plots(metrics, curve, weights, Path(tmp), f"{c.cohort} {c.model}")
+            for p in pngs.values():
+                mlflow.log_artifact(str(p), "plots")
+            (Path(tmp) / "subgroups.json").write_text(json.dumps(sub, indent=1))
+            (Path(tmp) / "calibration.json").write_text(json.dumps(metrics["calibration_curve"]))
+            (Path(tmp) / "feature_weights.json").write_text(json.dumps(weights, indent=1))
+            (Path(tmp) / "features.json").write_text(json.dumps({"numeric": list(cols.numeric), "categorical": list(cols.categorical)}))
+            for f in ("subgroups.json", "calibration.json", "feature_weights.json", "features.json"):
+                mlflow.log_artifact(str(Path(tmp) / f), "metrics")
+        example = _input_example(train, list(cols.numeric), list(cols.categorical))
+        signature = infer_signature(example, [0.5])
+        info = mlflow.spark.log_model(fitted, "model", signature=signature, input_example=example, registered_model_name=name)
+        run_id = r.info.run_id
+    client = mlflow.MlflowClient()
+    mv = max((m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id), key=lambda m: int(m.version))
+    if c.alias:
+        client.set_registered_model_alias(name, c.alias, mv.version)
+    for d in (train, test, scored):
+        d.unpersist()
+    out = {"mlflow_run_id": run_id, "registered_model": name, "model_version": int(mv.version), "table_version": version,
+           "n_train": n_train, "n_test": n_test, "n_features": len(cols.all), "validation_auroc": round(val_auc, 4),
+           **{f"test_{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "calibration_curve"},
+           "best_params": best, "model_uri": info.model_uri}
+    log.info("model %s v%s: test AUROC %.3f, AUPRC %.3f, Brier %.3f (n=%d)", name, mv.version, metrics["auroc"] or float("nan"),
+             metrics["auprc"] or float("nan"), metrics["brier"], n_test)
+    return out
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    return job_main(NAME, argv)

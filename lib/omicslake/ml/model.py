@@ -1,0 +1,232 @@
+"""Spark MLlib models on gold features (pure functions: DataFrames and settings in, models and
+numbers out; MLflow lives in the jobs).
+
+- ``split``: patient-level train/test split by a seeded hash of person_key, so a patient is in
+  one split only, the same one on every run and in every table.
+- ``pipeline``: median imputation of numeric features, index + one-hot encoding of string
+  features, assembly, standard scaling, and the classifier chosen in config.
+- ``evaluate``: AUROC, AUPRC, Brier score, a 10-bin calibration curve and the calibration slope
+  and intercept (logistic recalibration of the label on logit(p)), overall and by subgroup;
+  ROC and PR curves from 1,000 score bins (a small aggregate, never the patient rows).
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pyspark.ml import Pipeline, PipelineModel
+from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomForestClassifier
+from pyspark.ml.evaluation import BinaryClassificationEvaluator
+from pyspark.ml.feature import Imputer, OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
+from pyspark.ml.functions import vector_to_array
+from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+NOT_FEATURES = {"person_key", "index_date", "label", "time_days", "event", "run_id", "split", "_w"}
+
+
+@dataclass(frozen=True)
+class FeatureColumns:
+    numeric: tuple[str, ...]
+    categorical: tuple[str, ...]
+
+    @property
+    def all(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+
+def feature_columns(df: DataFrame, include: Sequence[str] = ("*",), exclude: Sequence[str] = ()) -> FeatureColumns:
+    """Feature columns of a gold features table: glob patterns in include, minus exclude."""
+    num, cat = [], []
+    for name, typ in df.dtypes:
+        if name in NOT_FEATURES or not any(fnmatch.fnmatch(name, p) for p in include) or any(fnmatch.fnmatch(name, p) for p in exclude):
+            continue
+        (cat if typ == "string" else num).append(name)
+    return FeatureColumns(tuple(num), tuple(cat))
+
+
+def drop_empty(df: DataFrame, cols: FeatureColumns) -> tuple[FeatureColumns, list[str]]:
+    """Leave out feature columns without a single value (an imputer cannot fill them; one
+    aggregate over all columns)."""
+    if not cols.all:
+        return cols, []
+    row = df.agg(*[F.count(c).alias(c) for c in cols.all]).first()
+    assert row is not None
+    empty = [c for c in cols.all if int(row[c]) == 0]
+    return FeatureColumns(tuple(c for c in cols.numeric if c not in empty), tuple(c for c in cols.categorical if c not in empty)), empty
+
+
+def split_column(seed: int, test_fraction: float) -> Column:
+    """'test' or 'train' from a seeded hash of person_key (stable across runs and tables)."""
+    bucket = F.pmod(F.xxhash64(F.col("person_key"), F.lit(seed)), F.lit(10_000))
+    return F.when(bucket < int(round(test_fraction * 10_000)), "test").otherwise("train")
+
+
+def with_class_weights(df: DataFrame, balanced: bool) -> DataFrame:
+    """_w: n / (2 n_class) per row when balanced (each class carries half the weight), else 1."""
+    if not balanced:
+        return df.withColumn("_w", F.lit(1.0))
+    counts = {int(r[0]): int(r[1]) for r in df.groupBy("label").count().collect()}  # two rows
+    n = sum(counts.values())
+    w = {k: n / (2.0 * v) for k, v in counts.items()}
+    return df.withColumn("_w", F.when(F.col("label") == 1, w.get(1, 1.0)).otherwise(w.get(0, 1.0)))
+
+
+def estimator(kind: str, seed: int) -> Any:
+    if kind == "logistic":
+        return LogisticRegression(featuresCol="features", labelCol="label", weightCol="_w", maxIter=200, standardization=False)
+    if kind == "random_forest":
+        return RandomForestClassifier(featuresCol="features", labelCol="label", weightCol="_w", seed=seed)
+    if kind == "gbt":
+        return GBTClassifier(featuresCol="features", labelCol="label", weightCol="_w", seed=seed)
+    raise ValueError(f"unknown model {kind!r}: logistic, random_forest or gbt")
+
+
+def pipeline(cols: FeatureColumns, kind: str, seed: int) -> tuple[Pipeline, Any]:
+    stages: list[Any] = []
+    imputed = [f"{c}__imp" for c in cols.numeric]
+    if cols.numeric:
+        stages.append(Imputer(inputCols=list(cols.numeric), outputCols=imputed, strategy="median"))
+    onehot = [f"{c}__oh" for c in cols.categorical]
+    if cols.categorical:
+        stages.append(StringIndexer(inputCols=list(cols.categorical), outputCols=[f"{c}__idx" for c in cols.categorical], handleInvalid="keep"))
+        stages.append(OneHotEncoder(inputCols=[f"{c}__idx" for c in cols.categorical], outputCols=onehot, handleInvalid="keep"))
+    stages.append(VectorAssembler(inputCols=imputed + onehot, outputCol="raw_features", handleInvalid="keep"))
+    stages.append(StandardScaler(inputCol="raw_features", outputCol="features", withMean=True, withStd=True))
+    est = estimator(kind, seed)
+    stages.append(est)
+    return Pipeline(stages=stages), est
+
+
+def tune(train: DataFrame, cols: FeatureColumns, kind: str, grid: dict[str, list[Any]], seed: int, parallelism: int = 2) -> tuple[PipelineModel, dict[str, Any], float]:
+    """TrainValidationSplit (80/20 of the training split) over the grid; the best model refitted
+    on the whole training split. Returns (model, best params, validation AUROC)."""
+    pipe, est = pipeline(cols, kind, seed)
+    builder = ParamGridBuilder()
+    for name, values in grid.items():
+        if not est.hasParam(name):
+            raise ValueError(f"{kind} has no parameter {name!r} (grid in config); it has e.g. {[p.name for p in est.params][:12]}")
+        builder = builder.addGrid(est.getParam(name), list(values))
+    maps = builder.build()
+    evaluator = BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="rawPrediction", metricName="areaUnderROC")
+    tvs = TrainValidationSplit(estimator=pipe, estimatorParamMaps=maps, evaluator=evaluator, trainRatio=0.8, seed=seed, parallelism=parallelism)
+    fitted = tvs.fit(train)
+    best = int(np.argmax(fitted.validationMetrics))
+    params = {p.name: v for p, v in maps[best].items()}
+    return fitted.bestModel, params, float(fitted.validationMetrics[best])
+
+
+def scores(model: PipelineModel, df: DataFrame) -> DataFrame:
+    """df with ``p`` = the predicted probability of label 1."""
+    return model.transform(df).withColumn("p", vector_to_array("probability").getItem(1))
+
+
+def _auc(df: DataFrame, metric: str) -> float | None:
+    counts = df.agg(F.sum("label"), F.count(F.lit(1))).first()
+    assert counts is not None
+    pos, n = int(counts[0] or 0), int(counts[1])
+    if pos == 0 or pos == n:
+        return None
+    return float(BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="p", metricName=metric).evaluate(df))
+
+
+def calibration(df: DataFrame) -> tuple[list[tuple[float, float, int]], float | None, float | None]:
+    """(bins: mean p, observed rate, n for 10 equal-width bins), slope, intercept."""
+    bins = df.groupBy(F.least(F.floor(F.col("p") * 10), F.lit(9)).alias("b")).agg(F.avg("p"), F.avg("label"), F.count(F.lit(1))).orderBy("b").collect()
+    curve = [(float(r[1]), float(r[2]), int(r[3])) for r in bins]
+    eps = 1e-6
+    logit = F.log(F.least(F.greatest("p", F.lit(eps)), F.lit(1 - eps)) / (1 - F.least(F.greatest("p", F.lit(eps)), F.lit(1 - eps))))
+    x = df.select(F.col("label").cast("double").alias("label"), F.array(logit).alias("a"))
+    from pyspark.ml.functions import array_to_vector
+
+    x = x.select("label", array_to_vector("a").alias("features"))
+    if x.select("label").distinct().count() < 2:
+        return curve, None, None
+    fit = LogisticRegression(regParam=0.0, standardization=False, maxIter=100).fit(x)
+    return curve, float(fit.coefficients[0]), float(fit.intercept)
+
+
+def curves(df: DataFrame, n_bins: int = 1000) -> dict[str, np.ndarray]:
+    """ROC and PR curve points from per-bin positive/negative counts (score bins of 1/n_bins)."""
+    rows = df.groupBy(F.least(F.floor(F.col("p") * n_bins), F.lit(n_bins - 1)).alias("b")).agg(
+        F.sum("label").alias("pos"), F.sum(1 - F.col("label")).alias("neg")).collect()
+    b = np.zeros((n_bins, 2))
+    for r in rows:
+        b[int(r["b"])] = (r["pos"], r["neg"])
+    tp, fp = np.cumsum(b[::-1, 0]), np.cumsum(b[::-1, 1])
+    P, N = max(tp[-1], 1), max(fp[-1], 1)
+    tpr, fpr = np.concatenate([[0], tp / P]), np.concatenate([[0], fp / N])
+    precision = np.where(tp + fp > 0, tp / np.maximum(tp + fp, 1), 1.0)
+    return {"fpr": fpr, "tpr": tpr, "recall": tp / P, "precision": precision}
+
+
+def evaluate(scored: DataFrame) -> dict[str, Any]:
+    """Held-out metrics of a scored DataFrame (label, p)."""
+    d = scored.select(F.col("label").cast("int").alias("label"), "p").cache()
+    brier = d.agg(F.avg((F.col("p") - F.col("label")) ** 2), F.avg("label"), F.count(F.lit(1))).first()
+    assert brier is not None
+    curve, slope, intercept = calibration(d)
+    out = {
+        "auroc": _auc(d, "areaUnderROC"), "auprc": _auc(d, "areaUnderPR"), "brier": float(brier[0]),
+        "prevalence": float(brier[1]), "n": int(brier[2]),
+        "calibration_slope": slope, "calibration_intercept": intercept, "calibration_curve": curve,
+    }
+    d.unpersist()
+    return out
+
+
+def age_band(col: str = "age_at_index") -> Column:
+    a = F.col(col)
+    return F.when(a < 45, "<45").when(a < 65, "45-64").when(a.isNotNull(), "65+").otherwise("unknown")
+
+
+def subgroups(scored: DataFrame, columns: dict[str, Column]) -> list[dict[str, Any]]:
+    """AUROC, AUPRC, Brier and n by the levels of each subgroup column (levels: a small collect)."""
+    out = []
+    for name, col in columns.items():
+        d = scored.select(F.col("label").cast("int").alias("label"), "p", col.cast("string").alias("g")).cache()
+        for (level,) in d.select("g").distinct().collect():
+            part = d.where(F.col("g").eqNullSafe(level))
+            b = part.agg(F.avg((F.col("p") - F.col("label")) ** 2), F.count(F.lit(1)), F.sum("label")).first()
+            assert b is not None
+            out.append({"group": name, "level": str(level), "n": int(b[1]), "cases": int(b[2] or 0),
+                        "auroc": _auc(part, "areaUnderROC"), "auprc": _auc(part, "areaUnderPR"), "brier": float(b[0])})
+        d.unpersist()
+    return out
+
+
+def importances(model: PipelineModel) -> list[tuple[str, float]]:
+    """(feature, coefficient or importance), largest magnitude first; names from the assembler's
+    metadata (one-hot levels as column=level)."""
+    last = model.stages[-1]
+    values = np.asarray(last.coefficients.toArray() if hasattr(last, "coefficients") else last.featureImportances.toArray())
+    asm = next(s for s in model.stages if type(s).__name__ == "VectorAssembler")
+    names = [c.replace("__imp", "") for c in asm.getInputCols()]
+    # one-hot columns expand to several slots: take names from the fitted encoders' sizes
+    expanded: list[str] = []
+    sizes: dict[str, int] = {}
+    indexers = [s for s in model.stages if type(s).__name__ == "StringIndexerModel"]
+    labels: dict[str, list[str]] = {}
+    for ix in indexers:
+        for col, lab in zip(ix.getOutputCols(), ix.labelsArray):
+            labels[col.replace("__idx", "__oh")] = list(lab)
+    for enc in [s for s in model.stages if type(s).__name__ == "OneHotEncoderModel"]:
+        for col, size in zip(enc.getOutputCols(), enc.categorySizes):
+            sizes[col] = int(size)  # dropLast + handleInvalid keep: size slots
+    for n in asm.getInputCols():
+        if n in sizes:
+            labs = labels.get(n, [])
+            for i in range(sizes[n]):
+                expanded.append(f"{n.replace('__oh', '')}={labs[i] if i < len(labs) else 'other'}")
+        else:
+            expanded.append(n.replace("__imp", ""))
+    if len(expanded) != len(values):
+        expanded = names + [f"slot_{i}" for i in range(len(values) - len(names))]
+    pairs = [(expanded[i], float(values[i])) for i in range(len(values))]
+    return sorted(pairs, key=lambda t: -abs(t[1]) if not math.isnan(t[1]) else 0.0)

@@ -1,0 +1,34 @@
+"""MLflow wiring: the tracking store, the experiment and its artifact folder.
+
+Local default: a SQLite store at <lake>/mlflow/mlflow.db and artifacts under <lake>/mlflow/artifacts
+(``mlflow ui --backend-store-uri sqlite:///<lake>/mlflow/mlflow.db`` opens it). ``mlflow.tracking_uri``
+points at a tracking server or ``databricks`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from omicslake.config import Config
+
+
+def tracking_uri(cfg: Config) -> str:
+    if cfg.mlflow.tracking_uri:
+        return cfg.mlflow.tracking_uri
+    root = cfg.lake_root / "mlflow"
+    root.mkdir(parents=True, exist_ok=True)
+    return f"sqlite:///{root / 'mlflow.db'}"
+
+
+def setup(cfg: Config) -> Any:
+    """Point MLflow at the configured store; return the experiment id."""
+    import mlflow
+
+    mlflow.set_tracking_uri(tracking_uri(cfg))
+    if cfg.mlflow.registry_uri:
+        mlflow.set_registry_uri(cfg.mlflow.registry_uri)
+    exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is not None:
+        return exp.experiment_id
+    location = None if cfg.mlflow.tracking_uri else (cfg.lake_root / "mlflow" / "artifacts").as_uri()
+    return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=location)

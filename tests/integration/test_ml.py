@@ -1,0 +1,152 @@
+"""train and score on the messy cohort's gold features: MLflow run, registry, held-out metrics
+against the planted oracle and scikit-learn, reproduction from a run id, idempotent scoring."""
+
+from __future__ import annotations
+
+import csv
+import hmac
+import json
+import os
+from hashlib import sha256
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.io.delta import Lake
+from omicslake.jobs.base import RunResult, execute
+
+GRID = {"regParam": [0.001, 0.05]}
+PLANTED = ["lab_hba1c_*", "lab_bmi_*", "lab_glucose_*", "lab_weight_*", "age_at_index", "age_90_plus", "race", "prs", "pc*", "has_genome"]
+
+
+@pytest.fixture(scope="module")
+def trained(spark: SparkSession, gold_lake: Config) -> dict[str, Any]:
+    cfg = gold_lake.replace(**{"jobs.train.grid": GRID})
+    run = execute(spark, cfg, "train", run_id="t1")
+    assert run.status == "succeeded", run.metrics
+    return {"cfg": cfg, "run": run}
+
+
+def _truth(landing: Path) -> dict[str, dict[str, str]]:
+    key = os.environ["OMICSLAKE_PSEUDONYM_KEY"].encode()
+    with (landing / "truth" / "patients.csv").open(newline="") as f:
+        return {hmac.new(key, ("person\x1f" + r["patient_id"]).encode(), sha256).hexdigest(): r for r in csv.DictReader(f)}
+
+
+def test_train_is_tracked_and_registered(spark: SparkSession, trained: dict[str, Any]) -> None:
+    import mlflow
+
+    m = trained["run"].metrics
+    client = mlflow.MlflowClient()
+    run = client.get_run(m["mlflow_run_id"])
+    assert run.data.params["model"] == "logistic" and run.data.params["table"] == "gold.features_t2d_incident"
+    assert float(run.data.metrics["test_auroc"]) == pytest.approx(m["test_auroc"], abs=1e-4)
+    for k in ("test_auprc", "test_brier", "test_calibration_slope", "test_calibration_intercept", "validation_auroc"):
+        assert k in run.data.metrics
+    ds = run.inputs.dataset_inputs[0].dataset
+    source = json.loads(ds.source)
+    lake = Lake(spark, trained["cfg"])
+    # MLflow's DeltaDatasetSource drops version 0 (falsy); the run's table_version param always has it
+    assert Path(source["path"]) == lake.path("gold.features_t2d_incident")
+    assert int(source.get("delta_table_version", 0)) == m["table_version"] == int(run.data.params["table_version"])
+    arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
+    assert arts == {"plots/roc.png", "plots/pr.png", "plots/calibration.png", "plots/feature_weights.png"}
+    subs = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="metrics/subgroups.json")).read_text())
+    assert {s["group"] for s in subs} == {"sex", "age_band", "race"} and sum(s["n"] for s in subs if s["group"] == "sex") == m["test_n"]
+    mv = client.get_model_version_by_alias(m["registered_model"], "champion")
+    assert int(mv.version) == m["model_version"] and mv.run_id == run.info.run_id
+    # the model's input example is synthetic (medians), not a patient's row; no person_key in the signature
+    model_info = mlflow.models.get_model_info(f"models:/{m['registered_model']}/{mv.version}")
+    assert "person_key" not in {c.name for c in model_info.signature.inputs}
+
+
+def test_auroc_near_the_oracle_and_worse_without_planted_features(spark: SparkSession, trained: dict[str, Any], messy: Any) -> None:
+    m = trained["run"].metrics
+    cfg = trained["cfg"]
+    lake = Lake(spark, cfg)
+    from omicslake.ml.model import split_column
+
+    test = lake.read("gold.features_t2d_incident", version=m["table_version"]).where(split_column(cfg.jobs.train.seed, cfg.jobs.train.test_fraction) == "test").select("person_key", "label").collect()
+    truth = _truth(messy[0])
+    from sklearn.metrics import roc_auc_score
+
+    oracle = roc_auc_score([r.label for r in test], [float(truth[r.person_key]["p_t2d"] or 0) for r in test])
+    print(f"held-out AUROC {m['test_auroc']:.3f}, oracle on the same persons {oracle:.3f}, n={len(test)}")
+    assert m["test_auroc"] >= oracle - 0.03
+    worse = execute(spark, cfg.replace(**{"jobs.train.exclude": [*cfg.jobs.train.exclude, *PLANTED], "jobs.train.alias": None}), "train", run_id="t2")
+    print(f"without the planted features: {worse.metrics['test_auroc']:.3f}")
+    assert worse.metrics["test_auroc"] < m["test_auroc"] - 0.1
+
+
+def test_sklearn_logistic_regression_agrees(spark: SparkSession, trained: dict[str, Any]) -> None:
+    """The same features, split, imputation, scaling, class weights and L2 penalty in scikit-learn."""
+    from sklearn.linear_model import LogisticRegression
+    from sklearn.metrics import roc_auc_score
+
+    from omicslake.ml.model import feature_columns, split_column
+
+    m, cfg = trained["run"].metrics, trained["cfg"]
+    lake = Lake(spark, cfg)
+    df = lake.read("gold.features_t2d_incident", version=m["table_version"])
+    cols = feature_columns(df, cfg.jobs.train.include, cfg.jobs.train.exclude)
+    pdf = df.withColumn("split", split_column(cfg.jobs.train.seed, cfg.jobs.train.test_fraction)).select(
+        "label", "split", *cols.numeric, *cols.categorical).toPandas()  # a few hundred rows
+    import pandas as pd
+
+    x = pdf[list(cols.numeric)].astype(float)
+    train = (pdf["split"] == "train").to_numpy()
+    x = x.fillna(x[train].median())
+    x = pd.concat([x, pd.get_dummies(pdf[list(cols.categorical)].fillna("NA"), dtype=float)], axis=1)
+    mu, sd = x[train].mean(), x[train].std(ddof=1).replace(0, 1)
+    z = ((x - mu) / sd).to_numpy()
+    y = pdf["label"].to_numpy().astype(int)
+    lam = float(m["best_params"]["regParam"])
+    n = int(train.sum())
+    clf = LogisticRegression(C=1.0 / (lam * n) if lam > 0 else np.inf, class_weight="balanced", max_iter=5000)
+    clf.fit(z[train], y[train])
+    ours = m["test_auroc"]
+    theirs = roc_auc_score(y[~train], clf.predict_proba(z[~train])[:, 1])
+    print(f"AUROC MLlib {ours:.4f}, scikit-learn {theirs:.4f} (regParam {lam})")
+    assert abs(ours - theirs) <= 0.01
+
+
+def test_reproduce_from_the_run_id_alone(spark: SparkSession, trained: dict[str, Any]) -> None:
+    import mlflow
+
+    m, cfg = trained["run"].metrics, trained["cfg"]
+    run = mlflow.MlflowClient().get_run(m["mlflow_run_id"])
+    # the table moves on (a new build_cohort version with another censoring date) ...
+    lake = Lake(spark, cfg)
+    assert execute(spark, cfg.replace(**{"jobs.build_cohort.end_of_data": "2020-06-30", "jobs.build_cohort.table1": False}), "build_cohort", run_id="b2").status == "succeeded"
+    assert lake.version("gold.features_t2d_incident") > m["table_version"]
+    # ... and the run's logged dataset version and parameters rebuild the same model
+    p = run.data.params
+    source = json.loads(run.inputs.dataset_inputs[0].dataset.source)
+    again = execute(spark, cfg.replace(**{
+        "jobs.train.input_version": int(source.get("delta_table_version", p["table_version"])), "jobs.train.seed": int(p["seed"]), "jobs.train.model": p["model"],
+        "jobs.train.grid": json.loads(p["grid"]), "jobs.train.exclude": json.loads(p["exclude"]), "jobs.train.include": json.loads(p["include"]),
+        "jobs.train.test_fraction": float(p["test_fraction"]), "jobs.train.alias": None,
+    }), "train", run_id="t3")
+    for k in ("test_auroc", "test_auprc", "test_brier", "n_train", "n_test"):
+        assert again.metrics[k] == pytest.approx(m[k], abs=1e-9), k
+
+
+def test_score_writes_predictions_once_per_model_version_and_snapshot(spark: SparkSession, trained: dict[str, Any]) -> None:
+    cfg = trained["cfg"]
+    lake = Lake(spark, cfg)
+    first: RunResult = execute(spark, cfg, "score", run_id="s1")
+    name = trained["run"].metrics["registered_model"]
+    target = f"gold.predictions_{name}"
+    v = lake.version(target)
+    n = lake.read("gold.features_t2d_incident").count()
+    assert first.metrics["scored"] == n and lake.read(target).count() == n
+    again = execute(spark, cfg, "score", run_id="s2")
+    assert again.metrics["scored"] == 0 and lake.version(target) == v
+    row = lake.read(target).where(F.col("score").isNull() | (F.col("score") < 0) | (F.col("score") > 1)).count()
+    assert row == 0
+    assert set(lake.read(target).columns) >= {"person_key", "score", "label", "model_name", "model_version", "scored_at", "input_version"}
