@@ -204,3 +204,14 @@ def test_cohort_config_errors_name_the_key_and_file(tmp_path: Any) -> None:
     with pytest.raises(ConfigError, match="known cohorts: .*t2d_incident"):
         load_cohort("no_such_cohort")
     assert load_cohort("t2d_incident").horizon == 365
+
+
+def test_index_day_option_uses_the_baseline_visit_and_still_nothing_after(spark: SparkSession) -> None:
+    from dataclasses import replace
+
+    spec = replace(SPEC, index_day=True)
+    got = build(spark, BASE_EVENTS + LATE, spec).where("person_key = 'P1'").first()
+    assert got is not None
+    # the index-day HbA1c (9.0) is now the last value; the one after (10.0, 14.0) still never counts
+    assert got["lab_hba1c_last_365d"] == 9.0 and got["lab_hba1c_count_365d"] == 3 and got["lab_hba1c_max_365d"] == 9.0
+    assert_df_equality(build(spark, BASE_EVENTS + LATE, spec), build(spark, BASE_EVENTS, spec), ignore_row_order=True, ignore_nullable=True)

@@ -2,8 +2,10 @@
 
 Every feature family reads only events dated strictly before the index date (``start_date <
 index_date``: an event on the index day itself is not used, since its time relative to the
-index is unknown at day resolution). Windows are look-back days: an event ``d`` days before
-the index (d = 1 is the day before) is in window W when ``1 <= d <= W``.
+index is unknown at day resolution), unless the cohort sets ``features.index_day`` (a baseline
+visit's own measurements). Nothing after the index date is ever used. Windows are look-back
+days: an event ``d`` days before the index (d = 1 is the day before) is in window W when
+``first <= d <= W``, first = 1 (0 with index_day).
 
 Families (column names):
 - demographics: age_at_index, age_90_plus, female, race, ethnicity
@@ -77,7 +79,8 @@ def features(cohort: DataFrame, ev: DataFrame, person: DataFrame, spec: FeatureS
     ``genetics``: (person_key, pc1.., prs) for persons with a consented, QC-passed genome.
     """
     idx = cohort.select("person_key", "index_date")
-    j = ev.join(idx, "person_key").withColumn("_days_before", F.datediff("index_date", "start_date")).where(F.col("_days_before") >= 1)
+    first_day = 0 if spec.index_day else 1
+    j = ev.join(idx, "person_key").withColumn("_days_before", F.datediff("index_date", "start_date")).where(F.col("_days_before") >= first_day)
     agg = j.groupBy("person_key").agg(*event_aggregates(spec))
     zero_fill = [c for c in agg.columns if c.startswith(("cond_", "charlson_", "drug_", "visits_")) or (c.startswith("lab_") and "_count_" in c)]
     p = person.select(

@@ -73,6 +73,9 @@ class FeatureSpec:
     utilisation_window: int = 365
     visit_classes: tuple[str, ...] = ("inpatient", "outpatient", "emergency")
     genetics: bool = True  # PCs and PRS where a consented genome is linked
+    # Also use events dated on the index day (a baseline visit's own measurements, known when the
+    # visit ends). Off by default: then only events strictly before the index date count.
+    index_day: bool = False
     n_pcs: int = 10
 
 
@@ -98,7 +101,8 @@ def cohort_dir() -> Path:
 
 
 def load_cohort(name_or_path: str) -> CohortSpec:
-    """``conf/cohorts/<name>.yaml`` or a path; ``features: <name>`` reads ``conf/features/<name>.yaml``."""
+    """``conf/cohorts/<name>.yaml`` or a path; ``features: <name>`` reads ``conf/features/<name>.yaml``
+    (``features: {use: <name>, key: value}`` with overrides)."""
     path = Path(name_or_path)
     if not path.suffix:
         path = cohort_dir() / f"{name_or_path}.yaml"
@@ -111,11 +115,14 @@ def load_cohort(name_or_path: str) -> CohortSpec:
         raise ConfigError(f"{path}: not valid YAML ({exc})") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: the top level must be a mapping")
-    if isinstance(raw.get("features"), str):
-        fpath = resource_dir("conf") / "features" / f"{raw['features']}.yaml"
+    feats = raw.get("features")
+    if isinstance(feats, str):
+        feats = {"use": feats}
+    if isinstance(feats, dict) and "use" in feats:  # a shared file, with this cohort's overrides
+        fpath = resource_dir("conf") / "features" / f"{feats['use']}.yaml"
         if not fpath.exists():
-            raise ConfigError(f"{path}: features: {raw['features']!r} but {fpath} does not exist")
-        raw["features"] = yaml.safe_load(fpath.read_text()) or {}
+            raise ConfigError(f"{path}: features: {feats['use']!r} but {fpath} does not exist")
+        raw["features"] = {**(yaml.safe_load(fpath.read_text()) or {}), **{k: v for k, v in feats.items() if k != "use"}}
     spec: CohortSpec = build_dataclass(CohortSpec, raw, str(path))
     _validate(spec, str(path))
     return spec

@@ -86,6 +86,20 @@ def execute(
     )
 
 
+def job_digest(cfg: Config, job: str) -> str:
+    """A hash of what decides a job's output besides its input tables: its own config section,
+    the lake root and the omicslake version (the pipeline skips a job when this and its input
+    versions are unchanged). Not the environment: local, cluster and Databricks runs of the same
+    job on the same lake write the same tables."""
+    import dataclasses
+    import hashlib
+    import json
+
+    section = getattr(cfg.jobs, job, None)
+    blob = json.dumps({"job": dataclasses.asdict(section) if section is not None else {}, "root": str(cfg.lake_root), "version": __version__}, sort_keys=True, default=str)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 def _audit(
     spark: SparkSession,
     cfg: Config,
@@ -116,7 +130,7 @@ def _audit(
         error,
         [(t, v) for t, v in lake.reads.items()],
         [(w.table, w.version, w.rows, w.mode, w.skipped) for w in lake.writes],
-        {k: str(v) for k, v in metrics.items()},
+        {**{k: str(v) for k, v in metrics.items()}, "_job_config": job_digest(cfg, job)},
     )
     audit = Lake(spark, cfg, run_id=f"{run_id}:{job}:{uuid.uuid4().hex[:8]}")
     schema = load_contract("ops.runs").struct()

@@ -43,6 +43,7 @@ def build_parser() -> argparse.ArgumentParser:
     p_pipe.add_argument("--only", help="comma-separated jobs to run (in DAG order)")
     p_pipe.add_argument("--from", dest="start", help="start at this job")
     p_pipe.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    p_pipe.add_argument("--force", action="store_true", help="run every planned job, even one whose inputs are unchanged since its last success")
     common_args(p_pipe)
 
     p_tab = sub.add_parser("tables", help="list lake tables with version and row count")
@@ -92,6 +93,20 @@ def build_parser() -> argparse.ArgumentParser:
     common_args(p_gwas)
 
     sub.add_parser("fetch-jars", help="download Delta Lake's jars into the local cache (for offline use)")
+
+    p_sub = sub.add_parser(
+        "submit-args",
+        help="print the spark-submit options (jars, class path, Kryo) a cluster run needs",
+        description="Print the spark-submit options that must be set before the driver JVM starts: "
+        "Delta's and Hail's jars, the driver class path, Kryo with Hail's registrator, the Delta SQL "
+        "extension. Use: spark-submit $(omicslake submit-args --env cluster) --master spark://HOST:7077 "
+        "--py-files dist/omicslake-*.whl jobs/<job>.py --env cluster",
+    )
+    p_sub.add_argument("--env", default="cluster")
+    p_sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+
+    p_rep = sub.add_parser("report", help="write the static HTML report of the lake (<lake.root>/reports/report.html)")
+    common_args(p_rep)
     return parser
 
 
@@ -130,6 +145,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 0
     if args.command == "tables":
         return _tables(args)
+    if args.command == "report":
+        return run_from_args("report", args)
+    if args.command == "submit-args":
+        import shlex
+
+        from omicslake.config import load_config
+        from omicslake.session import spark_conf
+
+        conf = spark_conf(load_config(args.env, overrides=args.overrides))
+        out = []
+        if "spark.jars" in conf:
+            out += ["--jars", conf.pop("spark.jars")]
+        if "spark.driver.extraClassPath" in conf:
+            out += ["--driver-class-path", conf.pop("spark.driver.extraClassPath")]
+        for key in ("spark.executor.extraClassPath", "spark.serializer", "spark.kryo.registrator", "spark.sql.extensions",
+                    "spark.sql.catalog.spark_catalog"):
+            if key in conf:
+                out += ["--conf", f"{key}={conf[key]}"]
+        print(" ".join(shlex.quote(x) for x in out))
+        return 0
     if args.command == "pipeline":
         from omicslake.pipeline import run_pipeline_from_args
 

@@ -30,7 +30,7 @@ NAME = "train"
 DESCRIPTION = "Train an MLlib model on gold.features_<cohort> (split, tuning, metrics by subgroup), tracked and registered in MLflow."
 log = logging.getLogger(__name__)
 DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
-    "logistic": {"regParam": [0.0, 0.01, 0.1], "elasticNetParam": [0.0]},
+    "logistic": {"regParam": [0.01, 0.03, 0.1, 0.3], "elasticNetParam": [0.0]},
     "random_forest": {"numTrees": [50, 100], "maxDepth": [5, 8]},
     "gbt": {"maxIter": [30, 60], "maxDepth": [3, 5]},
 }

@@ -101,8 +101,11 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
         genome["consented_samples"] = link.where("consent").count()
     else:
         genetic = F.lit(0.0)
-    # Sorting by idx keeps files byte-identical for a seed whatever the join strategy did.
-    p = people.add_outcomes(base, seed, genetic).repartitionByRange(g.partitions, "idx").sortWithinPartitions("idx")
+    # Sorting by idx keeps files byte-identical for a seed whatever the join strategy did. The
+    # partition of a patient is computed from idx (repartitionByRange samples its bounds with a
+    # seed taken from the RDD id, which differs between runs in one session: other file splits).
+    block = F.floor(F.col("idx") * g.partitions / max(g.patients, 1)).cast("int")
+    p = people.add_outcomes(base, seed, genetic).repartition(g.partitions, block).sortWithinPartitions("idx")
     p = p.persist(StorageLevel.MEMORY_AND_DISK)
 
     enc = people.encounters(p, seed)
