@@ -37,11 +37,15 @@ def _fallback_id(person_id: Column) -> Column:
     return F.concat(F.lit("omop-person-"), person_id)
 
 
+def _sid() -> Column:
+    """A PERSON row's source id: person_source_value, else omop-person-<person_id>."""
+    return F.coalesce(F.nullif(F.trim("person_source_value"), F.lit("")), _fallback_id(F.col("person_id")))
+
+
 def _source_ids(person: DataFrame) -> DataFrame:
     """person_id -> the patient's source id (one row per person_id: the latest delivery)."""
-    sid = F.coalesce(F.nullif(F.trim("person_source_value"), F.lit("")), _fallback_id(F.col("person_id")))
     return person.where(F.col("person_id").isNotNull()).groupBy("person_id").agg(
-        F.max_by(sid, F.struct("_batch_id", "_line")).alias("_pid")
+        F.max_by(_sid(), F.struct("_batch_id", "_line")).alias("_pid")
     )
 
 
@@ -66,9 +70,8 @@ def patients(df: DataFrame, read: Read) -> DataFrame:
             F.lpad(F.coalesce("month_of_birth", F.lit("1")), 2, "0"), F.lpad(F.coalesce("day_of_birth", F.lit("1")), 2, "0")))
     )
     gender = F.create_map(*[x for k, v in GENDER.items() for x in (F.lit(k), F.lit(v))])
-    sid = F.coalesce(F.nullif(F.trim("person_source_value"), F.lit("")), _fallback_id(F.col("person_id")))
     return rows.select(
-        sid.alias("Id"), born.alias("BIRTHDATE"), F.col("_death").alias("DEATHDATE"),
+        _sid().alias("Id"), born.alias("BIRTHDATE"), F.col("_death").alias("DEATHDATE"),
         F.coalesce(gender[F.col("gender_concept_id")], F.col("gender_source_value")).alias("GENDER"),
         F.col("race_source_value").alias("RACE"), F.col("ethnicity_source_value").alias("ETHNICITY"),
         F.lit(None).cast(_STR).alias("ZIP"), F.lit(None).cast(_STR).alias("STATE"),
@@ -91,50 +94,39 @@ def encounters(df: DataFrame, read: Read) -> DataFrame:
     )
 
 
-def conditions(df: DataFrame, read: Read) -> DataFrame:
+def _event(df: DataFrame, read: Read, id_col: str, code_col: str, *columns: Column) -> DataFrame:
+    """An OMOP event row as a Synthea event: the given time/value columns, PATIENT, ENCOUNTER,
+    CODE (the source value), no DESCRIPTION (conform fills the concept name), the row id as _ID."""
     return _with_patient(df, read).select(
-        _when("condition_start_datetime", "condition_start_date").alias("START"),
-        _when("condition_end_datetime", "condition_end_date").alias("STOP"),
-        "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
-        F.lit("SNOMED").alias("SYSTEM"), F.col("condition_source_value").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
-        F.col("condition_occurrence_id").alias("_ID"),
+        *columns, "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
+        F.col(code_col).alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"), F.col(id_col).alias("_ID"),
         *META,
     )
+
+
+def conditions(df: DataFrame, read: Read) -> DataFrame:
+    return _event(df, read, "condition_occurrence_id", "condition_source_value",
+                  _when("condition_start_datetime", "condition_start_date").alias("START"),
+                  _when("condition_end_datetime", "condition_end_date").alias("STOP"), F.lit("SNOMED").alias("SYSTEM"))
 
 
 def observations(df: DataFrame, read: Read) -> DataFrame:
     """MEASUREMENT rows (labs and vitals) as Synthea observations."""
-    return _with_patient(df, read).select(
-        _when("measurement_datetime", "measurement_date").alias("DATE"),
-        "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
-        F.col("measurement_source_value").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
-        F.col("value_as_number").alias("VALUE"), F.col("unit_source_value").alias("UNITS"),
-        F.col("measurement_id").alias("_ID"),
-        *META,
-    )
+    return _event(df, read, "measurement_id", "measurement_source_value",
+                  _when("measurement_datetime", "measurement_date").alias("DATE"),
+                  F.col("value_as_number").alias("VALUE"), F.col("unit_source_value").alias("UNITS"))
 
 
 def medications(df: DataFrame, read: Read) -> DataFrame:
-    return _with_patient(df, read).select(
-        _when("drug_exposure_start_datetime", "drug_exposure_start_date").alias("START"),
-        _when("drug_exposure_end_datetime", "drug_exposure_end_date").alias("STOP"),
-        "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
-        F.col("drug_source_value").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
-        F.col("quantity").alias("DISPENSES"),
-        F.col("drug_exposure_id").alias("_ID"),
-        *META,
-    )
+    return _event(df, read, "drug_exposure_id", "drug_source_value",
+                  _when("drug_exposure_start_datetime", "drug_exposure_start_date").alias("START"),
+                  _when("drug_exposure_end_datetime", "drug_exposure_end_date").alias("STOP"), F.col("quantity").alias("DISPENSES"))
 
 
 def procedures(df: DataFrame, read: Read) -> DataFrame:
-    return _with_patient(df, read).select(
-        _when("procedure_datetime", "procedure_date").alias("START"),
-        _when("procedure_end_datetime", "procedure_end_date").alias("STOP"),
-        "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
-        F.col("procedure_source_value").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
-        F.col("procedure_occurrence_id").alias("_ID"),
-        *META,
-    )
+    return _event(df, read, "procedure_occurrence_id", "procedure_source_value",
+                  _when("procedure_datetime", "procedure_date").alias("START"),
+                  _when("procedure_end_datetime", "procedure_end_date").alias("STOP"))
 
 
 AS_SYNTHEA = {
