@@ -70,58 +70,42 @@ def encounters(df: DataFrame, read: object = None) -> DataFrame:
     )
 
 
-def conditions(df: DataFrame, read: object = None) -> DataFrame:
-    j = _parse(df, f"code {CODING}, subject {REF}, encounter {REF}, onsetDateTime string, abatementDateTime string, recordedDate string")
-    code, display, system = _first_code("_j.code")
+def _event(df: DataFrame, fields: str, code_field: str, *columns: Column) -> DataFrame:
+    """A clinical-event resource as a Synthea event row: the given columns (read from ``_j``, the
+    resource parsed with ``code_field``, subject, encounter and ``fields``), PATIENT, ENCOUNTER,
+    CODE, DESCRIPTION, the resource id as _ID, provenance."""
+    j = _parse(df, f"{code_field} {CODING}, subject {REF}, encounter {REF}, {fields}")
+    code, display, _ = _first_code(f"_j.{code_field}")
     return j.select(
-        F.coalesce("_j.onsetDateTime", "_j.recordedDate").alias("START"),
-        F.col("_j.abatementDateTime").alias("STOP"),
+        *columns,
         _id(F.col("_j.subject.reference")).alias("PATIENT"), _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"),
-        system.alias("SYSTEM"), code.alias("CODE"), display.alias("DESCRIPTION"),
-        F.col("id").alias("_ID"),
+        code.alias("CODE"), display.alias("DESCRIPTION"), F.col("id").alias("_ID"),
         *META,
     )
+
+
+def conditions(df: DataFrame, read: object = None) -> DataFrame:
+    _, _, system = _first_code("_j.code")
+    return _event(df, "onsetDateTime string, abatementDateTime string, recordedDate string", "code",
+                  F.coalesce("_j.onsetDateTime", "_j.recordedDate").alias("START"), F.col("_j.abatementDateTime").alias("STOP"),
+                  system.alias("SYSTEM"))
 
 
 def observations(df: DataFrame, read: object = None) -> DataFrame:
-    schema = f"code {CODING}, subject {REF}, encounter {REF}, effectiveDateTime string, valueQuantity struct<value: double, unit: string, code: string>"
-    j = _parse(df, schema)
-    code, display, _ = _first_code("_j.code")
-    return j.select(
-        F.col("_j.effectiveDateTime").alias("DATE"), _id(F.col("_j.subject.reference")).alias("PATIENT"),
-        _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"), code.alias("CODE"), display.alias("DESCRIPTION"),
-        F.col("_j.valueQuantity.value").cast("string").alias("VALUE"),
-        F.coalesce("_j.valueQuantity.code", "_j.valueQuantity.unit").alias("UNITS"),
-        F.col("id").alias("_ID"),
-        *META,
-    )
+    return _event(df, "effectiveDateTime string, valueQuantity struct<value: double, unit: string, code: string>", "code",
+                  F.col("_j.effectiveDateTime").alias("DATE"), F.col("_j.valueQuantity.value").cast("string").alias("VALUE"),
+                  F.coalesce("_j.valueQuantity.code", "_j.valueQuantity.unit").alias("UNITS"))
 
 
 def medications(df: DataFrame, read: object = None) -> DataFrame:
-    schema = f"medicationCodeableConcept {CODING}, subject {REF}, encounter {REF}, authoredOn string, dispenseRequest struct<numberOfRepeatsAllowed: int>"
-    j = _parse(df, schema)
-    code, display, _ = _first_code("_j.medicationCodeableConcept")
-    return j.select(
-        F.col("_j.authoredOn").alias("START"), F.lit(None).cast("string").alias("STOP"),
-        _id(F.col("_j.subject.reference")).alias("PATIENT"), _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"),
-        code.alias("CODE"), display.alias("DESCRIPTION"),
-        F.col("_j.dispenseRequest.numberOfRepeatsAllowed").cast("string").alias("DISPENSES"),
-        F.col("id").alias("_ID"),
-        *META,
-    )
+    return _event(df, "authoredOn string, dispenseRequest struct<numberOfRepeatsAllowed: int>", "medicationCodeableConcept",
+                  F.col("_j.authoredOn").alias("START"), F.lit(None).cast("string").alias("STOP"),
+                  F.col("_j.dispenseRequest.numberOfRepeatsAllowed").cast("string").alias("DISPENSES"))
 
 
 def procedures(df: DataFrame, read: object = None) -> DataFrame:
-    schema = f"code {CODING}, subject {REF}, encounter {REF}, performedDateTime string, performedPeriod struct<start: string, end: string>"
-    j = _parse(df, schema)
-    code, display, _ = _first_code("_j.code")
-    return j.select(
-        F.coalesce("_j.performedPeriod.start", "_j.performedDateTime").alias("START"), F.col("_j.performedPeriod.end").alias("STOP"),
-        _id(F.col("_j.subject.reference")).alias("PATIENT"), _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"),
-        code.alias("CODE"), display.alias("DESCRIPTION"),
-        F.col("id").alias("_ID"),
-        *META,
-    )
+    return _event(df, "performedDateTime string, performedPeriod struct<start: string, end: string>", "code",
+                  F.coalesce("_j.performedPeriod.start", "_j.performedDateTime").alias("START"), F.col("_j.performedPeriod.end").alias("STOP"))
 
 
 AS_SYNTHEA = {
