@@ -169,6 +169,28 @@ class ScoreConfig:
 
 
 @dataclass(frozen=True)
+class ClusterConfig:
+    cohort: str = "t2d_incident"  # clusters the persons of gold.features_<cohort>
+    algorithm: Literal["kmeans", "bisecting"] = "kmeans"
+    k: tuple[int, ...] = (2, 3, 4, 5, 6)  # candidate numbers of clusters; the best silhouette wins
+    include: tuple[str, ...] = ("*",)  # feature columns (glob patterns)
+    exclude: tuple[str, ...] = ("has_genome", "pc[0-9]*", "prs")  # clinical phenotypes: genetics left out
+    max_iter: int = 50
+    seed: int = 7
+
+
+@dataclass(frozen=True)
+class SurvivalConfig:
+    cohort: str = "t2d_incident"  # time to the cohort's outcome, censored (gold.cohort_<cohort> time_days, event)
+    include: tuple[str, ...] = ("*",)  # feature columns (glob patterns)
+    exclude: tuple[str, ...] = ("cond_t2d", "charlson_diabetes", "drug_biguanide_*")
+    test_fraction: float = 0.3  # same hashed patient-level split as train
+    seed: int = 7
+    registered_model: str | None = None  # default omicslake_<cohort>_aft
+    alias: str | None = "champion"
+
+
+@dataclass(frozen=True)
 class GwasConfig:
     name: str = "t2d"  # results go to gold.gwas_<name>
     vcf: str | None = None  # genotypes: a VCF, or
@@ -196,6 +218,8 @@ class JobsConfig:
     build_cohort: BuildCohortConfig = field(default_factory=BuildCohortConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
     score: ScoreConfig = field(default_factory=ScoreConfig)
+    cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    survival: SurvivalConfig = field(default_factory=SurvivalConfig)
     ingest_ehr: IngestEhrConfig = field(default_factory=IngestEhrConfig)
     conform_ehr: ConformEhrConfig = field(default_factory=ConformEhrConfig)
 

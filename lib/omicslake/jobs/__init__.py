@@ -20,7 +20,9 @@ DAG: dict[str, tuple[str, ...]] = {
     "gwas": ("build_cohort", "genomic_qc"),
     "train": ("build_cohort",),
     "score": ("train",),
-    "report": ("gwas", "score"),
+    "cluster": ("build_cohort",),
+    "survival": ("build_cohort",),
+    "report": ("gwas", "score", "cluster", "survival"),
 }
 
 

@@ -157,7 +157,15 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
     return page, found
 
 
+SECTIONS = {  # MLflow runs by the job that logged them: title, metrics shown
+    "train": ("Risk model", ("test_",)),
+    "survival": ("Time to event (AFT)", ("test_c_index", "train_c_index", "n_", "events_", "scale")),
+    "cluster": ("Patient phenotypes (clusters)", ("silhouette", "size_", "n")),
+}
+
+
 def _model_section(cfg: Config) -> tuple[str, int]:
+    """The latest MLflow run of each model job: parameters, metrics and its PNGs."""
     if not cfg.mlflow.tracking_uri and not (cfg.lake_root / "mlflow" / "mlflow.db").exists():
         return "", 0
     import mlflow
@@ -165,29 +173,36 @@ def _model_section(cfg: Config) -> tuple[str, int]:
     from omicslake.ml.tracking import setup
 
     exp = setup(cfg)
-    runs = mlflow.search_runs(experiment_ids=[exp], order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
-    if not runs:
-        return "", 0
-    run = runs[0]
     client = mlflow.MlflowClient()
-    out = [f"<h2>Model: {html.escape(run.data.params.get('cohort', ''))} {html.escape(run.data.params.get('model', ''))}</h2>",
-           f"<p>MLflow run {html.escape(run.info.run_id)} · table {html.escape(run.data.params.get('table', ''))} version "
-           f"{html.escape(run.data.params.get('table_version', ''))}</p>"]
-    metrics = {k: round(v, 4) for k, v in run.data.metrics.items() if k.startswith("test_")}
-    out.append(_table([metrics], sorted(metrics)))
-    imgs = []
-    for a in client.list_artifacts(run.info.run_id, "plots"):
-        imgs.append(_img(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=a.path)).read_bytes(), a.path))
-    out.append("<div class='grid'>" + "".join(imgs) + "</div>")
-    try:
-        subs = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="metrics/subgroups.json")).read_text())
-        for s in subs:
-            for k in ("auroc", "auprc", "brier"):
-                s[k] = None if s[k] is None else round(s[k], 3)
-        out.append("<h3>By subgroup (held-out)</h3>" + _table(subs, ["group", "level", "n", "cases", "auroc", "auprc", "brier"]))
-    except Exception:  # noqa: BLE001 - an older run without the file
-        pass
-    return "".join(out), len(imgs)
+    out: list[str] = []
+    n_imgs = 0
+    for job, (title, prefixes) in SECTIONS.items():
+        runs = mlflow.search_runs(experiment_ids=[exp], filter_string=f"tags.`omicslake.job` = '{job}'",
+                                  order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+        if not runs:
+            continue
+        run = runs[0]
+        p = run.data.params
+        out += [f"<h2>{title}: {html.escape(p.get('cohort', run.data.tags.get('omicslake.cohort', '')))} "
+                f"{html.escape(p.get('model', p.get('algorithm', '')))}</h2>",
+                f"<p>MLflow run {html.escape(run.info.run_id)} · table {html.escape(p.get('table', ''))} version "
+                f"{html.escape(p.get('table_version', ''))}</p>"]
+        metrics = {k: round(v, 4) for k, v in run.data.metrics.items() if k.startswith(prefixes)}
+        out.append(_table([metrics], sorted(metrics)))
+        imgs = [_img(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=a.path)).read_bytes(), a.path)
+                for a in client.list_artifacts(run.info.run_id, "plots")]
+        n_imgs += len(imgs)
+        out.append("<div class='grid'>" + "".join(imgs) + "</div>")
+        if job == "train":
+            try:
+                subs = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="metrics/subgroups.json")).read_text())
+                for s in subs:
+                    for k in ("auroc", "auprc", "brier"):
+                        s[k] = None if s[k] is None else round(s[k], 3)
+                out.append("<h3>By subgroup (held-out)</h3>" + _table(subs, ["group", "level", "n", "cases", "auroc", "auprc", "brier"]))
+            except Exception:  # noqa: BLE001 - an older run without the file
+                pass
+    return "".join(out), n_imgs
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:

@@ -100,7 +100,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     name = model_name(c.cohort, c.model, c.registered_model)
     experiment = setup(cfg)
     with mlflow.start_run(experiment_id=experiment, run_name=f"{c.cohort}-{c.model}-{lake.run_id}") as r:
-        mlflow.set_tags({"omicslake.run_id": lake.run_id, "omicslake.cohort": c.cohort, "omicslake.table": table})
+        mlflow.set_tags({"omicslake.run_id": lake.run_id, "omicslake.job": NAME, "omicslake.cohort": c.cohort, "omicslake.table": table})
         mlflow.log_params({
             "model": c.model, "cohort": c.cohort, "table": table, "table_version": version, "seed": c.seed,
             "test_fraction": c.test_fraction, "class_weights": c.class_weights, "n_features": len(cols.all), "n_empty_features_dropped": len(empty),

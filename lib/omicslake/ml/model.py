@@ -88,7 +88,11 @@ def estimator(kind: str, seed: int) -> Any:
     raise ValueError(f"unknown model {kind!r}: logistic, random_forest or gbt")
 
 
-def pipeline(cols: FeatureColumns, kind: str, seed: int) -> tuple[Pipeline, Any]:
+def preprocessing(cols: FeatureColumns, scale: bool = True, center: bool = True) -> list[Any]:
+    """Stages that turn feature columns into one ``features`` vector: median imputation of
+    numeric columns, index + one-hot of string columns, assembly, and (``scale``) scaling to unit
+    standard deviation, (``center``) around mean 0. Shared by every model (classifiers,
+    clustering, survival)."""
     stages: list[Any] = []
     imputed = [f"{c}__imp" for c in cols.numeric]
     if cols.numeric:
@@ -97,11 +101,15 @@ def pipeline(cols: FeatureColumns, kind: str, seed: int) -> tuple[Pipeline, Any]
     if cols.categorical:
         stages.append(StringIndexer(inputCols=list(cols.categorical), outputCols=[f"{c}__idx" for c in cols.categorical], handleInvalid="keep"))
         stages.append(OneHotEncoder(inputCols=[f"{c}__idx" for c in cols.categorical], outputCols=onehot, handleInvalid="keep"))
-    stages.append(VectorAssembler(inputCols=imputed + onehot, outputCol="raw_features", handleInvalid="keep"))
-    stages.append(StandardScaler(inputCol="raw_features", outputCol="features", withMean=True, withStd=True))
+    stages.append(VectorAssembler(inputCols=imputed + onehot, outputCol="raw_features" if scale else "features", handleInvalid="keep"))
+    if scale:
+        stages.append(StandardScaler(inputCol="raw_features", outputCol="features", withMean=center, withStd=True))
+    return stages
+
+
+def pipeline(cols: FeatureColumns, kind: str, seed: int) -> tuple[Pipeline, Any]:
     est = estimator(kind, seed)
-    stages.append(est)
-    return Pipeline(stages=stages), est
+    return Pipeline(stages=[*preprocessing(cols), est]), est
 
 
 def tune(train: DataFrame, cols: FeatureColumns, kind: str, grid: dict[str, list[Any]], seed: int, parallelism: int = 2) -> tuple[PipelineModel, dict[str, Any], float]:

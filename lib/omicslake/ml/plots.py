@@ -60,3 +60,60 @@ def model_plots(metrics: dict[str, Any], curve: dict[str, np.ndarray], weights: 
     fig.savefig(paths["features"])
     plt.close(fig)
     return paths
+
+
+def cluster_plots(silhouettes: dict[int, float], chosen: int, profile: list[dict[str, Any]], out: Path, title: str, top: int = 12) -> dict[str, Path]:
+    """Silhouette by k (chosen k marked), and a heat map of the features that set the chosen
+    clusters apart most (standardised difference from the cohort mean)."""
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    ks = sorted(silhouettes)
+    fig, ax = plt.subplots(figsize=(4.5, 3.5), dpi=110)
+    ax.plot(ks, [silhouettes[k] for k in ks], marker="o", color="#1f4e79")
+    ax.plot([chosen], [silhouettes[chosen]], marker="o", ms=11, mfc="none", mec="#c0392b", label=f"chosen k = {chosen}")
+    ax.set(xlabel="k", ylabel="silhouette", title=f"Silhouette: {title}", xticks=ks)
+    ax.legend(loc="best")
+    fig.tight_layout()
+    paths["silhouette"] = out / "silhouette.png"
+    fig.savefig(paths["silhouette"])
+    plt.close(fig)
+    clusters = sorted({r["cluster"] for r in profile})
+    spread: dict[str, float] = {}
+    for r in profile:
+        if r["smd"] is not None:
+            spread[r["feature"]] = max(spread.get(r["feature"], 0.0), abs(r["smd"]))
+    features = sorted(spread, key=lambda f: -spread[f])[:top]
+    if features:
+        grid = np.array([[next((r["smd"] or 0.0 for r in profile if r["cluster"] == c and r["feature"] == f), 0.0) for c in clusters] for f in features])
+        fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(clusters), 1.0 + 0.32 * len(features)), dpi=110)
+        lim = max(float(np.abs(grid).max()), 0.1)
+        im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
+        sizes = {r["cluster"]: r["n"] for r in profile}
+        ax.set_xticks(range(len(clusters)), [f"{c}\n(n={sizes[c]:,})" for c in clusters], fontsize=7)
+        ax.set_yticks(range(len(features)), features, fontsize=7)
+        ax.set_title(f"Cluster profiles (SMD): {title}", fontsize=9)
+        fig.colorbar(im, ax=ax, shrink=0.8)
+        fig.tight_layout()
+        paths["profiles"] = out / "cluster_profiles.png"
+        fig.savefig(paths["profiles"])
+        plt.close(fig)
+    return paths
+
+
+def km_plot(curves: dict[str, dict[str, np.ndarray]], c_index: float | None, out: Path, title: str) -> Path:
+    """Kaplan-Meier step curves, one per predicted risk group."""
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
+    for g, cur in curves.items():
+        ax.step(np.concatenate([[0.0], cur["t"]]), np.concatenate([[1.0], cur["s"]]), where="post", label=f"{g} (n={int(cur['n'][0]):,})")
+    sub = f" (held-out C = {c_index:.3f})" if c_index is not None else ""
+    ax.set(xlabel="days since index", ylabel="event-free", title=f"Kaplan-Meier by predicted risk{sub}\n{title}")
+    ax.title.set_fontsize(9)
+    ax.legend(loc="lower left", fontsize=8)
+    fig.tight_layout()
+    path = out / "km_by_risk.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path
