@@ -29,7 +29,7 @@ def base_cfg(session_root: Path) -> Config:
         overrides=[
             f"lake.root={session_root}",
             "spark.shuffle_partitions=2",
-            "spark.driver_memory=3g",
+            "spark.driver_memory=6g",
             "spark.ui=false",
         ],
     )

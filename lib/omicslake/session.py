@@ -44,6 +44,18 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
         "spark.ui.enabled": str(cfg.spark.ui).lower(),
         "spark.ui.showConsoleProgress": "false",
+        # One session runs the whole DAG (and a test suite): bound what it keeps of finished work.
+        # Spark's status store keeps 1,000 jobs/stages/SQL executions even with the UI off, and
+        # Delta keeps a DeltaLog (with its snapshot) for up to 10,000 tables; both grew a 3 GB driver
+        # heap into GC thrash over an hour of jobs. ContextCleaner frees shuffle/broadcast/cached
+        # blocks only after a JVM GC, which the cleaner forces every 30 min by default.
+        "spark.ui.retainedJobs": "100",
+        "spark.ui.retainedStages": "200",
+        "spark.ui.retainedTasks": "10000",
+        "spark.sql.ui.retainedExecutions": "50",
+        "spark.ui.dagGraph.retainedRootRDDs": "100",
+        "spark.databricks.delta.delta.log.cacheSize": "50",
+        "spark.cleaner.periodicGC.interval": "5min",
     }
     jars: list[str] = []
     if cfg.spark.mode != "databricks":

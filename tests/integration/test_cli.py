@@ -52,5 +52,5 @@ def test_pipeline_dry_run_plans_in_dag_order(capsys: pytest.CaptureFixture[str])
     out = capsys.readouterr().out.splitlines()
     assert out[0].startswith("1. generate")
     planned = [line.split()[1] for line in out]
-    assert planned == ["generate", "ingest_vcf", "ingest_ehr", "genomic_qc", "conform_ehr", "genetic_features", "build_cohort", "gwas", "train", "score", "report"]
+    assert planned == ["generate", "ingest_vcf", "ingest_ehr", "genomic_qc", "conform_ehr", "genetic_features", "build_cohort", "gwas", "train", "score", "cluster", "survival", "report"]
     assert main(["pipeline", "--dry-run", "--only", "nonsense"]) == 2

@@ -94,7 +94,7 @@ def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(spark: Spark
     print(f"pipeline on the standalone cluster: {time.monotonic() - t0:.0f} s")
     assert res.returncode == 0, res.stderr[-5000:]
     summary = res.stdout
-    for job in ("generate", "ingest_vcf", "ingest_ehr", "genomic_qc", "conform_ehr", "genetic_features", "build_cohort", "gwas", "train", "score", "report"):
+    for job in ("generate", "ingest_vcf", "ingest_ehr", "genomic_qc", "conform_ehr", "genetic_features", "build_cohort", "gwas", "train", "score", "cluster", "survival", "report"):
         assert any(line.startswith(job) and "succeeded" in line for line in summary.splitlines()), (job, summary)
     # the work ran on the cluster's executor, not in a local master
     apps = json.loads(urllib.request.urlopen(cluster["ui"] + "/json/", timeout=5).read())["completedapps"]
@@ -141,4 +141,4 @@ def test_pipeline_skips_unchanged_steps_and_resumes_at_the_failed_one(spark: Spa
     results = run_pipeline(spark, load_config("local", overrides=changed), jobs, run_id="resume-2")
     status = {r.job: r.status for r in results}
     assert status["build_cohort"] == "skipped" and status["gwas"] == "skipped" and status["genomic_qc"] == "skipped"
-    assert status["train"] == status["score"] == status["report"] == "succeeded", status
+    assert status["train"] == status["score"] == status["cluster"] == status["survival"] == status["report"] == "succeeded", status

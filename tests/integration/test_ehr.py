@@ -135,8 +135,9 @@ def _string_columns(df: DataFrame) -> list[str]:
     return [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
 
 
-def test_no_direct_identifier_leaves_bronze(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
-    lake = Lake(spark, ehr_lake["cfg"])
+def test_no_direct_identifier_leaves_bronze(spark: SparkSession, ehr_lake: dict[str, Any], gold_lake: Config) -> None:
+    """Every string of every silver, gold and quarantine table (gold built from this lake)."""
+    lake = Lake(spark, gold_lake)
     p = lake.read("bronze.synthea_patients")
     cols = ["Id", "SSN", "DRIVERS", "PASSPORT", "FIRST", "LAST", "MAIDEN", "ADDRESS", "BIRTHPLACE"]
     ids = p.select(F.explode(F.array(*[F.col(c) for c in cols])).alias("v"))
@@ -148,6 +149,7 @@ def test_no_direct_identifier_leaves_bronze(spark: SparkSession, ehr_lake: dict[
     assert ids.where(F.col("v").rlike(r"^\d{3}-\d{2}-\d{4}$")).count() > 0  # SSNs are in the scan
     tables = [n for n, _, _ in lake.tables() if n.split(".")[0] in ("silver", "gold", "quarantine")]
     assert {f"silver.{t}" for t in SILVER} <= set(tables)
+    assert {"gold.cohort_t2d_incident", "gold.features_t2d_incident", "gold.table1_t2d_incident", "gold.cohort_readmission_30d"} <= set(tables)
     for name in tables:
         df = lake.read(name)
         # Every string value, and every string inside JSON (quarantine rows), as one token each.

@@ -159,6 +159,69 @@ def test_score_writes_predictions_once_per_model_version_and_snapshot(spark: Spa
     assert set(lake.read(target).columns) >= {"person_key", "score", "label", "model_name", "model_version", "scored_at", "input_version"}
 
 
+def test_survival_aft_agrees_with_lifelines_and_ranks_held_out_patients(spark: SparkSession, trained: dict[str, Any]) -> None:
+    """AFT on a few planted features: coefficients and scale equal lifelines' WeibullAFTFitter on
+    the same scaled vectors; held-out C-index equals lifelines' and beats chance clearly."""
+    import mlflow
+    from lifelines import WeibullAFTFitter
+    from lifelines.utils import concordance_index
+    from pyspark.ml.functions import vector_to_array
+
+    from omicslake.ml.model import split_column
+
+    few = ["age_at_index", "lab_hba1c_last_1095d", "lab_bmi_last_1095d", "lab_glucose_last_1095d", "female"]
+    cfg = trained["cfg"].replace(**{"jobs.survival.include": few})
+    run = execute(spark, cfg, "survival", run_id="s1")
+    assert run.status == "succeeded", run.metrics
+    m = run.metrics
+    lake = Lake(spark, cfg)
+    out = lake.read("gold.survival_t2d_incident")
+    assert out.count() == lake.read("gold.features_t2d_incident").count() == m["n_train"] + m["n_test"]
+    assert out.select("person_key").distinct().count() == out.count()
+    assert m["test_c_index"] > 0.65, m  # planted risk factors rank who gets T2D first
+    model = mlflow.spark.load_model(f"models:/{m['registered_model']}/{m['model_version']}")
+    feats = lake.read("gold.features_t2d_incident").drop("time_days", "event").join(
+        lake.read("gold.cohort_t2d_incident").select("person_key", "time_days", "event"), "person_key")
+    rows = (model.transform(feats.withColumn("time", F.greatest(F.col("time_days").cast("double"), F.lit(0.5))).withColumn("event", F.col("event").cast("double")))
+            .select(split_column(7, 0.3).alias("split"), vector_to_array("features").alias("x"), "time", "event", "predicted_time").collect())
+    import pandas as pd
+
+    train = pd.DataFrame([list(r.x) + [r.time, r.event] for r in rows if r.split == "train"], columns=[*few, "T", "E"])
+    aft = WeibullAFTFitter().fit(train, "T", "E")
+    ours = {c: v for c, v in mlflow.artifacts.load_dict(f"runs:/{m['mlflow_run_id']}/metrics/coefficients.json")["coefficients"]}
+    for c in few:
+        assert ours[c] == pytest.approx(aft.params_["lambda_"][c], abs=2e-3), c
+    assert m["scale"] == pytest.approx(1 / np.exp(aft.params_["rho_"]["Intercept"]), rel=2e-3)
+    test = [r for r in rows if r.split == "test"]
+    lifelines_c = concordance_index([r.time for r in test], [r.predicted_time for r in test], [r.event for r in test])
+    assert m["test_c_index"] == pytest.approx(lifelines_c, abs=1e-4)
+
+
+def test_cluster_phenotypes_with_silhouette_equal_to_sklearn(spark: SparkSession, trained: dict[str, Any]) -> None:
+    import mlflow
+    from pyspark.ml import PipelineModel
+    from pyspark.ml.functions import vector_to_array
+    from sklearn.metrics import silhouette_score
+
+    cfg = trained["cfg"].replace(**{"jobs.cluster.k": [2, 3, 4]})
+    run = execute(spark, cfg, "cluster", run_id="c1")
+    assert run.status == "succeeded", run.metrics
+    m = run.metrics
+    lake = Lake(spark, cfg)
+    clusters = lake.read("gold.clusters_t2d_incident")
+    n = lake.read("gold.features_t2d_incident").count()
+    assert clusters.count() == clusters.select("person_key").distinct().count() == n == sum(m["sizes"].values())
+    assert m["k"] in (2, 3, 4) and {r.cluster for r in clusters.select("cluster").distinct().collect()} == set(range(m["k"]))
+    prof = lake.read("gold.cluster_profiles_t2d_incident").where("feature = 'age_at_index'").collect()
+    assert sum(r.n for r in prof) == n and abs(sum(r.share for r in prof) - 1) < 1e-9
+    cases = lake.read("gold.features_t2d_incident").agg(F.sum("label")).first()[0]
+    assert sum(r.n * r.outcome_rate for r in prof) == pytest.approx(cases)
+    model = mlflow.spark.load_model(f"runs:/{m['mlflow_run_id']}/model")
+    x = PipelineModel(stages=model.stages[:-1]).transform(lake.read("gold.features_t2d_incident")).select("person_key", vector_to_array("features").alias("x"))
+    got = x.join(clusters, "person_key").select("x", "cluster").collect()
+    assert silhouette_score(np.array([r.x for r in got]), [r.cluster for r in got], metric="sqeuclidean") == pytest.approx(m["silhouette"], abs=1e-4)
+
+
 def test_report_renders_in_headless_chromium(spark: SparkSession, trained: dict[str, Any], tmp_path: Path) -> None:
     """The HTML report of this lake (runs, data quality, quarantine, Table 1, the model's plots) opens
     in Chromium with every image loaded and no console error; the probe does catch both."""
@@ -169,7 +232,8 @@ def test_report_renders_in_headless_chromium(spark: SparkSession, trained: dict[
     page = Path(run.metrics["report"])
     text = page.read_text()
     assert "src=\"http" not in text and "<link" not in text  # self-contained
-    for section in ("Pipeline runs", "Data quality", "Quarantine", "Table 1: t2d_incident", "Model: t2d_incident logistic", "By subgroup (held-out)"):
+    for section in ("Pipeline runs", "Data quality", "Quarantine", "Table 1: t2d_incident", "Risk model: t2d_incident logistic", "By subgroup (held-out)",
+                    "Time to event (AFT): t2d_incident aft_weibull", "Patient phenotypes (clusters): t2d_incident kmeans"):
         assert f">{section}<" in text, section
     seen = probe(page, tmp_path)
     assert seen["images"] == run.metrics["model_plots"] >= 4 and seen["broken"] == 0 and seen["errors"] == 0 and not seen["console"], seen

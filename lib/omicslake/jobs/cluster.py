@@ -37,7 +37,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.ml import model as M
     from omicslake.ml import phenotypes as P
     from omicslake.ml.plots import cluster_plots
-    from omicslake.ml.tracking import setup
+    from omicslake.ml.tracking import model_requirements, setup
 
     c = cfg.jobs.cluster
     table = f"gold.features_{c.cohort}"
@@ -67,7 +67,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 mlflow.log_artifact(str(p), "plots")
             (Path(tmp) / "profiles.json").write_text(json.dumps(profile, indent=1))
             mlflow.log_artifact(str(Path(tmp) / "profiles.json"), "metrics")
-        mlflow.spark.log_model(fit.model, "model")
+        mlflow.spark.log_model(fit.model, "model", pip_requirements=model_requirements())
         run_id = r.info.run_id
     meta = [F.lit(fit.k).alias("k"), F.lit(c.algorithm).alias("algorithm"), F.lit(version).cast("bigint").alias("input_version"),
             F.lit(run_id).alias("mlflow_run_id"), F.lit(lake.run_id).alias("run_id")]

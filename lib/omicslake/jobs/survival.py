@@ -44,7 +44,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.ml import model as M
     from omicslake.ml import survival as S
     from omicslake.ml.plots import km_plot
-    from omicslake.ml.tracking import setup
+    from omicslake.ml.tracking import model_requirements, setup
 
     c = cfg.jobs.survival
     table, cohort_table = f"gold.features_{c.cohort}", f"gold.cohort_{c.cohort}"
@@ -103,7 +103,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             (Path(tmp) / "kaplan_meier.json").write_text(json.dumps({g: {k: v.tolist() for k, v in cur.items()} for g, cur in km.items()}))
             for f in ("coefficients.json", "kaplan_meier.json"):
                 mlflow.log_artifact(str(Path(tmp) / f), "metrics")
-        info = mlflow.spark.log_model(fitted, "model", registered_model_name=name)
+        info = mlflow.spark.log_model(fitted, "model", registered_model_name=name, pip_requirements=model_requirements())
         run_id = r.info.run_id
     client = mlflow.MlflowClient()
     mv = max((m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id), key=lambda m: int(m.version))

@@ -73,7 +73,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     from omicslake.ml import model as M
     from omicslake.ml.plots import model_plots
-    from omicslake.ml.tracking import setup
+    from omicslake.ml.tracking import model_requirements, setup
 
     c = cfg.jobs.train
     df, version, table = prepare(spark, cfg, lake, c.input_version)
@@ -127,7 +127,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 mlflow.log_artifact(str(Path(tmp) / f), "metrics")
         example = _input_example(train, list(cols.numeric), list(cols.categorical))
         signature = infer_signature(example, [0.5])
-        info = mlflow.spark.log_model(fitted, "model", signature=signature, input_example=example, registered_model_name=name)
+        info = mlflow.spark.log_model(fitted, "model", signature=signature, input_example=example, registered_model_name=name,
+                                       pip_requirements=model_requirements())
         run_id = r.info.run_id
     client = mlflow.MlflowClient()
     mv = max((m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id), key=lambda m: int(m.version))

@@ -32,3 +32,15 @@ def setup(cfg: Config) -> Any:
         return exp.experiment_id
     location = None if cfg.mlflow.tracking_uri else (cfg.lake_root / "mlflow" / "artifacts").as_uri()
     return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+
+
+def model_requirements() -> list[str]:
+    """The pip requirements of a logged Spark model: the installed pyspark and mlflow, pinned.
+
+    Given explicitly, because without them ``mlflow.spark.log_model`` infers them by re-loading
+    the model in a child Python process that starts a Spark JVM of its own (tens of seconds per
+    model, every time); for an MLlib pipeline the answer is always these two.
+    """
+    from importlib.metadata import version
+
+    return [f"pyspark=={version('pyspark')}", f"mlflow=={version('mlflow')}"]
