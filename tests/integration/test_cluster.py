@@ -99,8 +99,9 @@ def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(spark: Spark
     # the work ran on the cluster's executor, not in a local master
     apps = json.loads(urllib.request.urlopen(cluster["ui"] + "/json/", timeout=5).read())["completedapps"]
     assert apps and all(a["state"] == "FINISHED" for a in apps)
-    # one job alone through its own entry script, reading the tables the pipeline wrote
-    res2 = subprocess.run([*submit, str(REPO / "jobs" / "build_cohort.py"), "--env", "cluster", *sets, "--run-id", "solo"], cwd=work, env=env_wheel,
+    # one job alone through its own entry script, reading the tables and the registered model the
+    # pipeline wrote (score: the same snapshot and model version again adds no prediction)
+    res2 = subprocess.run([*submit, str(REPO / "jobs" / "score.py"), "--env", "cluster", *sets, "--run-id", "solo"], cwd=work, env=env_wheel,
                           capture_output=True, text=True, timeout=1800)
     assert res2.returncode == 0, res2.stderr[-5000:]
     # the Delta tables, read back with a local session
@@ -112,6 +113,7 @@ def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(spark: Spark
     assert any(n.startswith("gold.predictions_") for n in tables)
     runs = lk.read("ops.runs").where("run_id = 'solo'").collect()
     assert len(runs) == 1 and runs[0].status == "succeeded" and runs[0].env == "cluster"
+    assert runs[0].metrics["scored"] == "0"
     assert (lake / "reports" / "report.html").exists()
     DONE["lake"] = str(lake)
     DONE["sets"] = sets

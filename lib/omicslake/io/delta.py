@@ -200,8 +200,8 @@ class Lake:
         return int(row[0]), dict(row[1] or {})
 
     # ---------------------------------------------------------------------------- listing
-    def tables(self) -> list[tuple[str, int, int]]:
-        """(name, version, rows) for every Delta table in the lake."""
+    def names(self) -> list[str]:
+        """``<layer>.<table>`` of every Delta table in the lake (no data is read)."""
         out = []
         for layer in self.cfg.lake.layers:
             if self.cfg.lake.catalog:
@@ -213,13 +213,18 @@ class Lake:
             else:
                 base = self.cfg.lake_root / layer
                 names = sorted(p.name for p in base.glob("*") if self.exists(f"{layer}.{p.name}")) if base.is_dir() else []
-            for table in names:
-                full = f"{layer}.{table}"
-                version = self.version(full)
-                fq = self.qualified(full)
-                reader = self.spark.read.format("delta")
-                df = reader.table(fq) if fq else reader.load(str(self.path(full)))
-                out.append((full, version if version is not None else -1, df.count()))
+            out += [f"{layer}.{table}" for table in names]
+        return out
+
+    def tables(self) -> list[tuple[str, int, int]]:
+        """(name, version, rows) for every Delta table in the lake: one count per table."""
+        out = []
+        for full in self.names():
+            version = self.version(full)
+            fq = self.qualified(full)
+            reader = self.spark.read.format("delta")
+            df = reader.table(fq) if fq else reader.load(str(self.path(full)))
+            out.append((full, version if version is not None else -1, df.count()))
         return out
 
 

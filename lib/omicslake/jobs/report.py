@@ -33,7 +33,7 @@ CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2re
 h1{font-size:1.6rem}h2{border-bottom:1px solid #ccc;padding-bottom:.2rem;margin-top:2.2rem}
 table{border-collapse:collapse;font-size:.85rem;margin:.6rem 0}td,th{border:1px solid #ddd;padding:.25rem .5rem;text-align:left}
 th{background:#f3f5f8}.ok{color:#1e7b34}.bad{color:#b03a2e}img{max-width:100%;border:1px solid #eee;margin:.3rem}
-.grid{display:flex;flex-wrap:wrap;gap:.5rem}.grid img{max-width:48%}small{color:#666}"""
+.grid{display:flex;flex-wrap:wrap;gap:.5rem;align-items:flex-start}.grid img{max-width:48%;height:auto}small{color:#666}"""
 
 
 def _png(fig: Any) -> str:
@@ -97,11 +97,11 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         found["dq_rows"] = len(rows)
         parts.append(f"<h2>Data quality</h2><p>Expectations of run {html.escape(str(last))}.</p>"
                      + _table(rows, ["table_name", "expectation", "action", "rows_checked", "rows_failed", "outcome"]))
-    tables = lake.tables()
+    tables = lake.names()
     q = []
-    for name, _, n in tables:
-        if name.startswith("quarantine.") and n:
-            for r in lake.read(name).groupBy("rule").count().orderBy("rule").collect():
+    for name in tables:
+        if name.startswith("quarantine."):
+            for r in lake.read(name).groupBy("rule").count().orderBy("rule").collect():  # no rows when empty
                 q.append({"table": name, "rule": r["rule"], "rows": r["count"]})
     if q:
         found["quarantine_rules"] = len(q)
@@ -142,7 +142,7 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         for m in gw:
             parts.append(f"<h3>{html.escape(m.parent.name)}</h3><div class='grid'>" + _img(m.read_bytes(), "Manhattan")
                          + (_img((m.parent / "qq.png").read_bytes(), "QQ") if (m.parent / "qq.png").exists() else "") + "</div>")
-    t1 = [n for n, _, _ in tables if n.startswith("gold.table1_")]
+    t1 = [n for n in tables if n.startswith("gold.table1_")]
     for name in t1:
         rows = lake.read(name).orderBy("row").collect()
         shown = [{"variable": r.variable if r.level is None else f"{r.variable}: {r.level}", "overall": r.overall, "outcome 0": r.outcome_0,

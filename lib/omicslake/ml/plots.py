@@ -86,7 +86,7 @@ def cluster_plots(silhouettes: dict[int, float], chosen: int, profile: list[dict
     features = sorted(spread, key=lambda f: -spread[f])[:top]
     if features:
         grid = np.array([[next((r["smd"] or 0.0 for r in profile if r["cluster"] == c and r["feature"] == f), 0.0) for c in clusters] for f in features])
-        fig, ax = plt.subplots(figsize=(1.2 + 0.8 * len(clusters), 1.0 + 0.32 * len(features)), dpi=110)
+        fig, ax = plt.subplots(figsize=(max(6.0, 3.6 + 0.9 * len(clusters)), 1.4 + 0.32 * len(features)), dpi=110)
         lim = max(float(np.abs(grid).max()), 0.1)
         im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
         sizes = {r["cluster"]: r["n"] for r in profile}
@@ -106,7 +106,8 @@ def km_plot(curves: dict[str, dict[str, np.ndarray]], c_index: float | None, out
     plt = _plt()
     out.mkdir(parents=True, exist_ok=True)
     fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
-    for g, cur in curves.items():
+    order = {"high": 0, "medium": 1, "low": 2}
+    for g, cur in sorted(curves.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])):
         ax.step(np.concatenate([[0.0], cur["t"]]), np.concatenate([[1.0], cur["s"]]), where="post", label=f"{g} (n={int(cur['n'][0]):,})")
     sub = f" (held-out C = {c_index:.3f})" if c_index is not None else ""
     ax.set(xlabel="days since index", ylabel="event-free", title=f"Kaplan-Meier by predicted risk{sub}\n{title}")
