@@ -216,6 +216,11 @@ class CheckResult:
     kept: DataFrame
     quarantined: DataFrame  # the contract's columns + rule, reason
     counts: dict[str, int]  # violations per expectation name
+    flagged: DataFrame | None = None  # cached rows with their flags: unpersist once kept/quarantined are written
+
+    def release(self) -> None:
+        if self.flagged is not None:
+            self.flagged.unpersist()
 
 
 def check(df: DataFrame, contract: Contract) -> CheckResult:
@@ -255,4 +260,4 @@ def check(df: DataFrame, contract: Contract) -> CheckResult:
     flag_cols = [f"__x{i}" for i in range(len(exps))]
     kept = flagged.where(~any_q).drop(*flag_cols)
     quarantined = flagged.where(any_q).withColumn("rule", rule).withColumn("reason", reason).drop(*flag_cols)
-    return CheckResult(kept, quarantined, counts)
+    return CheckResult(kept, quarantined, counts, flagged)

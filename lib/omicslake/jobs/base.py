@@ -74,7 +74,13 @@ def execute(
         raise
     finally:
         seconds = time.monotonic() - t0
-        _audit(spark, cfg, lake, job, run_id, started, seconds, status, error, metrics)
+        try:
+            _audit(spark, cfg, lake, job, run_id, started, seconds, status, error, metrics)
+        finally:
+            # A job's cached DataFrames die with it. In local mode cached blocks live in the driver's
+            # heap; left behind by a job (or by one that failed half-way) they squeezed the next
+            # jobs of a one-session pipeline into GC thrash.
+            spark.catalog.clearCache()
     return RunResult(
         job=job,
         run_id=run_id,

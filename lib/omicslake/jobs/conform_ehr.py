@@ -86,6 +86,8 @@ def conform_table(lake: Lake, name: str, rows: DataFrame, contract: Contract, dq
             n_q_new = n_q
         if n_q_new:
             lake.write(qnew.transform(enforce(load_contract(qtable))), qtable, mode="append")
+        qnew.unpersist()
+    result.release()
     rows.unpersist()
     quarantined.unpersist()
     log.info("silver.%s: %d rows in = %d out + %d quarantined + %d duplicates", name, n_in, n_out, n_q, n_dup)
@@ -101,7 +103,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     first = {"synthea": "bronze.synthea_patients", "fhir": "bronze.fhir_patient", "omop": "bronze.omop_person"}[c.source]
     if not lake.exists(first):
         raise InputError(f"{first} does not exist: run ingest_ehr first (jobs.conform_ehr.source={c.source})")
-    concepts = F.broadcast(_concepts(spark, cfg).cache())
+    concept_table = _concepts(spark, cfg).cache()
+    concepts = F.broadcast(concept_table)
     units = _units(cfg)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     dq: list[tuple[Any, ...]] = []
@@ -150,6 +153,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     for name, rows in facts:
         recon[name] = conform_table(lake, name, C.with_person(rows, person), load_contract(f"silver.{name}"), dq, now)
     lake.write(spark.createDataFrame(dq, load_contract("ops.dq_results").struct()), "ops.dq_results", mode="append")
+    concept_table.unpersist()
     metrics: dict[str, Any] = {f"{t}_{k}": v for t, r in recon.items() for k, v in r.items()}
     metrics["quarantined"] = sum(r["quarantined"] for r in recon.values())
     return metrics
