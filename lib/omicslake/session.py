@@ -46,9 +46,10 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         "spark.ui.showConsoleProgress": "false",
         # One session runs the whole DAG (and a test suite): bound what it keeps of finished work.
         # Spark's status store keeps 1,000 jobs/stages/SQL executions even with the UI off, and
-        # Delta keeps a DeltaLog (with its snapshot) for up to 10,000 tables; both grew a 3 GB driver
-        # heap into GC thrash over an hour of jobs. ContextCleaner frees shuffle/broadcast/cached
-        # blocks only after a JVM GC, which the cleaner forces every 30 min by default.
+        # Delta keeps a DeltaLog (with its snapshot) for up to 10,000 tables. (What drove a 3 GB
+        # test heap into GC thrash was cached DataFrames outliving their job, fixed in
+        # jobs/base.execute; these bounds are the same care for the other things a session keeps.)
+        # ContextCleaner frees shuffle/broadcast blocks only after a JVM GC, forced every 30 min by default.
         "spark.ui.retainedJobs": "100",
         "spark.ui.retainedStages": "200",
         "spark.ui.retainedTasks": "10000",

@@ -61,3 +61,30 @@ def test_rerun_of_a_run_id_is_idempotent(spark: SparkSession, cfg: Config) -> No
     again = execute(spark, cfg, "copy", run_id="same", fn=copy_job)
     assert [(w.version, w.skipped) for w in again.outputs] == [(0, True)]
     assert Lake(spark, cfg).read("ops.runs").count() == 2  # each attempt is audited
+
+
+def _cache_manager_empty(spark: SparkSession) -> bool:
+    return bool(spark._jsparkSession.sharedState().cacheManager().isEmpty())  # no public API for this
+
+
+def test_a_jobs_cached_dataframes_do_not_outlive_it(spark: SparkSession, cfg: Config) -> None:
+    """Cached blocks live in the driver's heap in local mode: a job that succeeds or fails leaves none."""
+
+    def caching_job(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, int]:
+        df = spark.range(1000).withColumn("x", F.col("id") * 2).cache()
+        return {"rows": df.count()}
+
+    def caching_then_failing(spark: SparkSession, cfg: Config, lake: Lake) -> None:
+        spark.range(10).cache().count()
+        raise ValueError("planted")
+
+    spark.catalog.clearCache()
+    probe = spark.range(3).cache()
+    probe.count()
+    assert not _cache_manager_empty(spark)  # the probe shows a cached frame where there is one
+    spark.catalog.clearCache()
+    assert execute(spark, cfg, "caching", run_id="c-ok", fn=caching_job).metrics == {"rows": 1000}
+    assert _cache_manager_empty(spark)
+    with pytest.raises(ValueError, match="planted"):
+        execute(spark, cfg, "caching", run_id="c-bad", fn=caching_then_failing)
+    assert _cache_manager_empty(spark)
