@@ -54,6 +54,9 @@ def test_train_is_tracked_and_registered(spark: SparkSession, trained: dict[str,
     # MLflow's DeltaDatasetSource drops version 0 (falsy); the run's table_version param always has it
     assert Path(source["path"]) == lake.path("gold.features_t2d_incident")
     assert int(source.get("delta_table_version", 0)) == m["table_version"] == int(run.data.params["table_version"])
+    # the dataset's profile is the table's exact row count (not MLflow's approximate count through Python)
+    n_rows = lake.read("gold.features_t2d_incident", version=m["table_version"]).count()
+    assert json.loads(ds.profile) == {"num_rows": n_rows}
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert arts == {"plots/roc.png", "plots/pr.png", "plots/calibration.png", "plots/feature_weights.png"}
     subs = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="metrics/subgroups.json")).read_text())

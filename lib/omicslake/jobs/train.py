@@ -73,7 +73,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     from omicslake.ml import model as M
     from omicslake.ml.plots import model_plots
-    from omicslake.ml.tracking import model_requirements, setup
+    from omicslake.ml.tracking import counted, model_requirements, setup
 
     c = cfg.jobs.train
     df, version, table = prepare(spark, cfg, lake, c.input_version)
@@ -114,7 +114,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 mlflow.log_metric(f"auroc_{s['group']}_{s['level']}".replace(" ", "_").replace("<", "lt").replace("+", "plus"), s["auroc"])
         source = str(lake.path(table)) if not lake.qualified(table) else None
         ds = mlflow.data.load_delta(path=source, version=version, name=table) if source else mlflow.data.load_delta(table_name=lake.qualified(table), version=version)
-        mlflow.log_input(ds, context="training")
+        mlflow.log_input(counted(ds, n_train + n_test), context="training")
         with tempfile.TemporaryDirectory() as tmp:
             pngs = model_plots(metrics, curve, weights, Path(tmp), f"{c.cohort} {c.model}")
             for p in pngs.values():
