@@ -79,8 +79,11 @@ def execute(
         finally:
             # A job's cached DataFrames die with it. In local mode cached blocks live in the driver's
             # heap; left behind by a job (or by one that failed half-way) they squeezed the next
-            # jobs of a one-session pipeline into GC thrash.
-            spark.catalog.clearCache()
+            # jobs of a one-session pipeline into GC thrash. Never let this hide the job's own error.
+            try:
+                spark.catalog.clearCache()
+            except Exception as exc:  # noqa: BLE001 - e.g. the JVM is already gone
+                log.warning("could not clear the cache after %s: %s", job, type(exc).__name__)
     return RunResult(
         job=job,
         run_id=run_id,
