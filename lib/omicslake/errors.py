@@ -40,3 +40,7 @@ class InputError(OmicslakeError):
 
 class SecretError(OmicslakeError):
     """A required secret (such as the pseudonymisation key) is not set."""
+
+
+class ReconciliationError(OmicslakeError):
+    """Rows were lost or invented between what a job read and what it wrote (counted both sides)."""

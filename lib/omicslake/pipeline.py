@@ -1,4 +1,13 @@
-"""The pipeline: the implemented jobs of the DAG, in dependency order, in one session."""
+"""The pipeline: every job of the DAG, in dependency order, in one session, skipping the jobs
+whose inputs are unchanged.
+
+A job is skipped only when its last successful run had the same skip key (the config its spec
+declares, and the omicslake version) and everything it recorded reading is unchanged: every table
+at the version it read, every file with the same SHA-256, every registered model asked for by
+alias still at the version it loaded. Its outputs must also still be at the versions it wrote.
+So after a failure a rerun starts at the failed step, and a new champion model, an edited PRS
+weights file or a changed QC threshold reruns exactly the jobs downstream of it.
+"""
 
 from __future__ import annotations
 
@@ -6,12 +15,13 @@ import argparse
 import logging
 import sys
 import time
+from dataclasses import dataclass
 
 from pyspark.sql import SparkSession
 
 from omicslake.config import Config
 from omicslake.errors import OmicslakeError
-from omicslake.jobs import DAG, runnable_jobs
+from omicslake.jobs import dag, spec, specs
 from omicslake.jobs.base import RunResult, execute, new_run_id, print_summary, with_session
 
 log = logging.getLogger(__name__)
@@ -19,12 +29,12 @@ log = logging.getLogger(__name__)
 
 def plan(only: str | None = None, start: str | None = None) -> list[str]:
     """The jobs to run, in DAG order."""
-    jobs = runnable_jobs()
+    jobs = list(specs())
     if only:
         wanted = [j.strip() for j in only.split(",") if j.strip()]
-        unknown = [j for j in wanted if j not in DAG]
+        unknown = [j for j in wanted if j not in jobs]
         if unknown:
-            raise OmicslakeError(f"--only: unknown job(s) {unknown}; jobs are {list(DAG)}")
+            raise OmicslakeError(f"--only: unknown job(s) {unknown}; jobs are {jobs}")
         jobs = [j for j in jobs if j in wanted]
     if start:
         if start not in jobs:
@@ -33,52 +43,99 @@ def plan(only: str | None = None, start: str | None = None) -> list[str]:
     return jobs
 
 
-ALWAYS_RUN = {"ingest_vcf", "ingest_ehr", "report"}  # file-incremental already (commit nothing when nothing is new), or cheap
+@dataclass(frozen=True)
+class Decision:
+    run: bool
+    reason: str
 
 
-def skip_reason(spark: SparkSession, cfg: Config, job: str) -> str | None:
-    """Why ``job`` need not run again, or None. A job is skipped when its last successful run had
-    the same job config (``job_digest``), every table it read is still at the version it read,
-    and every table it wrote is still at the version it wrote. So after a failure a rerun starts
-    at the failed step, and a step whose inputs did not change is not redone."""
+def skip_decision(spark: SparkSession, cfg: Config, job: str) -> Decision:
+    """Whether ``job`` must run, and why (the first input found changed, or why it may skip)."""
     from pyspark.sql import functions as F
 
     from omicslake.io.delta import Lake
-    from omicslake.jobs.base import job_digest
+    from omicslake.jobs.spec import skip_key
 
-    if job in ALWAYS_RUN:
-        return None
+    s = spec(job)
+    if s.always_run:
+        return Decision(True, "always runs (decides for itself what is new)")
     lake = Lake(spark, cfg)
     if not lake.exists("ops.runs"):
-        return None
-    last = lake.read("ops.runs").where((F.col("job") == job) & (F.col("status") == "succeeded")).orderBy(F.col("ended_at").desc()).first()
-    if last is None or (last.metrics or {}).get("_job_config") != job_digest(cfg, job):
-        return None
-    if job == "generate":
-        from omicslake.jobs.generate import landing_dir
-
-        return "same settings, files in place" if (landing_dir(cfg) / "manifest.json").exists() else None
-    if not last.inputs:
-        return None
+        return Decision(True, "no earlier run")
+    runs = lake.read("ops.runs")
+    if "skip_key" not in runs.columns:
+        return Decision(True, "the lake's audit predates skip keys")
+    last = runs.where((F.col("job") == job) & (F.col("status") == "succeeded")).orderBy(F.col("ended_at").desc()).first()
+    if last is None:
+        return Decision(True, "no earlier successful run")
+    if last.skip_key != skip_key(cfg, s):
+        return Decision(True, f"its config ({', '.join(s.config) or 'none'}) or the omicslake version changed")
     for i in last.inputs:
-        if lake.version(i.table) != i.version:
-            return None
+        now = lake.version(i.table)
+        if now != i.version:
+            return Decision(True, f"input {i.table} is at version {now}, was {i.version}")
     for o in last.outputs:
-        if lake.version(o.table) != o.version:
-            return None
-    return f"inputs unchanged since run {last.run_id}"
+        now = lake.version(o.table)
+        if now != o.version:
+            return Decision(True, f"output {o.table} is at version {now}, was {o.version}")
+    for f in last.files or []:
+        path = lake.local(f.path)
+        if not path.is_file():
+            return Decision(True, f"file {f.path} ({f.role}) is gone")
+        from omicslake.io.files import sha256
+
+        if sha256(path) != f.sha256:
+            return Decision(True, f"file {f.path} ({f.role}) changed")
+    for m in last.models or []:
+        now_version = _model_version(cfg, m.name, m.ref)
+        if now_version != m.version:
+            return Decision(True, f"model {m.name} {m.ref} is version {now_version}, was {m.version}")
+    if not (last.inputs or last.files):
+        return Decision(True, "its last run recorded no inputs")
+    return Decision(False, f"inputs unchanged since run {last.run_id}")
+
+
+def _model_version(cfg: Config, name: str, ref: str) -> str | None:
+    """The version a registered model reference resolves to now ("alias champion", "version 3")."""
+    import mlflow
+
+    from omicslake.ml.tracking import setup
+
+    kind, _, value = ref.partition(" ")
+    setup(cfg)
+    client = mlflow.MlflowClient()
+    try:
+        mv = client.get_model_version_by_alias(name, value) if kind == "alias" else client.get_model_version(name, value)
+    except mlflow.exceptions.MlflowException:
+        return None
+    return str(mv.version)
+
+
+def predict(spark: SparkSession, cfg: Config, jobs: list[str]) -> dict[str, Decision]:
+    """What a pipeline run of ``jobs`` would do, without running anything: a job runs when its own
+    decision says so or when a job it runs after will rerun (its outputs get new versions). An
+    always-run job (an ingest) propagates nothing: it commits only when it finds new files."""
+    out: dict[str, Decision] = {}
+    for job in jobs:
+        own = skip_decision(spark, cfg, job)
+        upstream = [d for d in dag()[job] if d in out and out[d].run and not spec(d).always_run]
+        if own.run or not upstream:
+            out[job] = own
+        else:
+            out[job] = Decision(True, f"after {', '.join(upstream)}, which will rerun")
+    return out
 
 
 def run_pipeline(spark: SparkSession, cfg: Config, jobs: list[str], run_id: str | None = None, force: bool = False) -> list[RunResult]:
     run_id = run_id or new_run_id()
     results = []
     for n, job in enumerate(jobs, 1):
-        reason = None if force else skip_reason(spark, cfg, job)
-        if reason:
-            log.info("step %d of %d: %s skipped (%s)", n, len(jobs), job, reason)
-            results.append(RunResult(job=job, run_id=run_id, status="skipped", metrics={"reason": reason}))
+        decision = Decision(True, "--force") if force else skip_decision(spark, cfg, job)
+        if not decision.run:
+            log.info("step %d of %d: %s skipped (%s)", n, len(jobs), job, decision.reason)
+            results.append(RunResult(job=job, run_id=run_id, status="skipped", metrics={"reason": decision.reason}))
             continue
-        log.info("step %d of %d: %s (run %s)", n, len(jobs), job, run_id)
+        log.info("step %d of %d: %s (run %s; %s)", n, len(jobs), job, run_id, decision.reason)
         t0 = time.monotonic()
         result = execute(spark, cfg, job, run_id)
         rows = sum(w.rows for w in result.outputs)
@@ -94,9 +151,14 @@ def run_pipeline_from_args(args: argparse.Namespace) -> int:
         print(f"omicslake: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
-        for n, job in enumerate(jobs, 1):
-            print(f"{n}. {job}  (after: {', '.join(DAG[job]) or '-'})")
-        return 0
+        def explain(spark: SparkSession, cfg: Config) -> int:
+            decisions = predict(spark, cfg, jobs)
+            for n, job in enumerate(jobs, 1):
+                d = decisions[job]
+                print(f"{n:>2}. {job:<18} {'run ' if d.run else 'skip'}  {d.reason}  (after: {', '.join(dag()[job]) or '-'})")
+            return 0
+
+        return with_session(args, "pipeline", explain)
 
     def action(spark: SparkSession, cfg: Config) -> int:
         print_summary(run_pipeline(spark, cfg, jobs, args.run_id, force=getattr(args, "force", False)))

@@ -8,7 +8,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.io.delta import Lake
-from omicslake.jobs.base import execute, job_digest
+from omicslake.jobs.base import execute
 
 
 def copy_job(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, int]:
@@ -47,7 +47,8 @@ def test_runs_row_has_versions_and_failure_leaves_output(spark: SparkSession, cf
     assert (good.run_id, good.status, good.error, good.env) == ("run-ok", "succeeded", None, "local")
     assert [(i.table, i.version) for i in good.inputs] == [("bronze.src", 1)]
     assert [(o.table, o.version, o.rows, o.mode, o.skipped) for o in good.outputs] == [("silver.dst", 0, 8, "overwrite", False)]
-    assert good.metrics == {"rows": "8", "_job_config": job_digest(cfg, "copy")}  # the digest lets the pipeline skip it
+    assert good.metrics == {"rows": "8"}  # values as JSON
+    assert good.skip_key is None  # an ad-hoc job has no spec, so the pipeline never skips it
     assert good.config_hash == cfg.digest()
     assert good.ended_at >= good.started_at and good.seconds > 0
     assert bad.status == "failed" and "planted failure" in bad.error

@@ -100,12 +100,25 @@ def cohort_dir() -> Path:
     return resource_dir("conf") / "cohorts"
 
 
+def _cohort_path(name_or_path: str) -> Path:
+    path = Path(name_or_path)
+    return cohort_dir() / f"{name_or_path}.yaml" if not path.suffix else path
+
+
+def cohort_sources(name_or_path: str) -> list[Path]:
+    """The files a cohort definition is read from: its YAML and the shared feature file it uses."""
+    path = _cohort_path(name_or_path)
+    raw = yaml.safe_load(path.read_text()) if path.exists() else None
+    feats = raw.get("features") if isinstance(raw, dict) else None
+    use = feats if isinstance(feats, str) else feats.get("use") if isinstance(feats, dict) else None
+    extra = [resource_dir("conf") / "features" / f"{use}.yaml"] if use else []
+    return [p for p in [path, *extra] if p.exists()]
+
+
 def load_cohort(name_or_path: str) -> CohortSpec:
     """``conf/cohorts/<name>.yaml`` or a path; ``features: <name>`` reads ``conf/features/<name>.yaml``
     (``features: {use: <name>, key: value}`` with overrides)."""
-    path = Path(name_or_path)
-    if not path.suffix:
-        path = cohort_dir() / f"{name_or_path}.yaml"
+    path = _cohort_path(name_or_path)
     if not path.exists():
         known = sorted(p.stem for p in cohort_dir().glob("*.yaml")) if cohort_dir().is_dir() else []
         raise ConfigError(f"cohort {name_or_path!r}: {path} does not exist; known cohorts: {known}")

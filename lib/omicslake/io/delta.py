@@ -59,7 +59,37 @@ class Lake:
     run_id: str = "adhoc"
     reads: dict[str, int] = field(default_factory=dict)
     writes: list[WriteResult] = field(default_factory=list)
+    # Inputs that are not tables, recorded for the pipeline's skip decision (ops.runs.files, .models):
+    # (path, sha256, "read" | "wrote") and (registered model, how it was asked for, version).
+    files: dict[tuple[str, str], str] = field(default_factory=dict)
+    models: dict[tuple[str, str], str] = field(default_factory=dict)
     _seq: dict[str, int] = field(default_factory=dict)
+
+    # ---------------------------------------------------------------------------- non-table inputs
+    def use_file(self, path: Path | str, role: str = "read") -> str:
+        """Record a file this run reads (or wrote, role="wrote") with its SHA-256; returns the digest.
+        Paths under the lake root are kept relative to it, so a copied lake is the same lake."""
+        from omicslake.io.files import sha256
+
+        p = Path(path).expanduser().resolve()
+        digest = sha256(p)
+        self.files[(self.portable(p), role)] = digest
+        return digest
+
+    def use_model(self, name: str, ref: str, version: str | int) -> None:
+        """Record a registered model version this run loads (ref: "version 3" or "alias champion")."""
+        self.models[(name, ref)] = str(version)
+
+    def portable(self, path: Path) -> str:
+        """path relative to the lake root when it lies under it (as "<root>/..."), else absolute."""
+        try:
+            return "<root>/" + path.relative_to(self.cfg.lake_root).as_posix()
+        except ValueError:
+            return str(path)
+
+    def local(self, portable: str) -> Path:
+        """The inverse of portable()."""
+        return self.cfg.lake_root / portable[len("<root>/"):] if portable.startswith("<root>/") else Path(portable)
 
     # ---------------------------------------------------------------------------- naming
     def split(self, name: str) -> tuple[str, str]:

@@ -1,41 +1,80 @@
-"""The jobs of omicslake and the DAG they form.
+"""The jobs of omicslake and the DAG they form, derived from the jobs' own specs.
 
-Each job is a module here with ``run(spark, cfg, lake)`` and ``main(argv)``. ``DAG`` lists every
-planned job with the jobs it depends on, in an order that respects those dependencies; the
-pipeline runs those whose module exists.
+Each job is a module here with ``SPEC`` (``omicslake.jobs.spec.JobSpec``), ``run(spark, cfg,
+lake)`` and ``main(argv)``. The registry finds the job modules by their ``SPEC``; the DAG, the
+CLI's job list, the console scripts, the spark-submit scripts and the Databricks bundle's tasks
+all come from it (``omicslake.jobs.registry``; tests/unit/test_registry.py holds the checked-in
+files equal to it).
 """
 
 from __future__ import annotations
 
-import importlib.util
+import functools
+import importlib
+import pkgutil
 
-DAG: dict[str, tuple[str, ...]] = {
-    "generate": (),
-    "ingest_vcf": ("generate",),
-    "ingest_ehr": ("generate",),
-    "genomic_qc": ("ingest_vcf",),
-    "conform_ehr": ("ingest_ehr",),
-    "genetic_features": ("genomic_qc",),
-    "build_cohort": ("conform_ehr", "genetic_features"),
-    "gwas": ("build_cohort", "genomic_qc"),
-    "train": ("build_cohort",),
-    "score": ("train",),
-    "cluster": ("build_cohort",),
-    "survival": ("build_cohort",),
-    "report": ("gwas", "score", "cluster", "survival"),
-}
+from omicslake.jobs.spec import JobSpec
+
+_NOT_JOBS = {"base", "cli", "registry", "spec"}
 
 
-def available_jobs() -> list[str]:
-    """The DAG's jobs that are implemented, in dependency order."""
-    return [j for j in DAG if importlib.util.find_spec(f"omicslake.jobs.{j}") is not None]
+@functools.cache
+def specs() -> dict[str, JobSpec]:
+    """Every job's spec, in dependency order (ties by name), checked: names match modules, every
+    upstream job exists, no cycles."""
+    found: dict[str, JobSpec] = {}
+    for info in pkgutil.iter_modules(__path__):
+        if info.name in _NOT_JOBS or info.name.startswith("_"):
+            continue
+        module = importlib.import_module(f"{__name__}.{info.name}")
+        spec = getattr(module, "SPEC", None)
+        if not isinstance(spec, JobSpec):
+            raise TypeError(f"{module.__name__} is in omicslake.jobs but defines no SPEC = JobSpec(...)")
+        if spec.name != info.name:
+            raise TypeError(f"{module.__name__}: SPEC.name is {spec.name!r}; it must be the module's name")
+        found[spec.name] = spec
+    for spec in found.values():
+        unknown = [d for d in spec.after if d not in found]
+        if unknown:
+            raise TypeError(f"job {spec.name}: runs after unknown job(s) {unknown}")
+    # Depth first from the jobs nothing runs after, each job's upstream jobs in the order its spec
+    # names them: a stable order that reads like the data flow (ingest, conform, cohort, models).
+    ordered: dict[str, JobSpec] = {}
+    visiting: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in ordered:
+            return
+        if name in visiting:
+            raise TypeError(f"the job specs form a cycle: {' -> '.join([*visiting[visiting.index(name):], name])}")
+        visiting.append(name)
+        for d in found[name].after:
+            visit(d)
+        visiting.pop()
+        ordered[name] = found[name]
+
+    needed = {d for s in found.values() for d in s.after}
+    for name in sorted(found, key=lambda n: (n in needed, n)):
+        visit(name)
+    return ordered
 
 
-def runnable_jobs() -> list[str]:
-    """Implemented jobs whose upstream jobs are all implemented too (what the pipeline runs)."""
-    ok: list[str] = []
-    have = set(available_jobs())
-    for j in DAG:
-        if j in have and all(d in ok for d in DAG[j]):
-            ok.append(j)
-    return ok
+def dag() -> dict[str, tuple[str, ...]]:
+    """job -> the jobs it runs after, in dependency order."""
+    return {name: spec.after for name, spec in specs().items()}
+
+
+def spec(name: str) -> JobSpec:
+    try:
+        return specs()[name]
+    except KeyError:
+        raise KeyError(f"unknown job {name!r}; jobs are {list(specs())}") from None
+
+
+def downstream(names: set[str]) -> set[str]:
+    """names and every job that (transitively) runs after one of them."""
+    out = set(names)
+    for name, s in specs().items():
+        if any(d in out for d in s.after):
+            out.add(name)
+    return out

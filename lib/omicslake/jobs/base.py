@@ -1,8 +1,8 @@
 """What every job shares: its result type, the audited runner, and the common command line.
 
-A job module defines ``NAME``, ``DESCRIPTION``, ``run(spark, cfg, lake) -> RunResult`` (pure
-orchestration; the ``Lake`` handle records what it read and wrote) and
-``main(argv) = job_main(NAME, argv)``.
+A job module defines ``SPEC`` (``omicslake.jobs.spec.JobSpec``), ``run(spark, cfg, lake) -> dict``
+of metrics (pure orchestration; the ``Lake`` handle records what it read and wrote) and
+``main(argv) = job_main(SPEC.name, argv)``.
 """
 
 from __future__ import annotations
@@ -11,6 +11,8 @@ import argparse
 import datetime as dt
 import getpass
 import importlib
+import importlib.util
+import json
 import logging
 import sys
 import time
@@ -50,6 +52,10 @@ def new_run_id() -> str:
 
 def job_module(name: str) -> ModuleType:
     return importlib.import_module(f"omicslake.jobs.{name}")
+
+
+def _is_job(name: str) -> bool:
+    return importlib.util.find_spec(f"omicslake.jobs.{name}") is not None if name.isidentifier() else False
 
 
 def execute(
@@ -95,20 +101,6 @@ def execute(
     )
 
 
-def job_digest(cfg: Config, job: str) -> str:
-    """A hash of what decides a job's output besides its input tables: its own config section,
-    the lake root and the omicslake version (the pipeline skips a job when this and its input
-    versions are unchanged). Not the environment: local, cluster and Databricks runs of the same
-    job on the same lake write the same tables."""
-    import dataclasses
-    import hashlib
-    import json
-
-    section = getattr(cfg.jobs, job, None)
-    blob = json.dumps({"job": dataclasses.asdict(section) if section is not None else {}, "root": str(cfg.lake_root), "version": __version__}, sort_keys=True, default=str)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def _audit(
     spark: SparkSession,
     cfg: Config,
@@ -125,11 +117,15 @@ def _audit(
         user = getpass.getuser()
     except Exception:  # noqa: BLE001 - no user name in some containers
         user = None
+    from omicslake.jobs.spec import JobSpec, skip_key
+
+    spec = getattr(job_module(job), "SPEC", None) if _is_job(job) else None
     row = (
         run_id,
         job,
         cfg.env,
         cfg.digest(),
+        skip_key(cfg, spec) if isinstance(spec, JobSpec) else None,
         __version__,
         user,
         started.replace(tzinfo=None),
@@ -139,11 +135,14 @@ def _audit(
         error,
         [(t, v) for t, v in lake.reads.items()],
         [(w.table, w.version, w.rows, w.mode, w.skipped) for w in lake.writes],
-        {**{k: str(v) for k, v in metrics.items()}, "_job_config": job_digest(cfg, job)},
+        [(path, role, digest) for (path, role), digest in sorted(lake.files.items())],
+        [(name, ref, version) for (name, ref), version in sorted(lake.models.items())],
+        {k: json.dumps(v, default=str, sort_keys=True) for k, v in metrics.items()},
     )
     audit = Lake(spark, cfg, run_id=f"{run_id}:{job}:{uuid.uuid4().hex[:8]}")
     schema = load_contract("ops.runs").struct()
-    audit.write(spark.createDataFrame([row], schema), "ops.runs", mode="append")
+    # merge_schema: a lake audited by an older omicslake gains the new columns instead of failing
+    audit.write(spark.createDataFrame([row], schema), "ops.runs", mode="append", merge_schema=True)
 
 
 # -------------------------------------------------------------------------------- command line
@@ -192,7 +191,7 @@ def owned_session(cfg: Config) -> tuple[SparkSession, bool]:
 def job_main(job: str, argv: Sequence[str] | None = None) -> int:
     """The spark-submit / console-script entry point of one job."""
     module = job_module(job)
-    parser = argparse.ArgumentParser(prog=f"omicslake run {job}", description=module.DESCRIPTION)
+    parser = argparse.ArgumentParser(prog=f"omicslake run {job}", description=module.SPEC.description)
     common_args(parser)
     args = parser.parse_args(argv)
     return run_from_args(job, args)

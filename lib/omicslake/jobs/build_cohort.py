@@ -21,9 +21,15 @@ from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "build_cohort"
-DESCRIPTION = "Cohorts from conf/cohorts/*.yaml: gold.cohort_<name> (labels, survival), gold.features_<name>, gold.table1_<name>."
+SPEC = JobSpec(
+    name="build_cohort",
+    description="Cohorts from conf/cohorts/*.yaml: gold.cohort_<name> (labels, survival), gold.features_<name>, gold.table1_<name>.",
+    after=("conform_ehr", "genetic_features"),
+    config=("jobs.build_cohort",),
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 SILVER = {"visits": "visit_occurrence", "conditions": "condition_occurrence", "measurements": "measurement",
           "drugs": "drug_exposure", "procedures": "procedure_occurrence"}
@@ -36,11 +42,14 @@ def _optional(lake: Lake, name: str) -> DataFrame | None:
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.features import cohort as C
     from omicslake.features import patient as P
-    from omicslake.features.spec import load_cohort
+    from omicslake.features.spec import cohort_sources, load_cohort
     from omicslake.features.table1 import table1, to_markdown
 
     c = cfg.jobs.build_cohort
     specs = [load_cohort(n) for n in c.cohorts]  # config errors before any work
+    for n in c.cohorts:
+        for path in cohort_sources(n):
+            lake.use_file(path)
     if not lake.exists("silver.person"):
         raise InputError("silver.person does not exist: run conform_ehr first")
     person = lake.read("silver.person")

@@ -9,7 +9,7 @@ from collections.abc import Sequence
 from pyspark.sql import SparkSession
 
 from omicslake.config import Config
-from omicslake.jobs import DAG, available_jobs
+from omicslake.jobs import specs
 from omicslake.jobs.base import common_args, run_from_args, with_session
 
 _EPILOG = """examples:
@@ -33,16 +33,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p_run = sub.add_parser("run", help="run one job", description="Run one job, audited in ops.runs.")
-    p_run.add_argument("job", choices=available_jobs(), help="the job to run")
+    p_run.add_argument("job", choices=list(specs()), help="the job to run: " + "; ".join(
+        f"{s.name}: {s.description}" for s in specs().values()))
     common_args(p_run)
 
     p_pipe = sub.add_parser(
         "pipeline", help="run the jobs of the DAG in dependency order", description="Run the DAG: "
-        + " -> ".join(DAG) + ". Jobs not implemented yet are skipped."
+        + " -> ".join(specs()) + ". A job whose config, input tables, files and models are unchanged "
+        "since its last successful run is skipped; --dry-run says which would run and why."
     )
     p_pipe.add_argument("--only", help="comma-separated jobs to run (in DAG order)")
     p_pipe.add_argument("--from", dest="start", help="start at this job")
-    p_pipe.add_argument("--dry-run", action="store_true", help="print the plan and stop")
+    p_pipe.add_argument("--dry-run", action="store_true", help="print which jobs would run or skip, and why, and stop")
     p_pipe.add_argument("--force", action="store_true", help="run every planned job, even one whose inputs are unchanged since its last success")
     common_args(p_pipe)
 

@@ -25,9 +25,15 @@ from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "cluster"
-DESCRIPTION = "Cluster the persons of gold.features_<cohort> into phenotypes (k-means / bisecting, k by silhouette) -> gold.clusters_<cohort>."
+SPEC = JobSpec(
+    name="cluster",
+    description="Cluster the persons of gold.features_<cohort> into phenotypes (k-means / bisecting, k by silhouette) -> gold.clusters_<cohort>.",
+    after=("build_cohort",),
+    config=("jobs.cluster", "mlflow"),
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 
 

@@ -27,24 +27,32 @@ from omicslake.ehr.conform import dedupe, row_hash
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 from omicslake.resources import resource_dir
 
-NAME = "conform_ehr"
-DESCRIPTION = "Bronze EHR -> OMOP-shaped, de-identified silver tables (dedupe, MERGE, units, expectations, quarantine)."
+SPEC = JobSpec(
+    name="conform_ehr",
+    description="Bronze EHR -> OMOP-shaped, de-identified silver tables (dedupe, MERGE, units, expectations, quarantine).",
+    after=("ingest_ehr",),
+    config=("jobs.conform_ehr",),
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 NON_DATA = {"_source_file", "_line", "_batch_id", "_row_hash", "run_id"}
 
 
-def _concepts(spark: SparkSession, cfg: Config) -> DataFrame:
+def _concepts(spark: SparkSession, cfg: Config, lake: Lake) -> DataFrame:
     path = Path(cfg.jobs.conform_ehr.concepts).expanduser() if cfg.jobs.conform_ehr.concepts else resource_dir("schemas") / "vocab" / "concept.csv"
     if not path.exists():
         raise InputError(f"concept file {path} (jobs.conform_ehr.concepts) does not exist")
+    lake.use_file(path)
     schema = "concept_id int, concept_name string, domain_id string, vocabulary_id string, concept_class_id string, standard_concept string, concept_code string, valid_start_date string, valid_end_date string, invalid_reason string"
     return spark.read.csv(str(path), header=True, schema=schema, multiLine=True, escape='"')
 
 
-def _units(cfg: Config) -> dict[str, Any]:
+def _units(cfg: Config, lake: Lake) -> dict[str, Any]:
     path = Path(cfg.jobs.conform_ehr.units).expanduser() if cfg.jobs.conform_ehr.units else resource_dir("schemas") / "vocab" / "units.yaml"
+    lake.use_file(path)
     return {str(k): v for k, v in yaml.safe_load(path.read_text()).items()}
 
 
@@ -103,9 +111,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     first = {"synthea": "bronze.synthea_patients", "fhir": "bronze.fhir_patient", "omop": "bronze.omop_person"}[c.source]
     if not lake.exists(first):
         raise InputError(f"{first} does not exist: run ingest_ehr first (jobs.conform_ehr.source={c.source})")
-    concept_table = _concepts(spark, cfg).cache()
+    concept_table = _concepts(spark, cfg, lake).cache()
     concepts = F.broadcast(concept_table)
-    units = _units(cfg)
+    units = _units(cfg, lake)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     dq: list[tuple[Any, ...]] = []
     recon: dict[str, dict[str, int]] = {}

@@ -12,12 +12,16 @@ from pyspark.sql import SparkSession
 from omicslake.config import Config
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "generate"
-DESCRIPTION = (
-    "Write a synthetic cohort whose truth is known: Synthea-style CSV, FHIR R4 bulk NDJSON, a "
-    "multi-sample VCF.bgz, a sample link file and manifest.json (default folder <lake.root>/landing)."
+SPEC = JobSpec(
+    name="generate",
+    description="Write a synthetic cohort whose truth is known: Synthea-style CSV, FHIR R4 bulk NDJSON, a "
+    "multi-sample VCF.bgz, a sample link file and manifest.json (default folder <lake.root>/landing).",
+    after=(),
+    config=("jobs.generate", "hail.reference_genome"),
 )
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 
 
@@ -34,6 +38,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     log.info("generating %d patients, %d samples x %d variants (seed %d) into %s", g.patients, g.samples, g.variants, g.seed, out)
     manifest = generate(spark, g, out, cfg.hail.reference_genome, cfg.lake_root / "_tmp" / f"generate-{lake.run_id}")
     rows = sum(int(f["rows"]) for f in manifest["files"].values())
+    lake.use_file(out / "manifest.json", role="wrote")  # the pipeline skips generate only while it is in place
     return {
         "out": str(out),
         "ehr_rows": rows,

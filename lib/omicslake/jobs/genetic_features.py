@@ -15,9 +15,15 @@ from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "genetic_features"
-DESCRIPTION = "Genetic principal components (gold.genetic_pcs) and a polygenic score (gold.prs) from silver.genotypes."
+SPEC = JobSpec(
+    name="genetic_features",
+    description="Genetic principal components (gold.genetic_pcs) and a polygenic score (gold.prs) from silver.genotypes.",
+    after=("genomic_qc",),
+    config=("jobs.genetic_features", "jobs.genomic_qc.reference_genome", "jobs.generate.out", "hail.reference_genome"),
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 
 
@@ -51,6 +57,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     if wfile is None:
         log.info("no PRS weights file: gold.prs not written")
         return metrics
+    lake.use_file(wfile)
     weights = spark.read.csv(str(wfile), sep="\t", header=True, schema="contig string, position int, effect_allele string, other_allele string, weight double")
     aligned = features.align_weights(weights, genotypes).cache()
     n_weights, n_matched, n_flipped = weights.count(), aligned.count(), aligned.where("flipped").count()

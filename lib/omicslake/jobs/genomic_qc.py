@@ -20,9 +20,15 @@ from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "genomic_qc"
-DESCRIPTION = "Split multi-allelic sites and run Hail sample/variant QC: silver.sample_qc, variant_qc, genotypes."
+SPEC = JobSpec(
+    name="genomic_qc",
+    description="Split multi-allelic sites and run Hail sample/variant QC: silver.sample_qc, variant_qc, genotypes.",
+    after=("ingest_vcf",),
+    config=("jobs.genomic_qc", "hail.reference_genome"),
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 
 

@@ -25,9 +25,15 @@ from omicslake.config import Config, GwasConfig
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "gwas"
-DESCRIPTION = "Genome-wide association (linear/logistic, covariates, plink2-style or Hail-style missing calls) -> gold.gwas_<name>."
+SPEC = JobSpec(
+    name="gwas",
+    description="Genome-wide association (linear/logistic, covariates, plink2-style or Hail-style missing calls) -> gold.gwas_<name>.",
+    after=("build_cohort", "genomic_qc"),
+    config=("jobs.gwas", "hail.reference_genome"),
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 _TABLE = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
@@ -69,6 +75,7 @@ def load_genotypes(spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig) 
             except Exception as exc:  # noqa: BLE001 - Hail raises plain Java errors
                 raise (vcf.hail_error(path, kind, exc) or exc) from exc
             source = str(path)
+            lake.use_file(path)
         else:
             prefix = Path(c.bfile).expanduser()
             parts = {ext: Path(f"{prefix}.{ext}") for ext in ("bed", "bim", "fam")}
@@ -77,6 +84,8 @@ def load_genotypes(spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig) 
                 raise InputError(f"PLINK fileset {prefix}: missing {', '.join(absent)}")
             mt = hl.import_plink(str(parts["bed"]), str(parts["bim"]), str(parts["fam"]), reference_genome=reference, a2_reference=True)
             source = str(prefix)
+            for p in parts.values():
+                lake.use_file(p)
         mt, skipped = _from_hail(mt, reference)
         samples = mt.s.collect()  # sample ids only
         rows = None
@@ -103,7 +112,9 @@ def _sample_table(lake: Lake, spec: str, id_col: str | None) -> Any:
             raise InputError(f"lake table {spec} has no sample id column {key!r}; columns are {list(frame.columns)}")
         frame = frame.astype({k: str for k in frame.columns}).set_index(key)
         return SampleTable(Path(spec), frame, plink=False)
-    return read_sample_table(spec, id_col)
+    table = read_sample_table(spec, id_col)  # clear errors for a missing or malformed file first
+    lake.use_file(spec)
+    return table
 
 
 def cohort_phenotype(lake: Lake, cohort: str) -> Any:

@@ -27,9 +27,16 @@ from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.io.files import sha256
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "ingest_ehr"
-DESCRIPTION = "Land Synthea CSV, FHIR bulk NDJSON, OMOP CDM CSV and the sample link in bronze (new files only, every line kept)."
+SPEC = JobSpec(
+    name="ingest_ehr",
+    description="Land Synthea CSV, FHIR bulk NDJSON, OMOP CDM CSV and the sample link in bronze (new files only, every line kept).",
+    after=("generate",),
+    config=("jobs.ingest_ehr", "jobs.generate.out"),
+    always_run=True,
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 
 SYNTHEA_TABLES = ("patients", "encounters", "conditions", "observations", "medications", "procedures")

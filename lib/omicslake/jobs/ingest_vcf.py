@@ -27,9 +27,16 @@ from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.io.files import sha256
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "ingest_vcf"
-DESCRIPTION = "Ingest VCF / VCF.bgz files through Hail into bronze.variants and bronze.vcf_samples."
+SPEC = JobSpec(
+    name="ingest_vcf",
+    description="Ingest VCF / VCF.bgz files through Hail into bronze.variants and bronze.vcf_samples.",
+    after=("generate",),
+    config=("jobs.ingest_vcf", "jobs.generate.out", "hail.reference_genome"),
+    always_run=True,
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 
 

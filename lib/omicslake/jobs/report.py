@@ -24,9 +24,16 @@ from pyspark.sql import functions as F
 from omicslake.config import Config
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "report"
-DESCRIPTION = "A self-contained HTML report of the lake: runs, data quality, QC, PCA, GWAS, Table 1, model metrics."
+SPEC = JobSpec(
+    name="report",
+    description="A self-contained HTML report of the lake: runs, data quality, QC, PCA, GWAS, Table 1, model metrics.",
+    after=("gwas", "score", "cluster", "survival"),
+    config=("mlflow",),
+    always_run=True,
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 
 CSS = """body{font-family:system-ui,-apple-system,Segoe UI,sans-serif;margin:2rem auto;max-width:1100px;color:#222}

@@ -19,9 +19,15 @@ from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "score"
-DESCRIPTION = "Score gold.features_<cohort> with a registered MLflow model (version or alias) -> gold.predictions_<model>."
+SPEC = JobSpec(
+    name="score",
+    description="Score gold.features_<cohort> with a registered MLflow model (version or alias) -> gold.predictions_<model>.",
+    after=("train",),
+    config=("jobs.score", "jobs.train.model", "jobs.train.registered_model", "mlflow"),
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 KEYS = ["person_key", "model_version", "input_version"]
 
@@ -42,6 +48,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     except mlflow.exceptions.MlflowException as exc:
         which = f"version {c.version}" if c.version is not None else f"alias {c.alias!r}"
         raise InputError(f"registered model {name!r} has no {which} in {mlflow.get_tracking_uri()}: run train first, or set jobs.score.version/alias") from exc
+    lake.use_model(name, f"version {c.version}" if c.version is not None else f"alias {c.alias}", mv.version)
     table = f"gold.features_{c.cohort}"
     if not lake.exists(table):
         raise InputError(f"{table} does not exist: run build_cohort first")

@@ -28,9 +28,15 @@ from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "survival"
-DESCRIPTION = "Fit a censored time-to-event model (MLlib AFT) on gold.features_<cohort>; held-out concordance index -> gold.survival_<cohort>."
+SPEC = JobSpec(
+    name="survival",
+    description="Fit a censored time-to-event model (MLlib AFT) on gold.features_<cohort>; held-out concordance index -> gold.survival_<cohort>.",
+    after=("build_cohort",),
+    config=("jobs.survival", "mlflow"),
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 
 

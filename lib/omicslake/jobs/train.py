@@ -25,9 +25,15 @@ from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
+from omicslake.jobs.spec import JobSpec
 
-NAME = "train"
-DESCRIPTION = "Train an MLlib model on gold.features_<cohort> (split, tuning, metrics by subgroup), tracked and registered in MLflow."
+SPEC = JobSpec(
+    name="train",
+    description="Train an MLlib model on gold.features_<cohort> (split, tuning, metrics by subgroup), tracked and registered in MLflow.",
+    after=("build_cohort",),
+    config=("jobs.train", "mlflow"),
+)
+NAME = SPEC.name
 log = logging.getLogger(__name__)
 DEFAULT_GRIDS: dict[str, dict[str, list[Any]]] = {
     "logistic": {"regParam": [0.01, 0.03, 0.1, 0.3], "elasticNetParam": [0.0]},

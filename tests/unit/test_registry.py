@@ -1,0 +1,97 @@
+"""The job specs are the one declaration of a job: the DAG, the CLI, the console scripts, the
+spark-submit scripts and the Databricks bundle all agree with them, and each job declares the
+config it reads."""
+
+from __future__ import annotations
+
+import dataclasses
+import importlib
+import re
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from omicslake.config import Config, JobsConfig
+from omicslake.jobs import dag, specs
+from omicslake.jobs.cli import build_parser
+from omicslake.jobs.registry import stale_files
+from omicslake.jobs.spec import config_value
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_checked_in_files_equal_what_the_specs_give() -> None:
+    assert stale_files(REPO) == [], "run `python -m omicslake.jobs.registry` and commit the result"
+
+
+def test_bundle_tasks_are_the_dag_and_every_entry_point_is_a_jobs_main() -> None:
+    bundle = yaml.safe_load((REPO / "databricks.yml").read_text())
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    job = bundle["resources"]["jobs"]["omicslake_pipeline"]
+    tasks = {t["task_key"]: t for t in job["tasks"]}
+    assert {k: tuple(d["task_key"] for d in t.get("depends_on", [])) for k, t in tasks.items()} == dag()
+    for key, t in tasks.items():
+        wheel = t["python_wheel_task"]
+        assert wheel["package_name"] == "omicslake"
+        module, func = scripts[wheel["entry_point"]].split(":")
+        assert module == f"omicslake.jobs.{key}" and func == "main"
+        assert callable(getattr(importlib.import_module(module), func))  # a missing module fails here
+        assert wheel["parameters"][:2] == ["--env", "databricks"]
+        assert t["job_cluster_key"] in {c["job_cluster_key"] for c in job["job_clusters"]}
+    runtime = job["job_clusters"][0]["new_cluster"]["spark_version"]
+    assert runtime.startswith(("15.4.", "16.4.")), runtime  # LTS runtimes with Spark 3.5
+    conf = yaml.safe_load((REPO / "conf" / "databricks.yaml").read_text())
+    assert conf["spark"]["mode"] == "databricks" and "packages" not in str(conf.get("spark", {}))
+    assert set(conf["lake"]["schemas"]) >= {"bronze", "silver", "gold", "quarantine", "ops"}
+
+
+def test_a_bundle_task_for_a_job_that_does_not_exist_is_caught(tmp_path: Path) -> None:
+    for name in ("pyproject.toml", "databricks.yml"):
+        (tmp_path / name).write_text((REPO / name).read_text())
+    (tmp_path / "jobs").mkdir()
+    for p in (REPO / "jobs").glob("*.py"):
+        (tmp_path / "jobs" / p.name).write_text(p.read_text())
+    bundle = tmp_path / "databricks.yml"
+    bundle.write_text(bundle.read_text().replace("entry_point: omicslake-report", "entry_point: omicslake-reports"))
+    (tmp_path / "jobs" / "retired_job.py").write_text("")
+    assert sorted(p.name for p in stale_files(tmp_path)) == ["databricks.yml", "retired_job.py"]
+
+
+def test_cli_offers_exactly_the_jobs_of_the_specs() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if a.dest == "command")  # noqa: SLF001
+    run = sub.choices["run"]
+    choices = next(a for a in run._actions if a.dest == "job").choices  # noqa: SLF001
+    assert list(choices) == list(specs())
+
+
+def test_dag_order_respects_dependencies() -> None:
+    order = list(specs())
+    for name, after in dag().items():
+        assert all(order.index(d) < order.index(name) for d in after), name
+    assert order[0] == "generate" and order[-1] == "report"
+
+
+def test_every_declared_config_path_exists_and_every_job_section_has_a_job() -> None:
+    cfg = Config()
+    for s in specs().values():
+        for path in s.config:
+            config_value(cfg, path)  # raises ConfigError for a path that is not a config key
+    sections = {f.name for f in dataclasses.fields(JobsConfig)}
+    assert sections <= set(specs()), sections - set(specs())
+
+
+_READ = re.compile(r"cfg\.((?:jobs\.[a-z_]+(?:\.[a-z_]+)?)|hail\.[a-z_]+|mlflow)")
+
+
+@pytest.mark.parametrize("name", list(specs()))
+def test_a_job_module_reads_only_the_config_its_spec_declares(name: str) -> None:
+    """Static guard: every cfg.jobs.<x>[.<y>], cfg.hail.<y> and cfg.mlflow in the module's source is
+    covered by a declared path (helpers it calls are declared by hand in the spec)."""
+    s = specs()[name]
+    source = Path(importlib.import_module(s.module).__file__).read_text()  # type: ignore[arg-type]
+    used = set(_READ.findall(source))
+    undeclared = sorted(u for u in used if not any(u == d or u.startswith(d + ".") for d in s.config))
+    assert undeclared == [], f"{s.module} reads {undeclared} but SPEC.config is {s.config}"
