@@ -29,66 +29,66 @@ from omicslake.resources import resource_dir
 
 @dataclass(frozen=True)
 class SparkConfig:
-    mode: Literal["local", "cluster", "databricks"] = "local"
-    master: str | None = "local[2]"
-    app_name: str = "omicslake"
-    driver_memory: str = "6g"
-    shuffle_partitions: int = 4
-    ui: bool = False
-    conf: dict[str, str] = field(default_factory=dict)
+    mode: Literal["local", "cluster", "databricks"] = "local"  # local: a session in this process; cluster: spark-submit's master; databricks: the runtime's session
+    master: str | None = "local[2]"  # Spark master URL in local mode (cluster mode takes spark-submit's)
+    app_name: str = "omicslake"  # the Spark application name
+    driver_memory: str = "6g"  # driver heap in local mode (spark-submit's --driver-memory on a cluster)
+    shuffle_partitions: int = 4  # spark.sql.shuffle.partitions
+    ui: bool = False  # start the Spark UI
+    conf: dict[str, str] = field(default_factory=dict)  # any other Spark settings, key -> value
 
 
 @dataclass(frozen=True)
 class DeltaConfig:
-    version: str = "3.3.2"
-    scala: str = "2.12"
-    maven_repo: str = "https://repo1.maven.org/maven2"
+    version: str = "3.3.2"  # Delta Lake version whose jars are fetched (must match delta-spark)
+    scala: str = "2.12"  # Scala version of the jars
+    maven_repo: str = "https://repo1.maven.org/maven2"  # where the jars come from
     jar_cache: str | None = None  # default: $OMICSLAKE_JAR_CACHE or ~/.cache/omicslake/jars
 
 
 @dataclass(frozen=True)
 class HailConfig:
-    enabled: bool = True
-    reference_genome: Literal["GRCh37", "GRCh38"] = "GRCh38"
+    enabled: bool = True  # initialise Hail on the session (the genomic jobs need it)
+    reference_genome: Literal["GRCh37", "GRCh38"] = "GRCh38"  # default reference of the genomic inputs
     tmp_dir: str | None = None  # default: <lake.root>/_tmp/hail
     log_dir: str | None = None  # default: <lake.root>/_logs
 
 
 @dataclass(frozen=True)
 class LakeConfig:
-    root: str = "./lakehouse"
+    root: str = "./lakehouse"  # the lake's folder; every table, landing/, reports/ and mlflow/ live under it
     # When set, layer L maps to the metastore schema ``<catalog>.<schemas[L] or L>``
     # (Unity Catalog / Hive metastore) instead of a folder under root.
     catalog: str | None = None
-    schemas: dict[str, str] = field(default_factory=dict)
-    layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "ops")
+    schemas: dict[str, str] = field(default_factory=dict)  # layer -> metastore schema (with catalog); default: the layer's name
+    layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "ops")  # the layers a table name may start with
 
 
 @dataclass(frozen=True)
 class MlflowConfig:
     tracking_uri: str | None = None  # default: sqlite:///<lake.root>/mlflow/mlflow.db
-    registry_uri: str | None = None
-    experiment: str = "omicslake"
+    registry_uri: str | None = None  # model registry URI; default: the tracking URI (Databricks: databricks-uc)
+    experiment: str = "omicslake"  # the MLflow experiment the model jobs log to
 
 
 @dataclass(frozen=True)
 class GenerateConfig:
     out: str | None = None  # default: <lake.root>/landing
-    patients: int = 2000
-    samples: int = 600
-    variants: int = 3000
-    seed: int = 42
-    messy: bool = False
-    partitions: int = 4
+    patients: int = 2000  # synthetic patients
+    samples: int = 600  # genotyped samples (a subset of the patients)
+    variants: int = 3000  # variants in the VCF
+    seed: int = 42  # the same seed writes the same files
+    messy: bool = False  # duplicates, malformed lines, mixed units, a second batch with corrections and schema drift
+    partitions: int = 4  # Spark partitions (files) per generated table
 
 
 @dataclass(frozen=True)
 class IngestVcfConfig:
     paths: tuple[str, ...] = ()  # files or globs; default: <landing>/vcf/*.vcf.bgz
     reference_genome: str | None = None  # default: hail.reference_genome; "none" for no reference
-    contig_recoding: dict[str, str] = field(default_factory=dict)
-    allow_plain_gzip: bool = False
-    max_alleles: int = 32
+    contig_recoding: dict[str, str] = field(default_factory=dict)  # contig renames given to Hail, e.g. {'1': 'chr1'}
+    allow_plain_gzip: bool = False  # read a plain-gzip VCF on one core instead of refusing it
+    max_alleles: int = 32  # records with more alleles are quarantined (too_many_alleles)
     text_checks: bool = True  # one light pass over the raw text: undeclared INFO keys, skipped records
     min_partitions: int | None = None  # default: 2 x Spark's default parallelism
 
@@ -96,28 +96,28 @@ class IngestVcfConfig:
 @dataclass(frozen=True)
 class GenomicQcConfig:
     source_files: tuple[str, ...] = ()  # default: the latest ingested file and its shards (same samples)
-    sample_min_call_rate: float = 0.95
-    sample_min_dp_mean: float = 0.0
-    sample_max_het_hom_ratio: float = 10.0
-    variant_min_call_rate: float = 0.95
-    variant_min_maf: float = 0.0
+    sample_min_call_rate: float = 0.95  # samples below fail QC
+    sample_min_dp_mean: float = 0.0  # samples with a lower mean depth fail QC
+    sample_max_het_hom_ratio: float = 10.0  # samples with a higher het/hom-var ratio fail QC
+    variant_min_call_rate: float = 0.95  # variants below fail QC (on the samples that pass)
+    variant_min_maf: float = 0.0  # variants with a lower minor allele frequency fail QC
     variant_min_hwe_p: float = 1e-10  # loose: a multi-ancestry cohort deviates from HWE (Wahlund)
     reference_genome: str | None = None  # default: hail.reference_genome; "none" for no reference
 
 
 @dataclass(frozen=True)
 class GeneticFeaturesConfig:
-    n_pcs: int = 10
-    ld_r2: float = 0.2
-    ld_window_bp: int = 500_000
-    min_maf_for_pca: float = 0.05
+    n_pcs: int = 10  # principal components in gold.genetic_pcs
+    ld_r2: float = 0.2  # LD pruning threshold (r^2) before PCA
+    ld_window_bp: int = 500_000  # LD pruning window
+    min_maf_for_pca: float = 0.05  # variants used for PCA
     prs_weights: str | None = None  # TSV: contig, position, effect_allele, other_allele, weight; default landing/prs/*.tsv
-    prs_name: str = "t2d"
+    prs_name: str = "t2d"  # score_name in gold.prs; the default weights file is landing/prs/<name>_weights.tsv
 
 
 @dataclass(frozen=True)
 class IngestEhrConfig:
-    sources: tuple[Literal["synthea", "fhir", "omop", "sample_link"], ...] = ("synthea", "fhir", "sample_link")
+    sources: tuple[Literal["synthea", "fhir", "omop", "sample_link"], ...] = ("synthea", "fhir", "sample_link")  # which raw sources to land
     synthea_dir: str | None = None  # default <landing>/synthea (batch folders inside)
     fhir_dir: str | None = None  # default <landing>/fhir
     omop_dir: str | None = None  # OMOP CDM 5.4 CSV export (PERSON.csv, VISIT_OCCURRENCE.csv, ...); no default
@@ -130,12 +130,15 @@ class ConformEhrConfig:
     source: Literal["synthea", "fhir", "omop"] = "synthea"  # the system silver is built from (its bronze tables)
     key_env: str = "OMICSLAKE_PSEUDONYM_KEY"  # environment variable holding the HMAC key
     secret_scope: str | None = None  # Databricks: dbutils.secrets.get(secret_scope, secret_key)
-    secret_key: str = "pseudonym-key"
+    secret_key: str = "pseudonym-key"  # the secret's key in secret_scope
     date_shift: bool = False  # shift every date of a patient by the same keyed offset
-    date_shift_max_days: int = 365
+    date_shift_max_days: int = 365  # the keyed offset lies within +/- this many days
     reference_date: str | None = None  # for ages (90+ top-coding); default: today
     concepts: str | None = None  # OMOP CONCEPT.csv; default: schemas/vocab/concept.csv
     units: str | None = None  # default: schemas/vocab/units.yaml
+    # rows read != rows written + quarantined + duplicates: fail the job (restoring the table) or
+    # record it as a failed expectation in ops.dq_results and go on
+    on_mismatch: Literal["fail", "record"] = "fail"
 
 
 @dataclass(frozen=True)
@@ -149,11 +152,11 @@ class BuildCohortConfig:
 class TrainConfig:
     cohort: str = "t2d_incident"  # trains on gold.features_<cohort>
     input_version: int | None = None  # Delta version of the features table (time travel); default: current
-    model: Literal["logistic", "random_forest", "gbt"] = "logistic"
+    model: Literal["logistic", "random_forest", "gbt"] = "logistic"  # the MLlib classifier
     include: tuple[str, ...] = ("*",)  # feature columns (glob patterns)
     exclude: tuple[str, ...] = ("cond_t2d", "charlson_diabetes", "drug_biguanide_*")  # leave out (glob patterns)
-    test_fraction: float = 0.3
-    seed: int = 7
+    test_fraction: float = 0.3  # held-out share of patients (hashed on person_key)
+    seed: int = 7  # seed of the split and the models
     class_weights: bool = True  # balanced weights for the rarer class
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # MLlib param -> values; empty: the model's default grid
     registered_model: str | None = None  # default omicslake_<cohort>_<model>
@@ -171,23 +174,23 @@ class ScoreConfig:
 @dataclass(frozen=True)
 class ClusterConfig:
     cohort: str = "t2d_incident"  # clusters the persons of gold.features_<cohort>
-    algorithm: Literal["kmeans", "bisecting"] = "kmeans"
+    algorithm: Literal["kmeans", "bisecting"] = "kmeans"  # MLlib k-means or bisecting k-means
     k: tuple[int, ...] = (2, 3, 4, 5, 6)  # candidate numbers of clusters; the best silhouette wins
     include: tuple[str, ...] = ("*",)  # feature columns (glob patterns)
     exclude: tuple[str, ...] = ("has_genome", "pc[0-9]*", "prs")  # clinical phenotypes: genetics left out
-    max_iter: int = 50
-    seed: int = 7
+    max_iter: int = 50  # iterations per fit
+    seed: int = 7  # seed of the fits
 
 
 @dataclass(frozen=True)
 class SurvivalConfig:
     cohort: str = "t2d_incident"  # time to the cohort's outcome, censored (gold.cohort_<cohort> time_days, event)
     include: tuple[str, ...] = ("*",)  # feature columns (glob patterns)
-    exclude: tuple[str, ...] = ("cond_t2d", "charlson_diabetes", "drug_biguanide_*")
+    exclude: tuple[str, ...] = ("cond_t2d", "charlson_diabetes", "drug_biguanide_*")  # feature columns left out (glob patterns)
     test_fraction: float = 0.3  # same hashed patient-level split as train
-    seed: int = 7
+    seed: int = 7  # seed of the split and the fit
     registered_model: str | None = None  # default omicslake_<cohort>_aft
-    alias: str | None = "champion"
+    alias: str | None = "champion"  # set on the new version (none: register only)
 
 
 @dataclass(frozen=True)
@@ -197,13 +200,13 @@ class GwasConfig:
     bfile: str | None = None  # a PLINK bed/bim/fam prefix, or (neither) silver.genotypes
     pheno: str | None = None  # .fam / .pheno / TSV / CSV with a sample id column; none: the cohort's label
     cohort: str = "t2d_incident"  # without pheno: gold.cohort_<cohort>.label of consented, linked samples
-    pheno_col: str = "PHENO1"
+    pheno_col: str = "PHENO1"  # phenotype column of the pheno file
     covar: str | None = None  # a file like pheno, or a lake table with sample_id (e.g. gold.genetic_pcs)
-    covar_cols: tuple[str, ...] = ()
+    covar_cols: tuple[str, ...] = ()  # covariate columns of the covar file
     id_col: str | None = None  # default: IID if present, else the first column
-    model: Literal["logistic", "linear"] = "logistic"
+    model: Literal["logistic", "linear"] = "logistic"  # logistic for a binary phenotype, linear for a quantitative one
     missing: Literal["drop", "mean"] = "drop"  # drop: plink2's way; mean: Hail's mean imputation
-    firth: Literal["no", "fallback", "always"] = "fallback"
+    firth: Literal["no", "fallback", "always"] = "fallback"  # Firth's penalised regression: never, when the Wald fit fails (plink2's default), always
     reference_genome: str | None = None  # default: hail.reference_genome; "none" for none
     plots_dir: str | None = None  # default: <lake.root>/reports/gwas_<name>
 
@@ -226,7 +229,7 @@ class JobsConfig:
 
 @dataclass(frozen=True)
 class Config:
-    env: str = "local"
+    env: str = "local"  # the conf/<env>.yaml layered over base (set by --env)
     spark: SparkConfig = field(default_factory=SparkConfig)
     delta: DeltaConfig = field(default_factory=DeltaConfig)
     hail: HailConfig = field(default_factory=HailConfig)
@@ -256,7 +259,7 @@ class Config:
 
 
 def load_config(
-    env: str = "local",
+    env: str = "local",  # the conf/<env>.yaml layered over base (set by --env)
     job: str | None = None,
     conf_files: typing.Sequence[str | Path] = (),
     overrides: typing.Sequence[str] = (),

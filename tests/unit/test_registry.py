@@ -48,15 +48,23 @@ def test_bundle_tasks_are_the_dag_and_every_entry_point_is_a_jobs_main() -> None
 
 
 def test_a_bundle_task_for_a_job_that_does_not_exist_is_caught(tmp_path: Path) -> None:
-    for name in ("pyproject.toml", "databricks.yml"):
+    (tmp_path / "docs").mkdir()
+    for name in ("pyproject.toml", "databricks.yml", "docs/configuration.md"):
         (tmp_path / name).write_text((REPO / name).read_text())
     (tmp_path / "jobs").mkdir()
     for p in (REPO / "jobs").glob("*.py"):
         (tmp_path / "jobs" / p.name).write_text(p.read_text())
     bundle = tmp_path / "databricks.yml"
-    bundle.write_text(bundle.read_text().replace("entry_point: omicslake-report", "entry_point: omicslake-reports"))
+    bundle.write_text(bundle.read_text().replace("entry_point: omicslake-report", "entry_point: omicslake-rep"))
     (tmp_path / "jobs" / "retired_job.py").write_text("")
     assert sorted(p.name for p in stale_files(tmp_path)) == ["databricks.yml", "retired_job.py"]
+
+
+def test_the_configuration_reference_is_current_and_covers_every_key() -> None:
+    text = (REPO / "docs" / "configuration.md").read_text()
+    assert "| `jobs.conform_ehr.on_mismatch` | `Literal['fail', 'record']` | `\"fail\"` |" in text
+    for f in dataclasses.fields(JobsConfig):
+        assert f"## `jobs.{f.name}`" in text
 
 
 def test_cli_offers_exactly_the_jobs_of_the_specs() -> None:

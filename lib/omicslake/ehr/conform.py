@@ -230,6 +230,12 @@ def sample_link_rows(df: DataFrame, d: Deid) -> DataFrame:
     )
 
 
+def death_rows(person: DataFrame) -> DataFrame:
+    """silver.death rows from the silver.person rows that have a death date."""
+    return person.select("person_key", "death_date", *PROVENANCE).withColumn("_malformed", F.lit(False)).withColumn(
+        "_parse_errors", F.array().cast("array<string>")).withColumn("_nk", F.col("person_key"))
+
+
 def dedupe(rows: DataFrame) -> DataFrame:
     """One row per natural key: the latest delivery wins (later batch, then later line).
     Adds _dup (true for the rows that lost)."""

@@ -16,7 +16,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from delta.tables import DeltaTable
 from pyspark.sql import DataFrame, SparkSession
@@ -222,6 +222,20 @@ class Lake:
             conf.unset("spark.databricks.delta.write.txnVersion")
             if merge_schema:
                 conf.unset("spark.databricks.delta.schema.autoMerge.enabled")
+
+    def restore(self, name: str, version: int) -> None:
+        """Put a table back to an earlier version (a new commit with that version's content)."""
+        log.warning("%s: restoring version %d", name, version)
+        self._delta_table(name).restoreToVersion(version)
+
+    def delete_where(self, name: str, condition: Any) -> None:
+        """Delete the rows matching a condition (a Column)."""
+        self._delta_table(name).delete(condition)
+
+    def truncate(self, name: str) -> None:
+        """Delete every row of a table (a new commit; time travel keeps the old rows)."""
+        log.warning("%s: deleting every row", name)
+        self._delta_table(name).delete()
 
     def _last_commit(self, name: str) -> tuple[int, dict[str, str]]:
         """Version and operation metrics of the latest commit, in one read of the log."""

@@ -6,14 +6,16 @@ delivery wins, so a late correction replaces the earlier row), check the expecta
 ``schemas/silver/<table>.yaml`` and MERGE only new or changed rows on the table's key; rows that
 break a quarantine rule go to quarantine.<table>; a ``fail`` rule stops before the table is
 written. Per-run results of every expectation go to ops.dq_results, and the reconciliation
-(rows in = rows out + quarantined + duplicates) to the run's metrics.
+(rows read = rows in silver from this batch + quarantined + duplicates, each side counted from the
+tables themselves) to the run's metrics and ops.dq_results; a mismatch fails the job (see
+``conform_table``).
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,7 +26,7 @@ from pyspark.sql import functions as F
 from omicslake.config import Config
 from omicslake.contracts import Contract, check, enforce, load_contract
 from omicslake.ehr.conform import dedupe, row_hash
-from omicslake.errors import InputError
+from omicslake.errors import InputError, ReconciliationError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
@@ -56,27 +58,55 @@ def _units(cfg: Config, lake: Lake) -> dict[str, Any]:
     return {str(k): v for k, v in yaml.safe_load(path.read_text()).items()}
 
 
-def conform_table(lake: Lake, name: str, rows: DataFrame, contract: Contract, dq: list[tuple[Any, ...]], now: dt.datetime) -> dict[str, int]:
-    """Dedupe, check, write new/changed rows and new quarantine rows; returns the reconciliation."""
+def conform_table(
+    lake: Lake, name: str, source: DataFrame, build: Callable[[DataFrame], DataFrame], contract: Contract,
+    dq: list[tuple[Any, ...]], now: dt.datetime, on_mismatch: str = "fail",
+) -> dict[str, int]:
+    """Build, dedupe, check, write new/changed rows and new quarantine rows; returns the
+    reconciliation, each side counted from what is really there:
+
+    - ``in``: rows of ``source`` (what was read), before anything is built from them;
+    - ``built``, ``duplicates``: rows built, and rows that lost to a later delivery of the same
+      natural key (checked against the distinct natural keys);
+    - ``kept``: rows that passed the checks; ``quarantined``: rows that broke a quarantine rule;
+    - ``out``: after the MERGE, the rows of silver.<name> whose keys came from this batch;
+      ``quarantine_out``: the rows of quarantine.<name> from this batch (by rule, file and line).
+
+    in = built = kept + quarantined + duplicates, out = kept and quarantine_out = quarantined
+    must hold. When one does not, on_mismatch="fail" raises ReconciliationError naming the
+    table and the count (before the write when the checks lost rows; after it, with the table
+    restored to its previous version); "record" logs it and records a failed
+    ``reconciliation`` expectation in ops.dq_results.
+    """
     key = contract.keys[0]
+    target, qtable = f"silver.{name}", f"quarantine.{name}"
     data_cols = [c for c in contract.names if c not in NON_DATA]
-    rows = dedupe(rows).cache()
-    totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long"))).first()
-    n_in, n_dup = int(totals[0]), int(totals[1] or 0)
+    n_read = source.count()
+    rows = dedupe(build(source)).cache()
+    totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long")), F.countDistinct("_nk")).first()
+    n_built, n_dup, n_nk = int(totals[0]), int(totals[1] or 0), int(totals[2])
     result = check(rows.where("NOT _dup").drop("_dup"), contract)
     kept = result.kept.withColumn("run_id", F.lit(lake.run_id)).withColumn("_row_hash", row_hash(data_cols))
-    kept = kept.select(*contract.names).transform(enforce(contract))  # helper columns dropped
+    kept = kept.select(*contract.names).transform(enforce(contract)).cache()  # helper columns dropped
     quarantined = result.quarantined.select(
         F.col(key).alias("row_key"), "rule", "reason", F.to_json(F.struct(*data_cols)).alias("row_json"), "_source_file", "_line", F.lit(lake.run_id).alias("run_id")
     ).cache()
-    n_q = quarantined.count()
-    n_out = n_in - n_dup - n_q
+    n_kept, n_q = kept.count(), quarantined.count()
+    problems = []
+    if n_built != n_read:
+        problems.append(f"{n_read} rows read but {n_built} built from them")
+    if n_dup != n_built - n_nk:
+        problems.append(f"{n_dup} rows marked duplicate but {n_built - n_nk} share a natural key with another")
+    if n_built != n_kept + n_q + n_dup:
+        problems.append(f"{n_built - n_kept - n_q - n_dup} rows missing between the checks and the write "
+                        f"({n_built} built = {n_kept} kept + {n_q} quarantined + {n_dup} duplicates does not hold)")
+    _reconcile(name, problems, on_mismatch, lake, None)
     for e in contract.expectations:
         failed = result.counts.get(e.name, 0)
         outcome = "passed" if failed == 0 else {"warn": "warned", "quarantine": "quarantined", "fail": "failed"}[e.action]
-        dq.append((lake.run_id, f"silver.{name}", e.name, e.kind, e.action, n_in - n_dup, failed, outcome, now))
-    target = f"silver.{name}"
-    if lake.exists(target):
+        dq.append((lake.run_id, target, e.name, e.kind, e.action, n_built - n_dup, failed, outcome, now))
+    before = lake.version(target)
+    if before is not None:
         # Only new or changed rows: a rerun on the same bronze commits nothing.
         changed = kept.join(lake.read(target).select(key, "_row_hash"), [key, "_row_hash"], "left_anti").cache()
         if changed.count():
@@ -84,22 +114,57 @@ def conform_table(lake: Lake, name: str, rows: DataFrame, contract: Contract, dq
         changed.unpersist()
     else:
         lake.write(kept, target, mode="merge", keys=[key])
-    qtable = f"quarantine.{name}"
+    qbefore = lake.version(qtable)
     if n_q:
         qnew = quarantined
-        if lake.exists(qtable):  # rows quarantined by an earlier run are not added again
+        if qbefore is not None:  # rows quarantined by an earlier run are not added again
             qnew = quarantined.join(lake.read(qtable).select("row_key", "rule"), ["row_key", "rule"], "left_anti").cache()
-            n_q_new = qnew.count()
-        else:
-            n_q_new = n_q
-        if n_q_new:
+        if qnew.limit(1).count():
             lake.write(qnew.transform(enforce(load_contract(qtable))), qtable, mode="append")
         qnew.unpersist()
+    # Counted again from the tables as written, independently of the counts above.
+    n_out = lake.read(target).join(kept.select(key).distinct(), key, "left_semi").count()
+    batch_q = quarantined.select("row_key", "rule", "_source_file", "_line").distinct()
+    n_q_out = lake.read(qtable).join(batch_q, ["row_key", "rule", "_source_file", "_line"], "left_semi").count() if n_q else 0
+    problems = []
+    if n_out != n_kept:
+        problems.append(f"{n_kept} rows kept but {n_out} rows with their keys in {target} after the write")
+    if n_q_out != n_q:
+        problems.append(f"{n_q} rows quarantined but {n_q_out} of them in {qtable} after the write")
+    _reconcile(name, problems, on_mismatch, lake, {target: before, qtable: qbefore})
+    dq.append((lake.run_id, target, "reconciliation", "reconciliation", "fail" if on_mismatch == "fail" else "warn",
+               n_read, abs(n_read - n_out - n_q - n_dup), "passed" if n_read == n_out + n_q + n_dup else "failed", now))
     result.release()
     rows.unpersist()
+    kept.unpersist()
     quarantined.unpersist()
-    log.info("silver.%s: %d rows in = %d out + %d quarantined + %d duplicates", name, n_in, n_out, n_q, n_dup)
-    return {"in": n_in, "out": n_out, "quarantined": n_q, "duplicates": n_dup}
+    log.info("%s: %d rows in = %d out + %d quarantined + %d duplicates", target, n_read, n_out, n_q, n_dup)
+    return {"in": n_read, "out": n_out, "quarantined": n_q, "duplicates": n_dup}
+
+
+def _reconcile(name: str, problems: list[str], on_mismatch: str, lake: Lake, restore: dict[str, int | None] | None) -> None:
+    """Act on reconciliation problems: raise (restoring the tables written, if any), or log."""
+    if not problems:
+        return
+    msg = f"silver.{name}: rows lost or invented: " + "; ".join(problems)
+    if on_mismatch != "fail":
+        log.error("%s (jobs.conform_ehr.on_mismatch=record: recorded as a failed expectation)", msg)
+        return
+    restored = []
+    for table, version in (restore or {}).items():
+        now = lake.version(table)
+        if now is not None and now != version:
+            if version is None:  # created by this run: emptied (a table's first version cannot be undone)
+                lake.truncate(table)
+                restored.append(f"{table} (new) emptied")
+            else:
+                lake.restore(table, version)
+                restored.append(f"{table} restored to version {version}")
+    raise ReconciliationError(
+        msg + (f". {', '.join(restored)}." if restored else ". Nothing was written.")
+        + " This is a bug in omicslake or in a custom rule: report it with the run id; "
+        "set jobs.conform_ehr.on_mismatch=record to write and record it instead."
+    )
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
@@ -138,12 +203,11 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     patients = bronze("patients")
     assert patients is not None
-    person_rows = C.person_rows(patients, d)
-    recon["person"] = conform_table(lake, "person", person_rows, load_contract("silver.person"), dq, now)
+    mismatch = c.on_mismatch
+    recon["person"] = conform_table(lake, "person", patients, lambda df: C.person_rows(df, d), load_contract("silver.person"), dq, now, mismatch)
     person = lake.read("silver.person")
-    death = person.where(F.col("death_date").isNotNull()).select("person_key", "death_date", *C.PROVENANCE).withColumn(
-        "_malformed", F.lit(False)).withColumn("_parse_errors", F.array().cast("array<string>")).withColumn("_nk", F.col("person_key"))
-    recon["death"] = conform_table(lake, "death", death, load_contract("silver.death"), dq, now)
+    died = person.where(F.col("death_date").isNotNull())
+    recon["death"] = conform_table(lake, "death", died, C.death_rows, load_contract("silver.death"), dq, now, mismatch)
     builders = [
         ("visit_occurrence", "encounters", lambda df: C.visit_rows(df, d)),
         ("condition_occurrence", "conditions", lambda df: C.condition_rows(df, d, concepts)),
@@ -151,15 +215,16 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         ("drug_exposure", "medications", lambda df: C.drug_rows(df, d, concepts)),
         ("procedure_occurrence", "procedures", lambda df: C.procedure_rows(df, d, concepts)),
     ]
-    facts: list[tuple[str, DataFrame]] = []
+    facts: list[tuple[str, DataFrame, Callable[[DataFrame], DataFrame]]] = []
     for table, source_table, build in builders:
         src = bronze(source_table)
         if src is not None:
-            facts.append((table, build(src)))
+            facts.append((table, src, build))
     if lake.exists("bronze.sample_link"):
-        facts.append(("sample_link", C.sample_link_rows(lake.read("bronze.sample_link"), d)))
-    for name, rows in facts:
-        recon[name] = conform_table(lake, name, C.with_person(rows, person), load_contract(f"silver.{name}"), dq, now)
+        facts.append(("sample_link", lake.read("bronze.sample_link"), lambda df: C.sample_link_rows(df, d)))
+    for name, src, build in facts:
+        recon[name] = conform_table(lake, name, src, lambda df, b=build: C.with_person(b(df), person),  # type: ignore[misc]
+                                    load_contract(f"silver.{name}"), dq, now, mismatch)
     lake.write(spark.createDataFrame(dq, load_contract("ops.dq_results").struct()), "ops.dq_results", mode="append")
     concept_table.unpersist()
     metrics: dict[str, Any] = {f"{t}_{k}": v for t, r in recon.items() for k, v in r.items()}

@@ -23,9 +23,10 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.contracts import enforce, load_contract
-from omicslake.errors import InputError
+from omicslake.errors import InputError, ReconciliationError
+from omicslake.io import ledger
 from omicslake.io.delta import Lake
-from omicslake.io.files import sha256
+from omicslake.io.files import blank_lines, sha256_and_lines
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
 
@@ -130,12 +131,16 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             for r in lake.read(table).select("_source_file", "_file_sha256").distinct().collect():  # one row per file
                 seen.setdefault(r[0], set()).add(r[1])
         known_shas = {s for v in seen.values() for s in v}
+        in_ledger = ledger.known(lake, table)
         parts: list[DataFrame] = []
         new_files = []
+        backfill = []
         for source, fmt, path in files:
-            digest = sha256(path)
+            digest, n_lines = sha256_and_lines(path)
             if digest in known_shas:
                 stats["files_known"] += 1
+                if digest not in in_ledger:  # a run killed between the rows and the ledger row
+                    backfill.append((source, path, digest, path.parent.name, n_lines))
                 continue
             if str(path) in seen and not c.reingest_changed:
                 stats["files_changed"] += 1
@@ -152,29 +157,47 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 F.lit(now).cast("timestamp").alias("_ingested_at"),
             )
             parts.append(df)
-            new_files.append((source, path, digest, batch))
+            # data lines, counted in the file itself: the bronze rows must equal them
+            expected = n_lines - (blank_lines(path) if fmt == "ndjson" else min(n_lines, 1))
+            new_files.append((source, path, digest, batch, expected))
+        if backfill:
+            counts = {r[0]: (int(r[1]), int(r[2])) for r in lake.read(table).where(F.col("_file_sha256").isin([b[2] for b in backfill]))
+                      .groupBy("_file_sha256").agg(F.count("*"), F.count("_rescued")).collect()}
+            for source, path, digest, batch, n_lines in backfill:
+                n, rescued = counts[digest]
+                manifest_rows.append(ledger.row(table, source, str(path), digest, path.stat().st_size, batch, n, None, rescued, lake.run_id, now))
         if not parts:
             continue
         union = parts[0]
         for p in parts[1:]:
             union = union.unionByName(p)
+        before = lake.version(table)
         out = lake.write(union.transform(enforce(contract)), table, mode="append")
         per_file = {
             r[0]: (int(r[1]), int(r[2]))
-            for r in lake.read(table).where(F.col("_file_sha256").isin([d for _, _, d, _ in new_files]))
+            for r in lake.read(table).where(F.col("_file_sha256").isin([f[2] for f in new_files]))
             .groupBy("_file_sha256").agg(F.count("*"), F.count("_rescued")).collect()
         }
-        for source, path, digest, batch in new_files:
+        lost = [(p, e, per_file.get(d, (0, 0))[0]) for _, p, d, _, e in new_files if per_file.get(d, (0, 0))[0] != e]
+        if lost:
+            if before is None:
+                lake.truncate(table)
+            else:
+                lake.restore(table, before)
+            raise ReconciliationError(
+                f"{table}: " + "; ".join(f"{p}: {e} data lines in the file but {n} rows in bronze" for p, e, n in lost[:5])
+                + f". {table} was put back as it was; nothing of these files is in the lake. A line the reader splits "
+                "differently (a lone carriage return inside a field?) is the usual cause: fix the file and rerun."
+            )
+        for source, path, digest, batch, expected in new_files:
             n, rescued = per_file.get(digest, (0, 0))
-            manifest_rows.append((table, source, str(path), digest, path.stat().st_size, batch, n, rescued, lake.run_id, now))
+            manifest_rows.append((table, source, str(path), digest, path.stat().st_size, batch, n, expected, rescued, lake.run_id, now))
             stats["rows"] += n
             stats["rescued_rows"] += rescued
             log.info("%s -> %s: %d rows (%d rescued)", path.name, table, n, rescued)
         stats["files_new"] += len(new_files)
         log.info("%s: %d new file(s), %d rows committed as version %s", table, len(new_files), out.rows, out.version)
-    if manifest_rows:
-        m = load_contract("ops.ingested_files")
-        lake.write(spark.createDataFrame(manifest_rows, m.struct()), "ops.ingested_files", mode="merge", keys=list(m.keys))
+    ledger.record(lake, manifest_rows)
     if changed:
         stats["changed_files"] = changed[:20]
     return stats

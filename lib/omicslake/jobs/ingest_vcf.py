@@ -4,9 +4,12 @@ and bronze.vcf_samples.
 A path ending in .bed is a PLINK fileset (the .bim and .fam beside it; A2 is taken as REF, as
 plink2 writes it); anything else is a VCF.
 
-Each file is fingerprinted (SHA-256); a file already in bronze.vcf_samples is skipped, so
-ingesting the same file twice adds nothing. Each file is one Delta commit per table, carrying
-the run's transaction id, so a rerun of a killed run skips what it had committed.
+Each file is fingerprinted (SHA-256) and recorded in ops.ingested_files after its rows, whatever
+it holds (a sites-only VCF has no samples but is recorded all the same); a file already there is
+skipped, so ingesting the same file twice adds nothing. A file whose rows a killed run committed
+without its ledger row is cleaned out and ingested again whole. The records counted in the text
+must equal the rows in bronze plus the records Hail could not parse (quarantined), or the file's
+rows are taken out again and the job fails.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.contracts import enforce, load_contract
-from omicslake.errors import InputError
+from omicslake.errors import InputError, ReconciliationError
+from omicslake.io import ledger
 from omicslake.io.delta import Lake
 from omicslake.io.files import sha256
 from omicslake.jobs.base import job_main
@@ -38,6 +42,8 @@ SPEC = JobSpec(
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)
+# The tables a file's rows go to, with the column holding the file's digest.
+_FILE_TABLES = {"bronze.variants": "file_sha256", "bronze.vcf_samples": "file_sha256", "quarantine.vcf_variants": "file_sha256"}
 
 
 def input_files(cfg: Config) -> list[Path]:
@@ -63,9 +69,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     reference = c.reference_genome or cfg.hail.reference_genome
     reference = None if reference.lower() == "none" else reference
     parts = c.min_partitions or 2 * spark.sparkContext.defaultParallelism
-    done: set[str] = set()
-    if lake.exists("bronze.vcf_samples"):
-        done = {r[0] for r in lake.read("bronze.vcf_samples").select("file_sha256").distinct().collect()}
+    done = ledger.known(lake, "bronze.variants")
     variants_contract = load_contract("bronze.variants")
     samples_contract = load_contract("bronze.vcf_samples")
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -86,6 +90,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             log.info("%s: already ingested (sha256 %s...), skipped", path.name, digest[:12])
             stats["skipped_files"] += 1
             continue
+        ledger.discard_partial(lake, digest, _FILE_TABLES)
         header = vcf.check_header(path, kind)
         try:
             records = vcf.text_records(path, kind, parts)
@@ -125,7 +130,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             lake.read("bronze.variants")
             .where((F.col("file_sha256") == digest) & F.col("_invalid_rule").isNotNull())
             .select(
-                "source_file", "contig", "position", "ref", "alts",
+                "source_file", "file_sha256", "contig", "position", "ref", "alts",
                 F.col("_invalid_rule").alias("rule"), F.col("_invalid_reason").alias("reason"), F.lit(lake.run_id).alias("run_id"),
             )
         )
@@ -134,13 +139,26 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             kept = lake.read("bronze.variants").where(F.col("file_sha256") == digest).select("contig", "position", "ref")
             text = records.key_by().select("contig", "position", "ref").to_spark()
             skipped = text.join(kept, ["contig", "position", "ref"], "left_anti").select(
-                F.lit(str(path)).alias("source_file"), "contig", "position", "ref", F.lit(None).cast("array<string>").alias("alts"),
+                F.lit(str(path)).alias("source_file"), F.lit(digest).alias("file_sha256"), "contig", "position", "ref", F.lit(None).cast("array<string>").alias("alts"),
                 F.lit("unparsed_record").alias("rule"),
                 F.lit("Hail skipped this record while reading (invalid REF/ALT or malformed fields)").alias("reason"),
                 F.lit(lake.run_id).alias("run_id"),
             )
             bad = bad.unionByName(skipped)
-        q = lake.write(bad, "quarantine.vcf_variants", mode="append")
+        q = lake.write(bad, "quarantine.vcf_variants", mode="append", merge_schema=True)
+        if n_text is not None:
+            # Counted again from the tables as written: text records = bronze rows + unparsed records.
+            n_unparsed = lake.read("quarantine.vcf_variants").where(
+                (F.col("file_sha256") == digest) & (F.col("rule") == "unparsed_record")).count()
+            if n_text != n_variants + n_unparsed:
+                ledger.discard_partial(lake, digest, _FILE_TABLES)
+                raise ReconciliationError(
+                    f"{path}: {n_text} records in the text but {n_variants} rows in bronze.variants and {n_unparsed} "
+                    "unparsed records in quarantine.vcf_variants; the file's rows were taken out again. Report this "
+                    "with the file (a record Hail reads differently from its text)."
+                )
+        ledger.record(lake, [ledger.row("bronze.variants", "vcf", str(path), digest, path.stat().st_size, path.parent.name,
+                                        n_variants, n_text, 0, lake.run_id, now)])
         stats["files"] += 1
         stats["variants"] += n_variants
         stats["invalid_records"] += q.rows
@@ -166,6 +184,7 @@ def _ingest_plink(spark: SparkSession, lake: Lake, bed: Path, reference: str | N
         log.info("%s: already ingested, skipped", bed.name)
         stats["skipped_files"] += 1
         return
+    ledger.discard_partial(lake, digest, _FILE_TABLES)
     mt = hl.import_plink(str(bed), str(bim), str(fam), reference_genome=reference, a2_reference=True, min_partitions=parts)
     mt = mt.annotate_rows(qual=hl.missing(hl.tfloat64), filters=hl.missing(hl.tset(hl.tstr)), info=hl.struct())
     samples = mt.s.collect()  # sample ids only
@@ -177,6 +196,9 @@ def _ingest_plink(spark: SparkSession, lake: Lake, bed: Path, reference: str | N
     written = lake.write(df, "bronze.variants", mode="append")
     rows = [(s, i, str(bed), digest, reference, written.rows, lake.run_id, now) for i, s in enumerate(samples)]
     lake.write(spark.createDataFrame(rows, samples_contract.struct()), "bronze.vcf_samples", mode="append")
+    size = sum(p.stat().st_size for p in (bed, bim, fam))
+    ledger.record(lake, [ledger.row("bronze.variants", "plink", str(bed), digest, size, bed.parent.name, written.rows, None, 0,
+                                    lake.run_id, now)])
     stats["files"] += 1
     stats["variants"] += written.rows
     log.info("%s: %d variants, %d samples (PLINK)", bed.name, written.rows, len(samples))

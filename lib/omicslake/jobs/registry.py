@@ -2,7 +2,7 @@
 
 From ``omicslake.jobs.specs()`` come: the console scripts of pyproject.toml (one per job, the
 Databricks wheel entry points), the spark-submit scripts ``jobs/<job>.py``, and the tasks of the
-Databricks bundle (``databricks.yml``). ``python -m omicslake.jobs.registry`` rewrites them
+Databricks bundle (``databricks.yml``); and, from the config classes, docs/configuration.md. ``python -m omicslake.jobs.registry`` rewrites them
 after a job is added or its dependencies change; ``--check`` only says what differs (and exits 1),
 which is what tests/unit/test_registry.py asserts never happens.
 """
@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from omicslake import config_doc
 from omicslake.jobs import specs
 from omicslake.jobs.spec import JobSpec
 
@@ -79,6 +80,7 @@ def expected_files(repo: Path) -> dict[Path, str]:
     out[pyproject] = _replace_block(pyproject.read_text(), SCRIPTS_BEGIN, SCRIPTS_END, scripts_block(), str(pyproject))
     bundle = repo / "databricks.yml"
     out[bundle] = _replace_block(bundle.read_text(), TASKS_BEGIN, TASKS_END, tasks_block(), str(bundle))
+    out[repo / "docs" / "configuration.md"] = config_doc.markdown()  # derived from the config classes, likewise
     return out
 
 

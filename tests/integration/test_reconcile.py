@@ -1,0 +1,75 @@
+"""conform_ehr's reconciliation is counted, not computed: a row silently dropped before or during
+the write is caught, the job fails naming the table and the count, and the table is left as it
+was. (The identity on real data is tests/integration/test_ehr.py's reconciliation test.)"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import re
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.errors import ReconciliationError
+from omicslake.io.delta import Lake
+from omicslake.jobs import conform_ehr
+from omicslake.jobs.base import execute
+
+
+def _bronze_copy(ehr_lake: dict[str, Any], tmp_path: Path) -> Config:
+    clean: Config = ehr_lake["cfg"]
+    shutil.copytree(Path(clean.lake.root) / "bronze", tmp_path / "lake" / "bronze")
+    return clean.replace(**{"lake.root": str(tmp_path / "lake")})
+
+
+def test_a_row_dropped_after_the_checks_fails_before_anything_is_written(
+        spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _bronze_copy(ehr_lake, tmp_path)
+    real = conform_ehr.check
+
+    def dropping(df, contract):  # type: ignore[no-untyped-def]
+        result = real(df, contract)
+        if contract.table != "silver.person":
+            return result
+        return dataclasses.replace(result, kept=result.kept.where(F.col("_line") != 2))  # a filter slipped in
+
+    monkeypatch.setattr(conform_ehr, "check", dropping)
+    with pytest.raises(ReconciliationError) as err:
+        execute(spark, cfg, "conform_ehr", run_id="drop1")
+    m = re.search(r"silver\.person: rows lost or invented: (\d+) rows missing between the checks and the write", str(err.value))
+    assert m and int(m.group(1)) >= 1, str(err.value)
+    assert "Nothing was written" in str(err.value)
+    assert not Lake(spark, cfg).exists("silver.person")
+
+
+def test_a_row_lost_in_the_write_fails_and_the_table_is_put_back(
+        spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    cfg = _bronze_copy(ehr_lake, tmp_path)
+    real = Lake.write
+
+    def lossy(self, df, name, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if name == "silver.person":
+            df = df.where(F.col("_line") != 2)
+        return real(self, df, name, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "write", lossy)
+    with pytest.raises(ReconciliationError, match=r"silver\.person: rows lost or invented: (\d+) rows kept but (\d+) rows with their "
+                       r"keys in silver\.person after the write.*silver\.person \(new\) emptied"):
+        execute(spark, cfg, "conform_ehr", run_id="lose1")
+    monkeypatch.undo()
+    assert Lake(spark, cfg).read("silver.person").count() == 0
+    assert not Lake(spark, cfg).exists("silver.visit_occurrence")
+
+
+def test_record_policy_logs_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level(logging.ERROR):
+        conform_ehr._reconcile("person", ["3 rows missing"], "record", None, None)  # type: ignore[arg-type]  # noqa: SLF001
+    assert "silver.person: rows lost or invented: 3 rows missing" in caplog.text
+    with pytest.raises(ReconciliationError, match="3 rows missing. Nothing was written"):
+        conform_ehr._reconcile("person", ["3 rows missing"], "fail", None, None)  # type: ignore[arg-type]  # noqa: SLF001
