@@ -10,14 +10,12 @@ import csv
 import datetime as dt
 import hashlib
 import json
-import shutil
 import subprocess
 from collections import Counter, defaultdict
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import pytest
 from pyspark.sql import SparkSession
 
 SYNTHEA_HEADERS = {
@@ -40,6 +38,7 @@ from conftest import MESSY_PATIENTS as PATIENTS
 from conftest import MESSY_SAMPLES as SAMPLES
 from conftest import MESSY_VARIANTS as VARIANTS
 from conftest import generate_cli as _generate
+from conftest import require_tool
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -83,12 +82,11 @@ def test_headers_equal_synthea(messy: tuple[Path, dict[str, Any]]) -> None:
 
 def test_vcf_accepted_by_bcftools(messy: tuple[Path, dict[str, Any]]) -> None:
     out, m = messy
-    if not shutil.which("bcftools"):
-        pytest.skip("bcftools not installed (./dev test installs it)")
+    bcftools = require_tool("bcftools")
     vcf = out / "vcf/cohort.vcf.bgz"
-    samples = subprocess.run(["bcftools", "query", "-l", str(vcf)], capture_output=True, text=True, check=True).stdout.split()
+    samples = subprocess.run([bcftools, "query", "-l", str(vcf)], capture_output=True, text=True, check=True).stdout.split()
     assert len(samples) == SAMPLES == m["genome"]["samples"]
-    body = subprocess.run(["bcftools", "view", "-H", str(vcf)], capture_output=True, text=True, check=True).stdout.splitlines()
+    body = subprocess.run([bcftools, "view", "-H", str(vcf)], capture_output=True, text=True, check=True).stdout.splitlines()
     assert len(body) == VARIANTS
     multi = sum(1 for line in body if "," in line.split("\t")[4])
     assert multi == m["genome"]["multiallelic_sites"] > 0
@@ -201,9 +199,10 @@ def test_fhir_resources_parse_with_needed_fields(messy: tuple[Path, dict[str, An
 
 def test_manifest_lists_causal_variants_present_in_vcf(messy: tuple[Path, dict[str, Any]]) -> None:
     out, m = messy
+    bcftools = require_tool("bcftools")
     causal = m["genome"]["causal_variants"]
     assert len(causal) == 5
-    text = subprocess.run(["bcftools", "view", "-H", str(out / "vcf/cohort.vcf.bgz")], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run([bcftools, "view", "-H", str(out / "vcf/cohort.vcf.bgz")], capture_output=True, text=True, check=True).stdout
     sites = {(f[0], int(f[1]), f[3], f[4]) for f in (line.split("\t")[:5] for line in text.splitlines())}
     for c in causal:
         assert (c["contig"], c["position"], c["ref"], c["alt"]) in sites

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import shutil
+import math
 import subprocess
 from pathlib import Path
 
@@ -10,6 +10,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from conftest import require_tool
 from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
@@ -39,6 +40,42 @@ QUARANTINED = {
     "sample_bad_AD.vcf": ("ad_length", 1, 1),
     "test_withNanGenotype.vcf": ("nan_gp", 3, 3),
 }
+
+
+RULES = Path(__file__).resolve().parents[1] / "data" / "vcf" / "rules"
+# (file, POS) -> (rule, reason) of every record that breaks a rule, worked out by hand from the
+# files' text (tests/data/vcf/rules); every other record of those files (QUAL 0, 1e6 or ".", DP 0
+# or ".", GQ 0 or ".") breaks none. QUAL is spelled NaN / Infinity / -Infinity, the spellings Hail
+# parses; htslib's nan / inf stop the file with an InputError naming the line (test_withInfQual.vcf).
+PLANTED = {
+    ("negative_dp.vcf", 200): ("negative_dp", "DP is negative in 1 sample(s)"),  # DP -3 in S2
+    ("negative_gq.vcf", 200): ("negative_gq", "GQ is negative in 2 sample(s)"),  # GQ -1 in S1, -7 in S3
+    ("qual_not_finite.vcf", 200): ("qual_not_finite", "QUAL is NaN"),
+    ("qual_not_finite.vcf", 300): ("qual_not_finite", "QUAL is Infinity"),
+    ("qual_not_finite.vcf", 400): ("qual_not_finite", "QUAL is -Infinity"),  # not finite before negative
+}
+
+
+def test_record_rules_flag_exactly_the_planted_records(spark: SparkSession, cfg: Config) -> None:
+    """Negative DP, negative GQ and non-finite QUAL (NaN, Infinity, -Infinity), one small VCF per rule with
+    clean records beside the planted ones, through the real ingest_vcf job."""
+    files = sorted(RULES.glob("*.vcf"))
+    assert {p.name for p in files} == {f for f, _ in PLANTED}
+    result = ingest(spark, cfg, *files)
+    assert result.status == "succeeded"
+    lake = Lake(spark, cfg)
+    q = lake.read("quarantine.vcf_variants").collect()
+    assert {(Path(r.source_file).name, r.position): (r.rule, r.reason) for r in q} == PLANTED
+    assert len(q) == len(PLANTED) == result.metrics["invalid_records"]
+    # Every record of the text is in bronze, as delivered; the planted ones carry the same rule, no other does.
+    text = {(p.name, int(line.split("\t")[1])) for p in files for line in p.read_text().splitlines() if line and not line.startswith("#")}
+    rows = {(Path(r.source_file).name, r.position): r for r in lake.read("bronze.variants").collect()}
+    assert set(rows) == text and len(text) == 12
+    assert {k: (r._invalid_rule, r._invalid_reason) for k, r in rows.items() if r._invalid_rule is not None} == PLANTED
+    assert rows[("negative_dp.vcf", 200)].dp == [12, -3, 9] and rows[("negative_gq.vcf", 200)].gq == [-1, 30, -7]
+    qual = {pos: rows[("qual_not_finite.vcf", pos)].qual for pos in (100, 200, 300, 400, 500, 600)}
+    assert math.isnan(qual[200]) and (qual[300], qual[400]) == (math.inf, -math.inf)
+    assert (qual[100], qual[500], qual[600]) == (0.0, None, 1e6)
 
 
 def test_every_malformed_file_is_accounted_for(external: Path) -> None:
@@ -115,10 +152,10 @@ def test_plain_gzip_allowed_on_request(spark: SparkSession, cfg: Config, externa
     assert result.metrics["variants"] == 1
 
 
-@pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 not installed (./dev test installs it)")
 def test_plink_fileset_lands_with_the_same_calls_as_its_vcf(spark: SparkSession, cfg: Config, external: Path, tmp_path: Path) -> None:
+    plink2 = require_tool("plink2")
     vcf_path = external / "vcf" / "sample.vcf"
-    subprocess.run(["plink2", "--vcf", str(vcf_path), "--max-alleles", "2", "--make-bed", "--out", str(tmp_path / "s")], check=True, capture_output=True)
+    subprocess.run([plink2, "--vcf", str(vcf_path), "--max-alleles", "2", "--make-bed", "--out", str(tmp_path / "s")], check=True, capture_output=True)
     n_bim = len((tmp_path / "s.bim").read_text().splitlines())
     result = ingest(spark, cfg, vcf_path, tmp_path / "s.bed", ref="GRCh37")
     assert result.status == "succeeded"
