@@ -3,6 +3,8 @@
 HMAC-SHA256 is computed from Spark's own sha2 (RFC 2104: H((K ^ opad) || H((K ^ ipad) || m))),
 so pseudonyms need no Python UDF and agree with Python's ``hmac`` byte for byte (tested).
 The key comes from the environment or a Databricks secret scope; there is no default key.
+Top-coding (``conform.person_rows``) reads the birth date after the shift: an age of 90 or more at
+the reference date sets the birth date to the reference date minus 90 years (``age_90_plus``).
 """
 
 from __future__ import annotations
@@ -68,6 +70,12 @@ def shift_days(key: bytes, patient_id: Column, max_days: int) -> Column:
 
 
 def zip3(zip_code: Column) -> Column:
+    """The first three digits of a ZIP code, ``000`` for the restricted prefixes of ``SMALL_ZIP3``.
+
+    The value must start (after blanks) with 3 to 5 digits: ``02139``, ``02139-4307`` and ``021394307``
+    give ``021``; 3 or 4 digits are a ZIP whose leading zeros were lost on the way (``2139`` is 02139,
+    ``601`` is 00601). Anything else (``MA 02139``, ``ABCDE``, ``12``, empty, null) gives null.
+    """
     z = F.lpad(F.regexp_extract(zip_code, r"^\s*(\d{3,5})", 1), 5, "0")
     three = F.substring(z, 1, 3)
     return F.when(F.length(F.regexp_extract(zip_code, r"^\s*(\d{3,5})", 1)) == 0, F.lit(None)).when(
