@@ -61,7 +61,8 @@ class LakeConfig:
     # (Unity Catalog / Hive metastore) instead of a folder under root.
     catalog: str | None = None
     schemas: dict[str, str] = field(default_factory=dict)  # layer -> metastore schema (with catalog); default: the layer's name
-    layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "ops")  # the layers a table name may start with
+    layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "ops")
+    enforce_contracts: bool = True  # every write is checked against its table's contract in schemas/ (off: ad-hoc tables)  # the layers a table name may start with
 
 
 @dataclass(frozen=True)

@@ -13,7 +13,8 @@ Actions: ``warn`` (count only), ``quarantine`` (the row goes to quarantine.<tabl
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass, field
+import re
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -37,6 +38,16 @@ class ColumnSpec:
     name: str
     type: str
     nullable: bool = True
+    phi: str = "none"
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class PatternSpec:
+    """Columns whose names come from config (features, PCs): a glob and the type they all have."""
+
+    pattern: str
+    type: str
     phi: str = "none"
     description: str = ""
 
@@ -97,6 +108,33 @@ class Contract:
     source: str = ""
     allow_extra: bool = False
     partition_by: tuple[str, ...] = field(default=())
+    patterns: tuple[PatternSpec, ...] = ()
+
+    def validate(self, schema: T.StructType) -> None:
+        """ContractError naming the table and column unless every column of schema is declared
+        (by name or pattern) with the declared type, and every declared column is there."""
+        import fnmatch
+
+        declared = {c.name: c for c in self.columns}
+        expected = {f.name: f.dataType for f in self.struct().fields}
+        problems = []
+        for f in schema.fields:
+            if f.name in declared:
+                if f.dataType != expected[f.name]:
+                    problems.append(f"column {f.name} is {f.dataType.simpleString()}, the contract says {declared[f.name].type}")
+                continue
+            pat = next((p for p in self.patterns if fnmatch.fnmatchcase(f.name, p.pattern)), None)
+            if pat is None:
+                if not self.allow_extra:
+                    problems.append(f"column {f.name} ({f.dataType.simpleString()}) is not in the contract")
+            elif f.dataType != T._parse_datatype_string(pat.type):  # noqa: SLF001
+                problems.append(f"column {f.name} is {f.dataType.simpleString()}, the contract says {pat.type} (pattern {pat.pattern})")
+        missing = [n for n in declared if n not in schema.fieldNames()]
+        if missing:
+            problems.append(f"column(s) {missing} missing")
+        if problems:
+            raise ContractError(f"{self.table}: " + "; ".join(problems) + f" (contract {self.source}): declare the "
+                                "column there with its type and PHI class, or do not write it")
 
     @property
     def names(self) -> list[str]:
@@ -117,21 +155,37 @@ class Contract:
         return [c.name for c in self.columns if c.phi in classes]
 
 
-def load_contract(table: str, schemas_dir: Path | None = None) -> Contract:
-    """The contract of ``<layer>.<table>`` from ``schemas/<layer>/<table>.yaml``."""
+def contract_path(table: str, schemas_dir: Path | None = None) -> Path | None:
+    """``schemas/<layer>/<table>.yaml``, or the template that names it: ``features_{cohort}.yaml``
+    is the contract of every ``gold.features_<cohort>``. None when there is neither."""
     layer, _, name = table.partition(".")
-    path = (schemas_dir or resource_dir("schemas")) / layer / f"{name}.yaml"
-    if not path.exists():
-        raise ContractError(f"no contract for {table}: {path} does not exist")
+    folder = (schemas_dir or resource_dir("schemas")) / layer
+    exact = folder / f"{name}.yaml"
+    if exact.exists():
+        return exact
+    for template in sorted(folder.glob("*{*}*.yaml")):
+        regex = re.sub(r"\\\{[a-z_]+\\\}", "[A-Za-z0-9_]+", re.escape(template.stem))
+        if re.fullmatch(regex, name):
+            return template
+    return None
+
+
+def load_contract(table: str, schemas_dir: Path | None = None) -> Contract:
+    """The contract of ``<layer>.<table>`` from ``schemas/<layer>/<table>.yaml`` (or its template)."""
+    layer, _, name = table.partition(".")
+    path = contract_path(table, schemas_dir)
+    if path is None:
+        raise ContractError(f"no contract for {table}: {(schemas_dir or resource_dir('schemas')) / layer / (name + '.yaml')} does not exist")
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
         raise ContractError(f"{path}: not valid YAML ({exc})") from exc
-    return parse_contract(raw, table, str(path))
+    contract = parse_contract(raw, table, str(path))
+    return replace(contract, table=table) if "{" in path.stem else contract
 
 
 def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") -> Contract:
-    known = {"table", "description", "columns", "keys", "expectations", "allow_extra", "partition_by"}
+    known = {"table", "description", "columns", "keys", "expectations", "allow_extra", "partition_by", "patterns"}
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ContractError(f"{source}: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
@@ -148,6 +202,14 @@ def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") ->
             raise ContractError(f"{source}: column {c['name']}: phi must be one of {PHI_CLASSES}, got {phi!r}")
         cols.append(ColumnSpec(c["name"], str(c["type"]), bool(c.get("nullable", True)), phi, c.get("description", "")))
     names = {c.name for c in cols}
+    pats = []
+    for i, p in enumerate(raw.get("patterns") or []):
+        if not isinstance(p, dict) or "pattern" not in p or "type" not in p:
+            raise ContractError(f"{source}: patterns[{i}] needs pattern and type")
+        phi = p.get("phi", "none")
+        if phi not in PHI_CLASSES:
+            raise ContractError(f"{source}: pattern {p['pattern']}: phi must be one of {PHI_CLASSES}, got {phi!r}")
+        pats.append(PatternSpec(str(p["pattern"]), str(p["type"]), phi, p.get("description", "")))
     keys = tuple(raw.get("keys") or ())
     for k in keys:
         if k not in names:
@@ -185,6 +247,7 @@ def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") ->
         source=source,
         allow_extra=bool(raw.get("allow_extra", False)),
         partition_by=tuple(raw.get("partition_by") or ()),
+        patterns=tuple(pats),
     )
 
 

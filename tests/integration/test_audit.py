@@ -11,6 +11,12 @@ from omicslake.io.delta import Lake
 from omicslake.jobs.base import execute
 
 
+@pytest.fixture()
+def cfg(cfg: Config) -> Config:
+    """Ad-hoc tables without contracts: this module tests the lake itself."""
+    return cfg.replace(**{"lake.enforce_contracts": False})
+
+
 def copy_job(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, int]:
     src = lake.read("bronze.src")
     out = lake.write(src.withColumn("doubled", F.col("id") * 2), "silver.dst", mode="overwrite")

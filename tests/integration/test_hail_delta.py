@@ -3,11 +3,18 @@
 from __future__ import annotations
 
 import chispa
+import pytest
 import hail as hl
 from pyspark.sql import SparkSession
 
 from omicslake.config import Config
 from omicslake.io.delta import Lake
+
+
+@pytest.fixture()
+def cfg(cfg: Config) -> Config:
+    """Ad-hoc tables without contracts: this module tests the lake itself."""
+    return cfg.replace(**{"lake.enforce_contracts": False})
 
 
 def test_roundtrip_hail_spark_delta_hail(spark: SparkSession, cfg: Config) -> None:

@@ -45,6 +45,14 @@ def _ran(results: list[Any]) -> set[str]:
     return {r.job for r in results if r.status == "succeeded"} - ALWAYS
 
 
+def test_every_table_of_a_whole_pipeline_has_a_contract(spark: SparkSession, lake: dict[str, Any]) -> None:
+    from omicslake.contracts import contract_path
+
+    names = Lake(spark, lake["cfg"]).names()
+    assert len(names) >= 40  # bronze, silver, gold, quarantine and ops of every job
+    assert [n for n in names if contract_path(n) is None] == []
+
+
 def test_nothing_changed_nothing_reruns(spark: SparkSession, lake: dict[str, Any]) -> None:
     cfg = lake["cfg"]
     assert _will_run(spark, cfg) == set()

@@ -11,6 +11,12 @@ from omicslake.config import Config
 from omicslake.errors import IdentifierError, TableNotFoundError
 from omicslake.io.delta import Lake, check_identifier
 
+
+@pytest.fixture()
+def cfg(cfg: Config) -> Config:
+    """Ad-hoc tables without contracts: this module tests the lake itself."""
+    return cfg.replace(**{"lake.enforce_contracts": False})
+
 SCHEMA = T.StructType([T.StructField("id", T.LongType(), False), T.StructField("v", T.StringType(), True)])
 
 
@@ -115,3 +121,26 @@ def test_catalog_mode_maps_layers_to_schemas(spark: SparkSession, cfg: Config) -
     bad = cfg.replace(**{"lake.catalog": "main; drop"})
     with pytest.raises(IdentifierError, match="lake.catalog"):
         Lake(spark, bad).qualified("gold.x")
+
+
+def test_a_column_the_contract_does_not_declare_fails_the_write(spark: SparkSession, base_cfg: Config, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    from omicslake.errors import ContractError
+
+    cfg = base_cfg.replace(**{"lake.root": str(tmp_path / "lake")})  # contracts enforced (the default)
+    lake = Lake(spark, cfg, run_id="c1")
+    gen = spark.createDataFrame([("k1", 0.5, 1)], "sample_id string, pc1 double, pc2 int")
+    with pytest.raises(ContractError, match=r"gold\.genetic_pcs: column pc2 is int, the contract says double \(pattern pc\[0-9\]\*\).*"
+                       r"column\(s\) \['run_id'\] missing"):
+        lake.write(gen, "gold.genetic_pcs", mode="overwrite")
+    ssn = spark.createDataFrame([("k1", "123-45-6789", "r")], "sample_id string, ssn string, run_id string")
+    with pytest.raises(ContractError, match=r"gold\.genetic_pcs: column ssn \(string\) is not in the contract .*schemas/gold/genetic_pcs\.yaml"):
+        lake.write(ssn, "gold.genetic_pcs", mode="overwrite")
+    with pytest.raises(ContractError, match=r"no contract for gold\.nowhere"):
+        lake.write(ssn, "gold.nowhere", mode="overwrite")
+    assert not lake.exists("gold.genetic_pcs") and not lake.exists("gold.nowhere")  # nothing written
+    ok = spark.createDataFrame([("k1", 0.5, 0.1, "r")], "sample_id string, pc1 double, pc2 double, run_id string")
+    assert lake.write(ok, "gold.genetic_pcs", mode="overwrite").rows == 1
+    feats = spark.createDataFrame([("p", "x")], "person_key string, lab_hba1c_last_365d string")
+    with pytest.raises(ContractError, match=r"gold\.features_any_cohort: column lab_hba1c_last_365d is string, the contract says "
+                       r"double \(pattern lab_\*\).*features_\{cohort\}\.yaml"):
+        lake.write(feats, "gold.features_any_cohort", mode="overwrite")

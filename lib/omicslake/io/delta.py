@@ -4,7 +4,7 @@ Tables are addressed as ``<layer>.<table>``. With ``lake.catalog`` unset a table
 folder ``<lake.root>/<layer>/<table>``; with it set, the metastore table
 ``<catalog>.<schema>.<table>`` (Unity Catalog on Databricks).
 
-Every write of a job run carries a Delta transaction identifier (txnAppId = run and table,
+Every write of a job run carries a Delta transaction identifier (txnAppId = run, job and table,
 txnVersion = the write's sequence number within the run), so running the same run again —
 after a crash, or by a scheduler's retry — commits nothing twice.
 """
@@ -57,6 +57,7 @@ class Lake:
     spark: SparkSession
     cfg: Config
     run_id: str = "adhoc"
+    job: str = ""  # the job writing (part of each write's transaction id)
     reads: dict[str, int] = field(default_factory=dict)
     writes: list[WriteResult] = field(default_factory=list)
     # Inputs that are not tables, recorded for the pipeline's skip decision (ops.runs.files, .models):
@@ -165,11 +166,19 @@ class Lake:
         """Write df to name; idempotent within this run (see module docstring)."""
         for col in [*keys, *partition_by]:
             check_identifier(col, f"column for {name}")
+        if self.cfg.lake.enforce_contracts:
+            # Every table has a contract (schemas/<layer>/<table>.yaml or a template); a column it
+            # does not declare, or of another type, fails here, before anything is written.
+            from omicslake.contracts import load_contract
+
+            load_contract(name).validate(df.schema)
         if mode == "merge" and not keys:
             raise ValueError(f"merge into {name} needs keys")
         seq = self._seq.get(name, 0)
         self._seq[name] = seq + 1
-        app_id = f"omicslake:{self.run_id}:{name}"
+        # The job is part of the id: two jobs of one pipeline run writing the same table (both
+        # ingests write ops.ingested_files) are different transactions, not a rerun of one.
+        app_id = f"omicslake:{self.run_id}:{self.job + ':' if self.job else ''}{name}"
         before = self.version(name)
         if mode == "merge" and before is not None:
             self._merge(df, name, keys, app_id, seq, merge_schema)

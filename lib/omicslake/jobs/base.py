@@ -67,7 +67,7 @@ def execute(
     """
     run_fn: JobFn = fn or job_module(job).run
     run_id = run_id or new_run_id()
-    lake = Lake(spark, cfg, run_id=run_id)
+    lake = Lake(spark, cfg, run_id=run_id, job=job)
     started = dt.datetime.now(dt.timezone.utc)
     t0 = time.monotonic()
     status, error, metrics = "succeeded", None, {}
