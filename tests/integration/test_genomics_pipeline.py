@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from conftest import require_tool
 from oracles import compare, plink2_glm
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
@@ -91,13 +92,13 @@ def test_prs_aligns_alleles_and_tracks_the_planted_score(spark: SparkSession, ge
     assert np.corrcoef(ours, planted)[0, 1] > 0.98
 
 
-@pytest.mark.skipif(shutil.which("plink2") is None, reason="plink2 not installed (./dev test installs it)")
 def test_gwas_finds_the_planted_variants_and_agrees_with_plink2(
     spark: SparkSession, genomic_lake: tuple[Config, dict[str, RunResult], dict[str, Any]], tmp_path: Path
 ) -> None:
     """A phenotype simulated from the planted genetic score: a logistic GWAS from the lake
     (silver.genotypes, PCs from gold.genetic_pcs as covariates) ranks the causal variants
     first; a linear GWAS on the raw VCF (1 % missing calls, dropped per variant) equals plink2's."""
+    require_tool("plink2")
     cfg, _, manifest = genomic_lake
     _, score = _truth(cfg)
     rng = np.random.default_rng(11)
@@ -128,7 +129,7 @@ def test_gwas_finds_the_planted_variants_and_agrees_with_plink2(
     theirs = plink2_glm(tmp_path / "p2", ["--vcf", str(vcf), "--max-alleles", "2"], dict(zip(samples, quant.round(6))), None, [], "linear")
     fitted = sum(1 for r in theirs.values() if r["ERRCODE"] == ".")
     assert len(theirs) == VARIANTS - manifest["genome"]["multiallelic_sites"] and fitted > 0.95 * len(theirs)
-    assert compare(ours, theirs) == fitted
+    assert compare(ours, theirs) == fitted  # compare fails on any variant plink2 fitted and we did not match
     by_key = {(r.contig.removeprefix("chr"), r.position, r.ref, r.alt): r.status for r in ours}
     assert {by_key[k] for k, r in theirs.items() if r["ERRCODE"] == "CONST_OMITTED_ALLELE"} <= {"constant_genotype"}
     assert min(r.n for r in ours if r.status == "ok") < SAMPLES  # some calls were missing and dropped

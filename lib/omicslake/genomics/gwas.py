@@ -9,9 +9,19 @@ Two ways to treat a missing call, because the two reference tools differ:
   Hail's ``linear_regression_rows`` / ``logistic_regression_rows`` do; this mode runs those
   Hail methods themselves.
 
-Logistic regression is a Newton-Raphson Wald test. Firth's penalised likelihood is
-``firth="always"``, or ``"fallback"`` (plink2's default) when the plain fit does not converge
-or separates. On variants without missing calls the two modes give the same numbers.
+Logistic regression is a Wald test. Firth's penalised likelihood is ``firth="always"``, or
+``"fallback"`` (plink2's default): in drop mode the per-variant fits follow plink2 2.00a3's
+``--glm`` step for step (Firth when an allele is seen only in cases or only in controls, or
+when the Newton-Raphson fit fails; "unfinished" where plink2 says UNFINISHED), so the same
+variants get the same kind of fit. In mean mode Hail fits every variant by Wald; the variants
+that separate (the same rule on the imputed dosages) or that Hail's fit does not converge on are
+refitted by this module's Firth code on the mean-imputed dosages (Hail's own Firth test is a
+likelihood-ratio test without a standard error). On variants without missing calls the two
+modes give the same numbers.
+
+Statuses: ok, unfinished (iteration limit reached; estimates reported, as plink2 does),
+not_converged, separated (``firth="no"``), invalid_result (plink2's check of the covariance
+matrix), constant_genotype, one_class, too_few_samples, no_calls, collinear, perfect_fit.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from pyspark.sql import DataFrame
-from scipy import stats
+from scipy import special, stats
 
 from omicslake.errors import InputError
 
@@ -32,10 +42,13 @@ RESULT_SCHEMA = (
     "contig string, position int, ref string, alt string, rsid string, tested_allele string, n int, "
     "af double, beta double, se double, statistic double, p double, neg_log10_p double, firth boolean, status string"
 )
+RESULT_COLUMNS = [c.split()[0] for c in RESULT_SCHEMA.split(", ")]
 MISSING_TOKENS = {"", "NA", "na", "NaN", "nan", ".", "NULL", "null"}
 PLINK_SUFFIXES = {".fam", ".pheno", ".phe", ".cov", ".covar", ".eigenvec"}
-MAX_ITER = 30
-TOL = 1e-8
+TOL = 1e-8  # past plink2's stopping rule, steps continue in double precision until below this
+POLISH_ITER = 5
+FIRTH_MAX_ITER = 25  # plink2 (and R logistf)
+FIRTH_POLISH_ITER = 25
 
 
 # ------------------------------------------------------------------------------------- inputs
@@ -183,10 +196,10 @@ def _nan_fit(status: str, firth: bool = False) -> Fit:
     return Fit(nan, nan, nan, nan, nan, firth, status)
 
 
-def _normal_test(beta: float, se: float, firth: bool) -> Fit:
+def _normal_test(beta: float, se: float, firth: bool, status: str = "ok") -> Fit:
     z = beta / se
     logp = math.log(2.0) + float(stats.norm.logsf(abs(z)))
-    return Fit(beta, se, z, math.exp(logp), -logp / math.log(10), firth, "ok")
+    return Fit(beta, se, z, math.exp(logp), -logp / math.log(10), firth, status)
 
 
 def fit_linear(x: np.ndarray, y: np.ndarray) -> Fit:
@@ -213,42 +226,161 @@ def fit_linear(x: np.ndarray, y: np.ndarray) -> Fit:
     return Fit(float(b[-1]), se, float(t), math.exp(logp), -logp / math.log(10), False, "ok")
 
 
-def _newton(x: np.ndarray, y: np.ndarray, firth: bool) -> tuple[np.ndarray, np.ndarray] | None:
-    """Maximum (penalised, for Firth) likelihood by Newton-Raphson: (beta, inverse information)."""
-    n, p = x.shape
-    b = np.zeros(p)
-    ybar = y.mean()
-    b[0] = math.log(ybar / (1 - ybar))
-    for _ in range(MAX_ITER):
-        mu = 1.0 / (1.0 + np.exp(-(x @ b)))
-        w = mu * (1.0 - mu)
-        info = x.T @ (x * w[:, None])
+# The logistic fits follow plink2 2.00a3's --glm (plink2_glm_logistic.cc: LogisticRegressionF,
+# FirthRegression and the checks around them) decision for decision, in double precision, so that
+# the same variants are fitted by Wald, by Firth, flagged UNFINISHED or left without estimate.
+
+
+def separated(g: np.ndarray, y: np.ndarray) -> bool:
+    """plink2's shortcut to Firth: either allele's dosage sits wholly in the cases or wholly in
+    the controls (a variant seen only in cases, say), where the plain fit cannot converge."""
+    case = y == 1
+    alt_case, alt_control = float(g[case].sum()), float(g[~case].sum())
+    ref_case, ref_control = float((2.0 - g[case]).sum()), float((2.0 - g[~case]).sum())
+    return min(alt_case, alt_control, ref_case, ref_control) == 0.0
+
+
+def _information(x: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(fitted probabilities, their variances, Fisher information X'WX) at b."""
+    mu = special.expit(x @ b)
+    w = mu * (1.0 - mu)
+    return mu, w, x.T @ (x * w[:, None])
+
+
+def _cholesky_inverse(h: np.ndarray) -> tuple[np.ndarray, float] | None:
+    """(inverse, log determinant) of a symmetric positive definite matrix; None if it is not."""
+    try:
+        chol = np.linalg.cholesky(h)
+    except np.linalg.LinAlgError:
+        return None
+    inv_chol = np.linalg.inv(chol)
+    return inv_chol.T @ inv_chol, 2.0 * float(np.log(np.diag(chol)).sum())
+
+
+def _logistic_newton(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, bool] | None:
+    """plink2's LogisticRegressionF: Newton-Raphson from zero; None where plink2 calls it a
+    convergence failure (which sends a variant to Firth), else (beta, unfinished) where
+    unfinished means the iteration limit was reached (plink2's UNFINISHED)."""
+    b = np.zeros(x.shape[1])
+    min_delta = 1e9
+    for iteration in range(15):  # plink2 decides by the 15th iteration
+        mu, _, info = _information(x, b)
         try:
-            inv = np.linalg.inv(info)
+            step = np.linalg.solve(info, x.T @ (mu - y))
         except np.linalg.LinAlgError:
             return None
-        resid = y - mu
-        if firth:
-            h = w * np.einsum("ij,jk,ik->i", x, inv, x)  # leverages of the weighted hat matrix
-            resid = resid + h * (0.5 - mu)
-        step = inv @ (x.T @ resid)
-        if firth:  # a capped step keeps Firth's iteration from overshooting under separation
-            step = np.clip(step, -5.0, 5.0)
-        b = b + step
-        if not np.isfinite(b).all():
+        b = b - step
+        delta = float(np.abs(step).sum())
+        min_delta = min(min_delta, delta)
+        if not math.isfinite(delta):
             return None
-        if np.max(np.abs(step)) < TOL:
-            mu = 1.0 / (1.0 + np.exp(-(x @ b)))
-            w = mu * (1.0 - mu)
-            try:
-                return b, np.linalg.inv(x.T @ (x * w[:, None]))
-            except np.linalg.LinAlgError:
+        if iteration > 3:
+            if (delta > 20.0 and delta > 2 * min_delta) or (iteration > 6 and abs(1.0 - delta) < 1e-3):
                 return None
+            if iteration > 13:
+                return None if np.abs(b).max() > 8e3 else (b, True)
+        if delta < 1e-4:
+            if np.abs(b).max() > 6e4:
+                return None
+            for _ in range(POLISH_ITER):  # plink2 stops here in single precision; a few more steps in double
+                mu, _, info = _information(x, b)
+                try:
+                    step = np.linalg.solve(info, x.T @ (mu - y))
+                except np.linalg.LinAlgError:
+                    break
+                b = b - step
+                if np.abs(step).max() < TOL:
+                    break
+            return b, False
     return None
 
 
+def _loglik(x: np.ndarray, y: np.ndarray, b: np.ndarray) -> float:
+    eta = x @ b
+    return -float((y * np.logaddexp(0.0, -eta) + (1.0 - y) * np.logaddexp(0.0, eta)).sum())
+
+
+def _firth(x: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray, bool] | None:
+    """plink2's FirthRegression (a port of R logistf): Jeffreys-penalised likelihood from zero,
+    steps capped at 5, up to 5 step halvings, 25 iterations. (beta, inverse information at beta,
+    unfinished), or None where plink2 reports FIRTH_CONVERGE_FAIL (a singular information)."""
+    p = x.shape[1]
+    b = np.zeros(p)
+    _, w, info = _information(x, b)
+    mu = special.expit(x @ b)
+    got = _cholesky_inverse(info)
+    if got is None:
+        return None
+    inv, logdet = got
+    loglik = _loglik(x, y, b) + 0.5 * logdet
+    unfinished = False
+    polish = 0
+    for iteration in range(FIRTH_MAX_ITER + FIRTH_POLISH_ITER):
+        h = w * np.einsum("ij,jk,ik->i", x, inv, x)  # leverages of the weighted hat matrix
+        grad = x.T @ (y - mu + h * (0.5 - mu))
+        step = inv @ grad
+        grad_max, step_max = float(np.abs(grad).max()), float(np.abs(step).max())
+        if polish:  # past plink2's stopping point: plain steps until they vanish
+            b = b + step
+            mu, w, info = _information(x, b)
+            got = _cholesky_inverse(info)
+            if got is None:
+                return None
+            inv = got[0]
+            if step_max < TOL:
+                break
+            continue
+        if step_max > 5.0:
+            step *= 5.0 / step_max
+            step_max = 5.0
+        b = b + step
+        converged = step_max <= 1e-4 and grad_max < 1e-4
+        old = loglik
+        threshold = old - (0.999999e-4 if converged else 0.0)
+        max_halvings, halving, bail = 5, 1, False
+        while True:
+            mu, w, info = _information(x, b)
+            got = _cholesky_inverse(info)
+            if got is None:
+                return None
+            inv, logdet = got
+            loglik = _loglik(x, y, b) + 0.5 * logdet
+            if halving > max_halvings:
+                break
+            if loglik >= threshold:
+                if loglik >= old:
+                    break
+                max_halvings = halving
+            elif halving == max_halvings and step_max < 1e-3 and grad_max < 0.05 and loglik >= old - 1e-4:
+                # converged as far as plink2's single precision goes: undo the step and stop
+                halving -= 1
+                max_halvings -= 1
+                bail = True
+            b = b - step * 2.0 ** -halving
+            halving += 1
+        if abs(loglik - old) <= 1e-4 and (converged or bail):
+            polish = 1
+        elif iteration == FIRTH_MAX_ITER - 1:
+            unfinished = True
+            break
+    return b, inv, unfinished
+
+
+def _valid(inv: np.ndarray) -> bool:
+    """plink2's check of the inverse information before reporting: positive, finite variances
+    and no pair of estimates correlated beyond 0.99999."""
+    d = np.diag(inv)
+    if not np.isfinite(inv).all() or (d[1:] < 1e-20).any():
+        return False
+    sd = np.sqrt(np.maximum(d, 0.0))
+    lower = np.tril(inv, -1)[1:, :]
+    return not (lower > 0.99999 * np.outer(sd[1:], sd)).any()
+
+
 def fit_logistic(x: np.ndarray, y: np.ndarray, firth: str = "fallback") -> Fit:
-    """Wald test of the last column; Firth per ``firth`` (no | fallback | always)."""
+    """Wald test of the last column; Firth per ``firth`` (no | fallback | always), as plink2:
+    fallback refits a variant with Firth when an allele is seen only in cases or only in controls,
+    or when the plain fit fails to converge."""
     n, p = x.shape
     if n <= p:
         return _nan_fit("too_few_samples")
@@ -257,21 +389,26 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, firth: str = "fallback") -> Fit:
     if np.ptp(x[:, -1]) == 0:
         return _nan_fit("constant_genotype")
     if firth != "always":
-        got = _newton(x, y, firth=False)
-        # plink2's test for (quasi-)separation: a fitted probability of 0 or 1, or a huge SE
-        if got is not None:
-            b, inv = got
-            se = math.sqrt(inv[-1, -1]) if inv[-1, -1] > 0 else float("inf")
-            mu = 1.0 / (1.0 + np.exp(-(x @ b)))
-            if math.isfinite(se) and se < 1e3 and mu.min() > 1e-10 and mu.max() < 1 - 1e-10:
-                return _normal_test(float(b[-1]), se, False)
-        if firth == "no":
-            return _nan_fit("not_converged")
-    got = _newton(x, y, firth=True)
-    if got is None:
+        if not separated(x[:, -1], y):
+            got = _logistic_newton(x, y)
+            if got is not None:
+                b, unfinished = got
+                inv = _cholesky_inverse(_information(x, b)[2])
+                if inv is None or not _valid(inv[0]):
+                    return _nan_fit("invalid_result")
+                status = "unfinished" if unfinished else "ok"
+                return _normal_test(float(b[-1]), math.sqrt(inv[0][-1, -1]), False, status)
+            if firth == "no":
+                return _nan_fit("not_converged")
+        elif firth == "no":
+            return _nan_fit("separated")
+    got_firth = _firth(x, y)
+    if got_firth is None:
         return _nan_fit("not_converged", True)
-    b, inv = got
-    return _normal_test(float(b[-1]), math.sqrt(inv[-1, -1]), True)
+    b, inv, unfinished = got_firth
+    if not _valid(inv):
+        return _nan_fit("invalid_result", True)
+    return _normal_test(float(b[-1]), math.sqrt(inv[-1, -1]), True, "unfinished" if unfinished else "ok")
 
 
 def fit_variant(g: np.ndarray, design: Design, model: str, missing: str, firth: str) -> tuple[int, float, Fit]:
@@ -310,7 +447,7 @@ def regress(genotypes: DataFrame, design: Design, model: str, missing: str = "dr
                 n, af, f = fit_variant(g, d, model, missing, firth)
                 rows.append((rec.contig, rec.position, rec.ref, rec.alt, rec.rsid, rec.alt, n, af,
                              f.beta, f.se, f.statistic, f.p, f.neg_log10_p, f.firth, f.status))
-            yield pd.DataFrame(rows, columns=[c.split()[0] for c in RESULT_SCHEMA.split(", ")])
+            yield pd.DataFrame(rows, columns=RESULT_COLUMNS)
 
     cols = genotypes.select("contig", "position", "ref", "alt", "rsid", "dosage")
     return cols.mapInPandas(fit_batches, RESULT_SCHEMA)
@@ -319,32 +456,107 @@ def regress(genotypes: DataFrame, design: Design, model: str, missing: str = "dr
 # ------------------------------------------------------------------------------------- Hail mode
 
 
+def _separates(x: hl.Float64Expression, y: hl.Float64Expression) -> hl.BooleanExpression:  # noqa: F821
+    """:func:`separated` on the mean-imputed dosages, as a row aggregation over the columns: an
+    allele's imputed dosage is zero in the cases or in the controls. An imputed call carries the
+    mean dosage, so a group with a missing call has none of an allele only if no call has it."""
+    import hail as hl
+
+    called = hl.is_defined(x)
+    s = hl.struct(
+        alt=hl.agg.sum(x),
+        called=hl.agg.count_where(called),
+        case_alt=hl.agg.filter(y == 1, hl.agg.sum(x)),
+        case_called=hl.agg.count_where((y == 1) & called),
+        case_n=hl.agg.count_where(y == 1),
+        control_alt=hl.agg.filter(y == 0, hl.agg.sum(x)),
+        control_called=hl.agg.count_where((y == 0) & called),
+        control_n=hl.agg.count_where(y == 0),
+    )
+
+    def none_of_it(s: hl.StructExpression) -> hl.BooleanExpression:  # noqa: F821
+        full_case, full_control = s.case_called == s.case_n, s.control_called == s.control_n
+        no_alt, no_ref = s.alt == 0, s.alt == 2 * s.called
+        return (
+            ((s.case_alt == 0) & (full_case | no_alt))
+            | ((s.control_alt == 0) & (full_control | no_alt))
+            | ((s.case_alt == 2 * s.case_called) & (full_case | no_ref))
+            | ((s.control_alt == 2 * s.control_called) & (full_control | no_ref))
+        )
+
+    return hl.bind(none_of_it, s)
+
+
 def regress_hail(mt: hl.MatrixTable, design: Design, model: str, firth: str) -> hl.Table:  # noqa: F821
-    """Hail's own regression (missing calls mean-imputed) over the design's samples; same columns."""
+    """Hail's own regression (missing calls mean-imputed) over the design's samples: the result
+    columns keyed by locus and alleles, and ``refit``. With a logistic model and
+    ``firth="fallback"``, refit marks the variants that separate (plink2's rule, on the imputed
+    dosages) or whose Wald fit did not converge or exploded; :func:`refit_rows` and :func:`regress`
+    fit those by Firth. Hail's own Firth test is a likelihood-ratio test without a standard error,
+    so the refits use this module's Firth fit (plink2's algorithm, Wald test), on the same
+    mean-imputed dosages. ``firth="always"`` runs Hail's Firth test on every variant."""
     import hail as hl
 
     cols = {s: [float(design.y[i])] + [float(v) for v in design.covariates[i, 1:]] for i, s in enumerate(design.samples)}
     lit = hl.literal(cols)
     mt = mt.filter_cols(lit.contains(mt.s))
     mt = mt.annotate_cols(_v=lit[mt.s])
-    mt = mt.annotate_rows(gwas_af=hl.agg.mean(hl.float64(mt.GT.n_alt_alleles())) / 2, gwas_n=hl.agg.count())
-    covs = [1.0] + [mt._v[j + 1] for j in range(len(design.covariate_names))]
+    dose = hl.float64(mt.GT.n_alt_alleles())
+    separates = _separates(dose, mt._v[0]) if model == "logistic" else hl.missing(hl.tbool)
+    mt = mt.annotate_rows(gwas_af=hl.agg.mean(dose) / 2, gwas_n=hl.agg.count(), _sep=separates)
     x = hl.float64(mt.GT.n_alt_alleles())
+    passed = ["gwas_af", "gwas_n"] + (["rsid"] if "rsid" in mt.row else [])
+    covs = [1.0] + [mt._v[j + 1] for j in range(len(design.covariate_names))]
     if model == "linear":
-        ht = hl.linear_regression_rows(y=mt._v[0], x=x, covariates=covs, pass_through=["rsid", "gwas_af", "gwas_n"]).key_by()
-        stat, se, is_firth, status = ht.t_stat, ht.standard_error, False, hl.if_else(hl.is_nan(ht.p_value), "collinear", "ok")
+        ht = hl.linear_regression_rows(y=mt._v[0], x=x, covariates=covs, pass_through=passed)
+        stat, se, is_firth, beta, p = ht.t_stat, ht.standard_error, False, ht.beta, ht.p_value
+        refit = hl.bool(False)
+        status = hl.if_else(hl.is_nan(ht.p_value), "collinear", "ok")
     else:
         test = "firth" if firth == "always" else "wald"
-        ht = hl.logistic_regression_rows(test=test, y=mt._v[0], x=x, covariates=covs, pass_through=["rsid", "gwas_af", "gwas_n"]).key_by()
+        ht = hl.logistic_regression_rows(
+            test=test, y=mt._v[0], x=x, covariates=covs, pass_through=[*passed, "_sep"]
+        )
+        beta, p, refit = ht.beta, ht.p_value, hl.bool(False)
         if test == "firth":  # Hail's Firth test is a likelihood-ratio test: no standard error
             stat, se, is_firth = ht.chi_sq_stat, hl.missing(hl.tfloat64), True
+            status = hl.if_else(ht.fit.converged, "ok", "not_converged")
         else:
             stat, se, is_firth = ht.z_stat, ht.standard_error, False
-        status = hl.if_else(ht.fit.converged, "ok", "not_converged")
+            fit = ht.fit
+            failed = ~fit.converged | fit.exploded | ~hl.is_finite(ht.standard_error) | ~hl.is_finite(ht.beta)
+            failed = hl.or_else(failed, True)
+            if firth == "fallback":
+                refit = ht._sep | failed
+                status = hl.if_else(failed, "not_converged", "ok")
+            else:  # "no": as plink2 without Firth, a separating variant has no estimate
+                status = hl.case().when(ht._sep, "separated").when(failed, "not_converged").default("ok")
+                beta, stat, se, p = (hl.or_missing(~ht._sep, e) for e in (beta, stat, se, p))
+    rsid = ht.rsid if "rsid" in ht.row else hl.missing(hl.tstr)
     return ht.select(
-        contig=ht.locus.contig, position=ht.locus.position, ref=ht.alleles[0], alt=ht.alleles[1], rsid=ht.rsid,
-        tested_allele=ht.alleles[1], n=hl.int32(ht.gwas_n), af=ht.gwas_af, beta=ht.beta, se=se, statistic=stat,
-        p=ht.p_value, neg_log10_p=-hl.log10(ht.p_value), firth=is_firth, status=status,
+        contig=ht.locus.contig, position=ht.locus.position, ref=ht.alleles[0], alt=ht.alleles[1], rsid=rsid,
+        tested_allele=ht.alleles[1], n=hl.int32(ht.gwas_n), af=ht.gwas_af, beta=beta, se=se, statistic=stat,
+        p=p, neg_log10_p=-hl.log10(p), firth=is_firth, status=status, refit=refit,
+    )
+
+
+def hail_results(ht: hl.Table) -> DataFrame:  # noqa: F821
+    """:func:`regress_hail`'s rows as a DataFrame with the result columns (``refit`` dropped)."""
+    return ht.key_by().select(*RESULT_COLUMNS).to_spark(flatten=False)
+
+
+def refit_rows(mt: hl.MatrixTable, flagged: hl.Table) -> hl.Table:  # noqa: F821
+    """The rows of ``mt`` in ``flagged`` (keyed by locus and alleles) as :func:`regress` reads
+    them: contig, position, ref, alt, rsid and the alt-allele dosage per column of ``mt`` (in
+    its column order, null for a missing call)."""
+    import hail as hl
+
+    mt = mt.semi_join_rows(flagged)
+    mt = mt.select_entries(dosage=hl.int32(mt.GT.n_alt_alleles()))
+    ht = mt.localize_entries("_e", "_cols").key_by()
+    return ht.select(
+        contig=ht.locus.contig, position=ht.locus.position, ref=ht.alleles[0], alt=ht.alleles[1],
+        rsid=ht.rsid if "rsid" in ht.row else hl.missing(hl.tstr), dosage=ht._e.map(lambda e: e.dosage),
     )
 
 

@@ -153,21 +153,31 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         "%d with a missing value); %d phenotyped samples have no genotypes",
         c.name, rep["used"], rep["genotyped"], rep["no_phenotype_row"], rep["no_covariate_row"], rep["missing_value"], rep["phenotyped_not_genotyped"],
     )
+    tmp_dir = cfg.lake_root / "_tmp"
     if c.missing == "mean":
-        results = gwas.regress_hail(mt, design, c.model, c.firth).to_spark(flatten=False)
+        ht = gwas.regress_hail(mt, design, c.model, c.firth)  # Hail persists its regression's result
+        results = gwas.hail_results(ht.filter(~ht.refit))
+        flagged = ht.filter(ht.refit)
+        if flagged.count():
+            # Firth refits (separating or unconverged variants), materialised first as in drop mode
+            tmp = tmp_dir / f"gwas-{lake.run_id}-firth.parquet"
+            gwas.refit_rows(mt, flagged).to_spark(flatten=False).write.mode("overwrite").parquet(str(tmp))
+            refits = gwas.regress(spark.read.parquet(str(tmp)), design, "logistic", "mean", "always")
+            results = results.unionByName(refits)
     else:
         results = gwas.regress(rows, design, c.model, c.missing, c.firth)
     table = f"gold.gwas_{c.name}"
     out = lake.write(results.withColumn("model", F.lit(c.model)).withColumn("missing_calls", F.lit(c.missing)).withColumn("run_id", F.lit(lake.run_id)), table, mode="overwrite")
     # One read of the results (a few numbers per variant) serves the plots, the status counts and the top hit.
-    summary: pd.DataFrame = lake.read(table).select("contig", "position", "ref", "alt", "p", "neg_log10_p", "status").toPandas()
+    summary: pd.DataFrame = lake.read(table).select("contig", "position", "ref", "alt", "p", "neg_log10_p", "firth", "status").toPandas()
     status = {str(k): int(v) for k, v in summary["status"].value_counts().items()}
     lam = gwas.lambda_gc(10.0 ** -summary["neg_log10_p"].to_numpy())
     plots_dir = Path(c.plots_dir).expanduser() if c.plots_dir else cfg.lake_root / "reports" / f"gwas_{c.name}"
     pngs = gwas.plots(summary, plots_dir, f"{c.name} ({c.model}, n={rep['used']})")
     ok = summary[summary["status"] == "ok"]
     top = ok.loc[ok["neg_log10_p"].idxmax()] if len(ok) else None
-    shutil.rmtree(cfg.lake_root / "_tmp" / f"gwas-{lake.run_id}.parquet", ignore_errors=True)
+    for tmp in (tmp_dir / f"gwas-{lake.run_id}.parquet", tmp_dir / f"gwas-{lake.run_id}-firth.parquet"):
+        shutil.rmtree(tmp, ignore_errors=True)
     metrics.update(
         variants=out.rows,
         samples_used=rep["used"],
@@ -175,6 +185,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         samples_missing_value=rep["missing_value"],
         lambda_gc=round(lam, 4),
         status_counts=status,
+        firth_fits=int(summary["firth"].fillna(False).astype(bool).sum()),
         top_variant=f"{top.contig}:{top.position}:{top.ref}:{top.alt} p={top.p:.3g}" if top is not None else None,
         manhattan=str(pngs["manhattan"]),
         qq=str(pngs["qq"]),
