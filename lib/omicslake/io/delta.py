@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import re
+import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,6 +66,7 @@ class Lake:
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     models: dict[tuple[str, str], str] = field(default_factory=dict)
     _seq: dict[str, int] = field(default_factory=dict)
+    _fresh: set[str] = field(default_factory=set)
 
     # ---------------------------------------------------------------------------- non-table inputs
     def use_file(self, path: Path | str, role: str = "read") -> str:
@@ -179,6 +181,8 @@ class Lake:
         # The job is part of the id: two jobs of one pipeline run writing the same table (both
         # ingests write ops.ingested_files) are different transactions, not a rerun of one.
         app_id = f"omicslake:{self.run_id}:{self.job + ':' if self.job else ''}{name}"
+        if name in self._fresh:
+            app_id += ":" + uuid.uuid4().hex  # see forget_transactions
         before = self.version(name)
         if mode == "merge" and before is not None:
             self._merge(df, name, keys, app_id, seq, merge_schema)
@@ -240,6 +244,12 @@ class Lake:
     def delete_where(self, name: str, condition: Any) -> None:
         """Delete the rows matching a condition (a Column)."""
         self._delta_table(name).delete(condition)
+
+    def forget_transactions(self, name: str) -> None:
+        """Later writes to name in this run are new transactions, not reruns: for a table whose rows
+        from an earlier attempt of the same run were deleted (they would otherwise be skipped as
+        already committed)."""
+        self._fresh.add(name)
 
     def truncate(self, name: str) -> None:
         """Delete every row of a table (a new commit; time travel keeps the old rows)."""

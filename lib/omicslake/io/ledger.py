@@ -54,5 +54,6 @@ def discard_partial(lake: Lake, digest: str, tables: dict[str, str]) -> bool:
             continue
         log.warning("%s: rows of file %s... left by an interrupted run; deleting them to ingest the file again", table, digest[:12])
         lake.delete_where(table, F.col(column) == digest)
+        lake.forget_transactions(table)  # a rerun of the same run id must write them again
         found = True
     return found
