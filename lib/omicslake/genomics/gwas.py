@@ -17,7 +17,9 @@ variants get the same kind of fit. In mean mode Hail fits every variant by Wald;
 that separate (the same rule on the imputed dosages) or that Hail's fit does not converge on are
 refitted by this module's Firth code on the mean-imputed dosages (Hail's own Firth test is a
 likelihood-ratio test without a standard error). On variants without missing calls the two
-modes give the same numbers.
+modes give the same numbers. In drop mode the Wald fits of a batch of variants run together
+(:func:`fit_block`: one Newton-Raphson over a variants x samples matrix with a mask for missing
+calls, plink2's per-variant stopping rules kept); Firth and the rare special cases run one by one.
 
 Statuses: ok, unfinished (iteration limit reached; estimates reported, as plink2 does),
 not_converged, separated (``firth="no"``), invalid_result (plink2's check of the covariance
@@ -432,6 +434,133 @@ def fit_variant(g: np.ndarray, design: Design, model: str, missing: str, firth: 
     return n, af, fit_linear(x, y) if model == "linear" else fit_logistic(x, y, firth)
 
 
+def _wald_block(
+    c: np.ndarray, y: np.ndarray, g0: np.ndarray, m: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """:func:`_logistic_newton` on many variants at once: covariates ``c`` (n x k) shared, the
+    genotypes ``g0`` (V x n, 0 where missing) and masks ``m`` (V x n, 1 = called) per variant.
+    Returns (beta V x p, state V, information at beta V x p x p) with state 1 converged, 2 failed,
+    3 unfinished."""
+    v, k = g0.shape[0], c.shape[1]
+    cc = (c[:, :, None] * c[:, None, :]).reshape(len(c), k * k)
+    b = np.zeros((v, k + 1))
+    min_delta = np.full(v, 1e9)
+    state = np.zeros(v, dtype=np.int8)
+    active = np.arange(v)
+
+    def info_grad(idx: np.ndarray, bb: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        g, mm = g0[idx], m[idx]
+        mu = special.expit(bb[:, :k] @ c.T + bb[:, k:] * g)
+        w, r = mu * (1.0 - mu) * mm, (mu - y) * mm
+        h = np.empty((len(idx), k + 1, k + 1))
+        h[:, :k, :k] = (w @ cc).reshape(-1, k, k)
+        h[:, :k, k] = h[:, k, :k] = (w * g) @ c
+        h[:, k, k] = (w * g * g).sum(axis=1)
+        return h, np.concatenate([r @ c, (r * g).sum(axis=1)[:, None]], axis=1)
+
+    def solve(h: np.ndarray, grad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Newton steps and which of them exist (a singular information has none)."""
+        try:
+            return np.linalg.solve(h, grad[..., None])[..., 0], np.ones(len(h), bool)
+        except np.linalg.LinAlgError:
+            out, ok = np.zeros_like(grad), np.ones(len(h), bool)
+            for i in range(len(h)):
+                try:
+                    out[i] = np.linalg.solve(h[i], grad[i])
+                except np.linalg.LinAlgError:
+                    ok[i] = False
+            return out, ok
+
+    for iteration in range(15):
+        if not len(active):
+            break
+        step, ok = solve(*info_grad(active, b[active]))
+        b[active] -= step
+        delta = np.abs(step).sum(axis=1)
+        min_delta[active] = np.minimum(min_delta[active], delta)
+        big = np.abs(b[active]).max(axis=1)
+        failed = ~ok | ~np.isfinite(delta)
+        decided = failed.copy()
+        if iteration > 3:
+            diverging = (delta > 20.0) & (delta > 2 * min_delta[active])
+            stuck = (iteration > 6) & (np.abs(1.0 - delta) < 1e-3)
+            failed |= ~decided & (diverging | stuck)
+            decided = failed.copy()
+            if iteration > 13:
+                state[active[~decided & (big > 8e3)]] = 2
+                state[active[~decided & (big <= 8e3)]] = 3
+                decided[:] = True
+        converged = ~decided & (delta < 1e-4)
+        state[active[failed]] = 2
+        state[active[converged & (big > 6e4)]] = 2
+        state[active[converged & (big <= 6e4)]] = 1
+        active = active[~(decided | converged)]
+    polish = np.flatnonzero(state == 1)
+    for _ in range(POLISH_ITER):  # as _logistic_newton: a few more steps in double precision
+        if not len(polish):
+            break
+        step, ok = solve(*info_grad(polish, b[polish]))
+        b[polish[ok]] -= step[ok]
+        polish = polish[ok & (np.abs(step).max(axis=1) >= TOL)]
+    return b, state, info_grad(np.arange(v), b)[0]
+
+
+def fit_block(
+    g: np.ndarray, design: Design, model: str, missing: str, firth: str
+) -> list[tuple[int, float, Fit]]:
+    """:func:`fit_variant` on the rows of ``g`` (variants x samples, NaN = missing), the
+    logistic Wald fits of ``missing="drop"`` done for all rows at once (the others, and any
+    variant that goes to Firth or has no estimate, one by one: the same numbers either way)."""
+    if model != "logistic" or missing != "drop" or firth == "always" or len(g) == 0:
+        return [fit_variant(row, design, model, missing, firth) for row in g]
+    called = ~np.isnan(g)
+    m = called.astype(float)
+    g0 = np.where(called, g, 0.0)
+    n = called.sum(axis=1)
+    p = design.covariates.shape[1] + 1
+    y = design.y
+    is_case = (y == 1).astype(float)
+    cases = m @ is_case
+    lo = np.where(called, g, np.inf).min(axis=1)
+    hi = np.where(called, g, -np.inf).max(axis=1)
+    alt_case, alt_control = g0 @ is_case, g0 @ (1.0 - is_case)
+    ref_case, ref_control = 2.0 * cases - alt_case, 2.0 * (n - cases) - alt_control
+    plain = (n > p) & (lo < hi) & (cases > 0) & (cases < n)
+    plain &= np.minimum(np.minimum(alt_case, alt_control), np.minimum(ref_case, ref_control)) != 0.0
+    out: list[tuple[int, float, Fit] | None] = [None] * len(g)
+    idx = np.flatnonzero(plain)
+    if len(idx):
+        b, state, info = _wald_block(design.covariates, y, g0[idx], m[idx])
+        af = g0[idx].sum(axis=1) / n[idx] / 2
+        fitted = (state == 1) | (state == 3)
+        inv = np.full_like(info, np.nan)
+        try:
+            chol = np.linalg.cholesky(info[fitted])
+            inv_chol = np.linalg.inv(chol)
+            inv[fitted] = np.swapaxes(inv_chol, 1, 2) @ inv_chol
+        except np.linalg.LinAlgError:  # one of them is not positive definite: one by one
+            for j in np.flatnonzero(fitted):
+                got = _cholesky_inverse(info[j])
+                inv[j] = got[0] if got is not None else np.nan
+        se = np.sqrt(inv[:, -1, -1])
+        beta = b[:, -1]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            z = beta / se
+            logp = math.log(2.0) + stats.norm.logsf(np.abs(z))
+        for j, i in enumerate(idx):
+            if not fitted[j]:
+                continue  # failed: fit_variant below goes to Firth (or not_converged), as plink2
+            if not _valid(inv[j]):
+                out[i] = (int(n[i]), float(af[j]), _nan_fit("invalid_result"))
+                continue
+            status = "unfinished" if state[j] == 3 else "ok"
+            lp = float(logp[j])
+            fit = Fit(float(beta[j]), float(se[j]), float(z[j]),
+                      math.exp(lp), -lp / math.log(10), False, status)
+            out[i] = (int(n[i]), float(af[j]), fit)
+    return [r or fit_variant(row, design, model, missing, firth) for row, r in zip(g, out, strict=True)]
+
+
 def regress(genotypes: DataFrame, design: Design, model: str, missing: str = "drop", firth: str = "fallback") -> DataFrame:
     """One result row per variant of ``genotypes`` (contig, position, ref, alt, rsid, dosage
     array in the sample order the design's index refers to), fitted on the executors."""
@@ -442,9 +571,10 @@ def regress(genotypes: DataFrame, design: Design, model: str, missing: str = "dr
         d = shared.value
         for pdf in batches:
             rows = []
-            for rec in pdf.itertuples(index=False):
-                g = np.array(rec.dosage, dtype=float)[d.index]
-                n, af, f = fit_variant(g, d, model, missing, firth)
+            g = np.array([np.array(x, dtype=float)[d.index] for x in pdf["dosage"]])
+            g = g.reshape(len(pdf), len(d.index))
+            fits = fit_block(g, d, model, missing, firth)
+            for rec, (n, af, f) in zip(pdf.itertuples(index=False), fits, strict=True):
                 rows.append((rec.contig, rec.position, rec.ref, rec.alt, rec.rsid, rec.alt, n, af,
                              f.beta, f.se, f.statistic, f.p, f.neg_log10_p, f.firth, f.status))
             yield pd.DataFrame(rows, columns=RESULT_COLUMNS)
