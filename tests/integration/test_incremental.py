@@ -2,7 +2,9 @@
 value a job's spec declares, a file it read, a model version it loaded), and nothing else.
 
 One small generated lake runs the whole pipeline once; each change is then checked against the
-dry-run prediction (``pipeline.predict``), and the cheap ones are run for real.
+dry-run prediction (``pipeline.predict``), and the cheap ones are run for real. The tests build on
+each other in file order, as a user's successive runs would: a job reruns when its config differs
+from its last successful run's.
 """
 
 from __future__ import annotations
@@ -59,19 +61,6 @@ def test_nothing_changed_nothing_reruns(spark: SparkSession, lake: dict[str, Any
     assert _ran(run_pipeline(spark, cfg, list(specs()), run_id="same")) == set()
 
 
-def test_another_model_type_retrains_and_scores_with_the_new_model(spark: SparkSession, lake: dict[str, Any]) -> None:
-    cfg = lake["cfg"].replace(**{"jobs.train.model": "gbt", "jobs.train.grid": {"maxDepth": [2], "maxIter": [5]}})
-    assert _will_run(spark, cfg) == {"train", "score"}
-    results = {r.job: r for r in run_pipeline(spark, cfg, list(specs()), run_id="gbt")}
-    assert _ran(list(results.values())) == {"train", "score"}
-    name = "omicslake_t2d_incident_gbt"
-    assert results["score"].metrics["model"] == name
-    preds = Lake(spark, cfg).read(f"gold.predictions_{name}")
-    assert {r.model_version for r in preds.select("model_version").distinct().collect()} == {results["score"].metrics["model_version"]}
-    # and the next run with the same settings skips both
-    assert _will_run(spark, cfg) == set()
-
-
 def test_a_new_champion_version_is_scored_and_nothing_else_runs(spark: SparkSession, lake: dict[str, Any]) -> None:
     import mlflow
 
@@ -90,6 +79,19 @@ def test_a_new_champion_version_is_scored_and_nothing_else_runs(spark: SparkSess
     assert results["score"].metrics["model_version"] == int(new.version)
     scored = Lake(spark, cfg).read(f"gold.predictions_{name}").where(F.col("model_version") == int(new.version))
     assert scored.count() == Lake(spark, cfg).read("gold.features_t2d_incident").count()
+
+
+def test_another_model_type_retrains_and_scores_with_the_new_model(spark: SparkSession, lake: dict[str, Any]) -> None:
+    cfg = lake["cfg"].replace(**{"jobs.train.model": "gbt", "jobs.train.grid": {"maxDepth": [2], "maxIter": [5]}})
+    assert _will_run(spark, cfg) == {"train", "score"}
+    results = {r.job: r for r in run_pipeline(spark, cfg, list(specs()), run_id="gbt")}
+    assert _ran(list(results.values())) == {"train", "score"}
+    name = "omicslake_t2d_incident_gbt"
+    assert results["score"].metrics["model"] == name
+    preds = Lake(spark, cfg).read(f"gold.predictions_{name}")
+    assert {r.model_version for r in preds.select("model_version").distinct().collect()} == {results["score"].metrics["model_version"]}
+    # and the next run with the same settings skips both
+    assert _will_run(spark, cfg) == set()
 
 
 def test_an_edited_prs_weights_file_reruns_what_reads_the_prs(spark: SparkSession, lake: dict[str, Any]) -> None:
