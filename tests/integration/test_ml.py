@@ -68,30 +68,37 @@ def test_train_is_tracked_and_registered(spark: SparkSession, trained: dict[str,
     assert "person_key" not in {c.name for c in model_info.signature.inputs}
 
 
-def test_auroc_near_the_oracle_and_worse_without_planted_features(spark: SparkSession, trained: dict[str, Any], messy: Any) -> None:
+def test_auroc_beats_chance_and_the_model_without_planted_features(
+    spark: SparkSession, trained: dict[str, Any], messy: Any
+) -> None:
+    """A smoke check against trivial baselines, not an oracle check: at 1,500 patients the held-out
+    split has about 30 cases (an AUROC's standard error is about 0.05), too few to test the
+    issue's bar of 0.03 below the oracle. That comparison is tests/integration/test_ml_oracle.py:
+    20,000 patients, ~385 held-out cases, a paired DeLong test on the same persons, a fixed bar."""
     m = trained["run"].metrics
     cfg = trained["cfg"]
     lake = Lake(spark, cfg)
     from omicslake.ml.model import split_column
 
-    test = lake.read("gold.features_t2d_incident", version=m["table_version"]).where(split_column(cfg.jobs.train.seed, cfg.jobs.train.test_fraction) == "test").select("person_key", "label").collect()
+    features = lake.read("gold.features_t2d_incident", version=m["table_version"])
+    held_out = split_column(cfg.jobs.train.seed, cfg.jobs.train.test_fraction) == "test"
+    test = features.where(held_out).select("person_key", "label").collect()
     truth = _truth(messy[0])
     from sklearn.metrics import roc_auc_score
 
     oracle = roc_auc_score([r.label for r in test], [float(truth[r.person_key]["p_t2d"] or 0) for r in test])
-    worse = execute(spark, cfg.replace(**{"jobs.train.exclude": [*cfg.jobs.train.exclude, *PLANTED], "jobs.train.alias": None}), "train", run_id="t2")
+    without = cfg.replace(**{"jobs.train.exclude": [*cfg.jobs.train.exclude, *PLANTED], "jobs.train.alias": None})
+    worse = execute(spark, without, "train", run_id="t2")
     cases = sum(r.label for r in test)
-    print(f"held-out AUROC {m['test_auroc']:.3f}, oracle on the same persons {oracle:.3f} (n={len(test)}, {cases} cases); "
-          f"without the planted features {worse.metrics['test_auroc']:.3f}")
-    # The issue asks for 0.03 of the oracle. Here the held-out split has a few dozen cases, so the
-    # bar adds two standard errors of our AUROC (Hanley & McNeil 1982) to the 0.03; at 100,000
-    # patients the measured gap is 0.017 (README).
+    # Hanley & McNeil (1982) standard error of our AUROC
     a, n1, n0 = m["test_auroc"], cases, len(test) - cases
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
     se = float(np.sqrt((a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a)) / (n1 * n0)))
-    print(f"bar: oracle - 0.03 - 2 x SE {se:.3f} = {oracle - 0.03 - 2 * se:.3f}")
-    assert m["test_auroc"] >= oracle - 0.03 - 2 * se
-    assert worse.metrics["test_auroc"] < m["test_auroc"] - 0.1
+    print(f"held-out AUROC {a:.3f} (SE {se:.3f}, n={len(test)}, {cases} cases); without the planted features "
+          f"{worse.metrics['test_auroc']:.3f}; the oracle on the same persons {oracle:.3f} (for information "
+          "only: test_ml_oracle.py compares with the oracle)")
+    assert a - 2 * se > 0.5  # better than a constant score (chance) by two standard errors
+    assert worse.metrics["test_auroc"] < a - 0.1  # the planted features carry the signal
 
 
 def test_sklearn_logistic_regression_agrees(spark: SparkSession, trained: dict[str, Any]) -> None:
