@@ -1,12 +1,15 @@
 """spark-submit on a real Spark standalone cluster: a master and one worker started from the
 installed pyspark on 127.0.0.1, the wheel from `pip wheel` (conf/ and schemas/ inside), the
 demo pipeline through `spark-submit jobs/pipeline.py --env cluster`, one job through its own
-entry script, the Delta tables checked, both processes stopped."""
+entry script, the Delta tables checked, the pipeline's report opened in Chromium, the pipeline
+resumed on a copy of the lake, both processes stopped."""
 
 from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -14,11 +17,14 @@ import time
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pyspark
 import pytest
+from lake_copy import copy_lake
 from pyspark.sql import SparkSession
 
+from conftest import require_tool
 from omicslake.config import load_config
 from omicslake.io.delta import Lake
 
@@ -74,31 +80,34 @@ def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]
     assert worker.poll() is not None and master.poll() is not None
 
 
-def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(spark: SparkSession, cluster: dict[str, str], tmp_path: Path) -> None:
+@pytest.fixture(scope="module")
+def pipeline(spark: SparkSession, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The demo pipeline through spark-submit on the cluster, then score alone through its own entry
+    script; what the tests check is read here, once, so that a test that goes on to change the lake
+    (the resume test) cannot change what another one sees, whatever the order."""
+    tmp = tmp_path_factory.mktemp("pipeline")
     env = _env(Path(cluster["tmp"]))
-    dist = tmp_path / "dist"
+    dist = tmp / "dist"
     subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)], check=True, env=env)
     wheel = next(dist.glob("omicslake-*.whl"))
     extra = subprocess.run([sys.executable, "-m", "omicslake.jobs.cli", "submit-args", "--env", "cluster"], capture_output=True, text=True, check=True, env=env).stdout.split()
-    lake = tmp_path / "lake"
+    lake = tmp / "lake"
     sets = ["--set", f"lake.root={lake}", "--set", "jobs.generate.patients=800", "--set", "jobs.generate.samples=200",
             "--set", "jobs.generate.variants=400", "--set", "spark.shuffle_partitions=4", "--set", 'jobs.train.grid={"regParam": [0.01]}']
     # run from a folder without the checkout, so that conf/ and schemas/ come from the wheel
     submit = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster["url"], *extra, "--driver-memory", "2g", "--executor-memory", "3g",
               "--py-files", str(wheel)]
-    work = tmp_path / "cwd"
+    work = tmp / "cwd"
     work.mkdir()
     env_wheel = {**env, "PYTHONPATH": str(wheel)}
     t0 = time.monotonic()
     res = subprocess.run([*submit, str(REPO / "jobs" / "pipeline.py"), "--env", "cluster", *sets], cwd=work, env=env_wheel, capture_output=True, text=True, timeout=3600)
     print(f"pipeline on the standalone cluster: {time.monotonic() - t0:.0f} s")
     assert res.returncode == 0, res.stderr[-5000:]
-    summary = res.stdout
-    for job in ("generate", "ingest_vcf", "ingest_ehr", "genomic_qc", "conform_ehr", "genetic_features", "build_cohort", "gwas", "train", "score", "cluster", "survival", "report"):
-        assert any(line.startswith(job) and "succeeded" in line for line in summary.splitlines()), (job, summary)
-    # the work ran on the cluster's executor, not in a local master
     apps = json.loads(urllib.request.urlopen(cluster["ui"] + "/json/", timeout=5).read())["completedapps"]
-    assert apps and all(a["state"] == "FINISHED" for a in apps)
+    # the pipeline's report, as it wrote it, before anything else runs on the lake
+    report = tmp / "pipeline-report.html"
+    shutil.copyfile(lake / "reports" / "report.html", report)
     # one job alone through its own entry script, reading the tables and the registered model the
     # pipeline wrote (score: the same snapshot and model version again adds no prediction)
     res2 = subprocess.run([*submit, str(REPO / "jobs" / "score.py"), "--env", "cluster", *sets, "--run-id", "solo"], cwd=work, env=env_wheel,
@@ -106,31 +115,111 @@ def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(spark: Spark
     assert res2.returncode == 0, res2.stderr[-5000:]
     # the Delta tables, read back with a local session
     lk = Lake(spark, load_config("local", overrides=[f"lake.root={lake}"]))
-    tables = {n: rows for n, _, rows in lk.tables()}
+    return {
+        "lake": lake, "sets": sets, "summary": res.stdout, "apps": apps, "report": report,
+        "tables": {n: rows for n, _, rows in lk.tables()},
+        "solo": [r.asDict(recursive=True) for r in lk.read("ops.runs").where("run_id = 'solo'").collect()],
+    }
+
+
+def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(pipeline: dict[str, Any]) -> None:
+    summary = pipeline["summary"]
+    for job in ("generate", "ingest_vcf", "ingest_ehr", "genomic_qc", "conform_ehr", "genetic_features", "build_cohort", "gwas", "train", "score", "cluster", "survival", "report"):
+        assert any(line.startswith(job) and "succeeded" in line for line in summary.splitlines()), (job, summary)
+    # the work ran on the cluster's executor, not in a local master
+    apps = pipeline["apps"]
+    assert apps and all(a["state"] == "FINISHED" for a in apps)
+    tables = pipeline["tables"]
     assert tables["silver.person"] == 800 and tables["bronze.vcf_samples"] == 200
     assert tables["gold.cohort_t2d_incident"] > 600 and tables["gold.features_t2d_incident"] == tables["gold.cohort_t2d_incident"]
     assert tables["gold.gwas_t2d"] > 300 and tables["gold.genetic_pcs"] > 150
     assert any(n.startswith("gold.predictions_") for n in tables)
-    runs = lk.read("ops.runs").where("run_id = 'solo'").collect()
-    assert len(runs) == 1 and runs[0].status == "succeeded" and runs[0].env == "cluster"
-    assert runs[0].metrics["scored"] == "0"
-    assert (lake / "reports" / "report.html").exists()
-    DONE["lake"] = str(lake)
-    DONE["sets"] = sets
+    runs = pipeline["solo"]
+    assert len(runs) == 1 and runs[0]["status"] == "succeeded" and runs[0]["env"] == "cluster"
+    assert runs[0]["metrics"]["scored"] == "0"
+    assert pipeline["report"].exists()
 
 
-DONE: dict[str, object] = {}
+# The report job's sections as they appear on a full pipeline's lake (this pipeline: one cohort with
+# a model, survival and clusters, one GWAS): h2 title -> the images (alt text) Chromium must load
+# in it. The QC histograms and the PCA scatter carry no alt text. Quarantine is shown when a
+# quarantine table has rows (the generated cohort without --messy has none).
+REPORT_SECTIONS = {
+    "Pipeline runs": [],
+    "Data quality": [],
+    "Genotype QC": ["", "", "", ""],  # call rate, het/hom-var ratio, AF, HWE p
+    "Genetic principal components": [""],
+    "GWAS": ["Manhattan", "QQ"],
+    "Risk model: t2d_incident logistic": ["plots/calibration.png", "plots/feature_weights.png", "plots/pr.png", "plots/roc.png"],
+    "Time to event (AFT): t2d_incident aft_weibull": ["plots/km_by_risk.png"],
+    "Patient phenotypes (clusters): t2d_incident kmeans": ["plots/cluster_profiles.png", "plots/silhouette.png"],
+}
 
 
-def test_pipeline_skips_unchanged_steps_and_resumes_at_the_failed_one(spark: SparkSession) -> None:
-    """On the cluster test's lake, in this process: a changed cohort setting and an injected
+def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromium(pipeline: dict[str, Any], tmp_path: Path) -> None:
+    """The report the pipeline wrote (every job's output in the lake), opened in headless Chromium:
+    every section the report job can write is there, every image in it loaded (naturalWidth > 0),
+    no console error. The expected sections are the report job's own headings (read from its
+    source, so a section added to the report job must be added here), one Table 1 per gold.table1_*
+    table of the lake."""
+    import inspect
+
+    from report_check import chromium, probe
+
+    from omicslake.jobs import report
+
+    if chromium() is None:
+        require_tool("chromium")
+    declared = [t.rstrip(": ") for t in re.findall(r"<h2>([^<{]*)", inspect.getsource(report)) if t] + [t for t, _ in report.SECTIONS.values()]
+    assert len(declared) >= 10 and "Table 1" in declared, declared
+    cohorts = sorted(n.split("table1_", 1)[1] for n in pipeline["tables"] if n.startswith("gold.table1_"))
+    assert "t2d_incident" in cohorts
+    expected = {**REPORT_SECTIONS, **{f"Table 1: {c}": [] for c in cohorts}}
+    quarantined = sum(rows for n, rows in pipeline["tables"].items() if n.startswith("quarantine."))
+    if quarantined:
+        expected["Quarantine"] = []
+    # every heading the report job declares is one the full lake must show (Quarantine: when it has rows)
+    assert all(any(title == d or title.startswith(d + ": ") for title in {**expected, "Quarantine": []}) for d in declared), (declared, sorted(expected))
+    page = pipeline["report"]
+    text = page.read_text()
+    assert "src=\"http" not in text and "<link" not in text  # self-contained
+    seen = probe(page, tmp_path)
+    h2 = [t for tag, t in seen["headings"] if tag == "h2"]
+    assert sorted(h2) == sorted(expected), (h2, sorted(expected))
+    h3 = [t for tag, t in seen["headings"] if tag == "h3"]
+    assert h3 == ["gwas_t2d", "By subgroup (held-out)"], h3
+    imgs = seen["image_list"]
+    assert seen["images"] == len(imgs) == text.count("<img ") == sum(len(v) for v in expected.values()), (seen["images"], text.count("<img "))
+    by_section = {t: sorted(i["alt"] for i in imgs if i["section"] == t) for t in expected}
+    assert by_section == expected, by_section
+    unloaded = [(i["section"], i["alt"]) for i in imgs if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
+    assert not unloaded and seen["broken"] == 0, unloaded
+    assert seen["errors"] == 0 and not seen["console"], seen
+
+
+def test_report_probe_catches_a_broken_image_and_a_script_error(tmp_path: Path) -> None:
+    from report_check import chromium, probe
+
+    if chromium() is None:
+        require_tool("chromium")
+    bad = tmp_path / "bad.html"
+    bad.write_text("<!doctype html><html><head></head><body><h2>One</h2><img alt='x' src='data:image/png;base64,AAAA'>"
+                   "<script>nope()</script></body></html>")
+    caught = probe(bad, tmp_path)
+    assert caught["broken"] == 1 and caught["errors"] >= 1
+    assert caught["headings"] == [("h2", "One")]
+    assert [(i["section"], i["alt"], i["width"]) for i in caught["image_list"]] == [("One", "x", 0)]
+
+
+def test_pipeline_skips_unchanged_steps_and_resumes_at_the_failed_one(spark: SparkSession, pipeline: dict[str, Any], tmp_path: Path) -> None:
+    """On a copy of the cluster test's lake, in this process: a changed cohort setting and an injected
     failure in train (no feature column matches); then the rerun with train fixed."""
     from omicslake.errors import InputError
     from omicslake.pipeline import plan, run_pipeline
 
-    if "lake" not in DONE:
-        pytest.skip("needs the lake of the cluster test")
-    sets = [v for k, v in zip(DONE["sets"][::2], DONE["sets"][1::2])]  # type: ignore[index]
+    lake = tmp_path / "lake"
+    copy_lake(pipeline["lake"], lake)  # the lake of its own: the pipeline's stays as the other tests read it
+    sets = [v for v in pipeline["sets"][1::2] if not v.startswith("lake.root=")] + [f"lake.root={lake}"]
     changed = [*sets, "jobs.build_cohort.end_of_data=2020-12-31"]
     cfg = load_config("local", overrides=[*changed, 'jobs.train.include=["no_such_feature_*"]'])
     jobs = plan()

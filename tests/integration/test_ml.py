@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
+from lake_copy import copy_lake
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -25,11 +26,29 @@ PLANTED = ["lab_hba1c_*", "lab_bmi_*", "lab_glucose_*", "lab_weight_*", "age_at_
 
 
 @pytest.fixture(scope="module")
-def trained(spark: SparkSession, gold_lake: Config) -> dict[str, Any]:
-    cfg = gold_lake.replace(**{"jobs.train.grid": GRID})
+def trained(spark: SparkSession, gold_lake: Config, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """train on a copy of the session's gold lake: this module's models, scores, survival and
+    cluster tables and MLflow runs stay out of the lake the EHR tests read."""
+    root = copy_lake(gold_lake.lake_root, tmp_path_factory.mktemp("ml") / "lake")
+    cfg = gold_lake.replace(**{"lake.root": str(root), "jobs.train.grid": GRID})
     run = execute(spark, cfg, "train", run_id="t1")
     assert run.status == "succeeded", run.metrics
     return {"cfg": cfg, "run": run}
+
+
+def own_lake(trained: dict[str, Any], tmp_path: Path) -> Config:
+    """The trained lake copied for a test that changes it (a train run of its own, deleted rows),
+    so that the tests after it see the module's lake as the fixture left it."""
+    cfg: Config = trained["cfg"]
+    return cfg.replace(**{"lake.root": str(copy_lake(cfg.lake_root, tmp_path / "lake"))})
+
+
+@pytest.fixture(autouse=True)
+def _tracking(trained: dict[str, Any]) -> None:
+    """MLflow's tracking URI is process-wide: every test starts on the trained lake's store."""
+    from omicslake.ml.tracking import setup
+
+    setup(trained["cfg"])
 
 
 def _truth(landing: Path) -> dict[str, dict[str, str]]:
@@ -69,7 +88,7 @@ def test_train_is_tracked_and_registered(spark: SparkSession, trained: dict[str,
 
 
 def test_auroc_beats_chance_and_the_model_without_planted_features(
-    spark: SparkSession, trained: dict[str, Any], messy: Any
+    spark: SparkSession, trained: dict[str, Any], messy: Any, tmp_path: Path
 ) -> None:
     """A smoke check against trivial baselines, not an oracle check: at 1,500 patients the held-out
     split has about 30 cases (an AUROC's standard error is about 0.05), too few to test the
@@ -87,7 +106,8 @@ def test_auroc_beats_chance_and_the_model_without_planted_features(
     from sklearn.metrics import roc_auc_score
 
     oracle = roc_auc_score([r.label for r in test], [float(truth[r.person_key]["p_t2d"] or 0) for r in test])
-    without = cfg.replace(**{"jobs.train.exclude": [*cfg.jobs.train.exclude, *PLANTED], "jobs.train.alias": None})
+    mine = own_lake(trained, tmp_path)  # a train run of its own: another model version, another MLflow run
+    without = mine.replace(**{"jobs.train.exclude": [*cfg.jobs.train.exclude, *PLANTED], "jobs.train.alias": None})
     worse = execute(spark, without, "train", run_id="t2")
     cases = sum(r.label for r in test)
     # Hanley & McNeil (1982) standard error of our AUROC
@@ -119,26 +139,32 @@ def test_sklearn_logistic_regression_agrees(spark: SparkSession, trained: dict[s
     x = pdf[list(cols.numeric)].astype(float)
     train = (pdf["split"] == "train").to_numpy()
     x = x.loc[:, x[train].notna().any()]  # as ours: columns without a value in the training split are left out
-    x = x.fillna(x[train].median())
+    # Spark's Imputer takes the median as approxQuantile(0.5): the value at rank ceil(n/2), the lower
+    # of the two middle values when n is even (exact at these sizes); pandas' median averages them.
+    x = x.fillna(x[train].apply(lambda c: np.percentile(c.dropna(), 50, method="inverted_cdf")))
     x = pd.concat([x, pd.get_dummies(pdf[list(cols.categorical)].fillna("NA"), dtype=float)], axis=1)
     mu, sd = x[train].mean(), x[train].std(ddof=1).replace(0, 1)
     z = ((x - mu) / sd).to_numpy()
     y = pdf["label"].to_numpy().astype(int)
     lam = float(m["best_params"]["regParam"])
     n = int(train.sum())
-    clf = LogisticRegression(C=1.0 / (lam * n) if lam > 0 else np.inf, class_weight="balanced", max_iter=5000)
+    # MLlib minimises mean(w * loss) + regParam / 2 * |b|^2 with sum(w) = n (balanced weights), so
+    # C = 1 / (regParam * n). tol: scikit-learn's default (1e-4) stops before the optimum (measured:
+    # AUROC 0.0004 off MLlib on the cluster test's lake; at 1e-10 equal and every coefficient within 3e-4).
+    clf = LogisticRegression(C=1.0 / (lam * n) if lam > 0 else np.inf, class_weight="balanced", max_iter=20000, tol=1e-10)
     clf.fit(z[train], y[train])
     ours = m["test_auroc"]
     theirs = roc_auc_score(y[~train], clf.predict_proba(z[~train])[:, 1])
-    print(f"AUROC MLlib {ours:.4f}, scikit-learn {theirs:.4f} (regParam {lam})")
-    assert abs(ours - theirs) <= 0.01
+    print(f"AUROC MLlib {ours:.5f}, scikit-learn {theirs:.5f} (regParam {lam})")
+    assert abs(ours - theirs) <= 0.002
 
 
-def test_reproduce_from_the_run_id_alone(spark: SparkSession, trained: dict[str, Any]) -> None:
+def test_reproduce_from_the_run_id_alone(spark: SparkSession, trained: dict[str, Any], tmp_path: Path) -> None:
     import mlflow
 
-    m, cfg = trained["run"].metrics, trained["cfg"]
+    m = trained["run"].metrics
     run = mlflow.MlflowClient().get_run(m["mlflow_run_id"])
+    cfg = own_lake(trained, tmp_path)  # rows are deleted below: the other tests keep the table as train read it
     # the table moves on (rows deleted: a new Delta version) ...
     lake = Lake(spark, cfg)
     from delta.tables import DeltaTable
@@ -237,24 +263,3 @@ def test_cluster_phenotypes_with_silhouette_equal_to_sklearn(spark: SparkSession
     x = PipelineModel(stages=model.stages[:-1]).transform(lake.read("gold.features_t2d_incident")).select("person_key", vector_to_array("features").alias("x"))
     got = x.join(clusters, "person_key").select("x", "cluster").collect()
     assert silhouette_score(np.array([r.x for r in got]), [r.cluster for r in got], metric="sqeuclidean") == pytest.approx(m["silhouette"], abs=1e-4)
-
-
-def test_report_renders_in_headless_chromium(spark: SparkSession, trained: dict[str, Any], tmp_path: Path) -> None:
-    """The HTML report of this lake (runs, data quality, quarantine, Table 1, the model's plots) opens
-    in Chromium with every image loaded and no console error; the probe does catch both."""
-    from report_check import probe
-
-    run = execute(spark, trained["cfg"], "report", run_id="rep1")
-    assert run.status == "succeeded"
-    page = Path(run.metrics["report"])
-    text = page.read_text()
-    assert "src=\"http" not in text and "<link" not in text  # self-contained
-    for section in ("Pipeline runs", "Data quality", "Quarantine", "Table 1: t2d_incident", "Risk model: t2d_incident logistic", "By subgroup (held-out)",
-                    "Time to event (AFT): t2d_incident aft_weibull", "Patient phenotypes (clusters): t2d_incident kmeans"):
-        assert f">{section}<" in text, section
-    seen = probe(page, tmp_path)
-    assert seen["images"] == run.metrics["model_plots"] >= 4 and seen["broken"] == 0 and seen["errors"] == 0 and not seen["console"], seen
-    bad = tmp_path / "bad.html"
-    bad.write_text("<!doctype html><html><head></head><body><img src='data:image/png;base64,AAAA'><script>nope()</script></body></html>")
-    caught = probe(bad, tmp_path)
-    assert caught["broken"] == 1 and caught["errors"] >= 1
