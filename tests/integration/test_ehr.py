@@ -17,16 +17,17 @@ from hashlib import sha256
 from pathlib import Path
 from typing import Any
 
+import phi_scan
 import pytest
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from conftest import EHR_SILVER as SILVER
 from omicslake.config import Config
 from omicslake.errors import SecretError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import RunResult, execute
 
-from conftest import EHR_SILVER as SILVER
 BAD_DATE = "31/02/2019 25:61"
 
 
@@ -131,35 +132,47 @@ def test_late_correction_replaces_the_row_and_history_stays(spark: SparkSession,
     assert int(hist.operationMetrics["numTargetRowsUpdated"]) == ehr_lake["manifest"]["messy"]["counts"]["encounters_late_corrections"]
 
 
-def _string_columns(df: DataFrame) -> list[str]:
-    return [f.name for f in df.schema.fields if f.dataType.simpleString() == "string"]
-
-
 def test_no_direct_identifier_leaves_bronze(spark: SparkSession, ehr_lake: dict[str, Any], gold_lake: Config) -> None:
-    """Every string of every silver, gold and quarantine table (gold built from this lake)."""
+    """Every text value of every silver, gold and quarantine table (gold built from this lake), cut into
+    words, holds none of bronze's direct identifiers, alone or as a 'first last' pair (tests/integration/phi_scan.py)."""
     lake = Lake(spark, gold_lake)
     p = lake.read("bronze.synthea_patients")
-    cols = ["Id", "SSN", "DRIVERS", "PASSPORT", "FIRST", "LAST", "MAIDEN", "ADDRESS", "BIRTHPLACE"]
-    ids = p.select(F.explode(F.array(*[F.col(c) for c in cols])).alias("v"))
-    fhir = lake.read("bronze.fhir_patient").where("resource IS NOT NULL").select(F.from_json("resource", "telecom array<struct<value:string>>, identifier array<struct<value:string>>").alias("j"))
-    ids = ids.unionByName(fhir.select(F.explode("j.telecom.value").alias("v"))).unionByName(fhir.select(F.explode("j.identifier.value").alias("v")))
-    enc = lake.read("bronze.synthea_encounters").select(F.col("Id").alias("v"))
-    ids = ids.unionByName(enc).where(F.length("v") >= 5).distinct().cache()
-    assert ids.count() > 5 * 400
-    assert ids.where(F.col("v").rlike(r"^\d{3}-\d{2}-\d{4}$")).count() > 0  # SSNs are in the scan
-    tables = [n for n, _, _ in lake.tables() if n.split(".")[0] in ("silver", "gold", "quarantine")]
+    ids = phi_scan.identifiers(
+        phi_scan.synthea_identifiers(p, lake.read("bronze.synthea_encounters"))
+        + phi_scan.fhir_identifiers(lake.read("bronze.fhir_patient"))
+    ).cache()
+    n_patients = p.where("Id IS NOT NULL").select("Id").distinct().count()
+    n_encounters = lake.read("bronze.synthea_encounters").where("Id IS NOT NULL").select("Id").distinct().count()
+    n_fhir = lake.read("bronze.fhir_patient").where("resource IS NOT NULL").count()
+    counts = phi_scan.kinds(ids)
+    print("PHI scan looks for:", counts)
+    # every patient's SSN, licence, passport, address, names and name pairs (FHIR adds MRNs and phones)
+    assert n_patients >= 1400 and n_fhir >= 100
+    assert all(counts[k] >= 0.95 * n_patients for k in ("ssn", "licence", "passport", "address")), counts
+    assert counts["phone"] >= 0.95 * n_fhir and counts["identifier"] >= 4 * 0.95 * n_fhir, counts
+    assert counts["name pair"] >= 1.9 * n_patients and counts["name"] >= 2.5 * n_patients, counts
+    assert counts["source id"] >= n_patients + n_encounters, counts
+    tables = [n for n in lake.names() if n.split(".")[0] in ("silver", "gold", "quarantine")]
     assert {f"silver.{t}" for t in SILVER} <= set(tables)
     assert {"gold.cohort_t2d_incident", "gold.features_t2d_incident", "gold.table1_t2d_incident", "gold.cohort_readmission_30d"} <= set(tables)
-    for name in tables:
-        df = lake.read(name)
-        # Every string value, and every string inside JSON (quarantine rows), as one token each.
-        text = F.concat_ws("\x1f", *[F.coalesce(F.col(c), F.lit("")) for c in _string_columns(df)])
-        tokens = df.select(F.explode(F.split(text, '[\x1f"]')).alias("v")).where(F.length("v") >= 5)
-        hits = tokens.join(ids, "v").count()
-        assert hits == 0, name
-    # the scan finds an identifier where there is one
-    leak = lake.read("silver.person").limit(3).withColumn("state", F.lit(p.first().SSN))
-    assert leak.select(F.explode(F.split(F.concat_ws("\x1f", "state"), '[\x1f"]')).alias("v")).join(ids, "v").count() == 3
+    assert {"quarantine.measurement", "quarantine.visit_occurrence"} <= set(tables)
+    assert phi_scan.scan_lake(lake, ids) == {}
+    # The scan finds an identifier where there is one: an SSN inside other text, a 'First Last' pair and a
+    # 'Last, First' pair of a bronze patient, in three silver rows (a JSON copy too, as in quarantine.row_json).
+    who = p.where("FIRST IS NOT NULL AND LAST IS NOT NULL AND SSN IS NOT NULL").orderBy("Id").first()
+    leak = lake.read("silver.person").limit(3).select(
+        F.lit(f"ssn:{who.SSN};").alias("state"),
+        F.lit(f"Seen by Dr. {who.FIRST.upper()} {who.LAST}, clinic").alias("race_source_value"),
+        F.lit(f"{who.LAST}, {who.FIRST}").alias("ethnicity_source_value"),
+        F.to_json(F.struct(F.lit(f"note\x1f{who.FIRST} {who.LAST}\n").alias("x"))).alias("row_json"),
+    )
+    hits = phi_scan.scan(leak, ids)
+    # (the SSN is found twice: as Synthea's SSN and as one of the FHIR Patient's identifiers)
+    assert hits == {("state", "ssn"): 3, ("state", "identifier"): 3,
+                    ("race_source_value", "name pair"): 3, ("race_source_value", "name"): 6,
+                    ("ethnicity_source_value", "name pair"): 3, ("ethnicity_source_value", "name"): 6,
+                    ("row_json", "name pair"): 3, ("row_json", "name"): 6}, hits
+    ids.unpersist()
     silver_rows = lake.read("silver.person").count() + lake.read("silver.measurement").count()
     assert silver_rows > 1000
 
@@ -257,6 +270,20 @@ def test_external_fhir_bulk_export_conforms(spark: SparkSession, cfg: Config, ex
     rules = Counter(r.rule for r in lake.read("quarantine.visit_occurrence").collect()) if lake.exists("quarantine.visit_occurrence") else Counter()
     print("FHIR sample quarantine rules (visits):", dict(rules))
     assert sum(rules.values()) == m["visit_occurrence_quarantined"]
+    # No direct identifier of the export's patients (resource ids, SSN, MRN, licence, passport, phone, names and
+    # name pairs, street addresses) nor an encounter id reaches silver or quarantine.
+    ids = phi_scan.identifiers(phi_scan.fhir_identifiers(lake.read("bronze.fhir_patient"), lake.read("bronze.fhir_encounter"))).cache()
+    counts = phi_scan.kinds(ids)
+    print("PHI scan (FHIR sample) looks for:", counts)
+    first = json.loads((src / "Patient.000.ndjson").read_text().splitlines()[0])
+    given, family = first["name"][0]["given"][0], first["name"][0]["family"]
+    ssn = next(i["value"] for i in first["identifier"] if i.get("system") == "http://hl7.org/fhir/sid/us-ssn")
+    assert counts["source id"] == lines["Patient"] + lines["Encounter"] and counts["identifier"] >= 3 * lines["Patient"], counts
+    assert counts["phone"] == lines["Patient"] and counts["name pair"] >= 2 * lines["Patient"] and counts["address"] >= lines["Patient"], counts
+    assert phi_scan.scan_lake(lake, ids, ("silver", "quarantine")) == {}
+    leak = lake.read("silver.person").limit(2).select(F.lit(f"{given} {family}").alias("a"), F.lit(f"ssn={ssn}").alias("b"))
+    assert phi_scan.scan(leak, ids) == {("a", "name pair"): 2, ("a", "name"): 4, ("b", "identifier"): 2}
+    ids.unpersist()
 
 
 def test_external_omop_cdm_export_conforms(spark: SparkSession, cfg: Config, external: Path) -> None:
@@ -301,15 +328,16 @@ def test_external_omop_cdm_export_conforms(spark: SparkSession, cfg: Config, ext
         both = set(theirs) & set(ours)
         assert len(both) >= 0.8 * len(theirs), (table, len(both), len(theirs))
         assert all(ours[s] == theirs[s] for s in both), table
-    # the source system's ids (person_source_value, visit_source_value) never reach silver
-    ids = {r[11] for r in rows["person"][1:]} | {r[10] for r in rows["visit_occurrence"][1:] if r[10]}
-    for t in [n for n, _, _ in lake.tables() if n.startswith(("silver.", "quarantine."))]:
-        df = lake.read(t)
-        cols = _string_columns(df)
-        hit = F.lit(False)
-        for col in cols:  # one query per table
-            hit = hit | F.coalesce(F.col(col).isin(list(ids)), F.lit(False))
-        assert not df.where(hit).count(), (t, cols)
+    # The source system's ids (person_source_value, visit_source_value) reach neither silver nor quarantine,
+    # as whole values or inside text (tests/integration/phi_scan.py).
+    source_ids = {r[11] for r in rows["person"][1:]} | {r[10] for r in rows["visit_occurrence"][1:] if r[10]}
+    ids = phi_scan.identifiers(phi_scan.omop_identifiers(lake.read("bronze.omop_person"), lake.read("bronze.omop_visit_occurrence"))).cache()
+    assert phi_scan.kinds(ids) == {"source id": len(source_ids)}
+    assert phi_scan.scan_lake(lake, ids, ("silver", "quarantine")) == {}
+    planted = sorted(source_ids)[0]
+    leak = lake.read("silver.person").limit(2).select(F.lit(f"src:{planted.upper()}").alias("a"))
+    assert phi_scan.scan(leak, ids) == {("a", "source id"): 2}
+    ids.unpersist()
 
 
 def test_build_cohort_labels_agree_with_the_planted_truth(spark: SparkSession, ehr_lake: dict[str, Any], gold_lake: Config) -> None:
