@@ -347,15 +347,15 @@ TOP_SCHEMA = "_line bigint, birth_date date, year_of_birth int, age_90_plus bool
 
 
 def test_ages_over_89_are_top_coded_to_the_reference_date_minus_90_years(spark: SparkSession) -> None:
-    """README and schemas/silver/person.yaml: ages over 89 at the reference date get the birth date
-    'reference date minus 90 years' and age_90_plus; 89-year-olds keep theirs. Reference 2025-01-01, so
-    the top-coded birth date is 1935-01-01."""
+    """docs/ehr.md and schemas/silver/person.yaml: ages over 89 at the reference date (at death for a
+    decedent) get the birth date 'that date minus 90 years' and age_90_plus; 89-year-olds keep theirs.
+    Reference 2025-01-01, so the top-coded birth date of the living is 1935-01-01."""
     d = C.Deid(KEY, reference_date="2025-01-01")
     people = [
         patient("t1", "1935-01-01"),  # 90th birthday on the reference date: 90, top-coded (same date)
         patient("t2", "1935-01-02"),  # turns 90 the day after: 89, kept
         patient("t3", "1934-12-31"),  # 90 years and 1 day: -> 1935-01-01
-        patient("t4", "1920-07-04", "2024-03-01"),  # 104 (died at 103): -> 1935-01-01, death date kept
+        patient("t4", "1920-07-04", "2024-03-01"),  # died at 103: age at death counts -> 2024-03-01 - 90 y = 1934-03-01
         patient("t5", "1935-06-30"),  # 89 and a half: kept
         patient("t6", "1960-03-15"),  # 64: kept
         patient("t7", None),  # no birth date: nothing to top-code
@@ -366,7 +366,7 @@ def test_ages_over_89_are_top_coded_to_the_reference_date_minus_90_years(spark: 
             (2, dt.date(1935, 1, 1), 1935, True, None),
             (3, dt.date(1935, 1, 2), 1935, False, None),
             (4, dt.date(1935, 1, 1), 1935, True, None),
-            (5, dt.date(1935, 1, 1), 1935, True, dt.date(2024, 3, 1)),
+            (5, dt.date(1934, 3, 1), 1934, True, dt.date(2024, 3, 1)),
             (6, dt.date(1935, 6, 30), 1935, False, None),
             (7, dt.date(1960, 3, 15), 1960, False, None),
             (8, None, None, False, None),
@@ -438,19 +438,18 @@ def test_top_coding_reads_the_shifted_birth_date(spark: SparkSession) -> None:
     assert_df_equality(top_coded(spark, d, people), expected, ignore_row_order=True, ignore_nullable=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (issue 13, item 5 report): top-coding anchors at the reference date even "
-    "for a decedent, so someone who died young long ago is 'born' after their death and "
-    "silver.person's death_after_birth rule quarantines them",
-)
-def test_top_coding_never_puts_a_birth_after_the_death(spark: SparkSession) -> None:
-    # Born 1920-01-01, died 1930-06-01 aged 10; 105 at the reference date 2025-01-01, so top-coded to
-    # 1935-01-01, five years after the death.
+def test_top_coding_measures_a_decedents_age_at_death(spark: SparkSession) -> None:
+    # d1: born 1920-01-01, died 1930-06-01 aged 10 (105 at the reference date 2025-01-01): not top-coded
+    # (anchoring at the reference date made the birth 1935-01-01, five years after the death).
+    # d2: born 1900-03-01, died 1995-07-15 aged 95: top-coded to 1995-07-15 - 90 y = 1905-07-15.
+    # d3: born 1905-01-01, died 1994-12-31 aged 89: kept.
     rows = C.person_rows(
-        bronze(spark, PATIENTS, [patient("d1", "1920-01-01", "1930-06-01")]),
+        bronze(spark, PATIENTS, [patient("d1", "1920-01-01", "1930-06-01"), patient("d2", "1900-03-01", "1995-07-15"),
+                                 patient("d3", "1905-01-01", "1994-12-31")]),
         C.Deid(KEY, reference_date="2025-01-01"),
     )
+    got = {r._line: (str(r.birth_date), r.age_90_plus) for r in rows.collect()}
+    assert sorted(got.values()) == sorted([("1920-01-01", False), ("1905-07-15", True), ("1905-01-01", False)])
     r = rows.first()
     assert r is not None and r.birth_date <= r.death_date
     result = check(rows, load_contract("silver.person"))

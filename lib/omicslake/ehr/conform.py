@@ -87,8 +87,11 @@ def person_rows(df: DataFrame, d: Deid) -> DataFrame:
     ref = F.to_date(F.lit(d.reference_date)) if d.reference_date else F.current_date()
     birth = _shift_date(d, _date("BIRTHDATE"), "Id")
     death = _shift_date(d, _date("DEATHDATE"), "Id")
-    old = F.months_between(ref, birth) >= 90 * 12
-    top = F.add_months(ref, -90 * 12)
+    # Age at the reference date, or at death for a decedent (someone who died at 10 in 1930 is not
+    # 90+ today): 90 or more sets the birth date to that date minus 90 years.
+    at = F.least(ref, death)  # least() skips a null death date
+    old = F.months_between(at, birth) >= 90 * 12
+    top = F.add_months(at, -90 * 12)
     gender = F.create_map(*[x for k, v in GENDER_CONCEPTS.items() for x in (F.lit(k), F.lit(v))])
     return _base(df).select(
         pseudonym(d.key, "person", F.col("Id")).alias("person_key"),

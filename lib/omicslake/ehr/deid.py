@@ -4,7 +4,8 @@ HMAC-SHA256 is computed from Spark's own sha2 (RFC 2104: H((K ^ opad) || H((K ^ 
 so pseudonyms need no Python UDF and agree with Python's ``hmac`` byte for byte (tested).
 The key comes from the environment or a Databricks secret scope; there is no default key.
 Top-coding (``conform.person_rows``) reads the birth date after the shift: an age of 90 or more at
-the reference date sets the birth date to the reference date minus 90 years (``age_90_plus``).
+the reference date (at death, for a decedent) sets the birth date to that date minus 90 years
+(``age_90_plus``).
 """
 
 from __future__ import annotations
