@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import csv
 import json
-import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -42,10 +41,9 @@ def genomic_lake(spark: SparkSession, base_cfg: Config, tmp_path_factory: pytest
 
 def test_ingest_counts_match_bcftools(genomic_lake: tuple[Config, dict[str, RunResult], dict[str, Any]]) -> None:
     cfg, results, manifest = genomic_lake
+    bcftools = require_tool("bcftools")
     vcf = Path(cfg.lake.root) / "landing" / "vcf" / "cohort.vcf.bgz"
-    if not shutil.which("bcftools"):
-        pytest.skip("bcftools not installed")
-    n = len(subprocess.run(["bcftools", "view", "-H", str(vcf)], capture_output=True, text=True, check=True).stdout.splitlines())
+    n = len(subprocess.run([bcftools, "view", "-H", str(vcf)], capture_output=True, text=True, check=True).stdout.splitlines())
     assert results["ingest_vcf"].metrics["variants"] == n == VARIANTS
     qc = results["genomic_qc"].metrics
     assert qc["variants_split"] == VARIANTS + manifest["genome"]["multiallelic_sites"]

@@ -52,23 +52,36 @@ def test_vcf_and_plink_twice_one_copy_each(spark: SparkSession, cfg: Config, ext
     assert _ledger(spark, cfg, "bronze.variants") == sorted([(vcf.name, records, records), (bed.name, snps, None)])
 
 
-def test_rows_left_by_a_killed_run_are_replaced_not_doubled(spark: SparkSession, cfg: Config, external: Path) -> None:
-    """A run killed after the rows' commit and before the ledger row: simulated by deleting the
-    ledger row. The rerun must find the rows by the file's digest and land the file once."""
-    from delta.tables import DeltaTable
+def test_rows_left_by_a_killed_run_are_replaced_not_doubled(spark: SparkSession, cfg: Config, external: Path,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """A run killed after the rows' commits and before the ledger row (the kill planted as a
+    failure of the ledger write). The rerun, with the same run id (a scheduler's retry) or a new
+    one, must find the rows by the file's digest and land the file once."""
+    from omicslake.io import ledger
 
     vcf = external / "vcf" / "sample.vcf"
-    _vcf(spark, cfg, vcf, run_id="k1")
+    records = sum(1 for line in vcf.read_text().splitlines() if line and not line.startswith("#"))
+    samples = len(next(line for line in vcf.read_text().splitlines() if line.startswith("#CHROM")).split("\t")) - 9
     lake = Lake(spark, cfg)
-    n = lake.read("bronze.variants").count()
-    samples = lake.read("bronze.vcf_samples").count()
-    for retry in ("k1", "k2"):  # a scheduler's retry of the same run id, then a new run
-        DeltaTable.forPath(spark, str(lake.path("ops.ingested_files"))).delete()
+    real = ledger.record
+    for attempt, retry in (("k1", "k1"), ("k2", "k3")):
+        def killed(*args: object) -> None:
+            raise RuntimeError("killed before the ledger row")
+
+        monkeypatch.setattr(ledger, "record", killed)
+        with pytest.raises(RuntimeError, match="killed"):
+            _vcf(spark, cfg, vcf, run_id=attempt)
+        monkeypatch.setattr(ledger, "record", real)
+        assert lake.read("bronze.variants").where(F.col("_run_id") == attempt).count() == records  # left behind
         assert _vcf(spark, cfg, vcf, run_id=retry)["files"] == 1
-        assert lake.read("bronze.variants").count() == n
-        assert lake.read("bronze.vcf_samples").count() == samples
+        assert lake.read("bronze.variants").count() == records
         assert [r[0] for r in lake.read("bronze.variants").select("_run_id").distinct().collect()] == [retry]
-        assert len(lake.read("ops.ingested_files").collect()) == 1
+        assert lake.read("bronze.vcf_samples").count() == samples
+        assert [r.run_id for r in lake.read("ops.ingested_files").collect()] == [retry]
+        # make the next round start from a file not yet in the ledger
+        lake.delete_where("ops.ingested_files", F.lit(True))
+        lake.delete_where("bronze.variants", F.lit(True))
+        lake.delete_where("bronze.vcf_samples", F.lit(True))
 
 
 def _ehr(spark: SparkSession, cfg: Config, folder: Path, source: str, run_id: str) -> dict[str, object]:
