@@ -35,12 +35,10 @@ BAR = 0.03  # the issue's bar: held-out AUROC >= oracle AUROC - 0.03, on the sam
 MIN_HELD_OUT_CASES = 300  # at 20,000 patients: ~385 (7 % of ~5,300 held-out persons)
 TRUTH = "truth/patients.csv"  # the generator's latent truth, one row per patient
 STEPS = ("generate", "ingest_ehr", "conform_ehr", "build_cohort", "train")
-# The logistic grid this test found necessary: the ridge-only default (regParam 0.01-0.3,
-# elasticNetParam 0) keeps all 147 features at ~950 training cases (6.5 events per feature) and
-# misses the bar (held-out 0.774 against an oracle of 0.807 here: gap 0.033); with the lasso at
-# the same strengths in the grid, validation picks it (regParam 0.03, L1: 0.782, gap 0.025).
-# Proposed as train.DEFAULT_GRIDS["logistic"]; until then the fixture sets it.
-LOGISTIC_GRID = {"regParam": [0.01, 0.03, 0.1, 0.3], "elasticNetParam": [0.0, 1.0]}
+# The default model (train.DEFAULT_GRIDS). The former ridge-only default grid (regParam 0.01-0.3,
+# elasticNetParam 0) kept all 147 features at ~950 training cases (6.5 events per feature) and
+# missed the bar (held-out 0.774 against an oracle of 0.807 here: gap 0.033); with the lasso at the
+# same strengths in the default grid, validation picks it (regParam 0.03, L1: 0.782, gap 0.025).
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +58,6 @@ def oracle_lake(
         "jobs.generate.messy": False, "jobs.generate.partitions": 2,
         "jobs.ingest_ehr.sources": ["synthea"],
         "jobs.build_cohort.cohorts": ["t2d_incident"], "jobs.build_cohort.table1": False,
-        "jobs.train.grid": LOGISTIC_GRID,
     })
     runs: dict[str, Any] = {}
     seconds: dict[str, float] = {}
