@@ -21,6 +21,7 @@ from pyspark.sql import SparkSession
 
 from omicslake.config import Config
 from omicslake.errors import OmicslakeError
+from omicslake.io.files import sha256
 from omicslake.jobs import dag, spec, specs
 from omicslake.jobs.base import RunResult, execute, new_run_id, print_summary, with_session
 
@@ -82,8 +83,6 @@ def skip_decision(spark: SparkSession, cfg: Config, job: str) -> Decision:
         path = lake.local(f.path)
         if not path.is_file():
             return Decision(True, f"file {f.path} ({f.role}) is gone")
-        from omicslake.io.files import sha256
-
         if sha256(path) != f.sha256:
             return Decision(True, f"file {f.path} ({f.role}) changed")
     for m in last.models or []:

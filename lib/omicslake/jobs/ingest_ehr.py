@@ -163,7 +163,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         if backfill:
             counts = {r[0]: (int(r[1]), int(r[2])) for r in lake.read(table).where(F.col("_file_sha256").isin([b[2] for b in backfill]))
                       .groupBy("_file_sha256").agg(F.count("*"), F.count("_rescued")).collect()}
-            for source, path, digest, batch, n_lines in backfill:
+            for source, path, digest, batch, _lines in backfill:
                 n, rescued = counts[digest]
                 manifest_rows.append(ledger.row(table, source, str(path), digest, path.stat().st_size, batch, n, None, rescued, lake.run_id, now))
         if not parts:
