@@ -55,7 +55,9 @@ def parse_csv(lines: DataFrame, header: list[str], columns: list[str]) -> DataFr
     data = lines.where(F.col("_line") > 1)
     n_fields = F.size(F.split("text", _FIELD_SPLIT))
     ok = n_fields == len(header)
-    parsed = F.from_csv("text", schema.simpleString(), {"mode": "PERMISSIVE", "nullValue": ""})
+    # RFC 4180: a quote inside a quoted field is written twice ("said ""no"""). Spark's default escape
+    # character is a backslash, which left both quotes in the value.
+    parsed = F.from_csv("text", schema.simpleString(), {"mode": "PERMISSIVE", "nullValue": "", "escape": "\""})
     data = data.select("text", "_line", ok.alias("_ok"), parsed.alias("_v"))
     idx = {h: i for i, h in enumerate(header)}
     cols: list[Column] = []
