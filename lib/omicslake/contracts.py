@@ -109,6 +109,7 @@ class Contract:
     allow_extra: bool = False
     partition_by: tuple[str, ...] = field(default=())
     patterns: tuple[PatternSpec, ...] = ()
+    helpers: tuple[ColumnSpec, ...] = ()  # columns the checks read that are never written (see parse_contract)
 
     def validate(self, schema: T.StructType) -> None:
         """ContractError naming the table and column unless every column of schema is declared
@@ -184,24 +185,90 @@ def load_contract(table: str, schemas_dir: Path | None = None) -> Contract:
     return replace(contract, table=table) if "{" in path.stem else contract
 
 
-def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") -> Contract:
-    known = {"table", "description", "columns", "keys", "expectations", "allow_extra", "partition_by", "patterns"}
-    unknown = sorted(set(raw) - known)
-    if unknown:
-        raise ContractError(f"{source}: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
+def _column_specs(raw: Any, section: str, source: str) -> list[ColumnSpec]:
     cols = []
-    for i, c in enumerate(raw.get("columns") or []):
+    for i, c in enumerate(raw or []):
         if not isinstance(c, dict) or "name" not in c or "type" not in c:
-            raise ContractError(f"{source}: columns[{i}] needs at least name and type")
+            raise ContractError(f"{source}: {section}[{i}] needs at least name and type")
         extra = set(c) - {"name", "type", "nullable", "phi", "description"}
         if extra:
-            raise ContractError(f"{source}: columns[{i}] ({c['name']}): unknown key {sorted(extra)[0]!r}")
+            raise ContractError(f"{source}: {section}[{i}] ({c['name']}): unknown key {sorted(extra)[0]!r}")
         check_identifier(c["name"], f"column name in {source}")
         phi = c.get("phi", "none")
         if phi not in PHI_CLASSES:
             raise ContractError(f"{source}: column {c['name']}: phi must be one of {PHI_CLASSES}, got {phi!r}")
         cols.append(ColumnSpec(c["name"], str(c["type"]), bool(c.get("nullable", True)), phi, c.get("description", "")))
+    return cols
+
+
+# Words of Spark SQL's expression grammar that are not column names (compared upper-cased).
+_SQL_WORDS = frozenset(
+    "AND OR NOT IS NULL TRUE FALSE IN BETWEEN LIKE ILIKE RLIKE REGEXP DISTINCT FROM CASE WHEN THEN ELSE END AS "
+    "INTERVAL YEAR YEARS MONTH MONTHS WEEK WEEKS DAY DAYS HOUR HOURS MINUTE MINUTES SECOND SECONDS "
+    "MILLISECOND MILLISECONDS MICROSECOND MICROSECONDS TO ANY SOME ALL EXISTS ESCAPE DIV UNKNOWN".split()
+)
+_TOKEN = re.compile(
+    r"(?P<str>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\")|(?P<quoted>`(?:[^`]|``)+`)|(?P<num>\d+(?:\.\d*)?(?:[eE][+-]?\d+)?[A-Za-z]*)"
+    r"|(?P<word>[A-Za-z_][A-Za-z0-9_]*)|(?P<arrow>->)|(?P<other>\S)"
+)
+
+
+def expression_columns(expr: str) -> list[str]:
+    """The column names a Spark SQL boolean expression reads, in order of appearance.
+
+    A small tokenizer, not Spark's parser (a contract is parsed before any session exists):
+    string literals and numbers are skipped, a word followed by ``(`` is a function, a word after
+    ``AS`` (inside ``CAST``) is a type, lambda variables (``x -> ...``) and the SQL words of
+    ``_SQL_WORDS`` are not columns, ``a.b`` reads column ``a``, a backticked name is a column.
+    An expression using grammar it does not know reports a word as a column: a loud error at
+    load time, never a silent pass.
+    """
+    tokens = [(m.lastgroup, m.group()) for m in _TOKEN.finditer(expr)]
+    lambdas: set[str] = set()
+    for i, (kind, text) in enumerate(tokens):  # x -> ..., (x, y) -> ...
+        if kind != "arrow":
+            continue
+        j = i - 1
+        if j >= 0 and tokens[j][0] == "word":
+            lambdas.add(tokens[j][1])
+        elif j >= 0 and tokens[j][1] == ")":
+            while j >= 0 and tokens[j][1] != "(":
+                if tokens[j][0] == "word":
+                    lambdas.add(tokens[j][1])
+                j -= 1
+    out: list[str] = []
+    for i, (kind, text) in enumerate(tokens):
+        prev = tokens[i - 1][1] if i else ""
+        nxt = tokens[i + 1][1] if i + 1 < len(tokens) else ""
+        if prev == ".":  # a field of a struct column, read through its column
+            continue
+        if kind == "quoted":
+            name = text[1:-1].replace("``", "`")
+        elif kind == "word":
+            if nxt == "(" or text.upper() in _SQL_WORDS or text in lambdas or prev.upper() == "AS":
+                continue
+            name = text
+        else:
+            continue
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") -> Contract:
+    """A contract from its parsed YAML. Every expectation is checked here, when the contract is
+    read: its kind and action, and that every column it reads (``column``, ``columns``, the
+    columns of an ``expr``) is a column of the contract or one of its ``helpers`` (columns the
+    job adds for the checks and drops before the write). ContractError names the file, the
+    expectation and the column."""
+    known = {"table", "description", "columns", "keys", "expectations", "allow_extra", "partition_by", "patterns", "helpers"}
+    unknown = sorted(set(raw) - known)
+    if unknown:
+        raise ContractError(f"{source}: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
+    cols = _column_specs(raw.get("columns"), "columns", source)
+    helpers = _column_specs(raw.get("helpers"), "helpers", source)
     names = {c.name for c in cols}
+    readable = names | {h.name for h in helpers}
     pats = []
     for i, p in enumerate(raw.get("patterns") or []):
         if not isinstance(p, dict) or "pattern" not in p or "type" not in p:
@@ -223,11 +290,19 @@ def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") ->
         if kind not in ("not_null", "range", "allowed", "unique", "expr"):
             raise ContractError(f"{source}: expectations[{i}]: unknown kind {kind!r}")
         col = e.get("column")
-        if col is not None and col not in names:
-            raise ContractError(f"{source}: expectations[{i}]: column {col!r} is not in the contract")
+        ename = e.get("name") or f"{kind}_{col or i}"
+        if kind == "expr" and not isinstance(e.get("expr"), str):
+            raise ContractError(f"{source}: expectation {ename!r}: kind expr needs an expr (a SQL boolean)")
+        read = ([col] if col is not None else []) + list(e.get("columns") or ()) + (expression_columns(e["expr"]) if kind == "expr" else [])
+        for name in read:
+            if name not in readable:
+                raise ContractError(
+                    f"{source}: expectation {ename!r} reads column {name!r}, which is neither a column nor a helper of "
+                    f"the contract; fix the expectation or declare the column (helpers: columns the job adds for the checks)"
+                )
         exps.append(
             Expectation(
-                name=e.get("name") or f"{kind}_{col or i}",
+                name=ename,
                 kind=kind,
                 action=action,
                 column=col,
@@ -248,6 +323,7 @@ def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") ->
         allow_extra=bool(raw.get("allow_extra", False)),
         partition_by=tuple(raw.get("partition_by") or ()),
         patterns=tuple(pats),
+        helpers=tuple(helpers),
     )
 
 

@@ -9,7 +9,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
-from omicslake.contracts import check, enforce, load_contract, parse_contract
+from omicslake.contracts import check, enforce, expression_columns, load_contract, parse_contract
 from omicslake.errors import ContractError, ExpectationFailed, IdentifierError
 
 RAW = {
@@ -98,3 +98,44 @@ def test_column_names_are_identifiers() -> None:
 def test_missing_contract_file(tmp_path: Path) -> None:
     with pytest.raises(ContractError, match=r"no contract for silver.none: .*none.yaml does not exist"):
         load_contract("silver.none", tmp_path)
+
+
+CONTRACTS = Path(__file__).resolve().parents[1] / "data" / "contracts"
+
+
+def test_an_expression_naming_an_unknown_column_fails_when_the_contract_is_read() -> None:
+    folder = CONTRACTS / "unknown_column"
+    with pytest.raises(ContractError) as err:
+        load_contract("silver.lab", folder)
+    msg = str(err.value)
+    assert msg.startswith(f"{folder / 'silver' / 'lab.yaml'}: expectation 'value_ok' reads column 'valeu'"), msg
+
+
+def test_an_expression_may_read_helpers_functions_literals_and_types() -> None:
+    c = load_contract("silver.lab", CONTRACTS / "helper_column")
+    assert [h.name for h in c.helpers] == ["_unit_known"] and "_unit_known" not in c.names  # never written
+    assert expression_columns(c.expectations[0].expr or "") == ["_unit_known", "unit", "value"]
+
+
+@pytest.mark.parametrize(
+    ("expr", "columns"),
+    [
+        ("measurement_name IS DISTINCT FROM 'bmi' OR value_as_number BETWEEN 8 AND 120", ["measurement_name", "value_as_number"]),
+        ("coalesce(measurement_name NOT IN ('sbp', 'dbp'), true)", ["measurement_name"]),
+        ("size(_parse_errors) = 0", ["_parse_errors"]),
+        ("exists(codes, c -> c = 'x') AND s.field > 1", ["codes", "s"]),
+        ("`odd name` IS NULL AND d >= current_date() - INTERVAL 3 DAYS", ["odd name", "d"]),
+        ("note = 'it''s \"AND\" a, b'", ["note"]),
+    ],
+)
+def test_expression_columns(expr: str, columns: list[str]) -> None:
+    assert expression_columns(expr) == columns
+
+
+def test_every_expectation_of_every_contract_reads_declared_columns() -> None:
+    from omicslake.resources import resource_dir
+
+    tables = [f"{p.parent.name}.{p.stem}" for p in sorted((resource_dir("schemas")).glob("*/*.yaml")) if p.parent.name != "vocab"]
+    assert len(tables) > 40
+    for t in tables:
+        load_contract(t)  # parse_contract checks every expectation's columns
