@@ -1,0 +1,437 @@
+"""Risks that are risks, and their reasons (pure: DataFrames, arrays and numbers in and out).
+
+- ``Calibration``: the map from a model's output probability to a calibrated risk, fitted on a
+  calibration split disjoint from the training and test splits. ``platt``: logistic regression of
+  the label on logit(p) (two numbers); ``isotonic``: MLlib's isotonic regression of the label on
+  p (boundaries and values, linear between them, constant outside, as MLlib predicts);
+  ``none``: the identity. It is stored with the logged model (MLmodel metadata), so batch scoring
+  and the server apply the same map.
+- ``calibration_metrics``: calibration-in-the-large (intercept of the label on an offset of
+  logit(p)), slope (logistic regression of the label on logit(p)), Brier score and a 10-bin
+  calibration curve over deciles of the risk with Wilson 95 % intervals of the observed rate.
+- ``LinearRisk``: a fitted logistic pipeline (median imputation, one-hot, standard scaling,
+  coefficients) as plain numbers, applied in numpy: the margin, each feature's contribution
+  (coefficient x standardised value, one-hot slots summed per feature: they add up to the margin
+  minus the intercept exactly), and the reasons in words with the patient's value and the
+  cohort median (the imputer's training median) as reference.
+- ``band``: a risk band from configured thresholds.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd  # at module level: the pandas UDF's type hints are resolved in this module's namespace
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+EPS = 1e-12
+
+
+def logit(p: np.ndarray) -> np.ndarray:
+    q = np.clip(np.asarray(p, float), EPS, 1 - EPS)
+    return np.log(q / (1 - q))
+
+
+def sigmoid(x: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.asarray(x, float)))
+
+
+def _logit_col(p: Column) -> Column:
+    q = F.least(F.greatest(p, F.lit(EPS)), F.lit(1 - EPS))
+    return F.log(q / (1 - q))
+
+
+@dataclass(frozen=True)
+class Calibration:
+    """A fitted recalibration map (see the module docstring)."""
+
+    method: str = "none"
+    a: float = 0.0
+    b: float = 1.0
+    x: tuple[float, ...] = ()
+    y: tuple[float, ...] = ()
+    n: int = 0
+
+    def apply(self, p: np.ndarray) -> np.ndarray:
+        p = np.asarray(p, float)
+        if self.method == "platt":
+            return sigmoid(self.a + self.b * logit(p))
+        if self.method == "isotonic":
+            return np.interp(p, np.array(self.x), np.array(self.y))
+        return p
+
+    def column(self, p: Column) -> Column:
+        """The same map as a Spark column (isotonic through a pandas UDF with ``np.interp``)."""
+        if self.method == "platt":
+            return 1.0 / (1.0 + F.exp(-(F.lit(self.a) + F.lit(self.b) * _logit_col(p))))
+        if self.method == "isotonic":
+            from pyspark.sql.functions import pandas_udf
+
+            xs, ys = np.array(self.x), np.array(self.y)
+
+            @pandas_udf("double")  # type: ignore[call-overload]
+            def interp(s: pd.Series) -> pd.Series:
+                return pd.Series(np.interp(s.to_numpy(float), xs, ys))
+
+            return interp(p)
+        return p
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> Calibration:
+        return Calibration(method=d["method"], a=float(d.get("a", 0.0)), b=float(d.get("b", 1.0)),
+                           x=tuple(float(v) for v in d.get("x", ())), y=tuple(float(v) for v in d.get("y", ())), n=int(d.get("n", 0)))
+
+
+def fit_calibration(df: DataFrame, method: str, p: str = "p", label: str = "label") -> Calibration:
+    """Fit ``method`` (platt | isotonic | none) on df's (p, label) rows: the calibration split,
+    unweighted (the risk is about patients as they come, whatever weighting helped training)."""
+    if method == "none":
+        return Calibration()
+    d = df.select(F.col(label).cast("double").alias("label"), F.col(p).cast("double").alias("p"))
+    n = d.count()
+    if method == "platt":
+        from pyspark.ml.classification import LogisticRegression
+        from pyspark.ml.functions import array_to_vector
+
+        x = d.select("label", array_to_vector(F.array(_logit_col(F.col("p")))).alias("features"))
+        fit = LogisticRegression(regParam=0.0, standardization=False, maxIter=100, tol=1e-12).fit(x)
+        return Calibration("platt", a=float(fit.intercept), b=float(fit.coefficients[0]), n=n)
+    if method == "isotonic":
+        from pyspark.ml.regression import IsotonicRegression
+
+        iso = IsotonicRegression(featuresCol="p", labelCol="label").fit(d)
+        return Calibration("isotonic", x=tuple(float(v) for v in iso.boundaries.toArray()),
+                           y=tuple(float(v) for v in iso.predictions.toArray()), n=n)
+    raise ValueError(f"unknown calibration {method!r}: platt, isotonic or none (jobs.train.calibration)")
+
+
+def _wilson(k: float, n: int, z: float = 1.959963984540054) -> tuple[float, float]:  # z: the 97.5 % normal quantile
+    if n == 0:
+        return (float("nan"), float("nan"))
+    ph = k / n
+    d = 1 + z * z / n
+    c = (ph + z * z / (2 * n)) / d
+    h = z * math.sqrt(ph * (1 - ph) / n + z * z / (4 * n * n)) / d
+    return (max(0.0, c - h), min(1.0, c + h))
+
+
+def calibration_metrics(df: DataFrame, p: str = "p", label: str = "label", bins: int = 10) -> dict[str, Any]:
+    """Calibration of risks ``p`` against outcomes ``label`` (a held-out split).
+
+    intercept: calibration-in-the-large, a in logit P(y) = a + logit(p) (logit(p) an offset),
+    by Newton's method on Spark aggregates; slope: b in logit P(y) = a' + b logit(p) (MLlib,
+    unpenalised); Brier; curve: ``bins`` bins at the deciles of p, each with its mean p, observed
+    rate, n and the Wilson 95 % interval of the rate."""
+    from pyspark.ml.classification import LogisticRegression
+    from pyspark.ml.functions import array_to_vector
+
+    d = df.select(F.col(label).cast("double").alias("y"), F.col(p).cast("double").alias("p")).withColumn("lp", _logit_col(F.col("p"))).cache()
+    agg = d.agg(F.avg((F.col("p") - F.col("y")) ** 2), F.avg("y"), F.count(F.lit(1)), F.avg("p")).first()
+    assert agg is not None
+    brier, rate, n, mean_p = float(agg[0] or 0), float(agg[1] or 0), int(agg[2]), float(agg[3] or 0)
+    out: dict[str, Any] = {"brier": brier, "n": n, "observed_rate": rate, "mean_risk": mean_p,
+                           "intercept": None, "slope": None, "curve": []}
+    if n == 0:
+        d.unpersist()
+        return out
+    edges = d.approxQuantile("p", [i / bins for i in range(1, bins)], 1e-4)
+    b = F.lit(0)
+    for e in edges:
+        b = b + (F.col("p") > F.lit(e)).cast("int")
+    rows = d.groupBy(b.alias("b")).agg(F.avg("p"), F.sum("y"), F.count(F.lit(1))).orderBy("b").collect()
+    out["curve"] = [{"bin": int(r[0]), "mean_risk": float(r[1]), "observed": float(r[2]) / int(r[3]), "n": int(r[3]),
+                     "lo": _wilson(float(r[2]), int(r[3]))[0], "hi": _wilson(float(r[2]), int(r[3]))[1]} for r in rows]
+    if 0 < rate < 1:
+        a = 0.0
+        for _ in range(50):  # Newton on the one-parameter likelihood (concave)
+            r = d.agg(F.sum(F.col("y") - 1 / (1 + F.exp(-(F.lit(a) + F.col("lp"))))),
+                      F.sum((1 / (1 + F.exp(-(F.lit(a) + F.col("lp"))))) * (1 - 1 / (1 + F.exp(-(F.lit(a) + F.col("lp"))))))).first()
+            assert r is not None
+            step = float(r[0]) / max(float(r[1]), 1e-300)
+            a += step
+            if abs(step) < 1e-10:
+                break
+        out["intercept"] = a
+        x = d.select(F.col("y").alias("label"), array_to_vector(F.array("lp")).alias("features"))
+        out["slope"] = float(LogisticRegression(regParam=0.0, standardization=False, maxIter=100, tol=1e-12).fit(x).coefficients[0])
+    d.unpersist()
+    return out
+
+
+def band(risk: float | None, thresholds: tuple[float, ...], names: tuple[str, ...]) -> str | None:
+    """names[i] for the first threshold the risk is below; the last name at or above all."""
+    if risk is None or (isinstance(risk, float) and math.isnan(risk)):
+        return None
+    for t, nme in zip(thresholds, names, strict=False):
+        if risk < t:
+            return nme
+    return names[len(thresholds)]
+
+
+def band_column(risk: Column, thresholds: tuple[float, ...], names: tuple[str, ...]) -> Column:
+    out = None
+    for t, nme in zip(thresholds, names, strict=False):
+        out = F.when(risk < F.lit(t), nme) if out is None else out.when(risk < F.lit(t), nme)
+    last = F.lit(names[len(thresholds)])
+    return F.when(risk.isNull(), F.lit(None).cast("string")).otherwise(last if out is None else out.otherwise(last))
+
+
+# ----------------------------------------------------------------------------- words
+
+LAB_NAMES = {"hba1c": "HbA1c", "glucose": "Glucose", "bmi": "BMI", "weight": "Weight", "sbp": "Systolic BP", "dbp": "Diastolic BP",
+             "cholesterol_total": "Total cholesterol", "cholesterol_hdl": "HDL cholesterol", "cholesterol_ldl": "LDL cholesterol",
+             "triglycerides": "Triglycerides", "creatinine": "Creatinine", "height": "Height"}
+STAT_WORDS = {"last": "last", "mean": "mean", "min": "lowest", "max": "highest", "slope": "change per year", "count": "number of measurements"}
+FLAG_PREFIXES = ("cond_", "has_", "drug_", "charlson_")
+FLAGS = {"female", "age_90_plus", "has_genome"}
+
+
+@dataclass(frozen=True)
+class FeatureWords:
+    """How a feature reads: a label, a unit, and whether it is a yes/no flag."""
+
+    label: str
+    unit: str = ""
+    flag: bool = False
+
+
+def feature_words(name: str, units: dict[str, str]) -> FeatureWords:
+    """Words for a gold feature column (lab_<lab>_<stat>_<days>d, age_at_index, cond_<group>, ...);
+    ``units``: lab name -> canonical unit (schemas/vocab/units.yaml)."""
+    m = re.fullmatch(r"lab_(.+)_(last|mean|min|max|slope|count)_(\d+)d", name)
+    if m:
+        lab, stat, days = m.group(1), m.group(2), int(m.group(3))
+        span = f"{days // 365} y" if days % 365 == 0 else f"{days} d"
+        unit = "" if stat == "count" else units.get(lab, "") + ("/y" if stat == "slope" and units.get(lab) else "")
+        return FeatureWords(f"{LAB_NAMES.get(lab, lab.replace('_', ' '))} ({STAT_WORDS[stat]}, {span})", unit)
+    if name == "age_at_index":
+        return FeatureWords("Age", "y")
+    if name == "female":
+        return FeatureWords("Female", flag=True)
+    if name == "age_90_plus":
+        return FeatureWords("Aged 90 or over", flag=True)
+    if name == "prs":
+        return FeatureWords("Polygenic risk score")
+    if re.fullmatch(r"pc\d+", name):
+        return FeatureWords(f"Genetic ancestry PC{name[2:]}")
+    if name == "charlson_index":
+        return FeatureWords("Charlson comorbidity index")
+    for pre in FLAG_PREFIXES:
+        if name.startswith(pre):
+            rest = name[len(pre):]
+            rest = re.sub(r"_\d+d$", "", rest).replace("_", " ")
+            what = {"cond_": "History of", "has_": "Has", "drug_": "Prescribed", "charlson_": "Comorbidity:"}[pre]
+            return FeatureWords(f"{what} {rest}", flag=name not in ("charlson_index",))
+    return FeatureWords(name.replace("_", " ").capitalize())
+
+
+def _fmt(v: float, unit: str) -> str:
+    s = f"{v:.3g}" if abs(v) < 1000 else f"{v:,.0f}"
+    return f"{s} {unit}".strip() if unit and unit != "y" else (f"{s} years" if unit == "y" else s)
+
+
+def reason_text(w: FeatureWords, value: Any, reference: Any, contribution: float, categorical: bool = False) -> str:
+    """'HbA1c (last, 3 y) 6.3 % (cohort median 5.6 %) raises risk'."""
+    verb = "raises risk" if contribution > 0 else "lowers risk" if contribution < 0 else "does not change risk"
+    if categorical:
+        shown = "not recorded" if value is None else str(value)
+        return f"{w.label}: {shown} (most common: {reference}) {verb}"
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return f"{w.label} not recorded (cohort median {_fmt(float(reference), w.unit)} assumed) {verb}"
+    if w.flag and float(value) in (0.0, 1.0):
+        ref = "yes" if float(reference) >= 0.5 else "no"
+        return f"{w.label}: {'yes' if float(value) == 1.0 else 'no'} (most patients: {ref}) {verb}"
+    return f"{w.label} {_fmt(float(value), w.unit)} (cohort median {_fmt(float(reference), w.unit)}) {verb}"
+
+
+# ----------------------------------------------------------------------------- the logistic model in numpy
+
+
+@dataclass(frozen=True)
+class LinearRisk:
+    """A fitted logistic pipeline (Imputer -> StringIndexer/OneHot -> Assembler -> StandardScaler
+    -> LogisticRegression) as numbers. Slots follow the assembler: numeric features, then each
+    categorical feature's one-hot slots (one per training level, then one for unseen or missing)."""
+
+    numeric: tuple[str, ...]
+    medians: tuple[float, ...]
+    categorical: tuple[str, ...]
+    levels: tuple[tuple[str, ...], ...]
+    modes: tuple[str, ...]
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    coef: tuple[float, ...]
+    intercept: float
+    units: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def features(self) -> list[str]:
+        return [*self.numeric, *self.categorical]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()} | {"levels": [list(lv) for lv in self.levels]}
+
+    @staticmethod
+    def from_dict(d: dict[str, Any]) -> LinearRisk:
+        return LinearRisk(numeric=tuple(d["numeric"]), medians=tuple(float(v) for v in d["medians"]), categorical=tuple(d["categorical"]),
+                          levels=tuple(tuple(lv) for lv in d["levels"]), modes=tuple(d["modes"]), mean=tuple(float(v) for v in d["mean"]),
+                          std=tuple(float(v) for v in d["std"]), coef=tuple(float(v) for v in d["coef"]), intercept=float(d["intercept"]),
+                          units=dict(d.get("units", {})))
+
+    @staticmethod
+    def from_pipeline(model: Any, units: dict[str, str] | None = None) -> LinearRisk:
+        """Numbers of a fitted MLlib logistic PipelineModel built by ``model.preprocessing``."""
+        stages = {type(s).__name__: s for s in model.stages}
+        lr = model.stages[-1]
+        if type(lr).__name__ != "LogisticRegressionModel":
+            raise ValueError(f"LinearRisk needs a logistic model, not {type(lr).__name__}")
+        numeric: list[str] = []
+        medians: list[float] = []
+        if "ImputerModel" in stages:
+            imp = stages["ImputerModel"]
+            numeric = list(imp.getInputCols())
+            surrogate = imp.surrogateDF.first()
+            medians = [float(surrogate[c]) for c in numeric]
+        categorical: list[str] = []
+        levels: list[tuple[str, ...]] = []
+        if "StringIndexerModel" in stages:
+            ix = stages["StringIndexerModel"]
+            categorical = list(ix.getInputCols())
+            levels = [tuple(lab) for lab in ix.labelsArray]
+        scaler = stages["StandardScalerModel"]
+        return LinearRisk(numeric=tuple(numeric), medians=tuple(medians), categorical=tuple(categorical), levels=tuple(levels),
+                          modes=tuple(lv[0] if lv else "" for lv in levels),  # StringIndexer orders levels by frequency
+                          mean=tuple(float(v) for v in scaler.mean.toArray()), std=tuple(float(v) for v in scaler.std.toArray()),
+                          coef=tuple(float(v) for v in lr.coefficients.toArray()), intercept=float(lr.intercept), units=dict(units or {}))
+
+    def design(self, rows: dict[str, Any] | Any) -> np.ndarray:
+        """The assembled, imputed (unscaled) matrix of a pandas DataFrame (or a column mapping)."""
+        cols: list[np.ndarray] = []
+        n = len(rows[self.features[0]]) if self.features else 0
+        for c, med in zip(self.numeric, self.medians, strict=True):
+            x = np.asarray(rows[c], dtype=float)
+            cols.append(np.where(np.isnan(x), med, x))
+        for c, lv in zip(self.categorical, self.levels, strict=True):
+            vals = list(rows[c])
+            known = [v in lv for v in vals]
+            for level in lv:
+                cols.append(np.array([1.0 if v == level else 0.0 for v in vals]))
+            # StringIndexer(keep) sends unseen and missing levels to index len(levels); OneHotEncoder
+            # (keep, dropLast) gives that index its own slot
+            cols.append(np.array([0.0 if k else 1.0 for k in known]))
+        m = np.column_stack(cols) if cols else np.zeros((n, 0))
+        if m.shape[1] != len(self.coef):
+            raise ValueError(f"{m.shape[1]} slots built but the model has {len(self.coef)} coefficients")
+        return m
+
+    def slot_contributions(self, rows: Any) -> np.ndarray:
+        std = np.array(self.std)
+        inv = np.where(std != 0, 1.0 / np.where(std != 0, std, 1.0), 0.0)  # MLlib's StandardScaler: 0 where std is 0
+        return (self.design(rows) - np.array(self.mean)) * inv * np.array(self.coef)
+
+    def contributions(self, rows: Any) -> np.ndarray:
+        """(n, features): coefficient x standardised value, one-hot slots summed per feature; each
+        row sums to margin - intercept."""
+        s = self.slot_contributions(rows)
+        k = len(self.numeric)
+        out = [s[:, :k]]
+        j = k
+        for lv in self.levels:
+            out.append(s[:, j:j + len(lv) + 1].sum(axis=1, keepdims=True))
+            j += len(lv) + 1
+        return np.hstack(out) if out else s
+
+    def margin(self, rows: Any) -> np.ndarray:
+        return self.intercept + self.slot_contributions(rows).sum(axis=1)
+
+    def reasons(self, rows: Any, contributions: np.ndarray, k: int) -> list[list[dict[str, Any]]]:
+        """Top ``k`` features by |contribution| per row, with value, reference and words."""
+        feats = self.features
+        refs: list[Any] = [*self.medians, *self.modes]
+        vals = {f: list(rows[f]) for f in feats}
+        out = []
+        for i in range(contributions.shape[0]):
+            order = np.argsort(-np.abs(contributions[i]), kind="stable")[:k]
+            items = []
+            for j in order:
+                name = feats[j]
+                cat = j >= len(self.numeric)
+                raw = vals[name][i]
+                if cat:
+                    value: Any = None if raw is None or (isinstance(raw, float) and math.isnan(raw)) else str(raw)
+                else:
+                    value = None if raw is None or (isinstance(raw, float) and math.isnan(raw)) else float(raw)
+                c = float(contributions[i, j])
+                items.append({"feature": name, "value": None if cat else value, "level": value if cat else None,
+                              "reference": None if cat else float(refs[j]), "contribution": c,
+                              "direction": "raises" if c > 0 else "lowers" if c < 0 else "none",
+                              "text": reason_text(feature_words(name, self.units), value, refs[j], c, categorical=cat)})
+            out.append(items)
+        return out
+
+
+# ----------------------------------------------------------------------------- drift (population stability index)
+
+PSI_FLOOR = 1e-4  # a share of 0 in one of the two distributions counts as this (PSI is infinite otherwise)
+
+
+def drift_reference(df: DataFrame, numeric: list[str], categorical: list[str], bins: int = 10) -> dict[str, Any]:
+    """Per feature the bins a later batch is compared in and the training shares in them:
+    numeric: the deciles' edges (distinct) plus a bin for missing values; categorical: the
+    levels seen (shares), anything else in 'other'. Two passes over df (quantiles, one aggregate)."""
+    probs = [i / bins for i in range(1, bins)]
+    qs = df.approxQuantile(numeric, probs, 1e-3) if numeric else []
+    ref: dict[str, Any] = {}
+    for c, edges in zip(numeric, qs, strict=True):
+        ref[c] = {"edges": sorted(set(float(e) for e in edges))}
+    for c in categorical:
+        levels = [r[0] for r in df.groupBy(c).count().orderBy(F.desc("count")).limit(20).collect() if r[0] is not None]
+        ref[c] = {"levels": levels}
+    shares = bin_shares(df, ref)
+    for c in ref:
+        ref[c]["p"] = shares[c]
+    return ref
+
+
+def _bin_expr(c: str, spec: dict[str, Any]) -> tuple[Column, int]:
+    if "edges" in spec:
+        b: Column = F.lit(0)
+        for e in spec["edges"]:
+            b = b + (F.col(c).cast("double") > F.lit(e)).cast("int")
+        n = len(spec["edges"]) + 1
+        return F.when(F.col(c).isNull() | F.isnan(F.col(c).cast("double")), F.lit(n)).otherwise(b), n + 1
+    levels = spec["levels"]
+    b = F.lit(len(levels))
+    for i, lv in reversed(list(enumerate(levels))):
+        b = F.when(F.col(c) == F.lit(lv), F.lit(i)).otherwise(b)
+    return F.when(F.col(c).isNull(), F.lit(len(levels) + 1)).otherwise(b), len(levels) + 2
+
+
+def bin_shares(df: DataFrame, ref: dict[str, Any]) -> dict[str, list[float]]:
+    """Shares of df's rows in each feature's reference bins (one aggregate)."""
+    exprs, sizes = [], {}
+    for c, spec in ref.items():
+        b, n = _bin_expr(c, spec)
+        sizes[c] = n
+        exprs += [F.sum(F.when(b == i, 1).otherwise(0)).alias(f"{c}\x1f{i}") for i in range(n)]
+    if not exprs:
+        return {}
+    row = df.agg(F.count(F.lit(1)).alias("__n"), *exprs).first()
+    assert row is not None
+    total = max(int(row["__n"]), 1)
+    return {c: [int(row[f"{c}\x1f{i}"] or 0) / total for i in range(sizes[c])] for c in ref}
+
+
+def psi(expected: list[float], actual: list[float]) -> float:
+    """Population stability index: sum (a - e) ln(a / e) over bins (shares floored at PSI_FLOOR)."""
+    e = np.maximum(np.asarray(expected, float), PSI_FLOOR)
+    a = np.maximum(np.asarray(actual, float), PSI_FLOOR)
+    return float(np.sum((a - e) * np.log(a / e)))
