@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import subprocess
 from pathlib import Path
@@ -54,6 +55,14 @@ PLANTED = {
     ("qual_not_finite.vcf", 300): ("qual_not_finite", "QUAL is Infinity"),
     ("qual_not_finite.vcf", 400): ("qual_not_finite", "QUAL is -Infinity"),  # not finite before negative
 }
+# The same records' row key and line in the file (five ## lines and #CHROM, so POS 100 is on line 7).
+PLANTED_AT = {
+    ("negative_dp.vcf", 200): ("1:200:C:T", 8),
+    ("negative_gq.vcf", 200): ("1:200:C:T", 8),
+    ("qual_not_finite.vcf", 200): ("1:200:C:T", 8),
+    ("qual_not_finite.vcf", 300): ("1:300:G:A", 9),
+    ("qual_not_finite.vcf", 400): ("1:400:T:C", 10),
+}
 
 
 def test_record_rules_flag_exactly_the_planted_records(spark: SparkSession, cfg: Config) -> None:
@@ -65,8 +74,12 @@ def test_record_rules_flag_exactly_the_planted_records(spark: SparkSession, cfg:
     assert result.status == "succeeded"
     lake = Lake(spark, cfg)
     q = lake.read("quarantine.vcf_variants").collect()
-    assert {(Path(r.source_file).name, r.position): (r.rule, r.reason) for r in q} == PLANTED
+    assert {(Path(r.source_file).name, json.loads(r.row_json)["position"]): (r.rule, r.reason) for r in q} == PLANTED
+    assert {(Path(r.source_file).name, json.loads(r.row_json)["position"]): (r.row_key, r.line) for r in q} == PLANTED_AT
     assert len(q) == len(PLANTED) == result.metrics["invalid_records"]
+    assert {r.run_id for r in q} == {result.run_id} and all(r.file_sha256 for r in q)
+    # A rerun of the files adds nothing (the ledger skips them; the quarantine's de-duplication would too).
+    assert ingest(spark, cfg, *files).metrics["invalid_records"] == 0 and lake.read("quarantine.vcf_variants").count() == len(q)
     # Every record of the text is in bronze, as delivered; the planted ones carry the same rule, no other does.
     text = {(p.name, int(line.split("\t")[1])) for p in files for line in p.read_text().splitlines() if line and not line.startswith("#")}
     rows = {(Path(r.source_file).name, r.position): r for r in lake.read("bronze.variants").collect()}
@@ -106,6 +119,11 @@ def test_malformed_records_are_quarantined(spark: SparkSession, cfg: Config, ext
     assert {r.rule for r in q} == {rule}
     assert len(q) == n_quarantined == result.metrics["invalid_records"]
     assert all(r.reason and r.source_file == str(path) for r in q)
+    # Each row names its record's line: the text there is the record's contig, position and REF.
+    lines = path.read_text().splitlines()
+    for r in q:
+        site = json.loads(r.row_json)
+        assert lines[r.line - 1].split("\t")[:4:3] == [site["contig"], site["ref"]] and int(lines[r.line - 1].split("\t")[1]) == site["position"]
     bronze = lake.read("bronze.variants")
     valid = bronze.where(F.col("_invalid_rule").isNull()).count()
     # Nothing lost: every record of the text is valid in bronze or listed in quarantine.
@@ -156,10 +174,19 @@ def test_plink_fileset_lands_with_the_same_calls_as_its_vcf(spark: SparkSession,
     plink2 = require_tool("plink2")
     vcf_path = external / "vcf" / "sample.vcf"
     subprocess.run([plink2, "--vcf", str(vcf_path), "--max-alleles", "2", "--make-bed", "--out", str(tmp_path / "s")], check=True, capture_output=True)
-    n_bim = len((tmp_path / "s.bim").read_text().splitlines())
+    bim = (tmp_path / "s.bim").read_text().splitlines()
+    n_bim = len(bim)
+    # One planted allele that is not a base: the PLINK path quarantines it as the VCF path would.
+    f = bim[0].split("\t")
+    bim[0] = "\t".join([*f[:4], "Z", f[5]])
+    (tmp_path / "s.bim").write_text("\n".join(bim) + "\n")
     result = ingest(spark, cfg, vcf_path, tmp_path / "s.bed", ref="GRCh37")
     assert result.status == "succeeded"
     assert result.metrics["files"] == 2 and result.metrics["variants"] == 346 + n_bim
+    q = Lake(spark, cfg).read("quarantine.vcf_variants").collect()
+    assert [(r.rule, r.source_file, r.line, json.loads(r.row_json)["position"]) for r in q] == [
+        ("invalid_allele", str(tmp_path / "s.bed"), None, int(f[3]))]
+    assert result.metrics["invalid_records"] == 1
     lake = Lake(spark, cfg)
     fam_ids = [line.split()[1] for line in (tmp_path / "s.fam").read_text().splitlines()]
     bed_samples = lake.read("bronze.vcf_samples").where(F.col("source_file").endswith(".bed")).orderBy("sample_index")
@@ -167,7 +194,7 @@ def test_plink_fileset_lands_with_the_same_calls_as_its_vcf(spark: SparkSession,
     dosage = F.transform("gt", lambda g: F.when(g.isNull(), F.lit(-1)).otherwise(F.size(F.filter(F.split(g, "[/|]"), lambda a: a != "0"))))
     rows = lake.read("bronze.variants").select("contig", "position", "ref", "alts", F.col("source_file").endswith(".bed").alias("bed"), dosage.alias("d"))
     joined = rows.where("bed").alias("b").join(rows.where("not bed").alias("v"), ["contig", "position", "ref", "alts"])
-    assert joined.count() == n_bim
+    assert joined.count() == n_bim - 1  # all but the planted allele
     assert joined.where(F.col("b.d") != F.col("v.d")).count() == 0
     again = ingest(spark, cfg, tmp_path / "s.bed", ref="GRCh37")
     assert again.metrics["skipped_files"] == 1

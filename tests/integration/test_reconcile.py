@@ -18,6 +18,7 @@ from pyspark.sql import functions as F
 from omicslake.config import Config
 from omicslake.errors import ReconciliationError
 from omicslake.io.delta import Lake
+from omicslake.ehr import silver
 from omicslake.jobs import conform_ehr
 from omicslake.jobs.base import execute
 
@@ -31,7 +32,7 @@ def _bronze_copy(ehr_lake: dict[str, Any], tmp_path: Path) -> Config:
 def test_a_row_dropped_after_the_checks_fails_before_anything_is_written(
         spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cfg = _bronze_copy(ehr_lake, tmp_path)
-    real = conform_ehr.check
+    real = silver.check
 
     def dropping(df, contract):  # type: ignore[no-untyped-def]
         result = real(df, contract)
@@ -39,7 +40,7 @@ def test_a_row_dropped_after_the_checks_fails_before_anything_is_written(
             return result
         return dataclasses.replace(result, kept=result.kept.where(F.col("_line") != 2))  # a filter slipped in
 
-    monkeypatch.setattr(conform_ehr, "check", dropping)
+    monkeypatch.setattr(silver, "check", dropping)
     with pytest.raises(ReconciliationError) as err:
         execute(spark, cfg, "conform_ehr", run_id="drop1")
     m = re.search(r"silver\.person: rows lost or invented: (\d+) rows missing between the checks and the write", str(err.value))

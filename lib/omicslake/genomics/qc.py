@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 import hail as hl
 from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
 
 from omicslake.config import GenomicQcConfig
 
@@ -141,3 +142,27 @@ def genotype_rows(mt: hl.MatrixTable) -> hl.Table:
         rsid=ht.rsid,
         dosage=ht._e.map(lambda e: e.dosage),
     )
+
+
+_NOT_METRICS = ("passed", "rule", "reason", "run_id")
+
+
+def quarantine_samples(samples: DataFrame, source_file: str, run_id: str) -> DataFrame:
+    """quarantine.sample_qc rows (omicslake.quarantine's shape) from silver.sample_qc rows: the
+    samples that failed, keyed by sample id, their metrics as JSON, no line."""
+    from omicslake import quarantine
+
+    failed = samples.where(~F.col("passed"))
+    metrics = [c for c in samples.columns if c not in _NOT_METRICS]
+    return quarantine.rows(failed, "sample_id", metrics, F.lit(source_file), None, run_id)
+
+
+def quarantine_variants(variants: DataFrame, source_file: str, run_id: str) -> DataFrame:
+    """quarantine.variant_qc rows (omicslake.quarantine's shape) from silver.variant_qc rows: the
+    split variants that failed, keyed by contig:position:ref:alt, their metrics as JSON, no line."""
+    from omicslake import quarantine
+
+    failed = variants.where(~F.col("passed"))
+    key = F.concat_ws(":", "contig", F.col("position").cast("string"), "ref", "alt")
+    metrics = [c for c in variants.columns if c not in _NOT_METRICS]
+    return quarantine.rows(failed, key, metrics, F.lit(source_file), None, run_id)

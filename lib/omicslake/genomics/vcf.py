@@ -25,6 +25,8 @@ from pathlib import Path
 from typing import Any
 
 import hail as hl
+from pyspark.sql import Column, DataFrame, Window
+from pyspark.sql import functions as F
 
 from omicslake.errors import InputError
 
@@ -121,13 +123,33 @@ def import_vcf(path: Path, kind: str, reference: str | None, recode: dict[str, s
     )
 
 
-def text_records(path: Path, kind: str, min_partitions: int) -> hl.Table:
-    """The record lines of the file as Hail reads raw text: contig, position, ref, INFO keys."""
+def import_plink(bed: Path, reference: str | None, min_partitions: int | None = None) -> hl.MatrixTable:
+    """A PLINK fileset (the .bim and .fam beside the .bed; A2 taken as REF, as plink2 writes it) as a
+    MatrixTable with the row fields of an imported VCF (QUAL and FILTER missing, INFO empty), so
+    that ``variant_rows`` and the QC read both alike. InputError when the .bim or .fam is missing."""
+    bim, fam = bed.with_suffix(".bim"), bed.with_suffix(".fam")
+    absent = [str(p) for p in (bim, fam) if not p.exists()]
+    if absent:
+        raise InputError(f"PLINK fileset {bed.with_suffix('')}: missing {', '.join(absent)} next to {bed.name}")
+    mt = hl.import_plink(str(bed), str(bim), str(fam), reference_genome=reference, a2_reference=True, min_partitions=min_partitions)
+    return mt.annotate_rows(qual=hl.missing(hl.tfloat64), filters=hl.missing(hl.tset(hl.tstr)), info=hl.struct())
+
+
+def plink_rules(mt: hl.MatrixTable) -> list[tuple[str, hl.Expression, hl.Expression]]:
+    """The record rules a PLINK fileset can break (it has no QUAL, FORMAT or multi-allelic sites)."""
+    return [("invalid_allele", hl.any(lambda a: ~a.matches(_VALID_ALLELE), mt.alleles), hl.str("allele is not A/C/G/T/N"))]
+
+
+def text_records(path: Path, kind: str, min_partitions: int, header_lines: int = 0) -> hl.Table:
+    """The record lines of the file as Hail reads raw text: contig, position, ref, alts, INFO keys,
+    and the line (``header_lines`` + the record's number: records in file order)."""
     ht = hl.import_lines(str(path), min_partitions=min_partitions, force_bgz=kind == "bgzf", force=kind == "gzip")
-    ht = ht.filter(~ht.text.startswith("#"))
+    ht = ht.filter(~ht.text.startswith("#")).add_index("_i")
     f = ht.text.split("\t")
     keys = hl.if_else((hl.len(f) > 7) & (f[7] != "."), f[7].split(";").map(lambda kv: kv.split("=")[0]).filter(lambda k: k != ""), hl.empty_array(hl.tstr))
-    return ht.select(contig=f[0], position=hl.parse_int32(f[1]), ref=hl.or_missing(hl.len(f) > 3, f[3]), info_keys=keys)
+    alts = hl.or_missing(hl.len(f) > 4, hl.if_else(f[4] == ".", hl.empty_array(hl.tstr), f[4].split(",")))
+    return ht.select(contig=f[0], position=hl.parse_int32(f[1]), ref=hl.or_missing(hl.len(f) > 3, f[3]), alts=alts,
+                     line=hl.int64(ht._i) + header_lines + 1, info_keys=keys)
 
 
 def text_stats(records: hl.Table) -> tuple[int, set[str]]:
@@ -233,3 +255,51 @@ def hail_error(path: Path, kind: str, exc: Exception) -> InputError | None:
         f"{path}:{line} Hail could not parse the record: {reason}. Check it with "
         f"`bcftools view {path.name} > /dev/null`, fix or drop the record (or its header line), and rerun."
     )
+
+
+SITE = ("contig", "position", "ref", "alts")
+
+
+def site_key() -> Column:
+    """``contig:position:ref:alts`` (alts joined by ','): a record's row_key in quarantine.vcf_variants."""
+    return F.concat_ws(":", F.col("contig"), F.col("position").cast("string"), F.coalesce(F.col("ref"), F.lit("")),
+                       F.array_join(F.coalesce(F.col("alts"), F.array().cast("array<string>")), ","))
+
+
+def match_lines(text: DataFrame, rows: DataFrame, recode: dict[str, str] | None = None) -> tuple[DataFrame, DataFrame]:
+    """Pair bronze rows of one file with the record lines of its text (``text_records`` as a
+    DataFrame: contig, position, ref, alts, line) by site (contig after ``recode``, position, ref,
+    alts): (rows with a ``line`` column, text records no row claims).
+
+    Records sharing a site are paired in line order, so counts are exact; which of them a row
+    gets is then a guess (the rows are alike). The unclaimed text records are the ones Hail
+    skipped while reading. A row without a text record gets a null line."""
+    contig = F.col("contig")
+    if recode:
+        mapping = F.create_map(*[x for k, v in sorted(recode.items()) for x in (F.lit(k), F.lit(v))])
+        contig = F.coalesce(mapping[F.col("contig")], F.col("contig"))
+    t = text.select(contig.alias("contig"), "position", "ref", "alts", "line")
+    t = t.withColumn("_n", F.row_number().over(Window.partitionBy(*SITE).orderBy("line")))
+    order = [F.col(c).asc_nulls_last() for c in rows.columns if c not in SITE and not c.startswith("_")] or [F.lit(1)]
+    r = rows.withColumn("_n", F.row_number().over(Window.partitionBy(*SITE).orderBy(*order)))
+    tk = t.select(*[F.col(c).alias(f"_t_{c}") for c in (*SITE, "_n", "line")])
+    paired = [r[c].eqNullSafe(tk[f"_t_{c}"]) for c in (*SITE, "_n")]
+    with_line = r.join(tk, paired, "left").select(*[r[c] for c in rows.columns], tk["_t_line"].alias("line"))
+    unclaimed = tk.join(r, paired, "left_anti").select(*[F.col(f"_t_{c}").alias(c) for c in (*SITE, "line")])
+    return with_line, unclaimed
+
+
+def quarantine_rows(flagged: DataFrame, skipped: DataFrame, source_file: str, digest: str, run_id: str) -> DataFrame:
+    """quarantine.vcf_variants rows (omicslake.quarantine's shape + file_sha256): the bronze rows
+    flagged by a record rule (with ``_invalid_rule``, ``_invalid_reason`` and ``line``) and the text
+    records Hail skipped (``match_lines``'s unclaimed ones), which get rule ``unparsed_record``."""
+    from omicslake import quarantine
+
+    site = ["contig", "position", "ref", "alts", "rsid", "qual", "filters"]
+    extra = {"file_sha256": F.lit(digest)}
+    a = quarantine.rows(flagged.withColumn("_key", site_key()), "_key", [c for c in site if c in flagged.columns],
+                        F.lit(source_file), "line", run_id, rule="_invalid_rule", reason="_invalid_reason", extra=extra)
+    b = quarantine.rows(skipped.withColumn("_key", site_key()), "_key", list(SITE), F.lit(source_file), "line", run_id,
+                        rule=F.lit("unparsed_record"),
+                        reason=F.lit("Hail skipped this record while reading (invalid REF/ALT or malformed fields)"), extra=extra)
+    return a.unionByName(b)

@@ -23,9 +23,10 @@ import yaml
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from omicslake import quarantine
 from omicslake.config import Config
-from omicslake.contracts import Contract, check, enforce, load_contract
-from omicslake.ehr.conform import dedupe, row_hash
+from omicslake.contracts import Contract, load_contract
+from omicslake.ehr import silver
 from omicslake.errors import InputError, ReconciliationError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
@@ -40,7 +41,6 @@ SPEC = JobSpec(
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)
-NON_DATA = {"_source_file", "_line", "_batch_id", "_row_hash", "run_id"}
 
 
 def _concepts(spark: SparkSession, cfg: Config, lake: Lake) -> DataFrame:
@@ -62,82 +62,50 @@ def conform_table(
     lake: Lake, name: str, source: DataFrame, build: Callable[[DataFrame], DataFrame], contract: Contract,
     dq: list[tuple[Any, ...]], now: dt.datetime, on_mismatch: str = "fail",
 ) -> dict[str, int]:
-    """Build, dedupe, check, write new/changed rows and new quarantine rows; returns the
-    reconciliation, each side counted from what is really there:
+    """Conform one table (``ehr.silver.conform``), write its new or changed rows and its new
+    quarantine rows, and reconcile; returns the counts, each side counted from what is really there:
 
     - ``in``: rows of ``source`` (what was read), before anything is built from them;
-    - ``built``, ``duplicates``: rows built, and rows that lost to a later delivery of the same
-      natural key (checked against the distinct natural keys);
-    - ``kept``: rows that passed the checks; ``quarantined``: rows that broke a quarantine rule;
-    - ``out``: after the MERGE, the rows of silver.<name> whose keys came from this batch;
-      ``quarantine_out``: the rows of quarantine.<name> from this batch (by rule, file and line).
+    - ``duplicates``: rows that lost to a later delivery of the same natural key;
+    - ``quarantined``: rows that broke a quarantine rule;
+    - ``out``: after the MERGE, the rows of silver.<name> whose keys came from this batch
+      (and, checked, the rows of quarantine.<name> from this batch, by its de-duplication key).
 
-    in = built = kept + quarantined + duplicates, out = kept and quarantine_out = quarantined
-    must hold. When one does not, on_mismatch="fail" raises ReconciliationError naming the
-    table and the count (before the write when the checks lost rows; after it, with the table
-    restored to its previous version); "record" logs it and records a failed
-    ``reconciliation`` expectation in ops.dq_results.
+    The identities are ``ehr.silver.batch_problems`` and ``write_problems``. When one does not
+    hold, on_mismatch="fail" raises ReconciliationError naming the table and the count (before the
+    write when the checks lost rows; after it, with the tables restored to their previous
+    versions); "record" logs it and records a failed ``reconciliation`` expectation in ops.dq_results.
     """
     key = contract.keys[0]
     target, qtable = f"silver.{name}", f"quarantine.{name}"
-    data_cols = [c for c in contract.names if c not in NON_DATA]
-    n_read = source.count()
-    rows = dedupe(build(source)).cache()
-    totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long")), F.countDistinct("_nk")).first()
-    n_built, n_dup, n_nk = int(totals[0]), int(totals[1] or 0), int(totals[2])
-    result = check(rows.where("NOT _dup").drop("_dup"), contract)
-    kept = result.kept.withColumn("run_id", F.lit(lake.run_id)).withColumn("_row_hash", row_hash(data_cols))
-    kept = kept.select(*contract.names).transform(enforce(contract)).cache()  # helper columns dropped
-    quarantined = result.quarantined.select(
-        F.col(key).alias("row_key"), "rule", "reason", F.to_json(F.struct(*data_cols)).alias("row_json"), "_source_file", "_line", F.lit(lake.run_id).alias("run_id")
-    ).cache()
-    n_kept, n_q = kept.count(), quarantined.count()
-    problems = []
-    if n_built != n_read:
-        problems.append(f"{n_read} rows read but {n_built} built from them")
-    if n_dup != n_built - n_nk:
-        problems.append(f"{n_dup} rows marked duplicate but {n_built - n_nk} share a natural key with another")
-    if n_built != n_kept + n_q + n_dup:
-        problems.append(f"{n_built - n_kept - n_q - n_dup} rows missing between the checks and the write "
-                        f"({n_built} built = {n_kept} kept + {n_q} quarantined + {n_dup} duplicates does not hold)")
-    _reconcile(name, problems, on_mismatch, lake, None)
+    c = silver.conform(source, build, contract, lake.run_id)
+    _reconcile(name, silver.batch_problems(c), on_mismatch, lake, None)
+    n_checked = c.n_built - c.n_duplicates
     for e in contract.expectations:
-        failed = result.counts.get(e.name, 0)
+        failed = c.checked.counts.get(e.name, 0)
         outcome = "passed" if failed == 0 else {"warn": "warned", "quarantine": "quarantined", "fail": "failed"}[e.action]
-        dq.append((lake.run_id, target, e.name, e.kind, e.action, n_built - n_dup, failed, outcome, now))
+        dq.append((lake.run_id, target, e.name, e.kind, e.action, n_checked, failed, outcome, now))
     before = lake.version(target)
     if before is not None:
         # Only new or changed rows: a rerun on the same bronze commits nothing.
-        changed = kept.join(lake.read(target).select(key, "_row_hash"), [key, "_row_hash"], "left_anti").cache()
+        changed = silver.changed_rows(c.kept, lake.read(target), key).cache()
         if changed.count():
             lake.write(changed, target, mode="merge", keys=[key])
         changed.unpersist()
     else:
-        lake.write(kept, target, mode="merge", keys=[key])
+        lake.write(c.kept, target, mode="merge", keys=[key])
     qbefore = lake.version(qtable)
-    if n_q:
-        qnew = quarantined
-        if qbefore is not None:  # rows quarantined by an earlier run are not added again
-            qnew = quarantined.join(lake.read(qtable).select("row_key", "rule"), ["row_key", "rule"], "left_anti").cache()
-        if qnew.limit(1).count():
-            lake.write(qnew.transform(enforce(load_contract(qtable))), qtable, mode="append")
-        qnew.unpersist()
+    if c.n_quarantined:
+        quarantine.write(lake, qtable, c.quarantined)  # rows an earlier run quarantined are not added again
     # Counted again from the tables as written, independently of the counts above.
-    n_out = lake.read(target).join(kept.select(key).distinct(), key, "left_semi").count()
-    batch_q = quarantined.select("row_key", "rule", "_source_file", "_line").distinct()
-    n_q_out = lake.read(qtable).join(batch_q, ["row_key", "rule", "_source_file", "_line"], "left_semi").count() if n_q else 0
-    problems = []
-    if n_out != n_kept:
-        problems.append(f"{n_kept} rows kept but {n_out} rows with their keys in {target} after the write")
-    if n_q_out != n_q:
-        problems.append(f"{n_q} rows quarantined but {n_q_out} of them in {qtable} after the write")
-    _reconcile(name, problems, on_mismatch, lake, {target: before, qtable: qbefore})
+    n_out = silver.rows_of_batch(lake.read(target), c.kept, [key]).count()
+    n_q_out = silver.rows_of_batch(lake.read(qtable), c.quarantined, list(quarantine.DEDUP_KEY)).count() if c.n_quarantined else 0
+    _reconcile(name, silver.write_problems(target, qtable, c.n_kept, n_out, c.n_quarantined, n_q_out), on_mismatch, lake,
+               {target: before, qtable: qbefore})
+    n_read, n_q, n_dup = c.n_read, c.n_quarantined, c.n_duplicates
     dq.append((lake.run_id, target, "reconciliation", "reconciliation", "fail" if on_mismatch == "fail" else "warn",
                n_read, abs(n_read - n_out - n_q - n_dup), "passed" if n_read == n_out + n_q + n_dup else "failed", now))
-    result.release()
-    rows.unpersist()
-    kept.unpersist()
-    quarantined.unpersist()
+    c.release()
     log.info("%s: %d rows in = %d out + %d quarantined + %d duplicates", target, n_read, n_out, n_q, n_dup)
     return {"in": n_read, "out": n_out, "quarantined": n_q, "duplicates": n_dup}
 

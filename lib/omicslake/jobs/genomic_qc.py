@@ -3,22 +3,23 @@
 Writes silver.sample_qc (every sample, pass flag, rule), silver.variant_qc (every split variant
 of the passing samples), silver.genotypes (passing variants x passing samples, dosages in the
 sample order of silver.genotype_samples), and the failures to quarantine.sample_qc /
-quarantine.variant_qc with the rule they failed.
+quarantine.variant_qc with the rule they failed (omicslake.quarantine: one shape, a rerun adds nothing).
 """
 
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Sequence
 from typing import Any
 
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from omicslake import quarantine
 from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
+from omicslake.io.files import remove_tree
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
 
@@ -59,24 +60,23 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     # Checkpointed once: sample QC, variant QC and the genotype table all read this matrix, and
     # rebuilding it from Delta rows three times cost more than writing it once.
-    tmp = cfg.lake_root / "_tmp" / f"genomic_qc-{lake.run_id}.mt"
-    mt = qc.split(qc.matrix_from_bronze(variants, samples, reference)).checkpoint(str(tmp), overwrite=True)
+    tmp = cfg.layout.tmp(f"genomic_qc-{lake.run_id}.mt")
+    mt = qc.split(qc.matrix_from_bronze(variants, samples, reference)).checkpoint(tmp, overwrite=True)
     result = qc.run_qc(mt, t)
     sample_df = qc.sample_rows(result.samples).to_spark(flatten=False).withColumn("run_id", F.lit(lake.run_id))
     s_out = lake.write(sample_df, "silver.sample_qc", mode="overwrite")
-    s_df = lake.read("silver.sample_qc")
-    lake.write(s_df.where(~F.col("passed")), "quarantine.sample_qc", mode="append")
+    source = ";".join(sorted(r.source_file for r in order))
+    quarantine.write(lake, "quarantine.sample_qc", qc.quarantine_samples(lake.read("silver.sample_qc"), source, lake.run_id))
     variant_df = qc.variant_rows(result.variants).to_spark(flatten=False).withColumn("run_id", F.lit(lake.run_id))
     v_out = lake.write(variant_df, "silver.variant_qc", mode="overwrite")
-    v_df = lake.read("silver.variant_qc")
-    lake.write(v_df.where(~F.col("passed")), "quarantine.variant_qc", mode="append")
+    quarantine.write(lake, "quarantine.variant_qc", qc.quarantine_variants(lake.read("silver.variant_qc"), source, lake.run_id))
     # The column order of the QC'd matrix is the order of the dosage arrays (sample ids only).
     passing = result.genotypes.s.collect()
     gsamples = spark.createDataFrame([(s, i) for i, s in enumerate(passing)], "sample_id string, genotype_index int")
     lake.write(gsamples, "silver.genotype_samples", mode="overwrite")
     g_out = lake.write(qc.genotype_rows(result.genotypes).to_spark(flatten=False), "silver.genotypes", mode="overwrite")
     n_pass_s = len(passing)
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp, cfg)
     return {
         "samples": s_out.rows,
         "samples_passed": n_pass_s,

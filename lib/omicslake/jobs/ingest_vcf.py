@@ -21,11 +21,12 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
+from omicslake import quarantine
 from omicslake.config import Config
-from omicslake.contracts import enforce, load_contract
+from omicslake.contracts import Contract, enforce, load_contract
 from omicslake.errors import InputError, ReconciliationError
 from omicslake.io import ledger
 from omicslake.io.delta import Lake
@@ -93,26 +94,19 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         ledger.discard_partial(lake, digest, _FILE_TABLES)
         header = vcf.check_header(path, kind)
         try:
-            records = vcf.text_records(path, kind, parts)
+            records = vcf.text_records(path, kind, parts, header.lines)
             n_text, keys = vcf.text_stats(records) if c.text_checks else (None, set())
             undeclared = sorted(keys - set(header.info))
             if undeclared:
-                    raise InputError(
-                        f"{path}: INFO key(s) {undeclared[:10]} are used by records but not declared in the header, "
-                        "and would be dropped silently. Declare them (`bcftools annotate --header-lines`) and rerun, "
-                        "or set jobs.ingest_vcf.text_checks=false to drop them knowingly."
-                    )
+                raise InputError(
+                    f"{path}: INFO key(s) {undeclared[:10]} are used by records but not declared in the header, "
+                    "and would be dropped silently. Declare them (`bcftools annotate --header-lines`) and rerun, "
+                    "or set jobs.ingest_vcf.text_checks=false to drop them knowingly."
+                )
             mt = vcf.import_vcf(path, kind, reference, dict(c.contig_recoding), parts)
             rows = vcf.variant_rows(mt, vcf.record_rules(mt, header, c.max_alleles))
-            df = rows.to_spark(flatten=False)
-            df = df.select(
-                "*",
-                F.lit(str(path)).alias("source_file"),
-                F.lit(digest).alias("file_sha256"),
-                F.lit(lake.run_id).alias("_run_id"),
-                F.lit(now).cast("timestamp").alias("_ingested_at"),
-            ).transform(enforce(variants_contract))
-            written = lake.write(df, "bronze.variants", mode="append")
+            written = lake.write(_bronze_rows(rows.to_spark(flatten=False), path, digest, lake.run_id, now, variants_contract),
+                                 "bronze.variants", mode="append")
         except InputError:
             raise
         except (FatalError, Py4JJavaError) as exc:  # Hail's JVM side on a record it cannot parse
@@ -126,30 +120,25 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             samples_contract.struct(),
         )
         lake.write(samples, "bronze.vcf_samples", mode="append")
-        bad = (
-            lake.read("bronze.variants")
-            .where((F.col("file_sha256") == digest) & F.col("_invalid_rule").isNotNull())
-            .select(
-                "source_file", "file_sha256", "contig", "position", "ref", "alts",
-                F.col("_invalid_rule").alias("rule"), F.col("_invalid_reason").alias("reason"), F.lit(lake.run_id).alias("run_id"),
-            )
-        )
-        if n_text is not None and n_text != n_variants:
-            # Hail skipped records (e.g. a REF that is not a base): name them, never drop silently.
-            kept = lake.read("bronze.variants").where(F.col("file_sha256") == digest).select("contig", "position", "ref")
-            text = records.key_by().select("contig", "position", "ref").to_spark()
-            skipped = text.join(kept, ["contig", "position", "ref"], "left_anti").select(
-                F.lit(str(path)).alias("source_file"), F.lit(digest).alias("file_sha256"), "contig", "position", "ref", F.lit(None).cast("array<string>").alias("alts"),
-                F.lit("unparsed_record").alias("rule"),
-                F.lit("Hail skipped this record while reading (invalid REF/ALT or malformed fields)").alias("reason"),
-                F.lit(lake.run_id).alias("run_id"),
-            )
-            bad = bad.unionByName(skipped)
-        q = lake.write(bad, "quarantine.vcf_variants", mode="append", merge_schema=True)
+        mine = lake.read("bronze.variants").where(F.col("file_sha256") == digest).select(
+            *vcf.SITE, "rsid", "qual", "filters", "_invalid_rule", "_invalid_reason")
+        flagged = mine.where(F.col("_invalid_rule").isNotNull())
+        skipped = None
+        if n_text is not None and (n_text != n_variants or flagged.limit(1).count()):
+            # The line of each flagged record, and the records Hail skipped (e.g. a REF that is not
+            # a base): named, never dropped silently. Only when there is something to name.
+            text = records.key_by().select("contig", "position", "ref", "alts", "line").to_spark()
+            located, skipped = vcf.match_lines(text, mine if n_text != n_variants else flagged, dict(c.contig_recoding))
+            flagged = located.where(F.col("_invalid_rule").isNotNull())
+        else:
+            flagged = flagged.withColumn("line", F.lit(None).cast("bigint"))
+        if skipped is None or n_text == n_variants:
+            skipped = spark.createDataFrame([], "contig string, position int, ref string, alts array<string>, line bigint")
+        n_q = quarantine.write(lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, skipped, str(path), digest, lake.run_id))
         if n_text is not None:
             # Counted again from the tables as written: text records = bronze rows + unparsed records.
             n_unparsed = lake.read("quarantine.vcf_variants").where(
-                (F.col("file_sha256") == digest) & (F.col("rule") == "unparsed_record")).count()
+                (F.col("file_sha256") == digest) & (F.col("rule") == "unparsed_record")).count() if lake.exists("quarantine.vcf_variants") else 0
             if n_text != n_variants + n_unparsed:
                 ledger.discard_partial(lake, digest, _FILE_TABLES)
                 raise ReconciliationError(
@@ -161,47 +150,52 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                                         n_variants, n_text, 0, lake.run_id, now)])
         stats["files"] += 1
         stats["variants"] += n_variants
-        stats["invalid_records"] += q.rows
-        log.info("%s: %d records (%d flagged invalid), %d samples", path.name, n_variants, q.rows, len(header.samples))
+        stats["invalid_records"] += n_q
+        log.info("%s: %d records (%d quarantined), %d samples", path.name, n_variants, n_q, len(header.samples))
     return stats
 
 
-def _ingest_plink(spark: SparkSession, lake: Lake, bed: Path, reference: str | None, parts: int, done: set[str],
-                  variants_contract: Any, samples_contract: Any, now: dt.datetime, stats: dict[str, int]) -> None:
-    """One PLINK fileset into bronze (GT only; no QUAL, FILTER or INFO in PLINK)."""
-    import hashlib
+def _bronze_rows(df: DataFrame, path: Path, digest: str, run_id: str, now: dt.datetime, contract: Contract) -> DataFrame:
+    """vcf.variant_rows as a DataFrame, with the file, its digest and the run: bronze.variants' shape."""
+    return df.select(
+        "*", F.lit(str(path)).alias("source_file"), F.lit(digest).alias("file_sha256"),
+        F.lit(run_id).alias("_run_id"), F.lit(now).cast("timestamp").alias("_ingested_at"),
+    ).transform(enforce(contract))
 
-    import hail as hl
+
+def _ingest_plink(spark: SparkSession, lake: Lake, bed: Path, reference: str | None, parts: int, done: set[str],
+                  variants_contract: Contract, samples_contract: Contract, now: dt.datetime, stats: dict[str, int]) -> None:
+    """One PLINK fileset into bronze (GT only; no QUAL, FILTER or INFO in PLINK); its records that
+    break a rule go to quarantine.vcf_variants as a VCF's do (without a line: the .bim has one per
+    variant, but the rows are not matched to it)."""
+    import hashlib
 
     from omicslake.genomics import vcf
 
-    bim, fam = bed.with_suffix(".bim"), bed.with_suffix(".fam")
-    absent = [str(p) for p in (bim, fam) if not p.exists()]
-    if absent:
-        raise InputError(f"PLINK fileset {bed.with_suffix('')}: missing {', '.join(absent)} next to {bed.name}")
-    digest = hashlib.sha256("".join(sha256(p) for p in (bed, bim, fam)).encode()).hexdigest()
+    files = (bed, bed.with_suffix(".bim"), bed.with_suffix(".fam"))
+    mt = vcf.import_plink(bed, reference, parts)  # InputError first when the .bim or .fam is missing
+    digest = hashlib.sha256("".join(sha256(p) for p in files).encode()).hexdigest()
     if digest in done:
         log.info("%s: already ingested, skipped", bed.name)
         stats["skipped_files"] += 1
         return
     ledger.discard_partial(lake, digest, _FILE_TABLES)
-    mt = hl.import_plink(str(bed), str(bim), str(fam), reference_genome=reference, a2_reference=True, min_partitions=parts)
-    mt = mt.annotate_rows(qual=hl.missing(hl.tfloat64), filters=hl.missing(hl.tset(hl.tstr)), info=hl.struct())
     samples = mt.s.collect()  # sample ids only
-    rules = [("invalid_allele", hl.any(lambda a: ~a.matches(vcf._VALID_ALLELE), mt.alleles), hl.str("allele is not A/C/G/T/N"))]
-    df = vcf.variant_rows(mt, rules).to_spark(flatten=False).select(
-        "*", F.lit(str(bed)).alias("source_file"), F.lit(digest).alias("file_sha256"),
-        F.lit(lake.run_id).alias("_run_id"), F.lit(now).cast("timestamp").alias("_ingested_at"),
-    ).transform(enforce(variants_contract))
+    df = _bronze_rows(vcf.variant_rows(mt, vcf.plink_rules(mt)).to_spark(flatten=False), bed, digest, lake.run_id, now, variants_contract)
     written = lake.write(df, "bronze.variants", mode="append")
     rows = [(s, i, str(bed), digest, reference, written.rows, lake.run_id, now) for i, s in enumerate(samples)]
     lake.write(spark.createDataFrame(rows, samples_contract.struct()), "bronze.vcf_samples", mode="append")
-    size = sum(p.stat().st_size for p in (bed, bim, fam))
+    flagged = lake.read("bronze.variants").where((F.col("file_sha256") == digest) & F.col("_invalid_rule").isNotNull()).select(
+        *vcf.SITE, "rsid", "qual", "filters", "_invalid_rule", "_invalid_reason", F.lit(None).cast("bigint").alias("line"))
+    none = spark.createDataFrame([], "contig string, position int, ref string, alts array<string>, line bigint")
+    n_q = quarantine.write(lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, none, str(bed), digest, lake.run_id))
+    size = sum(p.stat().st_size for p in files)
     ledger.record(lake, [ledger.row("bronze.variants", "plink", str(bed), digest, size, bed.parent.name, written.rows, None, 0,
                                     lake.run_id, now)])
     stats["files"] += 1
     stats["variants"] += written.rows
-    log.info("%s: %d variants, %d samples (PLINK)", bed.name, written.rows, len(samples))
+    stats["invalid_records"] += n_q
+    log.info("%s: %d variants (%d quarantined), %d samples (PLINK)", bed.name, written.rows, n_q, len(samples))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -82,9 +82,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     fitted = S.pipeline(cols).fit(train)
     pred = (fitted.transform(data).withColumn("lp", S.linear_predictor())
             .withColumn("predicted_median_days", vector_to_array("quantiles").getItem(0)).cache())
-    cuts = pred.where("split = 'train'").approxQuantile("lp", [1 / 3, 2 / 3], 1e-4)
-    # low lp = short predicted time = high risk
-    pred = pred.withColumn("risk_group", F.when(F.col("lp") <= cuts[0], "high").when(F.col("lp") <= cuts[1], "medium").otherwise("low"))
+    pred = pred.withColumn("risk_group", S.risk_group(S.risk_cuts(pred.where("split = 'train'"))))
     c_test, pairs_test = S.concordance(pred.where("split = 'test'"))
     c_train, _ = S.concordance(pred.where("split = 'train'"))
     km = S.kaplan_meier(pred.where("split = 'test'"), "risk_group")

@@ -11,6 +11,7 @@ Harrell's concordance index, and Kaplan-Meier curves by predicted risk group (pu
   ties), the driver sweeps those counts: no patient rows are collected, and it is linear in the
   number of patients.
 - ``kaplan_meier``: survival curves per group from per-(group, time) event and exit counts.
+- ``risk_cuts`` / ``risk_group``: risk tertiles of the linear predictor (cut on the training split).
 """
 
 from __future__ import annotations
@@ -33,6 +34,23 @@ def pipeline(cols: FeatureColumns) -> Pipeline:
 def linear_predictor() -> Column:
     """log of the predicted time (higher = longer expected survival = lower risk)."""
     return F.log(F.col("predicted_time"))
+
+
+def risk_cuts(train: DataFrame, score: str = "lp", relative_error: float = 1e-4) -> tuple[float, float]:
+    """The tertile cut points (1/3 and 2/3 quantiles) of score on the training split, from Spark's
+    approxQuantile (exact at relative_error=0). ValueError when score has no value."""
+    cuts = train.approxQuantile(score, [1 / 3, 2 / 3], relative_error)
+    if len(cuts) != 2:
+        raise ValueError(f"no {score} values to cut into risk groups")
+    return float(cuts[0]), float(cuts[1])
+
+
+def risk_group(cuts: tuple[float, float], score: str = "lp") -> Column:
+    """'high', 'medium' or 'low' risk by the tertile cuts of ``risk_cuts``: score is the log of the
+    predicted time, so a low score (short predicted time) is high risk. A score on a cut goes to
+    the higher-risk group; a null score gets a null group."""
+    s = F.col(score)
+    return F.when(s.isNull(), F.lit(None).cast("string")).when(s <= cuts[0], "high").when(s <= cuts[1], "medium").otherwise("low")
 
 
 def concordance(df: DataFrame, time: str = "time", event: str = "event", score: str = "lp", bins: int = 100_000) -> tuple[float | None, int]:

@@ -1,0 +1,116 @@
+"""One silver EHR table from its bronze rows, without the lake: build, de-duplicate, check, split.
+
+``conform`` turns the bronze rows of one table into the rows to write (in the contract's shape,
+with the run id and the row hash) and the rows to quarantine (in the one quarantine shape of
+``omicslake.quarantine``), and counts every side of the reconciliation from the DataFrames
+themselves. ``batch_problems`` and ``write_problems`` state the identities the job checks before
+and after its writes; ``changed_rows`` picks the rows a MERGE has to touch. The job
+(``omicslake.jobs.conform_ehr``) does the reading, writing and restoring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from pyspark.sql import DataFrame
+from pyspark.sql import functions as F
+
+from omicslake import quarantine
+from omicslake.contracts import CheckResult, Contract, check, enforce
+from omicslake.ehr.conform import dedupe, row_hash
+
+# Columns of a silver row that are not its data (provenance, bookkeeping): left out of the row
+# hash and of the quarantined row's JSON.
+NON_DATA = frozenset({"_source_file", "_line", "_batch_id", "_row_hash", "run_id"})
+
+
+@dataclass(frozen=True)
+class Conformed:
+    """The outcome of ``conform`` for one table; the DataFrames are cached: ``release`` them."""
+
+    kept: DataFrame  # the contract's columns, run_id and _row_hash filled
+    quarantined: DataFrame  # omicslake.quarantine's shape
+    checked: CheckResult  # the expectations' violation counts (checked.counts)
+    n_read: int  # rows of the bronze input
+    n_built: int  # rows built from them (must equal n_read)
+    n_duplicates: int  # rows that lost to a later delivery of the same natural key
+    n_keys: int  # distinct natural keys among the built rows
+    n_kept: int
+    n_quarantined: int
+    _cached: tuple[DataFrame, ...] = ()
+
+    def release(self) -> None:
+        self.checked.release()
+        for df in self._cached:
+            df.unpersist()
+
+
+def data_columns(contract: Contract) -> list[str]:
+    """The contract's data columns: what the row hash and the quarantined row's JSON hold."""
+    return [c for c in contract.names if c not in NON_DATA]
+
+
+def conform(
+    source: DataFrame, build: Callable[[DataFrame], DataFrame], contract: Contract, run_id: str,
+    check_rows: Callable[[DataFrame, Contract], CheckResult] | None = None,
+) -> Conformed:
+    """Build the silver rows of ``source`` (bronze rows) with ``build`` (an ``ehr.conform`` row
+    builder, which adds the helper columns the expectations read), keep the latest delivery of each
+    natural key (``dedupe``), check the contract's expectations (``check_rows``, default
+    ``contracts.check``) and split the rows
+    into those to write and those to quarantine. The quarantine row's key is the contract's first
+    key, its JSON the de-identified data columns, its source and line the bronze row's.
+
+    A ``fail`` expectation raises ExpectationFailed here, before anything is written."""
+    key = contract.keys[0]
+    data_cols = data_columns(contract)
+    n_read = source.count()
+    rows = dedupe(build(source)).cache()
+    totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long")), F.countDistinct("_nk")).first()
+    assert totals is not None
+    n_built, n_dup, n_nk = int(totals[0]), int(totals[1] or 0), int(totals[2])
+    result = (check_rows or check)(rows.where("NOT _dup").drop("_dup"), contract)
+    kept = result.kept.withColumn("run_id", F.lit(run_id)).withColumn("_row_hash", row_hash(data_cols))
+    kept = kept.select(*contract.names).transform(enforce(contract)).cache()  # helper columns dropped
+    quarantined = quarantine.rows(result.quarantined, key, data_cols, "_source_file", "_line", run_id).cache()
+    return Conformed(kept, quarantined, result, n_read, n_built, n_dup, n_nk, kept.count(), quarantined.count(),
+                     (rows, kept, quarantined))
+
+
+def batch_problems(c: Conformed) -> list[str]:
+    """What does not add up before anything is written (empty when all holds):
+    read = built, duplicates = built - distinct natural keys, built = kept + quarantined + duplicates."""
+    problems = []
+    if c.n_built != c.n_read:
+        problems.append(f"{c.n_read} rows read but {c.n_built} built from them")
+    if c.n_duplicates != c.n_built - c.n_keys:
+        problems.append(f"{c.n_duplicates} rows marked duplicate but {c.n_built - c.n_keys} share a natural key with another")
+    if c.n_built != c.n_kept + c.n_quarantined + c.n_duplicates:
+        problems.append(f"{c.n_built - c.n_kept - c.n_quarantined - c.n_duplicates} rows missing between the checks and the write "
+                        f"({c.n_built} built = {c.n_kept} kept + {c.n_quarantined} quarantined + {c.n_duplicates} duplicates does not hold)")
+    return problems
+
+
+def write_problems(target: str, qtable: str, n_kept: int, n_out: int, n_quarantined: int, n_quarantine_out: int) -> list[str]:
+    """What does not add up after the writes, each side counted from the tables as written: the
+    kept rows' keys in the target, the quarantined rows (by quarantine.DEDUP_KEY) in its quarantine."""
+    problems = []
+    if n_out != n_kept:
+        problems.append(f"{n_kept} rows kept but {n_out} rows with their keys in {target} after the write")
+    if n_quarantine_out != n_quarantined:
+        problems.append(f"{n_quarantined} rows quarantined but {n_quarantine_out} of them in {qtable} after the write")
+    return problems
+
+
+def changed_rows(kept: DataFrame, current: DataFrame, key: str) -> DataFrame:
+    """The kept rows that are new or differ from the current silver table (by key and row hash):
+    what a MERGE has to write, so that a rerun on the same bronze commits nothing."""
+    return kept.join(current.select(key, "_row_hash"), [key, "_row_hash"], "left_anti")
+
+
+def rows_of_batch(table: DataFrame, batch: DataFrame, columns: list[str]) -> DataFrame:
+    """The rows of table whose values in columns are those of a row of batch (nulls equal)."""
+    b = batch.select(*[F.col(c).alias(f"_b_{c}") for c in columns]).distinct()
+    on = [table[c].eqNullSafe(b[f"_b_{c}"]) for c in columns]
+    return table.join(b, on, "left_semi")
