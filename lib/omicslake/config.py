@@ -16,12 +16,15 @@ import typing
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, Union, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, Union, get_args, get_origin
 
 import yaml
 
 from omicslake.errors import ConfigError
 from omicslake.resources import resource_dir
+
+if TYPE_CHECKING:
+    from omicslake.io.layout import Layout
 
 # --------------------------------------------------------------------------------------------
 # The schema of the configuration. Defaults here are the embedded defaults of local mode.
@@ -56,7 +59,10 @@ class HailConfig:
 
 @dataclass(frozen=True)
 class LakeConfig:
-    root: str = "./lakehouse"  # the lake's folder; every table, landing/, reports/ and mlflow/ live under it
+    root: str = "./lakehouse"  # the lake's folder or object-store URI (s3a://bucket/lake, abfss://..., gs://..., hdfs://...); every table, landing/, reports/ and mlflow/ live under it
+    s3_endpoint: str | None = None  # fs.s3a.endpoint of an S3-compatible server (e.g. http://127.0.0.1:9000); default $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL, else AWS
+    s3_path_style: bool = False  # fs.s3a.path.style.access: bucket in the path, not the host name (most S3-compatible servers)
+    s3a_jars: bool = False  # add the hadoop-aws connector to the session even when lake.root is not s3a:// (inputs on S3); credentials come from the AWS_* environment variables, never from config
     # When set, layer L maps to the metastore schema ``<catalog>.<schemas[L] or L>``
     # (Unity Catalog / Hive metastore) instead of a folder under root.
     catalog: str | None = None
@@ -239,8 +245,16 @@ class Config:
     jobs: JobsConfig = field(default_factory=JobsConfig)
 
     @property
+    def layout(self) -> Layout:
+        """Every location under lake.root, as URIs (see omicslake.io.layout)."""
+        from omicslake.io.layout import Layout
+
+        return Layout.of(self.lake.root)
+
+    @property
     def lake_root(self) -> Path:
-        return Path(self.lake.root).expanduser().resolve()
+        """lake.root as a local folder; ConfigError when it is an object-store URI (use layout)."""
+        return self.layout.local_root()
 
     def digest(self) -> str:
         """A stable hash of the effective configuration, recorded in ops.runs."""

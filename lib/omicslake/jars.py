@@ -1,4 +1,4 @@
-"""Delta Lake's JVM jars: resolved once from Maven Central, then used from a local cache.
+"""Delta Lake's JVM jars (and the s3a connector's): resolved once from Maven Central, then used from a local cache.
 
 Delta's jars are not on PyPI. Rather than asking Spark's Ivy to resolve ``spark.jars.packages``
 at every start (slow, and it needs the network unless Ivy's cache happens to be warm), we walk
@@ -65,6 +65,63 @@ def delta_jars(
     return paths
 
 
+# hadoop-aws is built against one AWS SDK bundle; the pairs are in hadoop-project's pom
+# (aws-java-sdk.version) of each Hadoop release.
+AWS_SDK_FOR_HADOOP = {
+    "3.3.4": "1.12.262",
+    "3.3.5": "1.12.316",
+    "3.3.6": "1.12.367",
+}
+
+
+def spark_hadoop_version() -> str:
+    """The Hadoop version inside the installed pyspark (from its hadoop-client-api jar)."""
+    import pyspark
+
+    found = sorted((Path(pyspark.__file__).parent / "jars").glob("hadoop-client-api-*.jar"))
+    if not found:
+        raise JarResolutionError(
+            f"no hadoop-client-api-*.jar in {Path(pyspark.__file__).parent / 'jars'}: cannot tell which "
+            "hadoop-aws matches this pyspark; on a cluster whose Spark ships its own Hadoop, put "
+            "hadoop-aws on its classpath and leave lake.s3a_jars off"
+        )
+    return found[-1].name[len("hadoop-client-api-"):-len(".jar")]
+
+
+def s3a_jars(hadoop: str | None = None, cache: Path | None = None, repo: str = "https://repo1.maven.org/maven2") -> list[Path]:
+    """Local paths of hadoop-aws (for the Hadoop inside pyspark) and the AWS SDK bundle it was built
+    against: what Spark needs to read and write s3a:// paths. Downloaded once, SHA-1 checked, cached
+    like Delta's jars (the manifest makes later starts offline)."""
+    cache = cache or default_cache()
+    hadoop = hadoop or spark_hadoop_version()
+    sdk = AWS_SDK_FOR_HADOOP.get(hadoop)
+    if sdk is None:
+        raise JarResolutionError(
+            f"no known AWS SDK bundle for Hadoop {hadoop} (known: {sorted(AWS_SDK_FOR_HADOOP)}); add the "
+            "pair from hadoop-project's pom (aws-java-sdk.version) to omicslake.jars.AWS_SDK_FOR_HADOOP"
+        )
+    coords = [f"org.apache.hadoop:hadoop-aws:{hadoop}", f"com.amazonaws:aws-java-sdk-bundle:{sdk}"]
+    manifest = cache / f"hadoop-aws_{hadoop}.json"
+    if manifest.exists():
+        paths = [cache / name for name in json.loads(manifest.read_text())["jars"]]
+        if all(p.exists() for p in paths):
+            return paths
+    try:
+        cache.mkdir(parents=True, exist_ok=True)
+        paths = [_download(c, repo, cache) for c in coords]
+    except (urllib.error.URLError, OSError, TimeoutError) as exc:
+        raise JarResolutionError(
+            f"the s3a connector's jars ({', '.join(coords)}) are not in the cache {cache} and could not be "
+            f"fetched from {repo} ({exc}). On a machine with network access run `python -m omicslake.jars "
+            "--s3a` once, or copy that cache folder here and point OMICSLAKE_JAR_CACHE at it."
+        ) from exc
+    tmp = manifest.with_suffix(".tmp")
+    tmp.write_text(json.dumps({"coordinates": coords, "jars": [p.name for p in paths]}, indent=1))
+    tmp.replace(manifest)
+    log.info("resolved %s into %s", ", ".join(coords), cache)
+    return paths
+
+
 def _split(coord: str) -> tuple[str, str, str]:
     group, artifact, version = coord.split(":")
     return group, artifact, version
@@ -122,5 +179,9 @@ if __name__ == "__main__":
     import sys
 
     logging.basicConfig(level=logging.INFO)
-    for p in delta_jars(sys.argv[1] if len(sys.argv) > 1 else "3.3.2"):
+    args = [a for a in sys.argv[1:] if a != "--s3a"]
+    for p in delta_jars(args[0] if args else "3.3.2"):
         print(p)
+    if "--s3a" in sys.argv[1:]:
+        for p in s3a_jars():
+            print(p)

@@ -21,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from omicslake.config import Config
 from omicslake.errors import OmicslakeError
-from omicslake.io.files import sha256
+from omicslake.io.files import is_file, sha256
 from omicslake.jobs import dag, spec, specs
 from omicslake.jobs.base import RunResult, execute, new_run_id, print_summary, with_session
 
@@ -80,10 +80,10 @@ def skip_decision(spark: SparkSession, cfg: Config, job: str) -> Decision:
         if now != o.version:
             return Decision(True, f"output {o.table} is at version {now}, was {o.version}")
     for f in last.files or []:
-        path = lake.local(f.path)
-        if not path.is_file():
+        path = lake.locate(f.path)
+        if not is_file(path, cfg):
             return Decision(True, f"file {f.path} ({f.role}) is gone")
-        if sha256(path) != f.sha256:
+        if sha256(path, cfg) != f.sha256:
             return Decision(True, f"file {f.path} ({f.role}) changed")
     for m in last.models or []:
         now_version = _model_version(cfg, m.name, m.ref)
@@ -161,7 +161,7 @@ def run_pipeline_from_args(args: argparse.Namespace) -> int:
 
     def action(spark: SparkSession, cfg: Config) -> int:
         print_summary(run_pipeline(spark, cfg, jobs, args.run_id, force=getattr(args, "force", False)))
-        print(f"lake: {cfg.lake_root}")
+        print(f"lake: {cfg.layout.root}")
         return 0
 
     return with_session(args, "pipeline", action)

@@ -20,7 +20,7 @@ from pathlib import Path
 from pyspark.sql import SparkSession
 
 from omicslake.config import Config
-from omicslake.jars import delta_jars
+from omicslake.jars import delta_jars, s3a_jars
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +39,7 @@ def hail_jar() -> Path | None:
 
 def spark_conf(cfg: Config) -> dict[str, str]:
     """The SparkConf entries for cfg (pure: no session is touched)."""
+    layout = cfg.layout
     conf: dict[str, str] = {
         "spark.sql.session.timeZone": "UTC",
         "spark.sql.shuffle.partitions": str(cfg.spark.shuffle_partitions),
@@ -65,8 +66,12 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         conf["spark.driver.memory"] = cfg.spark.driver_memory
         cache = Path(cfg.delta.jar_cache).expanduser() if cfg.delta.jar_cache else None
         jars += [str(p) for p in delta_jars(cfg.delta.version, cfg.delta.scala, cache, cfg.delta.maven_repo)]
-        conf["spark.sql.warehouse.dir"] = str(cfg.lake_root / "_warehouse")
-        conf["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={cfg.lake_root / '_warehouse'}"
+        if layout.needs_s3a or cfg.lake.s3a_jars:
+            jars += [str(p) for p in s3a_jars(cache=cache, repo=cfg.delta.maven_repo)]
+        conf["spark.sql.warehouse.dir"] = layout.warehouse()
+        # Derby (the embedded metastore's database) needs a local folder.
+        conf["spark.driver.extraJavaOptions"] = f"-Dderby.system.home={layout.local_scratch('_warehouse')}"
+    conf.update(s3a_conf(cfg))
     if cfg.spark.mode == "local":
         # Local mode talks to itself only: bind to loopback.
         conf["spark.driver.host"] = "127.0.0.1"
@@ -86,6 +91,30 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         conf["spark.jars"] = ",".join(jars)
     conf.update(cfg.spark.conf)
     return conf
+
+
+def s3a_conf(cfg: Config) -> dict[str, str]:
+    """Hadoop settings of the s3a connector: endpoint and addressing from config (or the standard
+    AWS_ENDPOINT_URL_S3 / AWS_ENDPOINT_URL variables). Credentials are not set here: the connector's
+    default chain reads AWS_ACCESS_KEY_ID / AWS_SECRET_ACCESS_KEY (/ AWS_SESSION_TOKEN) from the
+    environment, or an instance profile, so no secret ends up in Spark's conf, UI or logs."""
+    if not (cfg.layout.needs_s3a or cfg.lake.s3a_jars):
+        return {}
+    conf: dict[str, str] = {}
+    endpoint = s3_endpoint(cfg)
+    if endpoint:
+        conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
+        conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
+        # Any region passes the SDK's checks against a non-AWS endpoint.
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+    if cfg.lake.s3_path_style:
+        conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
+    return conf
+
+
+def s3_endpoint(cfg: Config) -> str | None:
+    """lake.s3_endpoint, else $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL, else None (AWS itself)."""
+    return cfg.lake.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
 def build_session(cfg: Config) -> SparkSession:
@@ -123,9 +152,11 @@ def init_hail(spark: SparkSession, cfg: Config) -> None:
     except ImportError:
         log.warning("hail is not installed; genomic jobs will not run")
         return
-    root = cfg.lake_root
-    tmp_dir = cfg.hail.tmp_dir or str(root / "_tmp" / "hail")
-    log_dir = Path(cfg.hail.log_dir or root / "_logs")
+    layout = cfg.layout
+    tmp_dir = cfg.hail.tmp_dir or layout.tmp("hail")
+    # Hail's own scratch files and its log are local files (under the root when the root is local).
+    local_tmp = tmp_dir if "://" not in tmp_dir else str(layout.local_scratch("_tmp", "hail"))
+    log_dir = Path(cfg.hail.log_dir or layout.local_scratch("_logs"))
     log_dir.mkdir(parents=True, exist_ok=True)
     with warnings.catch_warnings():
         # Hail warns whenever it is handed a context, even one configured as it asks (above).
@@ -135,7 +166,7 @@ def init_hail(spark: SparkSession, cfg: Config) -> None:
             idempotent=True,
             quiet=True,
             tmp_dir=tmp_dir,
-            local_tmpdir=tmp_dir if cfg.spark.mode == "local" else None,
+            local_tmpdir=local_tmp if cfg.spark.mode == "local" else None,
             log=str(log_dir / "hail.log"),
             global_seed=0,
         )

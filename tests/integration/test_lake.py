@@ -144,3 +144,21 @@ def test_a_column_the_contract_does_not_declare_fails_the_write(spark: SparkSess
     with pytest.raises(ContractError, match=r"gold\.features_any_cohort: column lab_hba1c_last_365d is string, the contract says "
                        r"double \(pattern lab_\*\).*features_\{cohort\}\.yaml"):
         lake.write(feats, "gold.features_any_cohort", mode="overwrite")
+
+
+def test_existence_is_deltas_answer_not_a_folder(spark: SparkSession, cfg: Config) -> None:
+    """A table is a committed Delta version: not an empty _delta_log left by a failed first write,
+    not a folder of parquet, not a table whose folder was deleted after it was read."""
+    import shutil
+
+    lake = Lake(spark, cfg, run_id="e")
+    root = cfg.lake_root
+    (root / "silver" / "half" / "_delta_log").mkdir(parents=True)
+    spark.createDataFrame([(1,)], "id long").write.parquet(str(root / "silver" / "plain"))
+    lake.write(df(spark, [(1, "a")]), "silver.real")
+    assert lake.exists("silver.real") and lake.version("silver.real") == 0
+    assert not lake.exists("silver.half") and not lake.exists("silver.plain") and not lake.exists("silver.none")
+    assert lake.names() == ["silver.real"]
+    assert lake.location("silver.real") == str(root / "silver" / "real") == str(lake.path("silver.real"))
+    shutil.rmtree(root / "silver" / "real")
+    assert not lake.exists("silver.real") and lake.names() == []

@@ -1,8 +1,10 @@
 """Lake I/O: the only module that knows where tables live and how they are written.
 
 Tables are addressed as ``<layer>.<table>``. With ``lake.catalog`` unset a table is the Delta
-folder ``<lake.root>/<layer>/<table>``; with it set, the metastore table
-``<catalog>.<schema>.<table>`` (Unity Catalog on Databricks).
+folder ``<lake.root>/<layer>/<table>`` (a local folder or an object-store URI, built by
+omicslake.io.layout); with it set, the metastore table ``<catalog>.<schema>.<table>`` (Unity
+Catalog on Databricks). Whether a table exists is Delta's answer (a committed version), not a look
+at the folder.
 
 Every write of a job run carries a Delta transaction identifier (txnAppId = run, job and table,
 txnVersion = the write's sequence number within the run), so running the same run again —
@@ -72,10 +74,10 @@ class Lake:
     def use_file(self, path: Path | str, role: str = "read") -> str:
         """Record a file this run reads (or wrote, role="wrote") with its SHA-256; returns the digest.
         Paths under the lake root are kept relative to it, so a copied lake is the same lake."""
-        from omicslake.io.files import sha256
+        from omicslake.io.files import is_remote, sha256
 
-        p = Path(path).expanduser().resolve()
-        digest = sha256(p)
+        p: Path | str = path if is_remote(path) else Path(path).expanduser().resolve()
+        digest = sha256(p, self.cfg)
         self.files[(self.portable(p), role)] = digest
         return digest
 
@@ -83,16 +85,17 @@ class Lake:
         """Record a registered model version this run loads (ref: "version 3" or "alias champion")."""
         self.models[(name, ref)] = str(version)
 
-    def portable(self, path: Path) -> str:
-        """path relative to the lake root when it lies under it (as "<root>/..."), else absolute."""
-        try:
-            return "<root>/" + path.relative_to(self.cfg.lake_root).as_posix()
-        except ValueError:
-            return str(path)
+    def portable(self, path: Path | str) -> str:
+        """path relative to the lake root when it lies under it (as "<root>/..."), else as given."""
+        return self.cfg.layout.portable(path)
+
+    def locate(self, portable: str) -> str:
+        """The inverse of portable(): a local path or URI."""
+        return self.cfg.layout.resolve(portable)
 
     def local(self, portable: str) -> Path:
-        """The inverse of portable()."""
-        return self.cfg.lake_root / portable[len("<root>/"):] if portable.startswith("<root>/") else Path(portable)
+        """portable() back to a local Path (a local lake root only)."""
+        return Path(self.locate(portable))
 
     # ---------------------------------------------------------------------------- naming
     def split(self, name: str) -> tuple[str, str]:
@@ -108,9 +111,14 @@ class Lake:
             )
         return layer, table
 
-    def path(self, name: str) -> Path:
+    def location(self, name: str) -> str:
+        """Where the table's Delta folder is: a local path or a URI under lake.root."""
         layer, table = self.split(name)
-        return self.cfg.lake_root / layer / table
+        return self.cfg.layout.table(layer, table)
+
+    def path(self, name: str) -> Path:
+        """location() as a local Path (a local lake root only; use location() for any root)."""
+        return Path(self.cfg.layout.local_root(), *self.split(name))
 
     def qualified(self, name: str) -> str | None:
         """catalog.schema.table when the lake lives in a metastore, else None."""
@@ -123,15 +131,14 @@ class Lake:
 
     def _delta_table(self, name: str) -> DeltaTable:
         fq = self.qualified(name)
-        return DeltaTable.forName(self.spark, fq) if fq else DeltaTable.forPath(self.spark, str(self.path(name)))
+        return DeltaTable.forName(self.spark, fq) if fq else DeltaTable.forPath(self.spark, self.location(name))
 
     def exists(self, name: str) -> bool:
         fq = self.qualified(name)
         if fq:
             return bool(self.spark.catalog.tableExists(fq.replace("`", "")))
-        # A failed first write can leave an empty _delta_log behind: a table needs a commit.
-        log_dir = self.path(name) / "_delta_log"
-        return log_dir.is_dir() and any(log_dir.glob("*.json"))
+        # Delta's strict check: a _delta_log with no commit (left by a failed first write) is no table.
+        return bool(DeltaTable.isDeltaTable(self.spark, self.location(name)))
 
     def version(self, name: str) -> int | None:
         if not self.exists(name):
@@ -144,14 +151,14 @@ class Lake:
         """The table at its current (or the given) version, pinned: later commits don't leak in."""
         if not self.exists(name):
             raise TableNotFoundError(
-                f"table {name} does not exist (looked at {self.qualified(name) or self.path(name)}); "
+                f"table {name} does not exist (looked at {self.qualified(name) or self.location(name)}); "
                 "run the job that writes it first, e.g. `omicslake pipeline`"
             )
         pinned = self.version(name) if version is None else version
         assert pinned is not None
         fq = self.qualified(name)
         reader = self.spark.read.format("delta").option("versionAsOf", pinned)
-        df = reader.table(fq) if fq else reader.load(str(self.path(name)))
+        df = reader.table(fq) if fq else reader.load(self.location(name))
         self.reads[name] = pinned
         return df
 
@@ -203,7 +210,7 @@ class Lake:
             if fq:
                 writer.saveAsTable(fq)
             else:
-                writer.save(str(self.path(name)))
+                writer.save(self.location(name))
         after, metrics = self._last_commit(name)
         skipped = after == before
         rows = 0 if skipped else _rows_from(metrics)
@@ -274,8 +281,7 @@ class Lake:
                 except AnalysisException:
                     continue
             else:
-                base = self.cfg.lake_root / layer
-                names = sorted(p.name for p in base.glob("*") if self.exists(f"{layer}.{p.name}")) if base.is_dir() else []
+                names = sorted(n for n in self._folders(self.cfg.layout.uri(layer)) if self.exists(f"{layer}.{n}"))
             out += [f"{layer}.{table}" for table in names]
         return out
 
@@ -286,9 +292,24 @@ class Lake:
             version = self.version(full)
             fq = self.qualified(full)
             reader = self.spark.read.format("delta")
-            df = reader.table(fq) if fq else reader.load(str(self.path(full)))
+            df = reader.table(fq) if fq else reader.load(self.location(full))
             out.append((full, version if version is not None else -1, df.count()))
         return out
+
+
+    def _folders(self, location: str) -> list[str]:
+        """Names of the sub-folders of a folder (none when it does not exist), through Hadoop's
+        FileSystem for a URI (any store Spark can reach), pathlib for a local path."""
+        if "://" not in location:
+            base = Path(location)
+            return [p.name for p in base.iterdir() if p.is_dir()] if base.is_dir() else []
+        jvm = self.spark._jvm  # noqa: SLF001 - the Hadoop FileSystem is only reachable through py4j
+        assert jvm is not None
+        hpath = jvm.org.apache.hadoop.fs.Path(location)
+        fs = hpath.getFileSystem(self.spark._jsc.hadoopConfiguration())  # noqa: SLF001
+        if not fs.exists(hpath):
+            return []
+        return [st.getPath().getName() for st in fs.listStatus(hpath) if st.isDirectory()]
 
 
 def _rows_from(metrics: dict[str, str]) -> int:

@@ -1,9 +1,106 @@
-"""Raw-file helpers shared by the ingest jobs."""
+"""File IO under the lake root and raw-file helpers shared by the ingest jobs.
+
+A location is a local path (``str`` or ``Path``) or a URI of an object store (``s3a://bucket/key``,
+``gs://``, ``abfss://``, ``hdfs://``). Local paths go through ``pathlib`` exactly as before; URIs
+through ``pyarrow.fs`` (S3 with the endpoint of ``lake.s3_endpoint`` / ``$AWS_ENDPOINT_URL`` and the
+credentials of the standard AWS_* environment variables).
+"""
 
 from __future__ import annotations
 
 import hashlib
+import os
 from pathlib import Path
+from typing import IO, TYPE_CHECKING, Any
+
+from omicslake.errors import ConfigError
+
+if TYPE_CHECKING:
+    from omicslake.config import Config
+
+
+def is_remote(location: str | Path) -> bool:
+    return isinstance(location, str) and "://" in location and not location.startswith("file://")
+
+
+def _filesystem(location: str, cfg: Config | None) -> tuple[Any, str]:
+    """(pyarrow FileSystem, path inside it) for a remote location."""
+    from pyarrow import fs as pafs
+
+    scheme, _, rest = location.partition("://")
+    if scheme in ("s3a", "s3", "s3n"):
+        endpoint = (cfg.lake.s3_endpoint if cfg else None) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
+        kwargs: dict[str, Any] = {"region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))}
+        if endpoint:
+            kind, _, host = endpoint.partition("://")
+            kwargs.update(endpoint_override=host or kind, scheme=kind if host else "https")
+        return pafs.S3FileSystem(**kwargs), rest
+    try:
+        filesystem, path = pafs.FileSystem.from_uri(location)
+    except Exception as exc:  # noqa: BLE001 - pyarrow raises several types for an unsupported scheme
+        raise ConfigError(
+            f"{location}: no Python filesystem for {scheme}:// here ({exc}); Spark reads it through Hadoop, "
+            "but reports and recorded files need pyarrow's support for it (or a local lake.root)"
+        ) from exc
+    return filesystem, path
+
+
+def _local(location: str | Path) -> Path:
+    text = str(location)
+    return Path(text[len("file://"):]) if text.startswith("file://") else Path(text)
+
+
+def open_read(location: str | Path, cfg: Config | None = None) -> IO[bytes]:
+    """A binary stream of a file (local path or URI)."""
+    if not is_remote(location):
+        return _local(location).open("rb")
+    filesystem, path = _filesystem(str(location), cfg)
+    stream: IO[bytes] = filesystem.open_input_stream(path)
+    return stream
+
+
+def is_file(location: str | Path, cfg: Config | None = None) -> bool:
+    if not is_remote(location):
+        return _local(location).is_file()
+    from pyarrow import fs as pafs
+
+    filesystem, path = _filesystem(str(location), cfg)
+    return bool(filesystem.get_file_info(path).type == pafs.FileType.File)
+
+
+def write_bytes(location: str | Path, data: bytes, cfg: Config | None = None) -> None:
+    """Write a whole file, creating its folders (object stores have none to create)."""
+    if not is_remote(location):
+        p = _local(location)
+        p.parent.mkdir(parents=True, exist_ok=True)
+        p.write_bytes(data)
+        return
+    filesystem, path = _filesystem(str(location), cfg)
+    with filesystem.open_output_stream(path) as out:
+        out.write(data)
+
+
+def write_text(location: str | Path, text: str, cfg: Config | None = None) -> None:
+    write_bytes(location, text.encode(), cfg)
+
+
+def remove_tree(location: str | Path, cfg: Config | None = None) -> None:
+    """Delete a folder and everything in it; nothing happens when it is not there."""
+    if not is_remote(location):
+        import shutil
+
+        shutil.rmtree(_local(location), ignore_errors=True)
+        return
+    filesystem, path = _filesystem(str(location), cfg)
+    try:
+        filesystem.delete_dir(path)
+    except (FileNotFoundError, OSError):
+        pass
+
+
+def read_text(location: str | Path, cfg: Config | None = None) -> str:
+    with open_read(location, cfg) as f:
+        return f.read().decode()
 
 
 def sha256_and_lines(path: Path) -> tuple[str, int]:
@@ -29,10 +126,10 @@ def blank_lines(path: Path) -> int:
         return sum(1 for line in f if not line.strip())
 
 
-def sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes: how ingest jobs recognise a file they have seen."""
+def sha256(path: Path | str, cfg: Config | None = None) -> str:
+    """Hex SHA-256 of a file's bytes (local path or URI): how ingest jobs recognise a file they have seen."""
     h = hashlib.sha256()
-    with path.open("rb") as f:
+    with open_read(path, cfg) as f:
         while chunk := f.read(1 << 22):
             h.update(chunk)
     return h.hexdigest()

@@ -20,6 +20,7 @@ from pyspark.sql import functions as F
 from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
+from omicslake.io.files import write_text
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
 
@@ -86,9 +87,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 raise InputError(f"cohort {spec.name}: table1 lists {missing}, which are not feature columns; known: {sorted(fsaved.columns)[:40]}...")
             t1 = table1(spark, fsaved, variables)
             lake.write(t1.withColumn("run_id", F.lit(lake.run_id)), f"gold.table1_{spec.name}", mode="overwrite", merge_schema=True)
-            report = cfg.lake_root / "reports" / f"table1_{spec.name}.md"
-            report.parent.mkdir(parents=True, exist_ok=True)
-            report.write_text(f"# Table 1: {spec.name}\n\n{spec.description.strip()}\n\n" + to_markdown(t1.orderBy("row").collect()))  # ~50 rows
+            report = cfg.layout.reports(f"table1_{spec.name}.md")
+            write_text(report, f"# Table 1: {spec.name}\n\n{spec.description.strip()}\n\n" + to_markdown(t1.orderBy("row").collect()), cfg)  # ~50 rows
         metrics[spec.name] = m
         log.info("cohort %s: %d persons, %d with the outcome; attrition %s", spec.name, m["persons"], m["cases"], steps)
     ev.unpersist()

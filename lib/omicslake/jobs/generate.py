@@ -10,6 +10,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from omicslake.config import Config
+from omicslake.errors import ConfigError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
@@ -27,7 +28,14 @@ log = logging.getLogger(__name__)
 
 def landing_dir(cfg: Config) -> Path:
     g = cfg.jobs.generate
-    return Path(g.out).expanduser().resolve() if g.out else cfg.lake_root / "landing"
+    if g.out:
+        return Path(g.out).expanduser().resolve()
+    if not cfg.layout.is_local:
+        raise ConfigError(
+            f"lake.root is {cfg.layout.root}: the landing folder must be local for now; set jobs.generate.out "
+            "(and the ingests' input folders) to a local folder"
+        )
+    return Path(cfg.layout.landing())
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
@@ -36,7 +44,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     g = cfg.jobs.generate
     out = landing_dir(cfg)
     log.info("generating %d patients, %d samples x %d variants (seed %d) into %s", g.patients, g.samples, g.variants, g.seed, out)
-    manifest = generate(spark, g, out, cfg.hail.reference_genome, cfg.lake_root / "_tmp" / f"generate-{lake.run_id}")
+    manifest = generate(spark, g, out, cfg.hail.reference_genome, cfg.layout.local_scratch("_tmp", f"generate-{lake.run_id}"))
     rows = sum(int(f["rows"]) for f in manifest["files"].values())
     lake.use_file(out / "manifest.json", role="wrote")  # the pipeline skips generate only while it is in place
     return {

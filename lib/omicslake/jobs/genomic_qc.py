@@ -9,7 +9,6 @@ quarantine.variant_qc with the rule they failed (omicslake.quarantine: one shape
 from __future__ import annotations
 
 import logging
-import shutil
 from collections.abc import Sequence
 from typing import Any
 
@@ -20,6 +19,7 @@ from omicslake import quarantine
 from omicslake.config import Config
 from omicslake.errors import InputError
 from omicslake.io.delta import Lake
+from omicslake.io.files import remove_tree
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
 
@@ -60,8 +60,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     # Checkpointed once: sample QC, variant QC and the genotype table all read this matrix, and
     # rebuilding it from Delta rows three times cost more than writing it once.
-    tmp = cfg.lake_root / "_tmp" / f"genomic_qc-{lake.run_id}.mt"
-    mt = qc.split(qc.matrix_from_bronze(variants, samples, reference)).checkpoint(str(tmp), overwrite=True)
+    tmp = cfg.layout.tmp(f"genomic_qc-{lake.run_id}.mt")
+    mt = qc.split(qc.matrix_from_bronze(variants, samples, reference)).checkpoint(tmp, overwrite=True)
     result = qc.run_qc(mt, t)
     sample_df = qc.sample_rows(result.samples).to_spark(flatten=False).withColumn("run_id", F.lit(lake.run_id))
     s_out = lake.write(sample_df, "silver.sample_qc", mode="overwrite")
@@ -76,7 +76,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     lake.write(gsamples, "silver.genotype_samples", mode="overwrite")
     g_out = lake.write(qc.genotype_rows(result.genotypes).to_spark(flatten=False), "silver.genotypes", mode="overwrite")
     n_pass_s = len(passing)
-    shutil.rmtree(tmp, ignore_errors=True)
+    remove_tree(tmp, cfg)
     return {
         "samples": s_out.rows,
         "samples_passed": n_pass_s,

@@ -7,15 +7,23 @@ points at a tracking server or ``databricks`` instead.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from omicslake.config import Config
+from omicslake.errors import ConfigError
 
 
 def tracking_uri(cfg: Config) -> str:
     if cfg.mlflow.tracking_uri:
         return cfg.mlflow.tracking_uri
-    root = cfg.lake_root / "mlflow"
+    if not cfg.layout.is_local:
+        raise ConfigError(
+            f"lake.root is {cfg.layout.root}, an object store, and mlflow.tracking_uri is not set: MLflow's "
+            "default store is a SQLite file under <lake.root>/mlflow, which must be on a local disk. Set "
+            "mlflow.tracking_uri to a tracking server (http://...), databricks, or sqlite:////<local folder>/mlflow.db"
+        )
+    root = Path(cfg.layout.mlflow())
     root.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{root / 'mlflow.db'}"
 
@@ -30,7 +38,7 @@ def setup(cfg: Config) -> Any:
     exp = mlflow.get_experiment_by_name(cfg.mlflow.experiment)
     if exp is not None:
         return exp.experiment_id
-    location = None if cfg.mlflow.tracking_uri else (cfg.lake_root / "mlflow" / "artifacts").as_uri()
+    location = None if cfg.mlflow.tracking_uri else Path(cfg.layout.mlflow("artifacts")).as_uri()
     return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=location)
 
 
