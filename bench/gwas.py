@@ -1,94 +1,162 @@
-"""Benchmark: our GWAS against plink2 --glm on the same VCF and phenotype, in one run.
+"""Benchmark: our GWAS against plink2 --glm and Hail's logistic_regression_rows, one VCF, one run.
 
-    .venv/bin/python bench/gwas.py [--variants 10000] [--samples 2000] [--keep DIR]
-
-Generates one VCF.bgz with the project's generator (seeded) and a case/control phenotype from
-the planted genetic score, then times on the same files: (1) `omicslake gwas` logistic with
-plink2's missing-call handling (VCF -> Hail -> per-variant fits on the executors -> Delta ->
-plots), (2) the same with Hail's own logistic_regression_rows (mean imputation), (3) `plink2
---vcf ... --glm` (2 threads). Prints wall times, ratios, the largest |delta beta| against
-plink2 over the variants both fitted (Wald or Firth), and on how many the kind of fit differs.
+On one seeded VCF.bgz (see :func:`bench.common.generate_vcf`) with a case/control phenotype and two
+covariates, in an already started session, times: (1) ``omicslake gwas`` logistic with plink2's
+missing-call handling (VCF -> Hail -> Spark -> blocked NumPy fits on the executors -> Delta ->
+plots), with the job's own per-stage times; (2) the same in Hail mode (mean imputation, Hail's own
+logistic_regression_rows, Firth refits); (3) ``plink2 --vcf ... --glm --threads 2``; (4) Hail's
+``import_vcf`` -> ``split_multi_hts`` -> ``logistic_regression_rows`` (Wald) -> ``write``. Records
+the ratios of ours to each peer and the agreement with plink2 on every variant both fitted.
 """
 
 from __future__ import annotations
 
-import argparse
 import csv
-import shutil
+import math
 import subprocess
-import tempfile
-import time
 from pathlib import Path
+from typing import Any
 
-import numpy as np
+from bench.common import Timer, generate_vcf, ratio
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", type=int, default=10000)
-    ap.add_argument("--samples", type=int, default=2000)
-    ap.add_argument("--keep", help="work folder to keep (default: a temp folder, removed)")
-    args = ap.parse_args()
-    work = Path(args.keep or tempfile.mkdtemp(prefix="bench-gwas-"))
-    from omicslake.config import load_config
+def _plink2(work: Path, data: dict[str, Any]) -> Path:
+    out = work / "p2"
+    subprocess.run(
+        [
+            "plink2",
+            "--vcf",
+            data["vcf"],
+            "--max-alleles",
+            "2",
+            "--pheno",
+            data["pheno"],
+            "--covar",
+            data["covar"],
+            "--glm",
+            "hide-covar",
+            "cols=+a1freq,+beta,+nobs,+firth",
+            "--threads",
+            "2",
+            "--out",
+            str(out),
+        ],
+        check=True,
+        capture_output=True,
+    )
+    (path,) = [p for p in work.glob("p2.Y.glm.logistic*") if not p.name.endswith(".id")]
+    return path
+
+
+def _hail_peer(work: Path, data: dict[str, Any], parts: int) -> int:
+    """Hail's own GWAS on the same file: what a Hail user would write."""
+    import hail as hl
+
+    mt = hl.import_vcf(data["vcf"], reference_genome=data["reference"], force_bgz=True, min_partitions=parts)
+    mt = hl.split_multi_hts(mt, permit_shuffle=True)
+    pheno = hl.import_table(data["pheno"], key="#IID", types={"Y": hl.tint32})
+    covar = hl.import_table(data["covar"], key="#IID", types={"age": hl.tfloat64, "sex": hl.tfloat64})
+    mt = mt.annotate_cols(y=pheno[mt.s].Y - 1, c=covar[mt.s])
+    ht = hl.logistic_regression_rows(
+        test="wald", y=mt.y, x=mt.GT.n_alt_alleles(), covariates=[1.0, mt.c.age, mt.c.sex]
+    )
+    ht.write(str(work / "hail_gwas.ht"), overwrite=True)
+    return hl.read_table(str(work / "hail_gwas.ht")).count()
+
+
+def _agreement(ours: list[Any], plink2_file: Path) -> dict[str, Any]:
+    """|delta beta| and |delta log10 p| against plink2 over the variants both fitted (status ok),
+    and on how many the Wald/Firth choice or n differs."""
+    with plink2_file.open() as f:
+        theirs = {
+            (r["#CHROM"], int(r["POS"]), r["REF"], r["ALT"]): r for r in csv.DictReader(f, delimiter="\t")
+        }
+    d_beta, d_logp, kind, n_diff, firth, missing = [], [], 0, 0, 0, 0
+    for key, p2 in theirs.items():
+        if p2["ERRCODE"] != ".":
+            continue
+        r = ours.get(key)
+        if r is None or r.status != "ok":
+            missing += 1
+            continue
+        sign = 1.0 if p2["A1"] == r.alt else -1.0
+        d_beta.append(abs(r.beta - sign * float(p2["BETA"])))
+        d_logp.append(abs(r.neg_log10_p + math.log10(float(p2["P"]))))
+        kind += (p2.get("FIRTH?", "N") == "Y") != r.firth
+        n_diff += int(p2["OBS_CT"]) != r.n
+        firth += bool(r.firth)
+    return {
+        "plink2_fitted": sum(r["ERRCODE"] == "." for r in theirs.values()),
+        "compared": len(d_beta),
+        "plink2_fitted_we_did_not": missing,
+        "by_firth": firth,
+        "max_abs_d_beta": max(d_beta, default=None),
+        "max_abs_d_log10_p": max(d_logp, default=None),
+        "wald_firth_choice_differs": kind,
+        "n_differs": n_diff,
+        "within_bars": bool(d_beta)
+        and max(d_beta) <= 1e-3
+        and max(d_logp) <= 0.01
+        and not missing
+        and not kind
+        and not n_diff,
+    }
+
+
+def run(
+    spark: Any, cfg: Any, work: Path, variants: int, samples: int, seed: int = 7, peers: bool = True
+) -> dict[str, Any]:
+    """Times and ratios at one size (a dict for the JSON)."""
     from omicslake.io.delta import Lake
     from omicslake.jobs.base import execute
-    from omicslake.session import build_session, stop_session
 
-    cfg = load_config("local", overrides=[f"lake.root={work / 'lake'}", f"jobs.generate.patients={args.samples}",
-                                          f"jobs.generate.samples={args.samples}", f"jobs.generate.variants={args.variants}"])
-    spark = build_session(cfg)
-    landing = work / "lake" / "landing"
-    vcf = landing / "vcf" / "cohort.vcf.bgz"
-    if not vcf.exists():
-        t = time.monotonic()
-        execute(spark, cfg, "generate")
-        print(f"generated {args.variants} x {args.samples} in {time.monotonic() - t:.1f} s")
-    with (landing / "truth" / "patients.csv").open() as f:
-        score = {r["patient_id"]: float(r["genetic_score"]) for r in csv.DictReader(f)}
-    with (landing / "sample_link.csv").open() as f:
-        link = {r["sample_id"]: r["patient_id"] for r in csv.DictReader(f)}
-    rng = np.random.default_rng(5)
-    samples = sorted(link)
-    s = np.array([score[link[x]] for x in samples])
-    case = (s + rng.logistic(0, 0.6, len(s)) > np.median(s)).astype(int)
-    pheno = work / "pheno.tsv"
-    pheno.write_text("#IID\tY\n" + "".join(f"{x}\t{c + 1}\n" for x, c in zip(samples, case)))  # PLINK 1/2 coding
-
-    base = {"jobs.gwas.vcf": str(vcf), "jobs.gwas.pheno": str(pheno), "jobs.gwas.pheno_col": "Y"}
-    times = {}
-    for label, extra in (("drop", {"jobs.gwas.name": "bench"}), ("mean", {"jobs.gwas.name": "bench_hail", "jobs.gwas.missing": "mean"})):
-        t = time.monotonic()
-        r = execute(spark, cfg.replace(**base, **extra), "gwas")
-        times[label] = time.monotonic() - t
+    timer = Timer()
+    with timer("generate_inputs"):
+        data = generate_vcf(work, variants, samples, seed)
+    folder = Path(data["folder"])
+    parts = 2 * spark.sparkContext.defaultParallelism
+    base = {
+        "lake.root": str(work / "lake"),
+        "jobs.gwas.vcf": data["vcf"],
+        "jobs.gwas.pheno": data["pheno"],
+        "jobs.gwas.pheno_col": "Y",
+        "jobs.gwas.covar": data["covar"],
+        "jobs.gwas.covar_cols": ["age", "sex"],
+        "jobs.gwas.reference_genome": data["reference"],
+    }
+    stages: dict[str, Any] = {}
+    for label, extra in (
+        ("ours_drop", {"jobs.gwas.name": "bench"}),
+        ("ours_mean", {"jobs.gwas.name": "bench_hail", "jobs.gwas.missing": "mean"}),
+    ):
+        with timer(label):
+            r = execute(spark, cfg.replace(**base, **extra), "gwas")
         assert r.status == "succeeded", r.error
-    t = time.monotonic()
-    subprocess.run(["plink2", "--vcf", str(vcf), "--max-alleles", "2", "--pheno", str(pheno), "--glm", "allow-no-covars", "cols=+beta,+firth",
-                    "--threads", "2", "--out", str(work / "p2")], check=True, capture_output=True)
-    times["plink2"] = time.monotonic() - t
-    (out,) = work.glob("p2.Y.glm.logistic*")
-    with out.open() as f:
-        theirs = {(r["#CHROM"], int(r["POS"]), r["REF"], r["ALT"]): r for r in csv.DictReader(f, delimiter="\t")}
-    cols = ("contig", "position", "ref", "alt", "beta", "firth", "status")
-    ours = Lake(spark, cfg).read("gold.gwas_bench").select(*cols).collect()
-    deltas, kind_differs, firth = [], 0, 0
-    for r in ours:
-        p2 = theirs.get((r.contig.removeprefix("chr"), r.position, r.ref, r.alt))
-        if p2 and p2["ERRCODE"] == "." and r.status == "ok":
-            sign = 1.0 if p2["A1"] == r.alt else -1.0  # plink2 may test the REF allele (A1 column)
-            deltas.append(abs(r.beta - sign * float(p2["BETA"])))
-            kind_differs += (p2["FIRTH?"] == "Y") != r.firth
-            firth += r.firth
-    print(f"variants: {len(ours)} ours, {len(theirs)} plink2 (bi-allelic); compared {len(deltas)} ({firth} by Firth), "
-          f"max |delta beta| {max(deltas):.2e}, Wald/Firth choice differs on {kind_differs}")
-    print(f"omicslake gwas, missing=drop (plink2's way)   {times['drop']:8.1f} s")
-    print(f"omicslake gwas, missing=mean (Hail's method)  {times['mean']:8.1f} s")
-    print(f"plink2 --glm (2 threads)                      {times['plink2']:8.1f} s")
-    print(f"ratio ours / plink2: {times['drop'] / times['plink2']:.1f} (drop), {times['mean'] / times['plink2']:.1f} (mean)")
-    stop_session(spark)
-    if not args.keep:
-        shutil.rmtree(work, ignore_errors=True)
-
-
-if __name__ == "__main__":
-    main()
+        stages[label] = {
+            "stages": r.metrics.get("seconds"),
+            "variants": r.metrics["variants"],
+            "firth_fits": r.metrics["firth_fits"],
+            "status_counts": r.metrics["status_counts"],
+        }
+    record: dict[str, Any] = {"inputs": data, "ours": stages}
+    if peers:
+        with timer("plink2"):
+            p2 = _plink2(folder, data)
+        with timer("hail_logistic_regression_rows"):
+            hail_rows = _hail_peer(folder, data, parts)
+        cols = ("contig", "position", "ref", "alt", "n", "beta", "neg_log10_p", "firth", "status")
+        rows = (
+            Lake(spark, cfg.replace(**base)).read("gold.gwas_bench").select(*cols).collect()
+        )  # a few numbers per variant
+        ours = {(r.contig.removeprefix("chr"), r.position, r.ref, r.alt): r for r in rows}
+        record["agreement_with_plink2"] = _agreement(ours, p2)
+        record["hail_peer_variants"] = hail_rows
+    t = timer.seconds
+    record["seconds"] = t
+    record["ratios"] = {
+        "ours_drop_vs_plink2": ratio(t["ours_drop"], t.get("plink2")),
+        "ours_drop_vs_hail": ratio(t["ours_drop"], t.get("hail_logistic_regression_rows")),
+        "ours_mean_vs_plink2": ratio(t["ours_mean"], t.get("plink2")),
+        "ours_mean_vs_hail": ratio(t["ours_mean"], t.get("hail_logistic_regression_rows")),
+    }
+    return record

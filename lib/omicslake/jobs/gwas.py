@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -55,10 +56,11 @@ def _from_hail(mt: Any, reference: str | None) -> tuple[Any, int]:
 
 
 def load_genotypes(spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig) -> tuple[DataFrame | None, Any, list[str], dict[str, Any]]:
-    """(rows with dosage arrays or None, MatrixTable or None, sample ids in array order, metrics)."""
+    """(rows with calls or dosage arrays, or None; MatrixTable or None, sample ids in array order, metrics)."""
     import hail as hl
 
-    from omicslake.genomics import features, qc, vcf
+    from omicslake.genomics import features, vcf
+    from omicslake.genomics.gwas.hail_mode import genotype_calls
 
     reference = _reference(cfg)
     need_mt = c.missing == "mean"
@@ -93,7 +95,8 @@ def load_genotypes(spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig) 
             # Materialised first: when a Python worker fails under a Hail-backed DataFrame,
             # Hail 0.2.139 spins in empty task contexts (gigabytes of hail.log) instead of failing.
             tmp = cfg.lake_root / "_tmp" / f"gwas-{lake.run_id}.parquet"
-            qc.genotype_rows(mt).to_spark(flatten=False).write.mode("overwrite").parquet(str(tmp))
+            # one byte per call (genotype_calls): far cheaper through Hail -> Spark -> Parquet than int arrays
+            genotype_calls(mt).to_spark(flatten=False).write.mode("overwrite").parquet(str(tmp))
             rows = spark.read.parquet(str(tmp))
         return rows, mt if need_mt else None, samples, {"genotypes": source, "multiallelic_skipped": skipped}
     samples = [r.sample_id for r in lake.read("silver.genotype_samples").orderBy("genotype_index").collect()]  # ids only
@@ -145,7 +148,10 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         covar_spec = c.covar or ("gold.genetic_pcs" if lake.exists("gold.genetic_pcs") else None)
         covar = _sample_table(lake, covar_spec, None) if covar_spec else None
         covar_cols = list(c.covar_cols) or (["pc1", "pc2", "pc3", "pc4"] if covar_spec == "gold.genetic_pcs" else [])
+    seconds: dict[str, float] = {}
+    t = time.monotonic()
     rows, mt, samples, metrics = load_genotypes(spark, cfg, lake, c)
+    seconds["genotypes"] = time.monotonic() - t
     design = gwas.build_design(samples, pheno, pheno_col, c.model == "logistic", covar, covar_cols)
     rep = design.report
     log.info(
@@ -154,6 +160,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         c.name, rep["used"], rep["genotyped"], rep["no_phenotype_row"], rep["no_covariate_row"], rep["missing_value"], rep["phenotyped_not_genotyped"],
     )
     tmp_dir = cfg.lake_root / "_tmp"
+    t = time.monotonic()  # Spark is lazy: the fits run in the write (Hail mode: the regression runs here)
     if c.missing == "mean":
         ht = gwas.regress_hail(mt, design, c.model, c.firth)  # Hail persists its regression's result
         results = gwas.hail_results(ht.filter(~ht.refit))
@@ -168,6 +175,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         results = gwas.regress(rows, design, c.model, c.missing, c.firth)
     table = f"gold.gwas_{c.name}"
     out = lake.write(results.withColumn("model", F.lit(c.model)).withColumn("missing_calls", F.lit(c.missing)).withColumn("run_id", F.lit(lake.run_id)), table, mode="overwrite")
+    seconds["fit_and_write"] = time.monotonic() - t
+    t = time.monotonic()
     # One read of the results (a few numbers per variant) serves the plots, the status counts and the top hit.
     summary: pd.DataFrame = lake.read(table).select("contig", "position", "ref", "alt", "p", "neg_log10_p", "firth", "status").toPandas()
     status = {str(k): int(v) for k, v in summary["status"].value_counts().items()}
@@ -178,7 +187,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     top = ok.loc[ok["neg_log10_p"].idxmax()] if len(ok) else None
     for tmp in (tmp_dir / f"gwas-{lake.run_id}.parquet", tmp_dir / f"gwas-{lake.run_id}-firth.parquet"):
         shutil.rmtree(tmp, ignore_errors=True)
+    seconds["summary_and_plots"] = time.monotonic() - t
     metrics.update(
+        seconds={k: round(v, 3) for k, v in seconds.items()},
         variants=out.rows,
         samples_used=rep["used"],
         samples_no_phenotype=rep["no_phenotype_row"],

@@ -1,0 +1,128 @@
+"""Every benchmark, one command: ``./dev bench [--quick]`` (or ``python -m bench``).
+
+Starts one session (Spark + Hail, local mode), generates seeded inputs, runs each benchmark
+against its peers on the same files in the same run, prints a table and writes
+``bench/results/<name>.json`` (inputs, sizes, machine: cores, memory and load, versions, every
+timing, every ratio). ``--quick`` is a smoke run at toy sizes (about a minute) written to
+``bench/results/quick/`` unless ``--out`` says otherwise. The README's table is generated from the
+full results by ``python -m bench.table``. On a shared machine absolute times are inflated; the
+ratios, measured in one run on one input, are what to read.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+HERE = Path(__file__).resolve().parent
+SIZES = {
+    # name: (variants, samples) per size
+    "gwas": {"full": [(10_000, 2_000), (20_000, 2_000), (20_000, 5_000)], "quick": [(600, 200)]},
+    "ingest_vcf": {"full": [(20_000, 2_000)], "quick": [(600, 200)]},
+}
+
+
+def _size(text: str) -> tuple[int, int]:
+    v, s = text.lower().split("x")
+    return int(v.replace(",", "").replace("_", "")), int(s.replace(",", "").replace("_", ""))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(
+        prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--quick", action="store_true", help="toy sizes: a smoke run of about a minute")
+    ap.add_argument(
+        "--only", default="", help="comma-separated benchmarks (default: all): " + ", ".join(SIZES)
+    )
+    ap.add_argument(
+        "--sizes", default="", help="override sizes, e.g. 20000x2000,20000x5000 (variants x samples)"
+    )
+    ap.add_argument(
+        "--out", help="where the JSON goes (default bench/results, or bench/results/quick with --quick)"
+    )
+    ap.add_argument("--work", help="work folder for inputs and lakes, kept (default: a temp folder, removed)")
+    ap.add_argument("--no-peers", action="store_true", help="ours only (for profiling)")
+    args = ap.parse_args(argv)
+    names = [n for n in (args.only.split(",") if args.only else SIZES) if n]
+    unknown = set(names) - set(SIZES)
+    if unknown:
+        ap.error(f"unknown benchmark(s) {sorted(unknown)}; choose from {list(SIZES)}")
+    out = Path(args.out) if args.out else HERE / "results" / ("quick" if args.quick else "")
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="omicslake-bench-"))
+
+    from bench import common, gwas, ingest_vcf
+    from omicslake.config import load_config
+    from omicslake.session import build_session, stop_session
+
+    modules = {"gwas": gwas, "ingest_vcf": ingest_vcf}
+    info = {"machine": common.machine(), "versions": common.versions()}
+    cfg = load_config("local", overrides=[f"lake.root={work / 'lake'}"])
+    t = time.monotonic()
+    spark = build_session(cfg)
+    info["session_start_seconds"] = round(time.monotonic() - t, 2)
+    table: list[tuple[str, str, str, float, float | None, float | None]] = []
+    try:
+        for name in names:
+            sizes = (
+                [_size(s) for s in args.sizes.split(",")]
+                if args.sizes
+                else SIZES[name]["quick" if args.quick else "full"]
+            )
+            runs = []
+            for variants, samples in sizes:
+                print(f"[bench] {name} {variants} x {samples} ...", file=sys.stderr, flush=True)
+                rec: dict[str, Any] = modules[name].run(
+                    spark, cfg, work, variants, samples, peers=not args.no_peers
+                )
+                rec["size"] = {"variants": variants, "samples": samples}
+                runs.append(rec)
+                for key, r in rec["ratios"].items():
+                    ours_key, peer_key = _keys(name, key)
+                    table.append(
+                        (
+                            name,
+                            f"{variants:,} x {samples:,}",
+                            key,
+                            rec["seconds"][ours_key],
+                            rec["seconds"].get(peer_key),
+                            r,
+                        )
+                    )
+            result = {"name": name, "quick": args.quick, **info, "runs": runs}
+            (out / f"{name}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
+    finally:
+        stop_session(spark)
+        if not args.work:
+            shutil.rmtree(work, ignore_errors=True)
+    print(f"{'benchmark':<11} {'size':<16} {'comparison':<30} {'ours s':>8} {'peer s':>8} {'ratio':>6}")
+    for name, size, key, ours, peer, r in table:
+        print(
+            f"{name:<11} {size:<16} {key:<30} {ours:8.1f} {peer if peer is not None else float('nan'):8.1f} "
+            f"{r if r is not None else float('nan'):6.2f}"
+        )
+    print(f"[bench] results in {out}", file=sys.stderr)
+    missing = [f"{name} {size} {key}" for name, size, key, _, _, r in table if r is None]
+    if missing and not args.no_peers:
+        print(f"[bench] no ratio for: {', '.join(missing)} (a peer did not run)", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _keys(name: str, ratio_key: str) -> tuple[str, str]:
+    """The timing keys a ratio divides: 'ours_drop_vs_plink2' -> ('ours_drop', 'plink2')."""
+    from bench.table import PEERS
+
+    ours, peer = ratio_key.split("_vs_")
+    return ours, PEERS[name][peer]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

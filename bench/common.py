@@ -1,0 +1,125 @@
+"""Shared parts of the benchmarks: the machine and versions, a timer, seeded inputs.
+
+Every benchmark gets one started session (Spark + Hail) and generated inputs; it times our job
+and its peers on the same files in the same run and returns a record (inputs, sizes, timings,
+ratios) that ``python -m bench`` writes to ``bench/results/<name>.json``.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+
+def machine() -> dict[str, Any]:
+    """Cores, memory and load of this machine (the load says how shared it was)."""
+    with open("/proc/meminfo") as f:
+        mem = {line.split(":")[0]: int(line.split()[1]) for line in f}
+    return {
+        "cores": os.cpu_count(),
+        "memory_gib": round(mem["MemTotal"] / 2**20, 1),
+        "load_average_at_start": [round(x, 2) for x in os.getloadavg()],
+        "platform": platform.platform(),
+        "python": platform.python_version(),
+    }
+
+
+def tool_version(args: list[str]) -> str | None:
+    """The first line a reference tool prints about its version; None if it is not installed."""
+    if shutil.which(args[0]) is None:
+        return None
+    out = subprocess.run(args, capture_output=True, text=True, check=False)
+    return (out.stdout or out.stderr).strip().splitlines()[0]
+
+
+def versions() -> dict[str, str | None]:
+    import hail
+    import pyspark
+
+    import omicslake
+
+    return {
+        "omicslake": getattr(omicslake, "__version__", None),
+        "pyspark": pyspark.__version__,
+        "hail": hail.__version__,
+        "numpy": np.__version__,
+        "plink2": tool_version(["plink2", "--version"]),
+        "bcftools": tool_version(["bcftools", "--version"]),
+    }
+
+
+class Timer:
+    """Wall times of named steps, in seconds, in the order they ran."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = {}
+
+    @contextmanager
+    def __call__(self, name: str) -> Iterator[None]:
+        t = time.monotonic()
+        try:
+            yield
+        finally:
+            self.seconds[name] = round(time.monotonic() - t, 3)
+
+
+def generate_vcf(
+    work: Path, variants: int, samples: int, seed: int, reference: str = "GRCh37"
+) -> dict[str, Any]:
+    """One seeded VCF.bgz from the project's genome simulator (three ancestries, 1 % missing
+    calls, 2 % multi-allelic sites, GT:DP:GQ:AD), with a case/control phenotype drawn from the
+    planted genetic score plus two covariates (a standardised age that moves the risk, and sex).
+    Files in ``work/data-<size>-seed<seed>-<reference>/``: cohort.vcf.bgz, pheno.tsv (PLINK 1/2), covar.tsv;
+    reused when already there (the benchmarks of one run share them)."""
+    from omicslake.synth import genomes
+
+    work = work / f"data-{variants}x{samples}-seed{seed}-{reference}"
+    work.mkdir(parents=True, exist_ok=True)
+    vcf, pheno, covar = work / "cohort.vcf.bgz", work / "pheno.tsv", work / "covar.tsv"
+    if not (vcf.exists() and pheno.exists() and covar.exists()):
+        from pyspark.sql import SparkSession
+
+        spark = SparkSession.getActiveSession()
+        assert spark is not None
+        link = genomes.sample_link(spark, samples, samples, seed)
+        parts = max(2, variants // 2500)
+        mt = genomes.simulate(link, variants, seed, parts, reference, str(work / "sim.mt"))
+        genomes.export_vcf(mt, str(vcf))
+        scores = genomes.genetic_scores(mt).collect()  # one number per sample
+        ids = [r.sample_id for r in scores]
+        s = np.array([r.genetic_score for r in scores])
+        rng = np.random.default_rng(seed)
+        age = rng.normal(0, 1, len(ids)).round(4)
+        sex = rng.integers(0, 2, len(ids))
+        risk = s + 0.4 * age + 0.3 * (sex - 0.5) + rng.logistic(0, 0.6, len(ids))
+        case = (risk > np.median(risk)).astype(int)
+        pheno.write_text("#IID\tY\n" + "".join(f"{i}\t{c + 1}\n" for i, c in zip(ids, case, strict=True)))
+        covar.write_text(
+            "#IID\tage\tsex\n"
+            + "".join(f"{i}\t{float(a)!r}\t{int(x)}\n" for i, a, x in zip(ids, age, sex, strict=True))
+        )
+        shutil.rmtree(work / "sim.mt", ignore_errors=True)
+    return {
+        "folder": str(work),
+        "vcf": str(vcf),
+        "pheno": str(pheno),
+        "covar": str(covar),
+        "vcf_mb": round(vcf.stat().st_size / 1e6, 2),
+        "variants": variants,
+        "samples": samples,
+        "seed": seed,
+        "reference": reference,
+    }
+
+
+def ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a is not None and b else None
