@@ -164,7 +164,9 @@ class TrainConfig:
     exclude: tuple[str, ...] = ("cond_t2d", "charlson_diabetes", "drug_biguanide_*")  # leave out (glob patterns)
     test_fraction: float = 0.3  # held-out share of patients (hashed on person_key)
     seed: int = 7  # seed of the split and the models
-    class_weights: bool = True  # balanced weights for the rarer class
+    class_weights: bool = True  # balanced weights for the rarer class (training only: the risk is recalibrated)
+    calibration: Literal["platt", "isotonic", "none"] = "platt"  # recalibration of the output on the calibration split
+    calibration_fraction: float = 0.15  # share of patients (hashed, out of training) that fits the calibration; 0 with none
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # MLlib param -> values; empty: the model's default grid
     registered_model: str | None = None  # default omicslake_<cohort>_<model>
     alias: str | None = "champion"  # set on the new version (none: register only)
@@ -176,6 +178,13 @@ class ScoreConfig:
     model: str | None = None  # registered model name; default omicslake_<cohort>_logistic
     version: int | None = None  # a model version, or
     alias: str = "champion"  # a model alias (used when version is not set)
+    band_thresholds: tuple[float, ...] = (0.05, 0.15)  # risk bands: below the 1st -> 1st name, ...; at or above the last -> last name
+    band_names: tuple[str, ...] = ("low", "moderate", "high")  # one more name than thresholds
+    top_k: int = 3  # reasons (largest contributions) written per patient
+    psi_warn: float = 0.2  # population stability index above which a feature or the risk has drifted (warning)
+    serve_port: int = 5088  # omicslake serve listens on 127.0.0.1:<port>
+    page_rows: int = 500  # patients (highest risks first) on <lake>/reports/risk_<model>.html; 0: no page
+    page_lab_years: int = 3  # recent labs shown per patient: this many years before the feature table's index dates
 
 
 @dataclass(frozen=True)

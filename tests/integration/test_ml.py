@@ -132,7 +132,8 @@ def test_sklearn_logistic_regression_agrees(spark: SparkSession, trained: dict[s
     lake = Lake(spark, cfg)
     df = lake.read("gold.features_t2d_incident", version=m["table_version"])
     cols = feature_columns(df, cfg.jobs.train.include, cfg.jobs.train.exclude)
-    pdf = df.withColumn("split", split_column(cfg.jobs.train.seed, cfg.jobs.train.test_fraction)).select(
+    c = cfg.jobs.train
+    pdf = df.withColumn("split", split_column(c.seed, c.test_fraction, c.calibration_fraction if c.calibration != "none" else 0.0)).select(
         "label", "split", *cols.numeric, *cols.categorical).toPandas()  # a few hundred rows
     import pandas as pd
 
@@ -194,9 +195,59 @@ def test_score_writes_predictions_once_per_model_version_and_snapshot(spark: Spa
     assert first.metrics["scored"] == n and lake.read(target).count() == n
     again = execute(spark, cfg, "score", run_id="s2")
     assert again.metrics["scored"] == 0 and lake.version(target) == v
-    row = lake.read(target).where(F.col("score").isNull() | (F.col("score") < 0) | (F.col("score") > 1)).count()
+    row = lake.read(target).where(F.col("risk").isNull() | (F.col("risk") < 0) | (F.col("risk") > 1)).count()
     assert row == 0
-    assert set(lake.read(target).columns) >= {"person_key", "score", "label", "model_name", "model_version", "scored_at", "input_version"}
+    assert set(lake.read(target).columns) >= {"person_key", "risk", "risk_band", "model_score", "reasons", "contributions", "label",
+                                              "model_name", "model_version", "scored_at", "input_version"}
+
+
+def test_predictions_are_recalibrated_risks_with_reasons_that_add_up(spark: SparkSession, trained: dict[str, Any]) -> None:
+    """The calibration stored with the model is statsmodels' logistic regression of the outcome on
+    logit(model output) over the calibration split; each prediction's risk is that map applied to
+    its model output, its band follows the thresholds, and its contributions add up to MLlib's
+    logit minus the intercept (every patient); the reasons are the top-k contributions in words."""
+    import statsmodels.api as sm
+
+    from omicslake.ml.tracking import risk_metadata
+    from omicslake.ml.model import split_column
+
+    cfg, m = trained["cfg"], trained["run"].metrics
+    c = cfg.jobs.train
+    lake = Lake(spark, cfg)
+    target = f"gold.predictions_{m['registered_model']}"
+    if not lake.exists(target):
+        execute(spark, cfg, "score", run_id="s3")
+    meta = risk_metadata(m["registered_model"], m["model_version"])
+    cal, lin = meta["calibration"], meta["linear"]
+    assert cal["method"] == c.calibration == "platt"
+    preds = (lake.read(target).where(F.col("model_version") == m["model_version"])
+             .withColumn("split", split_column(c.seed, c.test_fraction, c.calibration_fraction)).toPandas())
+    fit = preds[preds["split"] == "calibration"]
+    assert len(fit) == cal["n"] and len(fit) > 100
+    lp = np.log(fit["model_score"] / (1 - fit["model_score"]))
+    glm = sm.GLM(fit["label"], sm.add_constant(lp.to_numpy()), family=sm.families.Binomial()).fit()
+    assert (cal["a"], cal["b"]) == pytest.approx(tuple(glm.params), abs=1e-5)
+    all_lp = np.log(preds["model_score"] / (1 - preds["model_score"])).to_numpy()
+    assert np.max(np.abs(glm.predict(sm.add_constant(all_lp)) - preds["risk"])) < 1e-5
+    t, names = cfg.jobs.score.band_thresholds, cfg.jobs.score.band_names
+    expected_band = np.where(preds["risk"] < t[0], names[0], np.where(preds["risk"] < t[1], names[1], names[2]))
+    assert (preds["risk_band"].to_numpy() == expected_band).all()
+    # contributions add up to MLlib's own logit of its output (up to the intercept), for every patient
+    sums = preds["contributions"].map(lambda d: sum(dict(d).values())).to_numpy()
+    gap = np.abs(lin["intercept"] + sums - all_lp)
+    assert gap.max() < 1e-9, f"{int((gap >= 1e-9).sum())} patients' contributions do not add up (max {gap.max():.2e})"
+    k = cfg.jobs.score.top_k
+    for reasons, contrib in zip(preds["reasons"], preds["contributions"], strict=True):
+        d = dict(contrib)
+        top = sorted(d.values(), key=abs, reverse=True)[:k]
+        assert [r["contribution"] for r in reasons] == pytest.approx(top, abs=1e-12)
+        for r in reasons:
+            assert r["text"].endswith("raises risk" if r["contribution"] > 0 else "lowers risk") and r["direction"] in ("raises", "lowers")
+    hba1c = [r for rs in preds["reasons"] for r in rs if r["feature"] == "lab_hba1c_last_1095d" and r["value"] is not None]
+    assert hba1c, "HbA1c (the strongest planted feature) is nobody's top reason"
+    r = hba1c[0]
+    assert r["text"].startswith(f"HbA1c (last, 3 y) {r['value']:.3g} % (cohort median {r['reference']:.3g} %)")
+    print("e.g.:", "; ".join(x["text"] for x in preds["reasons"][preds["risk"].idxmax()]))
 
 
 def test_survival_aft_agrees_with_lifelines_and_ranks_held_out_patients(spark: SparkSession, trained: dict[str, Any]) -> None:
@@ -263,3 +314,137 @@ def test_cluster_phenotypes_with_silhouette_equal_to_sklearn(spark: SparkSession
     x = PipelineModel(stages=model.stages[:-1]).transform(lake.read("gold.features_t2d_incident")).select("person_key", vector_to_array("features").alias("x"))
     got = x.join(clusters, "person_key").select("x", "cluster").collect()
     assert silhouette_score(np.array([r.x for r in got]), [r.cluster for r in got], metric="sqeuclidean") == pytest.approx(m["silhouette"], abs=1e-4)
+
+
+def test_served_risks_equal_batch_scores(spark: SparkSession, trained: dict[str, Any]) -> None:
+    """``omicslake serve`` (the documented command, in a child process) on 127.0.0.1: good requests
+    answer what the score job wrote for the same patients (risk to 1e-9, band, reasons), bad ones a
+    400 naming the field; then it is stopped."""
+    import signal
+    import subprocess
+    import sys
+    import time
+    import urllib.error
+    import urllib.request
+
+    cfg, m = trained["cfg"], trained["run"].metrics
+    lake = Lake(spark, cfg)
+    target = f"gold.predictions_{m['registered_model']}"
+    if not lake.exists(target):
+        execute(spark, cfg, "score", run_id="s4")
+    preds = lake.read(target).where(F.col("model_version") == m["model_version"])
+    version = preds.select(F.max("input_version")).first()[0]
+    features = lake.read("gold.features_t2d_incident", version=version)
+    from omicslake.ml.tracking import risk_metadata
+
+    lin = risk_metadata(m["registered_model"], m["model_version"])["linear"]
+    names = [*lin["numeric"], *lin["categorical"]]
+    rows = features.select("person_key", *names).orderBy("person_key").limit(40).toPandas()
+    batch = {r.person_key: r for r in preds.where(F.col("input_version") == version).join(
+        features.select("person_key").orderBy("person_key").limit(40), "person_key").collect()}
+    patients = [{k: (None if isinstance(v, float) and np.isnan(v) else (v.item() if hasattr(v, "item") else v)) for k, v in rec.items()}
+                for rec in rows.to_dict(orient="records")]
+    cmd = [sys.executable, "-m", "omicslake.jobs.cli", "serve", "--port", "0", "--set", f"lake.root={cfg.lake_root}", "--log-level", "WARNING"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline() if proc.stdout else ""
+        assert "serving" in line, (line, proc.stderr.read() if proc.poll() is not None and proc.stderr else "")
+        url = line.split(" on ")[1].strip()
+        assert url.startswith("http://127.0.0.1:")
+
+        def post(body: Any, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
+            req = urllib.request.Request(url, data=raw if raw is not None else json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+            try:
+                with urllib.request.urlopen(req, timeout=30) as resp:
+                    return resp.status, json.loads(resp.read())
+            except urllib.error.HTTPError as e:
+                return e.code, json.loads(e.read())
+
+        status, one = post(patients[0])
+        assert status == 200 and one["model_version"] == m["model_version"] and one["model"] == m["registered_model"]
+        status, many = post({"patients": patients})
+        assert status == 200 and len(many["predictions"]) == len(patients)
+        for got in many["predictions"]:
+            want = batch[got["person_key"]]
+            assert abs(got["risk"] - want.risk) < 1e-9 and abs(got["model_score"] - want.model_score) < 1e-9
+            assert got["risk_band"] == want.risk_band
+            assert [r["text"] for r in got["reasons"]] == [r.text for r in want.reasons]
+        assert one["predictions"][0] == many["predictions"][0]
+        # bad requests: a 400 that names the field
+        hb = "lab_hba1c_last_1095d"
+        status, err = post({k: v for k, v in patients[0].items() if k != hb})
+        assert status == 400 and hb in err["error"] and "missing" in err["error"]
+        status, err = post(patients[0] | {hb: "6.3"})
+        assert status == 400 and hb in err["error"] and "number" in err["error"]
+        status, err = post(patients[0] | {"ssn": "123-45-6789"})
+        assert status == 400 and "unknown field" in err["error"] and "ssn" in err["error"] and "123-45" not in err["error"]
+        status, err = post(None, raw=b"{not json")
+        assert status == 400 and "not JSON" in err["error"]
+        # latency of single requests, throughput of batches of 100 (this shared 2-core machine)
+        lat = []
+        for i in range(200):
+            t0 = time.perf_counter()
+            assert post(patients[i % len(patients)])[0] == 200
+            lat.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        for _ in range(10):
+            assert post({"patients": (patients * 3)[:100]})[0] == 200
+        rate = 1000 / (time.perf_counter() - t0)
+        print(f"served: single-request latency p50 {np.percentile(lat, 50) * 1e3:.2f} ms, p99 {np.percentile(lat, 99) * 1e3:.2f} ms; "
+              f"batches of 100: {rate:.0f} patients/s")
+    finally:
+        proc.send_signal(signal.SIGINT)
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    assert proc.returncode == 0
+
+
+def test_risk_page_renders_in_chromium_without_identifiers(spark: SparkSession, trained: dict[str, Any], tmp_path: Path) -> None:
+    """The score job's risk page: headless Chromium renders every listed patient sorted by risk with
+    the reasons' words and opens a patient's panel (factor chart and labs), without an error; no
+    bronze identifier is in the file (phi_scan). The screenshot goes to docs/risk_page.png."""
+    import re
+    import shutil
+    import subprocess
+
+    import phi_scan
+    from report_check import probe
+
+    from conftest import require_tool
+
+    exe = require_tool("chromium")
+    cfg, m = trained["cfg"], trained["run"].metrics
+    lake = Lake(spark, cfg)
+    target = f"gold.predictions_{m['registered_model']}"
+    if not lake.exists(target):
+        execute(spark, cfg, "score", run_id="s5")
+    page = cfg.lake_root / "reports" / f"risk_{m['registered_model']}.html"
+    assert page.exists()
+    preds = lake.read(target).where(F.col("model_version") == m["model_version"]).orderBy(F.desc("risk"), "person_key").limit(cfg.jobs.score.page_rows).collect()
+    seen = probe(page, tmp_path)
+    assert seen["errors"] == 0 and not seen["console"], seen
+    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
+                          page.as_uri() + "#p=" + preds[0].person_key], capture_output=True, text=True, timeout=180).stdout
+    keys = re.findall(r'<tr class="row[^"]*" data-k="([0-9a-f]+)"', dom)
+    assert keys == [r.person_key for r in preds]  # every patient, highest risk first (ties by key as in the table)
+    assert html_text(preds[0].reasons[0].text) in dom
+    panel = dom[dom.index('id="panel"'):dom.index("<script")]  # the rendered panel, not the script's templates
+    assert 'aria-label="factor chart"' in panel and "Recent labs" in panel and preds[0].person_key[:12] in panel
+    assert re.search(r'aria-label="[^"]+ over time"', panel), "no lab chart in the panel of the highest-risk patient"
+    ids = phi_scan.identifiers(phi_scan.synthea_identifiers(Lake(spark, cfg).read("bronze.synthea_patients")))
+    text = spark.createDataFrame([(page.read_text(),)], "page string")
+    assert phi_scan.scan(text, ids) == {}
+    shot = tmp_path / "risk_page.png"
+    subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,900", "--virtual-time-budget=5000",
+                    f"--screenshot={shot}", page.as_uri() + "#p=" + preds[0].person_key], capture_output=True, timeout=180, check=True)
+    assert shot.stat().st_size > 10_000
+    if os.environ.get("OMICSLAKE_WRITE_DOCS"):  # refresh docs/risk_page.png
+        shutil.copyfile(shot, Path(__file__).resolve().parents[2] / "docs" / "risk_page.png")
+
+
+def html_text(s: str) -> str:
+    import html
+
+    return html.escape(s, quote=False)

@@ -176,3 +176,66 @@ def test_held_out_auroc_within_0_03_of_the_oracle_on_the_same_persons(
     print(f"baseline (last HbA1c alone) AUROC {a_b:.4f}; model - baseline {a_m - a_b:.4f}, "
           f"95% lower bound {lower:.4f}")
     assert lower > 0, f"the model does not beat the last HbA1c alone (AUROC {a_m:.4f} vs {a_b:.4f})"
+
+
+def _calibration(y: np.ndarray, risk: np.ndarray) -> dict[str, float]:
+    """statsmodels: calibration-in-the-large (intercept with logit(risk) as offset), the slope
+    (logistic regression of y on logit(risk)), Brier."""
+    import statsmodels.api as sm
+
+    lp = np.log(risk / (1 - risk))
+    citl = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
+    slope = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
+    return {"intercept": float(citl.params[0]), "intercept_se": float(citl.bse[0]), "slope": float(slope.params[1]),
+            "slope_se": float(slope.bse[1]), "brier": float(np.mean((risk - y) ** 2)), "mean_risk": float(risk.mean())}
+
+
+def _held_out_risks(spark: SparkSession, cfg: Config, m: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Held-out label, the model's own output and the calibrated risk (the map logged with the model)."""
+    import mlflow
+    from pyspark.ml.functions import vector_to_array
+
+    from omicslake.ml.tracking import risk_metadata
+    from omicslake.ml.model import split_column
+    from omicslake.ml.risk import Calibration
+    from omicslake.ml.tracking import setup
+
+    c = cfg.jobs.train
+    setup(cfg)
+    model = mlflow.spark.load_model(m["model_uri"])
+    cal = Calibration.from_dict(risk_metadata(m["registered_model"], m["model_version"])["calibration"])
+    test = Lake(spark, cfg).read("gold.features_t2d_incident", version=m["table_version"]).where(split_column(c.seed, c.test_fraction) == "test")
+    pdf = model.transform(test).select(F.col("label").cast("int").alias("y"), vector_to_array("probability").getItem(1).alias("p")).toPandas()
+    p = pdf["p"].to_numpy()
+    return pdf["y"].to_numpy(), p, cal.apply(p)
+
+
+@pytest.mark.slow
+def test_held_out_risks_are_calibrated_weighted_and_unweighted(spark: SparkSession, oracle_lake: dict[str, Any]) -> None:
+    """The default model's held-out risks (after the recalibration fitted on the calibration split):
+    intercept within +/- 0.1, slope within 0.9-1.1 (statsmodels). Beside it the same model trained
+    without class weights, and both models' own outputs before recalibration."""
+    cfg: Config = oracle_lake["cfg"]
+    m = oracle_lake["runs"]["train"].metrics
+    assert cfg.jobs.train.calibration == "platt" and cfg.jobs.train.class_weights  # the defaults
+    unweighted_cfg = cfg.replace(**{"jobs.train.class_weights": False, "jobs.train.registered_model": "oracle_unweighted", "jobs.train.alias": None})
+    unweighted = execute(spark, unweighted_cfg, "train", run_id="o_train_unweighted")
+    assert unweighted.status == "succeeded", unweighted.metrics
+    rows = {}
+    for label, run in (("weighted (default)", m), ("unweighted", unweighted.metrics)):
+        y, raw, risk = _held_out_risks(spark, cfg, run)
+        rows[label] = {"raw": _calibration(y, raw), "calibrated": _calibration(y, risk), "n": len(y), "cases": int(y.sum()),
+                       "auroc": run["test_auroc"], "mlflow_run": run["mlflow_run_id"]}
+    print(f"held-out calibration (statsmodels), n={rows['unweighted']['n']}, {rows['unweighted']['cases']} cases:")
+    print(f"{'model':<20}{'output':<12}{'intercept':>16}{'slope':>16}{'Brier':>8}{'mean':>7}{'AUROC':>7}")
+    for label, r in rows.items():
+        for kind in ("raw", "calibrated"):
+            k = r[kind]
+            print(f"{label:<20}{kind:<12}{k['intercept']:>9.3f} ({k['intercept_se']:.3f}){k['slope']:>9.3f} ({k['slope_se']:.3f})"
+                  f"{k['brier']:>8.4f}{k['mean_risk']:>7.3f}{r['auroc']:>7.3f}")
+    # our own metrics (MLflow) measure the same thing as statsmodels
+    d = rows["weighted (default)"]["calibrated"]
+    assert m["test_calibration_intercept"] == pytest.approx(d["intercept"], abs=1e-3)
+    assert m["test_calibration_slope"] == pytest.approx(d["slope"], abs=1e-3)
+    assert abs(d["intercept"]) <= 0.1, f"held-out calibration intercept {d['intercept']:.3f}: outside +/- 0.1"
+    assert 0.9 <= d["slope"] <= 1.1, f"held-out calibration slope {d['slope']:.3f}: outside 0.9-1.1"

@@ -116,7 +116,7 @@ def test_logistic_contributions_sum_to_mllibs_logit(spark: SparkSession) -> None
 def test_psi_by_hand_and_drift_of_a_shifted_batch(spark: SparkSession) -> None:
     """PSI of two hand-made distributions; a batch whose HbA1c moved up by 1 % drifts, the same
     population does not."""
-    from omicslake.jobs.score import drift_metrics
+    from omicslake.ml.risk import drift_metrics
 
     assert R.psi([0.5, 0.5], [0.25, 0.75]) == pytest.approx(-0.25 * np.log(0.5) + 0.25 * np.log(1.5), abs=1e-12)
     assert R.psi([0.2] * 5, [0.2] * 5) == 0.0

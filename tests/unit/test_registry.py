@@ -103,3 +103,20 @@ def test_a_job_module_reads_only_the_config_its_spec_declares(name: str) -> None
     used = set(_READ.findall(source))
     undeclared = sorted(u for u in used if not any(u == d or u.startswith(d + ".") for d in s.config))
     assert undeclared == [], f"{s.module} reads {undeclared} but SPEC.config is {s.config}"
+
+
+def test_no_job_imports_another_job() -> None:
+    """A job's module orchestrates IO; what two jobs share lives in the domain packages."""
+    import ast
+
+    jobs = set(specs())
+    found = []
+    for name in sorted(jobs):
+        path = REPO / "lib" / "omicslake" / "jobs" / f"{name}.py"
+        for node in ast.walk(ast.parse(path.read_text())):
+            mods = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            for m in mods:
+                parts = m.split(".")
+                if parts[:2] == ["omicslake", "jobs"] and len(parts) > 2 and parts[2] in jobs and parts[2] != name:
+                    found.append(f"{name} imports {m}")
+    assert found == []

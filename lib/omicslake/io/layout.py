@@ -56,6 +56,19 @@ def normalize_root(root: str) -> str:
     return f"{scheme}://{rest.rstrip('/')}"
 
 
+def landing_folder(layout: Layout, out: str | None) -> Path:
+    """The folder of raw inputs: ``out`` (jobs.generate.out) when set, else ``<root>/landing``,
+    which must then be local (the ingests read their inputs as local files)."""
+    if out:
+        return Path(out).expanduser().resolve()
+    if not layout.is_local:
+        raise ConfigError(
+            f"lake.root is {layout.root}: the landing folder must be local for now; set jobs.generate.out "
+            "(and the ingests' input folders) to a local folder"
+        )
+    return Path(layout.landing())
+
+
 @dataclass(frozen=True)
 class Layout:
     """Every location under one lake root. ``root`` is normalized (see :func:`normalize_root`)."""

@@ -19,6 +19,7 @@ _EPILOG = """examples:
   omicslake gwas --vcf cohort.vcf.bgz --pheno cohort.fam --pheno-col PHENO1 \\
       --covar pcs.tsv --covar-cols PC1,PC2 --model logistic --name t2d
   omicslake tables --set lake.root=/data/lake
+  omicslake serve --port 5088                 the champion risk model on http://127.0.0.1:5088/predict
 """
 
 
@@ -107,6 +108,14 @@ def build_parser() -> argparse.ArgumentParser:
     p_sub.add_argument("--env", default="cluster")
     p_sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
+    p_srv = sub.add_parser(
+        "serve", help="answer risk requests over HTTP on 127.0.0.1 with the champion model (jobs.score.model/alias)",
+        description="POST /predict a patient's features as JSON -> calibrated risk, band, top reasons and the model "
+        "version; GET /health. Missing, unknown or wrong-typed fields are a 400 naming them. Stop with Ctrl-C.",
+    )
+    p_srv.add_argument("--port", type=int, help="port on 127.0.0.1 (default jobs.score.serve_port; 0 = any free port)")
+    common_args(p_srv)
+
     p_rep = sub.add_parser("report", help="write the static HTML report of the lake (<lake.root>/reports/report.html)")
     common_args(p_rep)
     return parser
@@ -149,6 +158,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _tables(args)
     if args.command == "report":
         return run_from_args("report", args)
+    if args.command == "serve":
+        return _serve(args)
     if args.command == "submit-args":
         import shlex
 
@@ -172,6 +183,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         return run_pipeline_from_args(args)
     raise AssertionError(args.command)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from omicslake.jobs.base import config_from_args, setup_logging
+    from omicslake.ml.serve import load_service, make_server
+
+    setup_logging(args.log_level)
+    cfg = config_from_args(args, job="score")
+    service = load_service(cfg)
+    server = make_server(service, "127.0.0.1", cfg.jobs.score.serve_port if args.port is None else args.port)
+    print(f"serving {service.name} v{service.version} on http://127.0.0.1:{server.server_address[1]}/predict", flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
 
 
 def _tables(args: argparse.Namespace) -> int:

@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
 
 from omicslake.config import Config
-from omicslake.errors import ConfigError
 from omicslake.io.delta import Lake
+from omicslake.io.layout import landing_folder
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
 
@@ -26,23 +25,11 @@ NAME = SPEC.name
 log = logging.getLogger(__name__)
 
 
-def landing_dir(cfg: Config) -> Path:
-    g = cfg.jobs.generate
-    if g.out:
-        return Path(g.out).expanduser().resolve()
-    if not cfg.layout.is_local:
-        raise ConfigError(
-            f"lake.root is {cfg.layout.root}: the landing folder must be local for now; set jobs.generate.out "
-            "(and the ingests' input folders) to a local folder"
-        )
-    return Path(cfg.layout.landing())
-
-
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.synth.cohort import generate
 
     g = cfg.jobs.generate
-    out = landing_dir(cfg)
+    out = landing_folder(cfg.layout, g.out)
     log.info("generating %d patients, %d samples x %d variants (seed %d) into %s", g.patients, g.samples, g.variants, g.seed, out)
     manifest = generate(spark, g, out, cfg.hail.reference_genome, cfg.layout.local_scratch("_tmp", f"generate-{lake.run_id}"))
     rows = sum(int(f["rows"]) for f in manifest["files"].values())

@@ -28,7 +28,7 @@ log = logging.getLogger(__name__)
 
 
 def weights_file(cfg: Config) -> Path | None:
-    from omicslake.jobs.generate import landing_dir
+    from omicslake.io.layout import landing_folder
 
     c = cfg.jobs.genetic_features
     if c.prs_weights:
@@ -36,7 +36,7 @@ def weights_file(cfg: Config) -> Path | None:
         if not p.exists():
             raise InputError(f"PRS weights file {p} (jobs.genetic_features.prs_weights) does not exist")
         return p
-    found = sorted(glob.glob(str(landing_dir(cfg) / "prs" / f"{c.prs_name}_weights.tsv")))
+    found = sorted(glob.glob(str(landing_folder(cfg.layout, cfg.jobs.generate.out) / "prs" / f"{c.prs_name}_weights.tsv")))
     return Path(found[0]) if found else None
 
 

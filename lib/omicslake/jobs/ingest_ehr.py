@@ -49,9 +49,9 @@ OMOP_TABLES = (
 
 
 def _landing(cfg: Config) -> Path:
-    from omicslake.jobs.generate import landing_dir
+    from omicslake.io.layout import landing_folder
 
-    return landing_dir(cfg)
+    return landing_folder(cfg.layout, cfg.jobs.generate.out)
 
 
 def planned_files(cfg: Config) -> list[tuple[str, str, str, Path]]:

@@ -48,9 +48,9 @@ _FILE_TABLES = {"bronze.variants": "file_sha256", "bronze.vcf_samples": "file_sh
 
 
 def input_files(cfg: Config) -> list[Path]:
-    from omicslake.jobs.generate import landing_dir
+    from omicslake.io.layout import landing_folder
 
-    patterns = cfg.jobs.ingest_vcf.paths or (str(landing_dir(cfg) / "vcf" / "*.vcf.bgz"),)
+    patterns = cfg.jobs.ingest_vcf.paths or (str(landing_folder(cfg.layout, cfg.jobs.generate.out) / "vcf" / "*.vcf.bgz"),)
     files: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(str(Path(pattern).expanduser())))

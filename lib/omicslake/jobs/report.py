@@ -209,7 +209,23 @@ def _model_section(cfg: Config) -> tuple[str, int]:
                 out.append("<h3>By subgroup (held-out)</h3>" + _table(subs, ["group", "level", "n", "cases", "auroc", "auprc", "brier"]))
             except Exception:  # noqa: BLE001 - an older run without the file
                 pass
+            out.append(_calibration_table(run.info.run_id))
     return "".join(out), n_imgs
+
+
+def _calibration_table(run_id: str) -> str:
+    """Held-out calibration of the risk (after recalibration) beside the model's own output."""
+    import mlflow
+
+    try:
+        cal = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="metrics/calibration.json")).read_text())
+        rows = [{"output": f"risk ({cal['map']['method']})" if k == "calibrated" else "model output (uncalibrated)",
+                 **{m: None if cal[k].get(m) is None else round(cal[k][m], 3) for m in ("intercept", "slope", "brier")}}
+                for k in ("calibrated", "uncalibrated")]
+    except Exception:  # noqa: BLE001 - a run logged before the recalibration
+        return ""
+    return ("<h3>Calibration (held-out: intercept 0 and slope 1 are perfect; curve with 95% CIs in the plot)</h3>"
+            + _table(rows, ["output", "intercept", "slope", "brier"]))
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:

@@ -1,6 +1,11 @@
 """Job score: a registered model (by version or alias) scores gold.features_<cohort> in batch ->
 gold.predictions_<model>.
 
+Each row: the calibrated risk (the model's output through the calibration logged with it), its
+band (jobs.score.band_thresholds / band_names), the model's own output, the model and input
+versions, and for the logistic model every feature's contribution to the logit and the top-k
+reasons in words (``omicslake.ml.risk.LinearRisk``).
+
 One row per (person_key, model_version, input_version): scoring the same snapshot with the same
 model version again finds every key present and commits nothing.
 """
@@ -20,6 +25,7 @@ from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
+from omicslake.ml.risk import LinearRisk, feature_words
 
 SPEC = JobSpec(
     name="score",
@@ -35,11 +41,12 @@ KEYS = ["person_key", "model_version", "input_version"]
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     import mlflow
 
-    from omicslake.jobs.train import model_name
-    from omicslake.ml.model import scores
-    from omicslake.ml.tracking import setup
+    from omicslake.ml.model import model_name, scores
+    from omicslake.ml.risk import REASON, Calibration, band_column, check_bands, drift_metrics, explain
+    from omicslake.ml.tracking import risk_metadata, setup
 
     c = cfg.jobs.score
+    check_bands(c.band_thresholds, c.band_names)
     setup(cfg)
     name = c.model or model_name(c.cohort, cfg.jobs.train.model, cfg.jobs.train.registered_model)
     client = mlflow.MlflowClient()
@@ -61,15 +68,74 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             log.info("%s v%s already scored %s version %s: nothing to do", name, mv.version, table, version)
             return {"model": name, "model_version": int(mv.version), "input_version": version, "scored": 0}
     model = mlflow.spark.load_model(f"models:/{name}/{mv.version}")
+    meta = risk_metadata(name, mv.version)
+    calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else Calibration()
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    out = scores(model, df).select(
-        "person_key", F.col("p").alias("score"), F.col("label").cast("int").alias("label"),
+    scored = scores(model, df).withColumn("model_score", F.col("p"))
+    risk = calibration.column(F.col("model_score"))
+    out = scored.select(
+        "person_key", risk.alias("risk"), band_column(risk, tuple(c.band_thresholds), tuple(c.band_names)).alias("risk_band"),
+        "model_score", F.lit(calibration.method).alias("calibration"), F.col("label").cast("int").alias("label"),
         F.lit(name).alias("model_name"), F.lit(int(mv.version)).alias("model_version"), F.lit(now).cast("timestamp").alias("scored_at"),
         F.lit(table).alias("input_table"), F.lit(version).cast("bigint").alias("input_version"), F.lit(lake.run_id).alias("run_id"),
     )
+    if meta.get("linear"):
+        linear = LinearRisk.from_dict(meta["linear"])
+        why = df.select("person_key", *linear.features).mapInPandas(
+            explain(linear, c.top_k), "person_key string, contributions_json string, reasons_json string")
+        out = out.join(why.select("person_key", F.from_json("contributions_json", "map<string,double>").alias("contributions"),
+                                  F.from_json("reasons_json", f"array<{REASON}>").alias("reasons")), "person_key", "left")
+    else:
+        out = out.withColumn("contributions", F.lit(None).cast("map<string,double>")).withColumn("reasons", F.lit(None).cast(f"array<{REASON}>"))
     w = lake.write(out, target, mode="merge", keys=KEYS)
     log.info("%s v%s scored %d persons of %s version %s", name, mv.version, w.rows, table, version)
-    return {"model": name, "model_version": int(mv.version), "input_version": version, "scored": w.rows}
+    drift = drift_metrics(df, lake.read(target).where((F.col("model_version") == int(mv.version)) & (F.col("input_version") == version)),
+                          meta.get("drift"), c.psi_warn)
+    for warning in drift.get("drift_warnings", []):
+        log.warning("drift: %s", warning)
+    page = write_page(cfg, lake, name, int(mv.version), table, version, calibration.method) if meta.get("linear") and c.page_rows > 0 else None
+    return {"model": name, "model_version": int(mv.version), "input_version": version, "scored": w.rows, "calibration": calibration.method,
+            **drift, **({"page": page} if page else {})}
+
+
+def write_page(cfg: Config, lake: Lake, name: str, mv: int, table: str, version: int, method: str) -> str:
+    """<lake>/reports/risk_<model>.html: the highest page_rows risks of this model version and input
+    snapshot with their reasons, and each patient's recent labs (silver.measurement)."""
+    from omicslake.ml.risk import lab_units, units_file
+    from omicslake.ml.page import LAB_PAGE, risk_page
+
+    c = cfg.jobs.score
+    preds = (lake.read(f"gold.predictions_{name}").where((F.col("model_version") == mv) & (F.col("input_version") == version))
+             .orderBy(F.desc("risk"), "person_key").limit(c.page_rows).select("person_key", "risk", "risk_band", "reasons", "contributions").collect())
+    labs: dict[str, list[dict[str, Any]]] = {}
+    units_path = units_file()
+    lake.use_file(units_path)
+    units = lab_units(units_path)
+    if preds and lake.exists("silver.measurement"):
+        keys = [r.person_key for r in preds]
+        index = lake.read(table, version=version).where(F.col("person_key").isin(keys)).select("person_key", "index_date")
+        rows = (lake.read("silver.measurement").where(F.col("person_key").isin(keys) & F.col("measurement_name").isin(list(LAB_PAGE))
+                                                       & F.col("value_as_number").isNotNull())
+                .join(index, "person_key")
+                .where((F.col("measurement_datetime") < F.col("index_date")) & (F.col("measurement_datetime") >= F.add_months(F.col("index_date"), -12 * c.page_lab_years)))
+                .select("person_key", "measurement_name", F.to_date("measurement_datetime").cast("string").alias("d"), "value_as_number")
+                .orderBy("person_key", "measurement_name", "d").collect())
+        by: dict[tuple[str, str], list[tuple[str, float]]] = {}
+        for r in rows:
+            by.setdefault((r.person_key, r.measurement_name), []).append((r.d, float(r.value_as_number)))
+        for (k, lab), pts in by.items():
+            labs.setdefault(k, []).append({"name": feature_words(f"lab_{lab}_last_365d", units).label.split(" (")[0], "unit": units.get(lab, ""), "points": pts[-20:]})
+    patients = [{"key": r.person_key, "risk": float(r.risk), "band": r.risk_band, "contributions": dict(r.contributions or {}),
+                 "reasons": [{"text": x.text, "contribution": x.contribution} for x in (r.reasons or [])]} for r in preds]
+    text = risk_page(f"{c.cohort}: risk list ({name} v{mv})",
+                     f"{len(patients)} highest risks of {table} version {version}; risks recalibrated ({method}); bands "
+                     f"{', '.join(c.band_names)} at {', '.join(f'{t:.0%}' for t in c.band_thresholds)}. Pseudonymous keys only.",
+                     patients, labs, list(c.band_names), units)
+    out = cfg.lake_root / "reports"
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / f"risk_{name}.html"
+    path.write_text(text)
+    return str(path)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -5,8 +5,8 @@ numbers out; MLflow lives in the jobs).
   one split only, the same one on every run and in every table.
 - ``pipeline``: median imputation of numeric features, index + one-hot encoding of string
   features, assembly, standard scaling, and the classifier chosen in config.
-- ``evaluate``: AUROC, AUPRC, Brier score, a 10-bin calibration curve and the calibration slope
-  and intercept (logistic recalibration of the label on logit(p)), overall and by subgroup;
+- ``evaluate``: AUROC, AUPRC, Brier score, a 10-bin calibration curve (deciles, Wilson CIs), the
+  calibration slope and calibration-in-the-large (``risk.calibration_metrics``), overall and by subgroup;
   ROC and PR curves from 1,000 score bins (a small aggregate, never the patient rows).
 """
 
@@ -62,10 +62,19 @@ def drop_empty(df: DataFrame, cols: FeatureColumns) -> tuple[FeatureColumns, lis
     return FeatureColumns(tuple(c for c in cols.numeric if c not in empty), tuple(c for c in cols.categorical if c not in empty)), empty
 
 
-def split_column(seed: int, test_fraction: float) -> Column:
-    """'test' or 'train' from a seeded hash of person_key (stable across runs and tables)."""
+def model_name(cohort: str, kind: str, registered: str | None = None) -> str:
+    """The registered MLflow model name of a cohort's model: ``registered`` or omicslake_<cohort>_<kind>."""
+    return registered or f"omicslake_{cohort}_{kind}"
+
+
+def split_column(seed: int, test_fraction: float, calibration_fraction: float = 0.0) -> Column:
+    """'test', 'calibration' or 'train' from a seeded hash of person_key (stable across runs and
+    tables). The test split is the same whatever the calibration share: calibration patients come
+    out of the training split (the next ``calibration_fraction`` of hash buckets)."""
     bucket = F.pmod(F.xxhash64(F.col("person_key"), F.lit(seed)), F.lit(10_000))
-    return F.when(bucket < int(round(test_fraction * 10_000)), "test").otherwise("train")
+    test = int(round(test_fraction * 10_000))
+    calib = int(round((test_fraction + calibration_fraction) * 10_000))
+    return F.when(bucket < test, "test").when(bucket < calib, "calibration").otherwise("train")
 
 
 def with_class_weights(df: DataFrame, balanced: bool) -> DataFrame:
@@ -144,22 +153,6 @@ def _auc(df: DataFrame, metric: str) -> float | None:
     return float(BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="p", metricName=metric).evaluate(df))
 
 
-def calibration(df: DataFrame) -> tuple[list[tuple[float, float, int]], float | None, float | None]:
-    """(bins: mean p, observed rate, n for 10 equal-width bins), slope, intercept."""
-    bins = df.groupBy(F.least(F.floor(F.col("p") * 10), F.lit(9)).alias("b")).agg(F.avg("p"), F.avg("label"), F.count(F.lit(1))).orderBy("b").collect()
-    curve = [(float(r[1]), float(r[2]), int(r[3])) for r in bins]
-    eps = 1e-6
-    logit = F.log(F.least(F.greatest("p", F.lit(eps)), F.lit(1 - eps)) / (1 - F.least(F.greatest("p", F.lit(eps)), F.lit(1 - eps))))
-    x = df.select(F.col("label").cast("double").alias("label"), F.array(logit).alias("a"))
-    from pyspark.ml.functions import array_to_vector
-
-    x = x.select("label", array_to_vector("a").alias("features"))
-    if x.select("label").distinct().count() < 2:
-        return curve, None, None
-    fit = LogisticRegression(regParam=0.0, standardization=False, maxIter=100).fit(x)
-    return curve, float(fit.coefficients[0]), float(fit.intercept)
-
-
 def curves(df: DataFrame, n_bins: int = 1000) -> dict[str, np.ndarray]:
     """ROC and PR curve points from per-bin positive/negative counts (score bins of 1/n_bins)."""
     rows = df.groupBy(F.least(F.floor(F.col("p") * n_bins), F.lit(n_bins - 1)).alias("b")).agg(
@@ -179,11 +172,13 @@ def evaluate(scored: DataFrame) -> dict[str, Any]:
     d = scored.select(F.col("label").cast("int").alias("label"), "p").cache()
     brier = d.agg(F.avg((F.col("p") - F.col("label")) ** 2), F.avg("label"), F.count(F.lit(1))).first()
     assert brier is not None
-    curve, slope, intercept = calibration(d)
+    from omicslake.ml.risk import calibration_metrics
+
+    cal = calibration_metrics(d)
     out = {
         "auroc": _auc(d, "areaUnderROC"), "auprc": _auc(d, "areaUnderPR"), "brier": float(brier[0]),
-        "prevalence": float(brier[1]), "n": int(brier[2]),
-        "calibration_slope": slope, "calibration_intercept": intercept, "calibration_curve": curve,
+        "prevalence": float(brier[1]), "n": int(brier[2]), "mean_risk": cal["mean_risk"],
+        "calibration_slope": cal["slope"], "calibration_intercept": cal["intercept"], "calibration_curve": cal["curve"],
     }
     d.unpersist()
     return out

@@ -41,10 +41,15 @@ def model_plots(metrics: dict[str, Any], curve: dict[str, np.ndarray], weights: 
     plt.close(fig)
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
     cal = metrics["calibration_curve"]
-    ax.plot([c[0] for c in cal], [c[1] for c in cal], marker="o", color="#1f4e79",
-            label=f"slope {metrics['calibration_slope']:.2f}, intercept {metrics['calibration_intercept']:.2f}")
-    ax.plot([0, 1], [0, 1], color="grey", lw=0.7, ls="--")
-    ax.set(xlabel="mean predicted probability", ylabel="observed rate", title=f"Calibration: {title}")
+    xs, ys = [c["mean_risk"] for c in cal], [c["observed"] for c in cal]
+    err = [[c["observed"] - c["lo"] for c in cal], [c["hi"] - c["observed"] for c in cal]]
+    slope, icpt = metrics.get("calibration_slope"), metrics.get("calibration_intercept")
+    ax.errorbar(xs, ys, yerr=err, marker="o", color="#1f4e79", capsize=2,
+                label=f"slope {slope if slope is None else f'{slope:.2f}'}, intercept {icpt if icpt is None else f'{icpt:.2f}'} (95% CI per decile)")
+    top_ = max([*xs, *[c["hi"] for c in cal], 0.05]) * 1.05
+    ax.plot([0, top_], [0, top_], color="grey", lw=0.7, ls="--")
+    ax.set(xlim=(0, top_), ylim=(0, top_))
+    ax.set(xlabel="mean predicted risk", ylabel="observed rate", title=f"Calibration: {title}")
     ax.legend(loc="upper left", fontsize=8)
     fig.tight_layout()
     paths["calibration"] = out / "calibration.png"

@@ -19,6 +19,7 @@
 
 from __future__ import annotations
 
+import json
 import math
 import re
 from dataclasses import asdict, dataclass, field
@@ -192,6 +193,21 @@ LAB_NAMES = {"hba1c": "HbA1c", "glucose": "Glucose", "bmi": "BMI", "weight": "We
 STAT_WORDS = {"last": "last", "mean": "mean", "min": "lowest", "max": "highest", "slope": "change per year", "count": "number of measurements"}
 FLAG_PREFIXES = ("cond_", "has_", "drug_", "charlson_")
 FLAGS = {"female", "age_90_plus", "has_genome"}
+
+
+def units_file() -> Any:
+    """The path of the unit vocabulary (schemas/vocab/units.yaml)."""
+    from omicslake.resources import resource_dir
+
+    return resource_dir("schemas") / "vocab" / "units.yaml"
+
+
+def lab_units(path: Any = None) -> dict[str, str]:
+    """Lab name -> canonical unit, from the unit vocabulary (for the reasons' words)."""
+    import yaml
+
+    text = (path or units_file()).read_text()
+    return {v["name"]: v["unit"] for v in (yaml.safe_load(text) or {}).values()}
 
 
 @dataclass(frozen=True)
@@ -435,3 +451,50 @@ def psi(expected: list[float], actual: list[float]) -> float:
     e = np.maximum(np.asarray(expected, float), PSI_FLOOR)
     a = np.maximum(np.asarray(actual, float), PSI_FLOOR)
     return float(np.sum((a - e) * np.log(a / e)))
+
+
+REASON = "struct<feature:string,value:double,level:string,reference:double,contribution:double,direction:string,text:string>"
+
+
+def check_bands(thresholds: tuple[float, ...], names: tuple[str, ...]) -> None:
+    """ConfigError unless the thresholds are increasing risks in (0, 1) with one band name more."""
+    from omicslake.errors import ConfigError
+
+    t = list(thresholds)
+    if len(names) != len(t) + 1 or t != sorted(t) or any(not 0 < v < 1 for v in t):
+        raise ConfigError(f"jobs.score.band_thresholds {t} must be increasing risks in (0, 1) and jobs.score.band_names "
+                          f"{list(names)} one name more than thresholds")
+
+
+def explain(linear: LinearRisk, k: int) -> Any:
+    """mapInPandas function: per patient the contributions (JSON) and the top-k reasons (JSON)."""
+    import pandas as pd
+
+    def f(batches: Any) -> Any:
+        for pdf in batches:
+            contrib = linear.contributions(pdf)
+            reasons = linear.reasons(pdf, contrib, k)
+            feats = linear.features
+            pdf = pdf[["person_key"]].copy()
+            pdf["contributions_json"] = [json.dumps(dict(zip(feats, map(float, row), strict=True))) for row in contrib]
+            pdf["reasons_json"] = [json.dumps(r) for r in reasons]
+            yield pd.DataFrame(pdf)
+
+    return f
+
+
+def drift_metrics(features: DataFrame, predictions: DataFrame, reference: dict[str, Any] | None, threshold: float) -> dict[str, Any]:
+    """PSI of every feature and of the risk against the training data's (logged with the model);
+    warnings name the features (never values) above the threshold."""
+    if not reference:
+        return {}
+    feats = {c: spec for c, spec in reference["features"].items() if c in features.columns}
+    now = bin_shares(features, feats)
+    per = {c: round(psi(feats[c]["p"], now[c]), 4) for c in feats}
+    risk = psi(reference["risk"]["p"], bin_shares(predictions, {"risk": reference["risk"]})["risk"])
+    warnings = [f"feature {c}: PSI {v:.3f} > {threshold}" for c, v in sorted(per.items(), key=lambda t: -t[1]) if v > threshold]
+    if risk > threshold:
+        warnings.insert(0, f"risk distribution: PSI {risk:.3f} > {threshold}")
+    top = max(per, key=lambda k: per[k]) if per else None
+    return {"psi_risk": round(risk, 4), "psi_max": per.get(top) if top else None, "psi_max_feature": top,
+            "psi_features_over": sum(v > threshold for v in per.values()), "drift_warnings": warnings, "psi": per}

@@ -71,3 +71,12 @@ def counted(dataset: Any, rows: int) -> Any:
 
     return _Counted(df=dataset.df, source=dataset.source, targets=dataset.targets, name=dataset.name, digest=dataset.digest,
                     predictions=dataset.predictions)
+
+
+def risk_metadata(name: str, version: str | int) -> dict[str, Any]:
+    """The calibration and model numbers logged with a model version (empty for models logged
+    before they were: no recalibration, no reasons)."""
+    import mlflow
+
+    info = mlflow.models.get_model_info(f"models:/{name}/{version}")
+    return dict((info.metadata or {}).get("omicslake_risk") or {})
