@@ -12,6 +12,7 @@ import pytest
 from pyspark.sql import SparkSession
 
 from omicslake.config import Config, load_config
+from pipeline_lake import pipeline  # noqa: F401  (the session's whole-pipeline lake, a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO.parent / "shared" / "data" / "external"
@@ -116,6 +117,34 @@ def external() -> Path:
             pytest.fail(msg, pytrace=False)
         pytest.skip(msg)
     return EXTERNAL
+
+
+# Parallel runs (pytest-xdist: `./dev test` runs two workers, --dist loadgroup --no-loadscope-reorder): a session
+# fixture is built once per worker, so the modules that share an expensive one run on the same
+# worker, and every other module stays whole on one worker (its module fixtures built once). The
+# groups are handed out in this order, longest first, so that the two workers finish together.
+XDIST_GROUPS = {
+    "pipeline": ("test_cluster", "test_incremental", "test_secrets_and_phi"),  # the spark-submit pipeline lake
+    "ehr": ("test_ehr", "test_reconcile", "test_ml", "test_generate"),  # messy -> ehr_lake -> gold_lake
+    "oracle": ("test_ml_oracle",),  # 20,000 generated patients to a trained model
+}
+
+
+def _group(item: pytest.Item) -> str:
+    module = item.module.__name__.rsplit(".", 1)[-1] if getattr(item, "module", None) else item.nodeid
+    return next((g for g, mods in XDIST_GROUPS.items() if module in mods), module)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Mark every test with its xdist group (harmless without xdist) and order the groups so that
+    the big ones start first; the order of tests within a module is kept."""
+    order = {g: i for i, g in enumerate(XDIST_GROUPS)}
+    for item in items:
+        item.add_marker(pytest.mark.xdist_group(_group(item)))
+    first_seen = {}
+    for i, item in enumerate(items):
+        first_seen.setdefault(_group(item), i)
+    items.sort(key=lambda it: (order.get(_group(it), len(order)), first_seen[_group(it)]))
 
 
 @pytest.hookimpl(hookwrapper=True)

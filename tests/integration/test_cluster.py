@@ -1,25 +1,14 @@
-"""spark-submit on a real Spark standalone cluster: a master and one worker started from the
-installed pyspark on 127.0.0.1, the wheel from `pip wheel` (conf/ and schemas/ inside), the
-demo pipeline through `spark-submit jobs/pipeline.py --env cluster`, one job through its own
-entry script, the Delta tables checked, the pipeline's report opened in Chromium, the pipeline
-resumed on a copy of the lake, both processes stopped."""
+"""spark-submit on a real Spark standalone cluster: the session's pipeline lake (tests/pipeline_lake.py:
+the demo pipeline through `spark-submit jobs/pipeline.py --env cluster` on a master and a worker
+on 127.0.0.1, one job through its own entry script) is checked here: the Delta tables, the
+pipeline's report opened in Chromium, the pipeline resumed on a copy of the lake."""
 
 from __future__ import annotations
 
-import json
-import os
 import re
-import shutil
-import socket
-import subprocess
-import sys
-import time
-import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pyspark
 import pytest
 from lake_copy import copy_lake
 from pyspark.sql import SparkSession
@@ -27,99 +16,6 @@ from pyspark.sql import SparkSession
 from conftest import require_tool
 from omicslake.config import load_config
 from omicslake.io.delta import Lake
-
-REPO = Path(__file__).resolve().parents[2]
-SPARK_HOME = Path(pyspark.__file__).parent
-
-
-def _port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def _env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
-               SPARK_LOG_DIR=str(tmp / "logs"), SPARK_WORKER_DIR=str(tmp / "work"))
-    return env
-
-
-@pytest.fixture(scope="module")
-def cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
-    tmp = tmp_path_factory.mktemp("cluster")
-    env = _env(tmp)
-    port, ui, wui = _port(), _port(), _port()
-    cls = str(SPARK_HOME / "bin" / "spark-class")
-    master = subprocess.Popen([cls, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)],
-                              env=env, stdout=open(tmp / "master.log", "w"), stderr=subprocess.STDOUT)
-    url = f"spark://127.0.0.1:{port}"
-    worker = subprocess.Popen([cls, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "2", "--memory", "4g",
-                               "--webui-port", str(wui), "--work-dir", str(tmp / "work")],
-                              env=env, stdout=open(tmp / "worker.log", "w"), stderr=subprocess.STDOUT)
-    try:
-        deadline = time.monotonic() + 120
-        alive = 0
-        while time.monotonic() < deadline and alive == 0:
-            time.sleep(2)
-            try:
-                state = json.loads(urllib.request.urlopen(f"http://127.0.0.1:{ui}/json/", timeout=5).read())
-                alive = sum(1 for w in state.get("workers", []) if w.get("state") == "ALIVE")
-            except OSError:
-                pass
-        assert alive == 1, (tmp / "master.log").read_text()[-2000:] + (tmp / "worker.log").read_text()[-2000:]
-        yield {"url": url, "ui": f"http://127.0.0.1:{ui}", "tmp": str(tmp)}
-    finally:
-        for p in (worker, master):
-            p.terminate()
-        for p in (worker, master):
-            try:
-                p.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                p.kill()
-    assert worker.poll() is not None and master.poll() is not None
-
-
-@pytest.fixture(scope="module")
-def pipeline(spark: SparkSession, cluster: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The demo pipeline through spark-submit on the cluster, then score alone through its own entry
-    script; what the tests check is read here, once, so that a test that goes on to change the lake
-    (the resume test) cannot change what another one sees, whatever the order."""
-    tmp = tmp_path_factory.mktemp("pipeline")
-    env = _env(Path(cluster["tmp"]))
-    dist = tmp / "dist"
-    subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)], check=True, env=env)
-    wheel = next(dist.glob("omicslake-*.whl"))
-    extra = subprocess.run([sys.executable, "-m", "omicslake.jobs.cli", "submit-args", "--env", "cluster"], capture_output=True, text=True, check=True, env=env).stdout.split()
-    lake = tmp / "lake"
-    sets = ["--set", f"lake.root={lake}", "--set", "jobs.generate.patients=800", "--set", "jobs.generate.samples=200",
-            "--set", "jobs.generate.variants=400", "--set", "spark.shuffle_partitions=4", "--set", 'jobs.train.grid={"regParam": [0.01]}']
-    # run from a folder without the checkout, so that conf/ and schemas/ come from the wheel
-    submit = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster["url"], *extra, "--driver-memory", "2g", "--executor-memory", "3g",
-              "--py-files", str(wheel)]
-    work = tmp / "cwd"
-    work.mkdir()
-    env_wheel = {**env, "PYTHONPATH": str(wheel)}
-    t0 = time.monotonic()
-    res = subprocess.run([*submit, str(REPO / "jobs" / "pipeline.py"), "--env", "cluster", *sets], cwd=work, env=env_wheel, capture_output=True, text=True, timeout=3600)
-    print(f"pipeline on the standalone cluster: {time.monotonic() - t0:.0f} s")
-    assert res.returncode == 0, res.stderr[-5000:]
-    apps = json.loads(urllib.request.urlopen(cluster["ui"] + "/json/", timeout=5).read())["completedapps"]
-    # the pipeline's report, as it wrote it, before anything else runs on the lake
-    report = tmp / "pipeline-report.html"
-    shutil.copyfile(lake / "reports" / "report.html", report)
-    # one job alone through its own entry script, reading the tables and the registered model the
-    # pipeline wrote (score: the same snapshot and model version again adds no prediction)
-    res2 = subprocess.run([*submit, str(REPO / "jobs" / "score.py"), "--env", "cluster", *sets, "--run-id", "solo"], cwd=work, env=env_wheel,
-                          capture_output=True, text=True, timeout=1800)
-    assert res2.returncode == 0, res2.stderr[-5000:]
-    # the Delta tables, read back with a local session
-    lk = Lake(spark, load_config("local", overrides=[f"lake.root={lake}"]))
-    return {
-        "lake": lake, "sets": sets, "summary": res.stdout, "apps": apps, "report": report,
-        "tables": {n: rows for n, _, rows in lk.tables()},
-        "solo": [r.asDict(recursive=True) for r in lk.read("ops.runs").where("run_id = 'solo'").collect()],
-    }
 
 
 def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(pipeline: dict[str, Any]) -> None:

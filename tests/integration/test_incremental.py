@@ -1,8 +1,8 @@
 """The pipeline's skip decision: it reruns exactly the jobs downstream of what changed (a config
 value a job's spec declares, a file it read, a model version it loaded), and nothing else.
 
-One small generated lake runs the whole pipeline once; each change is then checked against the
-dry-run prediction (``pipeline.predict``), and the cheap ones are run for real. The tests build on
+A copy of the session's whole-pipeline lake (tests/pipeline_lake.py) is the starting point; each
+change is then checked against the dry-run prediction (``pipeline.predict``), and the cheap ones are run for real. The tests build on
 each other in file order, as a user's successive runs would: a job reruns when its config differs
 from its last successful run's.
 """
@@ -14,27 +14,26 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lake_copy import copy_lake
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from omicslake.config import Config
+from omicslake.config import Config, load_config
 from omicslake.io.delta import Lake
 from omicslake.jobs import downstream, specs
 from omicslake.pipeline import predict, run_pipeline
+from pipeline_lake import PIPELINE_SETS
 
 ALWAYS = {name for name, s in specs().items() if s.always_run}
 
 
 @pytest.fixture(scope="module")
-def lake(spark: SparkSession, base_cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def lake(pipeline: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """A copy of the session's whole-pipeline lake (every job has run on it, through spark-submit),
+    with the pipeline's own settings: this module changes its copy, never the original."""
     root = tmp_path_factory.mktemp("incremental")
-    cfg = base_cfg.replace(**{
-        "lake.root": str(root / "lake"),
-        "jobs.generate.patients": 400, "jobs.generate.samples": 80, "jobs.generate.variants": 300,
-        "jobs.train.grid": {"regParam": [0.01]}, "jobs.cluster.k": [2, 3],
-    })
-    results = run_pipeline(spark, cfg, list(specs()), run_id="first")
-    assert all(r.status == "succeeded" for r in results), [(r.job, r.status) for r in results]
+    copy_lake(pipeline["lake"], root / "lake")
+    cfg = load_config("local", overrides=[*PIPELINE_SETS, f"lake.root={root / 'lake'}"])
     return {"cfg": cfg, "root": root}
 
 
