@@ -38,15 +38,9 @@ def main(argv: list[str] | None = None) -> int:
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--quick", action="store_true", help="toy sizes: a smoke run of about a minute")
-    ap.add_argument(
-        "--only", default="", help="comma-separated benchmarks (default: all): " + ", ".join(SIZES)
-    )
-    ap.add_argument(
-        "--sizes", default="", help="override sizes, e.g. 20000x2000,20000x5000 (variants x samples)"
-    )
-    ap.add_argument(
-        "--out", help="where the JSON goes (default bench/results, or bench/results/quick with --quick)"
-    )
+    ap.add_argument("--only", default="", help="comma-separated benchmarks (default: all): " + ", ".join(SIZES))
+    ap.add_argument("--sizes", default="", help="override sizes, e.g. 20000x2000,20000x5000 (variants x samples)")
+    ap.add_argument("--out", help="where the JSON goes (default bench/results, or bench/results/quick with --quick)")
     ap.add_argument("--work", help="work folder for inputs and lakes, kept (default: a temp folder, removed)")
     ap.add_argument("--no-peers", action="store_true", help="ours only (for profiling)")
     args = ap.parse_args(argv)
@@ -79,9 +73,7 @@ def main(argv: list[str] | None = None) -> int:
             runs = []
             for variants, samples in sizes:
                 print(f"[bench] {name} {variants} x {samples} ...", file=sys.stderr, flush=True)
-                rec: dict[str, Any] = modules[name].run(
-                    spark, cfg, work, variants, samples, peers=not args.no_peers
-                )
+                rec: dict[str, Any] = modules[name].run(spark, cfg, work, variants, samples, peers=not args.no_peers)
                 rec["size"] = {"variants": variants, "samples": samples}
                 runs.append(rec)
                 for key, r in rec["ratios"].items():

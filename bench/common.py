@@ -72,9 +72,7 @@ class Timer:
             self.seconds[name] = round(time.monotonic() - t, 3)
 
 
-def generate_vcf(
-    work: Path, variants: int, samples: int, seed: int, reference: str = "GRCh37"
-) -> dict[str, Any]:
+def generate_vcf(work: Path, variants: int, samples: int, seed: int, reference: str = "GRCh37") -> dict[str, Any]:
     """One seeded VCF.bgz from the project's genome simulator (three ancestries, 1 % missing
     calls, 2 % multi-allelic sites, GT:DP:GQ:AD), with a case/control phenotype drawn from the
     planted genetic score plus two covariates (a standardised age that moves the risk, and sex).

@@ -57,9 +57,7 @@ def _hail_peer(work: Path, data: dict[str, Any], parts: int) -> int:
     pheno = hl.import_table(data["pheno"], key="#IID", types={"Y": hl.tint32})
     covar = hl.import_table(data["covar"], key="#IID", types={"age": hl.tfloat64, "sex": hl.tfloat64})
     mt = mt.annotate_cols(y=pheno[mt.s].Y - 1, c=covar[mt.s])
-    ht = hl.logistic_regression_rows(
-        test="wald", y=mt.y, x=mt.GT.n_alt_alleles(), covariates=[1.0, mt.c.age, mt.c.sex]
-    )
+    ht = hl.logistic_regression_rows(test="wald", y=mt.y, x=mt.GT.n_alt_alleles(), covariates=[1.0, mt.c.age, mt.c.sex])
     ht.write(str(work / "hail_gwas.ht"), overwrite=True)
     return hl.read_table(str(work / "hail_gwas.ht")).count()
 
@@ -68,9 +66,7 @@ def _agreement(ours: list[Any], plink2_file: Path) -> dict[str, Any]:
     """|delta beta| and |delta log10 p| against plink2 over the variants both fitted (status ok),
     and on how many the Wald/Firth choice or n differs."""
     with plink2_file.open() as f:
-        theirs = {
-            (r["#CHROM"], int(r["POS"]), r["REF"], r["ALT"]): r for r in csv.DictReader(f, delimiter="\t")
-        }
+        theirs = {(r["#CHROM"], int(r["POS"]), r["REF"], r["ALT"]): r for r in csv.DictReader(f, delimiter="\t")}
     d_beta, d_logp, kind, n_diff, firth, missing = [], [], 0, 0, 0, 0
     for key, p2 in theirs.items():
         if p2["ERRCODE"] != ".":

@@ -23,8 +23,15 @@ import threading
 import time
 from pathlib import Path
 
-SILVER = ["person", "death", "visit_occurrence", "condition_occurrence", "measurement", "drug_exposure",
-          "procedure_occurrence"]
+SILVER = [
+    "person",
+    "death",
+    "visit_occurrence",
+    "condition_occurrence",
+    "measurement",
+    "drug_exposure",
+    "procedure_occurrence",
+]
 
 
 def tree_rss(root: int) -> tuple[int, int]:
@@ -94,8 +101,15 @@ def replicate(source: str, lake: str, copies: int, overrides: list[str]) -> None
             keys = [c for c in base.columns if c.endswith("_key")]
             copy = F.explode(F.sequence(F.lit(0), F.lit(copies - 1))).alias("_copy")
             df = base.select("*", copy).select(
-                *[F.when(F.col(c).isNull(), None).otherwise(F.concat(F.col(c), F.lit("."), F.col("_copy").cast("string"))).alias(c)
-                  if c in keys else F.col(c) for c in base.columns])
+                *[
+                    F.when(F.col(c).isNull(), None)
+                    .otherwise(F.concat(F.col(c), F.lit("."), F.col("_copy").cast("string")))
+                    .alias(c)
+                    if c in keys
+                    else F.col(c)
+                    for c in base.columns
+                ]
+            )
             t = time.monotonic()
             dst.write(df, table, mode="overwrite")
             print(f"  {table}: {dst.read(table).count():,} rows in {time.monotonic() - t:.0f} s", flush=True)
@@ -109,7 +123,12 @@ def main() -> None:
     ap.add_argument("--lake", required=True, help="lake root to write (silver is written once, then reused)")
     ap.add_argument("--copies", type=int, default=10)
     ap.add_argument("--jobs", default="build_cohort,train", help="comma-separated jobs to time")
-    ap.add_argument("--set", action="append", default=[], help="config override for the copy and the jobs, e.g. spark.driver_memory=12g")
+    ap.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        help="config override for the copy and the jobs, e.g. spark.driver_memory=12g",
+    )
     args = ap.parse_args()
     print(f"replicating silver of {args.source} x{args.copies} into {args.lake}", flush=True)
     t = time.monotonic()
@@ -123,8 +142,11 @@ def main() -> None:
             cmd += ["--set", s]
         code, secs, tree, big = measured(cmd, Path(args.lake) / f"scale-{job}.log")
         rows.append((job, code, secs, tree, big))
-        print(f"{job:14s} exit {code}  {secs:7.0f} s  peak RSS tree {tree / 2**30:5.2f} GiB"
-              f"  (largest process {big / 2**30:5.2f} GiB)", flush=True)
+        print(
+            f"{job:14s} exit {code}  {secs:7.0f} s  peak RSS tree {tree / 2**30:5.2f} GiB"
+            f"  (largest process {big / 2**30:5.2f} GiB)",
+            flush=True,
+        )
         if code:
             break
     sys.exit(max((r[1] for r in rows), default=0))

@@ -47,8 +47,7 @@ def block(results: Path = ROOT / "bench" / "results") -> str:
         m = data["machine"]
         shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
         notes.append(
-            f"`{shown}`: {m['cores']} cores, {m['memory_gib']} GiB, "
-            f"load {m['load_average_at_start'][0]} at start"
+            f"`{shown}`: {m['cores']} cores, {m['memory_gib']} GiB, load {m['load_average_at_start'][0]} at start"
         )
         for run in data["runs"]:
             size = f"{run['size']['variants']:,} x {run['size']['samples']:,}"

@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job cluster."""
+
 import sys
 
 from omicslake.jobs.cluster import main

@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job conform_ehr."""
+
 import sys
 
 from omicslake.jobs.conform_ehr import main

@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job generate."""
+
 import sys
 
 from omicslake.jobs.generate import main

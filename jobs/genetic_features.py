@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job genetic_features."""
+
 import sys
 
 from omicslake.jobs.genetic_features import main

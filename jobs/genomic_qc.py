@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job genomic_qc."""
+
 import sys
 
 from omicslake.jobs.genomic_qc import main

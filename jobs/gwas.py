@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job gwas."""
+
 import sys
 
 from omicslake.jobs.gwas import main

@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job ingest_vcf."""
+
 import sys
 
 from omicslake.jobs.ingest_vcf import main

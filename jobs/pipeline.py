@@ -1,4 +1,5 @@
 """spark-submit entry: the whole pipeline (omicslake pipeline [options])."""
+
 import sys
 
 from omicslake.jobs.cli import main

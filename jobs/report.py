@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job report."""
+
 import sys
 
 from omicslake.jobs.report import main

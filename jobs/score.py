@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job score."""
+
 import sys
 
 from omicslake.jobs.score import main

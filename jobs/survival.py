@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job survival."""
+
 import sys
 
 from omicslake.jobs.survival import main

@@ -1,4 +1,5 @@
 """spark-submit entry: omicslake job train."""
+
 import sys
 
 from omicslake.jobs.train import main

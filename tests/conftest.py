@@ -67,8 +67,18 @@ def messy(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> tupl
     """One messy generated cohort for the session (generator tests and EHR tests read it)."""
     root = tmp_path_factory.mktemp("gen")
     out = root / "messy"
-    m = generate_cli(root, out, 11, "--patients", str(MESSY_PATIENTS), "--samples", str(MESSY_SAMPLES),
-                     "--variants", str(MESSY_VARIANTS), "--messy")
+    m = generate_cli(
+        root,
+        out,
+        11,
+        "--patients",
+        str(MESSY_PATIENTS),
+        "--samples",
+        str(MESSY_SAMPLES),
+        "--variants",
+        str(MESSY_VARIANTS),
+        "--messy",
+    )
     return out, m
 
 
@@ -158,11 +168,22 @@ def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]) ->
         report.longrepr = f"skipped under CI, which must run every test: {report.longrepr}"
 
 
-EHR_SILVER = ("person", "death", "visit_occurrence", "condition_occurrence", "measurement", "drug_exposure", "procedure_occurrence", "sample_link")
+EHR_SILVER = (
+    "person",
+    "death",
+    "visit_occurrence",
+    "condition_occurrence",
+    "measurement",
+    "drug_exposure",
+    "procedure_occurrence",
+    "sample_link",
+)
 
 
 @pytest.fixture(scope="session")
-def ehr_lake(spark: SparkSession, base_cfg: Config, messy: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+def ehr_lake(
+    spark: SparkSession, base_cfg: Config, messy: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, Any]:
     """Batch 1 lands and is conformed; then batch 2 (late corrections, a drifted column) arrives."""
     from omicslake.io.delta import Lake
     from omicslake.jobs.base import execute

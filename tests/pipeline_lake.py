@@ -36,8 +36,11 @@ PIPELINE_PATIENTS, PIPELINE_SAMPLES, PIPELINE_VARIANTS = 800, 200, 400
 # The pipeline's settings (besides lake.root); a test that reruns the pipeline on a copy of its lake
 # uses the same ones, so that the skip decision sees an unchanged configuration.
 PIPELINE_SETS = [
-    f"jobs.generate.patients={PIPELINE_PATIENTS}", f"jobs.generate.samples={PIPELINE_SAMPLES}",
-    f"jobs.generate.variants={PIPELINE_VARIANTS}", "spark.shuffle_partitions=4", 'jobs.train.grid={"regParam": [0.01]}',
+    f"jobs.generate.patients={PIPELINE_PATIENTS}",
+    f"jobs.generate.samples={PIPELINE_SAMPLES}",
+    f"jobs.generate.variants={PIPELINE_VARIANTS}",
+    "spark.shuffle_partitions=4",
+    'jobs.train.grid={"regParam": [0.01]}',
 ]
 
 
@@ -49,8 +52,14 @@ def _port() -> int:
 
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)
-    env.update(SPARK_HOME=str(SPARK_HOME), SPARK_LOCAL_IP="127.0.0.1", PYSPARK_PYTHON=sys.executable, PYSPARK_DRIVER_PYTHON=sys.executable,
-               SPARK_LOG_DIR=str(tmp / "logs"), SPARK_WORKER_DIR=str(tmp / "work"))
+    env.update(
+        SPARK_HOME=str(SPARK_HOME),
+        SPARK_LOCAL_IP="127.0.0.1",
+        PYSPARK_PYTHON=sys.executable,
+        PYSPARK_DRIVER_PYTHON=sys.executable,
+        SPARK_LOG_DIR=str(tmp / "logs"),
+        SPARK_WORKER_DIR=str(tmp / "work"),
+    )
     return env
 
 
@@ -60,12 +69,42 @@ def standalone_cluster(tmp: Path) -> Iterator[dict[str, str]]:
     env = _env(tmp)
     port, ui, wui = _port(), _port(), _port()
     cls = str(SPARK_HOME / "bin" / "spark-class")
-    master = subprocess.Popen([cls, "org.apache.spark.deploy.master.Master", "--host", "127.0.0.1", "--port", str(port), "--webui-port", str(ui)],
-                              env=env, stdout=open(tmp / "master.log", "w"), stderr=subprocess.STDOUT)
+    master = subprocess.Popen(
+        [
+            cls,
+            "org.apache.spark.deploy.master.Master",
+            "--host",
+            "127.0.0.1",
+            "--port",
+            str(port),
+            "--webui-port",
+            str(ui),
+        ],
+        env=env,
+        stdout=open(tmp / "master.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     url = f"spark://127.0.0.1:{port}"
-    worker = subprocess.Popen([cls, "org.apache.spark.deploy.worker.Worker", url, "--host", "127.0.0.1", "--cores", "2", "--memory", "4g",
-                               "--webui-port", str(wui), "--work-dir", str(tmp / "work")],
-                              env=env, stdout=open(tmp / "worker.log", "w"), stderr=subprocess.STDOUT)
+    worker = subprocess.Popen(
+        [
+            cls,
+            "org.apache.spark.deploy.worker.Worker",
+            url,
+            "--host",
+            "127.0.0.1",
+            "--cores",
+            "2",
+            "--memory",
+            "4g",
+            "--webui-port",
+            str(wui),
+            "--work-dir",
+            str(tmp / "work"),
+        ],
+        env=env,
+        stdout=open(tmp / "worker.log", "w"),
+        stderr=subprocess.STDOUT,
+    )
     try:
         deadline = time.monotonic() + 120
         alive = 0
@@ -100,19 +139,55 @@ def pipeline(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> d
     with standalone_cluster(tmp_path_factory.mktemp("cluster")) as cluster:
         env = _env(Path(cluster["tmp"]))
         dist = tmp / "dist"
-        subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(dist), str(REPO)], check=True, env=env)
+        subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "pip",
+                "wheel",
+                "--no-deps",
+                "--no-build-isolation",
+                "-q",
+                "-w",
+                str(dist),
+                str(REPO),
+            ],
+            check=True,
+            env=env,
+        )
         wheel = next(dist.glob("omicslake-*.whl"))
-        extra = subprocess.run([sys.executable, "-m", "omicslake.jobs.cli", "submit-args", "--env", "cluster"], capture_output=True, text=True,
-                               check=True, env=env).stdout.split()
+        extra = subprocess.run(
+            [sys.executable, "-m", "omicslake.jobs.cli", "submit-args", "--env", "cluster"],
+            capture_output=True,
+            text=True,
+            check=True,
+            env=env,
+        ).stdout.split()
         # run from a folder without the checkout, so that conf/ and schemas/ come from the wheel
-        submit = [str(SPARK_HOME / "bin" / "spark-submit"), "--master", cluster["url"], *extra, "--driver-memory", "2g", "--executor-memory", "3g",
-                  "--py-files", str(wheel)]
+        submit = [
+            str(SPARK_HOME / "bin" / "spark-submit"),
+            "--master",
+            cluster["url"],
+            *extra,
+            "--driver-memory",
+            "2g",
+            "--executor-memory",
+            "3g",
+            "--py-files",
+            str(wheel),
+        ]
         work = tmp / "cwd"
         work.mkdir()
         env_wheel = {**env, "PYTHONPATH": str(wheel)}
         t0 = time.monotonic()
-        res = subprocess.run([*submit, str(REPO / "jobs" / "pipeline.py"), "--env", "cluster", *sets], cwd=work, env=env_wheel, capture_output=True,
-                             text=True, timeout=3600)
+        res = subprocess.run(
+            [*submit, str(REPO / "jobs" / "pipeline.py"), "--env", "cluster", *sets],
+            cwd=work,
+            env=env_wheel,
+            capture_output=True,
+            text=True,
+            timeout=3600,
+        )
         print(f"pipeline on the standalone cluster: {time.monotonic() - t0:.0f} s")
         assert res.returncode == 0, res.stderr[-5000:]
         apps = json.loads(urllib.request.urlopen(cluster["ui"] + "/json/", timeout=5).read())["completedapps"]
@@ -121,19 +196,35 @@ def pipeline(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> d
         shutil.copyfile(lake / "reports" / "report.html", report)
         # one job alone through its own entry script, reading the tables and the registered model the
         # pipeline wrote (score: the same snapshot and model version again adds no prediction)
-        res2 = subprocess.run([*submit, str(REPO / "jobs" / "score.py"), "--env", "cluster", *sets, "--run-id", "solo"], cwd=work, env=env_wheel,
-                              capture_output=True, text=True, timeout=1800)
+        res2 = subprocess.run(
+            [*submit, str(REPO / "jobs" / "score.py"), "--env", "cluster", *sets, "--run-id", "solo"],
+            cwd=work,
+            env=env_wheel,
+            capture_output=True,
+            text=True,
+            timeout=1800,
+        )
         assert res2.returncode == 0, res2.stderr[-5000:]
         # everything the run printed, for the scans of logs (the cluster's own logs and the executors'
         # stderr stay under cluster["tmp"])
         logs = tmp / "logs"
         logs.mkdir()
-        for name, text in (("pipeline.out", res.stdout), ("pipeline.err", res.stderr), ("score.out", res2.stdout), ("score.err", res2.stderr)):
+        for name, text in (
+            ("pipeline.out", res.stdout),
+            ("pipeline.err", res.stderr),
+            ("score.out", res2.stdout),
+            ("score.err", res2.stderr),
+        ):
             (logs / name).write_text(text)
     # the Delta tables, read back with a local session
     lk = Lake(spark, load_config("local", overrides=[f"lake.root={lake}"]))
     return {
-        "lake": lake, "sets": sets, "summary": res.stdout, "apps": apps, "report": report, "logs": [logs, Path(cluster["tmp"])],
+        "lake": lake,
+        "sets": sets,
+        "summary": res.stdout,
+        "apps": apps,
+        "report": report,
+        "logs": [logs, Path(cluster["tmp"])],
         "tables": {n: rows for n, _, rows in lk.tables()},
         "solo": [r.asDict(recursive=True) for r in lk.read("ops.runs").where("run_id = 'solo'").collect()],
     }

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 @dataclass(frozen=True)
 class SparkConfig:
-    mode: Literal["local", "cluster", "databricks"] = "local"  # local: a session in this process; cluster: spark-submit's master; databricks: the runtime's session
+    # local: a session in this process; cluster: spark-submit's master; databricks: the runtime's session
+    mode: Literal["local", "cluster", "databricks"] = "local"
     master: str | None = "local[2]"  # Spark master URL in local mode (cluster mode takes spark-submit's)
     app_name: str = "omicslake"  # the Spark application name
     driver_memory: str = "6g"  # driver heap in local mode (spark-submit's --driver-memory on a cluster)
@@ -59,16 +60,22 @@ class HailConfig:
 
 @dataclass(frozen=True)
 class LakeConfig:
-    root: str = "./lakehouse"  # the lake's folder or object-store URI (s3a://bucket/lake, abfss://..., gs://..., hdfs://...); every table, landing/, reports/ and mlflow/ live under it
-    s3_endpoint: str | None = None  # fs.s3a.endpoint of an S3-compatible server (e.g. http://127.0.0.1:9000); default $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL, else AWS
+    # the lake's folder or object-store URI (s3a://bucket/lake, abfss://..., gs://..., hdfs://...); every table, landing/, reports/ and mlflow/ live
+    # under it
+    root: str = "./lakehouse"
+    # fs.s3a.endpoint of an S3-compatible server (e.g. http://127.0.0.1:9000); default $AWS_ENDPOINT_URL_S3 / $AWS_ENDPOINT_URL, else AWS
+    s3_endpoint: str | None = None
     s3_path_style: bool = False  # fs.s3a.path.style.access: bucket in the path, not the host name (most S3-compatible servers)
-    s3a_jars: bool = False  # add the hadoop-aws connector to the session even when lake.root is not s3a:// (inputs on S3); credentials come from the AWS_* environment variables, never from config
+    # add the hadoop-aws connector to the session even when lake.root is not s3a:// (inputs on S3); credentials come from the AWS_* environment
+    # variables, never from config
+    s3a_jars: bool = False
     # When set, layer L maps to the metastore schema ``<catalog>.<schemas[L] or L>``
     # (Unity Catalog / Hive metastore) instead of a folder under root.
     catalog: str | None = None
     schemas: dict[str, str] = field(default_factory=dict)  # layer -> metastore schema (with catalog); default: the layer's name
-    layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "ops")
-    enforce_contracts: bool = True  # every write is checked against its table's contract in schemas/ (off: ad-hoc tables)  # the layers a table name may start with
+    layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "ops")  # the layers a table name may start with
+    # every write is checked against its table's contract in schemas/ (off: ad-hoc tables)
+    enforce_contracts: bool = True
 
 
 @dataclass(frozen=True)

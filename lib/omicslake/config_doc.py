@@ -68,11 +68,24 @@ def markdown() -> str:
             if dataclasses.is_dataclass(tp):
                 subs.append((tp, f"{prefix}{f.name}.", values[f.name]))
                 continue
-            rows.append(f"| `{prefix}{f.name}` | `{_type_name(tp)}` | {_value(values[f.name])} | {comments.get(f.name, '')} |")
+            rows.append(
+                f"| `{prefix}{f.name}` | `{_type_name(tp)}` | {_value(values[f.name])} | {comments.get(f.name, '')} |"
+            )
         if rows:
-            lines.extend([f"## `{prefix.rstrip('.') or 'top level'}`", "", (inspect.getdoc(cls) or "").split("\n")[0]
-                          if cls.__doc__ and not cls.__doc__.startswith(cls.__name__) else "", "",
-                          "| key | type | local value | meaning |", "|---|---|---|---|", *rows, ""])
+            lines.extend(
+                [
+                    f"## `{prefix.rstrip('.') or 'top level'}`",
+                    "",
+                    (inspect.getdoc(cls) or "").split("\n")[0]
+                    if cls.__doc__ and not cls.__doc__.startswith(cls.__name__)
+                    else "",
+                    "",
+                    "| key | type | local value | meaning |",
+                    "|---|---|---|---|",
+                    *rows,
+                    "",
+                ]
+            )
         for tp, p, v in subs:
             section(tp, p, v)
 

@@ -122,20 +122,26 @@ class Contract:
         for f in schema.fields:
             if f.name in declared:
                 if f.dataType != expected[f.name]:
-                    problems.append(f"column {f.name} is {f.dataType.simpleString()}, the contract says {declared[f.name].type}")
+                    problems.append(
+                        f"column {f.name} is {f.dataType.simpleString()}, the contract says {declared[f.name].type}"
+                    )
                 continue
             pat = next((p for p in self.patterns if fnmatch.fnmatchcase(f.name, p.pattern)), None)
             if pat is None:
                 if not self.allow_extra:
                     problems.append(f"column {f.name} ({f.dataType.simpleString()}) is not in the contract")
             elif f.dataType != T._parse_datatype_string(pat.type):  # noqa: SLF001
-                problems.append(f"column {f.name} is {f.dataType.simpleString()}, the contract says {pat.type} (pattern {pat.pattern})")
+                problems.append(
+                    f"column {f.name} is {f.dataType.simpleString()}, the contract says {pat.type} (pattern {pat.pattern})"
+                )
         missing = [n for n in declared if n not in schema.fieldNames()]
         if missing:
             problems.append(f"column(s) {missing} missing")
         if problems:
-            raise ContractError(f"{self.table}: " + "; ".join(problems) + f" (contract {self.source}): declare the "
-                                "column there with its type and PHI class, or do not write it")
+            raise ContractError(
+                f"{self.table}: " + "; ".join(problems) + f" (contract {self.source}): declare the "
+                "column there with its type and PHI class, or do not write it"
+            )
 
     @property
     def names(self) -> list[str]:
@@ -149,7 +155,10 @@ class Contract:
         parsed = T._parse_datatype_string(self.ddl())  # noqa: SLF001 - pyspark's public-enough parser
         assert isinstance(parsed, T.StructType)
         return T.StructType(
-            [T.StructField(f.name, f.dataType, spec.nullable) for f, spec in zip(parsed.fields, self.columns)]
+            [
+                T.StructField(f.name, f.dataType, spec.nullable)
+                for f, spec in zip(parsed.fields, self.columns, strict=True)
+            ]
         )
 
     def phi_columns(self, *classes: str) -> list[str]:
@@ -176,7 +185,9 @@ def load_contract(table: str, schemas_dir: Path | None = None) -> Contract:
     layer, _, name = table.partition(".")
     path = contract_path(table, schemas_dir)
     if path is None:
-        raise ContractError(f"no contract for {table}: {(schemas_dir or resource_dir('schemas')) / layer / (name + '.yaml')} does not exist")
+        raise ContractError(
+            f"no contract for {table}: {(schemas_dir or resource_dir('schemas')) / layer / (name + '.yaml')} does not exist"
+        )
     try:
         raw = yaml.safe_load(path.read_text()) or {}
     except yaml.YAMLError as exc:
@@ -225,7 +236,7 @@ def expression_columns(expr: str) -> list[str]:
     """
     tokens = [(m.lastgroup, m.group()) for m in _TOKEN.finditer(expr)]
     lambdas: set[str] = set()
-    for i, (kind, text) in enumerate(tokens):  # x -> ..., (x, y) -> ...
+    for i, (kind, _text) in enumerate(tokens):  # x -> ..., (x, y) -> ...
         if kind != "arrow":
             continue
         j = i - 1
@@ -261,7 +272,17 @@ def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") ->
     columns of an ``expr``) is a column of the contract or one of its ``helpers`` (columns the
     job adds for the checks and drops before the write). ContractError names the file, the
     expectation and the column."""
-    known = {"table", "description", "columns", "keys", "expectations", "allow_extra", "partition_by", "patterns", "helpers"}
+    known = {
+        "table",
+        "description",
+        "columns",
+        "keys",
+        "expectations",
+        "allow_extra",
+        "partition_by",
+        "patterns",
+        "helpers",
+    }
     unknown = sorted(set(raw) - known)
     if unknown:
         raise ContractError(f"{source}: unknown key {unknown[0]!r}; known keys: {sorted(known)}")
@@ -293,7 +314,11 @@ def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") ->
         ename = e.get("name") or f"{kind}_{col or i}"
         if kind == "expr" and not isinstance(e.get("expr"), str):
             raise ContractError(f"{source}: expectation {ename!r}: kind expr needs an expr (a SQL boolean)")
-        read = ([col] if col is not None else []) + list(e.get("columns") or ()) + (expression_columns(e["expr"]) if kind == "expr" else [])
+        read = (
+            ([col] if col is not None else [])
+            + list(e.get("columns") or ())
+            + (expression_columns(e["expr"]) if kind == "expr" else [])
+        )
         for name in read:
             if name not in readable:
                 raise ContractError(
@@ -370,7 +395,9 @@ def check(df: DataFrame, contract: Contract) -> CheckResult:
     """
     exps = list(contract.expectations)
     if not exps:
-        empty = df.limit(0).withColumn("rule", F.lit(None).cast("string")).withColumn("reason", F.lit(None).cast("string"))
+        empty = (
+            df.limit(0).withColumn("rule", F.lit(None).cast("string")).withColumn("reason", F.lit(None).cast("string"))
+        )
         return CheckResult(df, empty, {})
     flagged = df.select("*", *[e.violated().alias(f"__x{i}") for i, e in enumerate(exps)]).cache()
     agg = flagged.agg(*[F.sum(F.col(f"__x{i}").cast("long")).alias(f"__x{i}") for i in range(len(exps))]).first()

@@ -85,10 +85,12 @@ def spark_hadoop_version() -> str:
             "hadoop-aws matches this pyspark; on a cluster whose Spark ships its own Hadoop, put "
             "hadoop-aws on its classpath and leave lake.s3a_jars off"
         )
-    return found[-1].name[len("hadoop-client-api-"):-len(".jar")]
+    return found[-1].name[len("hadoop-client-api-") : -len(".jar")]
 
 
-def s3a_jars(hadoop: str | None = None, cache: Path | None = None, repo: str = "https://repo1.maven.org/maven2") -> list[Path]:
+def s3a_jars(
+    hadoop: str | None = None, cache: Path | None = None, repo: str = "https://repo1.maven.org/maven2"
+) -> list[Path]:
     """Local paths of hadoop-aws (for the Hadoop inside pyspark) and the AWS SDK bundle it was built
     against: what Spark needs to read and write s3a:// paths. Downloaded once, SHA-1 checked, cached
     like Delta's jars (the manifest makes later starts offline)."""

@@ -66,7 +66,9 @@ def skip_decision(spark: SparkSession, cfg: Config, job: str) -> Decision:
     runs = lake.read("ops.runs")
     if "skip_key" not in runs.columns:
         return Decision(True, "the lake's audit predates skip keys")
-    last = runs.where((F.col("job") == job) & (F.col("status") == "succeeded")).orderBy(F.col("ended_at").desc()).first()
+    last = (
+        runs.where((F.col("job") == job) & (F.col("status") == "succeeded")).orderBy(F.col("ended_at").desc()).first()
+    )
     if last is None:
         return Decision(True, "no earlier successful run")
     if last.skip_key != skip_key(cfg, s):
@@ -104,7 +106,9 @@ def _model_version(cfg: Config, name: str, ref: str) -> str | None:
     setup(cfg)
     client = mlflow.MlflowClient()
     try:
-        mv = client.get_model_version_by_alias(name, value) if kind == "alias" else client.get_model_version(name, value)
+        mv = (
+            client.get_model_version_by_alias(name, value) if kind == "alias" else client.get_model_version(name, value)
+        )
     except mlflow.exceptions.MlflowException:
         return None
     return str(mv.version)
@@ -125,7 +129,9 @@ def predict(spark: SparkSession, cfg: Config, jobs: list[str]) -> dict[str, Deci
     return out
 
 
-def run_pipeline(spark: SparkSession, cfg: Config, jobs: list[str], run_id: str | None = None, force: bool = False) -> list[RunResult]:
+def run_pipeline(
+    spark: SparkSession, cfg: Config, jobs: list[str], run_id: str | None = None, force: bool = False
+) -> list[RunResult]:
     run_id = run_id or new_run_id()
     results = []
     for n, job in enumerate(jobs, 1):
@@ -150,11 +156,14 @@ def run_pipeline_from_args(args: argparse.Namespace) -> int:
         print(f"omicslake: {exc}", file=sys.stderr)
         return 2
     if args.dry_run:
+
         def explain(spark: SparkSession, cfg: Config) -> int:
             decisions = predict(spark, cfg, jobs)
             for n, job in enumerate(jobs, 1):
                 d = decisions[job]
-                print(f"{n:>2}. {job:<18} {'run ' if d.run else 'skip'}  {d.reason}  (after: {', '.join(dag()[job]) or '-'})")
+                print(
+                    f"{n:>2}. {job:<18} {'run ' if d.run else 'skip'}  {d.reason}  (after: {', '.join(dag()[job]) or '-'})"
+                )
             return 0
 
         return with_session(args, "pipeline", explain)

@@ -106,7 +106,9 @@ def s3a_conf(cfg: Config) -> dict[str, str]:
         conf["spark.hadoop.fs.s3a.endpoint"] = endpoint
         conf["spark.hadoop.fs.s3a.connection.ssl.enabled"] = str(endpoint.startswith("https://")).lower()
         # Any region passes the SDK's checks against a non-AWS endpoint.
-        conf["spark.hadoop.fs.s3a.endpoint.region"] = os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+        conf["spark.hadoop.fs.s3a.endpoint.region"] = os.environ.get(
+            "AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1")
+        )
     if cfg.lake.s3_path_style:
         conf["spark.hadoop.fs.s3a.path.style.access"] = "true"
     return conf

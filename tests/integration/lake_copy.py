@@ -23,7 +23,12 @@ def copy_lake(src: Path, dst: Path) -> Path:
         for (table,) in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
             for _, col, typ, *_ in con.execute(f"PRAGMA table_info('{table}')").fetchall():
                 if any(t in typ.upper() for t in ("CHAR", "TEXT", "CLOB")):
-                    con.execute(f'UPDATE "{table}" SET "{col}" = replace("{col}", ?, ?) WHERE instr("{col}", ?) > 0', (old, new, old))
-        left = [loc for (loc,) in con.execute("SELECT artifact_location FROM experiments").fetchall() if old in (loc or "")]
+                    con.execute(
+                        f'UPDATE "{table}" SET "{col}" = replace("{col}", ?, ?) WHERE instr("{col}", ?) > 0',
+                        (old, new, old),
+                    )
+        left = [
+            loc for (loc,) in con.execute("SELECT artifact_location FROM experiments").fetchall() if old in (loc or "")
+        ]
     assert not left, f"{db}: artifact locations still under {src}: {left}"
     return dst

@@ -27,24 +27,48 @@ from typing import Any
 from omicslake.config import Config, load_config
 
 # Wall-clock columns: when a row was ingested/run/written. Everything else must be equal.
-CLOCK_COLUMNS = {"_ingested_at", "ingested_at", "started_at", "ended_at", "written_at", "created_at", "updated_at",
-                 "_batch_id", "duration_s", "seconds"}
+CLOCK_COLUMNS = {
+    "_ingested_at",
+    "ingested_at",
+    "started_at",
+    "ended_at",
+    "written_at",
+    "created_at",
+    "updated_at",
+    "_batch_id",
+    "duration_s",
+    "seconds",
+}
 EHR_JOBS = ["ingest_ehr", "conform_ehr", "build_cohort"]
 VCF_JOBS = ["ingest_vcf", "genomic_qc"]
 
 
 def config(root: str, landing: Path, endpoint: str, extra: list[str]) -> Config:
-    return load_config("local", overrides=[
-        f"lake.root={root}", f"lake.s3_endpoint={endpoint}", "lake.s3_path_style=true", "lake.s3a_jars=true",
-        f"jobs.generate.out={landing}", "spark.shuffle_partitions=2", "spark.driver_memory=2g", "spark.ui=false",
-        *extra,
-    ])
+    return load_config(
+        "local",
+        overrides=[
+            f"lake.root={root}",
+            f"lake.s3_endpoint={endpoint}",
+            "lake.s3_path_style=true",
+            "lake.s3a_jars=true",
+            f"jobs.generate.out={landing}",
+            "spark.shuffle_partitions=2",
+            "spark.driver_memory=2g",
+            "spark.ui=false",
+            *extra,
+        ],
+    )
 
 
 def main() -> None:
     s3_root, copy_root, local_root, landing_arg, endpoint = sys.argv[1:6]
     landing = Path(landing_arg)
-    extra = ["jobs.generate.patients=200", "jobs.generate.samples=16", "jobs.generate.variants=60", "jobs.generate.seed=5"]
+    extra = [
+        "jobs.generate.patients=200",
+        "jobs.generate.samples=16",
+        "jobs.generate.variants=60",
+        "jobs.generate.seed=5",
+    ]
     s3 = config(s3_root, landing, endpoint, extra)
     local = config(local_root, landing, endpoint, extra)
     copy = config(copy_root, landing, endpoint, extra)
@@ -81,12 +105,20 @@ def main() -> None:
         a, b = lake_l.read(name), lake_s.read(name)
         drop = [c for c in a.columns if c in CLOCK_COLUMNS]
         a, b = a.drop(*drop), b.drop(*drop)
-        compared[name] = {"rows_local": a.count(), "rows_s3": b.count(), "only_local": a.exceptAll(b).count(),
-                          "only_s3": b.exceptAll(a).count(), "dropped": drop, "columns_equal": a.columns == b.columns}
+        compared[name] = {
+            "rows_local": a.count(),
+            "rows_s3": b.count(),
+            "only_local": a.exceptAll(b).count(),
+            "only_s3": b.exceptAll(a).count(),
+            "dropped": drop,
+            "columns_equal": a.columns == b.columns,
+        }
     out["compared"] = compared
     # Where a table lives: the Delta log on S3 names the table's s3a location.
     out["s3_location"] = lake_s.location("silver.person")
-    out["s3_detail_location"] = spark.sql(f"DESCRIBE DETAIL delta.`{lake_s.location('silver.person')}`").first()["location"]
+    out["s3_detail_location"] = spark.sql(f"DESCRIBE DETAIL delta.`{lake_s.location('silver.person')}`").first()[
+        "location"
+    ]
     out["report_s3"] = read_text(s3.layout.reports("table1_t2d_incident.md"), s3)[:40]
 
     # A copy of the s3a lake under another prefix is the same lake: nothing reruns.
@@ -104,8 +136,11 @@ def main() -> None:
     out["copy_versions_changed"] = {n: [before[n], after[n]] for n in before if before[n] != after[n]}
     out["copy_skip_keys_equal"] = _skip_keys(spark, s3) == _skip_keys(spark, copy)
     out["root_in_ops"] = (
-        Lake(spark, copy).read("ops.runs").select(F.to_json(F.struct("*")).alias("j"))
-        .where(F.col("j").contains(s3_root.split("://", 1)[1])).count()
+        Lake(spark, copy)
+        .read("ops.runs")
+        .select(F.to_json(F.struct("*")).alias("j"))
+        .where(F.col("j").contains(s3_root.split("://", 1)[1]))
+        .count()
     )
     print(json.dumps(out, default=str))
 
@@ -129,7 +164,7 @@ def _copy_prefix(src: str, dst: str, endpoint: str) -> None:
     pages = s3.get_paginator("list_objects_v2").paginate(Bucket=bucket, Prefix=src_key + "/")
     for page in pages:
         for obj in page.get("Contents", []):
-            target = dst_key + obj["Key"][len(src_key):]
+            target = dst_key + obj["Key"][len(src_key) :]
             s3.copy_object(Bucket=dst_bucket, Key=target, CopySource={"Bucket": bucket, "Key": obj["Key"]})
 
 

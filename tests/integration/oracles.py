@@ -12,9 +12,16 @@ from typing import Any
 Key = tuple[str, int, str, str]
 
 
-def plink2_glm(tmp: Path, geno_args: list[str], pheno: dict[str, float], covar: dict[str, list[float]] | None,
-               covar_names: list[str], model: str, extra: tuple[str, ...] = (),
-               modifiers: tuple[str, ...] = ()) -> dict[Key, dict[str, str]]:
+def plink2_glm(
+    tmp: Path,
+    geno_args: list[str],
+    pheno: dict[str, float],
+    covar: dict[str, list[float]] | None,
+    covar_names: list[str],
+    model: str,
+    extra: tuple[str, ...] = (),
+    modifiers: tuple[str, ...] = (),
+) -> dict[Key, dict[str, str]]:
     """plink2 --glm on the same genotypes: rows keyed by (contig, position, ref, alt). ``modifiers``
     go to --glm (e.g. ``firth``: Firth on every variant; plink2 then writes no FIRTH? column, so
     the rows get FIRTH?=Y here)."""
@@ -24,8 +31,12 @@ def plink2_glm(tmp: Path, geno_args: list[str], pheno: dict[str, float], covar: 
     args = ["plink2", *geno_args, "--pheno", str(pheno_file), "--out", str(tmp / "r"), "--threads", "2"]
     args += extra
     if covar:
-        (tmp / "covar.tsv").write_text("#IID\t" + "\t".join(covar_names) + "\n" + "".join(
-            f"{s}\t" + "\t".join(repr(x) for x in v) + "\n" for s, v in covar.items()))
+        (tmp / "covar.tsv").write_text(
+            "#IID\t"
+            + "\t".join(covar_names)
+            + "\n"
+            + "".join(f"{s}\t" + "\t".join(repr(x) for x in v) + "\n" for s, v in covar.items())
+        )
         args += ["--covar", str(tmp / "covar.tsv")]
     glm = "hide-covar cols=+a1freq,+beta,+nobs,+firth" + (" allow-no-covars" if not covar else "")
     args += ["--glm", *glm.split(), *modifiers]

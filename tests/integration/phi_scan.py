@@ -44,9 +44,7 @@ def identifiers(pairs: Iterable[tuple[str, DataFrame]]) -> DataFrame:
         allv = allv.unionByName(p)
     t = tokens(F.col("v"))
     return (
-        allv.select(
-            "kind", F.array_join(t, " ").alias("text"), t.getItem(0).alias("first"), F.size(t).alias("n")
-        )
+        allv.select("kind", F.array_join(t, " ").alias("text"), t.getItem(0).alias("first"), F.size(t).alias("n"))
         .where(F.length("text") >= MIN_CHARS)
         .distinct()
     )
@@ -73,9 +71,7 @@ def _pairs(df: DataFrame, first: Column, last: Column) -> DataFrame:
     )
 
 
-def synthea_identifiers(
-    patients: DataFrame, encounters: DataFrame | None = None
-) -> list[tuple[str, DataFrame]]:
+def synthea_identifiers(patients: DataFrame, encounters: DataFrame | None = None) -> list[tuple[str, DataFrame]]:
     """bronze.synthea_patients (and the source encounter ids of bronze.synthea_encounters)."""
     ids = [
         ("source id", _values(patients, "Id")),
@@ -102,11 +98,7 @@ FHIR_PATIENT = (
 
 def fhir_identifiers(patient: DataFrame, encounter: DataFrame | None = None) -> list[tuple[str, DataFrame]]:
     """bronze.fhir_patient's resources (and the encounter resource ids of bronze.fhir_encounter)."""
-    j = (
-        patient.where("resource IS NOT NULL")
-        .select(F.from_json("resource", FHIR_PATIENT).alias("j"))
-        .select("j.*")
-    )
+    j = patient.where("resource IS NOT NULL").select(F.from_json("resource", FHIR_PATIENT).alias("j")).select("j.*")
     names = j.select(F.explode("name").alias("nm")).select(
         F.col("nm.family").alias("family"), F.explode_outer("nm.given").alias("given")
     )
@@ -153,12 +145,7 @@ def scan(df: DataFrame, ids: DataFrame) -> Hits:
         return {}
     cells = df.select(
         F.explode(
-            F.array(
-                *[
-                    F.struct(F.lit(c).alias("column"), F.col(f"`{c}`").cast("string").alias("value"))
-                    for c in cols
-                ]
-            )
+            F.array(*[F.struct(F.lit(c).alias("column"), F.col(f"`{c}`").cast("string").alias("value")) for c in cols])
         ).alias("c")
     )
     toks = cells.select(F.col("c.column").alias("column"), tokens(F.col("c.value")).alias("t"))
@@ -166,9 +153,7 @@ def scan(df: DataFrame, ids: DataFrame) -> Hits:
     hits = at.join(F.broadcast(ids), "first").where(
         F.array_join(F.slice("t", F.col("pos") + 1, F.col("n")), " ") == F.col("text")
     )
-    return {
-        (r["column"], r["kind"]): int(r["count"]) for r in hits.groupBy("column", "kind").count().collect()
-    }
+    return {(r["column"], r["kind"]): int(r["count"]) for r in hits.groupBy("column", "kind").count().collect()}
 
 
 def scan_lake(

@@ -48,20 +48,54 @@ def probe(page: Path, tmp: Path) -> dict[str, object]:
     copy = tmp / "probe.html"
     text = page.read_text()
     copy.write_text(text.replace("<head>", "<head>" + PROBE, 1))
-    res = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr", "--v=0",
-                          "--virtual-time-budget=5000", "--dump-dom", copy.as_uri()], capture_output=True, text=True, timeout=180)
+    res = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--enable-logging=stderr",
+            "--v=0",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            copy.as_uri(),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    )
     m = re.search(r"PROBE images=(\d+) broken=(\d+) errors=(\d+) (.*?)</pre>", res.stdout, re.S)
     assert m, f"probe did not run: {res.stderr[-2000:]}"
     j = re.search(r'<pre id="__probe_json">(.*?)</pre>', res.stdout, re.S)
     assert j, f"probe wrote no JSON: {res.stdout[-2000:]}"
     seen = json.loads(html.unescape(j[1]))
     console = [ln for ln in res.stderr.splitlines() if "CONSOLE" in ln and ("ERROR" in ln or "Uncaught" in ln)]
-    return {"images": int(m[1]), "broken": int(m[2]), "errors": int(m[3]), "messages": html.unescape(m[4]), "console": console,
-            "headings": [tuple(h) for h in seen["headings"]], "image_list": seen["images"]}
+    return {
+        "images": int(m[1]),
+        "broken": int(m[2]),
+        "errors": int(m[3]),
+        "messages": html.unescape(m[4]),
+        "console": console,
+        "headings": [tuple(h) for h in seen["headings"]],
+        "image_list": seen["images"],
+    }
 
 
 def screenshot(page: Path, out: Path, width: int = 1200, height: int = 3000) -> None:
     exe = chromium()
     assert exe
-    subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", f"--window-size={width},{height}",
-                    f"--screenshot={out}", page.as_uri()], capture_output=True, timeout=180, check=True)
+    subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            f"--window-size={width},{height}",
+            f"--screenshot={out}",
+            page.as_uri(),
+        ],
+        capture_output=True,
+        timeout=180,
+        check=True,
+    )

@@ -52,7 +52,9 @@ def test_runs_row_has_versions_and_failure_leaves_output(spark: SparkSession, cf
     good, bad = runs["copy"], runs["broken"]
     assert (good.run_id, good.status, good.error, good.env) == ("run-ok", "succeeded", None, "local")
     assert [(i.table, i.version) for i in good.inputs] == [("bronze.src", 1)]
-    assert [(o.table, o.version, o.rows, o.mode, o.skipped) for o in good.outputs] == [("silver.dst", 0, 8, "overwrite", False)]
+    assert [(o.table, o.version, o.rows, o.mode, o.skipped) for o in good.outputs] == [
+        ("silver.dst", 0, 8, "overwrite", False)
+    ]
     assert good.metrics == {"rows": "8"}  # values as JSON
     assert good.skip_key is None  # an ad-hoc job has no spec, so the pipeline never skips it
     assert good.config_hash == cfg.digest()

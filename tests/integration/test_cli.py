@@ -53,10 +53,26 @@ def test_tables_lists_the_lake(spark: SparkSession, cfg: Config, capsys: pytest.
     assert line.split()[1:] == ["0", "4"]
 
 
-def test_pipeline_dry_run_plans_in_dag_order(spark: SparkSession, cfg: Config, capsys: pytest.CaptureFixture[str]) -> None:
+def test_pipeline_dry_run_plans_in_dag_order(
+    spark: SparkSession, cfg: Config, capsys: pytest.CaptureFixture[str]
+) -> None:
     assert main(["pipeline", "--dry-run", "--set", f"lake.root={cfg.lake.root}"]) == 0
     out = capsys.readouterr().out.splitlines()
     assert out[0].split()[:4] == ["1.", "generate", "run", "no"]  # an empty lake: everything runs
     planned = [line.split()[1] for line in out]
-    assert planned == ["generate", "ingest_ehr", "conform_ehr", "ingest_vcf", "genomic_qc", "genetic_features", "build_cohort", "gwas", "train", "score", "cluster", "survival", "report"]
+    assert planned == [
+        "generate",
+        "ingest_ehr",
+        "conform_ehr",
+        "ingest_vcf",
+        "genomic_qc",
+        "genetic_features",
+        "build_cohort",
+        "gwas",
+        "train",
+        "score",
+        "cluster",
+        "survival",
+        "report",
+    ]
     assert main(["pipeline", "--dry-run", "--only", "nonsense"]) == 2

@@ -20,14 +20,31 @@ from omicslake.io.delta import Lake
 
 def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(pipeline: dict[str, Any]) -> None:
     summary = pipeline["summary"]
-    for job in ("generate", "ingest_vcf", "ingest_ehr", "genomic_qc", "conform_ehr", "genetic_features", "build_cohort", "gwas", "train", "score", "cluster", "survival", "report"):
+    for job in (
+        "generate",
+        "ingest_vcf",
+        "ingest_ehr",
+        "genomic_qc",
+        "conform_ehr",
+        "genetic_features",
+        "build_cohort",
+        "gwas",
+        "train",
+        "score",
+        "cluster",
+        "survival",
+        "report",
+    ):
         assert any(line.startswith(job) and "succeeded" in line for line in summary.splitlines()), (job, summary)
     # the work ran on the cluster's executor, not in a local master
     apps = pipeline["apps"]
     assert apps and all(a["state"] == "FINISHED" for a in apps)
     tables = pipeline["tables"]
     assert tables["silver.person"] == 800 and tables["bronze.vcf_samples"] == 200
-    assert tables["gold.cohort_t2d_incident"] > 600 and tables["gold.features_t2d_incident"] == tables["gold.cohort_t2d_incident"]
+    assert (
+        tables["gold.cohort_t2d_incident"] > 600
+        and tables["gold.features_t2d_incident"] == tables["gold.cohort_t2d_incident"]
+    )
     assert tables["gold.gwas_t2d"] > 300 and tables["gold.genetic_pcs"] > 150
     assert any(n.startswith("gold.predictions_") for n in tables)
     runs = pipeline["solo"]
@@ -46,13 +63,20 @@ REPORT_SECTIONS = {
     "Genotype QC": ["", "", "", ""],  # call rate, het/hom-var ratio, AF, HWE p
     "Genetic principal components": [""],
     "GWAS": ["Manhattan", "QQ"],
-    "Risk model: t2d_incident logistic": ["plots/calibration.png", "plots/feature_weights.png", "plots/pr.png", "plots/roc.png"],
+    "Risk model: t2d_incident logistic": [
+        "plots/calibration.png",
+        "plots/feature_weights.png",
+        "plots/pr.png",
+        "plots/roc.png",
+    ],
     "Time to event (AFT): t2d_incident aft_weibull": ["plots/km_by_risk.png"],
     "Patient phenotypes (clusters): t2d_incident kmeans": ["plots/cluster_profiles.png", "plots/silhouette.png"],
 }
 
 
-def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromium(pipeline: dict[str, Any], tmp_path: Path) -> None:
+def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromium(
+    pipeline: dict[str, Any], tmp_path: Path
+) -> None:
     """The report the pipeline wrote (every job's output in the lake), opened in headless Chromium:
     every section the report job can write is there, every image in it loaded (naturalWidth > 0),
     no console error. The expected sections are the report job's own headings (read from its
@@ -66,7 +90,9 @@ def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromiu
 
     if chromium() is None:
         require_tool("chromium")
-    declared = [t.rstrip(": ") for t in re.findall(r"<h2>([^<{]*)", inspect.getsource(report)) if t] + [t for t, _ in report.SECTIONS.values()]
+    declared = [t.rstrip(": ") for t in re.findall(r"<h2>([^<{]*)", inspect.getsource(report)) if t] + [
+        t for t, _ in report.SECTIONS.values()
+    ]
     assert len(declared) >= 10 and "Table 1" in declared, declared
     cohorts = sorted(n.split("table1_", 1)[1] for n in pipeline["tables"] if n.startswith("gold.table1_"))
     assert "t2d_incident" in cohorts
@@ -75,17 +101,22 @@ def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromiu
     if quarantined:
         expected["Quarantine"] = []
     # every heading the report job declares is one the full lake must show (Quarantine: when it has rows)
-    assert all(any(title == d or title.startswith(d + ": ") for title in {**expected, "Quarantine": []}) for d in declared), (declared, sorted(expected))
+    assert all(
+        any(title == d or title.startswith(d + ": ") for title in {**expected, "Quarantine": []}) for d in declared
+    ), (declared, sorted(expected))
     page = pipeline["report"]
     text = page.read_text()
-    assert "src=\"http" not in text and "<link" not in text  # self-contained
+    assert 'src="http' not in text and "<link" not in text  # self-contained
     seen = probe(page, tmp_path)
     h2 = [t for tag, t in seen["headings"] if tag == "h2"]
     assert sorted(h2) == sorted(expected), (h2, sorted(expected))
     h3 = [t for tag, t in seen["headings"] if tag == "h3"]
     assert h3 == ["gwas_t2d", "By subgroup (held-out)"], h3
     imgs = seen["image_list"]
-    assert seen["images"] == len(imgs) == text.count("<img ") == sum(len(v) for v in expected.values()), (seen["images"], text.count("<img "))
+    assert seen["images"] == len(imgs) == text.count("<img ") == sum(len(v) for v in expected.values()), (
+        seen["images"],
+        text.count("<img "),
+    )
     by_section = {t: sorted(i["alt"] for i in imgs if i["section"] == t) for t in expected}
     assert by_section == expected, by_section
     unloaded = [(i["section"], i["alt"]) for i in imgs if not (i["complete"] and i["width"] > 0 and i["height"] > 0)]
@@ -99,15 +130,19 @@ def test_report_probe_catches_a_broken_image_and_a_script_error(tmp_path: Path) 
     if chromium() is None:
         require_tool("chromium")
     bad = tmp_path / "bad.html"
-    bad.write_text("<!doctype html><html><head></head><body><h2>One</h2><img alt='x' src='data:image/png;base64,AAAA'>"
-                   "<script>nope()</script></body></html>")
+    bad.write_text(
+        "<!doctype html><html><head></head><body><h2>One</h2><img alt='x' src='data:image/png;base64,AAAA'>"
+        "<script>nope()</script></body></html>"
+    )
     caught = probe(bad, tmp_path)
     assert caught["broken"] == 1 and caught["errors"] >= 1
     assert caught["headings"] == [("h2", "One")]
     assert [(i["section"], i["alt"], i["width"]) for i in caught["image_list"]] == [("One", "x", 0)]
 
 
-def test_pipeline_skips_unchanged_steps_and_resumes_at_the_failed_one(spark: SparkSession, pipeline: dict[str, Any], tmp_path: Path) -> None:
+def test_pipeline_skips_unchanged_steps_and_resumes_at_the_failed_one(
+    spark: SparkSession, pipeline: dict[str, Any], tmp_path: Path
+) -> None:
     """On a copy of the cluster test's lake, in this process: a changed cohort setting and an injected
     failure in train (no feature column matches); then the rerun with train fixed."""
     from omicslake.errors import InputError
@@ -124,8 +159,16 @@ def test_pipeline_skips_unchanged_steps_and_resumes_at_the_failed_one(spark: Spa
     lk = Lake(spark, cfg)
     first = {r.job: r.status for r in lk.read("ops.runs").where("run_id = 'resume-1'").collect()}
     # unchanged upstream steps were not run; the changed cohort and what reads it were
-    assert first == {"ingest_vcf": "succeeded", "ingest_ehr": "succeeded", "build_cohort": "succeeded", "gwas": "succeeded", "train": "failed"}, first
+    assert first == {
+        "ingest_vcf": "succeeded",
+        "ingest_ehr": "succeeded",
+        "build_cohort": "succeeded",
+        "gwas": "succeeded",
+        "train": "failed",
+    }, first
     results = run_pipeline(spark, load_config("local", overrides=changed), jobs, run_id="resume-2")
     status = {r.job: r.status for r in results}
     assert status["build_cohort"] == "skipped" and status["gwas"] == "skipped" and status["genomic_qc"] == "skipped"
-    assert status["train"] == status["score"] == status["cluster"] == status["survival"] == status["report"] == "succeeded", status
+    assert (
+        status["train"] == status["score"] == status["cluster"] == status["survival"] == status["report"] == "succeeded"
+    ), status

@@ -26,7 +26,7 @@ from conftest import EHR_SILVER as SILVER
 from omicslake.config import Config
 from omicslake.errors import SecretError
 from omicslake.io.delta import Lake
-from omicslake.jobs.base import RunResult, execute
+from omicslake.jobs.base import execute
 
 BAD_DATE = "31/02/2019 25:61"
 
@@ -55,23 +55,36 @@ def test_bronze_keeps_every_line_and_rescues_what_fits_nowhere(spark: SparkSessi
     text = Path(row._source_file).read_text().splitlines()[row._line - 1]
     assert text == row._rescued["_malformed_line"] and text.endswith(",UNEXPECTED")
     drift = obs.where(F.col("_rescued")["SOURCE_SYSTEM"].isNotNull())
-    assert drift.count() == m["messy"]["counts"]["observations_schema_drift_rows"] and drift.where("_batch_id = 'batch_002'").count() == drift.count()
+    assert (
+        drift.count() == m["messy"]["counts"]["observations_schema_drift_rows"]
+        and drift.where("_batch_id = 'batch_002'").count() == drift.count()
+    )
     broken = lake.read("bronze.fhir_observation").where("resource_type IS NULL")
     assert broken.count() == m["messy"]["counts"]["fhir_observation_broken_json"]
     assert ehr_lake["ingest2"].metrics["files_known"] >= 6 and ehr_lake["ingest2"].metrics["files_new"] == 2
 
 
-def test_reconciliation_rows_in_equal_out_plus_quarantined_plus_duplicates(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+def test_reconciliation_rows_in_equal_out_plus_quarantined_plus_duplicates(
+    spark: SparkSession, ehr_lake: dict[str, Any]
+) -> None:
     cfg, m, landing = ehr_lake["cfg"], ehr_lake["manifest"], ehr_lake["landing"]
     metrics = ehr_lake["conform2"].metrics
     lake = Lake(spark, cfg)
     files = m["files"]
-    sources = {"person": ["patients"], "visit_occurrence": ["encounters"], "condition_occurrence": ["conditions"],
-               "measurement": ["observations"], "drug_exposure": ["medications"], "procedure_occurrence": ["procedures"]}
+    sources = {
+        "person": ["patients"],
+        "visit_occurrence": ["encounters"],
+        "condition_occurrence": ["conditions"],
+        "measurement": ["observations"],
+        "drug_exposure": ["medications"],
+        "procedure_occurrence": ["procedures"],
+    }
     for table, stems in sources.items():
         rows_in = sum(v["rows"] for k, v in files.items() if k.startswith("synthea/") and Path(k).stem in stems)
         assert metrics[f"{table}_in"] == rows_in, table
-        assert rows_in == metrics[f"{table}_out"] + metrics[f"{table}_quarantined"] + metrics[f"{table}_duplicates"], table
+        assert rows_in == metrics[f"{table}_out"] + metrics[f"{table}_quarantined"] + metrics[f"{table}_duplicates"], (
+            table
+        )
         assert lake.read(f"silver.{table}").count() == metrics[f"{table}_out"], table
         q = lake.read(f"quarantine.{table}").count() if lake.exists(f"quarantine.{table}") else 0
         assert q == metrics[f"{table}_quarantined"], table
@@ -79,7 +92,9 @@ def test_reconciliation_rows_in_equal_out_plus_quarantined_plus_duplicates(spark
     assert metrics["visit_occurrence_duplicates"] == c["encounters_late_corrections"]
     assert metrics["condition_occurrence_duplicates"] == c["conditions_duplicate_rows"]
     rules = Counter((r.rule) for r in lake.read("quarantine.visit_occurrence").collect())
-    assert rules == Counter({"well_formed": c["encounters_wrong_column_count"], "not_after_death": c["encounters_after_death"]})
+    assert rules == Counter(
+        {"well_formed": c["encounters_wrong_column_count"], "not_after_death": c["encounters_after_death"]}
+    )
     # Observations: derive the expected outcome of every line from the CSV itself.
     obs_rows = _csv_rows(landing / "synthea" / "batch_001" / "observations.csv")
     keys = Counter((r[1], r[2], r[4], r[0]) for r in obs_rows if len(r) == 9)
@@ -93,14 +108,26 @@ def test_reconciliation_rows_in_equal_out_plus_quarantined_plus_duplicates(spark
     got = {(r.table_name, r.expectation): r.rows_failed for r in dq.collect()}
     assert got[("silver.measurement", "parseable")] == len(bad_date_keys)
     assert got[("silver.condition_occurrence", "concept_mapped")] == c["conditions_unknown_code"] - sum(
-        1 for r in _csv_rows(landing / "synthea" / "batch_001" / "conditions.csv") if r[5] == "999999999") + len(
-        {(r[2], r[3], r[5], r[0]) for r in _csv_rows(landing / "synthea" / "batch_001" / "conditions.csv") if r[5] == "999999999"})
+        1 for r in _csv_rows(landing / "synthea" / "batch_001" / "conditions.csv") if r[5] == "999999999"
+    ) + len(
+        {
+            (r[2], r[3], r[5], r[0])
+            for r in _csv_rows(landing / "synthea" / "batch_001" / "conditions.csv")
+            if r[5] == "999999999"
+        }
+    )
 
 
 def test_units_are_canonical_and_conversions_exact(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
     lake = Lake(spark, ehr_lake["cfg"])
     meas = lake.read("silver.measurement")
-    units = {(r.measurement_name, r.unit_source_value) for r in meas.where("measurement_name IN ('glucose','weight','hba1c','height','bmi')").select("measurement_name", "unit_source_value").distinct().collect()}
+    units = {
+        (r.measurement_name, r.unit_source_value)
+        for r in meas.where("measurement_name IN ('glucose','weight','hba1c','height','bmi')")
+        .select("measurement_name", "unit_source_value")
+        .distinct()
+        .collect()
+    }
     assert units == {("glucose", "mg/dL"), ("weight", "kg"), ("hba1c", "%"), ("height", "cm"), ("bmi", "kg/m2")}
     lb = meas.where("unit_as_delivered = '[lb_av]'").select("value_source_value", "value_as_number").collect()
     mmol = meas.where("unit_as_delivered = 'mmol/L'").select("value_source_value", "value_as_number").collect()
@@ -110,7 +137,9 @@ def test_units_are_canonical_and_conversions_exact(spark: SparkSession, ehr_lake
     # after conversion the swapped units look like the rest: glucose in a plausible mg/dL range
     g = meas.where("measurement_name = 'glucose'").agg(F.min("value_as_number"), F.max("value_as_number")).first()
     assert 40 < g[0] and g[1] < 600
-    assert meas.where("measurement_concept_id = 3004410").count() == meas.where("measurement_name = 'hba1c'").count() > 0  # LOINC 4548-4
+    assert (
+        meas.where("measurement_concept_id = 3004410").count() == meas.where("measurement_name = 'hba1c'").count() > 0
+    )  # LOINC 4548-4
 
 
 def test_late_correction_replaces_the_row_and_history_stays(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
@@ -121,15 +150,24 @@ def test_late_correction_replaces_the_row_and_history_stays(spark: SparkSession,
     visit_key = hmac.new(key, "\x1f".join(["visit", corrected[0]]).encode(), sha256).hexdigest()
     lake = Lake(spark, cfg)
     now = lake.read("silver.visit_occurrence").where(F.col("visit_key") == visit_key).collect()
-    assert len(now) == 1 and now[0].visit_end_datetime.strftime("%Y-%m-%dT%H:%M:%SZ") == corrected[2] and now[0]._batch_id == "batch_002"
+    assert (
+        len(now) == 1
+        and now[0].visit_end_datetime.strftime("%Y-%m-%dT%H:%M:%SZ") == corrected[2]
+        and now[0]._batch_id == "batch_002"
+    )
     v1 = ehr_lake["versions1"]["visit_occurrence"]
     path = str(lake.path("silver.visit_occurrence"))
-    then = spark.read.format("delta").option("versionAsOf", v1).load(path).where(F.col("visit_key") == visit_key).collect()
+    then = (
+        spark.read.format("delta").option("versionAsOf", v1).load(path).where(F.col("visit_key") == visit_key).collect()
+    )
     assert then[0].visit_end_datetime.strftime("%Y-%m-%dT%H:%M:%SZ") == original[2]
     assert lake.version("silver.visit_occurrence") == v1 + 1
     # only the corrected rows were rewritten
     hist = spark.sql(f"DESCRIBE HISTORY delta.`{path}`").where(F.col("version") == v1 + 1).first()
-    assert int(hist.operationMetrics["numTargetRowsUpdated"]) == ehr_lake["manifest"]["messy"]["counts"]["encounters_late_corrections"]
+    assert (
+        int(hist.operationMetrics["numTargetRowsUpdated"])
+        == ehr_lake["manifest"]["messy"]["counts"]["encounters_late_corrections"]
+    )
 
 
 def test_no_direct_identifier_leaves_bronze(spark: SparkSession, ehr_lake: dict[str, Any], gold_lake: Config) -> None:
@@ -154,30 +192,47 @@ def test_no_direct_identifier_leaves_bronze(spark: SparkSession, ehr_lake: dict[
     assert counts["source id"] >= n_patients + n_encounters, counts
     tables = [n for n in lake.names() if n.split(".")[0] in ("silver", "gold", "quarantine")]
     assert {f"silver.{t}" for t in SILVER} <= set(tables)
-    assert {"gold.cohort_t2d_incident", "gold.features_t2d_incident", "gold.table1_t2d_incident", "gold.cohort_readmission_30d"} <= set(tables)
+    assert {
+        "gold.cohort_t2d_incident",
+        "gold.features_t2d_incident",
+        "gold.table1_t2d_incident",
+        "gold.cohort_readmission_30d",
+    } <= set(tables)
     assert {"quarantine.measurement", "quarantine.visit_occurrence"} <= set(tables)
     assert phi_scan.scan_lake(lake, ids) == {}
     # The scan finds an identifier where there is one: an SSN inside other text, a 'First Last' pair and a
     # 'Last, First' pair of a bronze patient, in three silver rows (a JSON copy too, as in quarantine.row_json).
     who = p.where("FIRST IS NOT NULL AND LAST IS NOT NULL AND SSN IS NOT NULL").orderBy("Id").first()
-    leak = lake.read("silver.person").limit(3).select(
-        F.lit(f"ssn:{who.SSN};").alias("state"),
-        F.lit(f"Seen by Dr. {who.FIRST.upper()} {who.LAST}, clinic").alias("race_source_value"),
-        F.lit(f"{who.LAST}, {who.FIRST}").alias("ethnicity_source_value"),
-        F.to_json(F.struct(F.lit(f"note\x1f{who.FIRST} {who.LAST}\n").alias("x"))).alias("row_json"),
+    leak = (
+        lake.read("silver.person")
+        .limit(3)
+        .select(
+            F.lit(f"ssn:{who.SSN};").alias("state"),
+            F.lit(f"Seen by Dr. {who.FIRST.upper()} {who.LAST}, clinic").alias("race_source_value"),
+            F.lit(f"{who.LAST}, {who.FIRST}").alias("ethnicity_source_value"),
+            F.to_json(F.struct(F.lit(f"note\x1f{who.FIRST} {who.LAST}\n").alias("x"))).alias("row_json"),
+        )
     )
     hits = phi_scan.scan(leak, ids)
     # (the SSN is found twice: as Synthea's SSN and as one of the FHIR Patient's identifiers)
-    assert hits == {("state", "ssn"): 3, ("state", "identifier"): 3,
-                    ("race_source_value", "name pair"): 3, ("race_source_value", "name"): 6,
-                    ("ethnicity_source_value", "name pair"): 3, ("ethnicity_source_value", "name"): 6,
-                    ("row_json", "name pair"): 3, ("row_json", "name"): 6}, hits
+    assert hits == {
+        ("state", "ssn"): 3,
+        ("state", "identifier"): 3,
+        ("race_source_value", "name pair"): 3,
+        ("race_source_value", "name"): 6,
+        ("ethnicity_source_value", "name pair"): 3,
+        ("ethnicity_source_value", "name"): 6,
+        ("row_json", "name pair"): 3,
+        ("row_json", "name"): 6,
+    }, hits
     ids.unpersist()
     silver_rows = lake.read("silver.person").count() + lake.read("silver.measurement").count()
     assert silver_rows > 1000
 
 
-def test_pseudonyms_are_hmac_of_the_source_id_and_change_with_the_key(spark: SparkSession, ehr_lake: dict[str, Any]) -> None:
+def test_pseudonyms_are_hmac_of_the_source_id_and_change_with_the_key(
+    spark: SparkSession, ehr_lake: dict[str, Any]
+) -> None:
     from omicslake.ehr.deid import pseudonym
 
     key = os.environ["OMICSLAKE_PSEUDONYM_KEY"].encode()
@@ -191,7 +246,10 @@ def test_pseudonyms_are_hmac_of_the_source_id_and_change_with_the_key(spark: Spa
     assert other.isdisjoint(silver_keys)
     # stable across runs: run 1's person keys are run 2's
     v1 = ehr_lake["versions1"]["person"]
-    first = {r.person_key for r in spark.read.format("delta").option("versionAsOf", v1).load(str(lake.path("silver.person"))).collect()}
+    first = {
+        r.person_key
+        for r in spark.read.format("delta").option("versionAsOf", v1).load(str(lake.path("silver.person"))).collect()
+    }
     assert first == silver_keys
 
 
@@ -217,13 +275,28 @@ def _table_rows(spark: SparkSession, lake: Lake, name: str) -> Counter[str]:
     return Counter(json.dumps(r.asDict(recursive=True), sort_keys=True, default=str) for r in df.collect())
 
 
-def test_sigkill_mid_conform_then_rerun_equals_a_clean_run(spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path) -> None:
+def test_sigkill_mid_conform_then_rerun_equals_a_clean_run(
+    spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path
+) -> None:
     clean_cfg, landing = ehr_lake["cfg"], ehr_lake["landing"]
     cfg = clean_cfg.replace(**{"lake.root": str(tmp_path / "lake")})
     # the same bronze as the clean lake (a copy of its tables: ingest is tested elsewhere)
     shutil.copytree(Path(clean_cfg.lake.root) / "bronze", tmp_path / "lake" / "bronze")
-    cmd = [sys.executable, "-m", "omicslake.jobs.cli", "run", "conform_ehr", "--set", f"lake.root={tmp_path / 'lake'}",
-           "--set", f"jobs.generate.out={landing}", "--set", "spark.shuffle_partitions=2", "--run-id", "k2"]
+    cmd = [
+        sys.executable,
+        "-m",
+        "omicslake.jobs.cli",
+        "run",
+        "conform_ehr",
+        "--set",
+        f"lake.root={tmp_path / 'lake'}",
+        "--set",
+        f"jobs.generate.out={landing}",
+        "--set",
+        "spark.shuffle_partitions=2",
+        "--run-id",
+        "k2",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
     person_log = tmp_path / "lake" / "silver" / "person" / "_delta_log"
     deadline = time.monotonic() + 300
@@ -248,40 +321,72 @@ def test_external_fhir_bulk_export_conforms(spark: SparkSession, cfg: Config, ex
     """smart-on-fhir's 10-patient bulk export (real Synthea FHIR R4, US Core) through bronze and
     silver: every line lands, every table reconciles, nothing is quarantined but what breaks a rule."""
     src = external / "fhir-bulk-r4"
-    c = cfg.replace(**{"jobs.ingest_ehr.sources": ["fhir"], "jobs.ingest_ehr.fhir_dir": str(src), "jobs.conform_ehr.source": "fhir"})
+    c = cfg.replace(
+        **{"jobs.ingest_ehr.sources": ["fhir"], "jobs.ingest_ehr.fhir_dir": str(src), "jobs.conform_ehr.source": "fhir"}
+    )
     ing = execute(spark, c, "ingest_ehr", run_id="f1")
-    lines = {p.name.split(".")[0]: len(p.read_text().splitlines()) for p in src.glob("*.ndjson") if p.name != "log.ndjson"}
-    assert ing.metrics["files_new"] == len(lines) and ing.metrics["rows"] == sum(lines.values()) and ing.metrics["rescued_rows"] == 0
+    lines = {
+        p.name.split(".")[0]: len(p.read_text().splitlines()) for p in src.glob("*.ndjson") if p.name != "log.ndjson"
+    }
+    assert (
+        ing.metrics["files_new"] == len(lines)
+        and ing.metrics["rows"] == sum(lines.values())
+        and ing.metrics["rescued_rows"] == 0
+    )
     conf = execute(spark, c, "conform_ehr", run_id="f1")
     m = conf.metrics
     lake = Lake(spark, c)
-    expected_in = {"person": lines["Patient"], "visit_occurrence": lines["Encounter"], "condition_occurrence": lines["Condition"],
-                   "drug_exposure": lines["MedicationRequest"], "procedure_occurrence": lines["Procedure"]}
+    expected_in = {
+        "person": lines["Patient"],
+        "visit_occurrence": lines["Encounter"],
+        "condition_occurrence": lines["Condition"],
+        "drug_exposure": lines["MedicationRequest"],
+        "procedure_occurrence": lines["Procedure"],
+    }
     for table, n in expected_in.items():
         assert m[f"{table}_in"] == n, table
         assert n == m[f"{table}_out"] + m[f"{table}_quarantined"] + m[f"{table}_duplicates"], table
         assert lake.read(f"silver.{table}").count() == m[f"{table}_out"], table
     assert m["person_out"] == lines["Patient"] and m["visit_occurrence_out"] > 0.95 * lines["Encounter"]
-    print("FHIR sample conform metrics:", {k: v for k, v in m.items() if k.endswith(("_in", "_out", "_quarantined", "_duplicates"))})
+    print(
+        "FHIR sample conform metrics:",
+        {k: v for k, v in m.items() if k.endswith(("_in", "_out", "_quarantined", "_duplicates"))},
+    )
     assert not lake.exists("silver.measurement")  # the sample has no Observation file
     # codes mapped where the Eunomia concept table knows them
     mapped = lake.read("silver.condition_occurrence").where("condition_concept_id <> 0").count()
     assert mapped > 0
-    rules = Counter(r.rule for r in lake.read("quarantine.visit_occurrence").collect()) if lake.exists("quarantine.visit_occurrence") else Counter()
+    rules = (
+        Counter(r.rule for r in lake.read("quarantine.visit_occurrence").collect())
+        if lake.exists("quarantine.visit_occurrence")
+        else Counter()
+    )
     print("FHIR sample quarantine rules (visits):", dict(rules))
     assert sum(rules.values()) == m["visit_occurrence_quarantined"]
     # No direct identifier of the export's patients (resource ids, SSN, MRN, licence, passport, phone, names and
     # name pairs, street addresses) nor an encounter id reaches silver or quarantine.
-    ids = phi_scan.identifiers(phi_scan.fhir_identifiers(lake.read("bronze.fhir_patient"), lake.read("bronze.fhir_encounter"))).cache()
+    ids = phi_scan.identifiers(
+        phi_scan.fhir_identifiers(lake.read("bronze.fhir_patient"), lake.read("bronze.fhir_encounter"))
+    ).cache()
     counts = phi_scan.kinds(ids)
     print("PHI scan (FHIR sample) looks for:", counts)
     first = json.loads((src / "Patient.000.ndjson").read_text().splitlines()[0])
     given, family = first["name"][0]["given"][0], first["name"][0]["family"]
     ssn = next(i["value"] for i in first["identifier"] if i.get("system") == "http://hl7.org/fhir/sid/us-ssn")
-    assert counts["source id"] == lines["Patient"] + lines["Encounter"] and counts["identifier"] >= 3 * lines["Patient"], counts
-    assert counts["phone"] == lines["Patient"] and counts["name pair"] >= 2 * lines["Patient"] and counts["address"] >= lines["Patient"], counts
+    assert (
+        counts["source id"] == lines["Patient"] + lines["Encounter"] and counts["identifier"] >= 3 * lines["Patient"]
+    ), counts
+    assert (
+        counts["phone"] == lines["Patient"]
+        and counts["name pair"] >= 2 * lines["Patient"]
+        and counts["address"] >= lines["Patient"]
+    ), counts
     assert phi_scan.scan_lake(lake, ids, ("silver", "quarantine")) == {}
-    leak = lake.read("silver.person").limit(2).select(F.lit(f"{given} {family}").alias("a"), F.lit(f"ssn={ssn}").alias("b"))
+    leak = (
+        lake.read("silver.person")
+        .limit(2)
+        .select(F.lit(f"{given} {family}").alias("a"), F.lit(f"ssn={ssn}").alias("b"))
+    )
     assert phi_scan.scan(leak, ids) == {("a", "name pair"): 2, ("a", "name"): 4, ("b", "identifier"): 2}
     ids.unpersist()
 
@@ -291,7 +396,9 @@ def test_external_omop_cdm_export_conforms(spark: SparkSession, cfg: Config, ext
     line lands, every table reconciles, and the concepts we map from the source values are the
     ones the OMOP export itself carries (an independent mapping by OHDSI's ETL)."""
     src = external / "omop-eunomia-synthea27nj"
-    c = cfg.replace(**{"jobs.ingest_ehr.sources": ["omop"], "jobs.ingest_ehr.omop_dir": str(src), "jobs.conform_ehr.source": "omop"})
+    c = cfg.replace(
+        **{"jobs.ingest_ehr.sources": ["omop"], "jobs.ingest_ehr.omop_dir": str(src), "jobs.conform_ehr.source": "omop"}
+    )
     ing = execute(spark, c, "ingest_ehr", run_id="o1")
     rows = {p.stem.lower(): [[""]] + _csv_rows(p) for p in src.glob("*.csv") if p.name != "CONCEPT.csv"}  # [0]: header
     assert ing.metrics["files_new"] == len(rows) and ing.metrics["rows"] == sum(len(r) - 1 for r in rows.values())
@@ -299,15 +406,25 @@ def test_external_omop_cdm_export_conforms(spark: SparkSession, cfg: Config, ext
     conf = execute(spark, c, "conform_ehr", run_id="o1")
     m = conf.metrics
     lake = Lake(spark, c)
-    expected_in = {"person": "person", "visit_occurrence": "visit_occurrence", "condition_occurrence": "condition_occurrence",
-                   "measurement": "measurement", "drug_exposure": "drug_exposure"}
+    expected_in = {
+        "person": "person",
+        "visit_occurrence": "visit_occurrence",
+        "condition_occurrence": "condition_occurrence",
+        "measurement": "measurement",
+        "drug_exposure": "drug_exposure",
+    }
     for table, omop_table in expected_in.items():
         assert m[f"{table}_in"] == len(rows[omop_table]) - 1, table
         assert m[f"{table}_in"] == m[f"{table}_out"] + m[f"{table}_quarantined"] + m[f"{table}_duplicates"], table
         assert lake.read(f"silver.{table}").count() == m[f"{table}_out"], table
-    print("OMOP sample conform metrics:", {k: v for k, v in m.items() if k.endswith(("_in", "_out", "_quarantined", "_duplicates"))})
+    print(
+        "OMOP sample conform metrics:",
+        {k: v for k, v in m.items() if k.endswith(("_in", "_out", "_quarantined", "_duplicates"))},
+    )
     assert m["person_out"] == len(rows["person"]) - 1 and m["death_out"] == len(rows["death"]) - 1
-    assert m["visit_occurrence_out"] > 0.95 * m["visit_occurrence_in"] and m["measurement_out"] > 0.9 * m["measurement_in"]
+    assert (
+        m["visit_occurrence_out"] > 0.95 * m["visit_occurrence_in"] and m["measurement_out"] > 0.9 * m["measurement_in"]
+    )
     # person_key = HMAC of person_source_value; birth dates and death dates come through unchanged
     key = os.environ["OMICSLAKE_PSEUDONYM_KEY"].encode()
     pk = {r[0]: hmac.new(key, ("person\x1f" + r[11]).encode(), sha256).hexdigest() for r in rows["person"][1:]}
@@ -331,7 +448,9 @@ def test_external_omop_cdm_export_conforms(spark: SparkSession, cfg: Config, ext
     # The source system's ids (person_source_value, visit_source_value) reach neither silver nor quarantine,
     # as whole values or inside text (tests/integration/phi_scan.py).
     source_ids = {r[11] for r in rows["person"][1:]} | {r[10] for r in rows["visit_occurrence"][1:] if r[10]}
-    ids = phi_scan.identifiers(phi_scan.omop_identifiers(lake.read("bronze.omop_person"), lake.read("bronze.omop_visit_occurrence"))).cache()
+    ids = phi_scan.identifiers(
+        phi_scan.omop_identifiers(lake.read("bronze.omop_person"), lake.read("bronze.omop_visit_occurrence"))
+    ).cache()
     assert phi_scan.kinds(ids) == {"source id": len(source_ids)}
     assert phi_scan.scan_lake(lake, ids, ("silver", "quarantine")) == {}
     planted = sorted(source_ids)[0]
@@ -340,7 +459,9 @@ def test_external_omop_cdm_export_conforms(spark: SparkSession, cfg: Config, ext
     ids.unpersist()
 
 
-def test_build_cohort_labels_agree_with_the_planted_truth(spark: SparkSession, ehr_lake: dict[str, Any], gold_lake: Config) -> None:
+def test_build_cohort_labels_agree_with_the_planted_truth(
+    spark: SparkSession, ehr_lake: dict[str, Any], gold_lake: Config
+) -> None:
     """gold.cohort_* labels against the generator's truth file: the manifest's example cases and
     controls, and every patient whose index date is the generator's own."""
     cfg = gold_lake
@@ -358,22 +479,34 @@ def test_build_cohort_labels_agree_with_the_planted_truth(spark: SparkSession, e
     controls = [t2d[pk(p)] for p in out["example_controls"] if pk(p) in t2d]
     assert len(cases) >= 15 and len(controls) >= 15, (len(cases), len(controls))
     assert all(r.label == 1 for r in cases) and all(r.label == 0 for r in controls)
-    same_index = [(r.label, truth[k]["t2d_incident"] == "true") for k, r in t2d.items() if str(r.index_date) == truth[k]["index_date"]]
+    same_index = [
+        (r.label, truth[k]["t2d_incident"] == "true")
+        for k, r in t2d.items()
+        if str(r.index_date) == truth[k]["index_date"]
+    ]
     agree = sum(int(lab == bool(t)) for lab, t in same_index)
-    print(f"T2D cohort: {len(t2d)} persons, {len(same_index)} with the generator's index date, labels agree for {agree}")
+    print(
+        f"T2D cohort: {len(t2d)} persons, {len(same_index)} with the generator's index date, labels agree for {agree}"
+    )
     assert len(same_index) > 0.9 * len(t2d) and agree >= 0.99 * len(same_index)
     ra = {r.person_key: r for r in lake.read("gold.cohort_readmission_30d").collect()}
     has_ip = [k for k, t in truth.items() if t["has_inpatient"] == "true"]
     both = [k for k in has_ip if k in ra]
     assert len(both) >= 0.9 * len(has_ip)
     agree_ra = sum(int(ra[k].label == (truth[k]["readmit_30d"] == "true")) for k in both)
-    print(f"readmission cohort: {len(ra)} persons, {len(both)} of {len(has_ip)} with an inpatient stay in truth, labels agree for {agree_ra}")
+    print(
+        f"readmission cohort: {len(ra)} persons, {len(both)} of {len(has_ip)} with an inpatient stay in truth, labels agree for {agree_ra}"
+    )
     assert agree_ra >= 0.99 * len(both)
     # features: one row per cohort member, the label carried; Table 1 n = the cohort's size
     feats = lake.read("gold.features_t2d_incident")
     assert feats.count() == len(t2d) and feats.select("person_key").distinct().count() == len(t2d)
     n_row = lake.read("gold.table1_t2d_incident").where("variable = 'n'").first()
-    assert n_row is not None and int(n_row.overall) == len(t2d) and int(n_row.outcome_1) == sum(r.label for r in t2d.values())
+    assert (
+        n_row is not None
+        and int(n_row.overall) == len(t2d)
+        and int(n_row.outcome_1) == sum(r.label for r in t2d.values())
+    )
     md = (cfg.lake_root / "reports" / "table1_t2d_incident.md").read_text()
     assert "| lab_hba1c_last_1095d |" in md
     # the planted effects show: cases have higher HbA1c and BMI (SMD > 0.3)

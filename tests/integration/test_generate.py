@@ -18,6 +18,12 @@ from typing import Any
 import numpy as np
 from pyspark.sql import SparkSession
 
+from conftest import MESSY_PATIENTS as PATIENTS
+from conftest import MESSY_SAMPLES as SAMPLES
+from conftest import MESSY_VARIANTS as VARIANTS
+from conftest import generate_cli as _generate
+from conftest import require_tool
+
 SYNTHEA_HEADERS = {
     "patients": "Id,BIRTHDATE,DEATHDATE,SSN,DRIVERS,PASSPORT,PREFIX,FIRST,MIDDLE,LAST,SUFFIX,MAIDEN,MARITAL,RACE,"
     "ETHNICITY,GENDER,BIRTHPLACE,ADDRESS,CITY,STATE,COUNTY,FIPS,ZIP,LAT,LON,HEALTHCARE_EXPENSES,"
@@ -31,14 +37,18 @@ SYNTHEA_HEADERS = {
     "procedures": "START,STOP,PATIENT,ENCOUNTER,SYSTEM,CODE,DESCRIPTION,BASE_COST,REASONCODE,REASONDESCRIPTION",
 }
 KNOWN_CONDITION_CODES = {
-    "44054006", "59621000", "88805009", "185086009", "433144002", "22298006", "254637007", "26929004",
-    "10509002", "444814009", "15777000",
+    "44054006",
+    "59621000",
+    "88805009",
+    "185086009",
+    "433144002",
+    "22298006",
+    "254637007",
+    "26929004",
+    "10509002",
+    "444814009",
+    "15777000",
 }
-from conftest import MESSY_PATIENTS as PATIENTS
-from conftest import MESSY_SAMPLES as SAMPLES
-from conftest import MESSY_VARIANTS as VARIANTS
-from conftest import generate_cli as _generate
-from conftest import require_tool
 
 
 def _digests(folder: Path) -> dict[str, str]:
@@ -56,7 +66,18 @@ def _digests(folder: Path) -> dict[str, str]:
 
 def test_same_seed_same_files(messy: tuple[Path, dict[str, Any]], tmp_path: Path, spark: SparkSession) -> None:
     out, _ = messy
-    again = _generate(tmp_path, tmp_path / "again", 11, "--patients", str(PATIENTS), "--samples", str(SAMPLES), "--variants", str(VARIANTS), "--messy")
+    again = _generate(
+        tmp_path,
+        tmp_path / "again",
+        11,
+        "--patients",
+        str(PATIENTS),
+        "--samples",
+        str(SAMPLES),
+        "--variants",
+        str(VARIANTS),
+        "--messy",
+    )
     assert again["parameters"]["seed"] == 11
     first, second = _digests(out), _digests(tmp_path / "again")
     assert len(first) >= 25  # CSV, NDJSON parts, VCF, manifest, truth
@@ -84,9 +105,13 @@ def test_vcf_accepted_by_bcftools(messy: tuple[Path, dict[str, Any]]) -> None:
     out, m = messy
     bcftools = require_tool("bcftools")
     vcf = out / "vcf/cohort.vcf.bgz"
-    samples = subprocess.run([bcftools, "query", "-l", str(vcf)], capture_output=True, text=True, check=True).stdout.split()
+    samples = subprocess.run(
+        [bcftools, "query", "-l", str(vcf)], capture_output=True, text=True, check=True
+    ).stdout.split()
     assert len(samples) == SAMPLES == m["genome"]["samples"]
-    body = subprocess.run([bcftools, "view", "-H", str(vcf)], capture_output=True, text=True, check=True).stdout.splitlines()
+    body = subprocess.run(
+        [bcftools, "view", "-H", str(vcf)], capture_output=True, text=True, check=True
+    ).stdout.splitlines()
     assert len(body) == VARIANTS
     multi = sum(1 for line in body if "," in line.split("\t")[4])
     assert multi == m["genome"]["multiallelic_sites"] > 0
@@ -202,7 +227,9 @@ def test_manifest_lists_causal_variants_present_in_vcf(messy: tuple[Path, dict[s
     bcftools = require_tool("bcftools")
     causal = m["genome"]["causal_variants"]
     assert len(causal) == 5
-    text = subprocess.run([bcftools, "view", "-H", str(out / "vcf/cohort.vcf.bgz")], capture_output=True, text=True, check=True).stdout
+    text = subprocess.run(
+        [bcftools, "view", "-H", str(out / "vcf/cohort.vcf.bgz")], capture_output=True, text=True, check=True
+    ).stdout
     sites = {(f[0], int(f[1]), f[3], f[4]) for f in (line.split("\t")[:5] for line in text.splitlines())}
     for c in causal:
         assert (c["contig"], c["position"], c["ref"], c["alt"]) in sites
@@ -264,7 +291,7 @@ def test_planted_signal_recovered_from_files(spark: SparkSession, tmp_path: Path
     assert auc >= promised, (auc, promised)
     assert auc <= m["outcomes"]["t2d_incident_365d"]["oracle_auroc"] + 0.05
     # The labels found in the files agree with the planted truth for the listed examples.
-    labelled = dict(zip([pid for pid in index if not (pid in t2d and t2d[pid] <= index[pid][0])], labels))
+    labelled = dict(zip([pid for pid in index if not (pid in t2d and t2d[pid] <= index[pid][0])], labels, strict=False))
     for pid in m["outcomes"]["t2d_incident_365d"]["example_cases"]:
         assert labelled[pid] == 1
     for pid in m["outcomes"]["t2d_incident_365d"]["example_controls"]:

@@ -30,14 +30,19 @@ def _bcftools_tags(path: Path, tmp: Path) -> dict[tuple[str, int, str, str], tup
     gz = tmp / (path.name + ".gz")
     gz.write_bytes(subprocess.run([bgzip, "-c", str(path)], capture_output=True, check=True).stdout)
     subprocess.run([tabix, "-p", "vcf", str(gz)], check=True)
-    filled = subprocess.run([bcftools, "+fill-tags", str(gz), "--", "-t", "AC,AN,AF"], capture_output=True, check=True).stdout
+    filled = subprocess.run(
+        [bcftools, "+fill-tags", str(gz), "--", "-t", "AC,AN,AF"], capture_output=True, check=True
+    ).stdout
     text = subprocess.run(
-        [bcftools, "query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t%AC\t%AN\t%AF\n"], input=filled, capture_output=True, check=True
+        [bcftools, "query", "-f", "%CHROM\t%POS\t%REF\t%ALT\t%AC\t%AN\t%AF\n"],
+        input=filled,
+        capture_output=True,
+        check=True,
     ).stdout.decode()
     out = {}
     for line in text.splitlines():
         chrom, pos, ref, alts, acs, an, afs = line.split("\t")
-        for alt, ac, af in zip(alts.split(","), acs.split(","), afs.split(",")):
+        for alt, ac, af in zip(alts.split(","), acs.split(","), afs.split(","), strict=True):
             out[(chrom, *_minrep(int(pos), ref, alt))] = (int(ac), int(an), float(af))
     return out
 
@@ -55,14 +60,26 @@ def _minrep(pos: int, ref: str, alt: str) -> tuple[int, str, str]:
     return pos, ref, alt
 
 
-def test_allele_frequencies_equal_bcftools_fill_tags(spark: SparkSession, cfg: Config, external: Path, tmp_path: Path) -> None:
+def test_allele_frequencies_equal_bcftools_fill_tags(
+    spark: SparkSession, cfg: Config, external: Path, tmp_path: Path
+) -> None:
     path = external / "vcf" / "sample2.vcf"  # 356 multi-allelic sites, many missing calls
     theirs = _bcftools_tags(path, tmp_path)  # first: without bcftools the test stops before the Spark work
-    c = _cfg(cfg, path, sample_min_call_rate=0.0, sample_max_het_hom_ratio=1e9, variant_min_call_rate=0.0, variant_min_hwe_p=0.0)
+    c = _cfg(
+        cfg,
+        path,
+        sample_min_call_rate=0.0,
+        sample_max_het_hom_ratio=1e9,
+        variant_min_call_rate=0.0,
+        variant_min_hwe_p=0.0,
+    )
     execute(spark, c, "ingest_vcf")
     result = execute(spark, c, "genomic_qc")
     assert result.metrics["samples_passed"] == 100
-    ours = {(r.contig, r.position, r.ref, r.alt): (r.ac, r.an, r.af) for r in Lake(spark, c).read("silver.variant_qc").collect()}
+    ours = {
+        (r.contig, r.position, r.ref, r.alt): (r.ac, r.an, r.af)
+        for r in Lake(spark, c).read("silver.variant_qc").collect()
+    }
     assert len(ours) == len(theirs) > 735, (set(theirs) - set(ours), set(ours) - set(theirs))
     assert set(ours) == set(theirs)
     for key, (ac, an, af) in theirs.items():
@@ -80,13 +97,22 @@ def test_thresholds_route_failures_to_quarantine(spark: SparkSession, cfg: Confi
     lake = Lake(spark, c)
     sq = lake.read("silver.sample_qc")
     failed = sq.where(~F.col("passed"))
-    assert failed.where(F.col("rule") == "sample_call_rate").count() == failed.count() == sq.where("call_rate < 0.5").count()
+    assert (
+        failed.where(F.col("rule") == "sample_call_rate").count()
+        == failed.count()
+        == sq.where("call_rate < 0.5").count()
+    )
     assert lake.read("quarantine.sample_qc").count() == failed.count()
     assert m["samples_passed"] == sq.where("passed").count() == lake.read("silver.genotype_samples").count()
     vq = lake.read("silver.variant_qc")
     assert vq.where("passed AND (call_rate < 0.9 OR least(af, 1 - af) < 0.01)").count() == 0
     assert vq.where("NOT passed").count() == lake.read("quarantine.variant_qc").count() > 0
-    assert {r.rule for r in lake.read("quarantine.variant_qc").select("rule").distinct().collect()} <= {"variant_star_allele", "variant_call_rate", "variant_maf", "variant_hwe"}
+    assert {r.rule for r in lake.read("quarantine.variant_qc").select("rule").distinct().collect()} <= {
+        "variant_star_allele",
+        "variant_call_rate",
+        "variant_maf",
+        "variant_hwe",
+    }
     g = lake.read("silver.genotypes")
     assert g.count() == vq.where("passed").count() == m["variants_passed"]
     assert g.select(F.size("dosage").alias("n")).distinct().collect()[0].n == m["samples_passed"]

@@ -26,29 +26,38 @@ from omicslake.jobs.cli import main as cli_main
 
 def _epacts_cfg(cfg: Config, external: Path, **extra: object) -> Config:
     g = external / "gwas"
-    return cfg.replace(**{
-        "jobs.gwas.vcf": str(g / "regressionLogisticEpacts.vcf"),
-        "jobs.gwas.pheno": str(g / "regressionLogisticEpacts.fam"),
-        "jobs.gwas.pheno_col": "PHENO1",
-        "jobs.gwas.covar": str(g / "regressionLogisticEpacts.cov"),
-        "jobs.gwas.covar_cols": ["PC1", "PC2"],
-        "jobs.gwas.reference_genome": "GRCh37",
-        "jobs.gwas.name": "epacts",
-        **{f"jobs.gwas.{k}": v for k, v in extra.items()},
-    })
+    return cfg.replace(
+        **{
+            "jobs.gwas.vcf": str(g / "regressionLogisticEpacts.vcf"),
+            "jobs.gwas.pheno": str(g / "regressionLogisticEpacts.fam"),
+            "jobs.gwas.pheno_col": "PHENO1",
+            "jobs.gwas.covar": str(g / "regressionLogisticEpacts.cov"),
+            "jobs.gwas.covar_cols": ["PC1", "PC2"],
+            "jobs.gwas.reference_genome": "GRCh37",
+            "jobs.gwas.name": "epacts",
+            **{f"jobs.gwas.{k}": v for k, v in extra.items()},
+        }
+    )
 
 
-def test_logistic_agrees_with_plink2_and_hail_mode_agrees_with_ours(spark: SparkSession, cfg: Config, external: Path, tmp_path: Path) -> None:
+def test_logistic_agrees_with_plink2_and_hail_mode_agrees_with_ours(
+    spark: SparkSession, cfg: Config, external: Path, tmp_path: Path
+) -> None:
     require_tool("plink2")
     g = external / "gwas"
     result = execute(spark, _epacts_cfg(cfg, external), "gwas", run_id="e1")
     assert result.status == "succeeded"
     ours = Lake(spark, cfg).read("gold.gwas_epacts").orderBy("position").collect()
     assert len(ours) == 5
-    fam = {line.split()[1]: float(line.split()[5]) for line in (g / "regressionLogisticEpacts.fam").read_text().splitlines()}
+    fam = {
+        line.split()[1]: float(line.split()[5])
+        for line in (g / "regressionLogisticEpacts.fam").read_text().splitlines()
+    }
     with (g / "regressionLogisticEpacts.cov").open() as f:
         cov = {r["IND_ID"]: [float(r["PC1"]), float(r["PC2"])] for r in csv.DictReader(f, delimiter="\t")}
-    theirs = plink2_glm(tmp_path / "p2", ["--vcf", str(g / "regressionLogisticEpacts.vcf")], fam, cov, ["PC1", "PC2"], "logistic")
+    theirs = plink2_glm(
+        tmp_path / "p2", ["--vcf", str(g / "regressionLogisticEpacts.vcf")], fam, cov, ["PC1", "PC2"], "logistic"
+    )
     assert sum(1 for r in theirs.values() if r["ERRCODE"] == ".") == 5
     assert compare(ours, theirs) == 5
     m = result.metrics
@@ -65,8 +74,15 @@ def test_logistic_agrees_with_plink2_and_hail_mode_agrees_with_ours(spark: Spark
 
 
 # Planted around separation; plink2 2.00a3's --glm (firth-fallback, its default) fits these by Firth.
-SEPARATED = {"complete_het", "complete_homalt", "only_cases", "only_controls", "singleton_case", "cases_all_homalt",
-             "only_cases_missing"}
+SEPARATED = {
+    "complete_het",
+    "complete_homalt",
+    "only_cases",
+    "only_controls",
+    "singleton_case",
+    "cases_all_homalt",
+    "only_cases_missing",
+}
 
 
 def _planted_separation(out: Path) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, list[float]]]:
@@ -135,9 +151,12 @@ def _planted_separation(out: Path) -> tuple[dict[str, np.ndarray], dict[str, flo
 
     ids = [f"S{i:02d}" for i in range(n)]
     gt = {0.0: "0/0", 1.0: "0/1", 2.0: "1/1"}
-    lines = ["##fileformat=VCFv4.2", "##contig=<ID=1,length=249250621>",
-             '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
-             "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *ids])]
+    lines = [
+        "##fileformat=VCFv4.2",
+        "##contig=<ID=1,length=249250621>",
+        '##FORMAT=<ID=GT,Number=1,Type=String,Description="Genotype">',
+        "\t".join(["#CHROM", "POS", "ID", "REF", "ALT", "QUAL", "FILTER", "INFO", "FORMAT", *ids]),
+    ]
     for k, (name, g) in enumerate(v.items()):
         calls = ["./." if np.isnan(x) else gt[x] for x in g]
         lines.append("\t".join(["1", str(10000 + 1000 * k), name, "C", "T", ".", "PASS", ".", "GT", *calls]))
@@ -149,7 +168,9 @@ def _planted_separation(out: Path) -> tuple[dict[str, np.ndarray], dict[str, flo
     return v, pheno, covar
 
 
-def test_firth_fallback_on_planted_separation_agrees_with_plink2_in_both_modes(spark: SparkSession, cfg: Config, tmp_path: Path) -> None:
+def test_firth_fallback_on_planted_separation_agrees_with_plink2_in_both_modes(
+    spark: SparkSession, cfg: Config, tmp_path: Path
+) -> None:
     require_tool("plink2")
     calls, pheno, covar = _planted_separation(tmp_path)
     geno = ["--vcf", str(tmp_path / "planted.vcf")]
@@ -165,8 +186,12 @@ def test_firth_fallback_on_planted_separation_agrees_with_plink2_in_both_modes(s
         return [k for k, r in hybrid.items() if r["ID"] in names]
 
     base = {
-        "jobs.gwas.vcf": str(tmp_path / "planted.vcf"), "jobs.gwas.pheno": str(tmp_path / "pheno.tsv"), "jobs.gwas.pheno_col": "Y",
-        "jobs.gwas.covar": str(tmp_path / "covar.tsv"), "jobs.gwas.covar_cols": ["age", "sex"], "jobs.gwas.reference_genome": "GRCh37",
+        "jobs.gwas.vcf": str(tmp_path / "planted.vcf"),
+        "jobs.gwas.pheno": str(tmp_path / "pheno.tsv"),
+        "jobs.gwas.pheno_col": "Y",
+        "jobs.gwas.covar": str(tmp_path / "covar.tsv"),
+        "jobs.gwas.covar_cols": ["age", "sex"],
+        "jobs.gwas.reference_genome": "GRCh37",
     }
     # plink2's way (missing calls dropped): every variant the same kind of fit as plink2's, every
     # fitted one matched (compare), quasi_het_overlap UNFINISHED on both sides
@@ -181,7 +206,12 @@ def test_firth_fallback_on_planted_separation_agrees_with_plink2_in_both_modes(s
     # numbers. Hail's Wald iteration does not converge on quasi_het_overlap, so it is refitted by
     # Firth, against plink2's Firth-only run; imputing the mean dosage for only_cases_missing's
     # missing calls gives controls some alt dosage, so it no longer separates and stays Wald.
-    hail = execute(spark, cfg.replace(**base, **{"jobs.gwas.name": "planted_hail", "jobs.gwas.missing": "mean"}), "gwas", run_id="f2")
+    hail = execute(
+        spark,
+        cfg.replace(**base, **{"jobs.gwas.name": "planted_hail", "jobs.gwas.missing": "mean"}),
+        "gwas",
+        run_id="f2",
+    )
     assert hail.status == "succeeded", hail.error
     theirs = Lake(spark, cfg).read("gold.gwas_planted_hail").collect()
     assert len(theirs) == len(calls)
@@ -201,14 +231,29 @@ def test_without_firth_a_separated_variant_has_no_estimate_as_in_plink2(spark: S
 
     require_tool("plink2")
     calls, pheno, covar = _planted_separation(tmp_path)
-    theirs = plink2_glm(tmp_path / "p2", ["--vcf", str(tmp_path / "planted.vcf")], pheno, covar, ["age", "sex"], "logistic",
-                        modifiers=("no-firth",))
-    design = build_design(sorted(pheno), read_sample_table(tmp_path / "pheno.tsv"), "Y", True,
-                          read_sample_table(tmp_path / "covar.tsv"), ["age", "sex"])
+    theirs = plink2_glm(
+        tmp_path / "p2",
+        ["--vcf", str(tmp_path / "planted.vcf")],
+        pheno,
+        covar,
+        ["age", "sex"],
+        "logistic",
+        modifiers=("no-firth",),
+    )
+    design = build_design(
+        sorted(pheno),
+        read_sample_table(tmp_path / "pheno.tsv"),
+        "Y",
+        True,
+        read_sample_table(tmp_path / "covar.tsv"),
+        ["age", "sex"],
+    )
     rows = []
     for (contig, position, ref, alt), r in theirs.items():
         n, _, f = fit_variant(calls[r["ID"]], design, "logistic", "drop", "no")
-        rows.append(SimpleNamespace(contig=contig, position=position, ref=ref, alt=alt, tested_allele=alt, n=n, **vars(f)))
+        rows.append(
+            SimpleNamespace(contig=contig, position=position, ref=ref, alt=alt, tested_allele=alt, n=n, **vars(f))
+        )
         separated = r["ERRCODE"].startswith("SEPARATION")
         assert (f.status == "separated") == separated and (math.isnan(f.beta) or not separated), (r["ID"], f, r)
     assert sum(r["ERRCODE"].startswith("SEPARATION") for r in theirs.values()) == len(SEPARATED)
@@ -222,23 +267,57 @@ def test_without_firth_a_separated_variant_has_no_estimate_as_in_plink2(spark: S
     assert hail["only_cases_missing"].status == "ok" and not any(r.refit for r in hail.values())
 
 
-def test_plink_bed_input_through_the_cli(spark: SparkSession, cfg: Config, external: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_plink_bed_input_through_the_cli(
+    spark: SparkSession, cfg: Config, external: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     require_tool("plink2")
     g = external / "gwas"
-    subprocess.run(["plink2", "--vcf", str(g / "regressionLinear.vcf"), "--make-bed", "--out", str(tmp_path / "lin")], check=True, capture_output=True)
+    subprocess.run(
+        ["plink2", "--vcf", str(g / "regressionLinear.vcf"), "--make-bed", "--out", str(tmp_path / "lin")],
+        check=True,
+        capture_output=True,
+    )
     # Shifted by 0.5: plink2 takes a 0/1/2-valued phenotype for case/control and would fit a
     # logistic model; shifted, both tools fit the same linear model.
     with (g / "regressionLinear.pheno").open() as f:
-        ph = {r["Sample"]: float(r["Pheno"]) + 0.5 for r in csv.DictReader(f, delimiter="\t") if r["Pheno"] not in ("NA", "")}
+        ph = {
+            r["Sample"]: float(r["Pheno"]) + 0.5
+            for r in csv.DictReader(f, delimiter="\t")
+            if r["Pheno"] not in ("NA", "")
+        }
     pheno = tmp_path / "lin.pheno"
     pheno.write_text("#FID\tIID\tPheno\n" + "".join(f"0\t{s}\t{v}\n" for s, v in ph.items()))
-    code = cli_main(["gwas", "--bfile", str(tmp_path / "lin"), "--pheno", str(pheno), "--pheno-col", "Pheno", "--covar",
-                     str(g / "regressionLinear.cov"), "--covar-cols", "Cov1,Cov2", "--model", "linear", "--reference", "none",
-                     "--name", "lin", "--set", f"lake.root={cfg.lake.root}"])
+    code = cli_main(
+        [
+            "gwas",
+            "--bfile",
+            str(tmp_path / "lin"),
+            "--pheno",
+            str(pheno),
+            "--pheno-col",
+            "Pheno",
+            "--covar",
+            str(g / "regressionLinear.cov"),
+            "--covar-cols",
+            "Cov1,Cov2",
+            "--model",
+            "linear",
+            "--reference",
+            "none",
+            "--name",
+            "lin",
+            "--set",
+            f"lake.root={cfg.lake.root}",
+        ]
+    )
     assert code == 0, capsys.readouterr().err
     ours = Lake(spark, cfg).read("gold.gwas_lin").orderBy("position").collect()
     with (g / "regressionLinear.cov").open() as f:
-        cv = {r["Sample"]: [float(r["Cov1"]), float(r["Cov2"])] for r in csv.DictReader(f, delimiter="\t") if "NA" not in (r["Cov1"], r["Cov2"])}
+        cv = {
+            r["Sample"]: [float(r["Cov1"]), float(r["Cov2"])]
+            for r in csv.DictReader(f, delimiter="\t")
+            if "NA" not in (r["Cov1"], r["Cov2"])
+        }
     theirs = plink2_glm(tmp_path / "p2", ["--bfile", str(tmp_path / "lin")], ph, cv, ["Cov1", "Cov2"], "linear")
     # plink2's .bim names contigs as it read them; our rows carry the same names.
     fitted = sum(1 for r in theirs.values() if r["ERRCODE"] == ".")

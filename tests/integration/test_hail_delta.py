@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import chispa
-import pytest
 import hail as hl
+import pytest
 from pyspark.sql import SparkSession
 
 from omicslake.config import Config
@@ -20,12 +20,15 @@ def cfg(cfg: Config) -> Config:
 def test_roundtrip_hail_spark_delta_hail(spark: SparkSession, cfg: Config) -> None:
     hl.set_global_seed(7)
     mt = hl.balding_nichols_model(3, 20, 50, n_partitions=2)
-    ht = mt.annotate_rows(
-        n_het=hl.agg.count_where(mt.GT.is_het()), af=hl.agg.mean(mt.GT.n_alt_alleles()) / 2
-    ).rows()
+    ht = mt.annotate_rows(n_het=hl.agg.count_where(mt.GT.is_het()), af=hl.agg.mean(mt.GT.n_alt_alleles()) / 2).rows()
     ht = ht.key_by()
     ht = ht.select(
-        contig=ht.locus.contig, position=ht.locus.position, ref=ht.alleles[0], alt=ht.alleles[1], n_het=ht.n_het, af=ht.af
+        contig=ht.locus.contig,
+        position=ht.locus.position,
+        ref=ht.alleles[0],
+        alt=ht.alleles[1],
+        n_het=ht.n_het,
+        af=ht.af,
     )
     spark_df = ht.to_spark()
     lake = Lake(spark, cfg, run_id="hail")
@@ -38,7 +41,9 @@ def test_roundtrip_hail_spark_delta_hail(spark: SparkSession, cfg: Config) -> No
     original = ht.key_by("contig", "position")
     joined = original.annotate(other=back[original.key])
     assert joined.aggregate(
-        hl.agg.all((joined.other.n_het == joined.n_het) & (joined.other.af == joined.af) & (joined.other.ref == joined.ref))
+        hl.agg.all(
+            (joined.other.n_het == joined.n_het) & (joined.other.af == joined.af) & (joined.other.ref == joined.ref)
+        )
     )
     assert back.count() == 50
     # Hail runs on the very SparkContext that carries Delta.

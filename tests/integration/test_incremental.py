@@ -88,7 +88,9 @@ def test_another_model_type_retrains_and_scores_with_the_new_model(spark: SparkS
     name = "omicslake_t2d_incident_gbt"
     assert results["score"].metrics["model"] == name
     preds = Lake(spark, cfg).read(f"gold.predictions_{name}")
-    assert {r.model_version for r in preds.select("model_version").distinct().collect()} == {results["score"].metrics["model_version"]}
+    assert {r.model_version for r in preds.select("model_version").distinct().collect()} == {
+        results["score"].metrics["model_version"]
+    }
     # and the next run with the same settings skips both
     assert _will_run(spark, cfg) == set()
 
@@ -106,8 +108,16 @@ def test_an_edited_prs_weights_file_reruns_what_reads_the_prs(spark: SparkSessio
 def test_a_changed_qc_threshold_reruns_genomic_qc_and_what_follows(spark: SparkSession, lake: dict[str, Any]) -> None:
     cfg = lake["cfg"].replace(**{"jobs.genomic_qc.variant_min_call_rate": 0.9})
     assert _will_run(spark, cfg) == downstream({"genomic_qc"}) - ALWAYS
-    assert downstream({"genomic_qc"}) - ALWAYS == {"genomic_qc", "genetic_features", "build_cohort", "gwas", "train", "score",
-                                                    "cluster", "survival"}
+    assert downstream({"genomic_qc"}) - ALWAYS == {
+        "genomic_qc",
+        "genetic_features",
+        "build_cohort",
+        "gwas",
+        "train",
+        "score",
+        "cluster",
+        "survival",
+    }
 
 
 def test_a_copied_lake_is_the_same_lake(spark: SparkSession, lake: dict[str, Any]) -> None:

@@ -47,13 +47,16 @@ def test_vcf_and_plink_twice_one_copy_each(spark: SparkSession, cfg: Config, ext
     _vcf(spark, cfg, vcf, bed, run_id="v1")
     again = _vcf(spark, cfg, vcf, bed, run_id="v2")
     assert (again["files"], again["skipped_files"]) == (0, 2)
-    per_file = {Path(r[0]).name: r[1] for r in Lake(spark, cfg).read("bronze.variants").groupBy("source_file").count().collect()}
+    per_file = {
+        Path(r[0]).name: r[1] for r in Lake(spark, cfg).read("bronze.variants").groupBy("source_file").count().collect()
+    }
     assert per_file == {vcf.name: records, bed.name: snps}
     assert _ledger(spark, cfg, "bronze.variants") == sorted([(vcf.name, records, records), (bed.name, snps, None)])
 
 
-def test_rows_left_by_a_killed_run_are_replaced_not_doubled(spark: SparkSession, cfg: Config, external: Path,
-                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+def test_rows_left_by_a_killed_run_are_replaced_not_doubled(
+    spark: SparkSession, cfg: Config, external: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A run killed after the rows' commits and before the ledger row (the kill planted as a
     failure of the ledger write). The rerun, with the same run id (a scheduler's retry) or a new
     one, must find the rows by the file's digest and land the file once."""
@@ -65,6 +68,7 @@ def test_rows_left_by_a_killed_run_are_replaced_not_doubled(spark: SparkSession,
     lake = Lake(spark, cfg)
     real = ledger.record
     for attempt, retry in (("k1", "k1"), ("k2", "k3")):
+
         def killed(*args: object) -> None:
             raise RuntimeError("killed before the ledger row")
 
@@ -90,10 +94,13 @@ def _ehr(spark: SparkSession, cfg: Config, folder: Path, source: str, run_id: st
     return execute(spark, c, "ingest_ehr", run_id=run_id).metrics
 
 
-@pytest.mark.parametrize("source, folder", [("fhir", "fhir-pathling-9pt"), ("omop", "omop-carpentries-5pt-partial"),
-                                            ("synthea", "synthea-csv-ne-111pt")])
+@pytest.mark.parametrize(
+    "source, folder",
+    [("fhir", "fhir-pathling-9pt"), ("omop", "omop-carpentries-5pt-partial"), ("synthea", "synthea-csv-ne-111pt")],
+)
 def test_ehr_files_twice_one_copy_and_rows_equal_the_lines_counted_in_the_file(
-        spark: SparkSession, cfg: Config, external: Path, tmp_path: Path, source: str, folder: str) -> None:
+    spark: SparkSession, cfg: Config, external: Path, tmp_path: Path, source: str, folder: str
+) -> None:
     src = tmp_path / "in"
     shutil.copytree(external / folder, src)
     first = _ehr(spark, cfg, src, source, "e1")
@@ -110,7 +117,8 @@ def test_ehr_files_twice_one_copy_and_rows_equal_the_lines_counted_in_the_file(
 
 
 def test_a_line_lost_between_file_and_bronze_fails_and_leaves_bronze_as_it_was(
-        spark: SparkSession, cfg: Config, external: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spark: SparkSession, cfg: Config, external: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     from omicslake.ehr import bronze
 
     src = tmp_path / "in"

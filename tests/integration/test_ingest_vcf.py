@@ -18,7 +18,9 @@ from omicslake.io.delta import Lake
 from omicslake.jobs.base import execute
 
 
-def ingest(spark: SparkSession, cfg: Config, *paths: Path, ref: str = "none", run_id: str | None = None, **extra: object):  # type: ignore[no-untyped-def]
+def ingest(
+    spark: SparkSession, cfg: Config, *paths: Path, ref: str = "none", run_id: str | None = None, **extra: object
+):  # type: ignore[no-untyped-def]
     changes = {"jobs.ingest_vcf.paths": [str(p) for p in paths], "jobs.ingest_vcf.reference_genome": ref}
     changes.update({f"jobs.ingest_vcf.{k}": v for k, v in extra.items()})
     return execute(spark, cfg.replace(**changes), "ingest_vcf", run_id=run_id)
@@ -75,13 +77,22 @@ def test_record_rules_flag_exactly_the_planted_records(spark: SparkSession, cfg:
     lake = Lake(spark, cfg)
     q = lake.read("quarantine.vcf_variants").collect()
     assert {(Path(r.source_file).name, json.loads(r.row_json)["position"]): (r.rule, r.reason) for r in q} == PLANTED
-    assert {(Path(r.source_file).name, json.loads(r.row_json)["position"]): (r.row_key, r.line) for r in q} == PLANTED_AT
+    assert {
+        (Path(r.source_file).name, json.loads(r.row_json)["position"]): (r.row_key, r.line) for r in q
+    } == PLANTED_AT
     assert len(q) == len(PLANTED) == result.metrics["invalid_records"]
     assert {r.run_id for r in q} == {result.run_id} and all(r.file_sha256 for r in q)
     # A rerun of the files adds nothing (the ledger skips them; the quarantine's de-duplication would too).
-    assert ingest(spark, cfg, *files).metrics["invalid_records"] == 0 and lake.read("quarantine.vcf_variants").count() == len(q)
+    assert ingest(spark, cfg, *files).metrics["invalid_records"] == 0 and lake.read(
+        "quarantine.vcf_variants"
+    ).count() == len(q)
     # Every record of the text is in bronze, as delivered; the planted ones carry the same rule, no other does.
-    text = {(p.name, int(line.split("\t")[1])) for p in files for line in p.read_text().splitlines() if line and not line.startswith("#")}
+    text = {
+        (p.name, int(line.split("\t")[1]))
+        for p in files
+        for line in p.read_text().splitlines()
+        if line and not line.startswith("#")
+    }
     rows = {(Path(r.source_file).name, r.position): r for r in lake.read("bronze.variants").collect()}
     assert set(rows) == text and len(text) == 12
     assert {k: (r._invalid_rule, r._invalid_reason) for k, r in rows.items() if r._invalid_rule is not None} == PLANTED
@@ -123,7 +134,10 @@ def test_malformed_records_are_quarantined(spark: SparkSession, cfg: Config, ext
     lines = path.read_text().splitlines()
     for r in q:
         site = json.loads(r.row_json)
-        assert lines[r.line - 1].split("\t")[:4:3] == [site["contig"], site["ref"]] and int(lines[r.line - 1].split("\t")[1]) == site["position"]
+        assert (
+            lines[r.line - 1].split("\t")[:4:3] == [site["contig"], site["ref"]]
+            and int(lines[r.line - 1].split("\t")[1]) == site["position"]
+        )
     bronze = lake.read("bronze.variants")
     valid = bronze.where(F.col("_invalid_rule").isNull()).count()
     # Nothing lost: every record of the text is valid in bronze or listed in quarantine.
@@ -151,7 +165,9 @@ def test_good_vcf_lands_with_arrays_in_sample_order(spark: SparkSession, cfg: Co
     assert (row.ref, row.alts) == (first[3], first[4].split(","))
 
 
-def test_same_file_twice_adds_nothing_and_bgz_equals_text(spark: SparkSession, cfg: Config, external: Path, tmp_path: Path) -> None:
+def test_same_file_twice_adds_nothing_and_bgz_equals_text(
+    spark: SparkSession, cfg: Config, external: Path, tmp_path: Path
+) -> None:
     ingest(spark, cfg, external / "vcf" / "sample.vcf", ref="GRCh37")
     lake = Lake(spark, cfg)
     v0 = lake.version("bronze.variants")
@@ -170,10 +186,16 @@ def test_plain_gzip_allowed_on_request(spark: SparkSession, cfg: Config, externa
     assert result.metrics["variants"] == 1
 
 
-def test_plink_fileset_lands_with_the_same_calls_as_its_vcf(spark: SparkSession, cfg: Config, external: Path, tmp_path: Path) -> None:
+def test_plink_fileset_lands_with_the_same_calls_as_its_vcf(
+    spark: SparkSession, cfg: Config, external: Path, tmp_path: Path
+) -> None:
     plink2 = require_tool("plink2")
     vcf_path = external / "vcf" / "sample.vcf"
-    subprocess.run([plink2, "--vcf", str(vcf_path), "--max-alleles", "2", "--make-bed", "--out", str(tmp_path / "s")], check=True, capture_output=True)
+    subprocess.run(
+        [plink2, "--vcf", str(vcf_path), "--max-alleles", "2", "--make-bed", "--out", str(tmp_path / "s")],
+        check=True,
+        capture_output=True,
+    )
     bim = (tmp_path / "s.bim").read_text().splitlines()
     n_bim = len(bim)
     # One planted allele that is not a base: the PLINK path quarantines it as the VCF path would.
@@ -185,14 +207,20 @@ def test_plink_fileset_lands_with_the_same_calls_as_its_vcf(spark: SparkSession,
     assert result.metrics["files"] == 2 and result.metrics["variants"] == 346 + n_bim
     q = Lake(spark, cfg).read("quarantine.vcf_variants").collect()
     assert [(r.rule, r.source_file, r.line, json.loads(r.row_json)["position"]) for r in q] == [
-        ("invalid_allele", str(tmp_path / "s.bed"), None, int(f[3]))]
+        ("invalid_allele", str(tmp_path / "s.bed"), None, int(f[3]))
+    ]
     assert result.metrics["invalid_records"] == 1
     lake = Lake(spark, cfg)
     fam_ids = [line.split()[1] for line in (tmp_path / "s.fam").read_text().splitlines()]
     bed_samples = lake.read("bronze.vcf_samples").where(F.col("source_file").endswith(".bed")).orderBy("sample_index")
     assert [r.sample_id for r in bed_samples.collect()] == fam_ids
-    dosage = F.transform("gt", lambda g: F.when(g.isNull(), F.lit(-1)).otherwise(F.size(F.filter(F.split(g, "[/|]"), lambda a: a != "0"))))
-    rows = lake.read("bronze.variants").select("contig", "position", "ref", "alts", F.col("source_file").endswith(".bed").alias("bed"), dosage.alias("d"))
+    dosage = F.transform(
+        "gt",
+        lambda g: F.when(g.isNull(), F.lit(-1)).otherwise(F.size(F.filter(F.split(g, "[/|]"), lambda a: a != "0"))),
+    )
+    rows = lake.read("bronze.variants").select(
+        "contig", "position", "ref", "alts", F.col("source_file").endswith(".bed").alias("bed"), dosage.alias("d")
+    )
     joined = rows.where("bed").alias("b").join(rows.where("not bed").alias("v"), ["contig", "position", "ref", "alts"])
     assert joined.count() == n_bim - 1  # all but the planted allele
     assert joined.where(F.col("b.d") != F.col("v.d")).count() == 0

@@ -17,6 +17,7 @@ def cfg(cfg: Config) -> Config:
     """Ad-hoc tables without contracts: this module tests the lake itself."""
     return cfg.replace(**{"lake.enforce_contracts": False})
 
+
 SCHEMA = T.StructType([T.StructField("id", T.LongType(), False), T.StructField("v", T.StringType(), True)])
 
 
@@ -34,7 +35,9 @@ def test_append_then_rerun_of_same_run_writes_nothing(spark: SparkSession, cfg: 
     # A new run appends.
     other = Lake(spark, cfg, run_id="r2").write(df(spark, [(3, "c")]), "bronze.t", mode="append")
     assert (other.version, other.rows) == (1, 1)
-    chispa.assert_df_equality(lake.read("bronze.t"), df(spark, [(1, "a"), (2, "b"), (3, "c")]), ignore_row_order=True, ignore_nullable=True)
+    chispa.assert_df_equality(
+        lake.read("bronze.t"), df(spark, [(1, "a"), (2, "b"), (3, "c")]), ignore_row_order=True, ignore_nullable=True
+    )
 
 
 def test_overwrite_replaces_and_is_idempotent(spark: SparkSession, cfg: Config) -> None:
@@ -43,7 +46,9 @@ def test_overwrite_replaces_and_is_idempotent(spark: SparkSession, cfg: Config) 
     assert (w.version, w.rows) == (1, 1)
     w2 = Lake(spark, cfg, run_id="b").write(df(spark, [(8, "y")]), "silver.t", mode="overwrite")
     assert (w2.version, w2.skipped) == (1, True)
-    chispa.assert_df_equality(Lake(spark, cfg).read("silver.t"), df(spark, [(9, "z")]), ignore_row_order=True, ignore_nullable=True)
+    chispa.assert_df_equality(
+        Lake(spark, cfg).read("silver.t"), df(spark, [(9, "z")]), ignore_row_order=True, ignore_nullable=True
+    )
 
 
 def test_merge_on_keys_updates_and_inserts_and_is_idempotent(spark: SparkSession, cfg: Config) -> None:
@@ -59,7 +64,9 @@ def test_merge_on_keys_updates_and_inserts_and_is_idempotent(spark: SparkSession
     # The session confs used for the idempotent MERGE do not leak into later writes.
     assert spark.conf.get("spark.databricks.delta.write.txnAppId", None) is None
     # History stays reachable: version 0 is the first load.
-    chispa.assert_df_equality(lake.read("silver.m", version=0), df(spark, [(1, "a"), (2, "b")]), ignore_row_order=True, ignore_nullable=True)
+    chispa.assert_df_equality(
+        lake.read("silver.m", version=0), df(spark, [(1, "a"), (2, "b")]), ignore_row_order=True, ignore_nullable=True
+    )
 
 
 def test_second_write_in_one_run_is_not_mistaken_for_a_rerun(spark: SparkSession, cfg: Config) -> None:
@@ -123,17 +130,25 @@ def test_catalog_mode_maps_layers_to_schemas(spark: SparkSession, cfg: Config) -
         Lake(spark, bad).qualified("gold.x")
 
 
-def test_a_column_the_contract_does_not_declare_fails_the_write(spark: SparkSession, base_cfg: Config, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_a_column_the_contract_does_not_declare_fails_the_write(
+    spark: SparkSession, base_cfg: Config, tmp_path
+) -> None:  # type: ignore[no-untyped-def]
     from omicslake.errors import ContractError
 
     cfg = base_cfg.replace(**{"lake.root": str(tmp_path / "lake")})  # contracts enforced (the default)
     lake = Lake(spark, cfg, run_id="c1")
     gen = spark.createDataFrame([("k1", 0.5, 1)], "sample_id string, pc1 double, pc2 int")
-    with pytest.raises(ContractError, match=r"gold\.genetic_pcs: column pc2 is int, the contract says double \(pattern pc\[0-9\]\*\).*"
-                       r"column\(s\) \['run_id'\] missing"):
+    with pytest.raises(
+        ContractError,
+        match=r"gold\.genetic_pcs: column pc2 is int, the contract says double \(pattern pc\[0-9\]\*\).*"
+        r"column\(s\) \['run_id'\] missing",
+    ):
         lake.write(gen, "gold.genetic_pcs", mode="overwrite")
     ssn = spark.createDataFrame([("k1", "123-45-6789", "r")], "sample_id string, ssn string, run_id string")
-    with pytest.raises(ContractError, match=r"gold\.genetic_pcs: column ssn \(string\) is not in the contract .*schemas/gold/genetic_pcs\.yaml"):
+    with pytest.raises(
+        ContractError,
+        match=r"gold\.genetic_pcs: column ssn \(string\) is not in the contract .*schemas/gold/genetic_pcs\.yaml",
+    ):
         lake.write(ssn, "gold.genetic_pcs", mode="overwrite")
     with pytest.raises(ContractError, match=r"no contract for gold\.nowhere"):
         lake.write(ssn, "gold.nowhere", mode="overwrite")
@@ -141,8 +156,11 @@ def test_a_column_the_contract_does_not_declare_fails_the_write(spark: SparkSess
     ok = spark.createDataFrame([("k1", 0.5, 0.1, "r")], "sample_id string, pc1 double, pc2 double, run_id string")
     assert lake.write(ok, "gold.genetic_pcs", mode="overwrite").rows == 1
     feats = spark.createDataFrame([("p", "x")], "person_key string, lab_hba1c_last_365d string")
-    with pytest.raises(ContractError, match=r"gold\.features_any_cohort: column lab_hba1c_last_365d is string, the contract says "
-                       r"double \(pattern lab_\*\).*features_\{cohort\}\.yaml"):
+    with pytest.raises(
+        ContractError,
+        match=r"gold\.features_any_cohort: column lab_hba1c_last_365d is string, the contract says "
+        r"double \(pattern lab_\*\).*features_\{cohort\}\.yaml",
+    ):
         lake.write(feats, "gold.features_any_cohort", mode="overwrite")
 
 

@@ -22,7 +22,18 @@ from omicslake.io.delta import Lake
 from omicslake.jobs.base import RunResult, execute
 
 GRID = {"regParam": [0.03, 0.1, 0.3]}
-PLANTED = ["lab_hba1c_*", "lab_bmi_*", "lab_glucose_*", "lab_weight_*", "age_at_index", "age_90_plus", "race", "prs", "pc*", "has_genome"]
+PLANTED = [
+    "lab_hba1c_*",
+    "lab_bmi_*",
+    "lab_glucose_*",
+    "lab_weight_*",
+    "age_at_index",
+    "age_90_plus",
+    "race",
+    "prs",
+    "pc*",
+    "has_genome",
+]
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +65,9 @@ def _tracking(trained: dict[str, Any]) -> None:
 def _truth(landing: Path) -> dict[str, dict[str, str]]:
     key = os.environ["OMICSLAKE_PSEUDONYM_KEY"].encode()
     with (landing / "truth" / "patients.csv").open(newline="") as f:
-        return {hmac.new(key, ("person\x1f" + r["patient_id"]).encode(), sha256).hexdigest(): r for r in csv.DictReader(f)}
+        return {
+            hmac.new(key, ("person\x1f" + r["patient_id"]).encode(), sha256).hexdigest(): r for r in csv.DictReader(f)
+        }
 
 
 def test_train_is_tracked_and_registered(spark: SparkSession, trained: dict[str, Any]) -> None:
@@ -78,8 +91,14 @@ def test_train_is_tracked_and_registered(spark: SparkSession, trained: dict[str,
     assert json.loads(ds.profile) == {"num_rows": n_rows}
     arts = {a.path for a in client.list_artifacts(run.info.run_id, "plots")}
     assert arts == {"plots/roc.png", "plots/pr.png", "plots/calibration.png", "plots/feature_weights.png"}
-    subs = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="metrics/subgroups.json")).read_text())
-    assert {s["group"] for s in subs} == {"sex", "age_band", "race"} and sum(s["n"] for s in subs if s["group"] == "sex") == m["test_n"]
+    subs = json.loads(
+        Path(
+            mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="metrics/subgroups.json")
+        ).read_text()
+    )
+    assert {s["group"] for s in subs} == {"sex", "age_band", "race"} and sum(
+        s["n"] for s in subs if s["group"] == "sex"
+    ) == m["test_n"]
     mv = client.get_model_version_by_alias(m["registered_model"], "champion")
     assert int(mv.version) == m["model_version"] and mv.run_id == run.info.run_id
     # the model's input example is synthetic (medians), not a patient's row; no person_key in the signature
@@ -114,9 +133,11 @@ def test_auroc_beats_chance_and_the_model_without_planted_features(
     a, n1, n0 = m["test_auroc"], cases, len(test) - cases
     q1, q2 = a / (2 - a), 2 * a * a / (1 + a)
     se = float(np.sqrt((a * (1 - a) + (n1 - 1) * (q1 - a * a) + (n0 - 1) * (q2 - a * a)) / (n1 * n0)))
-    print(f"held-out AUROC {a:.3f} (SE {se:.3f}, n={len(test)}, {cases} cases); without the planted features "
-          f"{worse.metrics['test_auroc']:.3f}; the oracle on the same persons {oracle:.3f} (for information "
-          "only: test_ml_oracle.py compares with the oracle)")
+    print(
+        f"held-out AUROC {a:.3f} (SE {se:.3f}, n={len(test)}, {cases} cases); without the planted features "
+        f"{worse.metrics['test_auroc']:.3f}; the oracle on the same persons {oracle:.3f} (for information "
+        "only: test_ml_oracle.py compares with the oracle)"
+    )
     assert a - 2 * se > 0.5  # better than a constant score (chance) by two standard errors
     assert worse.metrics["test_auroc"] < a - 0.1  # the planted features carry the signal
 
@@ -133,8 +154,13 @@ def test_sklearn_logistic_regression_agrees(spark: SparkSession, trained: dict[s
     df = lake.read("gold.features_t2d_incident", version=m["table_version"])
     cols = feature_columns(df, cfg.jobs.train.include, cfg.jobs.train.exclude)
     c = cfg.jobs.train
-    pdf = df.withColumn("split", split_column(c.seed, c.test_fraction, c.calibration_fraction if c.calibration != "none" else 0.0)).select(
-        "label", "split", *cols.numeric, *cols.categorical).toPandas()  # a few hundred rows
+    pdf = (
+        df.withColumn(
+            "split", split_column(c.seed, c.test_fraction, c.calibration_fraction if c.calibration != "none" else 0.0)
+        )
+        .select("label", "split", *cols.numeric, *cols.categorical)
+        .toPandas()
+    )  # a few hundred rows
     import pandas as pd
 
     x = pdf[list(cols.numeric)].astype(float)
@@ -152,7 +178,9 @@ def test_sklearn_logistic_regression_agrees(spark: SparkSession, trained: dict[s
     # MLlib minimises mean(w * loss) + regParam / 2 * |b|^2 with sum(w) = n (balanced weights), so
     # C = 1 / (regParam * n). tol: scikit-learn's default (1e-4) stops before the optimum (measured:
     # AUROC 0.0004 off MLlib on the cluster test's lake; at 1e-10 equal and every coefficient within 3e-4).
-    clf = LogisticRegression(C=1.0 / (lam * n) if lam > 0 else np.inf, class_weight="balanced", max_iter=20000, tol=1e-10)
+    clf = LogisticRegression(
+        C=1.0 / (lam * n) if lam > 0 else np.inf, class_weight="balanced", max_iter=20000, tol=1e-10
+    )
     clf.fit(z[train], y[train])
     ours = m["test_auroc"]
     theirs = roc_auc_score(y[~train], clf.predict_proba(z[~train])[:, 1])
@@ -175,16 +203,30 @@ def test_reproduce_from_the_run_id_alone(spark: SparkSession, trained: dict[str,
     # ... and the run's logged dataset version and parameters rebuild the same model
     p = run.data.params
     source = json.loads(run.inputs.dataset_inputs[0].dataset.source)
-    again = execute(spark, cfg.replace(**{
-        "jobs.train.input_version": int(source.get("delta_table_version", p["table_version"])), "jobs.train.seed": int(p["seed"]), "jobs.train.model": p["model"],
-        "jobs.train.grid": json.loads(p["grid"]), "jobs.train.exclude": json.loads(p["exclude"]), "jobs.train.include": json.loads(p["include"]),
-        "jobs.train.test_fraction": float(p["test_fraction"]), "jobs.train.alias": None,
-    }), "train", run_id="t3")
+    again = execute(
+        spark,
+        cfg.replace(
+            **{
+                "jobs.train.input_version": int(source.get("delta_table_version", p["table_version"])),
+                "jobs.train.seed": int(p["seed"]),
+                "jobs.train.model": p["model"],
+                "jobs.train.grid": json.loads(p["grid"]),
+                "jobs.train.exclude": json.loads(p["exclude"]),
+                "jobs.train.include": json.loads(p["include"]),
+                "jobs.train.test_fraction": float(p["test_fraction"]),
+                "jobs.train.alias": None,
+            }
+        ),
+        "train",
+        run_id="t3",
+    )
     for k in ("test_auroc", "test_auprc", "test_brier", "n_train", "n_test"):
         assert again.metrics[k] == pytest.approx(m[k], abs=1e-9), k
 
 
-def test_score_writes_predictions_once_per_model_version_and_snapshot(spark: SparkSession, trained: dict[str, Any]) -> None:
+def test_score_writes_predictions_once_per_model_version_and_snapshot(
+    spark: SparkSession, trained: dict[str, Any]
+) -> None:
     cfg = trained["cfg"]
     lake = Lake(spark, cfg)
     first: RunResult = execute(spark, cfg, "score", run_id="s1")
@@ -197,19 +239,32 @@ def test_score_writes_predictions_once_per_model_version_and_snapshot(spark: Spa
     assert again.metrics["scored"] == 0 and lake.version(target) == v
     row = lake.read(target).where(F.col("risk").isNull() | (F.col("risk") < 0) | (F.col("risk") > 1)).count()
     assert row == 0
-    assert set(lake.read(target).columns) >= {"person_key", "risk", "risk_band", "model_score", "reasons", "contributions", "label",
-                                              "model_name", "model_version", "scored_at", "input_version"}
+    assert set(lake.read(target).columns) >= {
+        "person_key",
+        "risk",
+        "risk_band",
+        "model_score",
+        "reasons",
+        "contributions",
+        "label",
+        "model_name",
+        "model_version",
+        "scored_at",
+        "input_version",
+    }
 
 
-def test_predictions_are_recalibrated_risks_with_reasons_that_add_up(spark: SparkSession, trained: dict[str, Any]) -> None:
+def test_predictions_are_recalibrated_risks_with_reasons_that_add_up(
+    spark: SparkSession, trained: dict[str, Any]
+) -> None:
     """The calibration stored with the model is statsmodels' logistic regression of the outcome on
     logit(model output) over the calibration split; each prediction's risk is that map applied to
     its model output, its band follows the thresholds, and its contributions add up to MLlib's
     logit minus the intercept (every patient); the reasons are the top-k contributions in words."""
     import statsmodels.api as sm
 
-    from omicslake.ml.tracking import risk_metadata
     from omicslake.ml.model import split_column
+    from omicslake.ml.tracking import risk_metadata
 
     cfg, m = trained["cfg"], trained["run"].metrics
     c = cfg.jobs.train
@@ -220,8 +275,12 @@ def test_predictions_are_recalibrated_risks_with_reasons_that_add_up(spark: Spar
     meta = risk_metadata(m["registered_model"], m["model_version"])
     cal, lin = meta["calibration"], meta["linear"]
     assert cal["method"] == c.calibration == "platt"
-    preds = (lake.read(target).where(F.col("model_version") == m["model_version"])
-             .withColumn("split", split_column(c.seed, c.test_fraction, c.calibration_fraction)).toPandas())
+    preds = (
+        lake.read(target)
+        .where(F.col("model_version") == m["model_version"])
+        .withColumn("split", split_column(c.seed, c.test_fraction, c.calibration_fraction))
+        .toPandas()
+    )
     fit = preds[preds["split"] == "calibration"]
     assert len(fit) == cal["n"] and len(fit) > 100
     lp = np.log(fit["model_score"] / (1 - fit["model_score"]))
@@ -242,15 +301,22 @@ def test_predictions_are_recalibrated_risks_with_reasons_that_add_up(spark: Spar
         top = sorted(d.values(), key=abs, reverse=True)[:k]
         assert [r["contribution"] for r in reasons] == pytest.approx(top, abs=1e-12)
         for r in reasons:
-            assert r["text"].endswith("raises risk" if r["contribution"] > 0 else "lowers risk") and r["direction"] in ("raises", "lowers")
-    hba1c = [r for rs in preds["reasons"] for r in rs if r["feature"] == "lab_hba1c_last_1095d" and r["value"] is not None]
+            assert r["text"].endswith("raises risk" if r["contribution"] > 0 else "lowers risk") and r["direction"] in (
+                "raises",
+                "lowers",
+            )
+    hba1c = [
+        r for rs in preds["reasons"] for r in rs if r["feature"] == "lab_hba1c_last_1095d" and r["value"] is not None
+    ]
     assert hba1c, "HbA1c (the strongest planted feature) is nobody's top reason"
     r = hba1c[0]
     assert r["text"].startswith(f"HbA1c (last, 3 y) {r['value']:.3g} % (cohort median {r['reference']:.3g} %)")
     print("e.g.:", "; ".join(x["text"] for x in preds["reasons"][preds["risk"].idxmax()]))
 
 
-def test_survival_aft_agrees_with_lifelines_and_ranks_held_out_patients(spark: SparkSession, trained: dict[str, Any]) -> None:
+def test_survival_aft_agrees_with_lifelines_and_ranks_held_out_patients(
+    spark: SparkSession, trained: dict[str, Any]
+) -> None:
     """AFT on a few planted features: coefficients and scale equal lifelines' WeibullAFTFitter on
     the same scaled vectors; held-out C-index equals lifelines' and beats chance clearly."""
     import mlflow
@@ -271,18 +337,39 @@ def test_survival_aft_agrees_with_lifelines_and_ranks_held_out_patients(spark: S
     assert out.select("person_key").distinct().count() == out.count()
     assert m["test_c_index"] > 0.65, m  # planted risk factors rank who gets T2D first
     model = mlflow.spark.load_model(f"models:/{m['registered_model']}/{m['model_version']}")
-    feats = lake.read("gold.features_t2d_incident").drop("time_days", "event").join(
-        lake.read("gold.cohort_t2d_incident").select("person_key", "time_days", "event"), "person_key")
-    rows = (model.transform(feats.withColumn("time", F.greatest(F.col("time_days").cast("double"), F.lit(0.5))).withColumn("event", F.col("event").cast("double")))
-            .select(split_column(7, 0.3).alias("split"), vector_to_array("features").alias("x"), "time", "event", "predicted_time").collect())
+    feats = (
+        lake.read("gold.features_t2d_incident")
+        .drop("time_days", "event")
+        .join(lake.read("gold.cohort_t2d_incident").select("person_key", "time_days", "event"), "person_key")
+    )
+    rows = (
+        model.transform(
+            feats.withColumn("time", F.greatest(F.col("time_days").cast("double"), F.lit(0.5))).withColumn(
+                "event", F.col("event").cast("double")
+            )
+        )
+        .select(
+            split_column(7, 0.3).alias("split"),
+            vector_to_array("features").alias("x"),
+            "time",
+            "event",
+            "predicted_time",
+        )
+        .collect()
+    )
     import pandas as pd
 
     asm = next(s for s in model.stages if type(s).__name__ == "VectorAssembler")
     order = [c.replace("__imp", "") for c in asm.getInputCols()]  # the vector's slots, in the table's column order
     assert sorted(order) == sorted(few)
-    train = pd.DataFrame([list(r.x) + [r.time, r.event] for r in rows if r.split == "train"], columns=[*order, "T", "E"])
+    train = pd.DataFrame(
+        [list(r.x) + [r.time, r.event] for r in rows if r.split == "train"], columns=[*order, "T", "E"]
+    )
     aft = WeibullAFTFitter().fit(train, "T", "E")
-    ours = {c: v for c, v in mlflow.artifacts.load_dict(f"runs:/{m['mlflow_run_id']}/metrics/coefficients.json")["coefficients"]}
+    ours = {
+        c: v
+        for c, v in mlflow.artifacts.load_dict(f"runs:/{m['mlflow_run_id']}/metrics/coefficients.json")["coefficients"]
+    }
     for c in few:
         assert ours[c] == pytest.approx(aft.params_["lambda_"][c], abs=2e-3), c
     assert m["scale"] == pytest.approx(1 / np.exp(aft.params_["rho_"]["Intercept"]), rel=2e-3)
@@ -305,15 +392,23 @@ def test_cluster_phenotypes_with_silhouette_equal_to_sklearn(spark: SparkSession
     clusters = lake.read("gold.clusters_t2d_incident")
     n = lake.read("gold.features_t2d_incident").count()
     assert clusters.count() == clusters.select("person_key").distinct().count() == n == sum(m["sizes"].values())
-    assert m["k"] in (2, 3, 4) and {r.cluster for r in clusters.select("cluster").distinct().collect()} == set(range(m["k"]))
+    assert m["k"] in (2, 3, 4) and {r.cluster for r in clusters.select("cluster").distinct().collect()} == set(
+        range(m["k"])
+    )
     prof = lake.read("gold.cluster_profiles_t2d_incident").where("feature = 'age_at_index'").collect()
     assert sum(r.n for r in prof) == n and abs(sum(r.share for r in prof) - 1) < 1e-9
     cases = lake.read("gold.features_t2d_incident").agg(F.sum("label")).first()[0]
     assert sum(r.n * r.outcome_rate for r in prof) == pytest.approx(cases)
     model = mlflow.spark.load_model(f"runs:/{m['mlflow_run_id']}/model")
-    x = PipelineModel(stages=model.stages[:-1]).transform(lake.read("gold.features_t2d_incident")).select("person_key", vector_to_array("features").alias("x"))
+    x = (
+        PipelineModel(stages=model.stages[:-1])
+        .transform(lake.read("gold.features_t2d_incident"))
+        .select("person_key", vector_to_array("features").alias("x"))
+    )
     got = x.join(clusters, "person_key").select("x", "cluster").collect()
-    assert silhouette_score(np.array([r.x for r in got]), [r.cluster for r in got], metric="sqeuclidean") == pytest.approx(m["silhouette"], abs=1e-4)
+    assert silhouette_score(
+        np.array([r.x for r in got]), [r.cluster for r in got], metric="sqeuclidean"
+    ) == pytest.approx(m["silhouette"], abs=1e-4)
 
 
 def test_served_risks_equal_batch_scores(spark: SparkSession, trained: dict[str, Any]) -> None:
@@ -340,11 +435,31 @@ def test_served_risks_equal_batch_scores(spark: SparkSession, trained: dict[str,
     lin = risk_metadata(m["registered_model"], m["model_version"])["linear"]
     names = [*lin["numeric"], *lin["categorical"]]
     rows = features.select("person_key", *names).orderBy("person_key").limit(40).toPandas()
-    batch = {r.person_key: r for r in preds.where(F.col("input_version") == version).join(
-        features.select("person_key").orderBy("person_key").limit(40), "person_key").collect()}
-    patients = [{k: (None if isinstance(v, float) and np.isnan(v) else (v.item() if hasattr(v, "item") else v)) for k, v in rec.items()}
-                for rec in rows.to_dict(orient="records")]
-    cmd = [sys.executable, "-m", "omicslake.jobs.cli", "serve", "--port", "0", "--set", f"lake.root={cfg.lake_root}", "--log-level", "WARNING"]
+    batch = {
+        r.person_key: r
+        for r in preds.where(F.col("input_version") == version)
+        .join(features.select("person_key").orderBy("person_key").limit(40), "person_key")
+        .collect()
+    }
+    patients = [
+        {
+            k: (None if isinstance(v, float) and np.isnan(v) else (v.item() if hasattr(v, "item") else v))
+            for k, v in rec.items()
+        }
+        for rec in rows.to_dict(orient="records")
+    ]
+    cmd = [
+        sys.executable,
+        "-m",
+        "omicslake.jobs.cli",
+        "serve",
+        "--port",
+        "0",
+        "--set",
+        f"lake.root={cfg.lake_root}",
+        "--log-level",
+        "WARNING",
+    ]
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
         line = proc.stdout.readline() if proc.stdout else ""
@@ -353,7 +468,11 @@ def test_served_risks_equal_batch_scores(spark: SparkSession, trained: dict[str,
         assert url.startswith("http://127.0.0.1:")
 
         def post(body: Any, raw: bytes | None = None) -> tuple[int, dict[str, Any]]:
-            req = urllib.request.Request(url, data=raw if raw is not None else json.dumps(body).encode(), headers={"Content-Type": "application/json"})
+            req = urllib.request.Request(
+                url,
+                data=raw if raw is not None else json.dumps(body).encode(),
+                headers={"Content-Type": "application/json"},
+            )
             try:
                 with urllib.request.urlopen(req, timeout=30) as resp:
                     return resp.status, json.loads(resp.read())
@@ -377,7 +496,9 @@ def test_served_risks_equal_batch_scores(spark: SparkSession, trained: dict[str,
         status, err = post(patients[0] | {hb: "6.3"})
         assert status == 400 and hb in err["error"] and "number" in err["error"]
         status, err = post(patients[0] | {"ssn": "123-45-6789"})
-        assert status == 400 and "unknown field" in err["error"] and "ssn" in err["error"] and "123-45" not in err["error"]
+        assert (
+            status == 400 and "unknown field" in err["error"] and "ssn" in err["error"] and "123-45" not in err["error"]
+        )
         status, err = post(None, raw=b"{not json")
         assert status == 400 and "not JSON" in err["error"]
         # latency of single requests, throughput of batches of 100 (this shared 2-core machine)
@@ -390,8 +511,10 @@ def test_served_risks_equal_batch_scores(spark: SparkSession, trained: dict[str,
         for _ in range(10):
             assert post({"patients": (patients * 3)[:100]})[0] == 200
         rate = 1000 / (time.perf_counter() - t0)
-        print(f"served: single-request latency p50 {np.percentile(lat, 50) * 1e3:.2f} ms, p99 {np.percentile(lat, 99) * 1e3:.2f} ms; "
-              f"batches of 100: {rate:.0f} patients/s")
+        print(
+            f"served: single-request latency p50 {np.percentile(lat, 50) * 1e3:.2f} ms, p99 {np.percentile(lat, 99) * 1e3:.2f} ms; "
+            f"batches of 100: {rate:.0f} patients/s"
+        )
     finally:
         proc.send_signal(signal.SIGINT)
         try:
@@ -401,7 +524,9 @@ def test_served_risks_equal_batch_scores(spark: SparkSession, trained: dict[str,
     assert proc.returncode == 0
 
 
-def test_risk_page_renders_in_chromium_without_identifiers(spark: SparkSession, trained: dict[str, Any], tmp_path: Path) -> None:
+def test_risk_page_renders_in_chromium_without_identifiers(
+    spark: SparkSession, trained: dict[str, Any], tmp_path: Path
+) -> None:
     """The score job's risk page: headless Chromium renders every listed patient sorted by risk with
     the reasons' words and opens a patient's panel (factor chart and labs), without an error; no
     bronze identifier is in the file (phi_scan). The screenshot goes to docs/risk_page.png."""
@@ -422,23 +547,55 @@ def test_risk_page_renders_in_chromium_without_identifiers(spark: SparkSession, 
         execute(spark, cfg, "score", run_id="s5")
     page = cfg.lake_root / "reports" / f"risk_{m['registered_model']}.html"
     assert page.exists()
-    preds = lake.read(target).where(F.col("model_version") == m["model_version"]).orderBy(F.desc("risk"), "person_key").limit(cfg.jobs.score.page_rows).collect()
+    preds = (
+        lake.read(target)
+        .where(F.col("model_version") == m["model_version"])
+        .orderBy(F.desc("risk"), "person_key")
+        .limit(cfg.jobs.score.page_rows)
+        .collect()
+    )
     seen = probe(page, tmp_path)
     assert seen["errors"] == 0 and not seen["console"], seen
-    dom = subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--virtual-time-budget=5000", "--dump-dom",
-                          page.as_uri() + "#p=" + preds[0].person_key], capture_output=True, text=True, timeout=180).stdout
+    dom = subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--virtual-time-budget=5000",
+            "--dump-dom",
+            page.as_uri() + "#p=" + preds[0].person_key,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=180,
+    ).stdout
     keys = re.findall(r'<tr class="row[^"]*" data-k="([0-9a-f]+)"', dom)
     assert keys == [r.person_key for r in preds]  # every patient, highest risk first (ties by key as in the table)
     assert html_text(preds[0].reasons[0].text) in dom
-    panel = dom[dom.index('id="panel"'):dom.index("<script")]  # the rendered panel, not the script's templates
+    panel = dom[dom.index('id="panel"') : dom.index("<script")]  # the rendered panel, not the script's templates
     assert 'aria-label="factor chart"' in panel and "Recent labs" in panel and preds[0].person_key[:12] in panel
     assert re.search(r'aria-label="[^"]+ over time"', panel), "no lab chart in the panel of the highest-risk patient"
     ids = phi_scan.identifiers(phi_scan.synthea_identifiers(Lake(spark, cfg).read("bronze.synthea_patients")))
     text = spark.createDataFrame([(page.read_text(),)], "page string")
     assert phi_scan.scan(text, ids) == {}
     shot = tmp_path / "risk_page.png"
-    subprocess.run([exe, "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars", "--window-size=1400,900", "--virtual-time-budget=5000",
-                    f"--screenshot={shot}", page.as_uri() + "#p=" + preds[0].person_key], capture_output=True, timeout=180, check=True)
+    subprocess.run(
+        [
+            exe,
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--hide-scrollbars",
+            "--window-size=1400,900",
+            "--virtual-time-budget=5000",
+            f"--screenshot={shot}",
+            page.as_uri() + "#p=" + preds[0].person_key,
+        ],
+        capture_output=True,
+        timeout=180,
+        check=True,
+    )
     assert shot.stat().st_size > 10_000
     if os.environ.get("OMICSLAKE_WRITE_DOCS"):  # refresh docs/risk_page.png
         shutil.copyfile(shot, Path(__file__).resolve().parents[2] / "docs" / "risk_page.png")

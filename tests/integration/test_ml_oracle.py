@@ -42,23 +42,28 @@ STEPS = ("generate", "ingest_ehr", "conform_ehr", "build_cohort", "train")
 
 
 @pytest.fixture(scope="module")
-def oracle_lake(
-    spark: SparkSession, base_cfg: Config, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, Any]:
+def oracle_lake(spark: SparkSession, base_cfg: Config, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     """A 20,000-patient generated EHR cohort through the gold pipeline to a trained default model.
 
     As cheap as it can be: no genotyped samples (genomics is not under test here), no messy
     extras (no second batch), Synthea CSV only (FHIR not ingested), one cohort, no Table 1."""
     root = tmp_path_factory.mktemp("oracle")
     landing = root / "landing"
-    cfg = base_cfg.replace(**{
-        "lake.root": str(root),
-        "jobs.generate.out": str(landing), "jobs.generate.patients": ORACLE_PATIENTS,
-        "jobs.generate.samples": 0, "jobs.generate.variants": 0, "jobs.generate.seed": 5,
-        "jobs.generate.messy": False, "jobs.generate.partitions": 2,
-        "jobs.ingest_ehr.sources": ["synthea"],
-        "jobs.build_cohort.cohorts": ["t2d_incident"], "jobs.build_cohort.table1": False,
-    })
+    cfg = base_cfg.replace(
+        **{
+            "lake.root": str(root),
+            "jobs.generate.out": str(landing),
+            "jobs.generate.patients": ORACLE_PATIENTS,
+            "jobs.generate.samples": 0,
+            "jobs.generate.variants": 0,
+            "jobs.generate.seed": 5,
+            "jobs.generate.messy": False,
+            "jobs.generate.partitions": 2,
+            "jobs.ingest_ehr.sources": ["synthea"],
+            "jobs.build_cohort.cohorts": ["t2d_incident"],
+            "jobs.build_cohort.table1": False,
+        }
+    )
     runs: dict[str, Any] = {}
     seconds: dict[str, float] = {}
     for step in STEPS:
@@ -125,8 +130,7 @@ def _held_out(spark: SparkSession, lake_: dict[str, Any]) -> dict[str, np.ndarra
         "y": np.array([int(r.label) for r in rows]),
         "model": np.array([r.p for r in rows]),
         "oracle": np.array([truth[r.person_key] for r in rows]),
-        "hba1c": np.array([np.nan if r.lab_hba1c_last_1095d is None else r.lab_hba1c_last_1095d
-                           for r in rows]),
+        "hba1c": np.array([np.nan if r.lab_hba1c_last_1095d is None else r.lab_hba1c_last_1095d for r in rows]),
     }
 
 
@@ -159,22 +163,24 @@ def test_held_out_auroc_within_0_03_of_the_oracle_on_the_same_persons(
         boot.append(roc_auc_score(y[i], oracle[i]) - roc_auc_score(y[i], model[i]))
     lo, hi = np.percentile(boot, [2.5, 97.5])
     boot_se = float(np.std(boot, ddof=1))
-    print(f"held-out n={len(y)}, {cases} cases; AUROC model {a_model:.4f}, oracle {a_oracle:.4f} on the same "
-          f"persons; gap {gap:.4f} (DeLong SE {se:.4f}, 95% CI {gap - 1.96 * se:.4f} to "
-          f"{gap + 1.96 * se:.4f}; "
-          f"paired bootstrap SE {boot_se:.4f}, 95% CI {lo:.4f} to {hi:.4f}); bar: gap <= {BAR}; "
-          f"best params {m['best_params']}")
+    print(
+        f"held-out n={len(y)}, {cases} cases; AUROC model {a_model:.4f}, oracle {a_oracle:.4f} on the same "
+        f"persons; gap {gap:.4f} (DeLong SE {se:.4f}, 95% CI {gap - 1.96 * se:.4f} to "
+        f"{gap + 1.96 * se:.4f}; "
+        f"paired bootstrap SE {boot_se:.4f}, 95% CI {lo:.4f} to {hi:.4f}); bar: gap <= {BAR}; "
+        f"best params {m['best_params']}"
+    )
     assert 0.75 < se / boot_se < 1.33, "DeLong's and the bootstrap's standard errors disagree"
     assert a_model >= a_oracle - BAR, (
         f"held-out AUROC {a_model:.4f} < oracle {a_oracle:.4f} - {BAR} on the same persons (gap {gap:.4f}): "
-        "look at the features, the grid, the class weights and the generator's signal; do not move the bar")
+        "look at the features, the grid, the class weights and the generator's signal; do not move the bar"
+    )
     # ... and it beats a trivial baseline on the same persons: the last HbA1c before index alone
     # (the strongest single planted feature), by more than chance on a paired test.
     hba1c = np.where(np.isnan(h["hba1c"]), np.nanmedian(h["hba1c"]), h["hba1c"])
     (a_m, a_b), cov_b = delong(y, model, hba1c)
     lower = (a_m - a_b) - 1.96 * float(np.sqrt(cov_b[0, 0] + cov_b[1, 1] - 2 * cov_b[0, 1]))
-    print(f"baseline (last HbA1c alone) AUROC {a_b:.4f}; model - baseline {a_m - a_b:.4f}, "
-          f"95% lower bound {lower:.4f}")
+    print(f"baseline (last HbA1c alone) AUROC {a_b:.4f}; model - baseline {a_m - a_b:.4f}, 95% lower bound {lower:.4f}")
     assert lower > 0, f"the model does not beat the last HbA1c alone (AUROC {a_m:.4f} vs {a_b:.4f})"
 
 
@@ -186,8 +192,14 @@ def _calibration(y: np.ndarray, risk: np.ndarray) -> dict[str, float]:
     lp = np.log(risk / (1 - risk))
     citl = sm.GLM(y, np.ones((len(y), 1)), family=sm.families.Binomial(), offset=lp).fit()
     slope = sm.GLM(y, sm.add_constant(lp), family=sm.families.Binomial()).fit()
-    return {"intercept": float(citl.params[0]), "intercept_se": float(citl.bse[0]), "slope": float(slope.params[1]),
-            "slope_se": float(slope.bse[1]), "brier": float(np.mean((risk - y) ** 2)), "mean_risk": float(risk.mean())}
+    return {
+        "intercept": float(citl.params[0]),
+        "intercept_se": float(citl.bse[0]),
+        "slope": float(slope.params[1]),
+        "slope_se": float(slope.bse[1]),
+        "brier": float(np.mean((risk - y) ** 2)),
+        "mean_risk": float(risk.mean()),
+    }
 
 
 def _held_out_risks(spark: SparkSession, cfg: Config, m: dict[str, Any]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -195,44 +207,67 @@ def _held_out_risks(spark: SparkSession, cfg: Config, m: dict[str, Any]) -> tupl
     import mlflow
     from pyspark.ml.functions import vector_to_array
 
-    from omicslake.ml.tracking import risk_metadata
     from omicslake.ml.model import split_column
     from omicslake.ml.risk import Calibration
-    from omicslake.ml.tracking import setup
+    from omicslake.ml.tracking import risk_metadata, setup
 
     c = cfg.jobs.train
     setup(cfg)
     model = mlflow.spark.load_model(m["model_uri"])
     cal = Calibration.from_dict(risk_metadata(m["registered_model"], m["model_version"])["calibration"])
-    test = Lake(spark, cfg).read("gold.features_t2d_incident", version=m["table_version"]).where(split_column(c.seed, c.test_fraction) == "test")
-    pdf = model.transform(test).select(F.col("label").cast("int").alias("y"), vector_to_array("probability").getItem(1).alias("p")).toPandas()
+    test = (
+        Lake(spark, cfg)
+        .read("gold.features_t2d_incident", version=m["table_version"])
+        .where(split_column(c.seed, c.test_fraction) == "test")
+    )
+    pdf = (
+        model.transform(test)
+        .select(F.col("label").cast("int").alias("y"), vector_to_array("probability").getItem(1).alias("p"))
+        .toPandas()
+    )
     p = pdf["p"].to_numpy()
     return pdf["y"].to_numpy(), p, cal.apply(p)
 
 
 @pytest.mark.slow
-def test_held_out_risks_are_calibrated_weighted_and_unweighted(spark: SparkSession, oracle_lake: dict[str, Any]) -> None:
+def test_held_out_risks_are_calibrated_weighted_and_unweighted(
+    spark: SparkSession, oracle_lake: dict[str, Any]
+) -> None:
     """The default model's held-out risks (after the recalibration fitted on the calibration split):
     intercept within +/- 0.1, slope within 0.9-1.1 (statsmodels). Beside it the same model trained
     without class weights, and both models' own outputs before recalibration."""
     cfg: Config = oracle_lake["cfg"]
     m = oracle_lake["runs"]["train"].metrics
     assert cfg.jobs.train.calibration == "platt" and cfg.jobs.train.class_weights  # the defaults
-    unweighted_cfg = cfg.replace(**{"jobs.train.class_weights": False, "jobs.train.registered_model": "oracle_unweighted", "jobs.train.alias": None})
+    unweighted_cfg = cfg.replace(
+        **{
+            "jobs.train.class_weights": False,
+            "jobs.train.registered_model": "oracle_unweighted",
+            "jobs.train.alias": None,
+        }
+    )
     unweighted = execute(spark, unweighted_cfg, "train", run_id="o_train_unweighted")
     assert unweighted.status == "succeeded", unweighted.metrics
     rows = {}
     for label, run in (("weighted (default)", m), ("unweighted", unweighted.metrics)):
         y, raw, risk = _held_out_risks(spark, cfg, run)
-        rows[label] = {"raw": _calibration(y, raw), "calibrated": _calibration(y, risk), "n": len(y), "cases": int(y.sum()),
-                       "auroc": run["test_auroc"], "mlflow_run": run["mlflow_run_id"]}
+        rows[label] = {
+            "raw": _calibration(y, raw),
+            "calibrated": _calibration(y, risk),
+            "n": len(y),
+            "cases": int(y.sum()),
+            "auroc": run["test_auroc"],
+            "mlflow_run": run["mlflow_run_id"],
+        }
     print(f"held-out calibration (statsmodels), n={rows['unweighted']['n']}, {rows['unweighted']['cases']} cases:")
     print(f"{'model':<20}{'output':<12}{'intercept':>16}{'slope':>16}{'Brier':>8}{'mean':>7}{'AUROC':>7}")
     for label, r in rows.items():
         for kind in ("raw", "calibrated"):
             k = r[kind]
-            print(f"{label:<20}{kind:<12}{k['intercept']:>9.3f} ({k['intercept_se']:.3f}){k['slope']:>9.3f} ({k['slope_se']:.3f})"
-                  f"{k['brier']:>8.4f}{k['mean_risk']:>7.3f}{r['auroc']:>7.3f}")
+            print(
+                f"{label:<20}{kind:<12}{k['intercept']:>9.3f} ({k['intercept_se']:.3f}){k['slope']:>9.3f} ({k['slope_se']:.3f})"
+                f"{k['brier']:>8.4f}{k['mean_risk']:>7.3f}{r['auroc']:>7.3f}"
+            )
     # our own metrics (MLflow) measure the same thing as statsmodels
     d = rows["weighted (default)"]["calibrated"]
     assert m["test_calibration_intercept"] == pytest.approx(d["intercept"], abs=1e-3)

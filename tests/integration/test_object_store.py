@@ -54,8 +54,13 @@ def s3_endpoint() -> Iterator[str]:
     server.start()
     endpoint = f"http://127.0.0.1:{port}"
     try:
-        boto3.client("s3", endpoint_url=endpoint, aws_access_key_id="testing", aws_secret_access_key="testing",
-                     region_name="us-east-1").create_bucket(Bucket=BUCKET)
+        boto3.client(
+            "s3",
+            endpoint_url=endpoint,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+            region_name="us-east-1",
+        ).create_bucket(Bucket=BUCKET)
         yield endpoint
     finally:
         server.stop()
@@ -65,15 +70,30 @@ def s3_endpoint() -> Iterator[str]:
 def test_pipeline_on_s3a_equals_local_and_a_copied_lake_reruns_nothing(
     s3_endpoint: str, tmp_path: Path, pseudonym_key: str
 ) -> None:
-    env = {**os.environ, **CREDENTIALS, "OMICSLAKE_PSEUDONYM_KEY": pseudonym_key,
-           "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")])}
+    env = {
+        **os.environ,
+        **CREDENTIALS,
+        "OMICSLAKE_PSEUDONYM_KEY": pseudonym_key,
+        "PYTHONPATH": os.pathsep.join([str(HERE.parents[1]), os.environ.get("PYTHONPATH", "")]),
+    }
     env.pop("AWS_PROFILE", None)
     s3_root, copy_root = f"s3a://{BUCKET}/lake", f"s3a://{BUCKET}/moved/lake"
     t0 = time.monotonic()
     proc = subprocess.run(
-        [sys.executable, str(HERE / "object_store_run.py"), s3_root, copy_root, str(tmp_path / "lake"),
-         str(tmp_path / "landing"), s3_endpoint],
-        env=env, capture_output=True, text=True, timeout=900, check=False,
+        [
+            sys.executable,
+            str(HERE / "object_store_run.py"),
+            s3_root,
+            copy_root,
+            str(tmp_path / "lake"),
+            str(tmp_path / "landing"),
+            s3_endpoint,
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=900,
+        check=False,
     )
     elapsed = time.monotonic() - t0
     assert proc.returncode == 0, f"object-store run failed ({elapsed:.0f} s):\n{proc.stderr[-6000:]}"
@@ -94,12 +114,17 @@ def test_pipeline_on_s3a_equals_local_and_a_copied_lake_reruns_nothing(
         assert any(n.startswith(layer + ".") for n in compared), f"no {layer} table compared: {sorted(compared)}"
     for name in ("silver.person", "gold.cohort_t2d_incident", "gold.features_t2d_incident", "silver.variant_qc"):
         assert compared[name]["rows_local"] > 0, (name, compared[name])
-    unequal = {n: c for n, c in compared.items()
-               if c["only_local"] or c["only_s3"] or c["rows_local"] != c["rows_s3"] or not c["columns_equal"]}
+    unequal = {
+        n: c
+        for n, c in compared.items()
+        if c["only_local"] or c["only_s3"] or c["rows_local"] != c["rows_s3"] or not c["columns_equal"]
+    }
     assert not unequal, unequal
 
     # The copied lake: every job that can skip does, nothing commits, the audit names no root.
-    would_run = {job: reason for job, (run, reason) in out["copy_predict"].items() if run and "always runs" not in reason}
+    would_run = {
+        job: reason for job, (run, reason) in out["copy_predict"].items() if run and "always runs" not in reason
+    }
     assert not would_run, would_run
     assert out["copy_versions_changed"] == {}
     assert out["copy_skip_keys_equal"]
@@ -131,8 +156,15 @@ def test_object_store_roots_are_checked_and_mlflow_needs_a_tracking_store(tmp_pa
         Layout.of("s3://bucket/lake")
     with pytest.raises(ConfigError, match="unknown scheme 'ftp'"):
         Layout.of("ftp://host/lake")
-    cfg: Config = load_config("local", overrides=["lake.root=s3a://bucket/lake", "lake.s3_endpoint=http://127.0.0.1:9",
-                                                  "lake.s3_path_style=true", f"delta.jar_cache={tmp_path}/jars"])
+    cfg: Config = load_config(
+        "local",
+        overrides=[
+            "lake.root=s3a://bucket/lake",
+            "lake.s3_endpoint=http://127.0.0.1:9",
+            "lake.s3_path_style=true",
+            f"delta.jar_cache={tmp_path}/jars",
+        ],
+    )
     with pytest.raises(ConfigError, match="mlflow.tracking_uri"):
         tracking_uri(cfg)
     with pytest.raises(ConfigError, match="object-store URI"):

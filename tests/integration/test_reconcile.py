@@ -16,9 +16,9 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from omicslake.config import Config
+from omicslake.ehr import silver
 from omicslake.errors import ReconciliationError
 from omicslake.io.delta import Lake
-from omicslake.ehr import silver
 from omicslake.jobs import conform_ehr
 from omicslake.jobs.base import execute
 
@@ -30,7 +30,8 @@ def _bronze_copy(ehr_lake: dict[str, Any], tmp_path: Path) -> Config:
 
 
 def test_a_row_dropped_after_the_checks_fails_before_anything_is_written(
-        spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = _bronze_copy(ehr_lake, tmp_path)
     real = silver.check
 
@@ -43,14 +44,17 @@ def test_a_row_dropped_after_the_checks_fails_before_anything_is_written(
     monkeypatch.setattr(silver, "check", dropping)
     with pytest.raises(ReconciliationError) as err:
         execute(spark, cfg, "conform_ehr", run_id="drop1")
-    m = re.search(r"silver\.person: rows lost or invented: (\d+) rows missing between the checks and the write", str(err.value))
+    m = re.search(
+        r"silver\.person: rows lost or invented: (\d+) rows missing between the checks and the write", str(err.value)
+    )
     assert m and int(m.group(1)) >= 1, str(err.value)
     assert "Nothing was written" in str(err.value)
     assert not Lake(spark, cfg).exists("silver.person")
 
 
 def test_a_row_lost_in_the_write_fails_and_the_table_is_put_back(
-        spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     cfg = _bronze_copy(ehr_lake, tmp_path)
     real = Lake.write
 
@@ -60,8 +64,11 @@ def test_a_row_lost_in_the_write_fails_and_the_table_is_put_back(
         return real(self, df, name, *args, **kwargs)
 
     monkeypatch.setattr(Lake, "write", lossy)
-    with pytest.raises(ReconciliationError, match=r"silver\.person: rows lost or invented: (\d+) rows kept but (\d+) rows with their "
-                       r"keys in silver\.person after the write.*silver\.person \(new\) emptied"):
+    with pytest.raises(
+        ReconciliationError,
+        match=r"silver\.person: rows lost or invented: (\d+) rows kept but (\d+) rows with their "
+        r"keys in silver\.person after the write.*silver\.person \(new\) emptied",
+    ):
         execute(spark, cfg, "conform_ehr", run_id="lose1")
     monkeypatch.undo()
     assert Lake(spark, cfg).read("silver.person").count() == 0

@@ -65,7 +65,7 @@ class IdentifierIndex:
         found: Counter[str] = Counter()
         for i, t in enumerate(toks):
             for run, kind in self.by_first.get(t, ()):
-                if tuple(toks[i:i + len(run)]) == run:
+                if tuple(toks[i : i + len(run)]) == run:
                     found[kind] += 1
         return found
 
@@ -101,15 +101,23 @@ def scanned(spark: SparkSession, pipeline: dict[str, Any]) -> dict[str, Any]:
     ids = identifiers(synthea_identifiers(lake.read("bronze.synthea_patients"), lake.read("bronze.synthea_encounters")))
     pairs = [(r.kind, r.text) for r in ids.collect()]
     return {
-        "lake": lake, "root": lake_root, "logs": pipeline["logs"], "index": IdentifierIndex(pairs),
-        "kinds": Counter(k for k, _ in pairs), "ops": _table_texts(lake, "ops"),
+        "lake": lake,
+        "root": lake_root,
+        "logs": pipeline["logs"],
+        "index": IdentifierIndex(pairs),
+        "kinds": Counter(k for k, _ in pairs),
+        "ops": _table_texts(lake, "ops"),
     }
 
 
 def test_the_scanners_find_what_is_planted(scanned: dict[str, Any], tmp_path: Path) -> None:
     key = os.environ["OMICSLAKE_PSEUDONYM_KEY"]
     index: IdentifierIndex = scanned["index"]
-    assert scanned["kinds"]["ssn"] >= 700 and scanned["kinds"]["name pair"] >= 1400 and scanned["kinds"]["source id"] >= 800
+    assert (
+        scanned["kinds"]["ssn"] >= 700
+        and scanned["kinds"]["name pair"] >= 1400
+        and scanned["kinds"]["source id"] >= 800
+    )
     # a name pair (as 'Last, First'), an SSN and the key in a log line
     pair = next(run for runs in index.by_first.values() for run, kind in runs if kind == "name pair")
     ssn = next(run for runs in index.by_first.values() for run, kind in runs if kind == "ssn")

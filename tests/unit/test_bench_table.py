@@ -12,9 +12,7 @@ from bench.table import BEGIN, END, ROOT, block, render
 def test_readme_bench_block_equals_what_the_results_generate() -> None:
     readme = (ROOT / "README.md").read_text()
     assert readme.count(BEGIN) == 1 and readme.count(END) == 1
-    assert render(readme, block()) == readme, (
-        "README.md's benchmark table is stale: run python -m bench.table"
-    )
+    assert render(readme, block()) == readme, "README.md's benchmark table is stale: run python -m bench.table"
 
 
 def test_block_has_a_line_per_ratio_with_both_times(tmp_path: Path) -> None:

@@ -67,12 +67,28 @@ def test_isotonic_equals_scikit_learn(spark: SparkSession) -> None:
 
 def test_bands_and_words() -> None:
     t, names = (0.05, 0.15), ("low", "moderate", "high")
-    assert [R.band(v, t, names) for v in (0.0, 0.0499, 0.05, 0.1499, 0.15, 1.0, None)] == ["low", "low", "moderate", "moderate", "high", "high", None]
+    assert [R.band(v, t, names) for v in (0.0, 0.0499, 0.05, 0.1499, 0.15, 1.0, None)] == [
+        "low",
+        "low",
+        "moderate",
+        "moderate",
+        "high",
+        "high",
+        None,
+    ]
     w = R.feature_words("lab_hba1c_last_1095d", {"hba1c": "%"})
     assert R.reason_text(w, 6.3, 5.6, 0.4) == "HbA1c (last, 3 y) 6.3 % (cohort median 5.6 %) raises risk"
-    assert R.reason_text(R.feature_words("cond_hypertension", {}), 0.0, 0.0, -0.1) == "History of hypertension: no (most patients: no) lowers risk"
-    assert R.reason_text(R.feature_words("age_at_index", {}), 61.0, 52.0, 0.2) == "Age 61 years (cohort median 52 years) raises risk"
-    assert R.reason_text(w, None, 5.6, -0.01) == "HbA1c (last, 3 y) not recorded (cohort median 5.6 % assumed) lowers risk"
+    assert (
+        R.reason_text(R.feature_words("cond_hypertension", {}), 0.0, 0.0, -0.1)
+        == "History of hypertension: no (most patients: no) lowers risk"
+    )
+    assert (
+        R.reason_text(R.feature_words("age_at_index", {}), 61.0, 52.0, 0.2)
+        == "Age 61 years (cohort median 52 years) raises risk"
+    )
+    assert (
+        R.reason_text(w, None, 5.6, -0.01) == "HbA1c (last, 3 y) not recorded (cohort median 5.6 % assumed) lowers risk"
+    )
 
 
 def test_logistic_contributions_sum_to_mllibs_logit(spark: SparkSession) -> None:
@@ -97,9 +113,22 @@ def test_logistic_contributions_sum_to_mllibs_logit(spark: SparkSession) -> None
     model = Pipeline(stages=[*preprocessing(cols), LogisticRegression(regParam=0.01, standardization=False)]).fit(df)
     lin = R.LinearRisk.from_pipeline(model)
     assert lin.levels[0] and set(lin.levels[0]) == {"a", "b", "c"}
-    new = pd.DataFrame({"x1": [np.nan, 6.3, 5.0], "x2": [40.0, 61.0, 50.0], "const": [1.0, 1.0, 1.0], "cat": ["b", "zzz", None], "label": [0.0, 1.0, 0.0]})
+    new = pd.DataFrame(
+        {
+            "x1": [np.nan, 6.3, 5.0],
+            "x2": [40.0, 61.0, 50.0],
+            "const": [1.0, 1.0, 1.0],
+            "cat": ["b", "zzz", None],
+            "label": [0.0, 1.0, 0.0],
+        }
+    )
     both = pd.concat([pdf, new], ignore_index=True)
-    p = model.transform(spark.createDataFrame(both)).select(vector_to_array("probability").getItem(1).alias("p")).toPandas()["p"].to_numpy()
+    p = (
+        model.transform(spark.createDataFrame(both))
+        .select(vector_to_array("probability").getItem(1).alias("p"))
+        .toPandas()["p"]
+        .to_numpy()
+    )
     contrib = lin.contributions(both)
     assert contrib.shape == (len(both), 4)
     assert np.max(np.abs(lin.intercept + contrib.sum(axis=1) - R.logit(p))) < 1e-9
@@ -122,11 +151,23 @@ def test_psi_by_hand_and_drift_of_a_shifted_batch(spark: SparkSession) -> None:
     assert R.psi([0.2] * 5, [0.2] * 5) == 0.0
     rng = np.random.default_rng(4)
     n = 3000
-    train = pd.DataFrame({"hba1c": rng.normal(5.6, 0.5, n), "age": rng.normal(50, 10, n), "race": rng.choice(["a", "b"], n), "risk": rng.beta(1, 12, n)})
+    train = pd.DataFrame(
+        {
+            "hba1c": rng.normal(5.6, 0.5, n),
+            "age": rng.normal(50, 10, n),
+            "race": rng.choice(["a", "b"], n),
+            "risk": rng.beta(1, 12, n),
+        }
+    )
     train.loc[:299, "hba1c"] = np.nan
     ref_df = spark.createDataFrame(train)
-    ref = {"features": R.drift_reference(ref_df, ["hba1c", "age"], ["race"]), "risk": R.drift_reference(ref_df, ["risk"], [])["risk"]}
-    assert len(ref["features"]["hba1c"]["p"]) == 11 and ref["features"]["hba1c"]["p"][-1] == pytest.approx(0.1)  # 10 bins + missing
+    ref = {
+        "features": R.drift_reference(ref_df, ["hba1c", "age"], ["race"]),
+        "risk": R.drift_reference(ref_df, ["risk"], [])["risk"],
+    }
+    assert len(ref["features"]["hba1c"]["p"]) == 11 and ref["features"]["hba1c"]["p"][-1] == pytest.approx(
+        0.1
+    )  # 10 bins + missing
     assert sum(ref["features"]["race"]["p"]) == pytest.approx(1.0)
     same = spark.createDataFrame(train.sample(frac=1.0, random_state=1))
     calm = drift_metrics(same, same, ref, 0.2)

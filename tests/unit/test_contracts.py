@@ -50,7 +50,9 @@ def test_enforce_missing_and_extra_columns(spark: SparkSession) -> None:
     with pytest.raises(ContractError, match=r"silver.lab: column\(s\) \['zip'\] missing"):
         spark.createDataFrame([(1, "x", 1.0)], "id bigint, code string, value double").transform(enforce(c))
     with pytest.raises(ContractError, match=r"\['ssn'\] are not in the contract"):
-        spark.createDataFrame([(1, "x", 1.0, "z", "s")], "id bigint, code string, value double, zip string, ssn string").transform(enforce(c))
+        spark.createDataFrame(
+            [(1, "x", 1.0, "z", "s")], "id bigint, code string, value double, zip string, ssn string"
+        ).transform(enforce(c))
 
 
 def test_check_routes_rows_by_first_failed_rule(spark: SparkSession) -> None:
@@ -80,8 +82,17 @@ def test_fail_action_raises_with_counts(spark: SparkSession) -> None:
         ({"columns": [{"name": "a"}]}, "needs at least name and type"),
         ({"columns": [{"name": "a", "type": "int", "phi": "secret"}]}, "phi must be one of"),
         ({"columns": [{"name": "a", "type": "int"}], "keys": ["b"]}, "key 'b' is not a column"),
-        ({"columns": [{"name": "a", "type": "int"}], "expectations": [{"kind": "regex", "column": "a"}]}, "unknown kind 'regex'"),
-        ({"columns": [{"name": "a", "type": "int"}], "expectations": [{"kind": "not_null", "column": "a", "action": "drop"}]}, "action must be"),
+        (
+            {"columns": [{"name": "a", "type": "int"}], "expectations": [{"kind": "regex", "column": "a"}]},
+            "unknown kind 'regex'",
+        ),
+        (
+            {
+                "columns": [{"name": "a", "type": "int"}],
+                "expectations": [{"kind": "not_null", "column": "a", "action": "drop"}],
+            },
+            "action must be",
+        ),
         ({"colums": []}, "unknown key 'colums'"),
     ],
 )
@@ -120,7 +131,10 @@ def test_an_expression_may_read_helpers_functions_literals_and_types() -> None:
 @pytest.mark.parametrize(
     ("expr", "columns"),
     [
-        ("measurement_name IS DISTINCT FROM 'bmi' OR value_as_number BETWEEN 8 AND 120", ["measurement_name", "value_as_number"]),
+        (
+            "measurement_name IS DISTINCT FROM 'bmi' OR value_as_number BETWEEN 8 AND 120",
+            ["measurement_name", "value_as_number"],
+        ),
         ("coalesce(measurement_name NOT IN ('sbp', 'dbp'), true)", ["measurement_name"]),
         ("size(_parse_errors) = 0", ["_parse_errors"]),
         ("exists(codes, c -> c = 'x') AND s.field > 1", ["codes", "s"]),
@@ -135,7 +149,11 @@ def test_expression_columns(expr: str, columns: list[str]) -> None:
 def test_every_expectation_of_every_contract_reads_declared_columns() -> None:
     from omicslake.resources import resource_dir
 
-    tables = [f"{p.parent.name}.{p.stem}" for p in sorted((resource_dir("schemas")).glob("*/*.yaml")) if p.parent.name != "vocab"]
+    tables = [
+        f"{p.parent.name}.{p.stem}"
+        for p in sorted((resource_dir("schemas")).glob("*/*.yaml"))
+        if p.parent.name != "vocab"
+    ]
     assert len(tables) > 40
     for t in tables:
         load_contract(t)  # parse_contract checks every expectation's columns

@@ -122,13 +122,9 @@ def test_zip3_restricted_prefixes_become_000_others_keep_three_digits(spark: Spa
         ("", None),
         (None, None),
     ]
-    rows = bronze(
-        spark, PATIENTS, [patient(f"z{i}", "1970-01-01", zip_code=z) for i, (z, _) in enumerate(cases)]
-    )
+    rows = bronze(spark, PATIENTS, [patient(f"z{i}", "1970-01-01", zip_code=z) for i, (z, _) in enumerate(cases)])
     got = C.person_rows(rows, d).select("_line", "zip3")
-    expected = spark.createDataFrame(
-        [(i + 2, want) for i, (_, want) in enumerate(cases)], "_line bigint, zip3 string"
-    )
+    expected = spark.createDataFrame([(i + 2, want) for i, (_, want) in enumerate(cases)], "_line bigint, zip3 string")
     assert_df_equality(got, expected, ignore_row_order=True, ignore_nullable=True)
 
 
@@ -219,16 +215,10 @@ def shift_tables(spark: SparkSession, d: C.Deid) -> dict[str, dict[int, dict[str
             ["birth_date", "death_date"],
         ),
         "visit": by_line(C.visit_rows(enc, d), ["visit_start_datetime", "visit_end_datetime"]),
-        "condition": by_line(
-            C.condition_rows(cond, d, concepts), ["condition_start_date", "condition_end_date"]
-        ),
+        "condition": by_line(C.condition_rows(cond, d, concepts), ["condition_start_date", "condition_end_date"]),
         "measurement": by_line(C.measurement_rows(obs, d, concepts, {}), ["measurement_datetime"]),
-        "drug": by_line(
-            C.drug_rows(med, d, concepts), ["drug_exposure_start_datetime", "drug_exposure_end_datetime"]
-        ),
-        "procedure": by_line(
-            C.procedure_rows(proc, d, concepts), ["procedure_datetime", "procedure_end_datetime"]
-        ),
+        "drug": by_line(C.drug_rows(med, d, concepts), ["drug_exposure_start_datetime", "drug_exposure_end_datetime"]),
+        "procedure": by_line(C.procedure_rows(proc, d, concepts), ["procedure_datetime", "procedure_end_datetime"]),
     }
 
 
@@ -419,13 +409,9 @@ def test_top_coding_reads_the_shifted_birth_date(spark: SparkSession) -> None:
     d = C.Deid(KEY, date_shift=True, max_days=365, reference_date="2025-01-01")
     assert offset(KEY, "old-exact", 365) == 162 and offset(KEY, "old-minus1", 365) == -357
     people = [
-        patient(
-            "old-exact", "1934-07-23"
-        ),  # 1934-07-23 + 162 days = 1935-01-01: 90 on the reference date, top-coded
+        patient("old-exact", "1934-07-23"),  # 1934-07-23 + 162 days = 1935-01-01: 90 on the reference date, top-coded
         patient("old-minus1", "1935-12-25"),  # 1935-12-25 - 357 days = 1935-01-02: 89, kept (shifted)
-        patient(
-            "patient-c", "1935-01-01"
-        ),  # 90 as delivered, + 19 days = 1935-01-20: 89 after the shift, kept
+        patient("patient-c", "1935-01-01"),  # 90 as delivered, + 19 days = 1935-01-20: 89 after the shift, kept
     ]
     expected = spark.createDataFrame(
         [
@@ -444,8 +430,15 @@ def test_top_coding_measures_a_decedents_age_at_death(spark: SparkSession) -> No
     # d2: born 1900-03-01, died 1995-07-15 aged 95: top-coded to 1995-07-15 - 90 y = 1905-07-15.
     # d3: born 1905-01-01, died 1994-12-31 aged 89: kept.
     rows = C.person_rows(
-        bronze(spark, PATIENTS, [patient("d1", "1920-01-01", "1930-06-01"), patient("d2", "1900-03-01", "1995-07-15"),
-                                 patient("d3", "1905-01-01", "1994-12-31")]),
+        bronze(
+            spark,
+            PATIENTS,
+            [
+                patient("d1", "1920-01-01", "1930-06-01"),
+                patient("d2", "1900-03-01", "1995-07-15"),
+                patient("d3", "1905-01-01", "1994-12-31"),
+            ],
+        ),
         C.Deid(KEY, reference_date="2025-01-01"),
     )
     got = {r._line: (str(r.birth_date), r.age_90_plus) for r in rows.collect()}

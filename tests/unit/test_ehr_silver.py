@@ -10,12 +10,12 @@ from hashlib import sha256
 import chispa
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
+from scenario import folder, read_csv
 
 from omicslake.contracts import load_contract
 from omicslake.ehr import conform as C
 from omicslake.ehr import silver
 from omicslake.ehr.deid import pseudonym
-from scenario import folder, read_csv
 
 KEY = b"unit-test-key-0123456789abcdef0123"
 
@@ -27,13 +27,22 @@ def _person_key(patient: str | None) -> str:
 
 def test_sample_link_batches(spark: SparkSession) -> None:
     d = folder("ehr_silver", "sample_link_batches")
-    bronze = read_csv(spark, d / "bronze.csv", "sample_id string, patient_id string, consent string, _source_file string, "
-                      "_line bigint, _batch_id string, malformed_line string")
-    bronze = bronze.withColumn("_rescued", F.when(F.col("malformed_line").isNotNull(), F.create_map(
-        F.lit("_malformed_line"), F.col("malformed_line")))).drop("malformed_line")
+    bronze = read_csv(
+        spark,
+        d / "bronze.csv",
+        "sample_id string, patient_id string, consent string, _source_file string, "
+        "_line bigint, _batch_id string, malformed_line string",
+    )
+    bronze = bronze.withColumn(
+        "_rescued",
+        F.when(F.col("malformed_line").isNotNull(), F.create_map(F.lit("_malformed_line"), F.col("malformed_line"))),
+    ).drop("malformed_line")
     ids = read_csv(spark, d / "person_ids.csv", "patient_id string")
-    person = ids.select(pseudonym(KEY, "person", F.col("patient_id")).alias("person_key"),
-                        F.lit(None).cast("date").alias("birth_date"), F.lit(None).cast("date").alias("death_date"))
+    person = ids.select(
+        pseudonym(KEY, "person", F.col("patient_id")).alias("person_key"),
+        F.lit(None).cast("date").alias("birth_date"),
+        F.lit(None).cast("date").alias("death_date"),
+    )
     deid = C.Deid(KEY)
     contract = load_contract("silver.sample_link")
 
@@ -42,19 +51,51 @@ def test_sample_link_batches(spark: SparkSession) -> None:
     assert (c.n_read, c.n_built, c.n_duplicates, c.n_keys, c.n_kept, c.n_quarantined) == (5, 5, 1, 4, 2, 2)
     assert silver.batch_problems(c) == []
     assert c.checked.counts == {"well_formed": 1, "parseable": 0, "person_exists": 2}  # S4's unknown patient too
-    exp = [r.asDict() for r in read_csv(spark, d / "expected_kept.csv", "sample_id string, patient_id string, consent boolean, "
-                                        "_source_file string, _line bigint, _batch_id string").collect()]
+    exp = [
+        r.asDict()
+        for r in read_csv(
+            spark,
+            d / "expected_kept.csv",
+            "sample_id string, patient_id string, consent boolean, _source_file string, _line bigint, _batch_id string",
+        ).collect()
+    ]
     expected = spark.createDataFrame(
-        [(r["sample_id"], _person_key(r["patient_id"]), r["consent"], r["_source_file"], r["_line"], r["_batch_id"], "run1")
-         for r in exp], "sample_id string, person_key string, consent boolean, _source_file string, _line bigint, "
-        "_batch_id string, run_id string")
+        [
+            (
+                r["sample_id"],
+                _person_key(r["patient_id"]),
+                r["consent"],
+                r["_source_file"],
+                r["_line"],
+                r["_batch_id"],
+                "run1",
+            )
+            for r in exp
+        ],
+        "sample_id string, person_key string, consent boolean, _source_file string, _line bigint, "
+        "_batch_id string, run_id string",
+    )
     chispa.assert_df_equality(c.kept.drop("_row_hash"), expected, ignore_row_order=True, ignore_nullable=True)
     q = {r.row_key: r for r in c.quarantined.collect()}
-    for want in read_csv(spark, d / "expected_quarantine.csv", "row_key string, rule string, reason string, source_file string, "
-                         "line bigint, patient_id string, consent boolean").collect():
+    for want in read_csv(
+        spark,
+        d / "expected_quarantine.csv",
+        "row_key string, rule string, reason string, source_file string, "
+        "line bigint, patient_id string, consent boolean",
+    ).collect():
         got = q.pop(want.row_key)
-        assert (got.rule, got.reason, got.source_file, got.line, got.run_id) == (want.rule, want.reason, want.source_file, want.line, "run1")
-        assert json.loads(got.row_json) == {"sample_id": want.row_key, "person_key": _person_key(want.patient_id), "consent": want.consent}
+        assert (got.rule, got.reason, got.source_file, got.line, got.run_id) == (
+            want.rule,
+            want.reason,
+            want.source_file,
+            want.line,
+            "run1",
+        )
+        assert json.loads(got.row_json) == {
+            "sample_id": want.row_key,
+            "person_key": _person_key(want.patient_id),
+            "consent": want.consent,
+        }
     assert q == {}
     # A rerun on the same rows changes nothing in silver: every kept row is in the table with its hash.
     assert silver.changed_rows(c.kept, c.kept, "sample_id").count() == 0
@@ -65,4 +106,5 @@ def test_reconciliation_identities_name_what_does_not_add_up() -> None:
     assert silver.write_problems("silver.t", "quarantine.t", 5, 5, 2, 2) == []
     assert silver.write_problems("silver.t", "quarantine.t", 5, 4, 2, 1) == [
         "5 rows kept but 4 rows with their keys in silver.t after the write",
-        "2 rows quarantined but 1 of them in quarantine.t after the write"]
+        "2 rows quarantined but 1 of them in quarantine.t after the write",
+    ]

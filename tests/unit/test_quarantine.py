@@ -7,13 +7,15 @@ from pathlib import Path
 import chispa
 import yaml
 from pyspark.sql import SparkSession
+from scenario import folder, read_csv
 
 from omicslake import quarantine
 from omicslake.contracts import load_contract
-from scenario import folder, read_csv
 
 REPO = Path(__file__).resolve().parents[2]
-SHAPE_DDL = "row_key string, rule string, reason string, row_json string, source_file string, line bigint, run_id string"
+SHAPE_DDL = (
+    "row_key string, rule string, reason string, row_json string, source_file string, line bigint, run_id string"
+)
 
 
 def test_every_quarantine_table_has_the_one_shape_and_key() -> None:
@@ -22,10 +24,16 @@ def test_every_quarantine_table_has_the_one_shape_and_key() -> None:
     for t in tables:
         c = load_contract(f"quarantine.{t}")
         assert [(x.name, x.type) for x in c.columns[: len(quarantine.SHAPE)]] == [
-            ("row_key", "string"), ("rule", "string"), ("reason", "string"), ("row_json", "string"),
-            ("source_file", "string"), ("line", "bigint"), ("run_id", "string")], t
+            ("row_key", "string"),
+            ("rule", "string"),
+            ("reason", "string"),
+            ("row_json", "string"),
+            ("source_file", "string"),
+            ("line", "bigint"),
+            ("run_id", "string"),
+        ], t
         assert c.keys == quarantine.DEDUP_KEY, t
-        extra = c.names[len(quarantine.SHAPE):]
+        extra = c.names[len(quarantine.SHAPE) :]
         assert extra == (["file_sha256"] if t == "vcf_variants" else []), t  # only what a process needs
     raw = yaml.safe_load((REPO / "schemas" / "quarantine" / "person.yaml").read_text())
     assert raw["table"] == "quarantine.person"
@@ -44,8 +52,12 @@ def test_a_rerun_adds_nothing_and_a_new_occurrence_is_added(spark: SparkSession)
 
 
 def test_rows_builds_the_shape_from_a_checked_frame(spark: SparkSession) -> None:
-    df = spark.createDataFrame([("k1", 3.5, "f.csv", 7, "too_high", "value above 3")],
-                               "key string, value double, file string, ln int, rule string, reason string")
+    df = spark.createDataFrame(
+        [("k1", 3.5, "f.csv", 7, "too_high", "value above 3")],
+        "key string, value double, file string, ln int, rule string, reason string",
+    )
     out = quarantine.rows(df, "key", ["key", "value"], "file", "ln", "run9")
-    expected = spark.createDataFrame([("k1", "too_high", "value above 3", '{"key":"k1","value":3.5}', "f.csv", 7, "run9")], SHAPE_DDL)
+    expected = spark.createDataFrame(
+        [("k1", "too_high", "value above 3", '{"key":"k1","value":3.5}', "f.csv", 7, "run9")], SHAPE_DDL
+    )
     chispa.assert_df_equality(out, expected, ignore_nullable=True)

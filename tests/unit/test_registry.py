@@ -7,10 +7,10 @@ from __future__ import annotations
 import dataclasses
 import importlib
 import re
-import tomllib
 from pathlib import Path
 
 import pytest
+import tomllib
 import yaml
 
 from omicslake.config import Config, JobsConfig
@@ -114,7 +114,13 @@ def test_no_job_imports_another_job() -> None:
     for name in sorted(jobs):
         path = REPO / "lib" / "omicslake" / "jobs" / f"{name}.py"
         for node in ast.walk(ast.parse(path.read_text())):
-            mods = [node.module or ""] if isinstance(node, ast.ImportFrom) else [a.name for a in node.names] if isinstance(node, ast.Import) else []
+            mods = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
             for m in mods:
                 parts = m.split(".")
                 if parts[:2] == ["omicslake", "jobs"] and len(parts) > 2 and parts[2] in jobs and parts[2] != name:

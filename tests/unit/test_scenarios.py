@@ -93,8 +93,12 @@ def test_fhir_shapes(spark: SparkSession, case: Path) -> None:
     table, shape = fhir.AS_SYNTHEA[want["shape"]]
     assert table == want["table"]
     bronze = parse_ndjson(numbered_lines(spark, path)).select(
-        "*", F.lit(path.name).alias("_source_file"), F.lit("0" * 64).alias("_file_sha256"), F.lit("b1").alias("_batch_id"),
-        F.lit("r1").alias("_run_id"), F.current_timestamp().alias("_ingested_at"),
+        "*",
+        F.lit(path.name).alias("_source_file"),
+        F.lit("0" * 64).alias("_file_sha256"),
+        F.lit("b1").alias("_batch_id"),
+        F.lit("r1").alias("_run_id"),
+        F.current_timestamp().alias("_ingested_at"),
     )
     got = shape(bronze)
     # the provenance columns pass through untouched, and every line is one row

@@ -29,11 +29,18 @@ def test_concordance_equals_lifelines_with_tied_times_and_scores(spark: SparkSes
     t, e, raw = _survival_data(700, seed)
     # scores on a 0.001 grid: equal scores are exactly equal, distinct ones are more than a bin apart
     s = np.round(raw, 3)
-    df = spark.createDataFrame([(float(a), int(b), float(c)) for a, b, c in zip(t, e, s)], "time double, event int, lp double")
+    df = spark.createDataFrame(
+        [(float(a), int(b), float(c)) for a, b, c in zip(t, e, s, strict=True)], "time double, event int, lp double"
+    )
     c, pairs = S.concordance(df)
     assert c == pytest.approx(concordance_index(t, s, e), abs=1e-12)
     # raw scores: near-equal sums in the same 1/100,000 bin count as ties (documented), a tiny difference
-    c_raw, _ = S.concordance(spark.createDataFrame([(float(a), int(b), float(c)) for a, b, c in zip(t, e, raw)], "time double, event int, lp double"))
+    c_raw, _ = S.concordance(
+        spark.createDataFrame(
+            [(float(a), int(b), float(c)) for a, b, c in zip(t, e, raw, strict=True)],
+            "time double, event int, lp double",
+        )
+    )
     assert c_raw == pytest.approx(concordance_index(t, raw, e), abs=1e-4)
     # the comparable pairs, counted by brute force with lifelines' definition
     brute = sum(int(((t > t[i]) | ((t == t[i]) & (e == 0))).sum()) for i in range(len(t)) if e[i] == 1)
@@ -48,7 +55,9 @@ def test_kaplan_meier_equals_lifelines(spark: SparkSession) -> None:
 
     t, e, _ = _survival_data(400, 3)
     g = np.where(np.arange(400) % 2 == 0, "a", "b")
-    df = spark.createDataFrame([(float(a), int(b), str(c)) for a, b, c in zip(t, e, g)], "time double, event int, grp string")
+    df = spark.createDataFrame(
+        [(float(a), int(b), str(c)) for a, b, c in zip(t, e, g, strict=True)], "time double, event int, grp string"
+    )
     curves = S.kaplan_meier(df, "grp")
     assert set(curves) == {"a", "b"}
     for level in ("a", "b"):
@@ -78,14 +87,21 @@ def test_clusters_recover_planted_groups_and_silhouette_equals_sklearn(spark: Sp
     fit = P.fit(df, cols, algorithm, [2, 3, 4, 5], seed=7)
     assert fit.k == 3 and sum(fit.sizes.values()) == 360
     assert fit.silhouettes[3] == max(fit.silhouettes.values())
-    out = fit.model.transform(df).select("person_key", vector_to_array("features").alias("x"), "cluster").orderBy("person_key").collect()
+    out = (
+        fit.model.transform(df)
+        .select("person_key", vector_to_array("features").alias("x"), "cluster")
+        .orderBy("person_key")
+        .collect()
+    )
     order = np.argsort([f"p{i}" for i in range(360)])
     complete = np.arange(360)[order] % 17 != 0  # rows without an imputed value: recovered exactly
     assert adjusted_rand_score(truth[order][complete], np.array([r.cluster for r in out])[complete]) == 1.0
     x = np.array([r.x for r in out])
     for k, s in fit.silhouettes.items():
         xs = Pipeline(stages=preprocessing(cols, center=False)).fit(df).transform(df)
-        labels = P.clusterer(algorithm, k, 7, 50).fit(xs).transform(xs).orderBy("person_key").select("cluster").collect()
+        labels = (
+            P.clusterer(algorithm, k, 7, 50).fit(xs).transform(xs).orderBy("person_key").select("cluster").collect()
+        )
         assert s == pytest.approx(silhouette_score(x, [r.cluster for r in labels], metric="sqeuclidean"), abs=1e-9)
     prof = P.profiles(fit.model.transform(df), ["a", "b", "c"])
     assert sum(r["n"] for r in prof if r["feature"] == "a") == 360

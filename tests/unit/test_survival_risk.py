@@ -5,9 +5,9 @@ from __future__ import annotations
 import chispa
 import numpy as np
 from pyspark.sql import SparkSession
+from scenario import folder, read_csv
 
 from omicslake.ml import survival as S
-from scenario import folder, read_csv
 
 
 def test_tertiles(spark: SparkSession) -> None:
@@ -17,4 +17,6 @@ def test_tertiles(spark: SparkSession) -> None:
     cuts = S.risk_cuts(lp)
     values = [r.lp for r in lp.collect() if r.lp is not None]
     assert cuts == (3.0, 6.0) == tuple(np.quantile(values, [1 / 3, 2 / 3], method="inverted_cdf"))
-    chispa.assert_df_equality(lp.withColumn("risk_group", S.risk_group(cuts)), expected, ignore_row_order=True, ignore_nullable=True)
+    chispa.assert_df_equality(
+        lp.withColumn("risk_group", S.risk_group(cuts)), expected, ignore_row_order=True, ignore_nullable=True
+    )

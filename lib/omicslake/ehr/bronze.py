@@ -57,7 +57,7 @@ def parse_csv(lines: DataFrame, header: list[str], columns: list[str]) -> DataFr
     ok = n_fields == len(header)
     # RFC 4180: a quote inside a quoted field is written twice ("said ""no"""). Spark's default escape
     # character is a backslash, which left both quotes in the value.
-    parsed = F.from_csv("text", schema.simpleString(), {"mode": "PERMISSIVE", "nullValue": "", "escape": "\""})
+    parsed = F.from_csv("text", schema.simpleString(), {"mode": "PERMISSIVE", "nullValue": "", "escape": '"'})
     data = data.select("text", "_line", ok.alias("_ok"), parsed.alias("_v"))
     idx = {h: i for i, h in enumerate(header)}
     cols: list[Column] = []
@@ -80,7 +80,9 @@ def parse_ndjson(lines: DataFrame) -> DataFrame:
     """FHIR NDJSON lines: resourceType, id and subject reference pulled out, the JSON kept whole;
     a line that is not a JSON object keeps resource_type null and goes to ``_rescued``."""
     data = lines.where(F.length(F.trim("text")) > 0)
-    parsed = F.from_json("text", "resourceType string, id string, subject struct<reference:string>, patient struct<reference:string>")
+    parsed = F.from_json(
+        "text", "resourceType string, id string, subject struct<reference:string>, patient struct<reference:string>"
+    )
     data = data.select("text", "_line", parsed.alias("_j"))
     valid = F.col("_j").isNotNull() & F.col("_j.resourceType").isNotNull()
     return data.select(

@@ -19,7 +19,14 @@ from omicslake.ehr.deid import pseudonym, shift_days, zip3
 
 PROVENANCE = ["_source_file", "_line", "_batch_id"]
 # OMOP visit concepts for Synthea's encounter classes.
-VISIT_CONCEPTS = {"inpatient": 9201, "outpatient": 9202, "ambulatory": 9202, "wellness": 9202, "emergency": 9203, "urgentcare": 9203}
+VISIT_CONCEPTS = {
+    "inpatient": 9201,
+    "outpatient": 9202,
+    "ambulatory": 9202,
+    "wellness": 9202,
+    "emergency": 9203,
+    "urgentcare": 9203,
+}
 GENDER_CONCEPTS = {"M": 8507, "F": 8532}
 
 
@@ -40,9 +47,15 @@ def _ts(raw: str) -> Column:
     """
     c = F.col(raw)
     return F.coalesce(
-        F.when(c.rlike(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"), F.expr(f"try_to_timestamp(`{raw}`, \"yyyy-MM-dd'T'HH:mm:ss'Z'\")")),
+        F.when(
+            c.rlike(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$"),
+            F.expr(f"try_to_timestamp(`{raw}`, \"yyyy-MM-dd'T'HH:mm:ss'Z'\")"),
+        ),
         F.when(c.rlike(r"^\d{4}-\d{2}-\d{2}$"), F.expr(f"try_to_timestamp(`{raw}`, 'yyyy-MM-dd')")),
-        F.when(c.rlike(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"), F.expr(f"try_to_timestamp(`{raw}`, 'yyyy-MM-dd HH:mm:ss')")),
+        F.when(
+            c.rlike(r"^\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}$"),
+            F.expr(f"try_to_timestamp(`{raw}`, 'yyyy-MM-dd HH:mm:ss')"),
+        ),
         F.when(c.rlike(r"^\d{4}-\d{2}-\d{2}T"), F.expr(f"try_cast(`{raw}` AS timestamp)")),
     )
 
@@ -57,11 +70,15 @@ def _num(raw: str) -> Column:
 
 def _parse_errors(pairs: list[tuple[str, Column]]) -> Column:
     """Names of the source columns whose value is there but did not parse."""
-    return F.array_compact(F.array(*[F.when(F.col(raw).isNotNull() & typed.isNull(), F.lit(raw)) for raw, typed in pairs]))
+    return F.array_compact(
+        F.array(*[F.when(F.col(raw).isNotNull() & typed.isNull(), F.lit(raw)) for raw, typed in pairs])
+    )
 
 
 def _base(df: DataFrame) -> DataFrame:
-    return df.withColumn("_malformed", F.coalesce(F.col("_rescued").getItem("_malformed_line").isNotNull(), F.lit(False)))
+    return df.withColumn(
+        "_malformed", F.coalesce(F.col("_rescued").getItem("_malformed_line").isNotNull(), F.lit(False))
+    )
 
 
 def _nk(*cols: str) -> Column:
@@ -74,7 +91,9 @@ def _nk(*cols: str) -> Column:
 def _shift_ts(d: Deid, ts: Column) -> Column:
     if not d.date_shift:
         return ts
-    return F.timestamp_seconds(F.unix_timestamp(ts) + shift_days(d.key, F.col("PATIENT"), d.max_days).cast("long") * 86400)
+    return F.timestamp_seconds(
+        F.unix_timestamp(ts) + shift_days(d.key, F.col("PATIENT"), d.max_days).cast("long") * 86400
+    )
 
 
 def _shift_date(d: Deid, day: Column, patient_col: str = "PATIENT") -> Column:
@@ -123,7 +142,9 @@ def visit_rows(df: DataFrame, d: Deid) -> DataFrame:
         _shift_ts(d, _ts("START")).alias("visit_start_datetime"),
         _shift_ts(d, _ts("STOP")).alias("visit_end_datetime"),
         _num("TOTAL_CLAIM_COST").alias("total_cost"),
-        _parse_errors([("START", _ts("START")), ("STOP", _ts("STOP")), ("TOTAL_CLAIM_COST", _num("TOTAL_CLAIM_COST"))]).alias("_parse_errors"),
+        _parse_errors(
+            [("START", _ts("START")), ("STOP", _ts("STOP")), ("TOTAL_CLAIM_COST", _num("TOTAL_CLAIM_COST"))]
+        ).alias("_parse_errors"),
         "_malformed",
         _nk("Id").alias("_nk"),
         *PROVENANCE,
@@ -134,16 +155,22 @@ def _concept(df: DataFrame, concepts: DataFrame, vocabulary: str, code_col: str,
     """The concept id of the source code (0 when the concept file does not know it), and the
     concept's name where the source gave no description (OMOP exports carry none)."""
     c = concepts.where(F.col("vocabulary_id") == vocabulary).select(
-        F.col("concept_code").alias("_code"), F.col("concept_id").alias("_cid"), F.col("concept_name").alias("_cname"))
+        F.col("concept_code").alias("_code"), F.col("concept_id").alias("_cid"), F.col("concept_name").alias("_cname")
+    )
     j = df.join(F.broadcast(c), df[code_col] == c["_code"], "left")
-    return j.withColumn(out, F.coalesce(F.col("_cid"), F.lit(0)).cast("int")).withColumn(
-        name_col, F.coalesce(F.col(name_col), F.col("_cname"))).drop("_code", "_cid", "_cname")
+    return (
+        j.withColumn(out, F.coalesce(F.col("_cid"), F.lit(0)).cast("int"))
+        .withColumn(name_col, F.coalesce(F.col(name_col), F.col("_cname")))
+        .drop("_code", "_cid", "_cname")
+    )
 
 
 _EVENT_KEY = ("PATIENT", "ENCOUNTER", "CODE")
 
 
-def _event_rows(df: DataFrame, d: Deid, domain: str, key: str, when: str, columns: list[Column], parse: list[tuple[str, Column]]) -> DataFrame:
+def _event_rows(
+    df: DataFrame, d: Deid, domain: str, key: str, when: str, columns: list[Column], parse: list[tuple[str, Column]]
+) -> DataFrame:
     """A clinical event (condition, measurement, drug, procedure): its pseudonymous key from the
     natural key, person and visit keys, the given columns, and the helper columns the
     expectations read. The natural key is the source's own record id where it has one (``_ID``:
@@ -151,7 +178,12 @@ def _event_rows(df: DataFrame, d: Deid, domain: str, key: str, when: str, column
     whose event rows carry no id."""
     nk: tuple[str, ...] = (*_EVENT_KEY, when)
     if "_ID" in df.columns:  # a row without its id falls back to the content key
-        df = df.withColumn("_ID", F.coalesce(F.col("_ID"), F.concat_ws("\x1f", F.lit("no-id"), *[F.coalesce(F.col(c), F.lit("")) for c in nk])))
+        df = df.withColumn(
+            "_ID",
+            F.coalesce(
+                F.col("_ID"), F.concat_ws("\x1f", F.lit("no-id"), *[F.coalesce(F.col(c), F.lit("")) for c in nk])
+            ),
+        )
         nk = ("_ID",)
     return _base(df).select(
         pseudonym(d.key, domain, *[F.col(c) for c in nk]).alias(key),
@@ -166,13 +198,21 @@ def _event_rows(df: DataFrame, d: Deid, domain: str, key: str, when: str, column
 
 
 def condition_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
-    rows = _event_rows(df, d, "condition", "condition_key", "START", [
-        F.col("CODE").alias("condition_source_value"),
-        F.lit("SNOMED").alias("condition_source_vocabulary"),
-        F.col("DESCRIPTION").alias("condition_name"),
-        _shift_date(d, _date("START")).alias("condition_start_date"),
-        _shift_date(d, _date("STOP")).alias("condition_end_date"),
-    ], [("START", _date("START")), ("STOP", _date("STOP"))])
+    rows = _event_rows(
+        df,
+        d,
+        "condition",
+        "condition_key",
+        "START",
+        [
+            F.col("CODE").alias("condition_source_value"),
+            F.lit("SNOMED").alias("condition_source_vocabulary"),
+            F.col("DESCRIPTION").alias("condition_name"),
+            _shift_date(d, _date("START")).alias("condition_start_date"),
+            _shift_date(d, _date("STOP")).alias("condition_end_date"),
+        ],
+        [("START", _date("START")), ("STOP", _date("STOP"))],
+    )
     return _concept(rows, concepts, "SNOMED", "condition_source_value", "condition_concept_id", "condition_name")
 
 
@@ -186,38 +226,64 @@ def measurement_rows(df: DataFrame, d: Deid, concepts: DataFrame, units: dict[st
     joined = df.join(F.broadcast(table), (df["CODE"] == table["_code"]) & (df["UNITS"] == table["_from"]), "left").join(
         F.broadcast(listed), df["CODE"] == listed["_lcode"], "left"
     )
-    rows = _event_rows(joined, d, "measurement", "measurement_key", "DATE", [
-        F.col("CODE").alias("measurement_source_value"),
-        F.coalesce(F.col("_name"), F.col("DESCRIPTION")).alias("measurement_name"),
-        _shift_ts(d, _ts("DATE")).alias("measurement_datetime"),
-        F.when(F.col("_factor").isNotNull(), F.round(value * F.col("_factor"), 4)).otherwise(value).alias("value_as_number"),
-        F.coalesce(F.col("_unit"), F.col("UNITS")).alias("unit_source_value"),
-        F.col("VALUE").alias("value_source_value"),
-        F.col("UNITS").alias("unit_as_delivered"),
-        F.coalesce(F.col("_factor") != 1.0, F.lit(False)).alias("unit_converted"),
-        (F.col("_lcode").isNull() | F.col("_factor").isNotNull() | F.col("_malformed")).alias("_unit_known"),
-    ], [("DATE", _ts("DATE"))])
+    rows = _event_rows(
+        joined,
+        d,
+        "measurement",
+        "measurement_key",
+        "DATE",
+        [
+            F.col("CODE").alias("measurement_source_value"),
+            F.coalesce(F.col("_name"), F.col("DESCRIPTION")).alias("measurement_name"),
+            _shift_ts(d, _ts("DATE")).alias("measurement_datetime"),
+            F.when(F.col("_factor").isNotNull(), F.round(value * F.col("_factor"), 4))
+            .otherwise(value)
+            .alias("value_as_number"),
+            F.coalesce(F.col("_unit"), F.col("UNITS")).alias("unit_source_value"),
+            F.col("VALUE").alias("value_source_value"),
+            F.col("UNITS").alias("unit_as_delivered"),
+            F.coalesce(F.col("_factor") != 1.0, F.lit(False)).alias("unit_converted"),
+            (F.col("_lcode").isNull() | F.col("_factor").isNotNull() | F.col("_malformed")).alias("_unit_known"),
+        ],
+        [("DATE", _ts("DATE"))],
+    )
     return _concept(rows, concepts, "LOINC", "measurement_source_value", "measurement_concept_id", "measurement_name")
 
 
 def drug_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
-    rows = _event_rows(df, d, "drug", "drug_exposure_key", "START", [
-        F.col("CODE").alias("drug_source_value"),
-        F.col("DESCRIPTION").alias("drug_name"),
-        _shift_ts(d, _ts("START")).alias("drug_exposure_start_datetime"),
-        _shift_ts(d, _ts("STOP")).alias("drug_exposure_end_datetime"),
-        _num("DISPENSES").alias("quantity"),
-    ], [("START", _ts("START")), ("STOP", _ts("STOP")), ("DISPENSES", _num("DISPENSES"))])
+    rows = _event_rows(
+        df,
+        d,
+        "drug",
+        "drug_exposure_key",
+        "START",
+        [
+            F.col("CODE").alias("drug_source_value"),
+            F.col("DESCRIPTION").alias("drug_name"),
+            _shift_ts(d, _ts("START")).alias("drug_exposure_start_datetime"),
+            _shift_ts(d, _ts("STOP")).alias("drug_exposure_end_datetime"),
+            _num("DISPENSES").alias("quantity"),
+        ],
+        [("START", _ts("START")), ("STOP", _ts("STOP")), ("DISPENSES", _num("DISPENSES"))],
+    )
     return _concept(rows, concepts, "RxNorm", "drug_source_value", "drug_concept_id", "drug_name")
 
 
 def procedure_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
-    rows = _event_rows(df, d, "procedure", "procedure_key", "START", [
-        F.col("CODE").alias("procedure_source_value"),
-        F.col("DESCRIPTION").alias("procedure_name"),
-        _shift_ts(d, _ts("START")).alias("procedure_datetime"),
-        _shift_ts(d, _ts("STOP")).alias("procedure_end_datetime"),
-    ], [("START", _ts("START")), ("STOP", _ts("STOP"))])
+    rows = _event_rows(
+        df,
+        d,
+        "procedure",
+        "procedure_key",
+        "START",
+        [
+            F.col("CODE").alias("procedure_source_value"),
+            F.col("DESCRIPTION").alias("procedure_name"),
+            _shift_ts(d, _ts("START")).alias("procedure_datetime"),
+            _shift_ts(d, _ts("STOP")).alias("procedure_end_datetime"),
+        ],
+        [("START", _ts("START")), ("STOP", _ts("STOP"))],
+    )
     return _concept(rows, concepts, "SNOMED", "procedure_source_value", "procedure_concept_id", "procedure_name")
 
 
@@ -235,20 +301,31 @@ def sample_link_rows(df: DataFrame, d: Deid) -> DataFrame:
 
 def death_rows(person: DataFrame) -> DataFrame:
     """silver.death rows from the silver.person rows that have a death date."""
-    return person.select("person_key", "death_date", *PROVENANCE).withColumn("_malformed", F.lit(False)).withColumn(
-        "_parse_errors", F.array().cast("array<string>")).withColumn("_nk", F.col("person_key"))
+    return (
+        person.select("person_key", "death_date", *PROVENANCE)
+        .withColumn("_malformed", F.lit(False))
+        .withColumn("_parse_errors", F.array().cast("array<string>"))
+        .withColumn("_nk", F.col("person_key"))
+    )
 
 
 def dedupe(rows: DataFrame) -> DataFrame:
     """One row per natural key: the latest delivery wins (later batch, then later line).
     Adds _dup (true for the rows that lost)."""
-    w = Window.partitionBy("_nk").orderBy(F.col("_batch_id").desc(), F.col("_line").desc(), F.col("_source_file").desc())
+    w = Window.partitionBy("_nk").orderBy(
+        F.col("_batch_id").desc(), F.col("_line").desc(), F.col("_source_file").desc()
+    )
     return rows.withColumn("_dup", F.row_number().over(w) > 1)
 
 
 def with_person(rows: DataFrame, person: DataFrame) -> DataFrame:
     """Birth and death dates and whether the person exists, for the reference and date rules."""
-    p = person.select("person_key", F.col("birth_date").alias("_birth_date"), F.col("death_date").alias("_death_date"), F.lit(True).alias("_person_found"))
+    p = person.select(
+        "person_key",
+        F.col("birth_date").alias("_birth_date"),
+        F.col("death_date").alias("_death_date"),
+        F.lit(True).alias("_person_found"),
+    )
     return rows.join(p, "person_key", "left").withColumn("_person_found", F.coalesce("_person_found", F.lit(False)))
 
 

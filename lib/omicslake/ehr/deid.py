@@ -20,7 +20,25 @@ from omicslake.config import ConformEhrConfig
 from omicslake.errors import SecretError
 
 # ZIP3 areas with 20,000 people or fewer (2000 census), which HIPAA Safe Harbor turns into 000.
-SMALL_ZIP3 = ("036", "059", "063", "102", "203", "556", "692", "790", "821", "823", "830", "831", "878", "879", "884", "890", "893")
+SMALL_ZIP3 = (
+    "036",
+    "059",
+    "063",
+    "102",
+    "203",
+    "556",
+    "692",
+    "790",
+    "821",
+    "823",
+    "830",
+    "831",
+    "878",
+    "879",
+    "884",
+    "890",
+    "893",
+)
 _BLOCK = 64
 
 
@@ -34,7 +52,9 @@ def pseudonym_key(c: ConformEhrConfig) -> bytes:
 
             value = DBUtils(SparkSession.getActiveSession()).secrets.get(c.secret_scope, c.secret_key)
         except ImportError as exc:
-            raise SecretError(f"secret scope {c.secret_scope!r} is set but dbutils is not available (not on Databricks); set {c.key_env} instead") from exc
+            raise SecretError(
+                f"secret scope {c.secret_scope!r} is set but dbutils is not available (not on Databricks); set {c.key_env} instead"
+            ) from exc
     if not value:
         raise SecretError(
             f"no pseudonymisation key: set the environment variable {c.key_env} (e.g. `export {c.key_env}=$(openssl rand -hex 32)`, "
@@ -79,6 +99,8 @@ def zip3(zip_code: Column) -> Column:
     """
     z = F.lpad(F.regexp_extract(zip_code, r"^\s*(\d{3,5})", 1), 5, "0")
     three = F.substring(z, 1, 3)
-    return F.when(F.length(F.regexp_extract(zip_code, r"^\s*(\d{3,5})", 1)) == 0, F.lit(None)).when(
-        three.isin(*SMALL_ZIP3), F.lit("000")
-    ).otherwise(three)
+    return (
+        F.when(F.length(F.regexp_extract(zip_code, r"^\s*(\d{3,5})", 1)) == 0, F.lit(None))
+        .when(three.isin(*SMALL_ZIP3), F.lit("000"))
+        .otherwise(three)
+    )

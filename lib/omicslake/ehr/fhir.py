@@ -17,7 +17,14 @@ from pyspark.sql import functions as F
 META = ["_source_file", "_file_sha256", "_line", "_batch_id", "_rescued", "_run_id", "_ingested_at"]
 CODING = "struct<coding: array<struct<system: string, code: string, display: string>>, text: string>"
 REF = "struct<reference: string>"
-ENCOUNTER_CLASS = {"AMB": "ambulatory", "IMP": "inpatient", "ACUTE": "inpatient", "EMER": "emergency", "VR": "virtual", "HH": "home"}
+ENCOUNTER_CLASS = {
+    "AMB": "ambulatory",
+    "IMP": "inpatient",
+    "ACUTE": "inpatient",
+    "EMER": "emergency",
+    "VR": "virtual",
+    "HH": "home",
+}
 
 
 def _id(ref: Column) -> Column:
@@ -46,12 +53,20 @@ def patients(df: DataFrame, read: object = None) -> DataFrame:
         e = F.filter("_j.extension", lambda x: x["url"].endswith(suffix)).getItem(0)
         return F.filter(e["extension"], lambda x: x["url"] == "text").getItem(0)["valueString"]
 
-    gender = F.when(F.col("_j.gender") == "male", "M").when(F.col("_j.gender") == "female", "F").otherwise(F.col("_j.gender"))
+    gender = (
+        F.when(F.col("_j.gender") == "male", "M")
+        .when(F.col("_j.gender") == "female", "F")
+        .otherwise(F.col("_j.gender"))
+    )
     return j.select(
-        F.col("_j.id").alias("Id"), F.col("_j.birthDate").alias("BIRTHDATE"),
-        F.col("_j.deceasedDateTime").alias("DEATHDATE"), gender.alias("GENDER"),
-        ext("us-core-race").alias("RACE"), ext("us-core-ethnicity").alias("ETHNICITY"),
-        F.col("_j.address").getItem(0)["postalCode"].alias("ZIP"), F.col("_j.address").getItem(0)["state"].alias("STATE"),
+        F.col("_j.id").alias("Id"),
+        F.col("_j.birthDate").alias("BIRTHDATE"),
+        F.col("_j.deceasedDateTime").alias("DEATHDATE"),
+        gender.alias("GENDER"),
+        ext("us-core-race").alias("RACE"),
+        ext("us-core-ethnicity").alias("ETHNICITY"),
+        F.col("_j.address").getItem(0)["postalCode"].alias("ZIP"),
+        F.col("_j.address").getItem(0)["state"].alias("STATE"),
         *META,
     )
 
@@ -62,10 +77,14 @@ def encounters(df: DataFrame, read: object = None) -> DataFrame:
     cls = F.create_map(*[x for k, v in ENCOUNTER_CLASS.items() for x in (F.lit(k), F.lit(v))])
     code = F.col("_j.type").getItem(0).getField("coding").getItem(0)
     return j.select(
-        F.col("_j.id").alias("Id"), F.col("_j.period.start").alias("START"), F.col("_j.period.end").alias("STOP"),
+        F.col("_j.id").alias("Id"),
+        F.col("_j.period.start").alias("START"),
+        F.col("_j.period.end").alias("STOP"),
         _id(F.col("_j.subject.reference")).alias("PATIENT"),
         F.coalesce(cls[F.col("_j.class.code")], F.lower("_j.class.code")).alias("ENCOUNTERCLASS"),
-        code["code"].alias("CODE"), code["display"].alias("DESCRIPTION"), F.lit(None).cast("string").alias("TOTAL_CLAIM_COST"),
+        code["code"].alias("CODE"),
+        code["display"].alias("DESCRIPTION"),
+        F.lit(None).cast("string").alias("TOTAL_CLAIM_COST"),
         *META,
     )
 
@@ -78,34 +97,57 @@ def _event(df: DataFrame, fields: str, code_field: str, *columns: Column) -> Dat
     code, display, _ = _first_code(f"_j.{code_field}")
     return j.select(
         *columns,
-        _id(F.col("_j.subject.reference")).alias("PATIENT"), _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"),
-        code.alias("CODE"), display.alias("DESCRIPTION"), F.col("id").alias("_ID"),
+        _id(F.col("_j.subject.reference")).alias("PATIENT"),
+        _id(F.col("_j.encounter.reference")).alias("ENCOUNTER"),
+        code.alias("CODE"),
+        display.alias("DESCRIPTION"),
+        F.col("id").alias("_ID"),
         *META,
     )
 
 
 def conditions(df: DataFrame, read: object = None) -> DataFrame:
     _, _, system = _first_code("_j.code")
-    return _event(df, "onsetDateTime string, abatementDateTime string, recordedDate string", "code",
-                  F.coalesce("_j.onsetDateTime", "_j.recordedDate").alias("START"), F.col("_j.abatementDateTime").alias("STOP"),
-                  system.alias("SYSTEM"))
+    return _event(
+        df,
+        "onsetDateTime string, abatementDateTime string, recordedDate string",
+        "code",
+        F.coalesce("_j.onsetDateTime", "_j.recordedDate").alias("START"),
+        F.col("_j.abatementDateTime").alias("STOP"),
+        system.alias("SYSTEM"),
+    )
 
 
 def observations(df: DataFrame, read: object = None) -> DataFrame:
-    return _event(df, "effectiveDateTime string, valueQuantity struct<value: double, unit: string, code: string>", "code",
-                  F.col("_j.effectiveDateTime").alias("DATE"), F.col("_j.valueQuantity.value").cast("string").alias("VALUE"),
-                  F.coalesce("_j.valueQuantity.code", "_j.valueQuantity.unit").alias("UNITS"))
+    return _event(
+        df,
+        "effectiveDateTime string, valueQuantity struct<value: double, unit: string, code: string>",
+        "code",
+        F.col("_j.effectiveDateTime").alias("DATE"),
+        F.col("_j.valueQuantity.value").cast("string").alias("VALUE"),
+        F.coalesce("_j.valueQuantity.code", "_j.valueQuantity.unit").alias("UNITS"),
+    )
 
 
 def medications(df: DataFrame, read: object = None) -> DataFrame:
-    return _event(df, "authoredOn string, dispenseRequest struct<numberOfRepeatsAllowed: int>", "medicationCodeableConcept",
-                  F.col("_j.authoredOn").alias("START"), F.lit(None).cast("string").alias("STOP"),
-                  F.col("_j.dispenseRequest.numberOfRepeatsAllowed").cast("string").alias("DISPENSES"))
+    return _event(
+        df,
+        "authoredOn string, dispenseRequest struct<numberOfRepeatsAllowed: int>",
+        "medicationCodeableConcept",
+        F.col("_j.authoredOn").alias("START"),
+        F.lit(None).cast("string").alias("STOP"),
+        F.col("_j.dispenseRequest.numberOfRepeatsAllowed").cast("string").alias("DISPENSES"),
+    )
 
 
 def procedures(df: DataFrame, read: object = None) -> DataFrame:
-    return _event(df, "performedDateTime string, performedPeriod struct<start: string, end: string>", "code",
-                  F.coalesce("_j.performedPeriod.start", "_j.performedDateTime").alias("START"), F.col("_j.performedPeriod.end").alias("STOP"))
+    return _event(
+        df,
+        "performedDateTime string, performedPeriod struct<start: string, end: string>",
+        "code",
+        F.coalesce("_j.performedPeriod.start", "_j.performedDateTime").alias("START"),
+        F.col("_j.performedPeriod.end").alias("STOP"),
+    )
 
 
 AS_SYNTHEA = {

@@ -23,7 +23,15 @@ from pyspark.sql import functions as F
 META = ["_source_file", "_file_sha256", "_line", "_batch_id", "_rescued", "_run_id", "_ingested_at"]
 Read = Callable[[str], "DataFrame | None"]
 # OMOP visit concepts -> the encounter classes conform maps back to visit concepts.
-VISIT_CLASS = {"9201": "inpatient", "262": "inpatient", "9202": "outpatient", "9203": "emergency", "581458": "pharmacy", "581476": "home", "5083": "telehealth"}
+VISIT_CLASS = {
+    "9201": "inpatient",
+    "262": "inpatient",
+    "9202": "outpatient",
+    "9203": "emergency",
+    "581458": "pharmacy",
+    "581476": "home",
+    "5083": "telehealth",
+}
 GENDER = {"8507": "M", "8532": "F"}
 _STR = "string"
 
@@ -44,8 +52,10 @@ def _sid() -> Column:
 
 def _source_ids(person: DataFrame) -> DataFrame:
     """person_id -> the patient's source id (one row per person_id: the latest delivery)."""
-    return person.where(F.col("person_id").isNotNull()).groupBy("person_id").agg(
-        F.max_by(_sid(), F.struct("_batch_id", "_line")).alias("_pid")
+    return (
+        person.where(F.col("person_id").isNotNull())
+        .groupBy("person_id")
+        .agg(F.max_by(_sid(), F.struct("_batch_id", "_line")).alias("_pid"))
     )
 
 
@@ -54,7 +64,11 @@ def _with_patient(df: DataFrame, read: Read) -> DataFrame:
     if person is None:
         return df.withColumn("PATIENT", _fallback_id(F.col("person_id")))
     ids = _source_ids(person)
-    return df.join(ids, "person_id", "left").withColumn("PATIENT", F.coalesce("_pid", _fallback_id(F.col("person_id")))).drop("_pid")
+    return (
+        df.join(ids, "person_id", "left")
+        .withColumn("PATIENT", F.coalesce("_pid", _fallback_id(F.col("person_id"))))
+        .drop("_pid")
+    )
 
 
 def patients(df: DataFrame, read: Read) -> DataFrame:
@@ -66,15 +80,26 @@ def patients(df: DataFrame, read: Read) -> DataFrame:
     else:
         rows = rows.withColumn("_death", F.lit(None).cast(_STR))
     born = F.when(F.col("birth_datetime").isNotNull(), F.col("birth_datetime")).otherwise(
-        F.when(F.col("year_of_birth").isNotNull(), F.concat_ws("-", "year_of_birth",
-            F.lpad(F.coalesce("month_of_birth", F.lit("1")), 2, "0"), F.lpad(F.coalesce("day_of_birth", F.lit("1")), 2, "0")))
+        F.when(
+            F.col("year_of_birth").isNotNull(),
+            F.concat_ws(
+                "-",
+                "year_of_birth",
+                F.lpad(F.coalesce("month_of_birth", F.lit("1")), 2, "0"),
+                F.lpad(F.coalesce("day_of_birth", F.lit("1")), 2, "0"),
+            ),
+        )
     )
     gender = F.create_map(*[x for k, v in GENDER.items() for x in (F.lit(k), F.lit(v))])
     return rows.select(
-        _sid().alias("Id"), born.alias("BIRTHDATE"), F.col("_death").alias("DEATHDATE"),
+        _sid().alias("Id"),
+        born.alias("BIRTHDATE"),
+        F.col("_death").alias("DEATHDATE"),
         F.coalesce(gender[F.col("gender_concept_id")], F.col("gender_source_value")).alias("GENDER"),
-        F.col("race_source_value").alias("RACE"), F.col("ethnicity_source_value").alias("ETHNICITY"),
-        F.lit(None).cast(_STR).alias("ZIP"), F.lit(None).cast(_STR).alias("STATE"),
+        F.col("race_source_value").alias("RACE"),
+        F.col("ethnicity_source_value").alias("ETHNICITY"),
+        F.lit(None).cast(_STR).alias("ZIP"),
+        F.lit(None).cast(_STR).alias("STATE"),
         *META,
     )
 
@@ -86,9 +111,12 @@ def encounters(df: DataFrame, read: Read) -> DataFrame:
         _when("visit_start_datetime", "visit_start_date").alias("START"),
         _when("visit_end_datetime", "visit_end_date").alias("STOP"),
         "PATIENT",
-        F.coalesce(cls[F.col("visit_concept_id")], F.concat(F.lit("concept "), F.col("visit_concept_id"))).alias("ENCOUNTERCLASS"),
+        F.coalesce(cls[F.col("visit_concept_id")], F.concat(F.lit("concept "), F.col("visit_concept_id"))).alias(
+            "ENCOUNTERCLASS"
+        ),
         # visit_source_value is often the source system's encounter id: never carried to silver.
-        F.col("visit_concept_id").alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"),
+        F.col("visit_concept_id").alias("CODE"),
+        F.lit(None).cast(_STR).alias("DESCRIPTION"),
         F.lit(None).cast(_STR).alias("TOTAL_CLAIM_COST"),
         *META,
     )
@@ -98,35 +126,62 @@ def _event(df: DataFrame, read: Read, id_col: str, code_col: str, *columns: Colu
     """An OMOP event row as a Synthea event: the given time/value columns, PATIENT, ENCOUNTER,
     CODE (the source value), no DESCRIPTION (conform fills the concept name), the row id as _ID."""
     return _with_patient(df, read).select(
-        *columns, "PATIENT", F.col("visit_occurrence_id").alias("ENCOUNTER"),
-        F.col(code_col).alias("CODE"), F.lit(None).cast(_STR).alias("DESCRIPTION"), F.col(id_col).alias("_ID"),
+        *columns,
+        "PATIENT",
+        F.col("visit_occurrence_id").alias("ENCOUNTER"),
+        F.col(code_col).alias("CODE"),
+        F.lit(None).cast(_STR).alias("DESCRIPTION"),
+        F.col(id_col).alias("_ID"),
         *META,
     )
 
 
 def conditions(df: DataFrame, read: Read) -> DataFrame:
-    return _event(df, read, "condition_occurrence_id", "condition_source_value",
-                  _when("condition_start_datetime", "condition_start_date").alias("START"),
-                  _when("condition_end_datetime", "condition_end_date").alias("STOP"), F.lit("SNOMED").alias("SYSTEM"))
+    return _event(
+        df,
+        read,
+        "condition_occurrence_id",
+        "condition_source_value",
+        _when("condition_start_datetime", "condition_start_date").alias("START"),
+        _when("condition_end_datetime", "condition_end_date").alias("STOP"),
+        F.lit("SNOMED").alias("SYSTEM"),
+    )
 
 
 def observations(df: DataFrame, read: Read) -> DataFrame:
     """MEASUREMENT rows (labs and vitals) as Synthea observations."""
-    return _event(df, read, "measurement_id", "measurement_source_value",
-                  _when("measurement_datetime", "measurement_date").alias("DATE"),
-                  F.col("value_as_number").alias("VALUE"), F.col("unit_source_value").alias("UNITS"))
+    return _event(
+        df,
+        read,
+        "measurement_id",
+        "measurement_source_value",
+        _when("measurement_datetime", "measurement_date").alias("DATE"),
+        F.col("value_as_number").alias("VALUE"),
+        F.col("unit_source_value").alias("UNITS"),
+    )
 
 
 def medications(df: DataFrame, read: Read) -> DataFrame:
-    return _event(df, read, "drug_exposure_id", "drug_source_value",
-                  _when("drug_exposure_start_datetime", "drug_exposure_start_date").alias("START"),
-                  _when("drug_exposure_end_datetime", "drug_exposure_end_date").alias("STOP"), F.col("quantity").alias("DISPENSES"))
+    return _event(
+        df,
+        read,
+        "drug_exposure_id",
+        "drug_source_value",
+        _when("drug_exposure_start_datetime", "drug_exposure_start_date").alias("START"),
+        _when("drug_exposure_end_datetime", "drug_exposure_end_date").alias("STOP"),
+        F.col("quantity").alias("DISPENSES"),
+    )
 
 
 def procedures(df: DataFrame, read: Read) -> DataFrame:
-    return _event(df, read, "procedure_occurrence_id", "procedure_source_value",
-                  _when("procedure_datetime", "procedure_date").alias("START"),
-                  _when("procedure_end_datetime", "procedure_end_date").alias("STOP"))
+    return _event(
+        df,
+        read,
+        "procedure_occurrence_id",
+        "procedure_source_value",
+        _when("procedure_datetime", "procedure_date").alias("START"),
+        _when("procedure_end_datetime", "procedure_end_date").alias("STOP"),
+    )
 
 
 AS_SYNTHEA = {

@@ -52,7 +52,10 @@ def data_columns(contract: Contract) -> list[str]:
 
 
 def conform(
-    source: DataFrame, build: Callable[[DataFrame], DataFrame], contract: Contract, run_id: str,
+    source: DataFrame,
+    build: Callable[[DataFrame], DataFrame],
+    contract: Contract,
+    run_id: str,
     check_rows: Callable[[DataFrame, Contract], CheckResult] | None = None,
 ) -> Conformed:
     """Build the silver rows of ``source`` (bronze rows) with ``build`` (an ``ehr.conform`` row
@@ -74,8 +77,18 @@ def conform(
     kept = result.kept.withColumn("run_id", F.lit(run_id)).withColumn("_row_hash", row_hash(data_cols))
     kept = kept.select(*contract.names).transform(enforce(contract)).cache()  # helper columns dropped
     quarantined = quarantine.rows(result.quarantined, key, data_cols, "_source_file", "_line", run_id).cache()
-    return Conformed(kept, quarantined, result, n_read, n_built, n_dup, n_nk, kept.count(), quarantined.count(),
-                     (rows, kept, quarantined))
+    return Conformed(
+        kept,
+        quarantined,
+        result,
+        n_read,
+        n_built,
+        n_dup,
+        n_nk,
+        kept.count(),
+        quarantined.count(),
+        (rows, kept, quarantined),
+    )
 
 
 def batch_problems(c: Conformed) -> list[str]:
@@ -85,14 +98,20 @@ def batch_problems(c: Conformed) -> list[str]:
     if c.n_built != c.n_read:
         problems.append(f"{c.n_read} rows read but {c.n_built} built from them")
     if c.n_duplicates != c.n_built - c.n_keys:
-        problems.append(f"{c.n_duplicates} rows marked duplicate but {c.n_built - c.n_keys} share a natural key with another")
+        problems.append(
+            f"{c.n_duplicates} rows marked duplicate but {c.n_built - c.n_keys} share a natural key with another"
+        )
     if c.n_built != c.n_kept + c.n_quarantined + c.n_duplicates:
-        problems.append(f"{c.n_built - c.n_kept - c.n_quarantined - c.n_duplicates} rows missing between the checks and the write "
-                        f"({c.n_built} built = {c.n_kept} kept + {c.n_quarantined} quarantined + {c.n_duplicates} duplicates does not hold)")
+        problems.append(
+            f"{c.n_built - c.n_kept - c.n_quarantined - c.n_duplicates} rows missing between the checks and the write "
+            f"({c.n_built} built = {c.n_kept} kept + {c.n_quarantined} quarantined + {c.n_duplicates} duplicates does not hold)"
+        )
     return problems
 
 
-def write_problems(target: str, qtable: str, n_kept: int, n_out: int, n_quarantined: int, n_quarantine_out: int) -> list[str]:
+def write_problems(
+    target: str, qtable: str, n_kept: int, n_out: int, n_quarantined: int, n_quarantine_out: int
+) -> list[str]:
     """What does not add up after the writes, each side counted from the tables as written: the
     kept rows' keys in the target, the quarantined rows (by quarantine.DEDUP_KEY) in its quarantine."""
     problems = []

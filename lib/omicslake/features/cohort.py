@@ -19,37 +19,94 @@ from omicslake.features.spec import CohortSpec, Criterion, Events, IndexRule
 EVENT_COLUMNS = ["person_key", "domain", "code", "concept_id", "class", "start_date", "end_date", "value"]
 
 
-def events(visits: DataFrame | None = None, conditions: DataFrame | None = None, measurements: DataFrame | None = None,
-           drugs: DataFrame | None = None, procedures: DataFrame | None = None) -> DataFrame:
+def events(
+    visits: DataFrame | None = None,
+    conditions: DataFrame | None = None,
+    measurements: DataFrame | None = None,
+    drugs: DataFrame | None = None,
+    procedures: DataFrame | None = None,
+) -> DataFrame:
     """The silver fact tables as one long event table (dates, not times: windows count days)."""
     parts: list[DataFrame] = []
     null_d, null_s = F.lit(None).cast("double"), F.lit(None).cast("string")
     if visits is not None:
-        parts.append(visits.select("person_key", F.lit("visit").alias("domain"), F.col("visit_source_code").alias("code"),
-                                   F.col("visit_concept_id").alias("concept_id"), F.lower("visit_source_value").alias("class"),
-                                   F.to_date("visit_start_datetime").alias("start_date"), F.to_date("visit_end_datetime").alias("end_date"), null_d.alias("value")))
+        parts.append(
+            visits.select(
+                "person_key",
+                F.lit("visit").alias("domain"),
+                F.col("visit_source_code").alias("code"),
+                F.col("visit_concept_id").alias("concept_id"),
+                F.lower("visit_source_value").alias("class"),
+                F.to_date("visit_start_datetime").alias("start_date"),
+                F.to_date("visit_end_datetime").alias("end_date"),
+                null_d.alias("value"),
+            )
+        )
     if conditions is not None:
-        parts.append(conditions.select("person_key", F.lit("condition").alias("domain"), F.col("condition_source_value").alias("code"),
-                                       F.col("condition_concept_id").alias("concept_id"), null_s.alias("class"),
-                                       F.col("condition_start_date").alias("start_date"), F.col("condition_end_date").alias("end_date"), null_d.alias("value")))
+        parts.append(
+            conditions.select(
+                "person_key",
+                F.lit("condition").alias("domain"),
+                F.col("condition_source_value").alias("code"),
+                F.col("condition_concept_id").alias("concept_id"),
+                null_s.alias("class"),
+                F.col("condition_start_date").alias("start_date"),
+                F.col("condition_end_date").alias("end_date"),
+                null_d.alias("value"),
+            )
+        )
     if measurements is not None:
-        parts.append(measurements.select("person_key", F.lit("measurement").alias("domain"), F.col("measurement_source_value").alias("code"),
-                                         F.col("measurement_concept_id").alias("concept_id"), F.lower("measurement_name").alias("class"),
-                                         F.to_date("measurement_datetime").alias("start_date"), F.lit(None).cast("date").alias("end_date"),
-                                         F.col("value_as_number").alias("value")))
+        parts.append(
+            measurements.select(
+                "person_key",
+                F.lit("measurement").alias("domain"),
+                F.col("measurement_source_value").alias("code"),
+                F.col("measurement_concept_id").alias("concept_id"),
+                F.lower("measurement_name").alias("class"),
+                F.to_date("measurement_datetime").alias("start_date"),
+                F.lit(None).cast("date").alias("end_date"),
+                F.col("value_as_number").alias("value"),
+            )
+        )
     if drugs is not None:
-        parts.append(drugs.select("person_key", F.lit("drug").alias("domain"), F.col("drug_source_value").alias("code"),
-                                  F.col("drug_concept_id").alias("concept_id"), null_s.alias("class"),
-                                  F.to_date("drug_exposure_start_datetime").alias("start_date"), F.to_date("drug_exposure_end_datetime").alias("end_date"), null_d.alias("value")))
+        parts.append(
+            drugs.select(
+                "person_key",
+                F.lit("drug").alias("domain"),
+                F.col("drug_source_value").alias("code"),
+                F.col("drug_concept_id").alias("concept_id"),
+                null_s.alias("class"),
+                F.to_date("drug_exposure_start_datetime").alias("start_date"),
+                F.to_date("drug_exposure_end_datetime").alias("end_date"),
+                null_d.alias("value"),
+            )
+        )
     if procedures is not None:
-        parts.append(procedures.select("person_key", F.lit("procedure").alias("domain"), F.col("procedure_source_value").alias("code"),
-                                       F.col("procedure_concept_id").alias("concept_id"), null_s.alias("class"),
-                                       F.to_date("procedure_datetime").alias("start_date"), F.to_date("procedure_end_datetime").alias("end_date"), null_d.alias("value")))
+        parts.append(
+            procedures.select(
+                "person_key",
+                F.lit("procedure").alias("domain"),
+                F.col("procedure_source_value").alias("code"),
+                F.col("procedure_concept_id").alias("concept_id"),
+                null_s.alias("class"),
+                F.to_date("procedure_datetime").alias("start_date"),
+                F.to_date("procedure_end_datetime").alias("end_date"),
+                null_d.alias("value"),
+            )
+        )
     if not parts:
         raise ValueError("events() needs at least one silver table")
     out = reduce(DataFrame.unionByName, parts)
-    return out.select(F.col("person_key"), F.col("domain"), F.col("code").cast("string"), F.col("concept_id").cast("int"),
-                      F.col("class"), F.col("start_date").cast("date"), F.col("end_date").cast("date"), F.col("value").cast("double"))
+    return out.select(
+        F.col("person_key"),
+        F.col("domain"),
+        F.col("code").cast("string"),
+        F.col("concept_id").cast("int"),
+        F.col("class"),
+        F.col("start_date").cast("date"),
+        F.col("end_date").cast("date"),
+        F.col("value").cast("double"),
+    )
 
 
 def matches(e: Events) -> Column:
@@ -88,7 +145,9 @@ def index_dates(ev: DataFrame, rule: IndexRule) -> DataFrame:
     return x.groupBy("person_key").agg(pick(F.col("_d"), F.col("_start")).alias("index_date"))
 
 
-def build_cohort(ev: DataFrame, person: DataFrame, spec: CohortSpec, end_of_data: Column) -> tuple[DataFrame, DataFrame]:
+def build_cohort(
+    ev: DataFrame, person: DataFrame, spec: CohortSpec, end_of_data: Column
+) -> tuple[DataFrame, DataFrame]:
     """(cohort, all_candidates). The cohort: eligible persons with index_date, label, the outcome
     date, time-to-event fields and censoring. all_candidates: everyone with an index event and
     a column per criterion (for the attrition counts).
@@ -103,20 +162,30 @@ def build_cohort(ev: DataFrame, person: DataFrame, spec: CohortSpec, end_of_data
     days = F.datediff("start_date", "index_date")
     j = ev.where(sel).join(idx, "person_key")
     aggs = [F.sum(F.when(matches(c) & in_window(days, c.window), 1).otherwise(0)).alias(f"_c_{c.name}") for c in crit]
-    aggs.append(F.min(F.when(matches(spec.outcome) & in_window(days, spec.outcome.window), F.col("start_date"))).alias("outcome_date"))
+    aggs.append(
+        F.min(F.when(matches(spec.outcome) & in_window(days, spec.outcome.window), F.col("start_date"))).alias(
+            "outcome_date"
+        )
+    )
     counts = j.groupBy("person_key").agg(*aggs)
     first_seen = ev.groupBy("person_key").agg(F.min("start_date").alias("observation_start"))
     p = person.select("person_key", "birth_date", "death_date")
     c = idx.join(p, "person_key", "left").join(first_seen, "person_key", "left").join(counts, "person_key", "left")
     c = c.withColumn("age_at_index", F.round(F.months_between("index_date", "birth_date") / 12, 2))
-    c = c.withColumn("_prior_obs", F.coalesce(F.datediff("index_date", "observation_start") >= spec.prior_observation_days, F.lit(False)))
+    c = c.withColumn(
+        "_prior_obs",
+        F.coalesce(F.datediff("index_date", "observation_start") >= spec.prior_observation_days, F.lit(False)),
+    )
     c = c.withColumn("_alive", F.col("death_date").isNull() | (F.col("death_date") > F.col("index_date")))
     ok: list[Column] = [F.col("_prior_obs"), F.col("_alive")]
     for cr in spec.include:
         ok.append(_passes(cr, include=True))
     for cr in spec.exclude:
         ok.append(_passes(cr, include=False))
-    checks = [("alive_at_index", F.col("_alive")), (f"prior_observation_{spec.prior_observation_days}d", F.col("_prior_obs"))]
+    checks = [
+        ("alive_at_index", F.col("_alive")),
+        (f"prior_observation_{spec.prior_observation_days}d", F.col("_prior_obs")),
+    ]
     checks += [(f"include_{cr.name}", _passes(cr, True)) for cr in spec.include]
     checks += [(f"exclude_{cr.name}", _passes(cr, False)) for cr in spec.exclude]
     candidates = c.select("*", *[chk.alias(f"_ok_{name}") for name, chk in checks])
@@ -124,11 +193,14 @@ def build_cohort(ev: DataFrame, person: DataFrame, spec: CohortSpec, end_of_data
     horizon = spec.horizon
     censor = F.least(F.coalesce("death_date", end_of_data), end_of_data)
     out = eligible.withColumn("censor_date", censor).withColumn(
-        "outcome_date", F.when(F.col("outcome_date") <= F.col("censor_date"), F.col("outcome_date")))
+        "outcome_date", F.when(F.col("outcome_date") <= F.col("censor_date"), F.col("outcome_date"))
+    )
     event_days = F.datediff("outcome_date", "index_date")
     followup = F.least(F.lit(horizon), F.datediff("censor_date", "index_date"))
     out = out.select(
-        "person_key", "index_date", "age_at_index",
+        "person_key",
+        "index_date",
+        "age_at_index",
         F.col("outcome_date").isNotNull().cast("int").alias("label"),
         "outcome_date",
         event_days.alias("event_days"),

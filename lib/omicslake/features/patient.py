@@ -73,31 +73,50 @@ def event_aggregates(spec: FeatureSpec) -> list[Column]:
     return out
 
 
-def features(cohort: DataFrame, ev: DataFrame, person: DataFrame, spec: FeatureSpec, genetics: DataFrame | None = None) -> DataFrame:
+def features(
+    cohort: DataFrame, ev: DataFrame, person: DataFrame, spec: FeatureSpec, genetics: DataFrame | None = None
+) -> DataFrame:
     """One row per cohort member: person_key, index_date and every feature of ``spec``.
 
     ``genetics``: (person_key, pc1.., prs) for persons with a consented, QC-passed genome.
     """
     idx = cohort.select("person_key", "index_date")
     first_day = 0 if spec.index_day else 1
-    j = ev.join(idx, "person_key").withColumn("_days_before", F.datediff("index_date", "start_date")).where(F.col("_days_before") >= first_day)
+    j = (
+        ev.join(idx, "person_key")
+        .withColumn("_days_before", F.datediff("index_date", "start_date"))
+        .where(F.col("_days_before") >= first_day)
+    )
     agg = j.groupBy("person_key").agg(*event_aggregates(spec))
-    zero_fill = [c for c in agg.columns if c.startswith(("cond_", "charlson_", "drug_", "visits_")) or (c.startswith("lab_") and "_count_" in c)]
+    zero_fill = [
+        c
+        for c in agg.columns
+        if c.startswith(("cond_", "charlson_", "drug_", "visits_")) or (c.startswith("lab_") and "_count_" in c)
+    ]
     p = person.select(
-        "person_key", "birth_date", "age_90_plus",
+        "person_key",
+        "birth_date",
+        "age_90_plus",
         (F.col("gender_concept_id") == 8532).cast("int").alias("female"),
         F.coalesce(F.col("race_source_value"), F.lit("unknown")).alias("race"),
         F.coalesce(F.col("ethnicity_source_value"), F.lit("unknown")).alias("ethnicity"),
     )
     out = idx.join(p, "person_key", "left").join(agg, "person_key", "left").fillna(0, subset=zero_fill)
-    out = out.withColumn("age_at_index", F.round(F.months_between("index_date", "birth_date") / 12, 2)).withColumn(
-        "age_90_plus", F.coalesce(F.col("age_90_plus").cast("int"), F.lit(0))).drop("birth_date")
+    out = (
+        out.withColumn("age_at_index", F.round(F.months_between("index_date", "birth_date") / 12, 2))
+        .withColumn("age_90_plus", F.coalesce(F.col("age_90_plus").cast("int"), F.lit(0)))
+        .drop("birth_date")
+    )
     if spec.charlson:
         score = sum((F.col(f"charlson_{_safe(g)}") * cg.weight for g, cg in spec.charlson.items()), F.lit(0))
         out = out.withColumn("charlson_index", score.cast("int"))
     if spec.genetics:
         if genetics is not None:
-            out = out.join(genetics, "person_key", "left").withColumn("has_genome", F.col("_genome").isNotNull().cast("int")).drop("_genome")
+            out = (
+                out.join(genetics, "person_key", "left")
+                .withColumn("has_genome", F.col("_genome").isNotNull().cast("int"))
+                .drop("_genome")
+            )
         else:
             out = out.withColumn("has_genome", F.lit(0))
     return out

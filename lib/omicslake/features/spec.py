@@ -65,8 +65,17 @@ class CharlsonGroup:
 class FeatureSpec:
     labs: tuple[str, ...] = ()  # measurement names (schemas/vocab/units.yaml)
     lab_windows: tuple[int, ...] = (365,)  # look-back days; each gives its own columns
-    lab_stats: tuple[Literal["last", "mean", "min", "max", "slope", "count"], ...] = ("last", "mean", "min", "max", "slope", "count")
-    condition_groups: dict[str, tuple[str, ...]] = field(default_factory=dict)  # flag name -> SNOMED codes (any time before index)
+    lab_stats: tuple[Literal["last", "mean", "min", "max", "slope", "count"], ...] = (
+        "last",
+        "mean",
+        "min",
+        "max",
+        "slope",
+        "count",
+    )
+    condition_groups: dict[str, tuple[str, ...]] = field(
+        default_factory=dict
+    )  # flag name -> SNOMED codes (any time before index)
     charlson: dict[str, CharlsonGroup] = field(default_factory=dict)
     drug_classes: dict[str, tuple[str, ...]] = field(default_factory=dict)  # class -> RxNorm codes
     drug_window: int = 365
@@ -135,7 +144,10 @@ def load_cohort(name_or_path: str) -> CohortSpec:
         fpath = resource_dir("conf") / "features" / f"{feats['use']}.yaml"
         if not fpath.exists():
             raise ConfigError(f"{path}: features: {feats['use']!r} but {fpath} does not exist")
-        raw["features"] = {**(yaml.safe_load(fpath.read_text()) or {}), **{k: v for k, v in feats.items() if k != "use"}}
+        raw["features"] = {
+            **(yaml.safe_load(fpath.read_text()) or {}),
+            **{k: v for k, v in feats.items() if k != "use"},
+        }
     spec: CohortSpec = build_dataclass(CohortSpec, raw, str(path))
     _validate(spec, str(path))
     return spec
@@ -145,7 +157,9 @@ def _validate(spec: CohortSpec, where: str) -> None:
     if len(spec.index.between) not in (0, 2):
         raise ConfigError(f"{where}: index.between must be [first day, last day], got {list(spec.index.between)}")
     if len(spec.outcome.window) != 2 or spec.outcome.window[0] > spec.outcome.window[1]:
-        raise ConfigError(f"{where}: outcome.window must be [from, to] days after index, got {list(spec.outcome.window)}")
+        raise ConfigError(
+            f"{where}: outcome.window must be [from, to] days after index, got {list(spec.outcome.window)}"
+        )
     for group, crits in (("include", spec.include), ("exclude", spec.exclude)):
         for i, c in enumerate(crits):
             if not c.name:

@@ -20,19 +20,21 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
-SCHEMA = T.StructType([
-    T.StructField("variable", T.StringType(), False),
-    T.StructField("level", T.StringType(), True),
-    T.StructField("kind", T.StringType(), False),
-    T.StructField("overall", T.StringType(), True),
-    T.StructField("outcome_0", T.StringType(), True),
-    T.StructField("outcome_1", T.StringType(), True),
-    T.StructField("smd", T.DoubleType(), True),
-    T.StructField("n_0", T.LongType(), True),
-    T.StructField("n_1", T.LongType(), True),
-    T.StructField("missing", T.LongType(), True),
-    T.StructField("row", T.IntegerType(), False),
-])
+SCHEMA = T.StructType(
+    [
+        T.StructField("variable", T.StringType(), False),
+        T.StructField("level", T.StringType(), True),
+        T.StructField("kind", T.StringType(), False),
+        T.StructField("overall", T.StringType(), True),
+        T.StructField("outcome_0", T.StringType(), True),
+        T.StructField("outcome_1", T.StringType(), True),
+        T.StructField("smd", T.DoubleType(), True),
+        T.StructField("n_0", T.LongType(), True),
+        T.StructField("n_1", T.LongType(), True),
+        T.StructField("missing", T.LongType(), True),
+        T.StructField("row", T.IntegerType(), False),
+    ]
+)
 MAX_LEVELS = 12
 
 
@@ -66,14 +68,28 @@ def table1(spark: SparkSession, df: DataFrame, variables: list[str], label: str 
     # which numeric variables are 0/1 flags (one pass: min, max and distinct-count bound)
     exprs: list[Any] = [F.count(F.when(g, 1)).alias(f"n_{k}") for k, g in groups.items()]
     for v in numeric:
-        exprs += [F.min(v).alias(f"{v}__min"), F.max(v).alias(f"{v}__max"), F.count(F.when(~F.col(v).cast("double").isin(0.0, 1.0), 1)).alias(f"{v}__nonbin")]
+        exprs += [
+            F.min(v).alias(f"{v}__min"),
+            F.max(v).alias(f"{v}__max"),
+            F.count(F.when(~F.col(v).cast("double").isin(0.0, 1.0), 1)).alias(f"{v}__nonbin"),
+        ]
         for k, g in groups.items():
             x = F.when(g, F.col(v).cast("double"))
-            exprs += [F.count(x).alias(f"{v}__n{k}"), F.avg(x).alias(f"{v}__mean{k}"), F.stddev_samp(x).alias(f"{v}__sd{k}"),
-                      F.percentile_approx(x, [0.25, 0.5, 0.75], 10000).alias(f"{v}__q{k}"), F.sum(x).alias(f"{v}__sum{k}")]
+            exprs += [
+                F.count(x).alias(f"{v}__n{k}"),
+                F.avg(x).alias(f"{v}__mean{k}"),
+                F.stddev_samp(x).alias(f"{v}__sd{k}"),
+                F.percentile_approx(x, [0.25, 0.5, 0.75], 10000).alias(f"{v}__q{k}"),
+                F.sum(x).alias(f"{v}__sum{k}"),
+            ]
         x = F.col(v).cast("double")
-        exprs += [F.count(x).alias(f"{v}__nall"), F.avg(x).alias(f"{v}__meanall"), F.stddev_samp(x).alias(f"{v}__sdall"),
-                  F.percentile_approx(x, [0.25, 0.5, 0.75], 10000).alias(f"{v}__qall"), F.sum(x).alias(f"{v}__sumall")]
+        exprs += [
+            F.count(x).alias(f"{v}__nall"),
+            F.avg(x).alias(f"{v}__meanall"),
+            F.stddev_samp(x).alias(f"{v}__sdall"),
+            F.percentile_approx(x, [0.25, 0.5, 0.75], 10000).alias(f"{v}__qall"),
+            F.sum(x).alias(f"{v}__sumall"),
+        ]
     r = df.agg(*exprs).first()
     assert r is not None
     n0, n1 = int(r["n_0"]), int(r["n_1"])
@@ -89,15 +105,39 @@ def table1(spark: SparkSession, df: DataFrame, variables: list[str], label: str 
                 cells = [f"{int(c)} ({100 * p:.1f}%)" for c, p in ((sa, pa), (s0, p0), (s1, p1))]
                 rows.append((v, None, "binary", *cells, _smd_prop(p1, p0), n0, n1, missing, 0))
             else:
-                def cell(k: Any) -> str:
+
+                def cell(k: Any, v: str = v) -> str:
                     q = r[f"{v}__q{k}"] or [None, None, None]
                     return f"{_fmt(r[f'{v}__mean{k}'])} ({_fmt(r[f'{v}__sd{k}'])}); {_fmt(q[1])} [{_fmt(q[0])}, {_fmt(q[2])}]"
+
                 smd = _smd_cont(r[f"{v}__mean1"], r[f"{v}__sd1"], r[f"{v}__mean0"], r[f"{v}__sd0"])
-                rows.append((v, None, "continuous", cell("all"), cell(0), cell(1), smd, int(r[f"{v}__n0"]), int(r[f"{v}__n1"]), missing, 0))
+                rows.append(
+                    (
+                        v,
+                        None,
+                        "continuous",
+                        cell("all"),
+                        cell(0),
+                        cell(1),
+                        smd,
+                        int(r[f"{v}__n0"]),
+                        int(r[f"{v}__n1"]),
+                        missing,
+                        0,
+                    )
+                )
     if categorical:
-        counts = df.select(*[F.struct(F.lit(v).alias("variable"), F.col(v).cast("string").alias("level")).alias(v) for v in categorical], label)
+        counts = df.select(
+            *[
+                F.struct(F.lit(v).alias("variable"), F.col(v).cast("string").alias("level")).alias(v)
+                for v in categorical
+            ],
+            label,
+        )
         long = counts.select(F.explode(F.array(*categorical)).alias("c"), label).select("c.variable", "c.level", label)
-        agg = long.groupBy("variable", "level").agg(F.count(F.when(F.col(label) == 0, 1)).alias("c0"), F.count(F.when(F.col(label) == 1, 1)).alias("c1"))
+        agg = long.groupBy("variable", "level").agg(
+            F.count(F.when(F.col(label) == 0, 1)).alias("c0"), F.count(F.when(F.col(label) == 1, 1)).alias("c1")
+        )
         levels: dict[str, list[tuple[str | None, int, int]]] = {}
         for row in agg.collect():  # one row per level: small by construction
             levels.setdefault(row.variable, []).append((row.level, int(row.c0), int(row.c1)))

@@ -10,7 +10,11 @@ from pyspark.sql import functions as F
 def matrix_from_genotypes(genotypes: DataFrame, samples: list[str], reference: str | None) -> hl.MatrixTable:
     """silver.genotypes (dosage arrays in the order of samples) as a MatrixTable with GT."""
     ht = hl.Table.from_spark(genotypes.select("contig", "position", "ref", "alt", "dosage"))
-    locus = hl.locus(ht.contig, ht.position, reference_genome=reference) if reference else hl.struct(contig=ht.contig, position=ht.position)
+    locus = (
+        hl.locus(ht.contig, ht.position, reference_genome=reference)
+        if reference
+        else hl.struct(contig=ht.contig, position=ht.position)
+    )
     calls = hl.literal([hl.Call([0, 0]), hl.Call([0, 1]), hl.Call([1, 1])])
     ht = ht.annotate(
         locus=locus,
@@ -22,7 +26,9 @@ def matrix_from_genotypes(genotypes: DataFrame, samples: list[str], reference: s
     return ht._unlocalize_entries("_e", "_cols", ["s"])
 
 
-def genetic_pcs(mt: hl.MatrixTable, k: int, r2: float, window: int, min_maf: float) -> tuple[hl.Table, list[float], int]:
+def genetic_pcs(
+    mt: hl.MatrixTable, k: int, r2: float, window: int, min_maf: float
+) -> tuple[hl.Table, list[float], int]:
     """HWE-normalised PCA on common, LD-pruned variants: (scores per sample, eigenvalues, variants used)."""
     mt = hl.variant_qc(mt)
     mt = mt.filter_rows(hl.min(mt.variant_qc.AF) >= min_maf)
@@ -42,7 +48,10 @@ def align_weights(weights: DataFrame, variants: DataFrame) -> DataFrame:
     same = (F.col("effect_allele") == F.col("alt")) & (F.col("other_allele") == F.col("ref"))
     flip = (F.col("effect_allele") == F.col("ref")) & (F.col("other_allele") == F.col("alt"))
     return j.where(same | flip).select(
-        "contig", "position", "ref", "alt",
+        "contig",
+        "position",
+        "ref",
+        "alt",
         F.when(flip, -F.col("weight")).otherwise(F.col("weight")).alias("weight_alt"),
         flip.alias("flipped"),
         F.when(flip, F.col("weight")).otherwise(F.lit(0.0)).alias("offset"),
@@ -59,14 +68,18 @@ def polygenic_scores(genotypes: DataFrame, aligned: DataFrame, samples: list[str
     mean = F.aggregate(F.filter("dosage", lambda d: d.isNotNull()), F.lit(0.0), lambda a, d: a + d) / F.greatest(
         F.size(F.filter("dosage", lambda d: d.isNotNull())), F.lit(1)
     )
-    g = g.select("weight_alt", "offset", F.posexplode(F.transform("dosage", lambda d: F.coalesce(d.cast("double"), mean))).alias("i", "d"))
+    g = g.select(
+        "weight_alt",
+        "offset",
+        F.posexplode(F.transform("dosage", lambda d: F.coalesce(d.cast("double"), mean))).alias("i", "d"),
+    )
     per = g.groupBy("i").agg(
         F.sum(F.col("weight_alt") * F.col("d") + 2 * F.col("offset")).alias("prs"),
         F.count("*").alias("n_variants"),
     )
     names = genotypes.sparkSession.createDataFrame([(i, s) for i, s in enumerate(samples)], "i int, sample_id string")
     return names.join(per, "i", "left").select(
-        "sample_id", F.coalesce("prs", F.lit(0.0)).alias("prs"), F.coalesce("n_variants", F.lit(0)).cast("int").alias("n_variants")
+        "sample_id",
+        F.coalesce("prs", F.lit(0.0)).alias("prs"),
+        F.coalesce("n_variants", F.lit(0)).cast("int").alias("n_variants"),
     )
-
-

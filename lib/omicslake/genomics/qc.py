@@ -16,8 +16,14 @@ from omicslake.config import GenomicQcConfig
 
 def matrix_from_bronze(variants: DataFrame, samples: list[str], reference: str | None) -> hl.MatrixTable:
     """bronze.variants rows (calls as arrays in the order of samples) as a MatrixTable."""
-    ht = hl.Table.from_spark(variants.select("contig", "position", "ref", "alts", "rsid", "qual", "gt", "dp", "gq", "ad"))
-    locus = hl.locus(ht.contig, ht.position, reference_genome=reference) if reference else hl.struct(contig=ht.contig, position=ht.position)
+    ht = hl.Table.from_spark(
+        variants.select("contig", "position", "ref", "alts", "rsid", "qual", "gt", "dp", "gq", "ad")
+    )
+    locus = (
+        hl.locus(ht.contig, ht.position, reference_genome=reference)
+        if reference
+        else hl.struct(contig=ht.contig, position=ht.position)
+    )
     ht = ht.annotate(
         locus=locus,
         alleles=hl.array([ht.ref]).extend(ht.alts),
@@ -44,7 +50,9 @@ class QcResult:
     genotypes: hl.MatrixTable  # passing samples x passing variants
 
 
-def _first_failed(checks: list[tuple[str, hl.BooleanExpression, hl.StringExpression]]) -> tuple[hl.Expression, hl.Expression]:
+def _first_failed(
+    checks: list[tuple[str, hl.BooleanExpression, hl.StringExpression]],
+) -> tuple[hl.Expression, hl.Expression]:
     rule = hl.missing(hl.tstr)
     reason = hl.missing(hl.tstr)
     for name, ok, why in reversed(checks):
@@ -60,9 +68,23 @@ def run_qc(mt: hl.MatrixTable, t: GenomicQcConfig) -> QcResult:
     sq = mt.sample_qc
     s_rule, s_reason = _first_failed(
         [
-            ("sample_call_rate", sq.call_rate >= t.sample_min_call_rate, "call rate " + hl.format("%.4f", sq.call_rate) + f" < {t.sample_min_call_rate}"),
-            ("sample_dp_mean", hl.coalesce(sq.dp_stats.mean, 0.0) >= t.sample_min_dp_mean, "mean DP " + hl.format("%.1f", hl.coalesce(sq.dp_stats.mean, 0.0)) + f" < {t.sample_min_dp_mean}"),
-            ("sample_het_hom_ratio", hl.coalesce(sq.r_het_hom_var, 0.0) <= t.sample_max_het_hom_ratio, "het/hom-var ratio " + hl.format("%.2f", hl.coalesce(sq.r_het_hom_var, 0.0)) + f" > {t.sample_max_het_hom_ratio}"),
+            (
+                "sample_call_rate",
+                sq.call_rate >= t.sample_min_call_rate,
+                "call rate " + hl.format("%.4f", sq.call_rate) + f" < {t.sample_min_call_rate}",
+            ),
+            (
+                "sample_dp_mean",
+                hl.coalesce(sq.dp_stats.mean, 0.0) >= t.sample_min_dp_mean,
+                "mean DP " + hl.format("%.1f", hl.coalesce(sq.dp_stats.mean, 0.0)) + f" < {t.sample_min_dp_mean}",
+            ),
+            (
+                "sample_het_hom_ratio",
+                hl.coalesce(sq.r_het_hom_var, 0.0) <= t.sample_max_het_hom_ratio,
+                "het/hom-var ratio "
+                + hl.format("%.2f", hl.coalesce(sq.r_het_hom_var, 0.0))
+                + f" > {t.sample_max_het_hom_ratio}",
+            ),
         ]
     )
     mt = mt.annotate_cols(qc_rule=s_rule, qc_reason=s_reason)
@@ -75,9 +97,21 @@ def run_qc(mt: hl.MatrixTable, t: GenomicQcConfig) -> QcResult:
         [
             # Kept through the split so nothing vanishes, but a spanning deletion is no variant.
             ("variant_star_allele", kept.alleles[1] != "*", hl.literal("spanning-deletion allele *")),
-            ("variant_call_rate", vq.call_rate >= t.variant_min_call_rate, "call rate " + hl.format("%.4f", vq.call_rate) + f" < {t.variant_min_call_rate}"),
-            ("variant_maf", hl.coalesce(maf, 0.0) >= t.variant_min_maf, "MAF " + hl.format("%.4f", hl.coalesce(maf, 0.0)) + f" < {t.variant_min_maf}"),
-            ("variant_hwe", hl.coalesce(vq.p_value_hwe, 1.0) >= t.variant_min_hwe_p, "HWE p " + hl.format("%.3e", hl.coalesce(vq.p_value_hwe, 1.0)) + f" < {t.variant_min_hwe_p}"),
+            (
+                "variant_call_rate",
+                vq.call_rate >= t.variant_min_call_rate,
+                "call rate " + hl.format("%.4f", vq.call_rate) + f" < {t.variant_min_call_rate}",
+            ),
+            (
+                "variant_maf",
+                hl.coalesce(maf, 0.0) >= t.variant_min_maf,
+                "MAF " + hl.format("%.4f", hl.coalesce(maf, 0.0)) + f" < {t.variant_min_maf}",
+            ),
+            (
+                "variant_hwe",
+                hl.coalesce(vq.p_value_hwe, 1.0) >= t.variant_min_hwe_p,
+                "HWE p " + hl.format("%.3e", hl.coalesce(vq.p_value_hwe, 1.0)) + f" < {t.variant_min_hwe_p}",
+            ),
         ]
     )
     kept = kept.annotate_rows(v_rule=v_rule, v_reason=v_reason)

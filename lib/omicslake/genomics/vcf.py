@@ -111,7 +111,9 @@ def check_header(path: Path, kind: str) -> Header:
     return Header(samples, info, fmt, n)
 
 
-def import_vcf(path: Path, kind: str, reference: str | None, recode: dict[str, str], min_partitions: int) -> hl.MatrixTable:
+def import_vcf(
+    path: Path, kind: str, reference: str | None, recode: dict[str, str], min_partitions: int
+) -> hl.MatrixTable:
     return hl.import_vcf(
         str(path),
         reference_genome=reference,
@@ -131,13 +133,17 @@ def import_plink(bed: Path, reference: str | None, min_partitions: int | None = 
     absent = [str(p) for p in (bim, fam) if not p.exists()]
     if absent:
         raise InputError(f"PLINK fileset {bed.with_suffix('')}: missing {', '.join(absent)} next to {bed.name}")
-    mt = hl.import_plink(str(bed), str(bim), str(fam), reference_genome=reference, a2_reference=True, min_partitions=min_partitions)
+    mt = hl.import_plink(
+        str(bed), str(bim), str(fam), reference_genome=reference, a2_reference=True, min_partitions=min_partitions
+    )
     return mt.annotate_rows(qual=hl.missing(hl.tfloat64), filters=hl.missing(hl.tset(hl.tstr)), info=hl.struct())
 
 
 def plink_rules(mt: hl.MatrixTable) -> list[tuple[str, hl.Expression, hl.Expression]]:
     """The record rules a PLINK fileset can break (it has no QUAL, FORMAT or multi-allelic sites)."""
-    return [("invalid_allele", hl.any(lambda a: ~a.matches(_VALID_ALLELE), mt.alleles), hl.str("allele is not A/C/G/T/N"))]
+    return [
+        ("invalid_allele", hl.any(lambda a: ~a.matches(_VALID_ALLELE), mt.alleles), hl.str("allele is not A/C/G/T/N"))
+    ]
 
 
 def text_records(path: Path, kind: str, min_partitions: int, header_lines: int = 0) -> hl.Table:
@@ -146,10 +152,20 @@ def text_records(path: Path, kind: str, min_partitions: int, header_lines: int =
     ht = hl.import_lines(str(path), min_partitions=min_partitions, force_bgz=kind == "bgzf", force=kind == "gzip")
     ht = ht.filter(~ht.text.startswith("#")).add_index("_i")
     f = ht.text.split("\t")
-    keys = hl.if_else((hl.len(f) > 7) & (f[7] != "."), f[7].split(";").map(lambda kv: kv.split("=")[0]).filter(lambda k: k != ""), hl.empty_array(hl.tstr))
+    keys = hl.if_else(
+        (hl.len(f) > 7) & (f[7] != "."),
+        f[7].split(";").map(lambda kv: kv.split("=")[0]).filter(lambda k: k != ""),
+        hl.empty_array(hl.tstr),
+    )
     alts = hl.or_missing(hl.len(f) > 4, hl.if_else(f[4] == ".", hl.empty_array(hl.tstr), f[4].split(",")))
-    return ht.select(contig=f[0], position=hl.parse_int32(f[1]), ref=hl.or_missing(hl.len(f) > 3, f[3]), alts=alts,
-                     line=hl.int64(ht._i) + header_lines + 1, info_keys=keys)
+    return ht.select(
+        contig=f[0],
+        position=hl.parse_int32(f[1]),
+        ref=hl.or_missing(hl.len(f) > 3, f[3]),
+        alts=alts,
+        line=hl.int64(ht._i) + header_lines + 1,
+        info_keys=keys,
+    )
 
 
 def text_stats(records: hl.Table) -> tuple[int, set[str]]:
@@ -158,27 +174,45 @@ def text_stats(records: hl.Table) -> tuple[int, set[str]]:
     return int(n), set(keys)
 
 
-def record_rules(mt: hl.MatrixTable, header: Header, max_alleles: int) -> list[tuple[str, hl.Expression, hl.Expression]]:
+def record_rules(
+    mt: hl.MatrixTable, header: Header, max_alleles: int
+) -> list[tuple[str, hl.Expression, hl.Expression]]:
     """(rule, violated?, reason) expressions over the rows of mt, first match wins."""
     alleles = mt.alleles
     rules: list[tuple[str, hl.Expression, hl.Expression]] = [
         (
             "invalid_allele",
             hl.any(lambda a: ~a.matches(_VALID_ALLELE), alleles),
-            "allele(s) " + hl.str(alleles.filter(lambda a: ~a.matches(_VALID_ALLELE))) + " are not A/C/G/T/N, * or symbolic",
+            "allele(s) "
+            + hl.str(alleles.filter(lambda a: ~a.matches(_VALID_ALLELE)))
+            + " are not A/C/G/T/N, * or symbolic",
         ),
         (
             "too_many_alleles",
             hl.len(alleles) > max_alleles,
             hl.str(hl.len(alleles)) + f" alleles at one site (more than jobs.ingest_vcf.max_alleles={max_alleles})",
         ),
-        ("qual_not_finite", hl.is_defined(mt.qual) & (hl.is_nan(mt.qual) | hl.is_infinite(mt.qual)), "QUAL is " + hl.str(mt.qual)),
+        (
+            "qual_not_finite",
+            hl.is_defined(mt.qual) & (hl.is_nan(mt.qual) | hl.is_infinite(mt.qual)),
+            "QUAL is " + hl.str(mt.qual),
+        ),
         ("qual_negative", hl.is_defined(mt.qual) & (mt.qual < 0), "QUAL " + hl.str(mt.qual) + " is negative"),
     ]
     entry = mt.entry
     if "AD" in entry and header.fmt.get("AD", ("R", ""))[0] == "R":
         mt_ad = hl.agg.count_where(hl.is_defined(mt.AD) & (hl.len(mt.AD) != hl.len(mt.alleles)))
-        rules.append(("ad_length", mt_ad > 0, "AD has the wrong number of values for " + hl.str(hl.len(alleles)) + " alleles in " + hl.str(mt_ad) + " sample(s)"))
+        rules.append(
+            (
+                "ad_length",
+                mt_ad > 0,
+                "AD has the wrong number of values for "
+                + hl.str(hl.len(alleles))
+                + " alleles in "
+                + hl.str(mt_ad)
+                + " sample(s)",
+            )
+        )
     for name in ("DP", "GQ"):
         if name in entry and entry[name].dtype == hl.tint32:
             neg = hl.agg.count_where(entry[name] < 0)
@@ -188,7 +222,9 @@ def record_rules(mt: hl.MatrixTable, header: Header, max_alleles: int) -> list[t
         if t == hl.tfloat64 or t == hl.tfloat32:
             nan = hl.agg.count_where(hl.is_nan(entry[name]))
         elif t in (hl.tarray(hl.tfloat64), hl.tarray(hl.tfloat32)):
-            nan = hl.agg.count_where(hl.any(lambda x: hl.is_nan(x), hl.or_else(entry[name], hl.empty_array(t.element_type))))
+            nan = hl.agg.count_where(
+                hl.any(lambda x: hl.is_nan(x), hl.or_else(entry[name], hl.empty_array(t.element_type)))
+            )
         else:
             continue
         rules.append((f"nan_{name.lower()}", nan > 0, f"FORMAT {name} is NaN in " + hl.str(nan) + " sample(s)"))
@@ -205,7 +241,9 @@ def variant_rows(mt: hl.MatrixTable, rules: list[tuple[str, hl.Expression, hl.Ex
         "gt": hl.str(mt.GT) if "GT" in entry else hl.missing(hl.tstr),
         "dp": mt.DP if "DP" in entry and entry["DP"].dtype == hl.tint32 else hl.missing(hl.tint32),
         "gq": mt.GQ if "GQ" in entry and entry["GQ"].dtype == hl.tint32 else hl.missing(hl.tint32),
-        "ad": mt.AD if "AD" in entry and entry["AD"].dtype == hl.tarray(hl.tint32) else hl.missing(hl.tarray(hl.tint32)),
+        "ad": mt.AD
+        if "AD" in entry and entry["AD"].dtype == hl.tarray(hl.tint32)
+        else hl.missing(hl.tarray(hl.tint32)),
     }
     mt = mt.select_entries(**fields)
     ht = mt.localize_entries("_e", "_cols").key_by()
@@ -239,7 +277,9 @@ def hail_error(path: Path, kind: str, exc: Exception) -> InputError | None:
     text = str(exc)
     where = re.search(r"offset (\d+): error while parsing line", text)
     tail = text.split("error while parsing line", 1)[-1]
-    cause = re.search(r"VCFParseError: ([^\n]+)", tail) or re.search(r"Caused by: (?!is\.hail\.utils\.HailException)[\w.$]+: ([^\n]+)", tail)
+    cause = re.search(r"VCFParseError: ([^\n]+)", tail) or re.search(
+        r"Caused by: (?!is\.hail\.utils\.HailException)[\w.$]+: ([^\n]+)", tail
+    )
     if not where and "VCFParseError" not in text:
         return None
     line = ""
@@ -262,8 +302,13 @@ SITE = ("contig", "position", "ref", "alts")
 
 def site_key() -> Column:
     """``contig:position:ref:alts`` (alts joined by ','): a record's row_key in quarantine.vcf_variants."""
-    return F.concat_ws(":", F.col("contig"), F.col("position").cast("string"), F.coalesce(F.col("ref"), F.lit("")),
-                       F.array_join(F.coalesce(F.col("alts"), F.array().cast("array<string>")), ","))
+    return F.concat_ws(
+        ":",
+        F.col("contig"),
+        F.col("position").cast("string"),
+        F.coalesce(F.col("ref"), F.lit("")),
+        F.array_join(F.coalesce(F.col("alts"), F.array().cast("array<string>")), ","),
+    )
 
 
 def match_lines(text: DataFrame, rows: DataFrame, recode: dict[str, str] | None = None) -> tuple[DataFrame, DataFrame]:
@@ -297,9 +342,26 @@ def quarantine_rows(flagged: DataFrame, skipped: DataFrame, source_file: str, di
 
     site = ["contig", "position", "ref", "alts", "rsid", "qual", "filters"]
     extra = {"file_sha256": F.lit(digest)}
-    a = quarantine.rows(flagged.withColumn("_key", site_key()), "_key", [c for c in site if c in flagged.columns],
-                        F.lit(source_file), "line", run_id, rule="_invalid_rule", reason="_invalid_reason", extra=extra)
-    b = quarantine.rows(skipped.withColumn("_key", site_key()), "_key", list(SITE), F.lit(source_file), "line", run_id,
-                        rule=F.lit("unparsed_record"),
-                        reason=F.lit("Hail skipped this record while reading (invalid REF/ALT or malformed fields)"), extra=extra)
+    a = quarantine.rows(
+        flagged.withColumn("_key", site_key()),
+        "_key",
+        [c for c in site if c in flagged.columns],
+        F.lit(source_file),
+        "line",
+        run_id,
+        rule="_invalid_rule",
+        reason="_invalid_reason",
+        extra=extra,
+    )
+    b = quarantine.rows(
+        skipped.withColumn("_key", site_key()),
+        "_key",
+        list(SITE),
+        F.lit(source_file),
+        "line",
+        run_id,
+        rule=F.lit("unparsed_record"),
+        reason=F.lit("Hail skipped this record while reading (invalid REF/ALT or malformed fields)"),
+        extra=extra,
+    )
     return a.unionByName(b)

@@ -220,9 +220,7 @@ class Lake:
         self.writes.append(result)
         return result
 
-    def _merge(
-        self, df: DataFrame, name: str, keys: Sequence[str], app_id: str, seq: int, merge_schema: bool
-    ) -> None:
+    def _merge(self, df: DataFrame, name: str, keys: Sequence[str], app_id: str, seq: int, merge_schema: bool) -> None:
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
         conf = self.spark.conf
         conf.set("spark.databricks.delta.write.txnAppId", app_id)
@@ -231,7 +229,8 @@ class Lake:
             conf.set("spark.databricks.delta.schema.autoMerge.enabled", "true")
         try:
             (
-                self._delta_table(name).alias("t")
+                self._delta_table(name)
+                .alias("t")
                 .merge(df.alias("s"), cond)
                 .whenMatchedUpdateAll()
                 .whenNotMatchedInsertAll()
@@ -295,7 +294,6 @@ class Lake:
             df = reader.table(fq) if fq else reader.load(self.location(full))
             out.append((full, version if version is not None else -1, df.count()))
         return out
-
 
     def _folders(self, location: str) -> list[str]:
         """Names of the sub-folders of a folder (none when it does not exist), through Hadoop's

@@ -29,8 +29,14 @@ def _filesystem(location: str, cfg: Config | None) -> tuple[Any, str]:
 
     scheme, _, rest = location.partition("://")
     if scheme in ("s3a", "s3", "s3n"):
-        endpoint = (cfg.lake.s3_endpoint if cfg else None) or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL")
-        kwargs: dict[str, Any] = {"region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))}
+        endpoint = (
+            (cfg.lake.s3_endpoint if cfg else None)
+            or os.environ.get("AWS_ENDPOINT_URL_S3")
+            or os.environ.get("AWS_ENDPOINT_URL")
+        )
+        kwargs: dict[str, Any] = {
+            "region": os.environ.get("AWS_REGION", os.environ.get("AWS_DEFAULT_REGION", "us-east-1"))
+        }
         if endpoint:
             kind, _, host = endpoint.partition("://")
             kwargs.update(endpoint_override=host or kind, scheme=kind if host else "https")
@@ -47,7 +53,7 @@ def _filesystem(location: str, cfg: Config | None) -> tuple[Any, str]:
 
 def _local(location: str | Path) -> Path:
     text = str(location)
-    return Path(text[len("file://"):]) if text.startswith("file://") else Path(text)
+    return Path(text[len("file://") :]) if text.startswith("file://") else Path(text)
 
 
 def open_read(location: str | Path, cfg: Config | None = None) -> IO[bytes]:

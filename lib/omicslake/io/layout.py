@@ -146,13 +146,13 @@ class Layout:
         if text == self.root:
             return ROOT_MARK.rstrip("/")
         if text.startswith(self.root + "/"):
-            return ROOT_MARK + text[len(self.root) + 1:]
+            return ROOT_MARK + text[len(self.root) + 1 :]
         return text
 
     def resolve(self, portable: str) -> str:
         """The inverse of :meth:`portable`: a location under this root, or the text unchanged."""
         if portable.startswith(ROOT_MARK):
-            return self.uri(portable[len(ROOT_MARK):])
+            return self.uri(portable[len(ROOT_MARK) :])
         if portable == ROOT_MARK.rstrip("/"):
             return self.root
         return portable

@@ -38,8 +38,19 @@ def record(lake: Lake, rows: Sequence[tuple[Any, ...]]) -> None:
     lake.write(df, LEDGER, mode="merge", keys=list(contract.keys))
 
 
-def row(table: str, source: str, path: str, digest: str, size: int, batch: str, rows: int, lines: int | None,
-        rescued: int, run_id: str, now: dt.datetime) -> tuple[Any, ...]:
+def row(
+    table: str,
+    source: str,
+    path: str,
+    digest: str,
+    size: int,
+    batch: str,
+    rows: int,
+    lines: int | None,
+    rescued: int,
+    run_id: str,
+    now: dt.datetime,
+) -> tuple[Any, ...]:
     return (table, source, path, digest, size, batch, rows, lines, rescued, run_id, now)
 
 
@@ -52,7 +63,11 @@ def discard_partial(lake: Lake, digest: str, tables: dict[str, str]) -> bool:
         current = lake.read(table)
         if column not in current.columns or not current.where(F.col(column) == digest).limit(1).count():
             continue
-        log.warning("%s: rows of file %s... left by an interrupted run; deleting them to ingest the file again", table, digest[:12])
+        log.warning(
+            "%s: rows of file %s... left by an interrupted run; deleting them to ingest the file again",
+            table,
+            digest[:12],
+        )
         lake.delete_where(table, F.col(column) == digest)
         lake.forget_transactions(table)  # a rerun of the same run id must write them again
         found = True

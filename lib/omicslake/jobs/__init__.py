@@ -46,7 +46,7 @@ def specs() -> dict[str, JobSpec]:
         if name in ordered:
             return
         if name in visiting:
-            raise TypeError(f"the job specs form a cycle: {' -> '.join([*visiting[visiting.index(name):], name])}")
+            raise TypeError(f"the job specs form a cycle: {' -> '.join([*visiting[visiting.index(name) :], name])}")
         visiting.append(name)
         for d in found[name].after:
             visit(d)

@@ -46,6 +46,7 @@ class RunResult:
 
 JobFn = Callable[[SparkSession, Config, Lake], dict[str, Any] | None]
 
+
 def new_run_id() -> str:
     return dt.datetime.now(dt.timezone.utc).strftime("%Y%m%dT%H%M%S") + "-" + uuid.uuid4().hex[:8]
 

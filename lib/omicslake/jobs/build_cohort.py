@@ -32,8 +32,13 @@ SPEC = JobSpec(
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)
-SILVER = {"visits": "visit_occurrence", "conditions": "condition_occurrence", "measurements": "measurement",
-          "drugs": "drug_exposure", "procedures": "procedure_occurrence"}
+SILVER = {
+    "visits": "visit_occurrence",
+    "conditions": "condition_occurrence",
+    "measurements": "measurement",
+    "drugs": "drug_exposure",
+    "procedures": "procedure_occurrence",
+}
 
 
 def _optional(lake: Lake, name: str) -> DataFrame | None:
@@ -61,10 +66,18 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         if last is None:
             raise InputError("the silver event tables are empty: nothing to build a cohort from")
         end = F.lit(last)
-        log.info("end of data (censoring) = %s, the latest event in silver; set jobs.build_cohort.end_of_data to fix it", last)
+        log.info(
+            "end of data (censoring) = %s, the latest event in silver; set jobs.build_cohort.end_of_data to fix it",
+            last,
+        )
     genetics = None
     if lake.exists("silver.sample_link") and (lake.exists("gold.genetic_pcs") or lake.exists("gold.prs")):
-        genetics = P.genetics_by_person(lake.read("silver.sample_link"), _optional(lake, "gold.genetic_pcs"), _optional(lake, "gold.prs"), max(s.features.n_pcs for s in specs)).cache()
+        genetics = P.genetics_by_person(
+            lake.read("silver.sample_link"),
+            _optional(lake, "gold.genetic_pcs"),
+            _optional(lake, "gold.prs"),
+            max(s.features.n_pcs for s in specs),
+        ).cache()
     metrics: dict[str, Any] = {}
     for spec in specs:
         cohort, candidates = C.build_cohort(ev, person, spec, end)
@@ -72,23 +85,45 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         out = lake.write(cohort, f"gold.cohort_{spec.name}", mode="overwrite", merge_schema=True)
         steps = C.attrition(candidates, spec)
         saved = lake.read(f"gold.cohort_{spec.name}")
-        feats = P.features(saved, ev, person, spec.features, genetics).join(saved.select("person_key", "label", "time_days", "event"), "person_key")
+        feats = P.features(saved, ev, person, spec.features, genetics).join(
+            saved.select("person_key", "label", "time_days", "event"), "person_key"
+        )
         feats = feats.withColumn("run_id", F.lit(lake.run_id))
         f_out = lake.write(feats, f"gold.features_{spec.name}", mode="overwrite", merge_schema=True)
         stats = saved.agg(F.count(F.lit(1)), F.sum("label"), F.sum(F.col("complete_followup").cast("int"))).first()
         assert stats is not None
-        m = {"persons": int(stats[0]), "cases": int(stats[1] or 0), "complete_followup": int(stats[2] or 0),
-             "features": len(feats.columns) - 6, "attrition": steps, "version": out.version, "features_version": f_out.version}
+        m = {
+            "persons": int(stats[0]),
+            "cases": int(stats[1] or 0),
+            "complete_followup": int(stats[2] or 0),
+            "features": len(feats.columns) - 6,
+            "attrition": steps,
+            "version": out.version,
+            "features_version": f_out.version,
+        }
         if c.table1:
             fsaved = lake.read(f"gold.features_{spec.name}")
-            variables = list(spec.table1) or [v for v in ("age_at_index", "female", "race", "charlson_index") if v in fsaved.columns]
+            variables = list(spec.table1) or [
+                v for v in ("age_at_index", "female", "race", "charlson_index") if v in fsaved.columns
+            ]
             missing = [v for v in variables if v not in fsaved.columns]
             if missing:
-                raise InputError(f"cohort {spec.name}: table1 lists {missing}, which are not feature columns; known: {sorted(fsaved.columns)[:40]}...")
+                raise InputError(
+                    f"cohort {spec.name}: table1 lists {missing}, which are not feature columns; known: {sorted(fsaved.columns)[:40]}..."
+                )
             t1 = table1(spark, fsaved, variables)
-            lake.write(t1.withColumn("run_id", F.lit(lake.run_id)), f"gold.table1_{spec.name}", mode="overwrite", merge_schema=True)
+            lake.write(
+                t1.withColumn("run_id", F.lit(lake.run_id)),
+                f"gold.table1_{spec.name}",
+                mode="overwrite",
+                merge_schema=True,
+            )
             report = cfg.layout.reports(f"table1_{spec.name}.md")
-            write_text(report, f"# Table 1: {spec.name}\n\n{spec.description.strip()}\n\n" + to_markdown(t1.orderBy("row").collect()), cfg)  # ~50 rows
+            write_text(
+                report,
+                f"# Table 1: {spec.name}\n\n{spec.description.strip()}\n\n" + to_markdown(t1.orderBy("row").collect()),
+                cfg,
+            )  # ~50 rows
         metrics[spec.name] = m
         log.info("cohort %s: %d persons, %d with the outcome; attrition %s", spec.name, m["persons"], m["cases"], steps)
     ev.unpersist()

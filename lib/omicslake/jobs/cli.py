@@ -34,19 +34,29 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     p_run = sub.add_parser("run", help="run one job", description="Run one job, audited in ops.runs.")
-    p_run.add_argument("job", choices=list(specs()), help="the job to run: " + "; ".join(
-        f"{s.name}: {s.description}" for s in specs().values()))
+    p_run.add_argument(
+        "job",
+        choices=list(specs()),
+        help="the job to run: " + "; ".join(f"{s.name}: {s.description}" for s in specs().values()),
+    )
     common_args(p_run)
 
     p_pipe = sub.add_parser(
-        "pipeline", help="run the jobs of the DAG in dependency order", description="Run the DAG: "
-        + " -> ".join(specs()) + ". A job whose config, input tables, files and models are unchanged "
-        "since its last successful run is skipped; --dry-run says which would run and why."
+        "pipeline",
+        help="run the jobs of the DAG in dependency order",
+        description="Run the DAG: "
+        + " -> ".join(specs())
+        + ". A job whose config, input tables, files and models are unchanged "
+        "since its last successful run is skipped; --dry-run says which would run and why.",
     )
     p_pipe.add_argument("--only", help="comma-separated jobs to run (in DAG order)")
     p_pipe.add_argument("--from", dest="start", help="start at this job")
     p_pipe.add_argument("--dry-run", action="store_true", help="print which jobs would run or skip, and why, and stop")
-    p_pipe.add_argument("--force", action="store_true", help="run every planned job, even one whose inputs are unchanged since its last success")
+    p_pipe.add_argument(
+        "--force",
+        action="store_true",
+        help="run every planned job, even one whose inputs are unchanged since its last success",
+    )
     common_args(p_pipe)
 
     p_tab = sub.add_parser("tables", help="list lake tables with version and row count")
@@ -63,7 +73,11 @@ def build_parser() -> argparse.ArgumentParser:
     p_gen.add_argument("--samples", type=int, help="genotyped samples")
     p_gen.add_argument("--variants", type=int)
     p_gen.add_argument("--seed", type=int)
-    p_gen.add_argument("--messy", action="store_true", help="turn on the messy-data knobs (duplicates, malformed lines, mixed units, a second batch with corrections and schema drift)")
+    p_gen.add_argument(
+        "--messy",
+        action="store_true",
+        help="turn on the messy-data knobs (duplicates, malformed lines, mixed units, a second batch with corrections and schema drift)",
+    )
     common_args(p_gen)
 
     p_gwas = sub.add_parser(
@@ -88,8 +102,12 @@ def build_parser() -> argparse.ArgumentParser:
     p_gwas.add_argument("--covar-cols", help="comma-separated covariate columns, e.g. age,sex,PC1,PC2")
     p_gwas.add_argument("--id-col", help="sample id column of the TSV/CSV files (default: IID, else the first)")
     p_gwas.add_argument("--model", choices=["logistic", "linear"])
-    p_gwas.add_argument("--missing", choices=["drop", "mean"], help="missing calls: drop (plink2, default) or mean (Hail)")
-    p_gwas.add_argument("--firth", choices=["no", "fallback", "always"], help="Firth regression (default: fallback, as plink2)")
+    p_gwas.add_argument(
+        "--missing", choices=["drop", "mean"], help="missing calls: drop (plink2, default) or mean (Hail)"
+    )
+    p_gwas.add_argument(
+        "--firth", choices=["no", "fallback", "always"], help="Firth regression (default: fallback, as plink2)"
+    )
     p_gwas.add_argument("--reference", help="reference genome of the input (GRCh37, GRCh38, none)")
     p_gwas.add_argument("--name", help="results table gold.gwas_<name> (default t2d)")
     p_gwas.add_argument("--plots-dir", help="where the PNGs go (default <lake.root>/reports/gwas_<name>)")
@@ -109,7 +127,8 @@ def build_parser() -> argparse.ArgumentParser:
     p_sub.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
 
     p_srv = sub.add_parser(
-        "serve", help="answer risk requests over HTTP on 127.0.0.1 with the champion model (jobs.score.model/alias)",
+        "serve",
+        help="answer risk requests over HTTP on 127.0.0.1 with the champion model (jobs.score.model/alias)",
         description="POST /predict a patient's features as JSON -> calibrated risk, band, top reasons and the model "
         "version; GET /health. Missing, unknown or wrong-typed fields are a 400 naming them. Stop with Ctrl-C.",
     )
@@ -136,9 +155,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command == "gwas":
         import json
 
-        for key, dest in (("vcf", "vcf"), ("bfile", "bfile"), ("pheno", "pheno"), ("pheno_col", "pheno_col"), ("covar", "covar"),
-                          ("id_col", "id_col"), ("model", "model"), ("missing", "missing"), ("firth", "firth"),
-                          ("reference", "reference_genome"), ("name", "name"), ("plots_dir", "plots_dir")):
+        for key, dest in (
+            ("vcf", "vcf"),
+            ("bfile", "bfile"),
+            ("pheno", "pheno"),
+            ("pheno_col", "pheno_col"),
+            ("covar", "covar"),
+            ("id_col", "id_col"),
+            ("model", "model"),
+            ("missing", "missing"),
+            ("firth", "firth"),
+            ("reference", "reference_genome"),
+            ("name", "name"),
+            ("plots_dir", "plots_dir"),
+        ):
             value = getattr(args, key)
             if value is not None:
                 args.overrides.append(f"jobs.gwas.{dest}={json.dumps(value)}")
@@ -172,8 +202,13 @@ def main(argv: Sequence[str] | None = None) -> int:
             out += ["--jars", conf.pop("spark.jars")]
         if "spark.driver.extraClassPath" in conf:
             out += ["--driver-class-path", conf.pop("spark.driver.extraClassPath")]
-        for key in ("spark.executor.extraClassPath", "spark.serializer", "spark.kryo.registrator", "spark.sql.extensions",
-                    "spark.sql.catalog.spark_catalog"):
+        for key in (
+            "spark.executor.extraClassPath",
+            "spark.serializer",
+            "spark.kryo.registrator",
+            "spark.sql.extensions",
+            "spark.sql.catalog.spark_catalog",
+        ):
             if key in conf:
                 out += ["--conf", f"{key}={conf[key]}"]
         print(" ".join(shlex.quote(x) for x in out))
@@ -193,7 +228,9 @@ def _serve(args: argparse.Namespace) -> int:
     cfg = config_from_args(args, job="score")
     service = load_service(cfg)
     server = make_server(service, "127.0.0.1", cfg.jobs.score.serve_port if args.port is None else args.port)
-    print(f"serving {service.name} v{service.version} on http://127.0.0.1:{server.server_address[1]}/predict", flush=True)
+    print(
+        f"serving {service.name} v{service.version} on http://127.0.0.1:{server.server_address[1]}/predict", flush=True
+    )
     try:
         server.serve_forever()
     except KeyboardInterrupt:

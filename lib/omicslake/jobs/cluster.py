@@ -53,21 +53,45 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     df = lake.read(table, version=version).cache()
     cols, empty = M.drop_empty(df, M.feature_columns(df, c.include, c.exclude))
     if not cols.all:
-        raise InputError(f"no feature columns left in {table} after include {list(c.include)} and exclude {list(c.exclude)}")
+        raise InputError(
+            f"no feature columns left in {table} after include {list(c.include)} and exclude {list(c.exclude)}"
+        )
     n = df.count()
     if n < max(c.k) * 2:
         raise InputError(f"{table} has {n} persons: too few for k up to {max(c.k)}")
     fit = P.fit(df, cols, c.algorithm, list(c.k), c.seed, c.max_iter)
-    assigned = fit.model.transform(df).select("person_key", "index_date", "label", *cols.numeric, F.col("cluster").cast("int"))
+    assigned = fit.model.transform(df).select(
+        "person_key", "index_date", "label", *cols.numeric, F.col("cluster").cast("int")
+    )
     profile = P.profiles(assigned, list(cols.numeric), "label" if "label" in df.columns else None)
     experiment = setup(cfg)
     with mlflow.start_run(experiment_id=experiment, run_name=f"{c.cohort}-{c.algorithm}-{lake.run_id}") as r:
-        mlflow.set_tags({"omicslake.run_id": lake.run_id, "omicslake.job": NAME, "omicslake.cohort": c.cohort, "omicslake.table": table})
-        mlflow.log_params({"algorithm": c.algorithm, "k_candidates": json.dumps(list(c.k)), "k": fit.k, "seed": c.seed,
-                           "max_iter": c.max_iter, "table": table, "table_version": version, "n_features": len(cols.all),
-                           "exclude": json.dumps(list(c.exclude))})
-        mlflow.log_metrics({f"silhouette_k{k}": s for k, s in fit.silhouettes.items()} | {"silhouette": fit.silhouettes[fit.k], "n": float(n)}
-                           | {f"size_cluster{k}": float(v) for k, v in fit.sizes.items()})
+        mlflow.set_tags(
+            {
+                "omicslake.run_id": lake.run_id,
+                "omicslake.job": NAME,
+                "omicslake.cohort": c.cohort,
+                "omicslake.table": table,
+            }
+        )
+        mlflow.log_params(
+            {
+                "algorithm": c.algorithm,
+                "k_candidates": json.dumps(list(c.k)),
+                "k": fit.k,
+                "seed": c.seed,
+                "max_iter": c.max_iter,
+                "table": table,
+                "table_version": version,
+                "n_features": len(cols.all),
+                "exclude": json.dumps(list(c.exclude)),
+            }
+        )
+        mlflow.log_metrics(
+            {f"silhouette_k{k}": s for k, s in fit.silhouettes.items()}
+            | {"silhouette": fit.silhouettes[fit.k], "n": float(n)}
+            | {f"size_cluster{k}": float(v) for k, v in fit.sizes.items()}
+        )
         with tempfile.TemporaryDirectory() as tmp:
             for p in cluster_plots(fit.silhouettes, fit.k, profile, Path(tmp), f"{c.cohort} {c.algorithm}").values():
                 mlflow.log_artifact(str(p), "plots")
@@ -75,17 +99,45 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             mlflow.log_artifact(str(Path(tmp) / "profiles.json"), "metrics")
         mlflow.spark.log_model(fit.model, "model", pip_requirements=model_requirements())
         run_id = r.info.run_id
-    meta = [F.lit(fit.k).alias("k"), F.lit(c.algorithm).alias("algorithm"), F.lit(version).cast("bigint").alias("input_version"),
-            F.lit(run_id).alias("mlflow_run_id"), F.lit(lake.run_id).alias("run_id")]
-    w = lake.write(assigned.select("person_key", "index_date", "cluster", *meta), f"gold.clusters_{c.cohort}", mode="overwrite", merge_schema=True)
-    prof = spark.createDataFrame(profile, "cluster int, n long, share double, outcome_rate double, feature string, mean double, overall_mean double, smd double")
+    meta = [
+        F.lit(fit.k).alias("k"),
+        F.lit(c.algorithm).alias("algorithm"),
+        F.lit(version).cast("bigint").alias("input_version"),
+        F.lit(run_id).alias("mlflow_run_id"),
+        F.lit(lake.run_id).alias("run_id"),
+    ]
+    w = lake.write(
+        assigned.select("person_key", "index_date", "cluster", *meta),
+        f"gold.clusters_{c.cohort}",
+        mode="overwrite",
+        merge_schema=True,
+    )
+    prof = spark.createDataFrame(
+        profile,
+        "cluster int, n long, share double, outcome_rate double, feature string, mean double, overall_mean double, smd double",
+    )
     lake.write(prof.select("*", *meta), f"gold.cluster_profiles_{c.cohort}", mode="overwrite", merge_schema=True)
     df.unpersist()
-    log.info("%s: %d persons in %d %s clusters (silhouette %.3f; by k %s)", table, n, fit.k, c.algorithm, fit.silhouettes[fit.k],
-             {k: round(s, 3) for k, s in fit.silhouettes.items()})
-    return {"k": fit.k, "silhouette": round(fit.silhouettes[fit.k], 4), "silhouettes": {k: round(s, 4) for k, s in fit.silhouettes.items()},
-            "sizes": fit.sizes, "persons": w.rows, "table_version": version, "n_features": len(cols.all),
-            "n_empty_features_dropped": len(empty), "mlflow_run_id": run_id}
+    log.info(
+        "%s: %d persons in %d %s clusters (silhouette %.3f; by k %s)",
+        table,
+        n,
+        fit.k,
+        c.algorithm,
+        fit.silhouettes[fit.k],
+        {k: round(s, 3) for k, s in fit.silhouettes.items()},
+    )
+    return {
+        "k": fit.k,
+        "silhouette": round(fit.silhouettes[fit.k], 4),
+        "silhouettes": {k: round(s, 4) for k, s in fit.silhouettes.items()},
+        "sizes": fit.sizes,
+        "persons": w.rows,
+        "table_version": version,
+        "n_features": len(cols.all),
+        "n_empty_features_dropped": len(empty),
+        "mlflow_run_id": run_id,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -44,23 +44,40 @@ log = logging.getLogger(__name__)
 
 
 def _concepts(spark: SparkSession, cfg: Config, lake: Lake) -> DataFrame:
-    path = Path(cfg.jobs.conform_ehr.concepts).expanduser() if cfg.jobs.conform_ehr.concepts else resource_dir("schemas") / "vocab" / "concept.csv"
+    path = (
+        Path(cfg.jobs.conform_ehr.concepts).expanduser()
+        if cfg.jobs.conform_ehr.concepts
+        else resource_dir("schemas") / "vocab" / "concept.csv"
+    )
     if not path.exists():
         raise InputError(f"concept file {path} (jobs.conform_ehr.concepts) does not exist")
     lake.use_file(path)
-    schema = "concept_id int, concept_name string, domain_id string, vocabulary_id string, concept_class_id string, standard_concept string, concept_code string, valid_start_date string, valid_end_date string, invalid_reason string"
+    schema = (
+        "concept_id int, concept_name string, domain_id string, vocabulary_id string, concept_class_id string, "
+        "standard_concept string, concept_code string, valid_start_date string, valid_end_date string, invalid_reason string"
+    )
     return spark.read.csv(str(path), header=True, schema=schema, multiLine=True, escape='"')
 
 
 def _units(cfg: Config, lake: Lake) -> dict[str, Any]:
-    path = Path(cfg.jobs.conform_ehr.units).expanduser() if cfg.jobs.conform_ehr.units else resource_dir("schemas") / "vocab" / "units.yaml"
+    path = (
+        Path(cfg.jobs.conform_ehr.units).expanduser()
+        if cfg.jobs.conform_ehr.units
+        else resource_dir("schemas") / "vocab" / "units.yaml"
+    )
     lake.use_file(path)
     return {str(k): v for k, v in yaml.safe_load(path.read_text()).items()}
 
 
 def conform_table(
-    lake: Lake, name: str, source: DataFrame, build: Callable[[DataFrame], DataFrame], contract: Contract,
-    dq: list[tuple[Any, ...]], now: dt.datetime, on_mismatch: str = "fail",
+    lake: Lake,
+    name: str,
+    source: DataFrame,
+    build: Callable[[DataFrame], DataFrame],
+    contract: Contract,
+    dq: list[tuple[Any, ...]],
+    now: dt.datetime,
+    on_mismatch: str = "fail",
 ) -> dict[str, int]:
     """Conform one table (``ehr.silver.conform``), write its new or changed rows and its new
     quarantine rows, and reconcile; returns the counts, each side counted from what is really there:
@@ -83,7 +100,9 @@ def conform_table(
     n_checked = c.n_built - c.n_duplicates
     for e in contract.expectations:
         failed = c.checked.counts.get(e.name, 0)
-        outcome = "passed" if failed == 0 else {"warn": "warned", "quarantine": "quarantined", "fail": "failed"}[e.action]
+        outcome = (
+            "passed" if failed == 0 else {"warn": "warned", "quarantine": "quarantined", "fail": "failed"}[e.action]
+        )
         dq.append((lake.run_id, target, e.name, e.kind, e.action, n_checked, failed, outcome, now))
     before = lake.version(target)
     if before is not None:
@@ -99,18 +118,40 @@ def conform_table(
         quarantine.write(lake, qtable, c.quarantined)  # rows an earlier run quarantined are not added again
     # Counted again from the tables as written, independently of the counts above.
     n_out = silver.rows_of_batch(lake.read(target), c.kept, [key]).count()
-    n_q_out = silver.rows_of_batch(lake.read(qtable), c.quarantined, list(quarantine.DEDUP_KEY)).count() if c.n_quarantined else 0
-    _reconcile(name, silver.write_problems(target, qtable, c.n_kept, n_out, c.n_quarantined, n_q_out), on_mismatch, lake,
-               {target: before, qtable: qbefore})
+    n_q_out = (
+        silver.rows_of_batch(lake.read(qtable), c.quarantined, list(quarantine.DEDUP_KEY)).count()
+        if c.n_quarantined
+        else 0
+    )
+    _reconcile(
+        name,
+        silver.write_problems(target, qtable, c.n_kept, n_out, c.n_quarantined, n_q_out),
+        on_mismatch,
+        lake,
+        {target: before, qtable: qbefore},
+    )
     n_read, n_q, n_dup = c.n_read, c.n_quarantined, c.n_duplicates
-    dq.append((lake.run_id, target, "reconciliation", "reconciliation", "fail" if on_mismatch == "fail" else "warn",
-               n_read, abs(n_read - n_out - n_q - n_dup), "passed" if n_read == n_out + n_q + n_dup else "failed", now))
+    dq.append(
+        (
+            lake.run_id,
+            target,
+            "reconciliation",
+            "reconciliation",
+            "fail" if on_mismatch == "fail" else "warn",
+            n_read,
+            abs(n_read - n_out - n_q - n_dup),
+            "passed" if n_read == n_out + n_q + n_dup else "failed",
+            now,
+        )
+    )
     c.release()
     log.info("%s: %d rows in = %d out + %d quarantined + %d duplicates", target, n_read, n_out, n_q, n_dup)
     return {"in": n_read, "out": n_out, "quarantined": n_q, "duplicates": n_dup}
 
 
-def _reconcile(name: str, problems: list[str], on_mismatch: str, lake: Lake, restore: dict[str, int | None] | None) -> None:
+def _reconcile(
+    name: str, problems: list[str], on_mismatch: str, lake: Lake, restore: dict[str, int | None] | None
+) -> None:
     """Act on reconciliation problems: raise (restoring the tables written, if any), or log."""
     if not problems:
         return
@@ -129,7 +170,8 @@ def _reconcile(name: str, problems: list[str], on_mismatch: str, lake: Lake, res
                 lake.restore(table, version)
                 restored.append(f"{table} restored to version {version}")
     raise ReconciliationError(
-        msg + (f". {', '.join(restored)}." if restored else ". Nothing was written.")
+        msg
+        + (f". {', '.join(restored)}." if restored else ". Nothing was written.")
         + " This is a bug in omicslake or in a custom rule: report it with the run id; "
         "set jobs.conform_ehr.on_mismatch=record to write and record it instead."
     )
@@ -141,7 +183,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     c = cfg.jobs.conform_ehr
     d = C.Deid(pseudonym_key(c), c.date_shift, c.date_shift_max_days, c.reference_date)
-    first = {"synthea": "bronze.synthea_patients", "fhir": "bronze.fhir_patient", "omop": "bronze.omop_person"}[c.source]
+    first = {"synthea": "bronze.synthea_patients", "fhir": "bronze.fhir_patient", "omop": "bronze.omop_person"}[
+        c.source
+    ]
     if not lake.exists(first):
         raise InputError(f"{first} does not exist: run ingest_ehr first (jobs.conform_ehr.source={c.source})")
     concept_table = _concepts(spark, cfg, lake).cache()
@@ -172,7 +216,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     patients = bronze("patients")
     assert patients is not None
     mismatch = c.on_mismatch
-    recon["person"] = conform_table(lake, "person", patients, lambda df: C.person_rows(df, d), load_contract("silver.person"), dq, now, mismatch)
+    recon["person"] = conform_table(
+        lake, "person", patients, lambda df: C.person_rows(df, d), load_contract("silver.person"), dq, now, mismatch
+    )
     person = lake.read("silver.person")
     died = person.where(F.col("death_date").isNotNull())
     recon["death"] = conform_table(lake, "death", died, C.death_rows, load_contract("silver.death"), dq, now, mismatch)
@@ -191,8 +237,16 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     if lake.exists("bronze.sample_link"):
         facts.append(("sample_link", lake.read("bronze.sample_link"), lambda df: C.sample_link_rows(df, d)))
     for name, src, build in facts:
-        recon[name] = conform_table(lake, name, src, lambda df, b=build: C.with_person(b(df), person),  # type: ignore[misc]
-                                    load_contract(f"silver.{name}"), dq, now, mismatch)
+        recon[name] = conform_table(
+            lake,
+            name,
+            src,
+            lambda df, b=build: C.with_person(b(df), person),  # type: ignore[misc]
+            load_contract(f"silver.{name}"),
+            dq,
+            now,
+            mismatch,
+        )
     lake.write(spark.createDataFrame(dq, load_contract("ops.dq_results").struct()), "ops.dq_results", mode="append")
     concept_table.unpersist()
     metrics: dict[str, Any] = {f"{t}_{k}": v for t, r in recon.items() for k, v in r.items()}

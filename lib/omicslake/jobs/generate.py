@@ -30,8 +30,17 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     g = cfg.jobs.generate
     out = landing_folder(cfg.layout, g.out)
-    log.info("generating %d patients, %d samples x %d variants (seed %d) into %s", g.patients, g.samples, g.variants, g.seed, out)
-    manifest = generate(spark, g, out, cfg.hail.reference_genome, cfg.layout.local_scratch("_tmp", f"generate-{lake.run_id}"))
+    log.info(
+        "generating %d patients, %d samples x %d variants (seed %d) into %s",
+        g.patients,
+        g.samples,
+        g.variants,
+        g.seed,
+        out,
+    )
+    manifest = generate(
+        spark, g, out, cfg.hail.reference_genome, cfg.layout.local_scratch("_tmp", f"generate-{lake.run_id}")
+    )
     rows = sum(int(f["rows"]) for f in manifest["files"].values())
     lake.use_file(out / "manifest.json", role="wrote")  # the pipeline skips generate only while it is in place
     return {

@@ -46,9 +46,12 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         if latest is None:
             raise InputError("bronze.vcf_samples is empty: run ingest_vcf first")
         files = [latest.source_file]
-    order = samples_df.where(F.col("source_file").isin(files)).groupBy("file_sha256", "source_file").agg(
-        F.sort_array(F.collect_list(F.struct("sample_index", "sample_id"))).alias("s")
-    ).collect()  # one row per file: the sample lists, not genotype data
+    order = (
+        samples_df.where(F.col("source_file").isin(files))
+        .groupBy("file_sha256", "source_file")
+        .agg(F.sort_array(F.collect_list(F.struct("sample_index", "sample_id"))).alias("s"))
+        .collect()
+    )  # one row per file: the sample lists, not genotype data
     if not order:
         raise InputError(f"none of {files} is in bronze.vcf_samples; ingest it first (omicslake run ingest_vcf)")
     sample_lists = {tuple(x.sample_id for x in r.s) for r in order}
@@ -66,10 +69,14 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     sample_df = qc.sample_rows(result.samples).to_spark(flatten=False).withColumn("run_id", F.lit(lake.run_id))
     s_out = lake.write(sample_df, "silver.sample_qc", mode="overwrite")
     source = ";".join(sorted(r.source_file for r in order))
-    quarantine.write(lake, "quarantine.sample_qc", qc.quarantine_samples(lake.read("silver.sample_qc"), source, lake.run_id))
+    quarantine.write(
+        lake, "quarantine.sample_qc", qc.quarantine_samples(lake.read("silver.sample_qc"), source, lake.run_id)
+    )
     variant_df = qc.variant_rows(result.variants).to_spark(flatten=False).withColumn("run_id", F.lit(lake.run_id))
     v_out = lake.write(variant_df, "silver.variant_qc", mode="overwrite")
-    quarantine.write(lake, "quarantine.variant_qc", qc.quarantine_variants(lake.read("silver.variant_qc"), source, lake.run_id))
+    quarantine.write(
+        lake, "quarantine.variant_qc", qc.quarantine_variants(lake.read("silver.variant_qc"), source, lake.run_id)
+    )
     # The column order of the QC'd matrix is the order of the dosage arrays (sample ids only).
     passing = result.genotypes.s.collect()
     gsamples = spark.createDataFrame([(s, i) for i, s in enumerate(passing)], "sample_id string, genotype_index int")

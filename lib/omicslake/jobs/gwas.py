@@ -55,7 +55,9 @@ def _from_hail(mt: Any, reference: str | None) -> tuple[Any, int]:
     return mt.filter_rows(hl.len(mt.alleles) == 2), int(multi)
 
 
-def load_genotypes(spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig) -> tuple[DataFrame | None, Any, list[str], dict[str, Any]]:
+def load_genotypes(
+    spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig
+) -> tuple[DataFrame | None, Any, list[str], dict[str, Any]]:
     """(rows with calls or dosage arrays, or None; MatrixTable or None, sample ids in array order, metrics)."""
     import hail as hl
 
@@ -71,7 +73,9 @@ def load_genotypes(spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig) 
                 raise InputError(f"VCF {path} does not exist")
             kind = vcf.sniff(path)
             if kind == "gzip":
-                raise InputError(f"{path} is plain gzip, which cannot be read in parallel; recompress it: zcat {path.name} | bgzip > {path.stem}.bgz")
+                raise InputError(
+                    f"{path} is plain gzip, which cannot be read in parallel; recompress it: zcat {path.name} | bgzip > {path.stem}.bgz"
+                )
             try:
                 mt = vcf.import_vcf(path, kind, reference, {}, spark.sparkContext.defaultParallelism)
             except Exception as exc:  # noqa: BLE001 - Hail raises plain Java errors
@@ -84,7 +88,9 @@ def load_genotypes(spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig) 
             absent = [str(p) for p in parts.values() if not p.exists()]
             if absent:
                 raise InputError(f"PLINK fileset {prefix}: missing {', '.join(absent)}")
-            mt = hl.import_plink(str(parts["bed"]), str(parts["bim"]), str(parts["fam"]), reference_genome=reference, a2_reference=True)
+            mt = hl.import_plink(
+                str(parts["bed"]), str(parts["bim"]), str(parts["fam"]), reference_genome=reference, a2_reference=True
+            )
             source = str(prefix)
             for p in parts.values():
                 lake.use_file(p)
@@ -99,7 +105,9 @@ def load_genotypes(spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig) 
             genotype_calls(mt).to_spark(flatten=False).write.mode("overwrite").parquet(str(tmp))
             rows = spark.read.parquet(str(tmp))
         return rows, mt if need_mt else None, samples, {"genotypes": source, "multiallelic_skipped": skipped}
-    samples = [r.sample_id for r in lake.read("silver.genotype_samples").orderBy("genotype_index").collect()]  # ids only
+    samples = [
+        r.sample_id for r in lake.read("silver.genotype_samples").orderBy("genotype_index").collect()
+    ]  # ids only
     rows = lake.read("silver.genotypes")
     mt = features.matrix_from_genotypes(rows, samples, reference) if need_mt else None
     return (None if need_mt else rows), mt, samples, {"genotypes": "silver.genotypes"}
@@ -126,11 +134,19 @@ def cohort_phenotype(lake: Lake, cohort: str) -> Any:
 
     table = f"gold.cohort_{cohort}"
     if not lake.exists(table):
-        raise InputError(f"no phenotype: set jobs.gwas.pheno (or pass --pheno) to a .fam, .pheno, TSV or CSV file, or build {table} first (build_cohort)")
+        raise InputError(
+            f"no phenotype: set jobs.gwas.pheno (or pass --pheno) to a .fam, .pheno, TSV or CSV file, or build {table} first (build_cohort)"
+        )
     if not lake.exists("silver.sample_link"):
-        raise InputError("a cohort phenotype needs silver.sample_link (samples to persons): ingest and conform the sample link first")
+        raise InputError(
+            "a cohort phenotype needs silver.sample_link (samples to persons): ingest and conform the sample link first"
+        )
     link = lake.read("silver.sample_link").where("consent").select("sample_id", "person_key")
-    frame = link.join(lake.read(table).select("person_key", "label"), "person_key").select("sample_id", F.col("label").cast("string")).toPandas()  # ids and labels of genotyped people
+    frame = (
+        link.join(lake.read(table).select("person_key", "label"), "person_key")
+        .select("sample_id", F.col("label").cast("string"))
+        .toPandas()
+    )  # ids and labels of genotyped people
     return SampleTable(Path(table), frame.set_index("sample_id"), plink=False)
 
 
@@ -157,7 +173,13 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     log.info(
         "GWAS %s: %d of %d genotyped samples used (%d without a phenotype row, %d without a covariate row, "
         "%d with a missing value); %d phenotyped samples have no genotypes",
-        c.name, rep["used"], rep["genotyped"], rep["no_phenotype_row"], rep["no_covariate_row"], rep["missing_value"], rep["phenotyped_not_genotyped"],
+        c.name,
+        rep["used"],
+        rep["genotyped"],
+        rep["no_phenotype_row"],
+        rep["no_covariate_row"],
+        rep["missing_value"],
+        rep["phenotyped_not_genotyped"],
     )
     tmp_dir = cfg.lake_root / "_tmp"
     t = time.monotonic()  # Spark is lazy: the fits run in the write (Hail mode: the regression runs here)
@@ -174,11 +196,19 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     else:
         results = gwas.regress(rows, design, c.model, c.missing, c.firth)
     table = f"gold.gwas_{c.name}"
-    out = lake.write(results.withColumn("model", F.lit(c.model)).withColumn("missing_calls", F.lit(c.missing)).withColumn("run_id", F.lit(lake.run_id)), table, mode="overwrite")
+    out = lake.write(
+        results.withColumn("model", F.lit(c.model))
+        .withColumn("missing_calls", F.lit(c.missing))
+        .withColumn("run_id", F.lit(lake.run_id)),
+        table,
+        mode="overwrite",
+    )
     seconds["fit_and_write"] = time.monotonic() - t
     t = time.monotonic()
     # One read of the results (a few numbers per variant) serves the plots, the status counts and the top hit.
-    summary: pd.DataFrame = lake.read(table).select("contig", "position", "ref", "alt", "p", "neg_log10_p", "firth", "status").toPandas()
+    summary: pd.DataFrame = (
+        lake.read(table).select("contig", "position", "ref", "alt", "p", "neg_log10_p", "firth", "status").toPandas()
+    )
     status = {str(k): int(v) for k, v in summary["status"].value_counts().items()}
     lam = gwas.lambda_gc(10.0 ** -summary["neg_log10_p"].to_numpy())
     plots_dir = Path(c.plots_dir).expanduser() if c.plots_dir else cfg.lake_root / "reports" / f"gwas_{c.name}"

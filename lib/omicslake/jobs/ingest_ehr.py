@@ -43,8 +43,15 @@ log = logging.getLogger(__name__)
 SYNTHEA_TABLES = ("patients", "encounters", "conditions", "observations", "medications", "procedures")
 FHIR_RESOURCES = ("Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "Procedure")
 OMOP_TABLES = (
-    "person", "observation_period", "visit_occurrence", "condition_occurrence", "measurement",
-    "observation", "drug_exposure", "procedure_occurrence", "death",
+    "person",
+    "observation_period",
+    "visit_occurrence",
+    "condition_occurrence",
+    "measurement",
+    "observation",
+    "drug_exposure",
+    "procedure_occurrence",
+    "death",
 )
 
 
@@ -62,7 +69,9 @@ def planned_files(cfg: Config) -> list[tuple[str, str, str, Path]]:
         if source == "synthea":
             root = Path(c.synthea_dir).expanduser() if c.synthea_dir else _landing(cfg) / "synthea"
             if not root.is_dir():
-                raise InputError(f"Synthea folder {root} does not exist (jobs.ingest_ehr.synthea_dir); run `omicslake generate` or set it")
+                raise InputError(
+                    f"Synthea folder {root} does not exist (jobs.ingest_ehr.synthea_dir); run `omicslake generate` or set it"
+                )
             for t in SYNTHEA_TABLES:
                 for p in sorted(root.rglob(f"{t}.csv")):
                     out.append(("synthea", f"bronze.synthea_{t}", "csv", p))
@@ -75,7 +84,9 @@ def planned_files(cfg: Config) -> list[tuple[str, str, str, Path]]:
                     out.append(("fhir", f"bronze.fhir_{r.lower()}", "ndjson", p))
         elif source == "omop":
             if not c.omop_dir:
-                raise InputError("source omop needs jobs.ingest_ehr.omop_dir: the folder of the CDM CSV exports (PERSON.csv, ...)")
+                raise InputError(
+                    "source omop needs jobs.ingest_ehr.omop_dir: the folder of the CDM CSV exports (PERSON.csv, ...)"
+                )
             root = Path(c.omop_dir).expanduser()
             if not root.is_dir():
                 raise InputError(f"OMOP folder {root} does not exist (jobs.ingest_ehr.omop_dir)")
@@ -84,7 +95,9 @@ def planned_files(cfg: Config) -> list[tuple[str, str, str, Path]]:
                 if p.is_file() and p.suffix.lower() == ".csv":
                     by_name.setdefault(p.stem.lower(), []).append(p)
             if "person" not in by_name:
-                raise InputError(f"{root} holds no PERSON.csv: is this an OMOP CDM export? (CSV files there: {sorted(by_name)[:8]})")
+                raise InputError(
+                    f"{root} holds no PERSON.csv: is this an OMOP CDM export? (CSV files there: {sorted(by_name)[:8]})"
+                )
             for t in OMOP_TABLES:
                 for p in by_name.get(t, []):
                     out.append(("omop", f"bronze.omop_{t}", "csv", p))
@@ -110,7 +123,9 @@ def _file_rows(spark: SparkSession, source: str, fmt: str, path: Path, columns: 
         header = [h.strip().lower() for h in header]
     known = [c for c in columns if not c.startswith("_")]
     if not set(known) & set(header):
-        raise InputError(f"{path}, line 1: none of the expected columns {known[:5]}... is in the header {header[:5]}...; is this the right file?")
+        raise InputError(
+            f"{path}, line 1: none of the expected columns {known[:5]}... is in the header {header[:5]}...; is this the right file?"
+        )
     return bronze.parse_csv(lines, header, known)
 
 
@@ -145,7 +160,11 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             if str(path) in seen and not c.reingest_changed:
                 stats["files_changed"] += 1
                 changed.append(str(path))
-                log.warning("%s changed since it was ingested (new sha256 %s...); skipped. Set jobs.ingest_ehr.reingest_changed=true to read it again", path, digest[:12])
+                log.warning(
+                    "%s changed since it was ingested (new sha256 %s...); skipped. Set jobs.ingest_ehr.reingest_changed=true to read it again",
+                    path,
+                    digest[:12],
+                )
                 continue
             batch = path.parent.name
             df = _file_rows(spark, source, fmt, path, contract.names).select(
@@ -161,11 +180,21 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             expected = n_lines - (blank_lines(path) if fmt == "ndjson" else min(n_lines, 1))
             new_files.append((source, path, digest, batch, expected))
         if backfill:
-            counts = {r[0]: (int(r[1]), int(r[2])) for r in lake.read(table).where(F.col("_file_sha256").isin([b[2] for b in backfill]))
-                      .groupBy("_file_sha256").agg(F.count("*"), F.count("_rescued")).collect()}
+            counts = {
+                r[0]: (int(r[1]), int(r[2]))
+                for r in lake.read(table)
+                .where(F.col("_file_sha256").isin([b[2] for b in backfill]))
+                .groupBy("_file_sha256")
+                .agg(F.count("*"), F.count("_rescued"))
+                .collect()
+            }
             for source, path, digest, batch, _lines in backfill:
                 n, rescued = counts[digest]
-                manifest_rows.append(ledger.row(table, source, str(path), digest, path.stat().st_size, batch, n, None, rescued, lake.run_id, now))
+                manifest_rows.append(
+                    ledger.row(
+                        table, source, str(path), digest, path.stat().st_size, batch, n, None, rescued, lake.run_id, now
+                    )
+                )
         if not parts:
             continue
         union = parts[0]
@@ -175,8 +204,11 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         out = lake.write(union.transform(enforce(contract)), table, mode="append")
         per_file = {
             r[0]: (int(r[1]), int(r[2]))
-            for r in lake.read(table).where(F.col("_file_sha256").isin([f[2] for f in new_files]))
-            .groupBy("_file_sha256").agg(F.count("*"), F.count("_rescued")).collect()
+            for r in lake.read(table)
+            .where(F.col("_file_sha256").isin([f[2] for f in new_files]))
+            .groupBy("_file_sha256")
+            .agg(F.count("*"), F.count("_rescued"))
+            .collect()
         }
         lost = [(p, e, per_file.get(d, (0, 0))[0]) for _, p, d, _, e in new_files if per_file.get(d, (0, 0))[0] != e]
         if lost:
@@ -185,13 +217,16 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             else:
                 lake.restore(table, before)
             raise ReconciliationError(
-                f"{table}: " + "; ".join(f"{p}: {e} data lines in the file but {n} rows in bronze" for p, e, n in lost[:5])
+                f"{table}: "
+                + "; ".join(f"{p}: {e} data lines in the file but {n} rows in bronze" for p, e, n in lost[:5])
                 + f". {table} was put back as it was; nothing of these files is in the lake. A line the reader splits "
                 "differently (a lone carriage return inside a field?) is the usual cause: fix the file and rerun."
             )
         for source, path, digest, batch, expected in new_files:
             n, rescued = per_file.get(digest, (0, 0))
-            manifest_rows.append((table, source, str(path), digest, path.stat().st_size, batch, n, expected, rescued, lake.run_id, now))
+            manifest_rows.append(
+                (table, source, str(path), digest, path.stat().st_size, batch, n, expected, rescued, lake.run_id, now)
+            )
             stats["rows"] += n
             stats["rescued_rows"] += rescued
             log.info("%s -> %s: %d rows (%d rescued)", path.name, table, n, rescued)

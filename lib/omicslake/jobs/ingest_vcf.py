@@ -44,18 +44,26 @@ SPEC = JobSpec(
 NAME = SPEC.name
 log = logging.getLogger(__name__)
 # The tables a file's rows go to, with the column holding the file's digest.
-_FILE_TABLES = {"bronze.variants": "file_sha256", "bronze.vcf_samples": "file_sha256", "quarantine.vcf_variants": "file_sha256"}
+_FILE_TABLES = {
+    "bronze.variants": "file_sha256",
+    "bronze.vcf_samples": "file_sha256",
+    "quarantine.vcf_variants": "file_sha256",
+}
 
 
 def input_files(cfg: Config) -> list[Path]:
     from omicslake.io.layout import landing_folder
 
-    patterns = cfg.jobs.ingest_vcf.paths or (str(landing_folder(cfg.layout, cfg.jobs.generate.out) / "vcf" / "*.vcf.bgz"),)
+    patterns = cfg.jobs.ingest_vcf.paths or (
+        str(landing_folder(cfg.layout, cfg.jobs.generate.out) / "vcf" / "*.vcf.bgz"),
+    )
     files: list[Path] = []
     for pattern in patterns:
         matches = sorted(glob.glob(str(Path(pattern).expanduser())))
         if not matches:
-            raise InputError(f"no VCF matches {pattern!r} (jobs.ingest_vcf.paths); check the path or run `omicslake generate`")
+            raise InputError(
+                f"no VCF matches {pattern!r} (jobs.ingest_vcf.paths); check the path or run `omicslake generate`"
+            )
         files += [Path(m).resolve() for m in matches]
     return files
 
@@ -105,8 +113,11 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 )
             mt = vcf.import_vcf(path, kind, reference, dict(c.contig_recoding), parts)
             rows = vcf.variant_rows(mt, vcf.record_rules(mt, header, c.max_alleles))
-            written = lake.write(_bronze_rows(rows.to_spark(flatten=False), path, digest, lake.run_id, now, variants_contract),
-                                 "bronze.variants", mode="append")
+            written = lake.write(
+                _bronze_rows(rows.to_spark(flatten=False), path, digest, lake.run_id, now, variants_contract),
+                "bronze.variants",
+                mode="append",
+            )
         except InputError:
             raise
         except (FatalError, Py4JJavaError) as exc:  # Hail's JVM side on a record it cannot parse
@@ -120,8 +131,11 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             samples_contract.struct(),
         )
         lake.write(samples, "bronze.vcf_samples", mode="append")
-        mine = lake.read("bronze.variants").where(F.col("file_sha256") == digest).select(
-            *vcf.SITE, "rsid", "qual", "filters", "_invalid_rule", "_invalid_reason")
+        mine = (
+            lake.read("bronze.variants")
+            .where(F.col("file_sha256") == digest)
+            .select(*vcf.SITE, "rsid", "qual", "filters", "_invalid_rule", "_invalid_reason")
+        )
         flagged = mine.where(F.col("_invalid_rule").isNotNull())
         skipped = None
         if n_text is not None and (n_text != n_variants or flagged.limit(1).count()):
@@ -133,12 +147,21 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         else:
             flagged = flagged.withColumn("line", F.lit(None).cast("bigint"))
         if skipped is None or n_text == n_variants:
-            skipped = spark.createDataFrame([], "contig string, position int, ref string, alts array<string>, line bigint")
-        n_q = quarantine.write(lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, skipped, str(path), digest, lake.run_id))
+            skipped = spark.createDataFrame(
+                [], "contig string, position int, ref string, alts array<string>, line bigint"
+            )
+        n_q = quarantine.write(
+            lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, skipped, str(path), digest, lake.run_id)
+        )
         if n_text is not None:
             # Counted again from the tables as written: text records = bronze rows + unparsed records.
-            n_unparsed = lake.read("quarantine.vcf_variants").where(
-                (F.col("file_sha256") == digest) & (F.col("rule") == "unparsed_record")).count() if lake.exists("quarantine.vcf_variants") else 0
+            n_unparsed = (
+                lake.read("quarantine.vcf_variants")
+                .where((F.col("file_sha256") == digest) & (F.col("rule") == "unparsed_record"))
+                .count()
+                if lake.exists("quarantine.vcf_variants")
+                else 0
+            )
             if n_text != n_variants + n_unparsed:
                 ledger.discard_partial(lake, digest, _FILE_TABLES)
                 raise ReconciliationError(
@@ -146,8 +169,24 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                     "unparsed records in quarantine.vcf_variants; the file's rows were taken out again. Report this "
                     "with the file (a record Hail reads differently from its text)."
                 )
-        ledger.record(lake, [ledger.row("bronze.variants", "vcf", str(path), digest, path.stat().st_size, path.parent.name,
-                                        n_variants, n_text, 0, lake.run_id, now)])
+        ledger.record(
+            lake,
+            [
+                ledger.row(
+                    "bronze.variants",
+                    "vcf",
+                    str(path),
+                    digest,
+                    path.stat().st_size,
+                    path.parent.name,
+                    n_variants,
+                    n_text,
+                    0,
+                    lake.run_id,
+                    now,
+                )
+            ],
+        )
         stats["files"] += 1
         stats["variants"] += n_variants
         stats["invalid_records"] += n_q
@@ -155,16 +194,31 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     return stats
 
 
-def _bronze_rows(df: DataFrame, path: Path, digest: str, run_id: str, now: dt.datetime, contract: Contract) -> DataFrame:
+def _bronze_rows(
+    df: DataFrame, path: Path, digest: str, run_id: str, now: dt.datetime, contract: Contract
+) -> DataFrame:
     """vcf.variant_rows as a DataFrame, with the file, its digest and the run: bronze.variants' shape."""
     return df.select(
-        "*", F.lit(str(path)).alias("source_file"), F.lit(digest).alias("file_sha256"),
-        F.lit(run_id).alias("_run_id"), F.lit(now).cast("timestamp").alias("_ingested_at"),
+        "*",
+        F.lit(str(path)).alias("source_file"),
+        F.lit(digest).alias("file_sha256"),
+        F.lit(run_id).alias("_run_id"),
+        F.lit(now).cast("timestamp").alias("_ingested_at"),
     ).transform(enforce(contract))
 
 
-def _ingest_plink(spark: SparkSession, lake: Lake, bed: Path, reference: str | None, parts: int, done: set[str],
-                  variants_contract: Contract, samples_contract: Contract, now: dt.datetime, stats: dict[str, int]) -> None:
+def _ingest_plink(
+    spark: SparkSession,
+    lake: Lake,
+    bed: Path,
+    reference: str | None,
+    parts: int,
+    done: set[str],
+    variants_contract: Contract,
+    samples_contract: Contract,
+    now: dt.datetime,
+    stats: dict[str, int],
+) -> None:
     """One PLINK fileset into bronze (GT only; no QUAL, FILTER or INFO in PLINK); its records that
     break a rule go to quarantine.vcf_variants as a VCF's do (without a line: the .bim has one per
     variant, but the rows are not matched to it)."""
@@ -181,17 +235,53 @@ def _ingest_plink(spark: SparkSession, lake: Lake, bed: Path, reference: str | N
         return
     ledger.discard_partial(lake, digest, _FILE_TABLES)
     samples = mt.s.collect()  # sample ids only
-    df = _bronze_rows(vcf.variant_rows(mt, vcf.plink_rules(mt)).to_spark(flatten=False), bed, digest, lake.run_id, now, variants_contract)
+    df = _bronze_rows(
+        vcf.variant_rows(mt, vcf.plink_rules(mt)).to_spark(flatten=False),
+        bed,
+        digest,
+        lake.run_id,
+        now,
+        variants_contract,
+    )
     written = lake.write(df, "bronze.variants", mode="append")
     rows = [(s, i, str(bed), digest, reference, written.rows, lake.run_id, now) for i, s in enumerate(samples)]
     lake.write(spark.createDataFrame(rows, samples_contract.struct()), "bronze.vcf_samples", mode="append")
-    flagged = lake.read("bronze.variants").where((F.col("file_sha256") == digest) & F.col("_invalid_rule").isNotNull()).select(
-        *vcf.SITE, "rsid", "qual", "filters", "_invalid_rule", "_invalid_reason", F.lit(None).cast("bigint").alias("line"))
+    flagged = (
+        lake.read("bronze.variants")
+        .where((F.col("file_sha256") == digest) & F.col("_invalid_rule").isNotNull())
+        .select(
+            *vcf.SITE,
+            "rsid",
+            "qual",
+            "filters",
+            "_invalid_rule",
+            "_invalid_reason",
+            F.lit(None).cast("bigint").alias("line"),
+        )
+    )
     none = spark.createDataFrame([], "contig string, position int, ref string, alts array<string>, line bigint")
-    n_q = quarantine.write(lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, none, str(bed), digest, lake.run_id))
+    n_q = quarantine.write(
+        lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, none, str(bed), digest, lake.run_id)
+    )
     size = sum(p.stat().st_size for p in files)
-    ledger.record(lake, [ledger.row("bronze.variants", "plink", str(bed), digest, size, bed.parent.name, written.rows, None, 0,
-                                    lake.run_id, now)])
+    ledger.record(
+        lake,
+        [
+            ledger.row(
+                "bronze.variants",
+                "plink",
+                str(bed),
+                digest,
+                size,
+                bed.parent.name,
+                written.rows,
+                None,
+                0,
+                lake.run_id,
+                now,
+            )
+        ],
+    )
     stats["files"] += 1
     stats["variants"] += written.rows
     stats["invalid_records"] += n_q

@@ -34,7 +34,7 @@ def console_scripts() -> dict[str, str]:
 def submit_script(spec: JobSpec) -> str:
     """The text of jobs/<job>.py, the spark-submit entry of one job."""
     return (
-        f'"""spark-submit entry: omicslake job {spec.name}."""\n'
+        f'"""spark-submit entry: omicslake job {spec.name}."""\n\n'
         "import sys\n\n"
         f"from {spec.module} import main\n\n"
         "sys.exit(main())\n"

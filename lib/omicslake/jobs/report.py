@@ -64,7 +64,13 @@ def _table(rows: list[dict[str, Any]] | list[Any], columns: list[str]) -> str:
         cells = []
         for c in columns:
             v = get(c)
-            cls = ' class="ok"' if v in ("succeeded", "passed") else ' class="bad"' if v in ("failed", "quarantined") else ""
+            cls = (
+                ' class="ok"'
+                if v in ("succeeded", "passed")
+                else ' class="bad"'
+                if v in ("failed", "quarantined")
+                else ""
+            )
             cells.append(f"<td{cls}>{html.escape('' if v is None else str(v))}</td>")
         body.append("<tr>" + "".join(cells) + "</tr>")
     return f"<table><tr>{head}</tr>{''.join(body)}</table>"
@@ -90,20 +96,31 @@ def _hist(values: list[float], title: str, xlabel: str) -> str:
 
 def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, Any]]:
     """The report's HTML and what it contains (section -> count of items)."""
-    parts: list[str] = [f"<h1>omicslake report</h1><p><small>lake {html.escape(str(cfg.lake_root))} · run {html.escape(lake.run_id)}</small></p>"]
+    parts: list[str] = [
+        f"<h1>omicslake report</h1><p><small>lake {html.escape(str(cfg.lake_root))} · run {html.escape(lake.run_id)}</small></p>"
+    ]
     found: dict[str, Any] = {}
     if lake.exists("ops.runs"):
-        runs = lake.read("ops.runs").orderBy(F.col("started_at").desc()).limit(40).select(
-            "run_id", "job", "status", F.round("seconds", 1).alias("seconds"), "started_at", "error").collect()
+        runs = (
+            lake.read("ops.runs")
+            .orderBy(F.col("started_at").desc())
+            .limit(40)
+            .select("run_id", "job", "status", F.round("seconds", 1).alias("seconds"), "started_at", "error")
+            .collect()
+        )
         found["runs"] = len(runs)
-        parts.append("<h2>Pipeline runs</h2>" + _table(runs, ["started_at", "run_id", "job", "status", "seconds", "error"]))
+        parts.append(
+            "<h2>Pipeline runs</h2>" + _table(runs, ["started_at", "run_id", "job", "status", "seconds", "error"])
+        )
     if lake.exists("ops.dq_results"):
         dq = lake.read("ops.dq_results")
         last = dq.agg(F.max_by("run_id", "checked_at")).first()[0]  # type: ignore[index]
         rows = dq.where(F.col("run_id") == last).orderBy("table_name", "expectation").collect()
         found["dq_rows"] = len(rows)
-        parts.append(f"<h2>Data quality</h2><p>Expectations of run {html.escape(str(last))}.</p>"
-                     + _table(rows, ["table_name", "expectation", "action", "rows_checked", "rows_failed", "outcome"]))
+        parts.append(
+            f"<h2>Data quality</h2><p>Expectations of run {html.escape(str(last))}.</p>"
+            + _table(rows, ["table_name", "expectation", "action", "rows_checked", "rows_failed", "outcome"])
+        )
     tables = lake.names()
     q = []
     for name in tables:
@@ -116,7 +133,10 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
     qc_imgs = []
     if lake.exists("silver.sample_qc"):
         s = lake.read("silver.sample_qc").select("call_rate", "r_het_hom_var").toPandas()  # one row per sample
-        qc_imgs += [_hist(list(s["call_rate"]), "Sample call rate", "call rate"), _hist(list(s["r_het_hom_var"]), "Het/hom-var ratio", "ratio")]
+        qc_imgs += [
+            _hist(list(s["call_rate"]), "Sample call rate", "call rate"),
+            _hist(list(s["r_het_hom_var"]), "Het/hom-var ratio", "ratio"),
+        ]
     if lake.exists("silver.variant_qc"):
         v = lake.read("silver.variant_qc").select("af", "hwe_p").sample(fraction=1.0, seed=1).limit(200_000).toPandas()
         qc_imgs += [_hist(list(v["af"]), "Variant allele frequency", "AF"), _hist(list(v["hwe_p"]), "HWE p-value", "p")]
@@ -126,8 +146,11 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
     if lake.exists("gold.genetic_pcs"):
         pcs = lake.read("gold.genetic_pcs").select("sample_id", "pc1", "pc2")
         if lake.exists("silver.sample_link") and lake.exists("silver.person"):
-            race = lake.read("silver.sample_link").join(lake.read("silver.person").select("person_key", "race_source_value"), "person_key").select(
-                "sample_id", F.coalesce("race_source_value", F.lit("unknown")).alias("group"))
+            race = (
+                lake.read("silver.sample_link")
+                .join(lake.read("silver.person").select("person_key", "race_source_value"), "person_key")
+                .select("sample_id", F.coalesce("race_source_value", F.lit("unknown")).alias("group"))
+            )
             pcs = pcs.join(race, "sample_id", "left")
         else:
             pcs = pcs.withColumn("group", F.lit("all"))
@@ -147,20 +170,38 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         found["gwas"] = len(gw)
         parts.append("<h2>GWAS</h2>")
         for m in gw:
-            parts.append(f"<h3>{html.escape(m.parent.name)}</h3><div class='grid'>" + _img(m.read_bytes(), "Manhattan")
-                         + (_img((m.parent / "qq.png").read_bytes(), "QQ") if (m.parent / "qq.png").exists() else "") + "</div>")
+            parts.append(
+                f"<h3>{html.escape(m.parent.name)}</h3><div class='grid'>"
+                + _img(m.read_bytes(), "Manhattan")
+                + (_img((m.parent / "qq.png").read_bytes(), "QQ") if (m.parent / "qq.png").exists() else "")
+                + "</div>"
+            )
     t1 = [n for n in tables if n.startswith("gold.table1_")]
     for name in t1:
         rows = lake.read(name).orderBy("row").collect()
-        shown = [{"variable": r.variable if r.level is None else f"{r.variable}: {r.level}", "overall": r.overall, "outcome 0": r.outcome_0,
-                  "outcome 1": r.outcome_1, "SMD": "" if r.smd is None else f"{r.smd:.3f}"} for r in rows]
-        parts.append(f"<h2>Table 1: {html.escape(name.split('table1_', 1)[1])}</h2>" + _table(shown, ["variable", "overall", "outcome 0", "outcome 1", "SMD"]))
+        shown = [
+            {
+                "variable": r.variable if r.level is None else f"{r.variable}: {r.level}",
+                "overall": r.overall,
+                "outcome 0": r.outcome_0,
+                "outcome 1": r.outcome_1,
+                "SMD": "" if r.smd is None else f"{r.smd:.3f}",
+            }
+            for r in rows
+        ]
+        parts.append(
+            f"<h2>Table 1: {html.escape(name.split('table1_', 1)[1])}</h2>"
+            + _table(shown, ["variable", "overall", "outcome 0", "outcome 1", "SMD"])
+        )
     found["table1"] = len(t1)
     model_html, n_model = _model_section(cfg)
     if model_html:
         found["model_plots"] = n_model
         parts.append(model_html)
-    page = f"<!doctype html><html><head><meta charset='utf-8'><title>omicslake report</title><style>{CSS}</style></head><body>{''.join(parts)}</body></html>"
+    page = (
+        f"<!doctype html><html><head><meta charset='utf-8'><title>omicslake report</title><style>{CSS}</style></head>"
+        f"<body>{''.join(parts)}</body></html>"
+    )
     return page, found
 
 
@@ -184,29 +225,50 @@ def _model_section(cfg: Config) -> tuple[str, int]:
     out: list[str] = []
     n_imgs = 0
     for job, (title, prefixes) in SECTIONS.items():
-        runs = mlflow.search_runs(experiment_ids=[exp], filter_string=f"tags.`omicslake.job` = '{job}'",
-                                  order_by=["attributes.start_time DESC"], max_results=1, output_format="list")
+        runs = mlflow.search_runs(
+            experiment_ids=[exp],
+            filter_string=f"tags.`omicslake.job` = '{job}'",
+            order_by=["attributes.start_time DESC"],
+            max_results=1,
+            output_format="list",
+        )
         if not runs:
             continue
         run = runs[0]
         p = run.data.params
-        out += [f"<h2>{title}: {html.escape(p.get('cohort', run.data.tags.get('omicslake.cohort', '')))} "
-                f"{html.escape(p.get('model', p.get('algorithm', '')))}</h2>",
-                f"<p>MLflow run {html.escape(run.info.run_id)} · table {html.escape(p.get('table', ''))} version "
-                f"{html.escape(p.get('table_version', ''))}</p>"]
+        out += [
+            f"<h2>{title}: {html.escape(p.get('cohort', run.data.tags.get('omicslake.cohort', '')))} "
+            f"{html.escape(p.get('model', p.get('algorithm', '')))}</h2>",
+            f"<p>MLflow run {html.escape(run.info.run_id)} · table {html.escape(p.get('table', ''))} version "
+            f"{html.escape(p.get('table_version', ''))}</p>",
+        ]
         metrics = {k: round(v, 4) for k, v in run.data.metrics.items() if k.startswith(prefixes)}
         out.append(_table([metrics], sorted(metrics)))
-        imgs = [_img(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=a.path)).read_bytes(), a.path)
-                for a in client.list_artifacts(run.info.run_id, "plots")]
+        imgs = [
+            _img(
+                Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path=a.path)).read_bytes(),
+                a.path,
+            )
+            for a in client.list_artifacts(run.info.run_id, "plots")
+        ]
         n_imgs += len(imgs)
         out.append("<div class='grid'>" + "".join(imgs) + "</div>")
         if job == "train":
             try:
-                subs = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run.info.run_id, artifact_path="metrics/subgroups.json")).read_text())
+                subs = json.loads(
+                    Path(
+                        mlflow.artifacts.download_artifacts(
+                            run_id=run.info.run_id, artifact_path="metrics/subgroups.json"
+                        )
+                    ).read_text()
+                )
                 for s in subs:
                     for k in ("auroc", "auprc", "brier"):
                         s[k] = None if s[k] is None else round(s[k], 3)
-                out.append("<h3>By subgroup (held-out)</h3>" + _table(subs, ["group", "level", "n", "cases", "auroc", "auprc", "brier"]))
+                out.append(
+                    "<h3>By subgroup (held-out)</h3>"
+                    + _table(subs, ["group", "level", "n", "cases", "auroc", "auprc", "brier"])
+                )
             except Exception:  # noqa: BLE001 - an older run without the file
                 pass
             out.append(_calibration_table(run.info.run_id))
@@ -218,14 +280,24 @@ def _calibration_table(run_id: str) -> str:
     import mlflow
 
     try:
-        cal = json.loads(Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="metrics/calibration.json")).read_text())
-        rows = [{"output": f"risk ({cal['map']['method']})" if k == "calibrated" else "model output (uncalibrated)",
-                 **{m: None if cal[k].get(m) is None else round(cal[k][m], 3) for m in ("intercept", "slope", "brier")}}
-                for k in ("calibrated", "uncalibrated")]
+        cal = json.loads(
+            Path(
+                mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path="metrics/calibration.json")
+            ).read_text()
+        )
+        rows = [
+            {
+                "output": f"risk ({cal['map']['method']})" if k == "calibrated" else "model output (uncalibrated)",
+                **{m: None if cal[k].get(m) is None else round(cal[k][m], 3) for m in ("intercept", "slope", "brier")},
+            }
+            for k in ("calibrated", "uncalibrated")
+        ]
     except Exception:  # noqa: BLE001 - a run logged before the recalibration
         return ""
-    return ("<h3>Calibration (held-out: intercept 0 and slope 1 are perfect; curve with 95% CIs in the plot)</h3>"
-            + _table(rows, ["output", "intercept", "slope", "brier"]))
+    return (
+        "<h3>Calibration (held-out: intercept 0 and slope 1 are perfect; curve with 95% CIs in the plot)</h3>"
+        + _table(rows, ["output", "intercept", "slope", "brier"])
+    )
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:

@@ -51,10 +51,16 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     name = c.model or model_name(c.cohort, cfg.jobs.train.model, cfg.jobs.train.registered_model)
     client = mlflow.MlflowClient()
     try:
-        mv = client.get_model_version(name, str(c.version)) if c.version is not None else client.get_model_version_by_alias(name, c.alias)
+        mv = (
+            client.get_model_version(name, str(c.version))
+            if c.version is not None
+            else client.get_model_version_by_alias(name, c.alias)
+        )
     except mlflow.exceptions.MlflowException as exc:
         which = f"version {c.version}" if c.version is not None else f"alias {c.alias!r}"
-        raise InputError(f"registered model {name!r} has no {which} in {mlflow.get_tracking_uri()}: run train first, or set jobs.score.version/alias") from exc
+        raise InputError(
+            f"registered model {name!r} has no {which} in {mlflow.get_tracking_uri()}: run train first, or set jobs.score.version/alias"
+        ) from exc
     lake.use_model(name, f"version {c.version}" if c.version is not None else f"alias {c.alias}", mv.version)
     table = f"gold.features_{c.cohort}"
     if not lake.exists(table):
@@ -63,7 +69,12 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     df = lake.read(table, version=version)
     target = f"gold.predictions_{name}"
     if lake.exists(target):
-        done = lake.read(target).where((F.col("model_version") == int(mv.version)) & (F.col("input_version") == version)).limit(1).count()
+        done = (
+            lake.read(target)
+            .where((F.col("model_version") == int(mv.version)) & (F.col("input_version") == version))
+            .limit(1)
+            .count()
+        )
         if done:
             log.info("%s v%s already scored %s version %s: nothing to do", name, mv.version, table, version)
             return {"model": name, "model_version": int(mv.version), "input_version": version, "scored": 0}
@@ -74,63 +85,138 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     scored = scores(model, df).withColumn("model_score", F.col("p"))
     risk = calibration.column(F.col("model_score"))
     out = scored.select(
-        "person_key", risk.alias("risk"), band_column(risk, tuple(c.band_thresholds), tuple(c.band_names)).alias("risk_band"),
-        "model_score", F.lit(calibration.method).alias("calibration"), F.col("label").cast("int").alias("label"),
-        F.lit(name).alias("model_name"), F.lit(int(mv.version)).alias("model_version"), F.lit(now).cast("timestamp").alias("scored_at"),
-        F.lit(table).alias("input_table"), F.lit(version).cast("bigint").alias("input_version"), F.lit(lake.run_id).alias("run_id"),
+        "person_key",
+        risk.alias("risk"),
+        band_column(risk, tuple(c.band_thresholds), tuple(c.band_names)).alias("risk_band"),
+        "model_score",
+        F.lit(calibration.method).alias("calibration"),
+        F.col("label").cast("int").alias("label"),
+        F.lit(name).alias("model_name"),
+        F.lit(int(mv.version)).alias("model_version"),
+        F.lit(now).cast("timestamp").alias("scored_at"),
+        F.lit(table).alias("input_table"),
+        F.lit(version).cast("bigint").alias("input_version"),
+        F.lit(lake.run_id).alias("run_id"),
     )
     if meta.get("linear"):
         linear = LinearRisk.from_dict(meta["linear"])
         why = df.select("person_key", *linear.features).mapInPandas(
-            explain(linear, c.top_k), "person_key string, contributions_json string, reasons_json string")
-        out = out.join(why.select("person_key", F.from_json("contributions_json", "map<string,double>").alias("contributions"),
-                                  F.from_json("reasons_json", f"array<{REASON}>").alias("reasons")), "person_key", "left")
+            explain(linear, c.top_k), "person_key string, contributions_json string, reasons_json string"
+        )
+        out = out.join(
+            why.select(
+                "person_key",
+                F.from_json("contributions_json", "map<string,double>").alias("contributions"),
+                F.from_json("reasons_json", f"array<{REASON}>").alias("reasons"),
+            ),
+            "person_key",
+            "left",
+        )
     else:
-        out = out.withColumn("contributions", F.lit(None).cast("map<string,double>")).withColumn("reasons", F.lit(None).cast(f"array<{REASON}>"))
+        out = out.withColumn("contributions", F.lit(None).cast("map<string,double>")).withColumn(
+            "reasons", F.lit(None).cast(f"array<{REASON}>")
+        )
     w = lake.write(out, target, mode="merge", keys=KEYS)
     log.info("%s v%s scored %d persons of %s version %s", name, mv.version, w.rows, table, version)
-    drift = drift_metrics(df, lake.read(target).where((F.col("model_version") == int(mv.version)) & (F.col("input_version") == version)),
-                          meta.get("drift"), c.psi_warn)
+    drift = drift_metrics(
+        df,
+        lake.read(target).where((F.col("model_version") == int(mv.version)) & (F.col("input_version") == version)),
+        meta.get("drift"),
+        c.psi_warn,
+    )
     for warning in drift.get("drift_warnings", []):
         log.warning("drift: %s", warning)
-    page = write_page(cfg, lake, name, int(mv.version), table, version, calibration.method) if meta.get("linear") and c.page_rows > 0 else None
-    return {"model": name, "model_version": int(mv.version), "input_version": version, "scored": w.rows, "calibration": calibration.method,
-            **drift, **({"page": page} if page else {})}
+    page = (
+        write_page(cfg, lake, name, int(mv.version), table, version, calibration.method)
+        if meta.get("linear") and c.page_rows > 0
+        else None
+    )
+    return {
+        "model": name,
+        "model_version": int(mv.version),
+        "input_version": version,
+        "scored": w.rows,
+        "calibration": calibration.method,
+        **drift,
+        **({"page": page} if page else {}),
+    }
 
 
 def write_page(cfg: Config, lake: Lake, name: str, mv: int, table: str, version: int, method: str) -> str:
     """<lake>/reports/risk_<model>.html: the highest page_rows risks of this model version and input
     snapshot with their reasons, and each patient's recent labs (silver.measurement)."""
-    from omicslake.ml.risk import lab_units, units_file
     from omicslake.ml.page import LAB_PAGE, risk_page
+    from omicslake.ml.risk import lab_units, units_file
 
     c = cfg.jobs.score
-    preds = (lake.read(f"gold.predictions_{name}").where((F.col("model_version") == mv) & (F.col("input_version") == version))
-             .orderBy(F.desc("risk"), "person_key").limit(c.page_rows).select("person_key", "risk", "risk_band", "reasons", "contributions").collect())
+    preds = (
+        lake.read(f"gold.predictions_{name}")
+        .where((F.col("model_version") == mv) & (F.col("input_version") == version))
+        .orderBy(F.desc("risk"), "person_key")
+        .limit(c.page_rows)
+        .select("person_key", "risk", "risk_band", "reasons", "contributions")
+        .collect()
+    )
     labs: dict[str, list[dict[str, Any]]] = {}
     units_path = units_file()
     lake.use_file(units_path)
     units = lab_units(units_path)
     if preds and lake.exists("silver.measurement"):
         keys = [r.person_key for r in preds]
-        index = lake.read(table, version=version).where(F.col("person_key").isin(keys)).select("person_key", "index_date")
-        rows = (lake.read("silver.measurement").where(F.col("person_key").isin(keys) & F.col("measurement_name").isin(list(LAB_PAGE))
-                                                       & F.col("value_as_number").isNotNull())
-                .join(index, "person_key")
-                .where((F.col("measurement_datetime") < F.col("index_date")) & (F.col("measurement_datetime") >= F.add_months(F.col("index_date"), -12 * c.page_lab_years)))
-                .select("person_key", "measurement_name", F.to_date("measurement_datetime").cast("string").alias("d"), "value_as_number")
-                .orderBy("person_key", "measurement_name", "d").collect())
+        index = (
+            lake.read(table, version=version).where(F.col("person_key").isin(keys)).select("person_key", "index_date")
+        )
+        rows = (
+            lake.read("silver.measurement")
+            .where(
+                F.col("person_key").isin(keys)
+                & F.col("measurement_name").isin(list(LAB_PAGE))
+                & F.col("value_as_number").isNotNull()
+            )
+            .join(index, "person_key")
+            .where(
+                (F.col("measurement_datetime") < F.col("index_date"))
+                & (F.col("measurement_datetime") >= F.add_months(F.col("index_date"), -12 * c.page_lab_years))
+            )
+            .select(
+                "person_key",
+                "measurement_name",
+                F.to_date("measurement_datetime").cast("string").alias("d"),
+                "value_as_number",
+            )
+            .orderBy("person_key", "measurement_name", "d")
+            .collect()
+        )
         by: dict[tuple[str, str], list[tuple[str, float]]] = {}
         for r in rows:
             by.setdefault((r.person_key, r.measurement_name), []).append((r.d, float(r.value_as_number)))
         for (k, lab), pts in by.items():
-            labs.setdefault(k, []).append({"name": feature_words(f"lab_{lab}_last_365d", units).label.split(" (")[0], "unit": units.get(lab, ""), "points": pts[-20:]})
-    patients = [{"key": r.person_key, "risk": float(r.risk), "band": r.risk_band, "contributions": dict(r.contributions or {}),
-                 "reasons": [{"text": x.text, "contribution": x.contribution} for x in (r.reasons or [])]} for r in preds]
-    text = risk_page(f"{c.cohort}: risk list ({name} v{mv})",
-                     f"{len(patients)} highest risks of {table} version {version}; risks recalibrated ({method}); bands "
-                     f"{', '.join(c.band_names)} at {', '.join(f'{t:.0%}' for t in c.band_thresholds)}. Pseudonymous keys only.",
-                     patients, labs, list(c.band_names), units)
+            labs.setdefault(k, []).append(
+                {
+                    "name": feature_words(f"lab_{lab}_last_365d", units).label.split(" (")[0],
+                    "unit": units.get(lab, ""),
+                    "points": pts[-20:],
+                }
+            )
+    patients = [
+        {
+            "key": r.person_key,
+            "risk": float(r.risk),
+            "band": r.risk_band,
+            "contributions": dict(r.contributions or {}),
+            "reasons": [{"text": x.text, "contribution": x.contribution} for x in (r.reasons or [])],
+        }
+        for r in preds
+    ]
+    text = risk_page(
+        f"{c.cohort}: risk list ({name} v{mv})",
+        f"{len(patients)} highest risks of {table} version {version}; risks recalibrated ({method}); bands "
+        f"{', '.join(c.band_names)} at {', '.join(f'{t:.0%}' for t in c.band_thresholds)}. Pseudonymous keys only.",
+        patients,
+        labs,
+        list(c.band_names),
+        units,
+    )
     out = cfg.lake_root / "reports"
     out.mkdir(parents=True, exist_ok=True)
     path = out / f"risk_{name}.html"

@@ -66,6 +66,7 @@ def skip_key(cfg: Config, spec: JobSpec) -> str:
     """A hash of what decides a job's output besides its recorded inputs: the config its spec
     declares and the omicslake version. Not the lake root or the environment: the same job on a
     copied lake, or on a cluster instead of local mode, writes the same tables."""
-    blob = json.dumps({"job": spec.name, "config": config_inputs(cfg, spec), "version": __version__},
-                      sort_keys=True, default=str)
+    blob = json.dumps(
+        {"job": spec.name, "config": config_inputs(cfg, spec), "version": __version__}, sort_keys=True, default=str
+    )
     return hashlib.sha256(blob.encode()).hexdigest()[:16]

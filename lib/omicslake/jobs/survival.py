@@ -62,26 +62,41 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     outcome = lake.read(cohort_table).select("person_key", "time_days", "event")
     bad = outcome.where(F.col("time_days").isNull() | F.col("event").isNull() | (F.col("time_days") < 0)).count()
     if bad:
-        raise InputError(f"{cohort_table}: {bad} persons without a usable time_days/event (null or negative); rebuild the cohort")
+        raise InputError(
+            f"{cohort_table}: {bad} persons without a usable time_days/event (null or negative); rebuild the cohort"
+        )
     # AFT needs time > 0: an exit on the index day (e.g. death) counts as half a day
-    data = (feats.drop("time_days", "event").join(outcome, "person_key")
-            .withColumn("time", F.greatest(F.col("time_days").cast("double"), F.lit(0.5)))
-            .withColumn("event", F.col("event").cast("double"))
-            .withColumn("split", M.split_column(c.seed, c.test_fraction)))
+    data = (
+        feats.drop("time_days", "event")
+        .join(outcome, "person_key")
+        .withColumn("time", F.greatest(F.col("time_days").cast("double"), F.lit(0.5)))
+        .withColumn("event", F.col("event").cast("double"))
+        .withColumn("split", M.split_column(c.seed, c.test_fraction))
+    )
     cols = M.feature_columns(feats, c.include, c.exclude)
     train = data.where("split = 'train'").cache()
     cols, empty = M.drop_empty(train, cols)
     if not cols.all:
-        raise InputError(f"no feature columns left in {table} after include {list(c.include)} and exclude {list(c.exclude)}")
-    counts = {r["split"]: (int(r["n"]), int(r["events"] or 0)) for r in
-              data.groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.sum("event").alias("events")).collect()}
+        raise InputError(
+            f"no feature columns left in {table} after include {list(c.include)} and exclude {list(c.exclude)}"
+        )
+    counts = {
+        r["split"]: (int(r["n"]), int(r["events"] or 0))
+        for r in data.groupBy("split").agg(F.count(F.lit(1)).alias("n"), F.sum("event").alias("events")).collect()
+    }
     n_train, ev_train = counts.get("train", (0, 0))
     n_test, ev_test = counts.get("test", (0, 0))
     if ev_train == 0 or n_test == 0:
-        raise InputError(f"{table}: {n_train} training persons with {ev_train} events and {n_test} held out; the model needs events and a test split")
+        raise InputError(
+            f"{table}: {n_train} training persons with {ev_train} events and {n_test} held out; the model needs events and a test split"
+        )
     fitted = S.pipeline(cols).fit(train)
-    pred = (fitted.transform(data).withColumn("lp", S.linear_predictor())
-            .withColumn("predicted_median_days", vector_to_array("quantiles").getItem(0)).cache())
+    pred = (
+        fitted.transform(data)
+        .withColumn("lp", S.linear_predictor())
+        .withColumn("predicted_median_days", vector_to_array("quantiles").getItem(0))
+        .cache()
+    )
     pred = pred.withColumn("risk_group", S.risk_group(S.risk_cuts(pred.where("split = 'train'"))))
     c_test, pairs_test = S.concordance(pred.where("split = 'test'"))
     c_train, _ = S.concordance(pred.where("split = 'train'"))
@@ -91,41 +106,104 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     name = model_name(c.cohort, c.registered_model)
     experiment = setup(cfg)
     with mlflow.start_run(experiment_id=experiment, run_name=f"{c.cohort}-aft-{lake.run_id}") as r:
-        mlflow.set_tags({"omicslake.run_id": lake.run_id, "omicslake.job": NAME, "omicslake.cohort": c.cohort, "omicslake.table": table})
-        mlflow.log_params({"model": "aft_weibull", "cohort": c.cohort, "table": table, "table_version": version, "seed": c.seed,
-                           "test_fraction": c.test_fraction, "n_features": len(cols.all), "n_empty_features_dropped": len(empty),
-                           "exclude": json.dumps(list(c.exclude))})
-        mlflow.log_metrics({"test_c_index": c_test if c_test is not None else float("nan"),
-                            "train_c_index": c_train if c_train is not None else float("nan"),
-                            "test_comparable_pairs": float(pairs_test), "n_train": float(n_train), "n_test": float(n_test),
-                            "events_train": float(ev_train), "events_test": float(ev_test),
-                            "scale": float(aft.scale), "intercept": float(aft.intercept)})
+        mlflow.set_tags(
+            {
+                "omicslake.run_id": lake.run_id,
+                "omicslake.job": NAME,
+                "omicslake.cohort": c.cohort,
+                "omicslake.table": table,
+            }
+        )
+        mlflow.log_params(
+            {
+                "model": "aft_weibull",
+                "cohort": c.cohort,
+                "table": table,
+                "table_version": version,
+                "seed": c.seed,
+                "test_fraction": c.test_fraction,
+                "n_features": len(cols.all),
+                "n_empty_features_dropped": len(empty),
+                "exclude": json.dumps(list(c.exclude)),
+            }
+        )
+        mlflow.log_metrics(
+            {
+                "test_c_index": c_test if c_test is not None else float("nan"),
+                "train_c_index": c_train if c_train is not None else float("nan"),
+                "test_comparable_pairs": float(pairs_test),
+                "n_train": float(n_train),
+                "n_test": float(n_test),
+                "events_train": float(ev_train),
+                "events_test": float(ev_test),
+                "scale": float(aft.scale),
+                "intercept": float(aft.intercept),
+            }
+        )
         with tempfile.TemporaryDirectory() as tmp:
             mlflow.log_artifact(str(km_plot(km, c_test, Path(tmp), f"{c.cohort} (held-out, n={n_test:,})")), "plots")
-            (Path(tmp) / "coefficients.json").write_text(json.dumps({"intercept": float(aft.intercept), "scale": float(aft.scale),
-                                                                     "coefficients": weights}, indent=1))
-            (Path(tmp) / "kaplan_meier.json").write_text(json.dumps({g: {k: v.tolist() for k, v in cur.items()} for g, cur in km.items()}))
+            (Path(tmp) / "coefficients.json").write_text(
+                json.dumps(
+                    {"intercept": float(aft.intercept), "scale": float(aft.scale), "coefficients": weights}, indent=1
+                )
+            )
+            (Path(tmp) / "kaplan_meier.json").write_text(
+                json.dumps({g: {k: v.tolist() for k, v in cur.items()} for g, cur in km.items()})
+            )
             for f in ("coefficients.json", "kaplan_meier.json"):
                 mlflow.log_artifact(str(Path(tmp) / f), "metrics")
-        info = mlflow.spark.log_model(fitted, "model", registered_model_name=name, pip_requirements=model_requirements())
+        info = mlflow.spark.log_model(
+            fitted, "model", registered_model_name=name, pip_requirements=model_requirements()
+        )
         run_id = r.info.run_id
     client = mlflow.MlflowClient()
-    mv = max((m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id), key=lambda m: int(m.version))
+    mv = max(
+        (m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id), key=lambda m: int(m.version)
+    )
     if c.alias:
         client.set_registered_model_alias(name, c.alias, mv.version)
     out = pred.select(
-        "person_key", "index_date", "split", F.col("lp").alias("log_predicted_time"), "predicted_median_days", "risk_group",
-        "time_days", F.col("event").cast("int").alias("event"), F.lit(name).alias("model_name"), F.lit(int(mv.version)).alias("model_version"),
-        F.lit(version).cast("bigint").alias("input_version"), F.lit(lake.run_id).alias("run_id"))
+        "person_key",
+        "index_date",
+        "split",
+        F.col("lp").alias("log_predicted_time"),
+        "predicted_median_days",
+        "risk_group",
+        "time_days",
+        F.col("event").cast("int").alias("event"),
+        F.lit(name).alias("model_name"),
+        F.lit(int(mv.version)).alias("model_version"),
+        F.lit(version).cast("bigint").alias("input_version"),
+        F.lit(lake.run_id).alias("run_id"),
+    )
     w = lake.write(out, f"gold.survival_{c.cohort}", mode="overwrite", merge_schema=True)
     pred.unpersist()
     train.unpersist()
-    log.info("%s: AFT on %d persons (%d events); held-out C-index %.3f (n=%d, %d events), training %.3f", table, n_train, ev_train,
-             c_test or float("nan"), n_test, ev_test, c_train or float("nan"))
-    return {"test_c_index": None if c_test is None else round(c_test, 4), "train_c_index": None if c_train is None else round(c_train, 4),
-            "n_train": n_train, "n_test": n_test, "events_train": ev_train, "events_test": ev_test, "scale": round(float(aft.scale), 4),
-            "persons": w.rows, "table_version": version, "registered_model": name, "model_version": int(mv.version),
-            "mlflow_run_id": run_id, "model_uri": info.model_uri}
+    log.info(
+        "%s: AFT on %d persons (%d events); held-out C-index %.3f (n=%d, %d events), training %.3f",
+        table,
+        n_train,
+        ev_train,
+        c_test or float("nan"),
+        n_test,
+        ev_test,
+        c_train or float("nan"),
+    )
+    return {
+        "test_c_index": None if c_test is None else round(c_test, 4),
+        "train_c_index": None if c_train is None else round(c_train, 4),
+        "n_train": n_train,
+        "n_test": n_test,
+        "events_train": ev_train,
+        "events_test": ev_test,
+        "scale": round(float(aft.scale), 4),
+        "persons": w.rows,
+        "table_version": version,
+        "registered_model": name,
+        "model_version": int(mv.version),
+        "mlflow_run_id": run_id,
+        "model_uri": info.model_uri,
+    }
 
 
 def main(argv: Sequence[str] | None = None) -> int:

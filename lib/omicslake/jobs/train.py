@@ -2,7 +2,8 @@
 
 Patient-level split by a seeded hash of person_key into train, calibration and test;
 TrainValidationSplit over the grid in config on the training split; the output recalibrated
-(Platt or isotonic, jobs.train.calibration) on the calibration split and stored with the model; held-out metrics (AUROC, AUPRC, Brier, calibration) overall and by sex,
+(Platt or isotonic, jobs.train.calibration) on the calibration split and stored with the model;
+held-out metrics (AUROC, AUPRC, Brier, calibration) overall and by sex,
 age band and race; ROC, PR, calibration and feature-weight PNGs. MLflow gets the parameters,
 metrics, the input as a Delta dataset (table path and version: ``reproduce`` re-reads exactly
 that snapshot), the model with its signature and an input example (column medians and modes,
@@ -79,17 +80,28 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     from omicslake.ml import model as M
     from omicslake.ml.plots import model_plots
-    from omicslake.ml.risk import LinearRisk, calibration_metrics, drift_reference, fit_calibration, lab_units, units_file
+    from omicslake.ml.risk import (
+        LinearRisk,
+        calibration_metrics,
+        drift_reference,
+        fit_calibration,
+        lab_units,
+        units_file,
+    )
     from omicslake.ml.tracking import counted, model_requirements, setup
 
     c = cfg.jobs.train
     df, version, table = prepare(spark, cfg, lake, c.input_version)
     cols = M.feature_columns(df, c.include, c.exclude)
     if not cols.all:
-        raise InputError(f"no feature columns left in {table} after include {list(c.include)} and exclude {list(c.exclude)}")
+        raise InputError(
+            f"no feature columns left in {table} after include {list(c.include)} and exclude {list(c.exclude)}"
+        )
     grid = {k: list(v) for k, v in c.grid.items()} or DEFAULT_GRIDS[c.model]
     calib_fraction = c.calibration_fraction if c.calibration != "none" else 0.0
-    data = df.withColumn("split", M.split_column(c.seed, c.test_fraction, calib_fraction)).withColumn("label", F.col("label").cast("double"))
+    data = df.withColumn("split", M.split_column(c.seed, c.test_fraction, calib_fraction)).withColumn(
+        "label", F.col("label").cast("double")
+    )
     cols, empty = M.drop_empty(data.where("split = 'train'"), cols)
     if empty:
         log.info("%d feature columns have no value in the training split and are left out: %s", len(empty), empty[:10])
@@ -98,7 +110,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     calib_rows = data.where("split = 'calibration'").withColumn("_w", F.lit(1.0))
     n_train, n_test = train.count(), test.count()
     if n_train == 0 or n_test == 0:
-        raise InputError(f"{table}: {n_train} training and {n_test} test rows; the split needs both (test_fraction={c.test_fraction})")
+        raise InputError(
+            f"{table}: {n_train} training and {n_test} test rows; the split needs both (test_fraction={c.test_fraction})"
+        )
     fitted, best, val_auc = M.tune(train, cols, c.model, grid, c.seed)
     # the model's output recalibrated on patients it never saw (neither training nor test)
     if c.calibration != "none":
@@ -106,82 +120,185 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         assert got is not None
         n_cal, cases_cal = int(got[0]), int(got[1] or 0)
         if cases_cal == 0 or cases_cal == n_cal:
-            raise InputError(f"{table}: the calibration split has {n_cal} patients and {cases_cal} with the outcome; a recalibration needs "
-                             f"both outcomes: raise jobs.train.calibration_fraction ({c.calibration_fraction}) or set jobs.train.calibration to none")
+            raise InputError(
+                f"{table}: the calibration split has {n_cal} patients and {cases_cal} with the outcome; a recalibration needs "
+                f"both outcomes: raise jobs.train.calibration_fraction ({c.calibration_fraction}) or set jobs.train.calibration to none"
+            )
     calibration = fit_calibration(M.scores(fitted, calib_rows), c.calibration)
     raw = M.scores(fitted, test)
     scored = raw.withColumnRenamed("p", "p_model").withColumn("p", calibration.column(F.col("p_model"))).cache()
     metrics = M.evaluate(scored)
     raw_cal = calibration_metrics(scored, p="p_model")  # the uncalibrated output, for comparison
     # the training data's distributions, for the drift checks of every later scoring batch
-    drift = {"features": drift_reference(train, list(cols.numeric), list(cols.categorical)),
-             "risk": drift_reference(M.scores(fitted, train).select(calibration.column(F.col("p")).alias("risk")), ["risk"], [])["risk"]}
+    drift = {
+        "features": drift_reference(train, list(cols.numeric), list(cols.categorical)),
+        "risk": drift_reference(
+            M.scores(fitted, train).select(calibration.column(F.col("p")).alias("risk")), ["risk"], []
+        )["risk"],
+    }
     units_path = units_file()
     lake.use_file(units_path)
     units = lab_units(units_path)
     linear = LinearRisk.from_pipeline(fitted, units) if c.model == "logistic" else None
-    sub = M.subgroups(scored, {"sex": F.when(F.col("female") == 1, "female").otherwise("male") if "female" in df.columns else F.lit("all"),
-                               "age_band": M.age_band(), "race": F.col("race") if "race" in df.columns else F.lit("all")})
+    sub = M.subgroups(
+        scored,
+        {
+            "sex": F.when(F.col("female") == 1, "female").otherwise("male") if "female" in df.columns else F.lit("all"),
+            "age_band": M.age_band(),
+            "race": F.col("race") if "race" in df.columns else F.lit("all"),
+        },
+    )
     weights = M.importances(fitted)
     curve = M.curves(scored)
     name = M.model_name(c.cohort, c.model, c.registered_model)
     experiment = setup(cfg)
     with mlflow.start_run(experiment_id=experiment, run_name=f"{c.cohort}-{c.model}-{lake.run_id}") as r:
-        mlflow.set_tags({"omicslake.run_id": lake.run_id, "omicslake.job": NAME, "omicslake.cohort": c.cohort, "omicslake.table": table})
-        mlflow.log_params({
-            "model": c.model, "cohort": c.cohort, "table": table, "table_version": version, "seed": c.seed,
-            "test_fraction": c.test_fraction, "class_weights": c.class_weights, "calibration": c.calibration,
-            "calibration_fraction": calib_fraction, "n_calibration": calibration.n, "n_features": len(cols.all), "n_empty_features_dropped": len(empty),
-            "include": json.dumps(list(c.include)), "exclude": json.dumps(list(c.exclude)), "grid": json.dumps(grid),
-            **{f"best_{k}": v for k, v in best.items()},
-        })
+        mlflow.set_tags(
+            {
+                "omicslake.run_id": lake.run_id,
+                "omicslake.job": NAME,
+                "omicslake.cohort": c.cohort,
+                "omicslake.table": table,
+            }
+        )
+        mlflow.log_params(
+            {
+                "model": c.model,
+                "cohort": c.cohort,
+                "table": table,
+                "table_version": version,
+                "seed": c.seed,
+                "test_fraction": c.test_fraction,
+                "class_weights": c.class_weights,
+                "calibration": c.calibration,
+                "calibration_fraction": calib_fraction,
+                "n_calibration": calibration.n,
+                "n_features": len(cols.all),
+                "n_empty_features_dropped": len(empty),
+                "include": json.dumps(list(c.include)),
+                "exclude": json.dumps(list(c.exclude)),
+                "grid": json.dumps(grid),
+                **{f"best_{k}": v for k, v in best.items()},
+            }
+        )
         scalar = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
-        mlflow.log_metrics({f"test_{k}": float(v) for k, v in scalar.items()} | {"validation_auroc": val_auc, "n_train": float(n_train)}
-                           | {f"test_uncalibrated_{k}": float(raw_cal[k]) for k in ("intercept", "slope", "brier", "mean_risk") if raw_cal[k] is not None}
-                           | ({"calibration_a": calibration.a, "calibration_b": calibration.b} if calibration.method == "platt" else {}))
+        mlflow.log_metrics(
+            {f"test_{k}": float(v) for k, v in scalar.items()}
+            | {"validation_auroc": val_auc, "n_train": float(n_train)}
+            | {
+                f"test_uncalibrated_{k}": float(raw_cal[k])
+                for k in ("intercept", "slope", "brier", "mean_risk")
+                if raw_cal[k] is not None
+            }
+            | (
+                {"calibration_a": calibration.a, "calibration_b": calibration.b}
+                if calibration.method == "platt"
+                else {}
+            )
+        )
         for s in sub:
             if s["auroc"] is not None:
-                mlflow.log_metric(f"auroc_{s['group']}_{s['level']}".replace(" ", "_").replace("<", "lt").replace("+", "plus"), s["auroc"])
+                mlflow.log_metric(
+                    f"auroc_{s['group']}_{s['level']}".replace(" ", "_").replace("<", "lt").replace("+", "plus"),
+                    s["auroc"],
+                )
         source = str(lake.path(table)) if not lake.qualified(table) else None
-        ds = mlflow.data.load_delta(path=source, version=version, name=table) if source else mlflow.data.load_delta(table_name=lake.qualified(table), version=version)
+        ds = (
+            mlflow.data.load_delta(path=source, version=version, name=table)
+            if source
+            else mlflow.data.load_delta(table_name=lake.qualified(table), version=version)
+        )
         mlflow.log_input(counted(ds, n_train + n_test + calibration.n), context="training")
         with tempfile.TemporaryDirectory() as tmp:
             pngs = model_plots(metrics, curve, weights, Path(tmp), f"{c.cohort} {c.model}")
             for p in pngs.values():
                 mlflow.log_artifact(str(p), "plots")
             (Path(tmp) / "subgroups.json").write_text(json.dumps(sub, indent=1))
-            (Path(tmp) / "calibration.json").write_text(json.dumps({
-                "calibrated": {"method": calibration.method, "intercept": metrics["calibration_intercept"], "slope": metrics["calibration_slope"],
-                               "brier": metrics["brier"], "curve": metrics["calibration_curve"]},
-                "uncalibrated": {k: raw_cal[k] for k in ("intercept", "slope", "brier", "mean_risk", "curve")},
-                "map": calibration.to_dict()}, indent=1))
+            (Path(tmp) / "calibration.json").write_text(
+                json.dumps(
+                    {
+                        "calibrated": {
+                            "method": calibration.method,
+                            "intercept": metrics["calibration_intercept"],
+                            "slope": metrics["calibration_slope"],
+                            "brier": metrics["brier"],
+                            "curve": metrics["calibration_curve"],
+                        },
+                        "uncalibrated": {k: raw_cal[k] for k in ("intercept", "slope", "brier", "mean_risk", "curve")},
+                        "map": calibration.to_dict(),
+                    },
+                    indent=1,
+                )
+            )
             (Path(tmp) / "feature_weights.json").write_text(json.dumps(weights, indent=1))
-            (Path(tmp) / "features.json").write_text(json.dumps({"numeric": list(cols.numeric), "categorical": list(cols.categorical)}))
+            (Path(tmp) / "features.json").write_text(
+                json.dumps({"numeric": list(cols.numeric), "categorical": list(cols.categorical)})
+            )
             for f in ("subgroups.json", "calibration.json", "feature_weights.json", "features.json"):
                 mlflow.log_artifact(str(Path(tmp) / f), "metrics")
         example = _input_example(train, list(cols.numeric), list(cols.categorical))
         signature = infer_signature(example, [0.5])
         # the calibration and (logistic) the model as numbers travel with the model: score and serve apply them
-        meta = {"omicslake_risk": {"calibration": calibration.to_dict(), "linear": linear.to_dict() if linear else None,
-                                   "features": {"numeric": list(cols.numeric), "categorical": list(cols.categorical)},
-                                   "cohort": c.cohort, "table": table, "table_version": version, "drift": drift}}
-        info = mlflow.spark.log_model(fitted, "model", signature=signature, input_example=example, registered_model_name=name,
-                                       pip_requirements=model_requirements(), metadata=meta)
+        meta = {
+            "omicslake_risk": {
+                "calibration": calibration.to_dict(),
+                "linear": linear.to_dict() if linear else None,
+                "features": {"numeric": list(cols.numeric), "categorical": list(cols.categorical)},
+                "cohort": c.cohort,
+                "table": table,
+                "table_version": version,
+                "drift": drift,
+            }
+        }
+        info = mlflow.spark.log_model(
+            fitted,
+            "model",
+            signature=signature,
+            input_example=example,
+            registered_model_name=name,
+            pip_requirements=model_requirements(),
+            metadata=meta,
+        )
         run_id = r.info.run_id
     client = mlflow.MlflowClient()
-    mv = max((m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id), key=lambda m: int(m.version))
+    mv = max(
+        (m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id), key=lambda m: int(m.version)
+    )
     if c.alias:
         client.set_registered_model_alias(name, c.alias, mv.version)
-    metrics["uncalibrated_calibration_intercept"], metrics["uncalibrated_calibration_slope"] = raw_cal["intercept"], raw_cal["slope"]
+    metrics["uncalibrated_calibration_intercept"], metrics["uncalibrated_calibration_slope"] = (
+        raw_cal["intercept"],
+        raw_cal["slope"],
+    )
     metrics["uncalibrated_brier"] = raw_cal["brier"]
     for d in (train, test, scored):
         d.unpersist()
-    out = {"mlflow_run_id": run_id, "registered_model": name, "model_version": int(mv.version), "table_version": version,
-           "n_train": n_train, "n_test": n_test, "n_features": len(cols.all), "validation_auroc": round(val_auc, 4),
-           **{f"test_{k}": (round(v, 4) if isinstance(v, float) else v) for k, v in metrics.items() if k != "calibration_curve"},
-           "best_params": best, "model_uri": info.model_uri}
-    log.info("model %s v%s: test AUROC %.3f, AUPRC %.3f, Brier %.3f (n=%d)", name, mv.version, metrics["auroc"] or float("nan"),
-             metrics["auprc"] or float("nan"), metrics["brier"], n_test)
+    out = {
+        "mlflow_run_id": run_id,
+        "registered_model": name,
+        "model_version": int(mv.version),
+        "table_version": version,
+        "n_train": n_train,
+        "n_test": n_test,
+        "n_features": len(cols.all),
+        "validation_auroc": round(val_auc, 4),
+        **{
+            f"test_{k}": (round(v, 4) if isinstance(v, float) else v)
+            for k, v in metrics.items()
+            if k != "calibration_curve"
+        },
+        "best_params": best,
+        "model_uri": info.model_uri,
+    }
+    log.info(
+        "model %s v%s: test AUROC %.3f, AUPRC %.3f, Brier %.3f (n=%d)",
+        name,
+        mv.version,
+        metrics["auroc"] or float("nan"),
+        metrics["auprc"] or float("nan"),
+        metrics["brier"],
+        n_test,
+    )
     return out
 
 

@@ -45,7 +45,11 @@ def feature_columns(df: DataFrame, include: Sequence[str] = ("*",), exclude: Seq
     """Feature columns of a gold features table: glob patterns in include, minus exclude."""
     num, cat = [], []
     for name, typ in df.dtypes:
-        if name in NOT_FEATURES or not any(fnmatch.fnmatch(name, p) for p in include) or any(fnmatch.fnmatch(name, p) for p in exclude):
+        if (
+            name in NOT_FEATURES
+            or not any(fnmatch.fnmatch(name, p) for p in include)
+            or any(fnmatch.fnmatch(name, p) for p in exclude)
+        ):
             continue
         (cat if typ == "string" else num).append(name)
     return FeatureColumns(tuple(num), tuple(cat))
@@ -59,7 +63,9 @@ def drop_empty(df: DataFrame, cols: FeatureColumns) -> tuple[FeatureColumns, lis
     row = df.agg(*[F.count(c).alias(c) for c in cols.all]).first()
     assert row is not None
     empty = [c for c in cols.all if int(row[c]) == 0]
-    return FeatureColumns(tuple(c for c in cols.numeric if c not in empty), tuple(c for c in cols.categorical if c not in empty)), empty
+    return FeatureColumns(
+        tuple(c for c in cols.numeric if c not in empty), tuple(c for c in cols.categorical if c not in empty)
+    ), empty
 
 
 def model_name(cohort: str, kind: str, registered: str | None = None) -> str:
@@ -89,7 +95,9 @@ def with_class_weights(df: DataFrame, balanced: bool) -> DataFrame:
 
 def estimator(kind: str, seed: int) -> Any:
     if kind == "logistic":
-        return LogisticRegression(featuresCol="features", labelCol="label", weightCol="_w", maxIter=200, standardization=False)
+        return LogisticRegression(
+            featuresCol="features", labelCol="label", weightCol="_w", maxIter=200, standardization=False
+        )
     if kind == "random_forest":
         return RandomForestClassifier(featuresCol="features", labelCol="label", weightCol="_w", seed=seed)
     if kind == "gbt":
@@ -108,9 +116,21 @@ def preprocessing(cols: FeatureColumns, scale: bool = True, center: bool = True)
         stages.append(Imputer(inputCols=list(cols.numeric), outputCols=imputed, strategy="median"))
     onehot = [f"{c}__oh" for c in cols.categorical]
     if cols.categorical:
-        stages.append(StringIndexer(inputCols=list(cols.categorical), outputCols=[f"{c}__idx" for c in cols.categorical], handleInvalid="keep"))
-        stages.append(OneHotEncoder(inputCols=[f"{c}__idx" for c in cols.categorical], outputCols=onehot, handleInvalid="keep"))
-    stages.append(VectorAssembler(inputCols=imputed + onehot, outputCol="raw_features" if scale else "features", handleInvalid="keep"))
+        stages.append(
+            StringIndexer(
+                inputCols=list(cols.categorical),
+                outputCols=[f"{c}__idx" for c in cols.categorical],
+                handleInvalid="keep",
+            )
+        )
+        stages.append(
+            OneHotEncoder(inputCols=[f"{c}__idx" for c in cols.categorical], outputCols=onehot, handleInvalid="keep")
+        )
+    stages.append(
+        VectorAssembler(
+            inputCols=imputed + onehot, outputCol="raw_features" if scale else "features", handleInvalid="keep"
+        )
+    )
     if scale:
         stages.append(StandardScaler(inputCol="raw_features", outputCol="features", withMean=center, withStd=True))
     return stages
@@ -121,18 +141,26 @@ def pipeline(cols: FeatureColumns, kind: str, seed: int) -> tuple[Pipeline, Any]
     return Pipeline(stages=[*preprocessing(cols), est]), est
 
 
-def tune(train: DataFrame, cols: FeatureColumns, kind: str, grid: dict[str, list[Any]], seed: int, parallelism: int = 2) -> tuple[PipelineModel, dict[str, Any], float]:
+def tune(
+    train: DataFrame, cols: FeatureColumns, kind: str, grid: dict[str, list[Any]], seed: int, parallelism: int = 2
+) -> tuple[PipelineModel, dict[str, Any], float]:
     """TrainValidationSplit (80/20 of the training split) over the grid; the best model refitted
     on the whole training split. Returns (model, best params, validation AUROC)."""
     pipe, est = pipeline(cols, kind, seed)
     builder = ParamGridBuilder()
     for name, values in grid.items():
         if not est.hasParam(name):
-            raise ValueError(f"{kind} has no parameter {name!r} (grid in config); it has e.g. {[p.name for p in est.params][:12]}")
+            raise ValueError(
+                f"{kind} has no parameter {name!r} (grid in config); it has e.g. {[p.name for p in est.params][:12]}"
+            )
         builder = builder.addGrid(est.getParam(name), list(values))
     maps = builder.build()
-    evaluator = BinaryClassificationEvaluator(labelCol="label", rawPredictionCol="rawPrediction", metricName="areaUnderROC")
-    tvs = TrainValidationSplit(estimator=pipe, estimatorParamMaps=maps, evaluator=evaluator, trainRatio=0.8, seed=seed, parallelism=parallelism)
+    evaluator = BinaryClassificationEvaluator(
+        labelCol="label", rawPredictionCol="rawPrediction", metricName="areaUnderROC"
+    )
+    tvs = TrainValidationSplit(
+        estimator=pipe, estimatorParamMaps=maps, evaluator=evaluator, trainRatio=0.8, seed=seed, parallelism=parallelism
+    )
     fitted = tvs.fit(train)
     best = int(np.argmax(fitted.validationMetrics))
     params = {p.name: v for p, v in maps[best].items()}
@@ -155,8 +183,11 @@ def _auc(df: DataFrame, metric: str) -> float | None:
 
 def curves(df: DataFrame, n_bins: int = 1000) -> dict[str, np.ndarray]:
     """ROC and PR curve points from per-bin positive/negative counts (score bins of 1/n_bins)."""
-    rows = df.groupBy(F.least(F.floor(F.col("p") * n_bins), F.lit(n_bins - 1)).alias("b")).agg(
-        F.sum("label").alias("pos"), F.sum(1 - F.col("label")).alias("neg")).collect()
+    rows = (
+        df.groupBy(F.least(F.floor(F.col("p") * n_bins), F.lit(n_bins - 1)).alias("b"))
+        .agg(F.sum("label").alias("pos"), F.sum(1 - F.col("label")).alias("neg"))
+        .collect()
+    )
     b = np.zeros((n_bins, 2))
     for r in rows:
         b[int(r["b"])] = (r["pos"], r["neg"])
@@ -176,9 +207,15 @@ def evaluate(scored: DataFrame) -> dict[str, Any]:
 
     cal = calibration_metrics(d)
     out = {
-        "auroc": _auc(d, "areaUnderROC"), "auprc": _auc(d, "areaUnderPR"), "brier": float(brier[0]),
-        "prevalence": float(brier[1]), "n": int(brier[2]), "mean_risk": cal["mean_risk"],
-        "calibration_slope": cal["slope"], "calibration_intercept": cal["intercept"], "calibration_curve": cal["curve"],
+        "auroc": _auc(d, "areaUnderROC"),
+        "auprc": _auc(d, "areaUnderPR"),
+        "brier": float(brier[0]),
+        "prevalence": float(brier[1]),
+        "n": int(brier[2]),
+        "mean_risk": cal["mean_risk"],
+        "calibration_slope": cal["slope"],
+        "calibration_intercept": cal["intercept"],
+        "calibration_curve": cal["curve"],
     }
     d.unpersist()
     return out
@@ -198,8 +235,17 @@ def subgroups(scored: DataFrame, columns: dict[str, Column]) -> list[dict[str, A
             part = d.where(F.col("g").eqNullSafe(level))
             b = part.agg(F.avg((F.col("p") - F.col("label")) ** 2), F.count(F.lit(1)), F.sum("label")).first()
             assert b is not None
-            out.append({"group": name, "level": str(level), "n": int(b[1]), "cases": int(b[2] or 0),
-                        "auroc": _auc(part, "areaUnderROC"), "auprc": _auc(part, "areaUnderPR"), "brier": float(b[0])})
+            out.append(
+                {
+                    "group": name,
+                    "level": str(level),
+                    "n": int(b[1]),
+                    "cases": int(b[2] or 0),
+                    "auroc": _auc(part, "areaUnderROC"),
+                    "auprc": _auc(part, "areaUnderPR"),
+                    "brier": float(b[0]),
+                }
+            )
         d.unpersist()
     return out
 
@@ -208,7 +254,9 @@ def importances(model: PipelineModel) -> list[tuple[str, float]]:
     """(feature, coefficient or importance), largest magnitude first; names from the assembler's
     metadata (one-hot levels as column=level)."""
     last = model.stages[-1]
-    values = np.asarray(last.coefficients.toArray() if hasattr(last, "coefficients") else last.featureImportances.toArray())
+    values = np.asarray(
+        last.coefficients.toArray() if hasattr(last, "coefficients") else last.featureImportances.toArray()
+    )
     asm = next(s for s in model.stages if type(s).__name__ == "VectorAssembler")
     names = [c.replace("__imp", "") for c in asm.getInputCols()]
     # one-hot columns expand to several slots: take names from the fitted encoders' sizes
@@ -217,10 +265,10 @@ def importances(model: PipelineModel) -> list[tuple[str, float]]:
     indexers = [s for s in model.stages if type(s).__name__ == "StringIndexerModel"]
     labels: dict[str, list[str]] = {}
     for ix in indexers:
-        for col, lab in zip(ix.getOutputCols(), ix.labelsArray):
+        for col, lab in zip(ix.getOutputCols(), ix.labelsArray, strict=True):
             labels[col.replace("__idx", "__oh")] = list(lab)
     for enc in [s for s in model.stages if type(s).__name__ == "OneHotEncoderModel"]:
-        for col, size in zip(enc.getOutputCols(), enc.categorySizes):
+        for col, size in zip(enc.getOutputCols(), enc.categorySizes, strict=True):
             sizes[col] = int(size)  # dropLast + handleInvalid keep: size slots
     for n in asm.getInputCols():
         if n in sizes:

@@ -76,22 +76,44 @@ render();
 if (location.hash.startsWith('#p=')) { const k = decodeURIComponent(location.hash.slice(3)); const tr = document.querySelector(`tr.row[data-k="${k}"]`); if (tr) show(k, tr); }"""
 
 
-def risk_page(title: str, subtitle: str, patients: list[dict[str, Any]], labs: dict[str, list[dict[str, Any]]],
-              bands: list[str], units: dict[str, str]) -> str:
+def risk_page(
+    title: str,
+    subtitle: str,
+    patients: list[dict[str, Any]],
+    labs: dict[str, list[dict[str, Any]]],
+    bands: list[str],
+    units: dict[str, str],
+) -> str:
     """patients: {key, risk, band, reasons: [{text, contribution}], contributions: {feature: value}};
     labs: key -> [{name, unit, points: [(iso date, value), ...]}] (oldest first)."""
-    data = {"bands": bands, "labs": labs, "patients": [
-        {"key": p["key"], "risk": p["risk"], "band": p["band"], "reasons": [{"text": r["text"], "c": r["contribution"]} for r in p["reasons"]],
-         "factors": [{"label": feature_words(f, units).label, "c": v}
-                     for f, v in sorted((p.get("contributions") or {}).items(), key=lambda t: -abs(t[1]))[:8]]}
-        for p in patients]}
+    data = {
+        "bands": bands,
+        "labs": labs,
+        "patients": [
+            {
+                "key": p["key"],
+                "risk": p["risk"],
+                "band": p["band"],
+                "reasons": [{"text": r["text"], "c": r["contribution"]} for r in p["reasons"]],
+                "factors": [
+                    {"label": feature_words(f, units).label, "c": v}
+                    for f, v in sorted((p.get("contributions") or {}).items(), key=lambda t: -abs(t[1]))[:8]
+                ],
+            }
+            for p in patients
+        ],
+    }
     blob = json.dumps(data).replace("</", "<\\/")  # inert inside the script element
-    heads = "".join(f'<th data-sort="{k}" data-label="{lbl}">{lbl}</th>' for k, lbl in
-                    (("key", "Patient (pseudonym)"), ("risk", "Risk"), ("band", "Band"), ("reasons", "Top factors")))
-    return (f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
-            f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(subtitle)}</p>"
-            f"<table><thead><tr>{heads}</tr></thead><tbody id='rows'></tbody></table><div id='panel'></div>"
-            f"<script type='application/json' id='data'>{blob}</script><script>{JS}</script></body></html>")
+    heads = "".join(
+        f'<th data-sort="{k}" data-label="{lbl}">{lbl}</th>'
+        for k, lbl in (("key", "Patient (pseudonym)"), ("risk", "Risk"), ("band", "Band"), ("reasons", "Top factors"))
+    )
+    return (
+        f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>{html.escape(title)}</title><style>{CSS}</style></head><body>"
+        f"<h1>{html.escape(title)}</h1><p class='meta'>{html.escape(subtitle)}</p>"
+        f"<table><thead><tr>{heads}</tr></thead><tbody id='rows'></tbody></table><div id='panel'></div>"
+        f"<script type='application/json' id='data'>{blob}</script><script>{JS}</script></body></html>"
+    )
 
 
 LAB_PAGE = tuple(LAB_NAMES)  # labs shown in the panel (the canonical names of schemas/vocab/units.yaml)

@@ -36,7 +36,9 @@ def clusterer(algorithm: str, k: int, seed: int, max_iter: int) -> Any:
     raise ValueError(f"unknown clustering algorithm {algorithm!r}: kmeans or bisecting")
 
 
-def fit(df: DataFrame, cols: FeatureColumns, algorithm: str, ks: list[int], seed: int, max_iter: int = 50) -> Clustering:
+def fit(
+    df: DataFrame, cols: FeatureColumns, algorithm: str, ks: list[int], seed: int, max_iter: int = 50
+) -> Clustering:
     """Fit the preprocessing once, then one clusterer per candidate k on the cached feature
     vectors; keep the k with the highest silhouette (ties: the smaller k)."""
     if not ks or min(ks) < 2:
@@ -45,7 +47,9 @@ def fit(df: DataFrame, cols: FeatureColumns, algorithm: str, ks: list[int], seed
     # moving its centre by +-1e-4 of itself, which cannot split a cluster centred at 0
     prep = Pipeline(stages=preprocessing(cols, center=False)).fit(df)
     x = prep.transform(df).select("features").cache()
-    evaluator = ClusteringEvaluator(featuresCol="features", predictionCol="cluster", metricName="silhouette", distanceMeasure="squaredEuclidean")
+    evaluator = ClusteringEvaluator(
+        featuresCol="features", predictionCol="cluster", metricName="silhouette", distanceMeasure="squaredEuclidean"
+    )
     fitted: dict[int, Any] = {}
     sil: dict[int, float] = {}
     for k in sorted(set(ks)):
@@ -62,20 +66,35 @@ def profiles(assigned: DataFrame, numeric: list[str], outcome: str | None = "lab
     """Long rows (cluster, n, share, outcome_rate, feature, mean, overall_mean, smd): every numeric
     feature's mean in the cluster against the whole cohort, as a standardised difference
     (cluster mean - overall mean) / overall SD."""
-    per = assigned.groupBy("cluster").agg(
-        F.count(F.lit(1)).alias("_n"),
-        (F.avg(F.col(outcome).cast("double")) if outcome else F.lit(None).cast("double")).alias("_outcome"),
-        *[F.avg(F.col(c).cast("double")).alias(c) for c in numeric]).collect()  # k rows
-    overall = assigned.agg(*[F.avg(F.col(c).cast("double")).alias(f"m_{i}") for i, c in enumerate(numeric)],
-                           *[F.stddev(F.col(c).cast("double")).alias(f"s_{i}") for i, c in enumerate(numeric)]).first()
+    per = (
+        assigned.groupBy("cluster")
+        .agg(
+            F.count(F.lit(1)).alias("_n"),
+            (F.avg(F.col(outcome).cast("double")) if outcome else F.lit(None).cast("double")).alias("_outcome"),
+            *[F.avg(F.col(c).cast("double")).alias(c) for c in numeric],
+        )
+        .collect()
+    )  # k rows
+    overall = assigned.agg(
+        *[F.avg(F.col(c).cast("double")).alias(f"m_{i}") for i, c in enumerate(numeric)],
+        *[F.stddev(F.col(c).cast("double")).alias(f"s_{i}") for i, c in enumerate(numeric)],
+    ).first()
     assert overall is not None
     total = sum(int(r["_n"]) for r in per)
     out = []
     for r in sorted(per, key=lambda r: int(r["cluster"])):
         for i, c in enumerate(numeric):
             m, om, sd = r[c], overall[f"m_{i}"], overall[f"s_{i}"]
-            out.append({"cluster": int(r["cluster"]), "n": int(r["_n"]), "share": int(r["_n"]) / total,
-                        "outcome_rate": None if r["_outcome"] is None else float(r["_outcome"]), "feature": c,
-                        "mean": None if m is None else float(m), "overall_mean": None if om is None else float(om),
-                        "smd": None if m is None or om is None or not sd else (float(m) - float(om)) / float(sd)})
+            out.append(
+                {
+                    "cluster": int(r["cluster"]),
+                    "n": int(r["_n"]),
+                    "share": int(r["_n"]) / total,
+                    "outcome_rate": None if r["_outcome"] is None else float(r["_outcome"]),
+                    "feature": c,
+                    "mean": None if m is None else float(m),
+                    "overall_mean": None if om is None else float(om),
+                    "smd": None if m is None or om is None or not sd else (float(m) - float(om)) / float(sd),
+                }
+            )
     return out

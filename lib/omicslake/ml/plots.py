@@ -17,7 +17,9 @@ def _plt() -> Any:
     return plt
 
 
-def model_plots(metrics: dict[str, Any], curve: dict[str, np.ndarray], weights: list[tuple[str, float]], out: Path, title: str) -> dict[str, Path]:
+def model_plots(
+    metrics: dict[str, Any], curve: dict[str, np.ndarray], weights: list[tuple[str, float]], out: Path, title: str
+) -> dict[str, Path]:
     plt = _plt()
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}
@@ -44,8 +46,15 @@ def model_plots(metrics: dict[str, Any], curve: dict[str, np.ndarray], weights: 
     xs, ys = [c["mean_risk"] for c in cal], [c["observed"] for c in cal]
     err = [[c["observed"] - c["lo"] for c in cal], [c["hi"] - c["observed"] for c in cal]]
     slope, icpt = metrics.get("calibration_slope"), metrics.get("calibration_intercept")
-    ax.errorbar(xs, ys, yerr=err, marker="o", color="#1f4e79", capsize=2,
-                label=f"slope {slope if slope is None else f'{slope:.2f}'}, intercept {icpt if icpt is None else f'{icpt:.2f}'} (95% CI per decile)")
+    ax.errorbar(
+        xs,
+        ys,
+        yerr=err,
+        marker="o",
+        color="#1f4e79",
+        capsize=2,
+        label=f"slope {slope if slope is None else f'{slope:.2f}'}, intercept {icpt if icpt is None else f'{icpt:.2f}'} (95% CI per decile)",
+    )
     top_ = max([*xs, *[c["hi"] for c in cal], 0.05]) * 1.05
     ax.plot([0, top_], [0, top_], color="grey", lw=0.7, ls="--")
     ax.set(xlim=(0, top_), ylim=(0, top_))
@@ -67,7 +76,9 @@ def model_plots(metrics: dict[str, Any], curve: dict[str, np.ndarray], weights: 
     return paths
 
 
-def cluster_plots(silhouettes: dict[int, float], chosen: int, profile: list[dict[str, Any]], out: Path, title: str, top: int = 12) -> dict[str, Path]:
+def cluster_plots(
+    silhouettes: dict[int, float], chosen: int, profile: list[dict[str, Any]], out: Path, title: str, top: int = 12
+) -> dict[str, Path]:
     """Silhouette by k (chosen k marked), and a heat map of the features that set the chosen
     clusters apart most (standardised difference from the cohort mean)."""
     plt = _plt()
@@ -90,7 +101,15 @@ def cluster_plots(silhouettes: dict[int, float], chosen: int, profile: list[dict
             spread[r["feature"]] = max(spread.get(r["feature"], 0.0), abs(r["smd"]))
     features = sorted(spread, key=lambda f: -spread[f])[:top]
     if features:
-        grid = np.array([[next((r["smd"] or 0.0 for r in profile if r["cluster"] == c and r["feature"] == f), 0.0) for c in clusters] for f in features])
+        grid = np.array(
+            [
+                [
+                    next((r["smd"] or 0.0 for r in profile if r["cluster"] == c and r["feature"] == f), 0.0)
+                    for c in clusters
+                ]
+                for f in features
+            ]
+        )
         fig, ax = plt.subplots(figsize=(max(6.0, 3.6 + 0.9 * len(clusters)), 1.4 + 0.32 * len(features)), dpi=110)
         lim = max(float(np.abs(grid).max()), 0.1)
         im = ax.imshow(grid, cmap="RdBu_r", vmin=-lim, vmax=lim, aspect="auto")
@@ -113,7 +132,12 @@ def km_plot(curves: dict[str, dict[str, np.ndarray]], c_index: float | None, out
     fig, ax = plt.subplots(figsize=(5, 4), dpi=110)
     order = {"high": 0, "medium": 1, "low": 2}
     for g, cur in sorted(curves.items(), key=lambda kv: (order.get(kv[0], 3), kv[0])):
-        ax.step(np.concatenate([[0.0], cur["t"]]), np.concatenate([[1.0], cur["s"]]), where="post", label=f"{g} (n={int(cur['n'][0]):,})")
+        ax.step(
+            np.concatenate([[0.0], cur["t"]]),
+            np.concatenate([[1.0], cur["s"]]),
+            where="post",
+            label=f"{g} (n={int(cur['n'][0]):,})",
+        )
     sub = f" (held-out C = {c_index:.3f})" if c_index is not None else ""
     ax.set(xlabel="days since index", ylabel="event-free", title=f"Kaplan-Meier by predicted risk{sub}\n{title}")
     ax.title.set_fontsize(9)

@@ -87,8 +87,14 @@ class Calibration:
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Calibration:
-        return Calibration(method=d["method"], a=float(d.get("a", 0.0)), b=float(d.get("b", 1.0)),
-                           x=tuple(float(v) for v in d.get("x", ())), y=tuple(float(v) for v in d.get("y", ())), n=int(d.get("n", 0)))
+        return Calibration(
+            method=d["method"],
+            a=float(d.get("a", 0.0)),
+            b=float(d.get("b", 1.0)),
+            x=tuple(float(v) for v in d.get("x", ())),
+            y=tuple(float(v) for v in d.get("y", ())),
+            n=int(d.get("n", 0)),
+        )
 
 
 def fit_calibration(df: DataFrame, method: str, p: str = "p", label: str = "label") -> Calibration:
@@ -109,8 +115,12 @@ def fit_calibration(df: DataFrame, method: str, p: str = "p", label: str = "labe
         from pyspark.ml.regression import IsotonicRegression
 
         iso = IsotonicRegression(featuresCol="p", labelCol="label").fit(d)
-        return Calibration("isotonic", x=tuple(float(v) for v in iso.boundaries.toArray()),
-                           y=tuple(float(v) for v in iso.predictions.toArray()), n=n)
+        return Calibration(
+            "isotonic",
+            x=tuple(float(v) for v in iso.boundaries.toArray()),
+            y=tuple(float(v) for v in iso.predictions.toArray()),
+            n=n,
+        )
     raise ValueError(f"unknown calibration {method!r}: platt, isotonic or none (jobs.train.calibration)")
 
 
@@ -134,12 +144,23 @@ def calibration_metrics(df: DataFrame, p: str = "p", label: str = "label", bins:
     from pyspark.ml.classification import LogisticRegression
     from pyspark.ml.functions import array_to_vector
 
-    d = df.select(F.col(label).cast("double").alias("y"), F.col(p).cast("double").alias("p")).withColumn("lp", _logit_col(F.col("p"))).cache()
+    d = (
+        df.select(F.col(label).cast("double").alias("y"), F.col(p).cast("double").alias("p"))
+        .withColumn("lp", _logit_col(F.col("p")))
+        .cache()
+    )
     agg = d.agg(F.avg((F.col("p") - F.col("y")) ** 2), F.avg("y"), F.count(F.lit(1)), F.avg("p")).first()
     assert agg is not None
     brier, rate, n, mean_p = float(agg[0] or 0), float(agg[1] or 0), int(agg[2]), float(agg[3] or 0)
-    out: dict[str, Any] = {"brier": brier, "n": n, "observed_rate": rate, "mean_risk": mean_p,
-                           "intercept": None, "slope": None, "curve": []}
+    out: dict[str, Any] = {
+        "brier": brier,
+        "n": n,
+        "observed_rate": rate,
+        "mean_risk": mean_p,
+        "intercept": None,
+        "slope": None,
+        "curve": [],
+    }
     if n == 0:
         d.unpersist()
         return out
@@ -148,13 +169,24 @@ def calibration_metrics(df: DataFrame, p: str = "p", label: str = "label", bins:
     for e in edges:
         b = b + (F.col("p") > F.lit(e)).cast("int")
     rows = d.groupBy(b.alias("b")).agg(F.avg("p"), F.sum("y"), F.count(F.lit(1))).orderBy("b").collect()
-    out["curve"] = [{"bin": int(r[0]), "mean_risk": float(r[1]), "observed": float(r[2]) / int(r[3]), "n": int(r[3]),
-                     "lo": _wilson(float(r[2]), int(r[3]))[0], "hi": _wilson(float(r[2]), int(r[3]))[1]} for r in rows]
+    out["curve"] = [
+        {
+            "bin": int(r[0]),
+            "mean_risk": float(r[1]),
+            "observed": float(r[2]) / int(r[3]),
+            "n": int(r[3]),
+            "lo": _wilson(float(r[2]), int(r[3]))[0],
+            "hi": _wilson(float(r[2]), int(r[3]))[1],
+        }
+        for r in rows
+    ]
     if 0 < rate < 1:
         a = 0.0
         for _ in range(50):  # Newton on the one-parameter likelihood (concave)
-            r = d.agg(F.sum(F.col("y") - 1 / (1 + F.exp(-(F.lit(a) + F.col("lp"))))),
-                      F.sum((1 / (1 + F.exp(-(F.lit(a) + F.col("lp"))))) * (1 - 1 / (1 + F.exp(-(F.lit(a) + F.col("lp"))))))).first()
+            r = d.agg(
+                F.sum(F.col("y") - 1 / (1 + F.exp(-(F.lit(a) + F.col("lp"))))),
+                F.sum((1 / (1 + F.exp(-(F.lit(a) + F.col("lp"))))) * (1 - 1 / (1 + F.exp(-(F.lit(a) + F.col("lp")))))),
+            ).first()
             assert r is not None
             step = float(r[0]) / max(float(r[1]), 1e-300)
             a += step
@@ -162,7 +194,9 @@ def calibration_metrics(df: DataFrame, p: str = "p", label: str = "label", bins:
                 break
         out["intercept"] = a
         x = d.select(F.col("y").alias("label"), array_to_vector(F.array("lp")).alias("features"))
-        out["slope"] = float(LogisticRegression(regParam=0.0, standardization=False, maxIter=100, tol=1e-12).fit(x).coefficients[0])
+        out["slope"] = float(
+            LogisticRegression(regParam=0.0, standardization=False, maxIter=100, tol=1e-12).fit(x).coefficients[0]
+        )
     d.unpersist()
     return out
 
@@ -187,10 +221,28 @@ def band_column(risk: Column, thresholds: tuple[float, ...], names: tuple[str, .
 
 # ----------------------------------------------------------------------------- words
 
-LAB_NAMES = {"hba1c": "HbA1c", "glucose": "Glucose", "bmi": "BMI", "weight": "Weight", "sbp": "Systolic BP", "dbp": "Diastolic BP",
-             "cholesterol_total": "Total cholesterol", "cholesterol_hdl": "HDL cholesterol", "cholesterol_ldl": "LDL cholesterol",
-             "triglycerides": "Triglycerides", "creatinine": "Creatinine", "height": "Height"}
-STAT_WORDS = {"last": "last", "mean": "mean", "min": "lowest", "max": "highest", "slope": "change per year", "count": "number of measurements"}
+LAB_NAMES = {
+    "hba1c": "HbA1c",
+    "glucose": "Glucose",
+    "bmi": "BMI",
+    "weight": "Weight",
+    "sbp": "Systolic BP",
+    "dbp": "Diastolic BP",
+    "cholesterol_total": "Total cholesterol",
+    "cholesterol_hdl": "HDL cholesterol",
+    "cholesterol_ldl": "LDL cholesterol",
+    "triglycerides": "Triglycerides",
+    "creatinine": "Creatinine",
+    "height": "Height",
+}
+STAT_WORDS = {
+    "last": "last",
+    "mean": "mean",
+    "min": "lowest",
+    "max": "highest",
+    "slope": "change per year",
+    "count": "number of measurements",
+}
 FLAG_PREFIXES = ("cond_", "has_", "drug_", "charlson_")
 FLAGS = {"female", "age_90_plus", "has_genome"}
 
@@ -242,7 +294,7 @@ def feature_words(name: str, units: dict[str, str]) -> FeatureWords:
         return FeatureWords("Charlson comorbidity index")
     for pre in FLAG_PREFIXES:
         if name.startswith(pre):
-            rest = name[len(pre):]
+            rest = name[len(pre) :]
             rest = re.sub(r"_\d+d$", "", rest).replace("_", " ")
             what = {"cond_": "History of", "has_": "Has", "drug_": "Prescribed", "charlson_": "Comorbidity:"}[pre]
             return FeatureWords(f"{what} {rest}", flag=name not in ("charlson_index",))
@@ -293,14 +345,24 @@ class LinearRisk:
         return [*self.numeric, *self.categorical]
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()} | {"levels": [list(lv) for lv in self.levels]}
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()} | {
+            "levels": [list(lv) for lv in self.levels]
+        }
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> LinearRisk:
-        return LinearRisk(numeric=tuple(d["numeric"]), medians=tuple(float(v) for v in d["medians"]), categorical=tuple(d["categorical"]),
-                          levels=tuple(tuple(lv) for lv in d["levels"]), modes=tuple(d["modes"]), mean=tuple(float(v) for v in d["mean"]),
-                          std=tuple(float(v) for v in d["std"]), coef=tuple(float(v) for v in d["coef"]), intercept=float(d["intercept"]),
-                          units=dict(d.get("units", {})))
+        return LinearRisk(
+            numeric=tuple(d["numeric"]),
+            medians=tuple(float(v) for v in d["medians"]),
+            categorical=tuple(d["categorical"]),
+            levels=tuple(tuple(lv) for lv in d["levels"]),
+            modes=tuple(d["modes"]),
+            mean=tuple(float(v) for v in d["mean"]),
+            std=tuple(float(v) for v in d["std"]),
+            coef=tuple(float(v) for v in d["coef"]),
+            intercept=float(d["intercept"]),
+            units=dict(d.get("units", {})),
+        )
 
     @staticmethod
     def from_pipeline(model: Any, units: dict[str, str] | None = None) -> LinearRisk:
@@ -323,10 +385,18 @@ class LinearRisk:
             categorical = list(ix.getInputCols())
             levels = [tuple(lab) for lab in ix.labelsArray]
         scaler = stages["StandardScalerModel"]
-        return LinearRisk(numeric=tuple(numeric), medians=tuple(medians), categorical=tuple(categorical), levels=tuple(levels),
-                          modes=tuple(lv[0] if lv else "" for lv in levels),  # StringIndexer orders levels by frequency
-                          mean=tuple(float(v) for v in scaler.mean.toArray()), std=tuple(float(v) for v in scaler.std.toArray()),
-                          coef=tuple(float(v) for v in lr.coefficients.toArray()), intercept=float(lr.intercept), units=dict(units or {}))
+        return LinearRisk(
+            numeric=tuple(numeric),
+            medians=tuple(medians),
+            categorical=tuple(categorical),
+            levels=tuple(levels),
+            modes=tuple(lv[0] if lv else "" for lv in levels),  # StringIndexer orders levels by frequency
+            mean=tuple(float(v) for v in scaler.mean.toArray()),
+            std=tuple(float(v) for v in scaler.std.toArray()),
+            coef=tuple(float(v) for v in lr.coefficients.toArray()),
+            intercept=float(lr.intercept),
+            units=dict(units or {}),
+        )
 
     def design(self, rows: dict[str, Any] | Any) -> np.ndarray:
         """The assembled, imputed (unscaled) matrix of a pandas DataFrame (or a column mapping)."""
@@ -361,7 +431,7 @@ class LinearRisk:
         out = [s[:, :k]]
         j = k
         for lv in self.levels:
-            out.append(s[:, j:j + len(lv) + 1].sum(axis=1, keepdims=True))
+            out.append(s[:, j : j + len(lv) + 1].sum(axis=1, keepdims=True))
             j += len(lv) + 1
         return np.hstack(out) if out else s
 
@@ -386,10 +456,17 @@ class LinearRisk:
                 else:
                     value = None if raw is None or (isinstance(raw, float) and math.isnan(raw)) else float(raw)
                 c = float(contributions[i, j])
-                items.append({"feature": name, "value": None if cat else value, "level": value if cat else None,
-                              "reference": None if cat else float(refs[j]), "contribution": c,
-                              "direction": "raises" if c > 0 else "lowers" if c < 0 else "none",
-                              "text": reason_text(feature_words(name, self.units), value, refs[j], c, categorical=cat)})
+                items.append(
+                    {
+                        "feature": name,
+                        "value": None if cat else value,
+                        "level": value if cat else None,
+                        "reference": None if cat else float(refs[j]),
+                        "contribution": c,
+                        "direction": "raises" if c > 0 else "lowers" if c < 0 else "none",
+                        "text": reason_text(feature_words(name, self.units), value, refs[j], c, categorical=cat),
+                    }
+                )
             out.append(items)
         return out
 
@@ -453,7 +530,9 @@ def psi(expected: list[float], actual: list[float]) -> float:
     return float(np.sum((a - e) * np.log(a / e)))
 
 
-REASON = "struct<feature:string,value:double,level:string,reference:double,contribution:double,direction:string,text:string>"
+REASON = (
+    "struct<feature:string,value:double,level:string,reference:double,contribution:double,direction:string,text:string>"
+)
 
 
 def check_bands(thresholds: tuple[float, ...], names: tuple[str, ...]) -> None:
@@ -462,8 +541,10 @@ def check_bands(thresholds: tuple[float, ...], names: tuple[str, ...]) -> None:
 
     t = list(thresholds)
     if len(names) != len(t) + 1 or t != sorted(t) or any(not 0 < v < 1 for v in t):
-        raise ConfigError(f"jobs.score.band_thresholds {t} must be increasing risks in (0, 1) and jobs.score.band_names "
-                          f"{list(names)} one name more than thresholds")
+        raise ConfigError(
+            f"jobs.score.band_thresholds {t} must be increasing risks in (0, 1) and jobs.score.band_names "
+            f"{list(names)} one name more than thresholds"
+        )
 
 
 def explain(linear: LinearRisk, k: int) -> Any:
@@ -483,7 +564,9 @@ def explain(linear: LinearRisk, k: int) -> Any:
     return f
 
 
-def drift_metrics(features: DataFrame, predictions: DataFrame, reference: dict[str, Any] | None, threshold: float) -> dict[str, Any]:
+def drift_metrics(
+    features: DataFrame, predictions: DataFrame, reference: dict[str, Any] | None, threshold: float
+) -> dict[str, Any]:
     """PSI of every feature and of the risk against the training data's (logged with the model);
     warnings name the features (never values) above the threshold."""
     if not reference:
@@ -492,9 +575,17 @@ def drift_metrics(features: DataFrame, predictions: DataFrame, reference: dict[s
     now = bin_shares(features, feats)
     per = {c: round(psi(feats[c]["p"], now[c]), 4) for c in feats}
     risk = psi(reference["risk"]["p"], bin_shares(predictions, {"risk": reference["risk"]})["risk"])
-    warnings = [f"feature {c}: PSI {v:.3f} > {threshold}" for c, v in sorted(per.items(), key=lambda t: -t[1]) if v > threshold]
+    warnings = [
+        f"feature {c}: PSI {v:.3f} > {threshold}" for c, v in sorted(per.items(), key=lambda t: -t[1]) if v > threshold
+    ]
     if risk > threshold:
         warnings.insert(0, f"risk distribution: PSI {risk:.3f} > {threshold}")
     top = max(per, key=lambda k: per[k]) if per else None
-    return {"psi_risk": round(risk, 4), "psi_max": per.get(top) if top else None, "psi_max_feature": top,
-            "psi_features_over": sum(v > threshold for v in per.values()), "drift_warnings": warnings, "psi": per}
+    return {
+        "psi_risk": round(risk, 4),
+        "psi_max": per.get(top) if top else None,
+        "psi_max_feature": top,
+        "psi_features_over": sum(v > threshold for v in per.values()),
+        "drift_warnings": warnings,
+        "psi": per,
+    }

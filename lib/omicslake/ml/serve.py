@@ -47,7 +47,9 @@ class RiskService:
 
     def validate(self, patients: Any) -> pd.DataFrame:
         if not isinstance(patients, list) or not patients:
-            raise RequestError('send one patient as a JSON object of features, or {"patients": [ ... ]} with at least one')
+            raise RequestError(
+                'send one patient as a JSON object of features, or {"patients": [ ... ]} with at least one'
+            )
         rows = []
         allowed = set(self.linear.features) | {"person_key"}
         for i, p in enumerate(patients):
@@ -56,15 +58,24 @@ class RiskService:
                 raise RequestError(f"{where} is a JSON {type(p).__name__}, not an object of features")
             missing = [f for f in self.linear.features if f not in p]
             if missing:
-                raise RequestError(f"{where}: missing field(s) {missing[:20]}{' ...' if len(missing) > 20 else ''} "
-                                   f"({len(missing)} of the model's {len(self.linear.features)}; null means not recorded)")
+                raise RequestError(
+                    f"{where}: missing field(s) {missing[:20]}{' ...' if len(missing) > 20 else ''} "
+                    f"({len(missing)} of the model's {len(self.linear.features)}; null means not recorded)"
+                )
             unknown = sorted(set(p) - allowed)
             if unknown:
-                raise RequestError(f"{where}: unknown field(s) {unknown[:20]}: not features of {self.name} v{self.version}")
+                raise RequestError(
+                    f"{where}: unknown field(s) {unknown[:20]}: not features of {self.name} v{self.version}"
+                )
             for f in self.linear.numeric:
                 v = p[f]
-                if v is not None and (isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v))):
-                    raise RequestError(f"{where}: field {f!r} must be a finite number or null, got {'a non-finite number' if isinstance(v, float) else type(v).__name__}")
+                if v is not None and (
+                    isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(float(v))
+                ):
+                    raise RequestError(
+                        f"{where}: field {f!r} must be a finite number or null, got "
+                        f"{'a non-finite number' if isinstance(v, float) else type(v).__name__}"
+                    )
             for f in self.linear.categorical:
                 v = p[f]
                 if v is not None and not isinstance(v, str):
@@ -72,7 +83,9 @@ class RiskService:
             if "person_key" in p and p["person_key"] is not None and not isinstance(p["person_key"], str):
                 raise RequestError(f"{where}: person_key must be a string")
             rows.append(p)
-        data: dict[str, Any] = {f: np.array([np.nan if r[f] is None else float(r[f]) for r in rows]) for f in self.linear.numeric}
+        data: dict[str, Any] = {
+            f: np.array([np.nan if r[f] is None else float(r[f]) for r in rows]) for f in self.linear.numeric
+        }
         data |= {f: [r[f] for r in rows] for f in self.linear.categorical}
         return pd.DataFrame(data | {"person_key": [r.get("person_key") for r in rows]})
 
@@ -82,9 +95,22 @@ class RiskService:
         score = 1.0 / (1.0 + np.exp(-(self.linear.intercept + contrib.sum(axis=1))))
         risk = self.calibration.apply(score)
         reasons = self.linear.reasons(pdf, contrib, self.top_k)
-        preds = [{"person_key": pdf["person_key"][i], "risk": float(risk[i]), "risk_band": band(float(risk[i]), self.thresholds, self.band_names),
-                  "model_score": float(score[i]), "reasons": reasons[i]} for i in range(len(pdf))]
-        return {"model": self.name, "model_version": self.version, "calibration": self.calibration.method, "predictions": preds}
+        preds = [
+            {
+                "person_key": pdf["person_key"][i],
+                "risk": float(risk[i]),
+                "risk_band": band(float(risk[i]), self.thresholds, self.band_names),
+                "model_score": float(score[i]),
+                "reasons": reasons[i],
+            }
+            for i in range(len(pdf))
+        ]
+        return {
+            "model": self.name,
+            "model_version": self.version,
+            "calibration": self.calibration.method,
+            "predictions": preds,
+        }
 
 
 def load_service(cfg: Any) -> RiskService:
@@ -102,16 +128,31 @@ def load_service(cfg: Any) -> RiskService:
     name = c.model or model_name(c.cohort, cfg.jobs.train.model, cfg.jobs.train.registered_model)
     client = mlflow.MlflowClient()
     try:
-        mv = client.get_model_version(name, str(c.version)) if c.version is not None else client.get_model_version_by_alias(name, c.alias)
+        mv = (
+            client.get_model_version(name, str(c.version))
+            if c.version is not None
+            else client.get_model_version_by_alias(name, c.alias)
+        )
     except mlflow.exceptions.MlflowException as exc:
         which = f"version {c.version}" if c.version is not None else f"alias {c.alias!r}"
-        raise InputError(f"registered model {name!r} has no {which} in {mlflow.get_tracking_uri()}: run train first") from exc
+        raise InputError(
+            f"registered model {name!r} has no {which} in {mlflow.get_tracking_uri()}: run train first"
+        ) from exc
     meta = risk_metadata(name, mv.version)
     if not meta.get("linear"):
-        raise InputError(f"{name} v{mv.version} has no logistic model numbers in its metadata: serve needs a logistic model "
-                         "trained by this version of omicslake (jobs.train.model=logistic; tree models are scored in batch only)")
-    return RiskService(name, int(mv.version), LinearRisk.from_dict(meta["linear"]), Calibration.from_dict(meta["calibration"]),
-                       tuple(c.band_thresholds), tuple(c.band_names), c.top_k)
+        raise InputError(
+            f"{name} v{mv.version} has no logistic model numbers in its metadata: serve needs a logistic model "
+            "trained by this version of omicslake (jobs.train.model=logistic; tree models are scored in batch only)"
+        )
+    return RiskService(
+        name,
+        int(mv.version),
+        LinearRisk.from_dict(meta["linear"]),
+        Calibration.from_dict(meta["calibration"]),
+        tuple(c.band_thresholds),
+        tuple(c.band_names),
+        c.top_k,
+    )
 
 
 def _handler(service: RiskService) -> type[BaseHTTPRequestHandler]:
@@ -128,8 +169,18 @@ def _handler(service: RiskService) -> type[BaseHTTPRequestHandler]:
 
         def do_GET(self) -> None:  # noqa: N802
             if self.path == "/health":
-                self._send(200, {"status": "ok", "model": service.name, "model_version": service.version,
-                                 "features": {"numeric": list(service.linear.numeric), "categorical": list(service.linear.categorical)}})
+                self._send(
+                    200,
+                    {
+                        "status": "ok",
+                        "model": service.name,
+                        "model_version": service.version,
+                        "features": {
+                            "numeric": list(service.linear.numeric),
+                            "categorical": list(service.linear.categorical),
+                        },
+                    },
+                )
             else:
                 self._send(404, {"error": f"no such path {self.path}: POST /predict or GET /health"})
 
@@ -162,7 +213,9 @@ def make_server(service: RiskService, host: str = "127.0.0.1", port: int = 5088)
     return ThreadingHTTPServer((host, port), _handler(service))
 
 
-def serve_in_thread(service: RiskService, host: str = "127.0.0.1", port: int = 0) -> tuple[ThreadingHTTPServer, threading.Thread]:
+def serve_in_thread(
+    service: RiskService, host: str = "127.0.0.1", port: int = 0
+) -> tuple[ThreadingHTTPServer, threading.Thread]:
     """A server on a free port in a daemon thread (tests, notebooks); ``server.shutdown()`` stops it."""
     server = make_server(service, host, port)
     t = threading.Thread(target=server.serve_forever, daemon=True)

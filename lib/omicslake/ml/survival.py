@@ -26,8 +26,16 @@ from omicslake.ml.model import FeatureColumns, preprocessing
 
 
 def pipeline(cols: FeatureColumns) -> Pipeline:
-    aft = AFTSurvivalRegression(featuresCol="features", labelCol="time", censorCol="event", predictionCol="predicted_time",
-                                quantileProbabilities=[0.5], quantilesCol="quantiles", maxIter=200, tol=1e-9)
+    aft = AFTSurvivalRegression(
+        featuresCol="features",
+        labelCol="time",
+        censorCol="event",
+        predictionCol="predicted_time",
+        quantileProbabilities=[0.5],
+        quantilesCol="quantiles",
+        maxIter=200,
+        tol=1e-9,
+    )
     return Pipeline(stages=[*preprocessing(cols), aft])
 
 
@@ -50,10 +58,17 @@ def risk_group(cuts: tuple[float, float], score: str = "lp") -> Column:
     predicted time, so a low score (short predicted time) is high risk. A score on a cut goes to
     the higher-risk group; a null score gets a null group."""
     s = F.col(score)
-    return F.when(s.isNull(), F.lit(None).cast("string")).when(s <= cuts[0], "high").when(s <= cuts[1], "medium").otherwise("low")
+    return (
+        F.when(s.isNull(), F.lit(None).cast("string"))
+        .when(s <= cuts[0], "high")
+        .when(s <= cuts[1], "medium")
+        .otherwise("low")
+    )
 
 
-def concordance(df: DataFrame, time: str = "time", event: str = "event", score: str = "lp", bins: int = 100_000) -> tuple[float | None, int]:
+def concordance(
+    df: DataFrame, time: str = "time", event: str = "event", score: str = "lp", bins: int = 100_000
+) -> tuple[float | None, int]:
     """(Harrell's C, comparable pairs). score: higher = longer predicted survival."""
     lo_hi = df.agg(F.min(score), F.max(score), F.countDistinct(time)).first()
     assert lo_hi is not None
@@ -63,7 +78,11 @@ def concordance(df: DataFrame, time: str = "time", event: str = "event", score: 
     bins = int(max(1_000, min(bins, 400_000_000 // max(n_times, 1))))  # the sweep is O(times x bins)
     width = (hi - lo) / bins if hi > lo else 1.0
     b = F.least(F.floor((F.col(score) - F.lit(lo)) / F.lit(width)).cast("int"), F.lit(bins - 1))
-    rows = df.groupBy(F.col(time).cast("double").alias("t"), F.col(event).cast("int").alias("e"), b.alias("b")).count().collect()
+    rows = (
+        df.groupBy(F.col(time).cast("double").alias("t"), F.col(event).cast("int").alias("e"), b.alias("b"))
+        .count()
+        .collect()
+    )
     if not rows:
         return None, 0
     t = np.array([r["t"] for r in rows])
@@ -88,11 +107,16 @@ def concordance(df: DataFrame, time: str = "time", event: str = "event", score: 
     return (correct + 0.5 * tied) / pairs, int(pairs)
 
 
-def kaplan_meier(df: DataFrame, group: str, time: str = "time", event: str = "event") -> dict[str, dict[str, np.ndarray]]:
+def kaplan_meier(
+    df: DataFrame, group: str, time: str = "time", event: str = "event"
+) -> dict[str, dict[str, np.ndarray]]:
     """{group: {"t": times, "s": survival just after each time, "n": at risk}} from one grouped
     aggregation (groups x distinct times rows)."""
-    rows = df.groupBy(F.col(group).cast("string").alias("g"), F.col(time).cast("double").alias("t")).agg(
-        F.sum(F.col(event).cast("int")).alias("d"), F.count(F.lit(1)).alias("m")).collect()
+    rows = (
+        df.groupBy(F.col(group).cast("string").alias("g"), F.col(time).cast("double").alias("t"))
+        .agg(F.sum(F.col(event).cast("int")).alias("d"), F.count(F.lit(1)).alias("m"))
+        .collect()
+    )
     out: dict[str, dict[str, np.ndarray]] = {}
     for g in sorted({r["g"] for r in rows if r["g"] is not None}):
         part = sorted((r["t"], r["d"], r["m"]) for r in rows if r["g"] == g)
@@ -103,4 +127,3 @@ def kaplan_meier(df: DataFrame, group: str, time: str = "time", event: str = "ev
         s = np.cumprod(1.0 - d / at_risk)
         out[g] = {"t": ts, "s": s, "n": at_risk}
     return out
-

@@ -69,8 +69,14 @@ def counted(dataset: Any, rows: int) -> Any:
         def profile(self) -> dict[str, int]:
             return {"num_rows": rows}
 
-    return _Counted(df=dataset.df, source=dataset.source, targets=dataset.targets, name=dataset.name, digest=dataset.digest,
-                    predictions=dataset.predictions)
+    return _Counted(
+        df=dataset.df,
+        source=dataset.source,
+        targets=dataset.targets,
+        name=dataset.name,
+        digest=dataset.digest,
+        predictions=dataset.predictions,
+    )
 
 
 def risk_metadata(name: str, version: str | int) -> dict[str, Any]:

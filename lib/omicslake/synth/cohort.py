@@ -92,12 +92,20 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
                 lines.append(f"{c['contig']}\t{c['position']}\t{c['alt']}\t{c['ref']}\t{c['beta_log_odds']}")
         weights.write_text("\n".join(lines) + "\n")
         genome["prs_weights"] = str(weights.relative_to(out))
-        base = base.join(F.broadcast(scores.select("idx", F.round("genetic_score", 9).alias("genetic_score"))), "idx", "left")
-        genetic = F.coalesce(F.col("genetic_score"), F.lit(0.0))
-        link_lines = link.join(F.broadcast(base.select("idx", "patient_id")), "idx").orderBy("sample_idx").select(
-            W.csv_line([F.col("sample_id"), F.col("patient_id"), F.col("consent").cast("string")]).alias("line")
+        base = base.join(
+            F.broadcast(scores.select("idx", F.round("genetic_score", 9).alias("genetic_score"))), "idx", "left"
         )
-        W.write_csv(link_lines.coalesce(1), ["sample_id", "patient_id", "consent"], out / "sample_link.csv", tmp / "link")
+        genetic = F.coalesce(F.col("genetic_score"), F.lit(0.0))
+        link_lines = (
+            link.join(F.broadcast(base.select("idx", "patient_id")), "idx")
+            .orderBy("sample_idx")
+            .select(
+                W.csv_line([F.col("sample_id"), F.col("patient_id"), F.col("consent").cast("string")]).alias("line")
+            )
+        )
+        W.write_csv(
+            link_lines.coalesce(1), ["sample_id", "patient_id", "consent"], out / "sample_link.csv", tmp / "link"
+        )
         genome["consented_samples"] = link.where("consent").count()
     else:
         genetic = F.lit(0.0)
@@ -120,18 +128,34 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
     # ---- encounters (+ messy: visits after death, lines missing fields)
     e_rows = enc.withColumn("after_death", F.lit(False))
     if messy:
-        ghosts = p.where(F.col("death_date").isNotNull() & (uniform(seed, "m_ghost", "idx") < MESSY_RATES["after_death_share_of_deceased"]))
+        ghosts = p.where(
+            F.col("death_date").isNotNull()
+            & (uniform(seed, "m_ghost", "idx") < MESSY_RATES["after_death_share_of_deceased"])
+        )
         ghosts = ghosts.select(
             *[c for c in p.columns],
-            F.lit("outpatient").alias("kind"), F.lit(9).alias("k"), F.date_add("death_date", 30).alias("date"),
+            F.lit("outpatient").alias("kind"),
+            F.lit(9).alias("k"),
+            F.date_add("death_date", 30).alias("date"),
         ).withColumn("enc_id", uuid_from(seed, "enc", "idx", "kind", "k"))
         ghosts = ghosts.withColumn("start", (F.unix_timestamp(F.to_timestamp("date")) + 36000).cast("timestamp"))
-        ghosts = ghosts.withColumn("stop", (F.col("start").cast("long") + 1800).cast("timestamp")).withColumn("cost", F.lit(100.0))
+        ghosts = ghosts.withColumn("stop", (F.col("start").cast("long") + 1800).cast("timestamp")).withColumn(
+            "cost", F.lit(100.0)
+        )
         e_rows = e_rows.unionByName(ghosts.withColumn("after_death", F.lit(True)), allowMissingColumns=True)
     short = _flag(messy, seed, "m_short_e", "enc_id", MESSY_RATES["wrong_column_count"]) & ~F.col("after_death")
-    e_lines = e_rows.select("idx", "start", "enc_id", short.alias("short"), "after_death", W.csv_line(W.encounter_cols(e_rows)).alias("line"))
+    e_lines = e_rows.select(
+        "idx",
+        "start",
+        "enc_id",
+        short.alias("short"),
+        "after_death",
+        W.csv_line(W.encounter_cols(e_rows)).alias("line"),
+    )
     # Drop the last three fields: a truncated export line with too few columns.
-    e_lines = e_lines.withColumn("line", F.when(F.col("short"), F.regexp_replace("line", "(,[^,]*){3}$", "")).otherwise(F.col("line")))
+    e_lines = e_lines.withColumn(
+        "line", F.when(F.col("short"), F.regexp_replace("line", "(,[^,]*){3}$", "")).otherwise(F.col("line"))
+    )
     files["synthea/batch_001/encounters.csv"] = _csv(e_lines, "encounters", b1, tmp, sort=("idx", "start", "enc_id"))
     messy_counts["encounters_after_death"] = _count(e_lines, "after_death") if messy else 0
     messy_counts["encounters_wrong_column_count"] = _count(e_lines, "short") if messy else 0
@@ -143,11 +167,27 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
     c_code = F.when(unknown, F.lit(C.UNKNOWN_CONDITION_CODE)).otherwise(W.code_of(F.col("cond"), C.CONDITIONS))
     c_disp = F.when(unknown, F.lit("Unknown condition (finding)")).otherwise(W.display_of(F.col("cond"), C.CONDITIONS))
     c_lines = cond.select(
-        "idx", "start", "cond_id", unknown.alias("unknown"), before.alias("before_birth"),
-        W.csv_line([W.iso_date(c_start), W.iso_date(F.col("stop")), F.col("patient_id"), F.col("enc_id"), F.lit(C.SNOMED), c_code, c_disp]).alias("line"),
+        "idx",
+        "start",
+        "cond_id",
+        unknown.alias("unknown"),
+        before.alias("before_birth"),
+        W.csv_line(
+            [
+                W.iso_date(c_start),
+                W.iso_date(F.col("stop")),
+                F.col("patient_id"),
+                F.col("enc_id"),
+                F.lit(C.SNOMED),
+                c_code,
+                c_disp,
+            ]
+        ).alias("line"),
     )
     c_lines, n_dup_c = _duplicate(c_lines, messy, seed, "cond_id")
-    files["synthea/batch_001/conditions.csv"] = _csv(c_lines, "conditions", b1, tmp, sort=("idx", "start", "cond_id", "copy"))
+    files["synthea/batch_001/conditions.csv"] = _csv(
+        c_lines, "conditions", b1, tmp, sort=("idx", "start", "cond_id", "copy")
+    )
     if messy:
         # Counts are of lines in the file: a duplicated bad line counts twice.
         messy_counts["conditions_unknown_code"] = _count(c_lines, "unknown")
@@ -160,16 +200,33 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
     extra = _flag(messy, seed, "m_extra", "obs_id", MESSY_RATES["wrong_column_count"]) & ~bad_date
     value, units = W.observation_value(obs, swap)
     o_date = F.when(bad_date, F.lit(BAD_DATE)).otherwise(W.iso_ts(F.col("start")))
-    o_line = W.csv_line([
-        o_date, F.col("patient_id"), F.col("enc_id"), W._lookup(F.col("obs"), C.OBSERVATIONS, 3),
-        W.code_of(F.col("obs"), C.OBSERVATIONS), W.display_of(F.col("obs"), C.OBSERVATIONS), value, units, F.lit("numeric"),
-    ])
+    o_line = W.csv_line(
+        [
+            o_date,
+            F.col("patient_id"),
+            F.col("enc_id"),
+            W._lookup(F.col("obs"), C.OBSERVATIONS, 3),
+            W.code_of(F.col("obs"), C.OBSERVATIONS),
+            W.display_of(F.col("obs"), C.OBSERVATIONS),
+            value,
+            units,
+            F.lit("numeric"),
+        ]
+    )
     o_lines = obs.select(
-        "idx", "start", "obs_id", "obs", swap.alias("swap"), bad_date.alias("bad_date"), extra.alias("extra"),
+        "idx",
+        "start",
+        "obs_id",
+        "obs",
+        swap.alias("swap"),
+        bad_date.alias("bad_date"),
+        extra.alias("extra"),
         F.when(extra, F.concat(o_line, F.lit(",UNEXPECTED"))).otherwise(o_line).alias("line"),
     )
     o_lines, n_dup_o = _duplicate(o_lines, messy, seed, "obs_id")
-    files["synthea/batch_001/observations.csv"] = _csv(o_lines, "observations", b1, tmp, sort=("idx", "start", "obs_id", "copy"))
+    files["synthea/batch_001/observations.csv"] = _csv(
+        o_lines, "observations", b1, tmp, sort=("idx", "start", "obs_id", "copy")
+    )
     if messy:
         agg = o_lines.agg(
             F.sum((F.col("swap") & (F.col("obs") == "glucose")).cast("long")),
@@ -178,27 +235,55 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
             F.sum(F.col("extra").cast("long")),
         ).first()
         messy_counts.update(
-            observations_glucose_mmol_per_l=int(agg[0] or 0), observations_weight_lb=int(agg[1] or 0),
-            observations_unparseable_date=int(agg[2] or 0), observations_wrong_column_count=int(agg[3] or 0),
+            observations_glucose_mmol_per_l=int(agg[0] or 0),
+            observations_weight_lb=int(agg[1] or 0),
+            observations_unparseable_date=int(agg[2] or 0),
+            observations_wrong_column_count=int(agg[3] or 0),
             observations_duplicate_rows=n_dup_o,
         )
 
     # ---- medications, procedures
     m_lines = med.select(
-        "idx", "start", "med_id",
-        W.csv_line([
-            W.iso_ts(F.col("start")), F.lit(None), F.col("patient_id"), F.lit("b1c428d6-4f07-31e0-90f0-68ffa6ff8c76"), F.col("enc_id"),
-            W.code_of(F.col("med"), C.MEDICATIONS), W.display_of(F.col("med"), C.MEDICATIONS), F.lit(12.5), F.lit(0.0),
-            F.col("dispenses"), F.round(F.col("dispenses") * 12.5, 2), F.lit(None), F.lit(None),
-        ]).alias("line"),
+        "idx",
+        "start",
+        "med_id",
+        W.csv_line(
+            [
+                W.iso_ts(F.col("start")),
+                F.lit(None),
+                F.col("patient_id"),
+                F.lit("b1c428d6-4f07-31e0-90f0-68ffa6ff8c76"),
+                F.col("enc_id"),
+                W.code_of(F.col("med"), C.MEDICATIONS),
+                W.display_of(F.col("med"), C.MEDICATIONS),
+                F.lit(12.5),
+                F.lit(0.0),
+                F.col("dispenses"),
+                F.round(F.col("dispenses") * 12.5, 2),
+                F.lit(None),
+                F.lit(None),
+            ]
+        ).alias("line"),
     )
     files["synthea/batch_001/medications.csv"] = _csv(m_lines, "medications", b1, tmp, sort=("idx", "start", "med_id"))
     pr_lines = proc.select(
-        "idx", "start", "proc_id",
-        W.csv_line([
-            W.iso_ts(F.col("start")), W.iso_ts(F.col("stop")), F.col("patient_id"), F.col("enc_id"), F.lit(C.SNOMED),
-            W.code_of(F.col("proc"), C.PROCEDURES), W.display_of(F.col("proc"), C.PROCEDURES), F.lit(450.0), F.lit(None), F.lit(None),
-        ]).alias("line"),
+        "idx",
+        "start",
+        "proc_id",
+        W.csv_line(
+            [
+                W.iso_ts(F.col("start")),
+                W.iso_ts(F.col("stop")),
+                F.col("patient_id"),
+                F.col("enc_id"),
+                F.lit(C.SNOMED),
+                W.code_of(F.col("proc"), C.PROCEDURES),
+                W.display_of(F.col("proc"), C.PROCEDURES),
+                F.lit(450.0),
+                F.lit(None),
+                F.lit(None),
+            ]
+        ).alias("line"),
     )
     files["synthea/batch_001/procedures.csv"] = _csv(pr_lines, "procedures", b1, tmp, sort=("idx", "start", "proc_id"))
 
@@ -210,19 +295,40 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
             corr, stop=(F.col("stop").cast("long") + 3600).cast("timestamp"), cost=F.round(F.col("cost") * 1.1, 2)
         )
         corr_lines = corr.select("idx", "start", "enc_id", W.csv_line(corr_cols).alias("line"))
-        files["synthea/batch_002/encounters.csv"] = _csv(corr_lines, "encounters", b2, tmp, sort=("idx", "start", "enc_id"))
+        files["synthea/batch_002/encounters.csv"] = _csv(
+            corr_lines, "encounters", b2, tmp, sort=("idx", "start", "enc_id")
+        )
         messy_counts["encounters_late_corrections"] = files["synthea/batch_002/encounters.csv"]["rows"]
-        hr = enc.where((F.col("kind") == "wellness") & (uniform(seed, "m_hr", "enc_id") < MESSY_RATES["drift_heart_rate_share_of_wellness"]))
+        hr = enc.where(
+            (F.col("kind") == "wellness")
+            & (uniform(seed, "m_hr", "enc_id") < MESSY_RATES["drift_heart_rate_share_of_wellness"])
+        )
         hr_lines = hr.select(
-            "idx", "start", "enc_id",
-            W.csv_line([
-                W.iso_ts(F.col("start")), F.col("patient_id"), F.col("enc_id"), F.lit(C.HEART_RATE[3]), F.lit(C.HEART_RATE[0]),
-                F.lit(C.HEART_RATE[1]), F.round(F.lit(60.0) + uniform(seed, "hr", "enc_id") * 40, 0), F.lit(C.HEART_RATE[2]),
-                F.lit("numeric"), F.lit("ehr-b"),
-            ]).alias("line"),
+            "idx",
+            "start",
+            "enc_id",
+            W.csv_line(
+                [
+                    W.iso_ts(F.col("start")),
+                    F.col("patient_id"),
+                    F.col("enc_id"),
+                    F.lit(C.HEART_RATE[3]),
+                    F.lit(C.HEART_RATE[0]),
+                    F.lit(C.HEART_RATE[1]),
+                    F.round(F.lit(60.0) + uniform(seed, "hr", "enc_id") * 40, 0),
+                    F.lit(C.HEART_RATE[2]),
+                    F.lit("numeric"),
+                    F.lit("ehr-b"),
+                ]
+            ).alias("line"),
         )
         files["synthea/batch_002/observations.csv"] = _csv(
-            hr_lines, "observations", b2, tmp, sort=("idx", "start", "enc_id"), header=[*W.SYNTHEA_COLUMNS["observations"], W.DRIFT_COLUMN]
+            hr_lines,
+            "observations",
+            b2,
+            tmp,
+            sort=("idx", "start", "enc_id"),
+            header=[*W.SYNTHEA_COLUMNS["observations"], W.DRIFT_COLUMN],
         )
         messy_counts["observations_schema_drift_rows"] = files["synthea/batch_002/observations.csv"]["rows"]
 
@@ -238,12 +344,21 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
     }
     for resource, lines in fhir_sets.items():
         lines = lines.withColumn("_key", F.md5("line"))
-        broken = _flag(messy and resource in ("Observation", "Condition"), seed, f"m_json_{resource}", "_key", MESSY_RATES["broken_json"])
+        broken = _flag(
+            messy and resource in ("Observation", "Condition"),
+            seed,
+            f"m_json_{resource}",
+            "_key",
+            MESSY_RATES["broken_json"],
+        )
         lines = lines.withColumn("broken", broken).withColumn(
             "line", F.when(F.col("broken"), F.expr("substring(line, 1, length(line) div 2)")).otherwise(F.col("line"))
         )
         paths = [Path(x) for x in W.write_ndjson(lines, resource, fhir, tmp / f"fhir_{resource}")]
-        files[f"fhir/{resource}"] = {"rows": sum(_lines_in(x) for x in paths), "files": [str(x.relative_to(out)) for x in paths]}
+        files[f"fhir/{resource}"] = {
+            "rows": sum(_lines_in(x) for x in paths),
+            "files": [str(x.relative_to(out)) for x in paths],
+        }
         if messy and resource in ("Observation", "Condition"):
             messy_counts[f"fhir_{resource.lower()}_broken_json"] = _count(lines, "broken")
 
@@ -253,26 +368,48 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
     t2d_auc, prevalence = _auroc(p.where(~F.col("prevalent_t2d")), "p_t2d", "t2d_incident")
     readmit_auc, readmit_rate = _auroc(p.where("has_inpatient"), "p_readmit", "readmit_30d")
     stats = p.agg(
-        F.count("*"), F.sum(F.col("prevalent_t2d").cast("int")), F.sum(F.col("t2d_incident").cast("int")),
-        F.sum(F.col("has_inpatient").cast("int")), F.sum(F.col("readmit_30d").cast("int")),
-        F.sum((F.col("death_date").isNotNull()).cast("int")), F.sum((F.col("age") >= 90).cast("int")),
+        F.count("*"),
+        F.sum(F.col("prevalent_t2d").cast("int")),
+        F.sum(F.col("t2d_incident").cast("int")),
+        F.sum(F.col("has_inpatient").cast("int")),
+        F.sum(F.col("readmit_30d").cast("int")),
+        F.sum((F.col("death_date").isNotNull()).cast("int")),
+        F.sum((F.col("age") >= 90).cast("int")),
         *[F.sum((F.col("ancestry") == a).cast("int")) for a in range(3)],
     ).first()
     cases = p.where("t2d_incident").orderBy("idx").select("patient_id").limit(20).collect()
-    controls = p.where("NOT t2d_incident AND NOT prevalent_t2d AND t2d_late_date IS NULL").orderBy("idx").select("patient_id").limit(20).collect()
+    controls = (
+        p.where("NOT t2d_incident AND NOT prevalent_t2d AND t2d_late_date IS NULL")
+        .orderBy("idx")
+        .select("patient_id")
+        .limit(20)
+        .collect()
+    )
     p.unpersist()
 
     manifest: dict[str, Any] = {
         "generator": "omicslake.synth",
-        "parameters": {"patients": g.patients, "samples": g.samples, "variants": g.variants, "seed": seed, "messy": messy, "partitions": g.partitions},
+        "parameters": {
+            "patients": g.patients,
+            "samples": g.samples,
+            "variants": g.variants,
+            "seed": seed,
+            "messy": messy,
+            "partitions": g.partitions,
+        },
         "reference_date": people.REFERENCE_DATE,
         "index_rule": "first wellness encounter (SNOMED 162673000) in 2019",
         "truth_file": "truth/patients.csv",
         "effects": people.effects(),
         "counts": {
-            "patients": int(stats[0]), "prevalent_t2d": int(stats[1]), "incident_t2d_365d": int(stats[2]),
-            "inpatient_patients": int(stats[3]), "readmitted_30d": int(stats[4]), "deceased": int(stats[5]),
-            "aged_90_plus": int(stats[6]), "ancestry": [int(stats[7]), int(stats[8]), int(stats[9])],
+            "patients": int(stats[0]),
+            "prevalent_t2d": int(stats[1]),
+            "incident_t2d_365d": int(stats[2]),
+            "inpatient_patients": int(stats[3]),
+            "readmitted_30d": int(stats[4]),
+            "deceased": int(stats[5]),
+            "aged_90_plus": int(stats[6]),
+            "ancestry": [int(stats[7]), int(stats[8]), int(stats[9])],
         },
         "outcomes": {
             "t2d_incident_365d": {
@@ -283,7 +420,11 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
                 "example_cases": [r[0] for r in cases],
                 "example_controls": [r[0] for r in controls],
             },
-            "readmission_30d": {"eligible": "patients with an inpatient stay", "rate": readmit_rate, "oracle_auroc": readmit_auc},
+            "readmission_30d": {
+                "eligible": "patients with an inpatient stay",
+                "rate": readmit_rate,
+                "oracle_auroc": readmit_auc,
+            },
         },
         "genome": genome,
         "files": files,
@@ -312,7 +453,12 @@ def _duplicate(lines: DataFrame, messy: bool, seed: int, key: str) -> tuple[Data
 
 
 def _csv(
-    lines: DataFrame, table: str, folder: Path, tmp: Path, sort: tuple[str, ...] = ("idx",), header: list[str] | None = None
+    lines: DataFrame,
+    table: str,
+    folder: Path,
+    tmp: Path,
+    sort: tuple[str, ...] = ("idx",),
+    header: list[str] | None = None,
 ) -> dict[str, Any]:
     header = header or W.SYNTHEA_COLUMNS[table]
     ordered = lines.sortWithinPartitions(*sort)

@@ -64,7 +64,9 @@ def causal_rows(n_variants: int) -> list[int]:
     return [step * (i + 1) for i in range(len(CAUSAL_BETAS))]
 
 
-def simulate(link: DataFrame, n_variants: int, seed: int, partitions: int, reference: str, checkpoint: str) -> hl.MatrixTable:
+def simulate(
+    link: DataFrame, n_variants: int, seed: int, partitions: int, reference: str, checkpoint: str
+) -> hl.MatrixTable:
     """The genotype matrix: rows are variants, columns the samples of link (in sample order)."""
     # Every random call carries its own seed, derived from the generator seed and the call site,
     # so draws do not depend on what else Hail did in this process.
@@ -75,14 +77,18 @@ def simulate(link: DataFrame, n_variants: int, seed: int, partitions: int, refer
         return seed * 1000 + next(site)
 
     n_samples = link.count()
-    cols = hl.Table.from_spark(link.select(F.col("sample_idx").cast("int").alias("col_idx"), "sample_id", F.col("ancestry").cast("int").alias("pop")))
+    cols = hl.Table.from_spark(
+        link.select(
+            F.col("sample_idx").cast("int").alias("col_idx"), "sample_id", F.col("ancestry").cast("int").alias("pop")
+        )
+    )
     cols = cols.key_by("col_idx")
     mt = hl.utils.range_matrix_table(n_variants, n_samples, n_partitions=partitions)
     mt = mt.annotate_cols(**cols[mt.col_idx])
     per_contig = -(-n_variants // N_CONTIGS)
     step = max(50, min(5000, 40_000_000 // per_contig))
     contig = mt.row_idx // per_contig + 1
-    causal = hl.literal(dict(zip(causal_rows(n_variants), CAUSAL_BETAS)))
+    causal = hl.literal(dict(zip(causal_rows(n_variants), CAUSAL_BETAS, strict=False)))
     bases = hl.literal(["A", "C", "G", "T"])
     ref_i = hl.rand_int32(0, 4, seed=sd())
     alt_i = (ref_i + hl.rand_int32(1, 4, seed=sd())) % 4
@@ -101,11 +107,21 @@ def simulate(link: DataFrame, n_variants: int, seed: int, partitions: int, refer
         aa_af=hl.if_else(causal.contains(mt.row_idx), CAUSAL_AF, 0.01 + 0.49 * hl.rand_beta(0.6, 1.4, seed=sd())),
     )
     mt = mt.annotate_rows(
-        alleles=hl.if_else(mt.multi, [bases[mt.ref_i], bases[mt.alt_i], bases[mt.alt2_i]], [bases[mt.ref_i], bases[mt.alt_i]]),
+        alleles=hl.if_else(
+            mt.multi, [bases[mt.ref_i], bases[mt.alt_i], bases[mt.alt2_i]], [bases[mt.ref_i], bases[mt.alt_i]]
+        ),
         # One draw per population, each with its own seed (a seeded call inside a map would
         # give every element the same draw).
         pop_af=hl.array(
-            [hl.max(0.002, hl.min(0.998, hl.rand_beta(mt.aa_af * (1 - FST) / FST, (1 - mt.aa_af) * (1 - FST) / FST, seed=sd()))) for _ in range(3)]
+            [
+                hl.max(
+                    0.002,
+                    hl.min(
+                        0.998, hl.rand_beta(mt.aa_af * (1 - FST) / FST, (1 - mt.aa_af) * (1 - FST) / FST, seed=sd())
+                    ),
+                )
+                for _ in range(3)
+            ]
         ),
         rsid="rs" + hl.str(mt.row_idx + 100_001),
     )
@@ -114,16 +130,23 @@ def simulate(link: DataFrame, n_variants: int, seed: int, partitions: int, refer
     a2 = hl.if_else(hl.rand_bool(p, seed=sd()), hl.if_else(mt.multi & hl.rand_bool(0.15, seed=sd()), 2, 1), 0)
     dp = hl.rand_pois(30, seed=sd())
     mt = mt.annotate_entries(
-        a1=hl.min(a1, a2), a2=hl.max(a1, a2), DP=hl.int32(dp), miss=hl.rand_bool(MISSING_RATE, seed=sd()), ref_u=hl.rand_unif(0.35, 0.65, seed=sd())
+        a1=hl.min(a1, a2),
+        a2=hl.max(a1, a2),
+        DP=hl.int32(dp),
+        miss=hl.rand_bool(MISSING_RATE, seed=sd()),
+        ref_u=hl.rand_unif(0.35, 0.65, seed=sd()),
     )
     n_alleles = hl.len(mt.alleles)
     ref_reads = hl.int32(hl.floor(mt.DP * mt.ref_u + 0.5))
 
     def reads(i: hl.Int32Expression) -> hl.Int32Expression:
         is1, is2 = hl.int32(i == mt.a1), hl.int32(i == mt.a2)
-        return hl.case().when(mt.a1 == mt.a2, is1 * mt.DP).when(
-            mt.a1 == 0, hl.int32(i == 0) * ref_reads + is2 * (mt.DP - ref_reads)
-        ).default(is1 * (mt.DP // 2) + is2 * (mt.DP - mt.DP // 2))
+        return (
+            hl.case()
+            .when(mt.a1 == mt.a2, is1 * mt.DP)
+            .when(mt.a1 == 0, hl.int32(i == 0) * ref_reads + is2 * (mt.DP - ref_reads))
+            .default(is1 * (mt.DP // 2) + is2 * (mt.DP - mt.DP // 2))
+        )
 
     ad = hl.range(n_alleles).map(reads)
     mt = mt.annotate_entries(
@@ -132,7 +155,11 @@ def simulate(link: DataFrame, n_variants: int, seed: int, partitions: int, refer
         AD=hl.or_missing(~mt.miss, ad),
     )
     mt = mt.key_rows_by("locus", "alleles").key_cols_by("sample_id")
-    mt = mt.select_entries("GT", "DP", "GQ", "AD").select_rows("rsid", "row_idx", "beta", "aa_af", "multi").select_cols("col_idx", "pop")
+    mt = (
+        mt.select_entries("GT", "DP", "GQ", "AD")
+        .select_rows("rsid", "row_idx", "beta", "aa_af", "multi")
+        .select_cols("col_idx", "pop")
+    )
     return mt.checkpoint(checkpoint, overwrite=True)
 
 

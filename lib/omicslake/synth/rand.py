@@ -39,7 +39,9 @@ def randint(seed: int, stream: str, low: int, high: int, *keys: Column | str) ->
     return (F.lit(low) + F.floor(uniform(seed, stream, *keys) * F.lit(high - low + 1))).cast("int")
 
 
-def choice(seed: int, stream: str, values: list[str], *keys: Column | str, weights: list[float] | None = None) -> Column:
+def choice(
+    seed: int, stream: str, values: list[str], *keys: Column | str, weights: list[float] | None = None
+) -> Column:
     """One of values (weighted), as a string column."""
     weights = weights or [1.0] * len(values)
     total = sum(weights)
@@ -47,7 +49,7 @@ def choice(seed: int, stream: str, values: list[str], *keys: Column | str, weigh
     acc = 0.0
     expr = F.lit(values[-1])
     branches = []
-    for v, w in zip(values[:-1], weights[:-1]):
+    for v, w in zip(values[:-1], weights[:-1], strict=False):
         acc += w / total
         branches.append((acc, v))
     for bound, v in reversed(branches):
@@ -60,5 +62,10 @@ def uuid_from(seed: int, stream: str, *keys: Column | str) -> Column:
     cols = [F.col(k) if isinstance(k, str) else k for k in keys]
     h = F.md5(F.concat_ws("|", F.lit(str(seed)), F.lit(stream), *[c.cast("string") for c in cols]))
     return F.concat_ws(
-        "-", F.substring(h, 1, 8), F.substring(h, 9, 4), F.substring(h, 13, 4), F.substring(h, 17, 4), F.substring(h, 21, 12)
+        "-",
+        F.substring(h, 1, 8),
+        F.substring(h, 9, 4),
+        F.substring(h, 13, 4),
+        F.substring(h, 17, 4),
+        F.substring(h, 21, 12),
     )

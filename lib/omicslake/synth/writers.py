@@ -20,24 +20,80 @@ from omicslake.synth import codes as C
 
 SYNTHEA_COLUMNS: dict[str, list[str]] = {
     "patients": [
-        "Id", "BIRTHDATE", "DEATHDATE", "SSN", "DRIVERS", "PASSPORT", "PREFIX", "FIRST", "MIDDLE", "LAST",
-        "SUFFIX", "MAIDEN", "MARITAL", "RACE", "ETHNICITY", "GENDER", "BIRTHPLACE", "ADDRESS", "CITY",
-        "STATE", "COUNTY", "FIPS", "ZIP", "LAT", "LON", "HEALTHCARE_EXPENSES", "HEALTHCARE_COVERAGE", "INCOME",
+        "Id",
+        "BIRTHDATE",
+        "DEATHDATE",
+        "SSN",
+        "DRIVERS",
+        "PASSPORT",
+        "PREFIX",
+        "FIRST",
+        "MIDDLE",
+        "LAST",
+        "SUFFIX",
+        "MAIDEN",
+        "MARITAL",
+        "RACE",
+        "ETHNICITY",
+        "GENDER",
+        "BIRTHPLACE",
+        "ADDRESS",
+        "CITY",
+        "STATE",
+        "COUNTY",
+        "FIPS",
+        "ZIP",
+        "LAT",
+        "LON",
+        "HEALTHCARE_EXPENSES",
+        "HEALTHCARE_COVERAGE",
+        "INCOME",
     ],
     "encounters": [
-        "Id", "START", "STOP", "PATIENT", "ORGANIZATION", "PROVIDER", "PAYER", "ENCOUNTERCLASS", "CODE",
-        "DESCRIPTION", "BASE_ENCOUNTER_COST", "TOTAL_CLAIM_COST", "PAYER_COVERAGE", "REASONCODE",
+        "Id",
+        "START",
+        "STOP",
+        "PATIENT",
+        "ORGANIZATION",
+        "PROVIDER",
+        "PAYER",
+        "ENCOUNTERCLASS",
+        "CODE",
+        "DESCRIPTION",
+        "BASE_ENCOUNTER_COST",
+        "TOTAL_CLAIM_COST",
+        "PAYER_COVERAGE",
+        "REASONCODE",
         "REASONDESCRIPTION",
     ],
     "conditions": ["START", "STOP", "PATIENT", "ENCOUNTER", "SYSTEM", "CODE", "DESCRIPTION"],
     "observations": ["DATE", "PATIENT", "ENCOUNTER", "CATEGORY", "CODE", "DESCRIPTION", "VALUE", "UNITS", "TYPE"],
     "medications": [
-        "START", "STOP", "PATIENT", "PAYER", "ENCOUNTER", "CODE", "DESCRIPTION", "BASE_COST",
-        "PAYER_COVERAGE", "DISPENSES", "TOTALCOST", "REASONCODE", "REASONDESCRIPTION",
+        "START",
+        "STOP",
+        "PATIENT",
+        "PAYER",
+        "ENCOUNTER",
+        "CODE",
+        "DESCRIPTION",
+        "BASE_COST",
+        "PAYER_COVERAGE",
+        "DISPENSES",
+        "TOTALCOST",
+        "REASONCODE",
+        "REASONDESCRIPTION",
     ],
     "procedures": [
-        "START", "STOP", "PATIENT", "ENCOUNTER", "SYSTEM", "CODE", "DESCRIPTION", "BASE_COST",
-        "REASONCODE", "REASONDESCRIPTION",
+        "START",
+        "STOP",
+        "PATIENT",
+        "ENCOUNTER",
+        "SYSTEM",
+        "CODE",
+        "DESCRIPTION",
+        "BASE_COST",
+        "REASONCODE",
+        "REASONDESCRIPTION",
     ],
 }
 DRIFT_COLUMN = "SOURCE_SYSTEM"  # the extra column of batch 2's observations.csv
@@ -112,57 +168,106 @@ def _write_text(lines: DataFrame, tmp: Path) -> list[Path]:
 
 # ----------------------------------------------------------------------------------- Synthea rows
 
+
 def synthea_patients(p: DataFrame) -> DataFrame:
     return p.select(
         F.col("idx"),
-        csv_line([
-            F.col("patient_id"), iso_date(F.col("birth_date")), iso_date(F.col("death_date")), F.col("ssn"),
-            F.col("drivers"), F.col("passport"), F.col("prefix"), F.col("first"), F.col("middle"), F.col("last"),
-            F.lit(None), F.col("maiden"), F.col("marital"), F.col("race"), F.col("ethnicity"), F.col("sex"),
-            F.concat(F.col("city"), F.lit("  Massachusetts  US")), F.col("address"), F.col("city"), F.col("state"),
-            F.col("county"), F.col("fips"), F.col("zip"), F.col("lat"), F.col("lon"),
-            F.round(F.col("bmi") * 1000, 2), F.round(F.col("age") * 300, 2), F.lit(52000) + F.col("idx") % 40000,
-        ]).alias("line"),
+        csv_line(
+            [
+                F.col("patient_id"),
+                iso_date(F.col("birth_date")),
+                iso_date(F.col("death_date")),
+                F.col("ssn"),
+                F.col("drivers"),
+                F.col("passport"),
+                F.col("prefix"),
+                F.col("first"),
+                F.col("middle"),
+                F.col("last"),
+                F.lit(None),
+                F.col("maiden"),
+                F.col("marital"),
+                F.col("race"),
+                F.col("ethnicity"),
+                F.col("sex"),
+                F.concat(F.col("city"), F.lit("  Massachusetts  US")),
+                F.col("address"),
+                F.col("city"),
+                F.col("state"),
+                F.col("county"),
+                F.col("fips"),
+                F.col("zip"),
+                F.col("lat"),
+                F.col("lon"),
+                F.round(F.col("bmi") * 1000, 2),
+                F.round(F.col("age") * 300, 2),
+                F.lit(52000) + F.col("idx") % 40000,
+            ]
+        ).alias("line"),
     )
 
 
 def encounter_cols(e: DataFrame, stop: Column | None = None, cost: Column | None = None) -> list[Column]:
     kind = F.col("kind")
     return [
-        F.col("enc_id"), iso_ts(F.col("start")), iso_ts(stop if stop is not None else F.col("stop")), F.col("patient_id"),
-        F.lit("ef58ea08-d883-3957-8300-150554edc8fb"), F.lit("0000016d-3a85-4cca-0000-00000000c5b2"),
-        F.lit("b1c428d6-4f07-31e0-90f0-68ffa6ff8c76"), _lookup(kind, C.ENCOUNTERS, 2), code_of(kind, C.ENCOUNTERS),
-        display_of(kind, C.ENCOUNTERS), F.col("cost"), cost if cost is not None else F.col("cost"), F.lit(0.0),
-        F.when(kind == "diagnosis", F.lit(C.CONDITIONS["t2d"][0])), F.when(kind == "diagnosis", F.lit(C.CONDITIONS["t2d"][1])),
+        F.col("enc_id"),
+        iso_ts(F.col("start")),
+        iso_ts(stop if stop is not None else F.col("stop")),
+        F.col("patient_id"),
+        F.lit("ef58ea08-d883-3957-8300-150554edc8fb"),
+        F.lit("0000016d-3a85-4cca-0000-00000000c5b2"),
+        F.lit("b1c428d6-4f07-31e0-90f0-68ffa6ff8c76"),
+        _lookup(kind, C.ENCOUNTERS, 2),
+        code_of(kind, C.ENCOUNTERS),
+        display_of(kind, C.ENCOUNTERS),
+        F.col("cost"),
+        cost if cost is not None else F.col("cost"),
+        F.lit(0.0),
+        F.when(kind == "diagnosis", F.lit(C.CONDITIONS["t2d"][0])),
+        F.when(kind == "diagnosis", F.lit(C.CONDITIONS["t2d"][1])),
     ]
 
 
 def observation_value(o: DataFrame, unit_swap: Column) -> tuple[Column, Column]:
     """VALUE and UNITS, with glucose in mmol/L or weight in lb where unit_swap is set."""
     obs = F.col("obs")
-    value = F.when(unit_swap & (obs == "glucose"), F.round(F.col("value") / 18.016, 2)).when(
-        unit_swap & (obs == "weight"), F.round(F.col("value") * 2.20462, 1)
-    ).otherwise(F.col("value"))
-    units = F.when(unit_swap & (obs == "glucose"), F.lit("mmol/L")).when(unit_swap & (obs == "weight"), F.lit("[lb_av]")).otherwise(
-        _lookup(obs, C.OBSERVATIONS, 2)
+    value = (
+        F.when(unit_swap & (obs == "glucose"), F.round(F.col("value") / 18.016, 2))
+        .when(unit_swap & (obs == "weight"), F.round(F.col("value") * 2.20462, 1))
+        .otherwise(F.col("value"))
+    )
+    units = (
+        F.when(unit_swap & (obs == "glucose"), F.lit("mmol/L"))
+        .when(unit_swap & (obs == "weight"), F.lit("[lb_av]"))
+        .otherwise(_lookup(obs, C.OBSERVATIONS, 2))
     )
     return value, units
 
 
 # ----------------------------------------------------------------------------------- FHIR rows
 
+
 def _ref(prefix: str, col: str) -> Column:
     return F.struct(F.concat(F.lit(prefix + "/"), F.col(col)).alias("reference"))
 
 
 def _coding(system: str, code: Column, display: Column) -> Column:
-    return F.struct(F.array(F.struct(F.lit(system).alias("system"), code.alias("code"), display.alias("display"))).alias("coding"), display.alias("text"))
+    return F.struct(
+        F.array(F.struct(F.lit(system).alias("system"), code.alias("code"), display.alias("display"))).alias("coding"),
+        display.alias("text"),
+    )
 
 
 def _ident(type_code: str | None, type_text: str | None, system: str, value: Column) -> Column:
     typ = (
         F.struct(
-            F.array(F.struct(F.lit("http://terminology.hl7.org/CodeSystem/v2-0203").alias("system"), F.lit(type_code).alias("code"), F.lit(type_text).alias("display"))).alias("coding"),
+            F.array(
+                F.struct(
+                    F.lit("http://terminology.hl7.org/CodeSystem/v2-0203").alias("system"),
+                    F.lit(type_code).alias("code"),
+                    F.lit(type_text).alias("display"),
+                )
+            ).alias("coding"),
             F.lit(type_text).alias("text"),
         )
         if type_code
@@ -171,7 +276,12 @@ def _ident(type_code: str | None, type_text: str | None, system: str, value: Col
     return F.struct(typ.alias("type"), F.lit(system).alias("system"), value.alias("value"))
 
 
-_OMB = {"white": ("2106-3", "White"), "black": ("2054-5", "Black or African American"), "asian": ("2028-9", "Asian"), "other": ("2131-1", "Other Race")}
+_OMB = {
+    "white": ("2106-3", "White"),
+    "black": ("2054-5", "Black or African American"),
+    "asian": ("2028-9", "Asian"),
+    "other": ("2131-1", "Other Race"),
+}
 
 
 def fhir_patient(p: DataFrame) -> DataFrame:
@@ -182,15 +292,27 @@ def fhir_patient(p: DataFrame) -> DataFrame:
 
     def omb_ext(url: str, code: Column, disp: Column) -> Column:
         inner = F.array(
-            F.struct(F.lit("ombCategory").alias("url"), F.struct(F.lit("urn:oid:2.16.840.1.113883.6.238").alias("system"), code.alias("code"), disp.alias("display")).alias("valueCoding"), F.lit(None).cast("string").alias("valueString")),
-            F.struct(F.lit("text").alias("url"), F.lit(None).cast("struct<system:string,code:string,display:string>").alias("valueCoding"), disp.alias("valueString")),
+            F.struct(
+                F.lit("ombCategory").alias("url"),
+                F.struct(
+                    F.lit("urn:oid:2.16.840.1.113883.6.238").alias("system"), code.alias("code"), disp.alias("display")
+                ).alias("valueCoding"),
+                F.lit(None).cast("string").alias("valueString"),
+            ),
+            F.struct(
+                F.lit("text").alias("url"),
+                F.lit(None).cast("struct<system:string,code:string,display:string>").alias("valueCoding"),
+                disp.alias("valueString"),
+            ),
         )
         return F.struct(F.lit(url).alias("url"), inner.alias("extension"))
 
     resource = F.struct(
         F.lit("Patient").alias("resourceType"),
         F.col("patient_id").alias("id"),
-        F.struct(F.array(F.lit("http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient")).alias("profile")).alias("meta"),
+        F.struct(
+            F.array(F.lit("http://hl7.org/fhir/us/core/StructureDefinition/us-core-patient")).alias("profile")
+        ).alias("meta"),
         F.array(
             omb_ext("http://hl7.org/fhir/us/core/StructureDefinition/us-core-race", race_code, race_disp),
             omb_ext("http://hl7.org/fhir/us/core/StructureDefinition/us-core-ethnicity", eth_code, eth_disp),
@@ -200,17 +322,35 @@ def fhir_patient(p: DataFrame) -> DataFrame:
             _ident("MR", "Medical Record Number", "http://hospital.smarthealthit.org", F.col("mrn")),
             _ident("SS", "Social Security Number", "http://hl7.org/fhir/sid/us-ssn", F.col("ssn")),
             _ident("DL", "Driver's license number", "urn:oid:2.16.840.1.113883.4.3.25", F.col("drivers")),
-            _ident("PPN", "Passport Number", "http://standardhealthrecord.org/fhir/StructureDefinition/passportNumber", F.col("passport")),
+            _ident(
+                "PPN",
+                "Passport Number",
+                "http://standardhealthrecord.org/fhir/StructureDefinition/passportNumber",
+                F.col("passport"),
+            ),
         ).alias("identifier"),
         F.array(
-            F.struct(F.lit("official").alias("use"), F.col("last").alias("family"), F.array("first", "middle").alias("given"), F.array("prefix").alias("prefix"))
+            F.struct(
+                F.lit("official").alias("use"),
+                F.col("last").alias("family"),
+                F.array("first", "middle").alias("given"),
+                F.array("prefix").alias("prefix"),
+            )
         ).alias("name"),
-        F.array(F.struct(F.lit("phone").alias("system"), F.col("phone").alias("value"), F.lit("home").alias("use"))).alias("telecom"),
+        F.array(
+            F.struct(F.lit("phone").alias("system"), F.col("phone").alias("value"), F.lit("home").alias("use"))
+        ).alias("telecom"),
         F.when(F.col("sex") == "M", "male").otherwise("female").alias("gender"),
         iso_date(F.col("birth_date")).alias("birthDate"),
         F.date_format(F.col("death_date"), "yyyy-MM-dd'T'12:00:00'Z'").alias("deceasedDateTime"),
         F.array(
-            F.struct(F.array("address").alias("line"), F.col("city").alias("city"), F.col("state").alias("state"), F.col("zip").alias("postalCode"), F.lit("US").alias("country"))
+            F.struct(
+                F.array("address").alias("line"),
+                F.col("city").alias("city"),
+                F.col("state").alias("state"),
+                F.col("zip").alias("postalCode"),
+                F.lit("US").alias("country"),
+            )
         ).alias("address"),
     )
     return p.select("idx", F.to_json(resource).alias("line"))
@@ -222,10 +362,16 @@ def fhir_encounter(e: DataFrame) -> DataFrame:
         F.lit("Encounter").alias("resourceType"),
         F.col("enc_id").alias("id"),
         F.lit("finished").alias("status"),
-        F.struct(F.lit("http://terminology.hl7.org/CodeSystem/v3-ActCode").alias("system"), _lookup(kind, C.ENCOUNTERS, 3).alias("code")).alias("class"),
+        F.struct(
+            F.lit("http://terminology.hl7.org/CodeSystem/v3-ActCode").alias("system"),
+            _lookup(kind, C.ENCOUNTERS, 3).alias("code"),
+        ).alias("class"),
         F.array(_coding(C.SNOMED, code_of(kind, C.ENCOUNTERS), display_of(kind, C.ENCOUNTERS))).alias("type"),
         # Like Synthea, the subject's display carries the patient's name: PHI outside Patient.
-        F.struct(F.concat(F.lit("Patient/"), F.col("patient_id")).alias("reference"), F.concat_ws(" ", "prefix", "first", "last").alias("display")).alias("subject"),
+        F.struct(
+            F.concat(F.lit("Patient/"), F.col("patient_id")).alias("reference"),
+            F.concat_ws(" ", "prefix", "first", "last").alias("display"),
+        ).alias("subject"),
         F.struct(iso_ts(F.col("start")).alias("start"), iso_ts(F.col("stop")).alias("end")).alias("period"),
     )
     return e.select("idx", F.to_json(resource).alias("line"))
@@ -236,11 +382,26 @@ def fhir_condition(c: DataFrame) -> DataFrame:
     resource = F.struct(
         F.lit("Condition").alias("resourceType"),
         F.col("cond_id").alias("id"),
-        F.struct(F.array(F.struct(F.lit("http://terminology.hl7.org/CodeSystem/condition-clinical").alias("system"), F.when(F.col("stop").isNull(), "active").otherwise("resolved").alias("code"))).alias("coding")).alias("clinicalStatus"),
         F.struct(
             F.array(
-                F.struct(F.lit(C.SNOMED).alias("system"), code_of(cond, C.CONDITIONS).alias("code"), display_of(cond, C.CONDITIONS).alias("display")),
-                F.struct(F.lit(C.ICD10).alias("system"), _lookup(cond, C.CONDITIONS, 2).alias("code"), display_of(cond, C.CONDITIONS).alias("display")),
+                F.struct(
+                    F.lit("http://terminology.hl7.org/CodeSystem/condition-clinical").alias("system"),
+                    F.when(F.col("stop").isNull(), "active").otherwise("resolved").alias("code"),
+                )
+            ).alias("coding")
+        ).alias("clinicalStatus"),
+        F.struct(
+            F.array(
+                F.struct(
+                    F.lit(C.SNOMED).alias("system"),
+                    code_of(cond, C.CONDITIONS).alias("code"),
+                    display_of(cond, C.CONDITIONS).alias("display"),
+                ),
+                F.struct(
+                    F.lit(C.ICD10).alias("system"),
+                    _lookup(cond, C.CONDITIONS, 2).alias("code"),
+                    display_of(cond, C.CONDITIONS).alias("display"),
+                ),
             ).alias("coding"),
             display_of(cond, C.CONDITIONS).alias("text"),
         ).alias("code"),
@@ -258,7 +419,16 @@ def fhir_observation(o: DataFrame) -> DataFrame:
         F.lit("Observation").alias("resourceType"),
         F.col("obs_id").alias("id"),
         F.lit("final").alias("status"),
-        F.array(F.struct(F.array(F.struct(F.lit("http://terminology.hl7.org/CodeSystem/observation-category").alias("system"), _lookup(obs, C.OBSERVATIONS, 3).alias("code"))).alias("coding"))).alias("category"),
+        F.array(
+            F.struct(
+                F.array(
+                    F.struct(
+                        F.lit("http://terminology.hl7.org/CodeSystem/observation-category").alias("system"),
+                        _lookup(obs, C.OBSERVATIONS, 3).alias("code"),
+                    )
+                ).alias("coding")
+            )
+        ).alias("category"),
         _coding(C.LOINC, code_of(obs, C.OBSERVATIONS), display_of(obs, C.OBSERVATIONS)).alias("code"),
         _ref("Patient", "patient_id").alias("subject"),
         _ref("Encounter", "enc_id").alias("encounter"),
@@ -280,7 +450,9 @@ def fhir_medication(m: DataFrame) -> DataFrame:
         F.col("med_id").alias("id"),
         F.lit("active").alias("status"),
         F.lit("order").alias("intent"),
-        _coding(C.RXNORM, code_of(med, C.MEDICATIONS), display_of(med, C.MEDICATIONS)).alias("medicationCodeableConcept"),
+        _coding(C.RXNORM, code_of(med, C.MEDICATIONS), display_of(med, C.MEDICATIONS)).alias(
+            "medicationCodeableConcept"
+        ),
         _ref("Patient", "patient_id").alias("subject"),
         _ref("Encounter", "enc_id").alias("encounter"),
         iso_ts(F.col("start")).alias("authoredOn"),

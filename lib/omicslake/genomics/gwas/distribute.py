@@ -22,9 +22,7 @@ RESULT_SCHEMA = (
 )
 RESULT_COLUMNS = [c.split()[0] for c in RESULT_SCHEMA.split(", ")]
 _ARROW_TYPES = {"string": pa.string(), "int": pa.int32(), "double": pa.float64(), "boolean": pa.bool_()}
-ARROW_SCHEMA = pa.schema(
-    [pa.field(c.split()[0], _ARROW_TYPES[c.split()[1]]) for c in RESULT_SCHEMA.split(", ")]
-)
+ARROW_SCHEMA = pa.schema([pa.field(c.split()[0], _ARROW_TYPES[c.split()[1]]) for c in RESULT_SCHEMA.split(", ")])
 
 
 BLOCK_ENTRIES = 1 << 21  # genotypes per block of fits (variants x samples): a few MB per matrix

@@ -251,9 +251,7 @@ def fit_logistic(x: np.ndarray, y: np.ndarray, firth: str = "fallback") -> Fit:
     return _normal_test(float(b[-1]), math.sqrt(inv[-1, -1]), True, "unfinished" if unfinished else "ok")
 
 
-def fit_variant(
-    g: np.ndarray, design: Design, model: str, missing: str, firth: str
-) -> tuple[int, float, Fit]:
+def fit_variant(g: np.ndarray, design: Design, model: str, missing: str, firth: str) -> tuple[int, float, Fit]:
     """(n used, AF of the tested allele among them, fit) for one variant's dosages (NaN = missing)."""
     called = ~np.isnan(g)
     if missing == "drop":

@@ -56,8 +56,7 @@ def regress_hail(mt: hl.MatrixTable, design: Design, model: str, firth: str) -> 
     import hail as hl
 
     cols = {
-        s: [float(design.y[i])] + [float(v) for v in design.covariates[i, 1:]]
-        for i, s in enumerate(design.samples)
+        s: [float(design.y[i])] + [float(v) for v in design.covariates[i, 1:]] for i, s in enumerate(design.samples)
     }
     lit = hl.literal(cols)
     mt = mt.filter_cols(lit.contains(mt.s))
@@ -75,9 +74,7 @@ def regress_hail(mt: hl.MatrixTable, design: Design, model: str, firth: str) -> 
         status = hl.if_else(hl.is_nan(ht.p_value), "collinear", "ok")
     else:
         test = "firth" if firth == "always" else "wald"
-        ht = hl.logistic_regression_rows(
-            test=test, y=mt._v[0], x=x, covariates=covs, pass_through=[*passed, "_sep"]
-        )
+        ht = hl.logistic_regression_rows(test=test, y=mt._v[0], x=x, covariates=covs, pass_through=[*passed, "_sep"])
         beta, p, refit = ht.beta, ht.p_value, hl.bool(False)
         if test == "firth":  # Hail's Firth test is a likelihood-ratio test: no standard error
             stat, se, is_firth = ht.chi_sq_stat, hl.missing(hl.tfloat64), True

@@ -28,9 +28,9 @@ def plots(results: pd.DataFrame, out_dir: Path, title: str) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     r = results[np.isfinite(results["neg_log10_p"])].copy()
     r["_c"] = r["contig"].str.replace("chr", "", regex=False)
-    r["_order"] = pd.to_numeric(
-        r["_c"].replace({"X": "23", "Y": "24", "MT": "25", "M": "25"}), errors="coerce"
-    ).fillna(99)
+    r["_order"] = pd.to_numeric(r["_c"].replace({"X": "23", "Y": "24", "MT": "25", "M": "25"}), errors="coerce").fillna(
+        99
+    )
     r = r.sort_values(["_order", "_c", "position"])
     fig, ax = plt.subplots(figsize=(11, 4), dpi=110)
     offset, ticks, labels = 0.0, [], []

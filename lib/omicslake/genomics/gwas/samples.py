@@ -71,7 +71,8 @@ def read_sample_table(path: str | Path, id_col: str | None = None) -> SampleTabl
     dup = frame[key].duplicated()
     if dup.any():
         raise InputError(
-            f"{path}: sample ids repeat in column {key!r} ({int(dup.sum())} repeats, first on line {int(np.flatnonzero(dup.to_numpy())[0]) + 2}); keep one row per sample"
+            f"{path}: sample ids repeat in column {key!r} ({int(dup.sum())} repeats, first on line "
+            f"{int(np.flatnonzero(dup.to_numpy())[0]) + 2}); keep one row per sample"
         )
     return SampleTable(path, frame.set_index(key), path.suffix.lower() in PLINK_SUFFIXES)
 
@@ -141,10 +142,6 @@ def build_design(
         )
     c = frame.iloc[keep]
     if binary and c[pheno_col].nunique() < 2:
-        raise InputError(
-            f"{pheno.path}: {pheno_col!r} has one class only among the {len(keep)} usable samples"
-        )
+        raise InputError(f"{pheno.path}: {pheno_col!r} has one class only among the {len(keep)} usable samples")
     x = np.column_stack([np.ones(len(keep))] + [c[n].to_numpy(float) for n in names])
-    return Design(
-        keep, [genotype_samples[i] for i in keep], c[pheno_col].to_numpy(float), x, names, binary, report
-    )
+    return Design(keep, [genotype_samples[i] for i in keep], c[pheno_col].to_numpy(float), x, names, binary, report)
