@@ -35,6 +35,9 @@ Action = Literal["warn", "quarantine", "fail"]
 
 @dataclass(frozen=True)
 class ColumnSpec:
+    """One declared column: name, Spark SQL type string, whether it may be null, PHI class (one of
+    ``PHI_CLASSES``) and description."""
+
     name: str
     type: str
     nullable: bool = True
@@ -54,6 +57,9 @@ class PatternSpec:
 
 @dataclass(frozen=True)
 class Expectation:
+    """One expectation of a contract (kinds and actions in the module docstring): its name, kind, action,
+    and the fields its kind reads (column, columns, min, max, values, expr)."""
+
     name: str
     kind: str
     action: Action
@@ -87,6 +93,8 @@ class Expectation:
         raise ContractError(f"expectation {self.name}: unknown kind {self.kind!r}")
 
     def reason(self) -> str:
+        """The quarantine reason in words: ``<column> outside [min, max]``, ``<column> not in allowed values``,
+        ``<column> is null``, ``duplicate key (<columns>)``, else ``fails <expr>``."""
         if self.kind == "range":
             return f"{self.column} outside [{self.min}, {self.max}]"
         if self.kind == "allowed":
@@ -100,6 +108,10 @@ class Expectation:
 
 @dataclass(frozen=True)
 class Contract:
+    """A table's contract (``schemas/<layer>/<table>.yaml``): columns in order, keys, expectations,
+    description, source file, whether undeclared columns are allowed, partition columns, pattern columns
+    and helper columns."""
+
     table: str
     columns: tuple[ColumnSpec, ...]
     keys: tuple[str, ...] = ()
@@ -145,9 +157,11 @@ class Contract:
 
     @property
     def names(self) -> list[str]:
+        """The declared column names, in order."""
         return [c.name for c in self.columns]
 
     def ddl(self) -> str:
+        """The declared columns as a Spark DDL string (``name type, ...``, names backquoted)."""
         return ", ".join(f"`{c.name}` {c.type}" for c in self.columns)
 
     def struct(self) -> T.StructType:
@@ -162,6 +176,7 @@ class Contract:
         )
 
     def phi_columns(self, *classes: str) -> list[str]:
+        """The declared column names whose PHI class is one of ``classes``, in order."""
         return [c.name for c in self.columns if c.phi in classes]
 
 
@@ -377,12 +392,17 @@ def enforce(contract: Contract) -> Any:
 
 @dataclass(frozen=True)
 class CheckResult:
+    """What ``check`` gives: the rows kept, the rows quarantined (with rule and reason), violations per
+    expectation name, and the cached flagged rows behind both (``release`` them)."""
+
     kept: DataFrame
     quarantined: DataFrame  # the contract's columns + rule, reason
     counts: dict[str, int]  # violations per expectation name
     flagged: DataFrame | None = None  # cached rows with their flags: unpersist once kept/quarantined are written
 
     def release(self) -> None:
+        """Unpersist the cached flagged rows (once kept and quarantined are written); nothing to do when the
+        contract had no expectations."""
         if self.flagged is not None:
             self.flagged.unpersist()
 

@@ -46,6 +46,8 @@ def plan(only: str | None = None, start: str | None = None) -> list[str]:
 
 @dataclass(frozen=True)
 class Decision:
+    """Whether a job runs (``run``) and why, in words (``reason``)."""
+
     run: bool
     reason: str
 
@@ -132,6 +134,9 @@ def predict(spark: SparkSession, cfg: Config, jobs: list[str]) -> dict[str, Deci
 def run_pipeline(
     spark: SparkSession, cfg: Config, jobs: list[str], run_id: str | None = None, force: bool = False
 ) -> list[RunResult]:
+    """Run ``jobs`` in the order given under one run id (a new one when None), skipping those
+    ``skip_decision`` lets skip unless ``force``; one RunResult per job (status "skipped" and the reason
+    for a skipped one). A job's failure is raised and stops the rest."""
     run_id = run_id or new_run_id()
     results = []
     for n, job in enumerate(jobs, 1):
@@ -150,6 +155,9 @@ def run_pipeline(
 
 
 def run_pipeline_from_args(args: argparse.Namespace) -> int:
+    """``omicslake pipeline``: plan the jobs from --only/--from, then with --dry-run print each one's
+    decision, else run them and print a summary and the lake root. Exit status 0; 2 for an unknown job
+    or a bad config; 1 for another omicslake error."""
     try:
         jobs = plan(args.only, args.start)
     except OmicslakeError as exc:

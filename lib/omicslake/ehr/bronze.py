@@ -39,6 +39,8 @@ def numbered_lines(spark: SparkSession, path: Path) -> DataFrame:
 
 
 def csv_header(path: Path) -> list[str]:
+    """The column names on the first line of a local CSV file (RFC 4180 quoting), read in plain Python;
+    StopIteration for an empty file."""
     with path.open(newline="") as f:
         first = f.readline()
     return next(csv.reader(io.StringIO(first)))

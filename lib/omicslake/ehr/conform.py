@@ -32,6 +32,10 @@ GENDER_CONCEPTS = {"M": 8507, "F": 8532}
 
 @dataclass(frozen=True)
 class Deid:
+    """De-identification settings for the row builders: ``key`` (bytes) keys every pseudonym; with
+    ``date_shift`` each patient's dates move by one keyed offset of 1 to ``max_days`` days either way;
+    ``reference_date`` (ISO date; None = today) is the day ages are taken at for the 90+ top-coding."""
+
     key: bytes
     date_shift: bool = False
     max_days: int = 365
@@ -103,6 +107,10 @@ def _shift_date(d: Deid, day: Column, patient_col: str = "PATIENT") -> Column:
 
 
 def person_rows(df: DataFrame, d: Deid) -> DataFrame:
+    """silver.person rows from bronze patients (Id, BIRTHDATE, DEATHDATE, GENDER, RACE, ETHNICITY, ZIP,
+    STATE): person_key, gender concept, shifted birth and death dates (a birth date 90+ years before the
+    reference date or death is top-coded to 90 years, age_90_plus), zip3; unparsable dates are null and
+    named in _parse_errors."""
     ref = F.to_date(F.lit(d.reference_date)) if d.reference_date else F.current_date()
     birth = _shift_date(d, _date("BIRTHDATE"), "Id")
     death = _shift_date(d, _date("DEATHDATE"), "Id")
@@ -132,6 +140,10 @@ def person_rows(df: DataFrame, d: Deid) -> DataFrame:
 
 
 def visit_rows(df: DataFrame, d: Deid) -> DataFrame:
+    """silver.visit_occurrence rows from bronze encounters (Id, PATIENT, ENCOUNTERCLASS, CODE, START, STOP,
+    TOTAL_CLAIM_COST): visit and person keys, the visit concept of the class (``VISIT_CONCEPTS``, null for
+    another class), shifted start/end timestamps and total_cost; unparsable values are null and named in
+    _parse_errors."""
     concept = F.create_map(*[x for k, v in VISIT_CONCEPTS.items() for x in (F.lit(k), F.lit(v))])
     return _base(df).select(
         pseudonym(d.key, "visit", F.col("Id")).alias("visit_key"),
@@ -198,6 +210,9 @@ def _event_rows(
 
 
 def condition_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
+    """silver.condition_occurrence rows from bronze conditions (PATIENT, ENCOUNTER, CODE, DESCRIPTION, START,
+    STOP; _ID when the source has one): the SNOMED code with its concept id from ``concepts`` (OMOP CONCEPT
+    rows; 0 when unknown) and shifted start/end dates; unparsable dates are null and named in _parse_errors."""
     rows = _event_rows(
         df,
         d,
@@ -251,6 +266,9 @@ def measurement_rows(df: DataFrame, d: Deid, concepts: DataFrame, units: dict[st
 
 
 def drug_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
+    """silver.drug_exposure rows from bronze medications (PATIENT, ENCOUNTER, CODE, DESCRIPTION, START, STOP,
+    DISPENSES): the RxNorm code with its concept id from ``concepts`` (0 when unknown), shifted start/end
+    timestamps and quantity (a double); unparsable values are null and named in _parse_errors."""
     rows = _event_rows(
         df,
         d,
@@ -270,6 +288,9 @@ def drug_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
 
 
 def procedure_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
+    """silver.procedure_occurrence rows from bronze procedures (PATIENT, ENCOUNTER, CODE, DESCRIPTION, START,
+    STOP): the SNOMED code with its concept id from ``concepts`` (0 when unknown) and shifted start/end
+    timestamps; unparsable times are null and named in _parse_errors."""
     rows = _event_rows(
         df,
         d,
@@ -288,6 +309,9 @@ def procedure_rows(df: DataFrame, d: Deid, concepts: DataFrame) -> DataFrame:
 
 
 def sample_link_rows(df: DataFrame, d: Deid) -> DataFrame:
+    """silver.sample_link rows from the bronze sample link (sample_id, patient_id, consent): the sample id as
+    given, the person_key of the patient, and consent true only for the text "true" in any case (anything
+    else, or nothing, is false)."""
     return _base(df).select(
         F.col("sample_id"),
         pseudonym(d.key, "person", F.col("patient_id")).alias("person_key"),
@@ -330,4 +354,6 @@ def with_person(rows: DataFrame, person: DataFrame) -> DataFrame:
 
 
 def row_hash(columns: list[str]) -> Column:
+    """SHA-256 (64 hex characters) of the named columns' values as one JSON object: the row's content
+    fingerprint (silver's ``_row_hash``)."""
     return F.sha2(F.to_json(F.struct(*[F.col(c) for c in columns])), 256)

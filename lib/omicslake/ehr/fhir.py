@@ -42,6 +42,9 @@ def _first_code(c: str) -> tuple[Column, Column, Column]:
 
 
 def patients(df: DataFrame, read: object = None) -> DataFrame:
+    """bronze.fhir_patient rows (``resource`` JSON) as Synthea patients: Id, BIRTHDATE, DEATHDATE
+    (deceasedDateTime), GENDER (M/F for male/female, other values as given), RACE and ETHNICITY (the US
+    Core extensions' text), ZIP and STATE of the first address, and META. ``read`` is unused."""
     schema = (
         "id string, gender string, birthDate string, deceasedDateTime string, "
         "address array<struct<postalCode: string, state: string>>, "
@@ -72,6 +75,9 @@ def patients(df: DataFrame, read: object = None) -> DataFrame:
 
 
 def encounters(df: DataFrame, read: object = None) -> DataFrame:
+    """bronze.fhir_encounter rows as Synthea encounters: Id, START/STOP (period), PATIENT (the subject's id),
+    ENCOUNTERCLASS (``ENCOUNTER_CLASS`` of class.code, else the code in lower case), CODE and DESCRIPTION
+    of the first type coding, TOTAL_CLAIM_COST null, and META. ``read`` is unused."""
     schema = f"id string, class struct<code: string>, type array<{CODING}>, subject {REF}, period struct<start: string, end: string>"
     j = _parse(df, schema)
     cls = F.create_map(*[x for k, v in ENCOUNTER_CLASS.items() for x in (F.lit(k), F.lit(v))])
@@ -107,6 +113,9 @@ def _event(df: DataFrame, fields: str, code_field: str, *columns: Column) -> Dat
 
 
 def conditions(df: DataFrame, read: object = None) -> DataFrame:
+    """bronze.fhir_condition rows as Synthea conditions: START (onset, else recorded date), STOP (abatement),
+    SYSTEM (the first coding's system), PATIENT, ENCOUNTER, CODE, DESCRIPTION, _ID (the resource id) and
+    META. ``read`` is unused."""
     _, _, system = _first_code("_j.code")
     return _event(
         df,
@@ -119,6 +128,9 @@ def conditions(df: DataFrame, read: object = None) -> DataFrame:
 
 
 def observations(df: DataFrame, read: object = None) -> DataFrame:
+    """bronze.fhir_observation rows as Synthea observations: DATE (effectiveDateTime), VALUE (valueQuantity's
+    value as text), UNITS (its code, else its unit), PATIENT, ENCOUNTER, CODE, DESCRIPTION, _ID and META.
+    ``read`` is unused."""
     return _event(
         df,
         "effectiveDateTime string, valueQuantity struct<value: double, unit: string, code: string>",
@@ -130,6 +142,9 @@ def observations(df: DataFrame, read: object = None) -> DataFrame:
 
 
 def medications(df: DataFrame, read: object = None) -> DataFrame:
+    """bronze.fhir_medicationrequest rows as Synthea medications: START (authoredOn), STOP null, DISPENSES
+    (numberOfRepeatsAllowed), CODE and DESCRIPTION of medicationCodeableConcept, PATIENT, ENCOUNTER, _ID and
+    META. ``read`` is unused."""
     return _event(
         df,
         "authoredOn string, dispenseRequest struct<numberOfRepeatsAllowed: int>",
@@ -141,6 +156,9 @@ def medications(df: DataFrame, read: object = None) -> DataFrame:
 
 
 def procedures(df: DataFrame, read: object = None) -> DataFrame:
+    """bronze.fhir_procedure rows as Synthea procedures: START (performedPeriod.start, else
+    performedDateTime), STOP (performedPeriod.end), PATIENT, ENCOUNTER, CODE, DESCRIPTION, _ID and META.
+    ``read`` is unused."""
     return _event(
         df,
         "performedDateTime string, performedPeriod struct<start: string, end: string>",

@@ -72,6 +72,10 @@ def _with_patient(df: DataFrame, read: Read) -> DataFrame:
 
 
 def patients(df: DataFrame, read: Read) -> DataFrame:
+    """bronze.omop_person rows as Synthea patients: Id (the source id, see the module docstring), BIRTHDATE
+    (birth_datetime, else year-month-day of birth, a missing month or day taken as 1), DEATHDATE (the
+    earliest in ``read("death")``, null without that table), GENDER (M/F from gender_concept_id, else
+    gender_source_value), RACE, ETHNICITY, ZIP and STATE null, and META."""
     death = read("death")
     rows = df
     if death is not None:
@@ -105,6 +109,9 @@ def patients(df: DataFrame, read: Read) -> DataFrame:
 
 
 def encounters(df: DataFrame, read: Read) -> DataFrame:
+    """bronze.omop_visit_occurrence rows as Synthea encounters: Id (visit_occurrence_id), START/STOP
+    (datetime, else date), PATIENT (mapped through ``read("person")``), ENCOUNTERCLASS (``VISIT_CLASS`` of
+    visit_concept_id, else "concept <id>"), CODE (visit_concept_id), DESCRIPTION and cost null, and META."""
     cls = F.create_map(*[x for k, v in VISIT_CLASS.items() for x in (F.lit(k), F.lit(v))])
     return _with_patient(df, read).select(
         F.col("visit_occurrence_id").alias("Id"),
@@ -137,6 +144,9 @@ def _event(df: DataFrame, read: Read, id_col: str, code_col: str, *columns: Colu
 
 
 def conditions(df: DataFrame, read: Read) -> DataFrame:
+    """bronze.omop_condition_occurrence rows as Synthea conditions: START/STOP (datetime, else date), SYSTEM
+    "SNOMED", CODE (condition_source_value), _ID (condition_occurrence_id), PATIENT mapped through
+    ``read("person")``, ENCOUNTER, and META."""
     return _event(
         df,
         read,
@@ -162,6 +172,9 @@ def observations(df: DataFrame, read: Read) -> DataFrame:
 
 
 def medications(df: DataFrame, read: Read) -> DataFrame:
+    """bronze.omop_drug_exposure rows as Synthea medications: START/STOP (datetime, else date), DISPENSES
+    (quantity), CODE (drug_source_value), _ID (drug_exposure_id), PATIENT mapped through
+    ``read("person")``, ENCOUNTER, and META."""
     return _event(
         df,
         read,
@@ -174,6 +187,9 @@ def medications(df: DataFrame, read: Read) -> DataFrame:
 
 
 def procedures(df: DataFrame, read: Read) -> DataFrame:
+    """bronze.omop_procedure_occurrence rows as Synthea procedures: START/STOP (procedure_datetime and
+    procedure_end_datetime, else the dates), CODE (procedure_source_value), _ID (procedure_occurrence_id),
+    PATIENT mapped through ``read("person")``, ENCOUNTER, and META."""
     return _event(
         df,
         read,

@@ -41,6 +41,8 @@ class Conformed:
     _cached: tuple[DataFrame, ...] = ()
 
     def release(self) -> None:
+        """Unpersist the cached DataFrames (the built rows, kept, quarantined and the check's flagged rows);
+        call it once kept and quarantined are written."""
         self.checked.release()
         for df in self._cached:
             df.unpersist()

@@ -125,6 +125,8 @@ def matches(e: Events) -> Column:
 
 
 def in_window(days: Column, window: tuple[int | None, ...]) -> Column:
+    """True where ``days`` (day offsets from the index date) lies in ``window`` = (lo, hi), both ends
+    inclusive, None for an open end; null where ``days`` is null and an end is set."""
     lo, hi = window[0], window[1]
     c = F.lit(True)
     if lo is not None:

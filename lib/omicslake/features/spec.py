@@ -37,6 +37,10 @@ class Events:
 
 @dataclass(frozen=True)
 class IndexRule(Events):
+    """The index event: which events (``Events``), ``between`` (first and last ISO day the event's start may
+    fall on; empty = any), the first or last such event per person, and its start or end date (``end``:
+    a stay's discharge)."""
+
     between: tuple[str, ...] = ()  # [first day, last day] the index event may fall on
     occurrence: Literal["first", "last"] = "first"
     date: Literal["start", "end"] = "start"  # end: a stay's discharge
@@ -44,6 +48,10 @@ class IndexRule(Events):
 
 @dataclass(frozen=True)
 class Criterion(Events):
+    """An inclusion or exclusion criterion, ``name`` reported in the attrition counts: at least
+    ``min_count`` matching events in ``window`` (days relative to index, both ends inclusive, None for
+    open), or, when ``age`` = [min, max] is given, the age at index (years) in that range instead."""
+
     name: str = ""
     window: tuple[int | None, ...] = (None, -1)
     min_count: int = 1
@@ -52,17 +60,27 @@ class Criterion(Events):
 
 @dataclass(frozen=True)
 class Outcome(Events):
+    """The outcome: a matching event whose start falls ``window`` = [from, to] days after the index (both
+    inclusive); ``to`` is the horizon."""
+
     window: tuple[int, ...] = (1, 365)
 
 
 @dataclass(frozen=True)
 class CharlsonGroup:
+    """One Charlson comorbidity group: its ``weight`` in charlson_index and the SNOMED ``codes`` that
+    place a patient in it."""
+
     weight: int
     codes: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
 class FeatureSpec:
+    """Which features a cohort gets (families and column names in ``features.patient``): labs with their
+    look-back windows (days) and statistics, condition and Charlson groups, drug classes, visit classes,
+    genetics (PCs, PRS), and whether events on the index day count."""
+
     labs: tuple[str, ...] = ()  # measurement names (schemas/vocab/units.yaml)
     lab_windows: tuple[int, ...] = (365,)  # look-back days; each gives its own columns
     lab_stats: tuple[Literal["last", "mean", "min", "max", "slope", "count"], ...] = (
@@ -90,6 +108,10 @@ class FeatureSpec:
 
 @dataclass(frozen=True)
 class CohortSpec:
+    """A cohort definition (``conf/cohorts/<name>.yaml``, read by ``load_cohort``): the index rule, outcome,
+    prior observation needed (days), inclusion and exclusion criteria, features and Table 1 columns;
+    ``name`` names its gold tables."""
+
     name: str
     index: IndexRule
     outcome: Outcome
@@ -102,10 +124,13 @@ class CohortSpec:
 
     @property
     def horizon(self) -> int:
+        """The outcome window's last day after index (days): follow-up is counted up to it."""
         return int(self.outcome.window[-1])
 
 
 def cohort_dir() -> Path:
+    """``cohorts`` in the conf folder (``resource_dir("conf")``: ConfigError when there is none); the
+    cohorts folder itself need not exist."""
     return resource_dir("conf") / "cohorts"
 
 

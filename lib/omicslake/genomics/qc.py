@@ -45,6 +45,9 @@ def split(mt: hl.MatrixTable) -> hl.MatrixTable:
 
 @dataclass(frozen=True)
 class QcResult:
+    """What ``run_qc`` gives: every sample and every split variant with its Hail QC metrics and the first
+    rule it failed (null when it passed), and the genotypes of passing samples x passing variants."""
+
     samples: hl.Table  # every sample with its metrics, pass flag and first failed rule
     variants: hl.Table  # every split variant with its metrics, pass flag and first failed rule
     genotypes: hl.MatrixTable  # passing samples x passing variants
@@ -121,6 +124,9 @@ def run_qc(mt: hl.MatrixTable, t: GenomicQcConfig) -> QcResult:
 
 
 def sample_rows(samples: hl.Table) -> hl.Table:
+    """silver.sample_qc rows from ``QcResult.samples``: sample_id, call_rate, n_called, n_not_called, n_het,
+    n_hom_var, r_het_hom_var, dp_mean, gq_mean, passed, and the first failed rule and its reason (null
+    when passed)."""
     samples = samples.key_by()
     sq = samples.sample_qc
     return samples.select(
@@ -140,6 +146,9 @@ def sample_rows(samples: hl.Table) -> hl.Table:
 
 
 def variant_rows(variants: hl.Table) -> hl.Table:
+    """silver.variant_qc rows from ``QcResult.variants``: contig, position, ref, alt, rsid, was_split, a_index,
+    call_rate, ac, an, af (of the alt allele, over passing samples), n_het, hwe_p, dp_mean, gq_mean,
+    passed, and the first failed rule and its reason (null when passed)."""
     variants = variants.key_by()
     vq = variants.variant_qc
     return variants.select(

@@ -46,6 +46,9 @@ def check_identifier(name: str, what: str = "identifier") -> str:
 
 @dataclass(frozen=True)
 class WriteResult:
+    """One table write of a run: the table name, its Delta version after the write, rows written (0 when
+    skipped), the write mode, and whether the run had already committed it (skipped)."""
+
     table: str
     version: int
     rows: int
@@ -99,6 +102,8 @@ class Lake:
 
     # ---------------------------------------------------------------------------- naming
     def split(self, name: str) -> tuple[str, str]:
+        """``"<layer>.<table>"`` -> (layer, table). TableNotFoundError for a name without a dot or an unknown
+        layer, IdentifierError for a table name that is not a plain identifier."""
         layer, dot, table = name.partition(".")
         if not dot:
             raise TableNotFoundError(
@@ -134,6 +139,8 @@ class Lake:
         return DeltaTable.forName(self.spark, fq) if fq else DeltaTable.forPath(self.spark, self.location(name))
 
     def exists(self, name: str) -> bool:
+        """Whether the table has a committed Delta version (with lake.catalog: whether the metastore has it);
+        a _delta_log left without a commit is no table."""
         fq = self.qualified(name)
         if fq:
             return bool(self.spark.catalog.tableExists(fq.replace("`", "")))
@@ -141,6 +148,7 @@ class Lake:
         return bool(DeltaTable.isDeltaTable(self.spark, self.location(name)))
 
     def version(self, name: str) -> int | None:
+        """The table's latest Delta version, None when it does not exist."""
         if not self.exists(name):
             return None
         row = self._delta_table(name).history(1).select("version").first()

@@ -20,6 +20,8 @@ if TYPE_CHECKING:
 
 
 def is_remote(location: str | Path) -> bool:
+    """True for an object-store URI given as a str (``scheme://...``, not ``file://``); a Path, a plain
+    path or a ``file://`` URI is local."""
     return isinstance(location, str) and "://" in location and not location.startswith("file://")
 
 
@@ -66,6 +68,8 @@ def open_read(location: str | Path, cfg: Config | None = None) -> IO[bytes]:
 
 
 def is_file(location: str | Path, cfg: Config | None = None) -> bool:
+    """Whether a file (not a folder) is at the local path or URI. ConfigError for a URI scheme pyarrow
+    cannot open."""
     if not is_remote(location):
         return _local(location).is_file()
     from pyarrow import fs as pafs
@@ -87,6 +91,7 @@ def write_bytes(location: str | Path, data: bytes, cfg: Config | None = None) ->
 
 
 def write_text(location: str | Path, text: str, cfg: Config | None = None) -> None:
+    """Write ``text`` as the whole file, UTF-8 encoded, creating its folders (see ``write_bytes``)."""
     write_bytes(location, text.encode(), cfg)
 
 
@@ -105,6 +110,7 @@ def remove_tree(location: str | Path, cfg: Config | None = None) -> None:
 
 
 def read_text(location: str | Path, cfg: Config | None = None) -> str:
+    """The whole file at a local path or URI, decoded as UTF-8."""
     with open_read(location, cfg) as f:
         return f.read().decode()
 

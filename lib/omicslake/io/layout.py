@@ -77,6 +77,8 @@ class Layout:
 
     @classmethod
     def of(cls, root: str) -> Layout:
+        """The Layout of ``root`` normalized by ``normalize_root`` (ConfigError for an empty root or a scheme
+        no lake can live on)."""
         return cls(normalize_root(root))
 
     # ------------------------------------------------------------------ what kind of root
@@ -88,6 +90,7 @@ class Layout:
 
     @property
     def is_local(self) -> bool:
+        """True for a local folder root (no URI scheme)."""
         return self.scheme is None
 
     @property
@@ -112,15 +115,19 @@ class Layout:
         return "/".join([self.root, *clean]) if clean else self.root
 
     def table(self, layer: str, table: str) -> str:
+        """The Delta folder of ``<layer>.<table>``: root/layer/table."""
         return self.uri(layer, table)
 
     def landing(self, *parts: str) -> str:
+        """root/landing/parts...: the raw inputs ``generate`` writes."""
         return self.uri("landing", *parts)
 
     def reports(self, *parts: str) -> str:
+        """root/reports/parts...: the Markdown/HTML reports."""
         return self.uri("reports", *parts)
 
     def mlflow(self, *parts: str) -> str:
+        """root/mlflow/parts...: the default local MLflow store and its artifacts."""
         return self.uri("mlflow", *parts)
 
     def tmp(self, *parts: str) -> str:
@@ -128,6 +135,7 @@ class Layout:
         return self.uri("_tmp", *parts)
 
     def warehouse(self) -> str:
+        """root/_warehouse: Spark's warehouse folder."""
         return self.uri("_warehouse")
 
     def local_scratch(self, *parts: str) -> Path:

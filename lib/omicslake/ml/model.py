@@ -33,11 +33,15 @@ NOT_FEATURES = {"person_key", "index_date", "label", "time_days", "event", "run_
 
 @dataclass(frozen=True)
 class FeatureColumns:
+    """A model's feature columns by type: numeric (median-imputed) and categorical (string columns,
+    one-hot encoded)."""
+
     numeric: tuple[str, ...]
     categorical: tuple[str, ...]
 
     @property
     def all(self) -> list[str]:
+        """Numeric then categorical names: the order the assembler puts them in."""
         return [*self.numeric, *self.categorical]
 
 
@@ -94,6 +98,8 @@ def with_class_weights(df: DataFrame, balanced: bool) -> DataFrame:
 
 
 def estimator(kind: str, seed: int) -> Any:
+    """An unfitted MLlib classifier of ``kind`` (logistic, random_forest or gbt) on ``features`` and
+    ``label``, weighted by ``_w``, seeded; ValueError naming the kinds for any other."""
     if kind == "logistic":
         return LogisticRegression(
             featuresCol="features", labelCol="label", weightCol="_w", maxIter=200, standardization=False
@@ -137,6 +143,8 @@ def preprocessing(cols: FeatureColumns, scale: bool = True, center: bool = True)
 
 
 def pipeline(cols: FeatureColumns, kind: str, seed: int) -> tuple[Pipeline, Any]:
+    """(Pipeline of ``preprocessing(cols)`` then the classifier, the classifier itself: a parameter grid
+    names its params); ValueError for an unknown ``kind``."""
     est = estimator(kind, seed)
     return Pipeline(stages=[*preprocessing(cols), est]), est
 
@@ -222,6 +230,7 @@ def evaluate(scored: DataFrame) -> dict[str, Any]:
 
 
 def age_band(col: str = "age_at_index") -> Column:
+    """'<45', '45-64' or '65+' from an age column in years; 'unknown' where it is null."""
     a = F.col(col)
     return F.when(a < 45, "<45").when(a < 65, "45-64").when(a.isNotNull(), "65+").otherwise("unknown")
 

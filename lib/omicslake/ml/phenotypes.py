@@ -22,6 +22,9 @@ from omicslake.ml.model import FeatureColumns, preprocessing
 
 @dataclass(frozen=True)
 class Clustering:
+    """What ``fit`` gives: the fitted pipeline (predicts ``cluster``), the chosen k, the silhouette of every
+    candidate k and the persons in each cluster at the chosen k."""
+
     model: PipelineModel  # preprocessing + the chosen clusterer (predicts ``cluster``)
     k: int
     silhouettes: dict[int, float]  # candidate k -> silhouette
@@ -29,6 +32,8 @@ class Clustering:
 
 
 def clusterer(algorithm: str, k: int, seed: int, max_iter: int) -> Any:
+    """An unfitted MLlib KMeans ("kmeans") or BisectingKMeans ("bisecting") on ``features``, predicting
+    ``cluster``; ValueError naming the two for any other ``algorithm``."""
     if algorithm == "kmeans":
         return KMeans(k=k, seed=seed, maxIter=max_iter, featuresCol="features", predictionCol="cluster")
     if algorithm == "bisecting":

@@ -20,6 +20,9 @@ def _plt() -> Any:
 def model_plots(
     metrics: dict[str, Any], curve: dict[str, np.ndarray], weights: list[tuple[str, float]], out: Path, title: str
 ) -> dict[str, Path]:
+    """roc.png, pr.png, calibration.png and feature_weights.png written to ``out`` (created) from
+    ``evaluate``'s metrics, ``curves``' points and ``importances``' (feature, weight) pairs (the first 20
+    drawn); returns plot name -> path. TypeError when auroc or auprc is None (a one-class split)."""
     plt = _plt()
     out.mkdir(parents=True, exist_ok=True)
     paths: dict[str, Path] = {}

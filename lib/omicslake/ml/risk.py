@@ -34,11 +34,13 @@ EPS = 1e-12
 
 
 def logit(p: np.ndarray) -> np.ndarray:
+    """log(p / (1 - p)) elementwise, p clipped to [EPS, 1 - EPS] so that 0 and 1 give finite values."""
     q = np.clip(np.asarray(p, float), EPS, 1 - EPS)
     return np.log(q / (1 - q))
 
 
 def sigmoid(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) elementwise: the inverse of ``logit``."""
     return 1.0 / (1.0 + np.exp(-np.asarray(x, float)))
 
 
@@ -59,6 +61,8 @@ class Calibration:
     n: int = 0
 
     def apply(self, p: np.ndarray) -> np.ndarray:
+        """The calibrated risks of probabilities ``p`` (array in, array out): platt: sigmoid(a + b logit(p));
+        isotonic: linear between the boundaries x -> y, constant outside; any other method: p unchanged."""
         p = np.asarray(p, float)
         if self.method == "platt":
             return sigmoid(self.a + self.b * logit(p))
@@ -83,10 +87,13 @@ class Calibration:
         return p
 
     def to_dict(self) -> dict[str, Any]:
+        """The fields as a JSON-serialisable dict (the model's metadata); ``from_dict`` reads it back."""
         return asdict(self)
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> Calibration:
+        """The map ``to_dict`` wrote (numbers cast to float and int, absent ones at their defaults); KeyError
+        when ``method`` is missing."""
         return Calibration(
             method=d["method"],
             a=float(d.get("a", 0.0)),
@@ -212,6 +219,8 @@ def band(risk: float | None, thresholds: tuple[float, ...], names: tuple[str, ..
 
 
 def band_column(risk: Column, thresholds: tuple[float, ...], names: tuple[str, ...]) -> Column:
+    """``band`` as a Spark column: names[i] for the first threshold the risk is below, the last name at or
+    above all, null for a null risk."""
     out = None
     for t, nme in zip(thresholds, names, strict=False):
         out = F.when(risk < F.lit(t), nme) if out is None else out.when(risk < F.lit(t), nme)
@@ -342,15 +351,19 @@ class LinearRisk:
 
     @property
     def features(self) -> list[str]:
+        """Numeric then categorical feature names: the fields every row must carry."""
         return [*self.numeric, *self.categorical]
 
     def to_dict(self) -> dict[str, Any]:
+        """All fields as a JSON-serialisable dict (tuples as lists), for the model's metadata; ``from_dict`` reads
+        it back."""
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()} | {
             "levels": [list(lv) for lv in self.levels]
         }
 
     @staticmethod
     def from_dict(d: dict[str, Any]) -> LinearRisk:
+        """The model ``to_dict`` wrote; KeyError for a missing field (``units`` may be absent)."""
         return LinearRisk(
             numeric=tuple(d["numeric"]),
             medians=tuple(float(v) for v in d["medians"]),
@@ -419,6 +432,8 @@ class LinearRisk:
         return m
 
     def slot_contributions(self, rows: Any) -> np.ndarray:
+        """(n, slots) array: each assembled slot's coefficient x standardised value (0 where the training std
+        was 0); ``rows`` as for ``design``."""
         std = np.array(self.std)
         inv = np.where(std != 0, 1.0 / np.where(std != 0, std, 1.0), 0.0)  # MLlib's StandardScaler: 0 where std is 0
         return (self.design(rows) - np.array(self.mean)) * inv * np.array(self.coef)
@@ -436,6 +451,7 @@ class LinearRisk:
         return np.hstack(out) if out else s
 
     def margin(self, rows: Any) -> np.ndarray:
+        """The log-odds per row (array of n): intercept + the sum of the slot contributions."""
         return self.intercept + self.slot_contributions(rows).sum(axis=1)
 
     def reasons(self, rows: Any, contributions: np.ndarray, k: int) -> list[list[dict[str, Any]]]:

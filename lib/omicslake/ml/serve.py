@@ -37,6 +37,9 @@ class RequestError(ValueError):
 
 @dataclass(frozen=True)
 class RiskService:
+    """A registered logistic model version ready to answer requests: its name and version, its numbers, the
+    calibration map, the risk band thresholds and names, and how many reasons to give per patient."""
+
     name: str
     version: int
     linear: LinearRisk
@@ -46,6 +49,10 @@ class RiskService:
     top_k: int
 
     def validate(self, patients: Any) -> pd.DataFrame:
+        """The patients (a list of JSON objects) as a pandas DataFrame of the model's features (numbers as
+        floats, null as NaN) and person_key. RequestError naming the patient and field for an empty list, a
+        non-object, a missing or unknown field, a numeric field that is not a finite number, or a category or
+        person_key that is not a string."""
         if not isinstance(patients, list) or not patients:
             raise RequestError(
                 'send one patient as a JSON object of features, or {"patients": [ ... ]} with at least one'
@@ -90,6 +97,9 @@ class RiskService:
         return pd.DataFrame(data | {"person_key": [r.get("person_key") for r in rows]})
 
     def predict(self, patients: Any) -> dict[str, Any]:
+        """The answer to POST /predict for a list of patient objects: model, model_version, calibration, and
+        per patient person_key, risk (calibrated), risk_band, model_score (uncalibrated probability) and
+        the top_k reasons. RequestError as ``validate``."""
         pdf = self.validate(patients)
         contrib = self.linear.contributions(pdf)
         score = 1.0 / (1.0 + np.exp(-(self.linear.intercept + contrib.sum(axis=1))))
@@ -210,6 +220,8 @@ def _handler(service: RiskService) -> type[BaseHTTPRequestHandler]:
 
 
 def make_server(service: RiskService, host: str = "127.0.0.1", port: int = 5088) -> ThreadingHTTPServer:
+    """An HTTP server for ``service`` bound to host:port (port 0: a free one), not yet serving: GET /health,
+    POST /predict. OSError when the port is taken."""
     return ThreadingHTTPServer((host, port), _handler(service))
 
 

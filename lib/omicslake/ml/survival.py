@@ -26,6 +26,9 @@ from omicslake.ml.model import FeatureColumns, preprocessing
 
 
 def pipeline(cols: FeatureColumns) -> Pipeline:
+    """An unfitted Pipeline: ``preprocessing(cols)`` then AFTSurvivalRegression on ``time`` (days, > 0)
+    censored by ``event`` (1 = outcome seen, 0 = censored), adding predicted_time and its median in
+    ``quantiles``."""
     aft = AFTSurvivalRegression(
         featuresCol="features",
         labelCol="time",

@@ -15,6 +15,8 @@ from omicslake.errors import ConfigError
 
 
 def tracking_uri(cfg: Config) -> str:
+    """mlflow.tracking_uri when set, else a SQLite store at <lake root>/mlflow/mlflow.db (the folder is
+    created). ConfigError when the lake root is an object store and no tracking URI is set."""
     if cfg.mlflow.tracking_uri:
         return cfg.mlflow.tracking_uri
     if not cfg.layout.is_local:

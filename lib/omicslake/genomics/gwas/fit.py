@@ -22,6 +22,11 @@ FIRTH_POLISH_ITER = 25
 
 @dataclass(frozen=True)
 class Fit:
+    """One variant's test of the tested (last) column: beta, se, statistic (t for linear, Wald z for
+    logistic), two-sided p and -log10 p, whether Firth was used, and status: "ok", "unfinished" (plink2's
+    iteration limit reached) or why the numbers are NaN (too_few_samples, collinear, perfect_fit,
+    one_class, constant_genotype, separated, not_converged, invalid_result, no_calls)."""
+
     beta: float
     se: float
     statistic: float

@@ -24,6 +24,9 @@ class SampleTable:
     plink: bool  # PLINK formats: -9 means missing
 
     def numeric(self, column: str) -> pd.Series:
+        """The column as floats indexed by sample id, missing tokens (``MISSING_TOKENS``; -9 in PLINK formats)
+        as NaN. InputError naming the file when there is no such column, or the file and line of the first
+        value that is not a number."""
         if column not in self.frame.columns:
             raise InputError(f"{self.path}: no column {column!r}; columns are {list(self.frame.columns)}")
         raw = self.frame[column].str.strip()
@@ -40,6 +43,7 @@ class SampleTable:
 
     @property
     def first_line(self) -> int:
+        """The file line of the first sample row: 1 for a .fam (no header), else 2."""
         return 1 if self.path.suffix.lower() == ".fam" else 2
 
 
