@@ -11,6 +11,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
+import re
 import types
 import typing
 from collections.abc import Mapping
@@ -105,6 +106,9 @@ class IngestVcfConfig:
     max_alleles: int = 32  # records with more alleles are quarantined (too_many_alleles)
     text_checks: bool = True  # one light pass over the raw text: undeclared INFO keys, skipped records
     min_partitions: int | None = None  # default: 2 x Spark's default parallelism
+    # a refused file (bad header, truncated, wrong reference...): fail_at_end: the other files land, then the job fails
+    # naming every refused file; skip: the same, and the job succeeds (the refused files are in ops.ingested_files)
+    on_bad_file: Literal["fail_at_end", "skip"] = "fail_at_end"
 
 
 @dataclass(frozen=True)
@@ -422,8 +426,31 @@ def _nearest_origin(origin: Mapping[str, str], prefix: str) -> str:
     return origin.get("", "<defaults>")
 
 
+# Values that become part of a table, column or registered-model name (gold.features_<cohort>,
+# gold.gwas_<name>, MLflow filters such as name='<model>'): identifiers only, so that a value such as
+# "x; DROP TABLE y" or "m' OR name LIKE '%" is refused when the config is read, naming the key.
+NAME_KEYS = frozenset({
+    "jobs.genetic_features.prs_name", "jobs.train.cohort", "jobs.train.registered_model", "jobs.score.cohort",
+    "jobs.score.model", "jobs.cluster.cohort", "jobs.survival.cohort", "jobs.survival.registered_model",
+    "jobs.gwas.name", "jobs.gwas.cohort",
+})
+_NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
+
+
+def _check_name(value: Any, where: str, dotted: str) -> None:
+    values = value if isinstance(value, (list, tuple)) else [value]
+    for v in values:
+        if v is not None and not (isinstance(v, str) and _NAME.match(v)):
+            raise ConfigError(
+                f"{where}: {dotted} becomes part of a table, column or model name: it must be a letter followed by "
+                f"letters, digits or _ (at most 100), got {v!r}"
+            )
+
+
 def _coerce(tp: Any, value: Any, origin: Mapping[str, str], dotted: str) -> Any:
     where = origin.get(dotted) or _nearest_origin(origin, dotted)
+    if dotted in NAME_KEYS:
+        _check_name(value, where, dotted)
     org = get_origin(tp)
     if dataclasses.is_dataclass(tp):
         return _build(tp, value, origin, dotted)  # type: ignore[arg-type]

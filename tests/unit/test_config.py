@@ -121,3 +121,36 @@ def test_top_level_must_be_mapping(conf_dir: Path) -> None:
 def test_every_shipped_env_loads() -> None:
     for env in ("local", "cluster", "databricks"):
         assert isinstance(load_config(env), Config)
+
+
+@pytest.mark.parametrize(
+    ("key", "value"),
+    [
+        ("jobs.train.cohort", "t2d; DROP TABLE silver.person"),
+        ("jobs.score.model", "m' OR name LIKE '%"),
+        ("jobs.gwas.name", "x`; DELETE FROM gold.prs --"),
+        ("jobs.survival.registered_model", "../../etc"),
+        ("jobs.cluster.cohort", "a b"),
+    ],
+)
+def test_values_that_become_names_refuse_an_injection(key: str, value: str) -> None:
+    """A config value that becomes part of a table or MLflow model name (and of the SQL or filter
+    strings built from it) is an identifier, checked when the config is read; the error names the key."""
+    import json
+
+    with pytest.raises(ConfigError) as err:
+        load_config("local", overrides=[f"{key}={json.dumps(value)}"])
+    assert key in str(err.value) and "table, column or model name" in str(err.value)
+    with pytest.raises(ConfigError):
+        load_config("local").replace(**{key: value})
+    assert load_config("local", overrides=[f"{key}=fine_name_2"]) is not None
+
+
+def test_a_table_name_with_sql_in_it_is_refused_by_the_lake(tmp_path: Path) -> None:
+    from omicslake.io.delta import Lake
+
+    lake = Lake(None, load_config("local", overrides=[f"lake.root={tmp_path}"]))  # type: ignore[arg-type]
+    for bad in ("gold.features_x; DROP TABLE y", "gold.`x`", "../gold.x", "gold.x y"):
+        with pytest.raises(Exception) as err:
+            lake.split(bad)
+        assert bad in str(err.value) or repr(bad) in str(err.value)

@@ -35,6 +35,9 @@ _VALID_ALLELE = r"^([ACGTNacgtn]+|\*|<[^<>]+>|[ACGTNacgtn]*[\[\]].*|\.)$"
 
 @dataclass(frozen=True)
 class Header:
+    """What ``check_header`` read: the sample ids in #CHROM order, the declared INFO and FORMAT fields
+    (id -> (Number, Type)) and the number of header lines."""
+
     samples: list[str]
     info: dict[str, tuple[str, str]]  # id -> (Number, Type)
     fmt: dict[str, tuple[str, str]]
@@ -114,6 +117,9 @@ def check_header(path: Path, kind: str) -> Header:
 def import_vcf(
     path: Path, kind: str, reference: str | None, recode: dict[str, str], min_partitions: int
 ) -> hl.MatrixTable:
+    """The VCF as a Hail MatrixTable: ``kind`` from ``sniff`` (bgzf read in parallel, plain gzip forced
+    through on one core), ``reference`` a Hail reference genome name or None, ``recode`` contig renames
+    (empty: none), at least ``min_partitions`` partitions, missing array elements allowed."""
     return hl.import_vcf(
         str(path),
         reference_genome=reference,
@@ -168,10 +174,79 @@ def text_records(path: Path, kind: str, min_partitions: int, header_lines: int =
     )
 
 
-def text_stats(records: hl.Table) -> tuple[int, set[str]]:
-    """How many records the text holds, and every INFO key they use (one pass)."""
-    n, keys = records.aggregate((hl.agg.count(), hl.agg.explode(lambda k: hl.agg.collect_as_set(k), records.info_keys)))
-    return int(n), set(keys)
+def text_stats(records: hl.Table) -> tuple[int, set[str], set[str]]:
+    """How many records the text holds, every INFO key and every contig they use (one pass)."""
+    n, keys, contigs = records.aggregate(
+        (
+            hl.agg.count(),
+            hl.agg.explode(lambda k: hl.agg.collect_as_set(k), records.info_keys),
+            hl.agg.collect_as_set(records.contig),
+        )
+    )
+    return int(n), set(keys), set(contigs)
+
+
+#: Built-in references a VCF's contig names are compared with, when they do not fit the one asked for.
+KNOWN_REFERENCES = ("GRCh38", "GRCh37", "GRCm38", "CanFam3")
+
+
+def scan_contigs(path: Path, kind: str, max_records: int = 200_000) -> set[str]:
+    """The contigs a VCF names: its ##contig header lines and the first ``max_records`` records
+    (a plain read of the text, for error messages: no Hail)."""
+    found: set[str] = set()
+    with _open_text(path, kind) as f:
+        n = 0
+        for line in f:
+            if line.startswith("##contig=<"):
+                m = re.search(r"ID=([^,>]+)", line)
+                if m:
+                    found.add(m.group(1))
+            elif line and not line.startswith("#"):
+                found.add(line.split("\t", 1)[0])
+                n += 1
+                if n >= max_records:
+                    break
+    return found
+
+
+def contig_problem(path: Path, contigs: set[str], reference: str | None, recode: dict[str, str]) -> InputError | None:
+    """None when every contig (after ``recode``) is in ``reference``; otherwise an InputError that names
+    the contigs found, the reference asked for and the ones that fit, and what to set."""
+    if reference is None or not contigs:
+        return None
+    known = set(hl.get_reference(reference).contigs)
+    named = {recode.get(c, c) for c in contigs}
+    missing = sorted(named - known)
+    if not missing:
+        return None
+    fits = [r for r in KNOWN_REFERENCES if r != reference and named <= set(hl.get_reference(r).contigs)]
+    hints = []
+    if fits:
+        hints.append(
+            f"these names fit {' and '.join(fits)}: set the input's reference (ingest_vcf: "
+            f"jobs.ingest_vcf.reference_genome={fits[0]}; gwas: --reference {fits[0]})"
+        )
+    prefixed = {c: ("chr" + c if not c.startswith("chr") else c[3:]) for c in missing}
+    if all(v in known for v in prefixed.values()):
+        example = dict(list(prefixed.items())[:2])
+        hints.append(f"or rename them with jobs.ingest_vcf.contig_recoding (e.g. {example})")
+    hints.append("or set the reference to none to read the positions without one")
+    shown = ", ".join(missing[:8]) + (f" and {len(missing) - 8} more" if len(missing) > 8 else "")
+    return InputError(
+        f"{path}: contig(s) {shown} are not in the reference genome {reference} (whose contigs are named like "
+        f"{', '.join(sorted(known, key=len)[:3])}); {'; '.join(hints)}. Nothing of this file was written."
+    )
+
+
+def reference_error(
+    path: Path, kind: str, exc: Exception, reference: str | None, recode: dict[str, str]
+) -> InputError | None:
+    """Hail's failure on a contig outside the reference genome, as :func:`contig_problem`'s error
+    (the contigs read from the file); None for any other exception."""
+    text = str(exc)
+    if reference is None or not re.search(r"not in the reference genome|Invalid locus|invalid contig", text, re.I):
+        return None
+    return contig_problem(path, scan_contigs(path, kind), reference, recode)
 
 
 def record_rules(

@@ -25,7 +25,10 @@ def known(lake: Lake, table: str) -> set[str]:
     """Digests of the files already landed in ``table``."""
     if not lake.exists(LEDGER):
         return set()
-    rows = lake.read(LEDGER).where(F.col("table_name") == table).select("file_sha256").distinct().collect()
+    ledger = lake.read(LEDGER).where(F.col("table_name") == table)
+    if "status" in ledger.columns:  # a failed file is tried again on the next run
+        ledger = ledger.where(F.col("status").isNull() | (F.col("status") == "landed"))
+    rows = ledger.select("file_sha256").distinct().collect()
     return {r[0] for r in rows}  # one row per file
 
 
@@ -35,7 +38,8 @@ def record(lake: Lake, rows: Sequence[tuple[Any, ...]]) -> None:
         return
     contract = load_contract(LEDGER)
     df = lake.spark.createDataFrame(list(rows), contract.struct())
-    lake.write(df, LEDGER, mode="merge", keys=list(contract.keys))
+    # merge_schema: a ledger written before the status and error columns gains them
+    lake.write(df, LEDGER, mode="merge", keys=list(contract.keys), merge_schema=True)
 
 
 def row(
@@ -50,8 +54,23 @@ def row(
     rescued: int,
     run_id: str,
     now: dt.datetime,
+    status: str = "landed",
+    error: str | None = None,
 ) -> tuple[Any, ...]:
-    return (table, source, path, digest, size, batch, rows, lines, rescued, run_id, now)
+    """One ledger row in the contract's column order: a landed file with its bronze rows and text
+    lines, or (``status="failed"``, rows 0) a refused one with the error that refused it."""
+    return (table, source, path, digest, size, batch, rows, lines, rescued, run_id, now, status, error)
+
+
+def failed_files(lake: Lake, table: str) -> list[dict[str, Any]]:
+    """The files of ``table`` whose last attempt was refused: path, digest, error, run id."""
+    if not lake.exists(LEDGER):
+        return []
+    df = lake.read(LEDGER)
+    if "status" not in df.columns:
+        return []
+    rows = df.where((F.col("table_name") == table) & (F.col("status") == "failed")).collect()  # failed files only
+    return [{"path": r.path, "file_sha256": r.file_sha256, "error": r.error, "run_id": r.run_id} for r in rows]
 
 
 def discard_partial(lake: Lake, digest: str, tables: dict[str, str]) -> bool:

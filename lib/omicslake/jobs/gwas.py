@@ -94,16 +94,23 @@ def load_genotypes(
             source = str(prefix)
             for p in parts.values():
                 lake.use_file(p)
-        mt, skipped = _from_hail(mt, reference)
-        samples = mt.s.collect()  # sample ids only
-        rows = None
-        if not need_mt:
-            # Materialised first: when a Python worker fails under a Hail-backed DataFrame,
-            # Hail 0.2.139 spins in empty task contexts (gigabytes of hail.log) instead of failing.
-            tmp = cfg.lake_root / "_tmp" / f"gwas-{lake.run_id}.parquet"
-            # one byte per call (genotype_calls): far cheaper through Hail -> Spark -> Parquet than int arrays
-            genotype_calls(mt).to_spark(flatten=False).write.mode("overwrite").parquet(str(tmp))
-            rows = spark.read.parquet(str(tmp))
+        try:
+            mt, skipped = _from_hail(mt, reference)
+            samples = mt.s.collect()  # sample ids only
+            rows = None
+            if not need_mt:
+                # Materialised first: when a Python worker fails under a Hail-backed DataFrame,
+                # Hail 0.2.139 spins in empty task contexts (gigabytes of hail.log) instead of failing.
+                tmp = cfg.lake_root / "_tmp" / f"gwas-{lake.run_id}.parquet"
+                # one byte per call (genotype_calls): far cheaper through Hail -> Spark -> Parquet than int arrays
+                genotype_calls(mt).to_spark(flatten=False).write.mode("overwrite").parquet(str(tmp))
+                rows = spark.read.parquet(str(tmp))
+        except Exception as exc:  # noqa: BLE001 - Hail's errors are Java exceptions
+            # a VCF on another reference fails at the first action: say which contigs and what to set
+            err = vcf.reference_error(Path(c.vcf), vcf.sniff(Path(c.vcf)), exc, reference, {}) if c.vcf else None
+            if err is None:
+                raise
+            raise err from None
         return rows, mt if need_mt else None, samples, {"genotypes": source, "multiallelic_skipped": skipped}
     samples = [
         r.sample_id for r in lake.read("silver.genotype_samples").orderBy("genotype_index").collect()

@@ -69,129 +69,200 @@ def input_files(cfg: Config) -> list[Path]:
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
+    c = cfg.jobs.ingest_vcf
+    reference = c.reference_genome or cfg.hail.reference_genome
+    reference = None if reference.lower() == "none" else reference
+    parts = c.min_partitions or 2 * spark.sparkContext.defaultParallelism
+    done = ledger.known(lake, "bronze.variants")
+    contracts = (load_contract("bronze.variants"), load_contract("bronze.vcf_samples"))
+    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
+    stats: dict[str, Any] = {"files": 0, "skipped_files": 0, "variants": 0, "invalid_records": 0, "failed_files": 0}
+    refused: list[tuple[Path, str]] = []
+    for path in input_files(cfg):
+        # Each file is its own unit: a refused file leaves nothing in the lake and is recorded in
+        # ops.ingested_files with its error; the files after it are still read.
+        try:
+            if path.suffix == ".bed":
+                _ingest_plink(spark, lake, path, reference, parts, done, *contracts, now, stats)
+            else:
+                _ingest_vcf(spark, cfg, lake, path, reference, parts, done, *contracts, now, stats)
+        except (InputError, ReconciliationError) as exc:
+            refused.append((path, str(exc)))
+            _refuse(lake, path, str(exc), now)
+            log.error("%s refused: %s", path.name, exc)
+    stats["failed_files"] = len(refused)
+    stats["failed"] = [{"file": str(p), "error": e} for p, e in refused]
+    if refused and c.on_bad_file == "fail_at_end":
+        raise InputError(
+            f"{len(refused)} of {len(refused) + stats['files'] + stats['skipped_files']} input file(s) refused "
+            f"({stats['files']} landed, {stats['skipped_files']} already there); each is in ops.ingested_files with its "
+            "error, nothing of it is in the lake, and the next run tries it again. "
+            + " | ".join(e for _, e in refused[:5])
+            + " (jobs.ingest_vcf.on_bad_file=skip lets the job succeed with refused files)"
+        )
+    return stats
+
+
+def _refuse(lake: Lake, path: Path, error: str, now: dt.datetime) -> None:
+    """A refused file: whatever it left is deleted and the ledger says why (status failed)."""
+    bed = path.suffix == ".bed"
+    files = [p for p in ((path, path.with_suffix(".bim"), path.with_suffix(".fam")) if bed else (path,)) if p.exists()]
+    if bed:
+        import hashlib
+
+        digest = hashlib.sha256("".join(sha256(p) for p in files).encode()).hexdigest()
+    else:
+        digest = sha256(path) if path.exists() else "missing:" + str(path)
+    ledger.discard_partial(lake, digest, _FILE_TABLES)
+    size = sum(p.stat().st_size for p in files)
+    source = "plink" if bed else "vcf"
+    row = ledger.row(
+        "bronze.variants",
+        source,
+        str(path),
+        digest,
+        size,
+        path.parent.name,
+        0,
+        None,
+        0,
+        lake.run_id,
+        now,
+        status="failed",
+        error=error[:4000],
+    )
+    ledger.record(lake, [row])
+
+
+def _ingest_vcf(
+    spark: SparkSession,
+    cfg: Config,
+    lake: Lake,
+    path: Path,
+    reference: str | None,
+    parts: int,
+    done: set[str],
+    variants_contract: Contract,
+    samples_contract: Contract,
+    now: dt.datetime,
+    stats: dict[str, Any],
+) -> None:
+    """One VCF into bronze.variants, bronze.vcf_samples and quarantine.vcf_variants, then its ledger
+    row; InputError (nothing of the file kept by the caller) when it is refused."""
     from hail.utils.java import FatalError
     from py4j.protocol import Py4JJavaError
 
     from omicslake.genomics import vcf
 
     c = cfg.jobs.ingest_vcf
-    reference = c.reference_genome or cfg.hail.reference_genome
-    reference = None if reference.lower() == "none" else reference
-    parts = c.min_partitions or 2 * spark.sparkContext.defaultParallelism
-    done = ledger.known(lake, "bronze.variants")
-    variants_contract = load_contract("bronze.variants")
-    samples_contract = load_contract("bronze.vcf_samples")
-    now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    stats = {"files": 0, "skipped_files": 0, "variants": 0, "invalid_records": 0}
-    for path in input_files(cfg):
-        if path.suffix == ".bed":
-            _ingest_plink(spark, lake, path, reference, parts, done, variants_contract, samples_contract, now, stats)
-            continue
-        kind = vcf.sniff(path)
-        if kind == "gzip" and not c.allow_plain_gzip:
+    kind = vcf.sniff(path)
+    if kind == "gzip" and not c.allow_plain_gzip:
+        raise InputError(
+            f"{path}: plain gzip, not block-gzipped (BGZF), so it cannot be split and read in parallel. "
+            f"Recompress it: `zcat {path.name} | bgzip > {path.stem}.bgz` (from htslib/tabix), or set "
+            "jobs.ingest_vcf.allow_plain_gzip=true to read it on one core."
+        )
+    digest = sha256(path)
+    if digest in done:
+        log.info("%s: already ingested (sha256 %s...), skipped", path.name, digest[:12])
+        stats["skipped_files"] += 1
+        return
+    ledger.discard_partial(lake, digest, _FILE_TABLES)
+    header = vcf.check_header(path, kind)
+    try:
+        records = vcf.text_records(path, kind, parts, header.lines)
+        n_text, keys, contigs = vcf.text_stats(records) if c.text_checks else (None, set(), set())
+        problem = vcf.contig_problem(path, contigs, reference, dict(c.contig_recoding))
+        if problem is not None:
+            raise problem
+        undeclared = sorted(keys - set(header.info))
+        if undeclared:
             raise InputError(
-                f"{path}: plain gzip, not block-gzipped (BGZF), so it cannot be split and read in parallel. "
-                f"Recompress it: `zcat {path.name} | bgzip > {path.stem}.bgz` (from htslib/tabix), or set "
-                "jobs.ingest_vcf.allow_plain_gzip=true to read it on one core."
+                f"{path}: INFO key(s) {undeclared[:10]} are used by records but not declared in the header, "
+                "and would be dropped silently. Declare them (`bcftools annotate --header-lines`) and rerun, "
+                "or set jobs.ingest_vcf.text_checks=false to drop them knowingly."
             )
-        digest = sha256(path)
-        if digest in done:
-            log.info("%s: already ingested (sha256 %s...), skipped", path.name, digest[:12])
-            stats["skipped_files"] += 1
-            continue
-        ledger.discard_partial(lake, digest, _FILE_TABLES)
-        header = vcf.check_header(path, kind)
-        try:
-            records = vcf.text_records(path, kind, parts, header.lines)
-            n_text, keys = vcf.text_stats(records) if c.text_checks else (None, set())
-            undeclared = sorted(keys - set(header.info))
-            if undeclared:
-                raise InputError(
-                    f"{path}: INFO key(s) {undeclared[:10]} are used by records but not declared in the header, "
-                    "and would be dropped silently. Declare them (`bcftools annotate --header-lines`) and rerun, "
-                    "or set jobs.ingest_vcf.text_checks=false to drop them knowingly."
-                )
-            mt = vcf.import_vcf(path, kind, reference, dict(c.contig_recoding), parts)
-            rows = vcf.variant_rows(mt, vcf.record_rules(mt, header, c.max_alleles))
-            written = lake.write(
-                _bronze_rows(rows.to_spark(flatten=False), path, digest, lake.run_id, now, variants_contract),
-                "bronze.variants",
-                mode="append",
-            )
-        except InputError:
+        mt = vcf.import_vcf(path, kind, reference, dict(c.contig_recoding), parts)
+        rows = vcf.variant_rows(mt, vcf.record_rules(mt, header, c.max_alleles))
+        written = lake.write(
+            _bronze_rows(rows.to_spark(flatten=False), path, digest, lake.run_id, now, variants_contract),
+            "bronze.variants",
+            mode="append",
+        )
+    except InputError:
+        raise
+    except (FatalError, Py4JJavaError) as exc:  # Hail's JVM side on a record it cannot parse
+        # a contig outside the reference (text_checks off), else a record Hail cannot parse
+        err = vcf.reference_error(path, kind, exc, reference, dict(c.contig_recoding)) or vcf.hail_error(
+            path, kind, exc
+        )
+        if err is None:
             raise
-        except (FatalError, Py4JJavaError) as exc:  # Hail's JVM side on a record it cannot parse
-            err = vcf.hail_error(path, kind, exc)
-            if err is None:
-                raise
-            raise err from None
-        n_variants = written.rows
-        samples = spark.createDataFrame(
-            [(s, i, str(path), digest, reference, n_variants, lake.run_id, now) for i, s in enumerate(header.samples)],
-            samples_contract.struct(),
+        raise err from None
+    n_variants = written.rows
+    samples = spark.createDataFrame(
+        [(s, i, str(path), digest, reference, n_variants, lake.run_id, now) for i, s in enumerate(header.samples)],
+        samples_contract.struct(),
+    )
+    lake.write(samples, "bronze.vcf_samples", mode="append")
+    mine = (
+        lake.read("bronze.variants")
+        .where(F.col("file_sha256") == digest)
+        .select(*vcf.SITE, "rsid", "qual", "filters", "_invalid_rule", "_invalid_reason")
+    )
+    flagged = mine.where(F.col("_invalid_rule").isNotNull())
+    skipped = None
+    if n_text is not None and (n_text != n_variants or flagged.limit(1).count()):
+        # The line of each flagged record, and the records Hail skipped (e.g. a REF that is not
+        # a base): named, never dropped silently. Only when there is something to name.
+        text = records.key_by().select("contig", "position", "ref", "alts", "line").to_spark()
+        located, skipped = vcf.match_lines(text, mine if n_text != n_variants else flagged, dict(c.contig_recoding))
+        flagged = located.where(F.col("_invalid_rule").isNotNull())
+    else:
+        flagged = flagged.withColumn("line", F.lit(None).cast("bigint"))
+    if skipped is None or n_text == n_variants:
+        skipped = spark.createDataFrame([], "contig string, position int, ref string, alts array<string>, line bigint")
+    n_q = quarantine.write(
+        lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, skipped, str(path), digest, lake.run_id)
+    )
+    if n_text is not None:
+        # Counted again from the tables as written: text records = bronze rows + unparsed records.
+        n_unparsed = (
+            lake.read("quarantine.vcf_variants")
+            .where((F.col("file_sha256") == digest) & (F.col("rule") == "unparsed_record"))
+            .count()
+            if lake.exists("quarantine.vcf_variants")
+            else 0
         )
-        lake.write(samples, "bronze.vcf_samples", mode="append")
-        mine = (
-            lake.read("bronze.variants")
-            .where(F.col("file_sha256") == digest)
-            .select(*vcf.SITE, "rsid", "qual", "filters", "_invalid_rule", "_invalid_reason")
-        )
-        flagged = mine.where(F.col("_invalid_rule").isNotNull())
-        skipped = None
-        if n_text is not None and (n_text != n_variants or flagged.limit(1).count()):
-            # The line of each flagged record, and the records Hail skipped (e.g. a REF that is not
-            # a base): named, never dropped silently. Only when there is something to name.
-            text = records.key_by().select("contig", "position", "ref", "alts", "line").to_spark()
-            located, skipped = vcf.match_lines(text, mine if n_text != n_variants else flagged, dict(c.contig_recoding))
-            flagged = located.where(F.col("_invalid_rule").isNotNull())
-        else:
-            flagged = flagged.withColumn("line", F.lit(None).cast("bigint"))
-        if skipped is None or n_text == n_variants:
-            skipped = spark.createDataFrame(
-                [], "contig string, position int, ref string, alts array<string>, line bigint"
+        if n_text != n_variants + n_unparsed:
+            ledger.discard_partial(lake, digest, _FILE_TABLES)
+            raise ReconciliationError(
+                f"{path}: {n_text} records in the text but {n_variants} rows in bronze.variants and {n_unparsed} "
+                "unparsed records in quarantine.vcf_variants; the file's rows were taken out again. Report this "
+                "with the file (a record Hail reads differently from its text)."
             )
-        n_q = quarantine.write(
-            lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, skipped, str(path), digest, lake.run_id)
-        )
-        if n_text is not None:
-            # Counted again from the tables as written: text records = bronze rows + unparsed records.
-            n_unparsed = (
-                lake.read("quarantine.vcf_variants")
-                .where((F.col("file_sha256") == digest) & (F.col("rule") == "unparsed_record"))
-                .count()
-                if lake.exists("quarantine.vcf_variants")
-                else 0
+    ledger.record(
+        lake,
+        [
+            ledger.row(
+                "bronze.variants",
+                "vcf",
+                str(path),
+                digest,
+                path.stat().st_size,
+                path.parent.name,
+                n_variants,
+                n_text,
+                0,
+                lake.run_id,
+                now,
             )
-            if n_text != n_variants + n_unparsed:
-                ledger.discard_partial(lake, digest, _FILE_TABLES)
-                raise ReconciliationError(
-                    f"{path}: {n_text} records in the text but {n_variants} rows in bronze.variants and {n_unparsed} "
-                    "unparsed records in quarantine.vcf_variants; the file's rows were taken out again. Report this "
-                    "with the file (a record Hail reads differently from its text)."
-                )
-        ledger.record(
-            lake,
-            [
-                ledger.row(
-                    "bronze.variants",
-                    "vcf",
-                    str(path),
-                    digest,
-                    path.stat().st_size,
-                    path.parent.name,
-                    n_variants,
-                    n_text,
-                    0,
-                    lake.run_id,
-                    now,
-                )
-            ],
-        )
-        stats["files"] += 1
-        stats["variants"] += n_variants
-        stats["invalid_records"] += n_q
-        log.info("%s: %d records (%d quarantined), %d samples", path.name, n_variants, n_q, len(header.samples))
-    return stats
+        ],
+    )
+    stats["files"] += 1
+    stats["variants"] += n_variants
+    stats["invalid_records"] += n_q
+    log.info("%s: %d records (%d quarantined), %d samples", path.name, n_variants, n_q, len(header.samples))
 
 
 def _bronze_rows(
