@@ -145,6 +145,9 @@ def _group(item: pytest.Item) -> str:
     return next((g for g, mods in XDIST_GROUPS.items() if module in mods), module)
 
 
+# tryfirst: xdist's own collection hook turns the xdist_group marks into node ids, so the marks must be
+# there before it runs (without this, both workers built the pipeline lake)
+@pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     """Mark every test with its xdist group (harmless without xdist) and order the groups so that
     the big ones start first; the order of tests within a module is kept."""
