@@ -3,8 +3,9 @@ gold.predictions_<model>.
 
 Each row: the calibrated risk (the model's output through the calibration logged with it), its
 band (jobs.score.band_thresholds / band_names), the model's own output, the model and input
-versions, and for the logistic model every feature's contribution to the logit and the top-k
-reasons in words (``omicslake.ml.risk.LinearRisk``).
+versions, and every feature's contribution and the top-k reasons in words: for the logistic model
+coefficient x standardised value (``omicslake.ml.risk.LinearRisk``), for GBT and random forest
+SHAP values (``omicslake.ml.shap_trees``: GBT in log-odds, random forest in probability).
 
 One row per (person_key, model_version, input_version): scoring the same snapshot with the same
 model version again finds every key present and commits nothing.
@@ -17,7 +18,7 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from omicslake.config import Config
@@ -42,7 +43,17 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     import mlflow
 
     from omicslake.ml.model import model_name, scores
-    from omicslake.ml.risk import REASON, Calibration, band_column, check_bands, drift_metrics, explain
+    from omicslake.ml.risk import (
+        REASON,
+        Calibration,
+        band_column,
+        check_bands,
+        drift_metrics,
+        explain,
+        lab_units,
+        units_file,
+    )
+    from omicslake.ml.shap_trees import OUT_SCHEMA, TreeRisk, explain_frame, tree_kind
     from omicslake.ml.tracking import risk_metadata, setup
 
     c = cfg.jobs.score
@@ -98,11 +109,17 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         F.lit(version).cast("bigint").alias("input_version"),
         F.lit(lake.run_id).alias("run_id"),
     )
+    why: DataFrame | None = None
     if meta.get("linear"):
         linear = LinearRisk.from_dict(meta["linear"])
-        why = df.select("person_key", *linear.features).mapInPandas(
-            explain(linear, c.top_k), "person_key string, contributions_json string, reasons_json string"
-        )
+        why = df.select("person_key", *linear.features).mapInPandas(explain(linear, c.top_k), OUT_SCHEMA)
+    elif tree_kind(model):
+        units_path = units_file()
+        lake.use_file(units_path)
+        trees = TreeRisk.from_pipeline(model, lab_units(units_path))
+        log.info("%s: SHAP reasons of %d trees (%s)", name, len(trees.trees), trees.output)
+        why = explain_frame(model, trees, df, c.top_k)
+    if why is not None:
         out = out.join(
             why.select(
                 "person_key",
