@@ -77,6 +77,7 @@ class LakeConfig:
     layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "ops")  # the layers a table name may start with
     # every write is checked against its table's contract in schemas/ (off: ad-hoc tables)
     enforce_contracts: bool = True
+    lease_hours: float = 12.0  # a pipeline's lease on the lake lasts this long after it was taken or last renewed (each job renews it)
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import logging
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -132,14 +133,32 @@ def predict(spark: SparkSession, cfg: Config, jobs: list[str]) -> dict[str, Deci
 
 
 def run_pipeline(
-    spark: SparkSession, cfg: Config, jobs: list[str], run_id: str | None = None, force: bool = False
+    spark: SparkSession,
+    cfg: Config,
+    jobs: list[str],
+    run_id: str | None = None,
+    force: bool = False,
+    break_lease: bool = False,
 ) -> list[RunResult]:
     """Run ``jobs`` in the order given under one run id (a new one when None), skipping those
     ``skip_decision`` lets skip unless ``force``; one RunResult per job (status "skipped" and the reason
-    for a skipped one). A job's failure is raised and stops the rest."""
+    for a skipped one). A job's failure is raised and stops the rest. The whole run holds the lake's
+    lease (``omicslake.io.lease``): LeaseHeldError, before any job, when another live pipeline has it."""
+    from omicslake.io import lease
+    from omicslake.io.delta import Lake
+
     run_id = run_id or new_run_id()
+    lake = Lake(spark, cfg, run_id=run_id)
+    with lease.held(lake, run_id, cfg.lake.lease_hours, force=break_lease):
+        return _run_jobs(spark, cfg, jobs, run_id, force, lambda: lease.renew(lake, run_id, cfg.lake.lease_hours))
+
+
+def _run_jobs(
+    spark: SparkSession, cfg: Config, jobs: list[str], run_id: str, force: bool, renew: Any
+) -> list[RunResult]:
     results = []
     for n, job in enumerate(jobs, 1):
+        renew()
         decision = Decision(True, "--force") if force else skip_decision(spark, cfg, job)
         if not decision.run:
             log.info("step %d of %d: %s skipped (%s)", n, len(jobs), job, decision.reason)
@@ -177,7 +196,16 @@ def run_pipeline_from_args(args: argparse.Namespace) -> int:
         return with_session(args, "pipeline", explain)
 
     def action(spark: SparkSession, cfg: Config) -> int:
-        print_summary(run_pipeline(spark, cfg, jobs, args.run_id, force=getattr(args, "force", False)))
+        print_summary(
+            run_pipeline(
+                spark,
+                cfg,
+                jobs,
+                args.run_id,
+                force=getattr(args, "force", False),
+                break_lease=getattr(args, "break_lease", False),
+            )
+        )
         print(f"lake: {cfg.layout.root}")
         return 0
 

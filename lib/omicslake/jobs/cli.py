@@ -57,6 +57,11 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="run every planned job, even one whose inputs are unchanged since its last success",
     )
+    p_pipe.add_argument(
+        "--break-lease",
+        action="store_true",
+        help="take the lake's pipeline lease even from a live-looking holder (one known dead on another host)",
+    )
     common_args(p_pipe)
 
     p_tab = sub.add_parser("tables", help="list lake tables with version and row count")
