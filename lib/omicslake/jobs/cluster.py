@@ -13,9 +13,7 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import SparkSession
@@ -43,7 +41,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.ml import model as M
     from omicslake.ml import phenotypes as P
     from omicslake.ml.plots import cluster_plots
-    from omicslake.ml.tracking import model_requirements, setup
+    from omicslake.ml.tracking import log_files, log_model, setup, tracked_run
 
     c = cfg.jobs.cluster
     table = f"gold.features_{c.cohort}"
@@ -65,15 +63,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     )
     profile = P.profiles(assigned, list(cols.numeric), "label" if "label" in df.columns else None)
     experiment = setup(cfg)
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{c.cohort}-{c.algorithm}-{lake.run_id}") as r:
-        mlflow.set_tags(
-            {
-                "omicslake.run_id": lake.run_id,
-                "omicslake.job": NAME,
-                "omicslake.cohort": c.cohort,
-                "omicslake.table": table,
-            }
-        )
+    with tracked_run(
+        experiment, f"{c.cohort}-{c.algorithm}-{lake.run_id}", lake.run_id, NAME, cohort=c.cohort, table=table
+    ) as r:
         mlflow.log_params(
             {
                 "algorithm": c.algorithm,
@@ -92,12 +84,13 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             | {"silhouette": fit.silhouettes[fit.k], "n": float(n)}
             | {f"size_cluster{k}": float(v) for k, v in fit.sizes.items()}
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            for p in cluster_plots(fit.silhouettes, fit.k, profile, Path(tmp), f"{c.cohort} {c.algorithm}").values():
-                mlflow.log_artifact(str(p), "plots")
-            (Path(tmp) / "profiles.json").write_text(json.dumps(profile, indent=1))
-            mlflow.log_artifact(str(Path(tmp) / "profiles.json"), "metrics")
-        mlflow.spark.log_model(fit.model, "model", pip_requirements=model_requirements())
+        log_files(
+            plots=lambda folder: cluster_plots(
+                fit.silhouettes, fit.k, profile, folder, f"{c.cohort} {c.algorithm}"
+            ).values(),
+            metrics={"profiles.json": profile},
+        )
+        log_model(fit.model)
         run_id = r.info.run_id
     meta = [
         F.lit(fit.k).alias("k"),

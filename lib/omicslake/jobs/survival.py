@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pyspark.ml.functions import vector_to_array
@@ -50,7 +48,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.ml import model as M
     from omicslake.ml import survival as S
     from omicslake.ml.plots import km_plot
-    from omicslake.ml.tracking import model_requirements, setup
+    from omicslake.ml.tracking import log_files, log_model, register, setup, tracked_run
 
     c = cfg.jobs.survival
     table, cohort_table = f"gold.features_{c.cohort}", f"gold.cohort_{c.cohort}"
@@ -105,15 +103,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     aft = fitted.stages[-1]
     name = model_name(c.cohort, c.registered_model)
     experiment = setup(cfg)
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{c.cohort}-aft-{lake.run_id}") as r:
-        mlflow.set_tags(
-            {
-                "omicslake.run_id": lake.run_id,
-                "omicslake.job": NAME,
-                "omicslake.cohort": c.cohort,
-                "omicslake.table": table,
-            }
-        )
+    with tracked_run(experiment, f"{c.cohort}-aft-{lake.run_id}", lake.run_id, NAME, cohort=c.cohort, table=table) as r:
         mlflow.log_params(
             {
                 "model": "aft_weibull",
@@ -140,28 +130,21 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 "intercept": float(aft.intercept),
             }
         )
-        with tempfile.TemporaryDirectory() as tmp:
-            mlflow.log_artifact(str(km_plot(km, c_test, Path(tmp), f"{c.cohort} (held-out, n={n_test:,})")), "plots")
-            (Path(tmp) / "coefficients.json").write_text(
-                json.dumps(
-                    {"intercept": float(aft.intercept), "scale": float(aft.scale), "coefficients": weights}, indent=1
-                )
-            )
-            (Path(tmp) / "kaplan_meier.json").write_text(
-                json.dumps({g: {k: v.tolist() for k, v in cur.items()} for g, cur in km.items()})
-            )
-            for f in ("coefficients.json", "kaplan_meier.json"):
-                mlflow.log_artifact(str(Path(tmp) / f), "metrics")
-        info = mlflow.spark.log_model(
-            fitted, "model", registered_model_name=name, pip_requirements=model_requirements()
+        log_files(
+            plots=lambda folder: [km_plot(km, c_test, folder, f"{c.cohort} (held-out, n={n_test:,})")],
+            metrics={
+                "coefficients.json": {
+                    "intercept": float(aft.intercept),
+                    "scale": float(aft.scale),
+                    "coefficients": weights,
+                },
+                # compact: a curve per risk group
+                "kaplan_meier.json": json.dumps({g: {k: v.tolist() for k, v in cur.items()} for g, cur in km.items()}),
+            },
         )
+        info = log_model(fitted, name)
         run_id = r.info.run_id
-    client = mlflow.MlflowClient()
-    mv = max(
-        (m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id), key=lambda m: int(m.version)
-    )
-    if c.alias:
-        client.set_registered_model_alias(name, c.alias, mv.version)
+    mv = register(name, run_id, c.alias)
     out = pred.select(
         "person_key",
         "index_date",

@@ -15,9 +15,7 @@ from __future__ import annotations
 
 import json
 import logging
-import tempfile
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 from pyspark.sql import DataFrame, SparkSession
@@ -88,7 +86,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         lab_units,
         units_file,
     )
-    from omicslake.ml.tracking import counted, model_requirements, setup
+    from omicslake.ml.tracking import counted, log_files, log_model, register, setup, tracked_run
 
     c = cfg.jobs.train
     df, version, table = prepare(spark, cfg, lake, c.input_version)
@@ -152,15 +150,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     curve = M.curves(scored)
     name = M.model_name(c.cohort, c.model, c.registered_model)
     experiment = setup(cfg)
-    with mlflow.start_run(experiment_id=experiment, run_name=f"{c.cohort}-{c.model}-{lake.run_id}") as r:
-        mlflow.set_tags(
-            {
-                "omicslake.run_id": lake.run_id,
-                "omicslake.job": NAME,
-                "omicslake.cohort": c.cohort,
-                "omicslake.table": table,
-            }
-        )
+    with tracked_run(
+        experiment, f"{c.cohort}-{c.model}-{lake.run_id}", lake.run_id, NAME, cohort=c.cohort, table=table
+    ) as r:
         mlflow.log_params(
             {
                 "model": c.model,
@@ -209,33 +201,25 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             else mlflow.data.load_delta(table_name=lake.qualified(table), version=version)
         )
         mlflow.log_input(counted(ds, n_train + n_test + calibration.n), context="training")
-        with tempfile.TemporaryDirectory() as tmp:
-            pngs = model_plots(metrics, curve, weights, Path(tmp), f"{c.cohort} {c.model}")
-            for p in pngs.values():
-                mlflow.log_artifact(str(p), "plots")
-            (Path(tmp) / "subgroups.json").write_text(json.dumps(sub, indent=1))
-            (Path(tmp) / "calibration.json").write_text(
-                json.dumps(
-                    {
-                        "calibrated": {
-                            "method": calibration.method,
-                            "intercept": metrics["calibration_intercept"],
-                            "slope": metrics["calibration_slope"],
-                            "brier": metrics["brier"],
-                            "curve": metrics["calibration_curve"],
-                        },
-                        "uncalibrated": {k: raw_cal[k] for k in ("intercept", "slope", "brier", "mean_risk", "curve")},
-                        "map": calibration.to_dict(),
+        log_files(
+            plots=lambda folder: model_plots(metrics, curve, weights, folder, f"{c.cohort} {c.model}").values(),
+            metrics={
+                "subgroups.json": sub,
+                "calibration.json": {
+                    "calibrated": {
+                        "method": calibration.method,
+                        "intercept": metrics["calibration_intercept"],
+                        "slope": metrics["calibration_slope"],
+                        "brier": metrics["brier"],
+                        "curve": metrics["calibration_curve"],
                     },
-                    indent=1,
-                )
-            )
-            (Path(tmp) / "feature_weights.json").write_text(json.dumps(weights, indent=1))
-            (Path(tmp) / "features.json").write_text(
-                json.dumps({"numeric": list(cols.numeric), "categorical": list(cols.categorical)})
-            )
-            for f in ("subgroups.json", "calibration.json", "feature_weights.json", "features.json"):
-                mlflow.log_artifact(str(Path(tmp) / f), "metrics")
+                    "uncalibrated": {k: raw_cal[k] for k in ("intercept", "slope", "brier", "mean_risk", "curve")},
+                    "map": calibration.to_dict(),
+                },
+                "feature_weights.json": weights,
+                "features.json": json.dumps({"numeric": list(cols.numeric), "categorical": list(cols.categorical)}),
+            },
+        )
         example = _input_example(train, list(cols.numeric), list(cols.categorical))
         signature = infer_signature(example, [0.5])
         # the calibration and (logistic) the model as numbers travel with the model: score and serve apply them
@@ -250,22 +234,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 "drift": drift,
             }
         }
-        info = mlflow.spark.log_model(
-            fitted,
-            "model",
-            signature=signature,
-            input_example=example,
-            registered_model_name=name,
-            pip_requirements=model_requirements(),
-            metadata=meta,
-        )
+        info = log_model(fitted, name, signature=signature, input_example=example, metadata=meta)
         run_id = r.info.run_id
-    client = mlflow.MlflowClient()
-    mv = max(
-        (m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id), key=lambda m: int(m.version)
-    )
-    if c.alias:
-        client.set_registered_model_alias(name, c.alias, mv.version)
+    mv = register(name, run_id, c.alias)
     metrics["uncalibrated_calibration_intercept"], metrics["uncalibrated_calibration_slope"] = (
         raw_cal["intercept"],
         raw_cal["slope"],

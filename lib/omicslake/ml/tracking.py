@@ -3,15 +3,33 @@
 Local default: a SQLite store at <lake>/mlflow/mlflow.db and artifacts under <lake>/mlflow/artifacts
 (``mlflow ui --backend-store-uri sqlite:///<lake>/mlflow/mlflow.db`` opens it). ``mlflow.tracking_uri``
 points at a tracking server or ``databricks`` instead.
+
+What the model jobs (train, survival, cluster) log goes through here, so the report finds it in one shape:
+``tracked_run`` (a run tagged ``omicslake.run_id`` / ``omicslake.job`` / ``omicslake.<tag>``),
+``log_files`` (PNGs under ``plots/``, JSON under ``metrics/``), ``log_model`` (a Spark model under
+``model`` with pinned requirements) and ``register`` (the version a run registered, with its alias).
 """
 
 from __future__ import annotations
 
+import json
+import tempfile
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from omicslake.config import Config
-from omicslake.errors import ConfigError
+from omicslake.errors import ConfigError, OmicslakeError
+
+if TYPE_CHECKING:
+    from mlflow import ActiveRun
+    from mlflow.entities.model_registry import ModelVersion
+    from mlflow.models.model import ModelInfo
+
+PLOTS = "plots"  # artifact folder of a run's PNGs (the report shows every file in it)
+METRICS = "metrics"  # artifact folder of a run's JSON files (subgroups.json, calibration.json, ...)
+MODEL = "model"  # artifact path of a run's logged model
 
 
 def tracking_uri(cfg: Config) -> str:
@@ -88,3 +106,65 @@ def risk_metadata(name: str, version: str | int) -> dict[str, Any]:
 
     info = mlflow.models.get_model_info(f"models:/{name}/{version}")
     return dict((info.metadata or {}).get("omicslake_risk") or {})
+
+
+@contextmanager
+def tracked_run(experiment_id: str, run_name: str, lake_run_id: str, job: str, **tags: str) -> Iterator[ActiveRun]:
+    """An MLflow run in ``experiment_id`` named ``run_name``, tagged ``omicslake.run_id`` = ``lake_run_id``,
+    ``omicslake.job`` = ``job`` and ``omicslake.<key>`` = value for each of ``tags`` (e.g. ``cohort=``,
+    ``table=``). Yields the active run; the run ends when the block does (FAILED when it raises)."""
+    import mlflow
+
+    with mlflow.start_run(experiment_id=experiment_id, run_name=run_name) as run:
+        mlflow.set_tags(
+            {"omicslake.run_id": lake_run_id, "omicslake.job": job, **{f"omicslake.{k}": v for k, v in tags.items()}}
+        )
+        yield run
+
+
+def log_files(plots: Callable[[Path], Iterable[Path]] | None = None, metrics: Mapping[str, Any] | None = None) -> None:
+    """Log files to the active run: the PNGs ``plots(folder)`` draws into a temporary folder and returns
+    (artifact folder ``plots/``, in the order returned), then one JSON file per ``metrics`` entry (file
+    name -> value, artifact folder ``metrics/``, in the mapping's order). A value that is a ``str`` is
+    written as given (JSON text already, e.g. compact for a large file); any other value is written with
+    ``json.dumps(value, indent=1)``. Nothing is kept on disk afterwards."""
+    import mlflow
+
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp)
+        for png in plots(folder) if plots is not None else ():
+            mlflow.log_artifact(str(png), PLOTS)
+        for name, value in (metrics or {}).items():
+            path = folder / name
+            path.write_text(value if isinstance(value, str) else json.dumps(value, indent=1))
+            mlflow.log_artifact(str(path), METRICS)
+
+
+def log_model(model: Any, registered_name: str | None = None, **kwargs: Any) -> ModelInfo:
+    """Log the fitted Spark ML ``model`` to the active run under ``model`` with ``model_requirements()``;
+    registered as a new version of ``registered_name`` when given. ``kwargs`` go to
+    ``mlflow.spark.log_model`` (signature, input_example, metadata). Returns MLflow's ModelInfo."""
+    import mlflow
+
+    return mlflow.spark.log_model(
+        model, MODEL, registered_model_name=registered_name, pip_requirements=model_requirements(), **kwargs
+    )
+
+
+def register(name: str, run_id: str, alias: str | None) -> ModelVersion:
+    """The newest version of the registered model ``name`` that MLflow run ``run_id`` registered
+    (``log_model(..., registered_name=name)``), with ``alias`` pointed at it when given (an empty alias
+    moves none). OmicslakeError when the run registered no version of ``name``."""
+    import mlflow
+
+    client = mlflow.MlflowClient()
+    mine = [m for m in client.search_model_versions(f"name='{name}'") if m.run_id == run_id]
+    if not mine:
+        raise OmicslakeError(
+            f"MLflow run {run_id} registered no version of the model {name}: log the model with "
+            f"registered_name={name!r} inside the run before registering it"
+        )
+    version = max(mine, key=lambda m: int(m.version))
+    if alias:
+        client.set_registered_model_alias(name, alias, version.version)
+    return version

@@ -1,0 +1,46 @@
+"""The lake's report: one self-contained static HTML page (images inline as data URIs).
+
+Sections, in this order, each present when its tables or files exist: pipeline runs (ops.runs), data
+quality (ops.dq_results of the latest checking run), quarantine counts by rule (``ops``); sample and
+variant QC histograms, PCA scatter coloured by recorded race, GWAS Manhattan and QQ plots
+(``genomics``); Table 1 of each cohort (``cohorts``); the latest risk, survival and cluster models'
+metrics and plots from MLflow (``models``). Only aggregates and per-sample QC/PC numbers are read; no
+EHR row reaches the page. ``render`` holds the HTML helpers; the report job writes the page.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from pyspark.sql import SparkSession
+
+from omicslake.config import Config
+from omicslake.io.delta import Lake
+from omicslake.report import cohorts, genomics, models, ops
+from omicslake.report.render import Section, document
+
+
+def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, Any]]:
+    """The report of ``lake`` (configured by ``cfg``) as ``(html, found)``: the page, and what it shows
+    (item -> count: runs, dq_rows, quarantine_rules, qc_plots, pca, gwas, table1, model_plots; an item is
+    absent when its section is, except table1). ``spark`` is the lake's session (unused: the lake reads)."""
+    header = (
+        f"<h1>omicslake report</h1><p><small>lake {html.escape(str(cfg.lake_root))} · run "
+        f"{html.escape(lake.run_id)}</small></p>"
+    )
+    tables = lake.names()
+    sections: list[Section] = [
+        ops.runs(lake),
+        ops.data_quality(lake),
+        ops.quarantine(lake, tables),
+        genomics.genotype_qc(lake),
+        genomics.principal_components(lake),
+        genomics.gwas(cfg.lake_root / "reports"),
+        cohorts.table1(lake, tables),
+        models.models(cfg),
+    ]
+    found: dict[str, Any] = {}
+    for s in sections:
+        found.update(s.found)
+    return document([header] + [s.html for s in sections if s.html]), found
