@@ -225,7 +225,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         for source, path, digest, batch, expected in new_files:
             n, rescued = per_file.get(digest, (0, 0))
             manifest_rows.append(
-                (table, source, str(path), digest, path.stat().st_size, batch, n, expected, rescued, lake.run_id, now)
+                ledger.row(
+                    table, source, str(path), digest, path.stat().st_size, batch, n, expected, rescued, lake.run_id, now
+                )
             )
             stats["rows"] += n
             stats["rescued_rows"] += rescued

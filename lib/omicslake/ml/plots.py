@@ -47,7 +47,8 @@ def model_plots(
     fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
     cal = metrics["calibration_curve"]
     xs, ys = [c["mean_risk"] for c in cal], [c["observed"] for c in cal]
-    err = [[c["observed"] - c["lo"] for c in cal], [c["hi"] - c["observed"] for c in cal]]
+    # Wilson bounds at 0 of n or n of n land ~1e-17 past the observed rate: clamp to 0
+    err = [[max(c["observed"] - c["lo"], 0.0) for c in cal], [max(c["hi"] - c["observed"], 0.0) for c in cal]]
     slope, icpt = metrics.get("calibration_slope"), metrics.get("calibration_intercept")
     ax.errorbar(
         xs,
