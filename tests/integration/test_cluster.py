@@ -71,6 +71,7 @@ REPORT_SECTIONS = {
     ],
     "Time to event (AFT): t2d_incident aft_weibull": ["plots/km_by_risk.png"],
     "Patient phenotypes (clusters): t2d_incident kmeans": ["plots/cluster_profiles.png", "plots/silhouette.png"],
+    "Risk predictions: omicslake_t2d_incident_logistic": [],
 }
 
 
@@ -111,7 +112,11 @@ def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromiu
     h2 = [t for tag, t in seen["headings"] if tag == "h2"]
     assert sorted(h2) == sorted(expected), (h2, sorted(expected))
     h3 = [t for tag, t in seen["headings"] if tag == "h3"]
-    assert h3 == ["gwas_t2d", "By subgroup (held-out)"], h3
+    assert h3 == [
+        "gwas_t2d",
+        "By subgroup (held-out)",
+        "Calibration (held-out: intercept 0 and slope 1 are perfect; curve with 95% CIs in the plot)",
+    ], h3
     imgs = seen["image_list"]
     assert seen["images"] == len(imgs) == text.count("<img ") == sum(len(v) for v in expected.values()), (
         seen["images"],

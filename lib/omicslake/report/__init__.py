@@ -4,7 +4,8 @@ Sections, in this order, each present when its tables or files exist: pipeline r
 quality (ops.dq_results of the latest checking run), quarantine counts by rule (``ops``); sample and
 variant QC histograms, PCA scatter coloured by recorded race, GWAS Manhattan and QQ plots
 (``genomics``); Table 1 of each cohort (``cohorts``); the latest risk, survival and cluster models'
-metrics and plots from MLflow (``models``). Only aggregates and per-sample QC/PC numbers are read; no
+metrics and plots from MLflow (``models``); each predictions table's risk bands and drift checks
+(``predictions``). Only aggregates and per-sample QC/PC numbers are read; no
 EHR row reaches the page. ``render`` holds the HTML helpers; the report job writes the page.
 """
 
@@ -17,7 +18,7 @@ from pyspark.sql import SparkSession
 
 from omicslake.config import Config
 from omicslake.io.delta import Lake
-from omicslake.report import cohorts, genomics, models, ops
+from omicslake.report import cohorts, genomics, models, ops, predictions
 from omicslake.report.render import Section, document
 
 
@@ -39,6 +40,7 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         genomics.gwas(cfg.lake_root / "reports"),
         cohorts.table1(lake, tables),
         models.models(cfg),
+        predictions.predictions(lake, tables),
     ]
     found: dict[str, Any] = {}
     for s in sections:
