@@ -25,6 +25,8 @@ SIZES = {
     # name: (variants, samples) per size
     "gwas": {"full": [(10_000, 2_000), (20_000, 2_000), (20_000, 5_000)], "quick": [(600, 200)]},
     "ingest_vcf": {"full": [(20_000, 2_000)], "quick": [(600, 200)]},
+    # serve: (numeric features, patients per batch)
+    "serve": {"full": [(40, 100)], "quick": [(40, 100)]},
 }
 
 
@@ -52,11 +54,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="omicslake-bench-"))
 
-    from bench import common, gwas, ingest_vcf
+    from bench import common, gwas, ingest_vcf, serve
     from omicslake.config import load_config
     from omicslake.session import build_session, stop_session
 
-    modules = {"gwas": gwas, "ingest_vcf": ingest_vcf}
+    modules = {"gwas": gwas, "ingest_vcf": ingest_vcf, "serve": serve}
     info = {"machine": common.machine(), "versions": common.versions()}
     cfg = load_config("local", overrides=[f"lake.root={work / 'lake'}"])
     t = time.monotonic()

@@ -17,6 +17,7 @@ BEGIN, END = "<!-- BEGIN bench -->", "<!-- END bench -->"
 PEERS = {
     "gwas": {"plink2": "plink2", "hail": "hail_logistic_regression_rows"},
     "ingest_vcf": {"hail": "hail_import_vcf_write", "bcftools": "bcftools_view_Ou"},
+    "serve": {"inprocess": "inprocess_batch"},
 }
 LABELS = {
     "gwas": {
@@ -30,6 +31,10 @@ LABELS = {
         "ours_text_checks_off": "omicslake ingest_vcf (text_checks off)",
         "hail": "Hail import_vcf().write()",
         "bcftools": "bcftools view -Ou",
+    },
+    "serve": {
+        "served_batch": "omicslake serve: a batch over HTTP",
+        "inprocess": "the same batch in-process",
     },
 }
 
