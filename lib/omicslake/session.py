@@ -16,6 +16,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
+from typing import Any
 
 from pyspark.sql import SparkSession
 
@@ -173,6 +174,34 @@ def init_hail(spark: SparkSession, cfg: Config) -> None:
             global_seed=0,
         )
     hl.default_reference(cfg.hail.reference_genome)
+    _hadoop_paths_for_hail()
+
+
+# URI schemes only the JVM's Hadoop FileSystem knows (the connector jars on Spark's class path).
+_HADOOP_SCHEMES = ("s3a", "s3n", "abfs", "abfss", "wasb", "wasbs", "hdfs", "dbfs", "viewfs", "file")
+
+
+def _hadoop_paths_for_hail() -> None:
+    """Let Hail's Spark backend write to Hadoop URIs (s3a://, abfss://, hdfs://...).
+
+    Hail 0.2.139 checks every output path on the Python side with its own async file systems
+    (hailtop's router: gs://, s3:// through aiohttp, Azure https://) only to warn about cold GCS
+    storage, and raises "no file system found for url" for any other scheme, although the write
+    itself goes through the JVM's Hadoop FileSystem, which reads and writes them. The check is kept
+    for every URI the router knows and skipped for the Hadoop-only schemes."""
+    from hail.backend.spark_backend import SparkBackend
+
+    original = SparkBackend.validate_file
+    if getattr(original, "_omicslake", False):
+        return
+
+    def validate_file(self: Any, uri: str) -> None:
+        if uri.split("://", 1)[0].lower() in _HADOOP_SCHEMES and "://" in uri:
+            return
+        original(self, uri)
+
+    validate_file._omicslake = True  # type: ignore[attr-defined]
+    SparkBackend.validate_file = validate_file  # type: ignore[method-assign]
 
 
 def stop_session(spark: SparkSession) -> None:

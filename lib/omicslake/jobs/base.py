@@ -77,7 +77,7 @@ def execute(
     except BaseException as exc:
         status = "failed"
         # The first line only: a JVM stack trace belongs in the log, not in the audit table.
-        error = f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"[:2000]
+        error = error_summary(exc)
         raise
     finally:
         seconds = time.monotonic() - t0
@@ -100,6 +100,25 @@ def execute(
         metrics=metrics,
         seconds=seconds,
     )
+
+
+def error_summary(exc: BaseException) -> str:
+    """An exception as one line for ops.runs: its class and the first line of its message; for an
+    error raised in the JVM (py4j's "An error occurred while calling o123.save."), the root cause's
+    class and first line instead, which says what went wrong."""
+    text = str(exc)
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            root = java
+            while root.getCause() is not None and root.getCause() != root:
+                root = root.getCause()
+            name = str(root.getClass().getSimpleName())
+            text = str(root.getMessage() or "")
+            return f"{name}: {text.splitlines()[0] if text else ''}"[:2000]
+        except Exception:  # noqa: BLE001 - the JVM may be gone; fall back to the Python side
+            pass
+    return f"{type(exc).__name__}: {text.splitlines()[0] if text else ''}"[:2000]
 
 
 def _audit(
