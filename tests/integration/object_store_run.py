@@ -43,6 +43,22 @@ EHR_JOBS = ["ingest_ehr", "conform_ehr", "build_cohort"]
 VCF_JOBS = ["ingest_vcf", "genomic_qc"]
 
 
+def _comparable(df: Any) -> Any:
+    """Map columns (which EXCEPT cannot compare) as JSON of their entries sorted by key."""
+    from pyspark.sql import functions as F
+    from pyspark.sql.types import MapType
+
+    cols = []
+    for f in df.schema.fields:
+        if isinstance(f.dataType, MapType):
+            cols.append(F.to_json(F.array_sort(F.map_entries(F.col(f.name)))).alias(f.name))
+        elif "map<" in f.dataType.simpleString():
+            cols.append(F.to_json(F.col(f.name)).alias(f.name))
+        else:
+            cols.append(F.col(f.name))
+    return df.select(*cols)
+
+
 def config(root: str, landing: Path, endpoint: str, extra: list[str]) -> Config:
     return load_config(
         "local",
@@ -104,7 +120,7 @@ def main() -> None:
             continue
         a, b = lake_l.read(name), lake_s.read(name)
         drop = [c for c in a.columns if c in CLOCK_COLUMNS]
-        a, b = a.drop(*drop), b.drop(*drop)
+        a, b = _comparable(a.drop(*drop)), _comparable(b.drop(*drop))
         compared[name] = {
             "rows_local": a.count(),
             "rows_s3": b.count(),
