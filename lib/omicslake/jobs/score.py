@@ -42,7 +42,7 @@ KEYS = ["person_key", "model_version", "input_version"]
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     import mlflow
 
-    from omicslake.ml.model import model_name, scores
+    from omicslake.ml.model import scores
     from omicslake.ml.risk import (
         REASON,
         Calibration,
@@ -54,24 +54,11 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         units_file,
     )
     from omicslake.ml.shap_trees import OUT_SCHEMA, TreeRisk, explain_frame, tree_kind
-    from omicslake.ml.tracking import risk_metadata, setup
+    from omicslake.ml.tracking import risk_metadata, scoring_model
 
     c = cfg.jobs.score
     check_bands(c.band_thresholds, c.band_names)
-    setup(cfg)
-    name = c.model or model_name(c.cohort, cfg.jobs.train.model, cfg.jobs.train.registered_model)
-    client = mlflow.MlflowClient()
-    try:
-        mv = (
-            client.get_model_version(name, str(c.version))
-            if c.version is not None
-            else client.get_model_version_by_alias(name, c.alias)
-        )
-    except mlflow.exceptions.MlflowException as exc:
-        which = f"version {c.version}" if c.version is not None else f"alias {c.alias!r}"
-        raise InputError(
-            f"registered model {name!r} has no {which} in {mlflow.get_tracking_uri()}: run train first, or set jobs.score.version/alias"
-        ) from exc
+    name, mv = scoring_model(cfg)
     lake.use_model(name, f"version {c.version}" if c.version is not None else f"alias {c.alias}", mv.version)
     table = f"gold.features_{c.cohort}"
     if not lake.exists(table):

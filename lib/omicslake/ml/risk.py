@@ -378,12 +378,11 @@ class LinearRisk:
         )
 
     @staticmethod
-    def from_pipeline(model: Any, units: dict[str, str] | None = None) -> LinearRisk:
-        """Numbers of a fitted MLlib logistic PipelineModel built by ``model.preprocessing``."""
+    def preprocessing(model: Any, units: dict[str, str] | None = None) -> LinearRisk:
+        """The preprocessing stages' numbers of a fitted PipelineModel built by ``model.preprocessing``
+        (any classifier last): numeric features and their imputer medians, string features and their
+        levels (most common first), the scaler's mean (when it centres) and std; coefficients 0."""
         stages = {type(s).__name__: s for s in model.stages}
-        lr = model.stages[-1]
-        if type(lr).__name__ != "LogisticRegressionModel":
-            raise ValueError(f"LinearRisk needs a logistic model, not {type(lr).__name__}")
         numeric: list[str] = []
         medians: list[float] = []
         if "ImputerModel" in stages:
@@ -397,18 +396,33 @@ class LinearRisk:
             ix = stages["StringIndexerModel"]
             categorical = list(ix.getInputCols())
             levels = [tuple(lab) for lab in ix.labelsArray]
-        scaler = stages["StandardScalerModel"]
+        n = len(numeric) + sum(len(lv) + 1 for lv in levels)  # + the slot of unseen or missing levels
+        scaler = stages.get("StandardScalerModel")
         return LinearRisk(
             numeric=tuple(numeric),
             medians=tuple(medians),
             categorical=tuple(categorical),
             levels=tuple(levels),
             modes=tuple(lv[0] if lv else "" for lv in levels),  # StringIndexer orders levels by frequency
-            mean=tuple(float(v) for v in scaler.mean.toArray()),
-            std=tuple(float(v) for v in scaler.std.toArray()),
+            mean=tuple(float(v) for v in scaler.mean.toArray()) if scaler and scaler.getWithMean() else (0.0,) * n,
+            std=tuple(float(v) for v in scaler.std.toArray()) if scaler and scaler.getWithStd() else (1.0,) * n,
+            coef=(0.0,) * n,
+            intercept=0.0,
+            units=dict(units or {}),
+        )
+
+    @staticmethod
+    def from_pipeline(model: Any, units: dict[str, str] | None = None) -> LinearRisk:
+        """Numbers of a fitted MLlib logistic PipelineModel built by ``model.preprocessing``."""
+        from dataclasses import replace
+
+        lr = model.stages[-1]
+        if type(lr).__name__ != "LogisticRegressionModel":
+            raise ValueError(f"LinearRisk needs a logistic model, not {type(lr).__name__}")
+        return replace(
+            LinearRisk.preprocessing(model, units),
             coef=tuple(float(v) for v in lr.coefficients.toArray()),
             intercept=float(lr.intercept),
-            units=dict(units or {}),
         )
 
     def design(self, rows: dict[str, Any] | Any) -> np.ndarray:

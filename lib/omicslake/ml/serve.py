@@ -125,29 +125,13 @@ class RiskService:
 
 def load_service(cfg: Any) -> RiskService:
     """The model version jobs.score names (version or alias) with its logged numbers."""
-    import mlflow
-
     from omicslake.errors import InputError
-    from omicslake.ml.model import model_name
     from omicslake.ml.risk import check_bands
-    from omicslake.ml.tracking import risk_metadata, setup
+    from omicslake.ml.tracking import risk_metadata, scoring_model
 
     c = cfg.jobs.score
     check_bands(c.band_thresholds, c.band_names)
-    setup(cfg)
-    name = c.model or model_name(c.cohort, cfg.jobs.train.model, cfg.jobs.train.registered_model)
-    client = mlflow.MlflowClient()
-    try:
-        mv = (
-            client.get_model_version(name, str(c.version))
-            if c.version is not None
-            else client.get_model_version_by_alias(name, c.alias)
-        )
-    except mlflow.exceptions.MlflowException as exc:
-        which = f"version {c.version}" if c.version is not None else f"alias {c.alias!r}"
-        raise InputError(
-            f"registered model {name!r} has no {which} in {mlflow.get_tracking_uri()}: run train first"
-        ) from exc
+    name, mv = scoring_model(cfg)
     meta = risk_metadata(name, mv.version)
     if not meta.get("linear"):
         raise InputError(

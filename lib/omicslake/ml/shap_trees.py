@@ -139,41 +139,6 @@ def tree_kind(model: Any) -> str | None:
     return TREE_MODELS.get(type(model.stages[-1]).__name__)
 
 
-def layout(model: Any, units: dict[str, str] | None = None) -> LinearRisk:
-    """The preprocessing stages' numbers (built by ``model.preprocessing``) in ``LinearRisk``'s
-    form: numeric features and their imputer medians, string features and their levels (most
-    common first), the scaler's mean and std when there is one; coefficients 0 (a tree has none).
-    Read as ``LinearRisk.from_pipeline`` reads them, so slot j means the same in both."""
-    stages = {type(s).__name__: s for s in model.stages}
-    numeric: list[str] = []
-    medians: list[float] = []
-    if "ImputerModel" in stages:
-        imp = stages["ImputerModel"]
-        numeric = list(imp.getInputCols())
-        surrogate = imp.surrogateDF.first()
-        medians = [float(surrogate[c]) for c in numeric]
-    categorical: list[str] = []
-    levels: list[tuple[str, ...]] = []
-    if "StringIndexerModel" in stages:
-        ix = stages["StringIndexerModel"]
-        categorical = list(ix.getInputCols())
-        levels = [tuple(lab) for lab in ix.labelsArray]
-    n = len(numeric) + sum(len(lv) + 1 for lv in levels)  # + the slot of unseen or missing levels
-    scaler = stages.get("StandardScalerModel")
-    return LinearRisk(
-        numeric=tuple(numeric),
-        medians=tuple(medians),
-        categorical=tuple(categorical),
-        levels=tuple(levels),
-        modes=tuple(lv[0] if lv else "" for lv in levels),
-        mean=tuple(float(v) for v in scaler.mean.toArray()) if scaler and scaler.getWithMean() else (0.0,) * n,
-        std=tuple(float(v) for v in scaler.std.toArray()) if scaler and scaler.getWithStd() else (1.0,) * n,
-        coef=(0.0,) * n,
-        intercept=0.0,
-        units=dict(units or {}),
-    )
-
-
 @dataclass(frozen=True, eq=False)
 class TreeRisk:
     """A fitted GBT or random-forest pipeline as trees over the assembled slots plus the layout
@@ -204,7 +169,7 @@ class TreeRisk:
             raise ValueError(f"TreeRisk needs a GBT or random forest classifier, not {type(clf).__name__}")
         if int(clf.numClasses) != 2:
             raise ValueError(f"TreeRisk explains binary classifiers; this one has {clf.numClasses} classes")
-        lay = layout(model, units)
+        lay = LinearRisk.preprocessing(model, units)
         if int(clf.numFeatures) != len(lay.coef):
             raise ValueError(
                 f"the classifier has {clf.numFeatures} features but the preprocessing stages make {len(lay.coef)} "

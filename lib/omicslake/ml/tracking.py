@@ -168,3 +168,31 @@ def register(name: str, run_id: str, alias: str | None) -> ModelVersion:
     if alias:
         client.set_registered_model_alias(name, alias, version.version)
     return version
+
+
+def scoring_model(cfg: Config) -> tuple[str, Any]:
+    """The registered model version that ``jobs.score`` names (``model`` or the train job's default
+    name; ``version``, else ``alias``), as (name, MLflow ModelVersion); InputError naming the model,
+    what was asked for and the tracking store when it is not registered. Sets up MLflow first."""
+    import mlflow
+
+    from omicslake.errors import InputError
+    from omicslake.ml.model import model_name
+
+    c = cfg.jobs.score
+    setup(cfg)
+    name = c.model or model_name(c.cohort, cfg.jobs.train.model, cfg.jobs.train.registered_model)
+    client = mlflow.MlflowClient()
+    try:
+        mv = (
+            client.get_model_version(name, str(c.version))
+            if c.version is not None
+            else client.get_model_version_by_alias(name, c.alias)
+        )
+    except mlflow.exceptions.MlflowException as exc:
+        which = f"version {c.version}" if c.version is not None else f"alias {c.alias!r}"
+        raise InputError(
+            f"registered model {name!r} has no {which} in {mlflow.get_tracking_uri()}: run train first, "
+            "or set jobs.score.version/alias"
+        ) from exc
+    return name, mv
