@@ -77,6 +77,10 @@ class LakeConfig:
     layers: tuple[str, ...] = ("bronze", "silver", "gold", "quarantine", "ops")  # the layers a table name may start with
     # every write is checked against its table's contract in schemas/ (off: ad-hoc tables)
     enforce_contracts: bool = True
+    # a write that loses Delta's optimistic-concurrency check to another writer (a ConcurrentAppend/Delete/...
+    # exception) is tried again this many times (each a new read of the table; the write's transaction id makes a
+    # retry of a committed write a no-op); then it fails naming the table and the conflict
+    conflict_retries: int = 3
     lease_hours: float = 12.0  # a pipeline's lease on the lake lasts this long after it was taken or last renewed (each job renews it)
 
 
@@ -222,6 +226,17 @@ class SurvivalConfig:
 
 
 @dataclass(frozen=True)
+class MaintainConfig:
+    tables: tuple[str, ...] = ()  # <layer>.<table> to maintain; empty: every Delta table of the lake
+    optimize: bool = True  # OPTIMIZE: compact small files (bin-packing), or Z-order where zorder names columns
+    zorder: dict[str, tuple[str, ...]] = field(default_factory=dict)  # table -> Z-order columns, e.g. {'silver.measurement': ['person_key']}
+    min_files: int = 2  # optimize only tables with at least this many data files
+    vacuum: bool = True  # VACUUM: delete data files no version within the retention still needs
+    retention_hours: float = 168.0  # time travel keeps working this far back; under 168 (7 days) is refused unless force_retention
+    force_retention: bool = False  # allow a retention under 7 days (a reader or a time travel older than it then fails)
+
+
+@dataclass(frozen=True)
 class GwasConfig:
     name: str = "t2d"  # results go to gold.gwas_<name>
     vcf: str | None = None  # genotypes: a VCF, or
@@ -251,6 +266,7 @@ class JobsConfig:
     score: ScoreConfig = field(default_factory=ScoreConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     survival: SurvivalConfig = field(default_factory=SurvivalConfig)
+    maintain: MaintainConfig = field(default_factory=MaintainConfig)
     ingest_ehr: IngestEhrConfig = field(default_factory=IngestEhrConfig)
     conform_ehr: ConformEhrConfig = field(default_factory=ConformEhrConfig)
 

@@ -44,3 +44,7 @@ class SecretError(OmicslakeError):
 
 class ReconciliationError(OmicslakeError):
     """Rows were lost or invented between what a job read and what it wrote (counted both sides)."""
+
+
+class ConcurrentWriteError(OmicslakeError):
+    """Another writer committed to a table while a job wrote it, more often than lake.conflict_retries allows."""

@@ -23,16 +23,18 @@ from pyspark.sql import SparkSession
 from omicslake.config import Config
 from omicslake.errors import OmicslakeError
 from omicslake.io.files import is_file, sha256
-from omicslake.jobs import dag, spec, specs
+from omicslake.jobs import dag, pipeline_jobs, spec, specs
 from omicslake.jobs.base import RunResult, execute, new_run_id, print_summary, with_session
 
 log = logging.getLogger(__name__)
 
 
 def plan(only: str | None = None, start: str | None = None) -> list[str]:
-    """The jobs to run, in DAG order."""
-    jobs = list(specs())
+    """The jobs to run, in DAG order: the pipeline's jobs, or those --only names (which may be a job
+    outside the pipeline, e.g. maintain)."""
+    jobs = pipeline_jobs()
     if only:
+        jobs = list(specs())
         wanted = [j.strip() for j in only.split(",") if j.strip()]
         unknown = [j for j in wanted if j not in jobs]
         if unknown:
@@ -76,13 +78,15 @@ def skip_decision(spark: SparkSession, cfg: Config, job: str) -> Decision:
         return Decision(True, "no earlier successful run")
     if last.skip_key != skip_key(cfg, s):
         return Decision(True, f"its config ({', '.join(s.config) or 'none'}) or the omicslake version changed")
+    # A table at a later version whose later commits are all maintenance (OPTIMIZE, VACUUM) holds
+    # the same rows: maintain does not make the jobs that read it rerun.
     for i in last.inputs:
         now = lake.version(i.table)
-        if now != i.version:
+        if now != i.version and (now is None or now < i.version or lake.data_changed(i.table, i.version)):
             return Decision(True, f"input {i.table} is at version {now}, was {i.version}")
     for o in last.outputs:
         now = lake.version(o.table)
-        if now != o.version:
+        if now != o.version and (now is None or now < o.version or lake.data_changed(o.table, o.version)):
             return Decision(True, f"output {o.table} is at version {now}, was {o.version}")
     for f in last.files or []:
         path = lake.locate(f.path)

@@ -20,7 +20,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config, load_config
 from omicslake.io.delta import Lake
-from omicslake.jobs import downstream, specs
+from omicslake.jobs import downstream, pipeline_jobs, specs
 from omicslake.pipeline import predict, run_pipeline
 from pipeline_lake import PIPELINE_SETS
 
@@ -38,7 +38,7 @@ def lake(pipeline: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> 
 
 
 def _will_run(spark: SparkSession, cfg: Config) -> set[str]:
-    return {job for job, d in predict(spark, cfg, list(specs())).items() if d.run} - ALWAYS
+    return {job for job, d in predict(spark, cfg, pipeline_jobs()).items() if d.run} - ALWAYS
 
 
 def _ran(results: list[Any]) -> set[str]:
@@ -57,7 +57,46 @@ def test_every_table_of_a_whole_pipeline_has_a_contract(spark: SparkSession, lak
 def test_nothing_changed_nothing_reruns(spark: SparkSession, lake: dict[str, Any]) -> None:
     cfg = lake["cfg"]
     assert _will_run(spark, cfg) == set()
-    assert _ran(run_pipeline(spark, cfg, list(specs()), run_id="same")) == set()
+    assert _ran(run_pipeline(spark, cfg, pipeline_jobs(), run_id="same")) == set()
+
+
+MAINTAINED = ("ops.ingested_files", "bronze.synthea_observations", "silver.measurement", "gold.features_t2d_incident")
+
+
+def test_maintain_compacts_and_vacuums_and_nothing_reruns(spark: SparkSession, lake: dict[str, Any]) -> None:
+    """OPTIMIZE (Z-ordered for one table) and VACUUM within the 7-day retention: fewer files, the same rows
+    in every version time travel reaches, and the next pipeline run still skips every job."""
+    from omicslake.errors import ConfigError
+    from omicslake.jobs.base import execute
+
+    cfg = lake["cfg"].replace(
+        **{
+            "jobs.maintain.tables": MAINTAINED,
+            "jobs.maintain.zorder": {"gold.features_t2d_incident": ("person_key",)},
+        }
+    )
+    L = Lake(spark, cfg)
+    before = {t: L.version(t) for t in MAINTAINED}
+    rows_before = {t: L.read(t).count() for t in MAINTAINED}
+    # refused before anything is touched: a retention under 7 days without force
+    with pytest.raises(ConfigError, match="under 168"):
+        execute(spark, cfg.replace(**{"jobs.maintain.retention_hours": 1.0}), "maintain", run_id="maint-refused")
+    assert {t: L.version(t) for t in MAINTAINED} == before
+    result = execute(spark, cfg, "maintain", run_id="maint")
+    done = {r.table_name: r for r in L.read("ops.table_maintenance").where(F.col("run_id") == "maint").collect()}
+    assert set(done) == set(MAINTAINED)
+    assert done["gold.features_t2d_incident"].optimized == "zorder"
+    assert done["gold.features_t2d_incident"].zorder_by == ["person_key"]
+    compacted = [t for t, r in done.items() if r.optimized == "compacted"]
+    assert compacted and all(done[t].files_after < done[t].files_before for t in compacted)
+    assert result.metrics["files_after"] < result.metrics["files_before"]
+    for t in MAINTAINED:
+        assert L.read(t).count() == rows_before[t]  # counted after the write, not derived
+        old = L.read(t, version=before[t])  # time travel inside the retention still works
+        assert old.count() == rows_before[t]
+        assert L.data_changed(t, before[t]) is False
+    # OPTIMIZE and VACUUM commits change no row: nothing downstream reruns
+    assert _will_run(spark, cfg) == set()
 
 
 def test_a_new_champion_version_is_scored_and_nothing_else_runs(spark: SparkSession, lake: dict[str, Any]) -> None:
@@ -73,7 +112,7 @@ def test_a_new_champion_version_is_scored_and_nothing_else_runs(spark: SparkSess
     new = client.create_model_version(name, champion.source, run_id=champion.run_id)
     client.set_registered_model_alias(name, "champion", new.version)
     assert _will_run(spark, cfg) == {"score"}
-    results = {r.job: r for r in run_pipeline(spark, cfg, list(specs()), run_id="champion")}
+    results = {r.job: r for r in run_pipeline(spark, cfg, pipeline_jobs(), run_id="champion")}
     assert _ran(list(results.values())) == {"score"}
     assert results["score"].metrics["model_version"] == int(new.version)
     scored = Lake(spark, cfg).read(f"gold.predictions_{name}").where(F.col("model_version") == int(new.version))
@@ -83,7 +122,7 @@ def test_a_new_champion_version_is_scored_and_nothing_else_runs(spark: SparkSess
 def test_another_model_type_retrains_and_scores_with_the_new_model(spark: SparkSession, lake: dict[str, Any]) -> None:
     cfg = lake["cfg"].replace(**{"jobs.train.model": "gbt", "jobs.train.grid": {"maxDepth": [2], "maxIter": [5]}})
     assert _will_run(spark, cfg) == {"train", "score"}
-    results = {r.job: r for r in run_pipeline(spark, cfg, list(specs()), run_id="gbt")}
+    results = {r.job: r for r in run_pipeline(spark, cfg, pipeline_jobs(), run_id="gbt")}
     assert _ran(list(results.values())) == {"train", "score"}
     name = "omicslake_t2d_incident_gbt"
     assert results["score"].metrics["model"] == name

@@ -14,7 +14,7 @@ import tomllib
 import yaml
 
 from omicslake.config import Config, JobsConfig
-from omicslake.jobs import dag, specs
+from omicslake.jobs import dag, pipeline_jobs, specs
 from omicslake.jobs.cli import build_parser
 from omicslake.jobs.registry import stale_files
 from omicslake.jobs.spec import config_value
@@ -31,8 +31,15 @@ def test_bundle_tasks_are_the_dag_and_every_entry_point_is_a_jobs_main() -> None
     scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
     job = bundle["resources"]["jobs"]["omicslake_pipeline"]
     tasks = {t["task_key"]: t for t in job["tasks"]}
-    assert {k: tuple(d["task_key"] for d in t.get("depends_on", [])) for k, t in tasks.items()} == dag()
-    for key, t in tasks.items():
+    pipeline = set(pipeline_jobs())
+    assert {k: tuple(d["task_key"] for d in t.get("depends_on", [])) for k, t in tasks.items()} == {
+        k: v for k, v in dag().items() if k in pipeline
+    }
+    # the jobs outside the pipeline (maintain) are the tasks of the maintenance job, on the same cluster
+    maint = bundle["resources"]["jobs"]["omicslake_maintenance"]
+    assert [t["task_key"] for t in maint["tasks"]] == [k for k in specs() if k not in pipeline] != []
+    assert maint["job_clusters"] == job["job_clusters"] and maint["max_concurrent_runs"] == 1
+    for key, t in {**tasks, **{t["task_key"]: t for t in maint["tasks"]}}.items():
         wheel = t["python_wheel_task"]
         assert wheel["package_name"] == "omicslake"
         module, func = scripts[wheel["entry_point"]].split(":")
@@ -79,7 +86,8 @@ def test_dag_order_respects_dependencies() -> None:
     order = list(specs())
     for name, after in dag().items():
         assert all(order.index(d) < order.index(name) for d in after), name
-    assert order[0] == "generate" and order[-1] == "report"
+    assert order[0] == "generate" and pipeline_jobs()[-1] == "report"
+    assert order[: len(pipeline_jobs())] == pipeline_jobs()  # the jobs outside the pipeline come last
 
 
 def test_every_declared_config_path_exists_and_every_job_section_has_a_job() -> None:

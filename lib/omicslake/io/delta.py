@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import logging
 import re
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -26,12 +27,23 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql.utils import AnalysisException
 
 from omicslake.config import Config
-from omicslake.errors import IdentifierError, TableNotFoundError
+from omicslake.errors import ConcurrentWriteError, IdentifierError, TableNotFoundError
+from omicslake.io import faults
 
 log = logging.getLogger(__name__)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 WriteMode = Literal["append", "overwrite", "merge"]
+# Delta operations that rewrite or delete files without changing a table's rows
+DATA_NEUTRAL = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
+
+
+def concurrent_conflict(exc: BaseException) -> str | None:
+    """The name of Delta's optimistic-concurrency conflict in an exception (ConcurrentAppendException,
+    ConcurrentDeleteReadException, ...), or None when it is another error."""
+    text = f"{type(exc).__name__}: {str(exc)[:4000]}"
+    m = re.search(r"(Concurrent\w*Exception|ProtocolChangedException|MetadataChangedException)", text)
+    return m.group(1) if m else None
 
 
 def check_identifier(name: str, what: str = "identifier") -> str:
@@ -70,6 +82,7 @@ class Lake:
     # (path, sha256, "read" | "wrote") and (registered model, how it was asked for, version).
     files: dict[tuple[str, str], str] = field(default_factory=dict)
     models: dict[tuple[str, str], str] = field(default_factory=dict)
+    conflicts: list[tuple[str, str]] = field(default_factory=list)  # (table, Delta's conflict) of each retried write
     _seq: dict[str, int] = field(default_factory=dict)
     _fresh: set[str] = field(default_factory=set)
 
@@ -199,6 +212,53 @@ class Lake:
         if name in self._fresh:
             app_id += ":" + uuid.uuid4().hex  # see forget_transactions
         before = self.version(name)
+        for attempt in range(self.cfg.lake.conflict_retries + 1):
+            try:
+                self._commit(df, name, mode, keys, partition_by, merge_schema, app_id, seq, before)
+                break
+            except Exception as exc:  # noqa: BLE001 - Delta's conflicts arrive as Java exceptions through py4j
+                conflict = concurrent_conflict(exc)
+                if conflict is None:
+                    raise
+                self.conflicts.append((name, conflict))
+                if attempt == self.cfg.lake.conflict_retries:
+                    raise ConcurrentWriteError(
+                        f"{name}: another writer committed to the table while this run wrote it ({conflict}); "
+                        f"tried {attempt + 1} time(s) (lake.conflict_retries = {self.cfg.lake.conflict_retries}). "
+                        "The table is as the other writer left it; rerun this job"
+                    ) from None
+                log.warning(
+                    "%s: %s (another writer); trying again (%d of %d)",
+                    name,
+                    conflict,
+                    attempt + 1,
+                    self.cfg.lake.conflict_retries,
+                )
+                time.sleep(min(0.5 * 2**attempt, 8.0))
+                before = self.version(name)
+        after, metrics = self._last_commit(name)
+        skipped = after == before
+        rows = 0 if skipped else _rows_from(metrics)
+        result = WriteResult(name, after, rows, mode, skipped)
+        if skipped:
+            log.info("%s: run %s already committed this write; nothing written", name, self.run_id)
+        self.writes.append(result)
+        return result
+
+    def _commit(
+        self,
+        df: DataFrame,
+        name: str,
+        mode: WriteMode,
+        keys: Sequence[str],
+        partition_by: Sequence[str],
+        merge_schema: bool,
+        app_id: str,
+        seq: int,
+        before: int | None,
+    ) -> None:
+        where = f"{name} ({self.job})" if self.job else name  # the job names the point: every job writes ops.runs
+        faults.point(f"before commit {where}", None if self.qualified(name) else self.location(name))
         if mode == "merge" and before is not None:
             self._merge(df, name, keys, app_id, seq, merge_schema)
         else:
@@ -219,14 +279,7 @@ class Lake:
                 writer.saveAsTable(fq)
             else:
                 writer.save(self.location(name))
-        after, metrics = self._last_commit(name)
-        skipped = after == before
-        rows = 0 if skipped else _rows_from(metrics)
-        result = WriteResult(name, after, rows, mode, skipped)
-        if skipped:
-            log.info("%s: run %s already committed this write; nothing written", name, self.run_id)
-        self.writes.append(result)
-        return result
+        faults.point(f"after commit {where}")
 
     def _merge(self, df: DataFrame, name: str, keys: Sequence[str], app_id: str, seq: int, merge_schema: bool) -> None:
         cond = " AND ".join(f"t.`{k}` <=> s.`{k}`" for k in keys)
@@ -275,6 +328,19 @@ class Lake:
         row = self._delta_table(name).history(1).select("version", "operationMetrics").first()
         assert row is not None
         return int(row[0]), dict(row[1] or {})
+
+    def data_changed(self, name: str, since: int) -> bool:
+        """Whether any commit after version ``since`` changed the table's rows: False when every later
+        commit is maintenance (OPTIMIZE, VACUUM), which rewrites files but not data."""
+        later = self._delta_table(name).history().where(f"version > {int(since)}").select("operation").collect()
+        return any(r[0] not in DATA_NEUTRAL for r in later)
+
+    def detail(self, name: str) -> dict[str, Any]:
+        """Version, data files and bytes of a table's current version (Delta's DESCRIBE DETAIL: the log
+        only, no data read)."""
+        row = self._delta_table(name).detail().select("numFiles", "sizeInBytes").first()
+        assert row is not None
+        return {"version": self.version(name), "files": int(row[0] or 0), "bytes": int(row[1] or 0)}
 
     # ---------------------------------------------------------------------------- listing
     def names(self) -> list[str]:

@@ -85,6 +85,8 @@ def why_free(h: Holder | None, run_id: str, now: dt.datetime, force: bool) -> st
     if h is None:
         return "free"
     if h.run_id == run_id:
+        if h.host == socket.gethostname() and h.pid != os.getpid() and not _alive_here(h):
+            return f"an earlier attempt of this run (pid {h.pid} on {h.host}) is gone"
         return "already ours"
     if h.expires_at < now:
         return f"expired at {h.expires_at:%Y-%m-%d %H:%M:%S} UTC"
@@ -152,7 +154,7 @@ def acquire(lake: Lake, run_id: str, hours: float, force: bool = False) -> Holde
     if got is None or got.run_id != run_id:
         assert got is not None or seen is not None
         raise LeaseHeldError(_held_message(lake, got or seen))  # type: ignore[arg-type]
-    if seen is not None and seen.run_id != run_id:
+    if seen is not None and reason != "already ours":
         log.warning("lease: taken over from run %s (%s)", seen.run_id, reason)
         _record_interrupted(lake, seen, reason)
     return got
@@ -219,4 +221,6 @@ def _record_interrupted(lake: Lake, h: Holder, reason: str) -> None:
         "metrics": {},
     }
     df = lake.spark.createDataFrame([tuple(row[c] for c in contract.names)], contract.struct())
-    Lake(lake.spark, lake.cfg, run_id=f"{h.run_id}:interrupted").write(df, "ops.runs", mode="append", merge_schema=True)
+    # one transaction per lost holder: a run retried and killed twice leaves two rows
+    attempt = f"{h.run_id}:interrupted:{h.host}:{h.pid}:{h.acquired_at:%Y%m%dT%H%M%S%f}"
+    Lake(lake.spark, lake.cfg, run_id=attempt).write(df, "ops.runs", mode="append", merge_schema=True)

@@ -37,6 +37,9 @@ def specs() -> dict[str, JobSpec]:
         unknown = [d for d in spec.after if d not in found]
         if unknown:
             raise TypeError(f"job {spec.name}: runs after unknown job(s) {unknown}")
+        outside = [d for d in spec.after if spec.pipeline and not found[d].pipeline]
+        if outside:
+            raise TypeError(f"job {spec.name} is in the pipeline but runs after {outside}, which are not")
     # Depth first from the jobs nothing runs after, each job's upstream jobs in the order its spec
     # names them: a stable order that reads like the data flow (ingest, conform, cohort, models).
     ordered: dict[str, JobSpec] = {}
@@ -54,9 +57,15 @@ def specs() -> dict[str, JobSpec]:
         ordered[name] = found[name]
 
     needed = {d for s in found.values() for d in s.after}
-    for name in sorted(found, key=lambda n: (n in needed, n)):
+    # the pipeline's jobs first, then those on their own schedule (maintain)
+    for name in sorted(found, key=lambda n: (not found[n].pipeline, n in needed, n)):
         visit(name)
     return ordered
+
+
+def pipeline_jobs() -> list[str]:
+    """The jobs ``omicslake pipeline`` runs, in dependency order (every job whose spec says pipeline)."""
+    return [name for name, s in specs().items() if s.pipeline]
 
 
 def dag() -> dict[str, tuple[str, ...]]:

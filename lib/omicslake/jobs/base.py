@@ -159,7 +159,7 @@ def _audit(
         [(name, ref, version) for (name, ref), version in sorted(lake.models.items())],
         {k: json.dumps(v, default=str, sort_keys=True) for k, v in metrics.items()},
     )
-    audit = Lake(spark, cfg, run_id=f"{run_id}:{job}:{uuid.uuid4().hex[:8]}")
+    audit = Lake(spark, cfg, run_id=f"{run_id}:{job}:{uuid.uuid4().hex[:8]}", job=job)
     schema = load_contract("ops.runs").struct()
     # merge_schema: a lake audited by an older omicslake gains the new columns instead of failing
     audit.write(spark.createDataFrame([row], schema), "ops.runs", mode="append", merge_schema=True)

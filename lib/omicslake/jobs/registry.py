@@ -23,6 +23,8 @@ SCRIPTS_BEGIN = "# BEGIN job entry points (generated from the job specs: python 
 SCRIPTS_END = "# END job entry points"
 TASKS_BEGIN = "      # BEGIN tasks (generated from the job specs: python -m omicslake.jobs.registry)"
 TASKS_END = "      # END tasks"
+MAINT_BEGIN = "      # BEGIN maintenance tasks (generated from the job specs: python -m omicslake.jobs.registry)"
+MAINT_END = "      # END maintenance tasks"
 _PARAMS = '["--env", "databricks", "--run-id", "{{job.run_id}}", "--set", "lake.catalog={{job.parameters.catalog}}"]'
 
 
@@ -46,9 +48,14 @@ def scripts_block() -> str:
     return "\n".join(lines) + "\n"
 
 
-def tasks_block() -> str:
-    out = [TASKS_BEGIN, "      tasks:"]
+def tasks_block(pipeline: bool = True) -> str:
+    """The bundle's tasks: of the pipeline job (the jobs in the pipeline), or of the maintenance job
+    (the jobs outside it, e.g. maintain)."""
+    begin, end = (TASKS_BEGIN, TASKS_END) if pipeline else (MAINT_BEGIN, MAINT_END)
+    out = [begin, "      tasks:"]
     for s in specs().values():
+        if s.pipeline != pipeline:
+            continue
         out.append(f"        - task_key: {s.name}")
         if s.after:
             out.append("          depends_on:")
@@ -62,7 +69,7 @@ def tasks_block() -> str:
             "          libraries:",
             "            - whl: ./dist/*.whl",
         ]
-    out.append(TASKS_END)
+    out.append(end)
     return "\n".join(out) + "\n"
 
 
@@ -79,7 +86,8 @@ def expected_files(repo: Path) -> dict[Path, str]:
     pyproject = repo / "pyproject.toml"
     out[pyproject] = _replace_block(pyproject.read_text(), SCRIPTS_BEGIN, SCRIPTS_END, scripts_block(), str(pyproject))
     bundle = repo / "databricks.yml"
-    out[bundle] = _replace_block(bundle.read_text(), TASKS_BEGIN, TASKS_END, tasks_block(), str(bundle))
+    text = _replace_block(bundle.read_text(), TASKS_BEGIN, TASKS_END, tasks_block(), str(bundle))
+    out[bundle] = _replace_block(text, MAINT_BEGIN, MAINT_END, tasks_block(pipeline=False), str(bundle))
     out[repo / "docs" / "configuration.md"] = config_doc.markdown()  # derived from the config classes, likewise
     return out
 

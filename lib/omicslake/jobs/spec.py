@@ -36,6 +36,11 @@ class JobSpec:
     # True for jobs that decide for themselves what is new (file-incremental ingests: a run with
     # nothing new commits nothing) or that are cheap and read everything (the report).
     always_run: bool = False
+    # False for jobs on their own schedule, outside the pipeline's DAG (maintain: compacting and
+    # vacuuming tables must not interleave with the jobs that write them). They are still jobs:
+    # `omicslake run <job>`, a console script, a spark-submit script and a task of the bundle's
+    # maintenance job.
+    pipeline: bool = True
 
     @property
     def script(self) -> str:

@@ -41,6 +41,7 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         cohorts.table1(lake, tables),
         models.models(cfg),
         predictions.predictions(lake, tables),
+        ops.maintenance(lake, tables),
     ]
     found: dict[str, Any] = {}
     for s in sections:

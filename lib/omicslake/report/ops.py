@@ -55,3 +55,37 @@ def quarantine(lake: Lake, tables: Sequence[str]) -> Section:
     if not q:
         return Section()
     return Section("<h2>Quarantine</h2>" + table(q, ["table", "rule", "rows"]), {"quarantine_rules": len(q)})
+
+
+def maintenance(lake: Lake, tables: Sequence[str]) -> Section:
+    """The "Tables" section: each table's data files and size after its latest maintain run (and before it), from
+    ops.table_maintenance; nothing when maintain never ran."""
+    if "ops.table_maintenance" not in tables:
+        return Section()
+    latest = (
+        lake.read("ops.table_maintenance")
+        .groupBy("table_name")
+        .agg(F.max_by(F.struct("*"), "maintained_at").alias("m"))
+        .select("m.*")
+        .orderBy("table_name")
+        .collect()
+    )
+    rows = [
+        {
+            "table": r["table_name"],
+            "maintained": f"{r['maintained_at']:%Y-%m-%d %H:%M}",
+            "done": r["optimized"] + (f" by {', '.join(r['zorder_by'])}" if r["zorder_by"] else ""),
+            "files before": r["files_before"],
+            "files": r["files_after"],
+            "MB": round(r["bytes_after"] / 1e6, 2),
+            "stored files": r["stored_files_after"],
+            "retention h": r["vacuum_retention_hours"],
+        }
+        for r in latest
+    ]
+    cols = ["table", "maintained", "done", "files before", "files", "MB", "stored files", "retention h"]
+    return Section(
+        "<h2>Tables</h2><p>Data files and size of each table's current version after its latest maintain run "
+        "(OPTIMIZE, VACUUM); stored files count every version's files kept for time travel.</p>" + table(rows, cols),
+        {"maintained_tables": len(rows)},
+    )

@@ -1,0 +1,160 @@
+"""Kill anywhere (issue 15): a job SIGKILLed before, during or right after a Delta commit, then rerun,
+leaves the lake as a clean run leaves it: the same rows, no duplicates, no partial table, and
+``ops.runs`` says the killed attempt was interrupted.
+
+The kills are deterministic: ``omicslake.io.faults`` kills the attempt's whole process group at a
+named point of the commit path (``before commit <table> (<job>)``, ``during commit ...`` when the
+write's first data file appears, ``after commit ...``), never after a sleep. Each attempt is a real
+``omicslake pipeline`` process with a new run id, as the next scheduled run after a crash would be;
+it starts where the killed one left the lake, so the attempts form a chain: attempt k meets the
+states of the kills before it. The last attempt runs to the end, and every table of bronze, silver,
+gold and quarantine is compared with the tables of a clean run on the same input (EXCEPT ALL both
+ways, after dropping the columns that hold a run id or the wall clock).
+
+CI kills at the points of ``KILLS`` (ingest_ehr, conform_ehr, build_cohort: 5, 4 and 4 points).
+``OMICSLAKE_KILL_MATRIX=full`` kills at every point of the clean run of those jobs instead (each
+table's before, during and after), which takes an hour on two cores.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pyspark.sql import SparkSession
+from pyspark.sql import functions as F
+
+from omicslake.config import Config
+from omicslake.io.delta import Lake
+from omicslake.pipeline import run_pipeline
+
+JOBS = ["ingest_ehr", "conform_ehr", "build_cohort"]
+SETS = [
+    "jobs.generate.patients=80",
+    "jobs.generate.samples=10",
+    "jobs.generate.variants=20",
+    "spark.shuffle_partitions=2",
+    "spark.ui=false",
+]
+KILLS = [
+    "before commit bronze.synthea_patients (ingest_ehr)",
+    "during commit bronze.synthea_observations (ingest_ehr)",
+    "after commit bronze.fhir_condition (ingest_ehr)",
+    "before commit ops.ingested_files (ingest_ehr)",
+    "after commit ops.ingested_files (ingest_ehr)",  # the files are recorded, the audit row is not
+    "after commit silver.person (conform_ehr)",
+    "during commit silver.measurement (conform_ehr)",
+    "after commit ops.dq_results (conform_ehr)",
+    "after commit ops.runs (conform_ehr)",  # audited, the pipeline's lease still held
+    "after commit gold.cohort_t2d_incident (build_cohort)",
+    "during commit gold.features_t2d_incident (build_cohort)",
+    "before commit gold.table1_readmission_30d (build_cohort)",
+    "before commit ops.runs (build_cohort)",  # every table written, no audit row
+]
+# a run id or the wall clock: the only columns in which a rerun may differ from a clean run
+RUN_COLUMNS = {
+    "run_id",
+    "_run_id",
+    "batch_id",
+    "_batch_id",
+    "_ingested_at",
+    "ingested_at",
+    "checked_at",
+    "written_at",
+    "created_at",
+    "updated_at",
+}
+
+
+def _comparable(df: Any) -> Any:
+    from pyspark.sql.types import MapType
+
+    cols = []
+    for f in df.schema.fields:
+        if f.name in RUN_COLUMNS:
+            continue
+        if isinstance(f.dataType, MapType) or "map<" in f.dataType.simpleString():
+            cols.append(F.to_json(F.col(f.name)).alias(f.name))
+        else:
+            cols.append(F.col(f.name))
+    return df.select(*cols)
+
+
+def _attempt(root: Path, run_id: str, kill_at: str, log: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "OMICSLAKE_FAULT_KILL_AT": kill_at, "OMICSLAKE_FAULT_LOG": str(log)}
+    sets = [x for s in [f"lake.root={root}", *SETS] for x in ("--set", s)]
+    cmd = [sys.executable, "-m", "omicslake.jobs.cli", "pipeline", "--only", ",".join(JOBS), "--run-id", run_id, *sets]
+    # a session of its own: the kill takes the attempt's process group (driver, JVM, workers), not pytest
+    return subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900, start_new_session=True)
+
+
+@pytest.mark.slow
+def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
+    spark: SparkSession, cfg: Config, tmp_path: Path
+) -> None:
+    from omicslake.jobs.base import execute
+
+    clean_cfg = cfg.replace(**{"lake.root": str(tmp_path / "clean"), "jobs.generate.patients": 80})
+    clean_cfg = clean_cfg.replace(**{"jobs.generate.samples": 10, "jobs.generate.variants": 20})
+    execute(spark, clean_cfg, "generate", run_id="gen")
+    killed_root = tmp_path / "killed"
+    shutil.copytree(tmp_path / "clean" / "landing", killed_root / "landing")
+    points = tmp_path / "clean_points.log"
+    os.environ["OMICSLAKE_FAULT_LOG"] = str(points)
+    try:
+        run_pipeline(spark, clean_cfg, JOBS, run_id="clean")
+    finally:
+        del os.environ["OMICSLAKE_FAULT_LOG"]
+    labels = [line.split("\t", 1)[1] for line in points.read_text().splitlines()]
+    if os.environ.get("OMICSLAKE_KILL_MATRIX") == "full":
+        kills = []
+        for label in labels:
+            if label.startswith("before commit ") and "ops.pipeline_lease" not in label:
+                table = label[len("before commit ") :]
+                kills += [label, f"during commit {table}", f"after commit {table}"]
+    else:
+        kills = KILLS
+        missing = [k for k in kills if k.replace("during commit", "before commit") not in labels]
+        assert missing == [], f"kill points the clean run never reached (renamed tables?): {missing}"
+    per_job = {j: sum(k.endswith(f"({j})") for k in kills) for j in JOBS}
+    assert all(n >= 4 for n in per_job.values()), per_job
+
+    log = tmp_path / "killed_points.log"
+    outcomes = []
+    for k, kill_at in enumerate(kills, 1):
+        before = log.read_text().count("\n") if log.exists() else 0
+        p = _attempt(killed_root, f"attempt{k}", kill_at, log)
+        reached = log.read_text().splitlines()[before:] if log.exists() else []
+        outcomes.append((kill_at, p.returncode, reached[-1] if reached else None))
+        assert p.returncode == -9, (
+            f"attempt {k} was not killed at {kill_at!r} (exit {p.returncode}): {p.stderr[-2000:]}"
+        )
+    killed_cfg = clean_cfg.replace(**{"lake.root": str(killed_root)})
+    final = run_pipeline(spark, killed_cfg, JOBS, run_id="final")  # the rerun that finishes
+    assert all(r.status in ("succeeded", "skipped") for r in final), [(r.job, r.status) for r in final]
+
+    clean, killed = Lake(spark, clean_cfg), Lake(spark, killed_cfg)
+    data = [n for n in clean.names() if not n.startswith("ops.")]
+    assert sorted(n for n in killed.names() if not n.startswith("ops.")) == sorted(data)
+    differ = {}
+    for name in data:
+        a, b = _comparable(clean.read(name)), _comparable(killed.read(name))
+        n_a, n_b = a.count(), b.count()
+        only_a, only_b = a.exceptAll(b).count(), b.exceptAll(a).count()
+        if (n_a, only_a, only_b) != (n_b, 0, 0):
+            differ[name] = {"clean_rows": n_a, "rerun_rows": n_b, "only_clean": only_a, "only_rerun": only_b}
+    assert differ == {}, differ
+    # every killed attempt is in ops.runs as interrupted (recorded by the attempt that took its lease over)
+    interrupted = {
+        r.run_id for r in killed.read("ops.runs").where(F.col("status") == "interrupted").select("run_id").collect()
+    }
+    assert interrupted == {f"attempt{k}" for k in range(1, len(kills) + 1)}, interrupted
+    # no file ingested twice
+    files = killed.read("ops.ingested_files").where(F.coalesce(F.col("status"), F.lit("landed")) == "landed")
+    assert files.count() == files.select("table_name", "file_sha256").distinct().count()
+    assert files.count() == clean.read("ops.ingested_files").count()
