@@ -146,6 +146,10 @@ class IngestEhrConfig:
     omop_dir: str | None = None  # OMOP CDM 5.4 CSV export (PERSON.csv, VISIT_OCCURRENCE.csv, ...); no default
     sample_link: str | None = None  # default <landing>/sample_link.csv
     reingest_changed: bool = False  # a file seen before with other contents: re-read it (else reported, skipped)
+    # a refused file (no header, not the table's columns, lines lost between file and bronze...): fail_at_end: the other
+    # files land, then the job fails naming every refused file; skip: the same, and the job succeeds (they are in
+    # ops.ingested_files with status failed and their error, and the next run tries them again)
+    on_bad_file: Literal["fail_at_end", "skip"] = "fail_at_end"
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,7 @@ from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
 from omicslake.config import Config
-from omicslake.errors import ReconciliationError
+from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import execute
 
@@ -129,8 +129,10 @@ def test_a_line_lost_between_file_and_bronze_fails_and_leaves_bronze_as_it_was(
         return real(lines, header, columns).where(F.col("_line") != 3)  # a silent drop of one data line
 
     monkeypatch.setattr(bronze, "parse_csv", lossy)
-    with pytest.raises(ReconciliationError, match=r"person.csv: \d+ data lines in the file but \d+ rows in bronze"):
+    with pytest.raises(InputError, match=r"person.csv: \d+ data lines in the file but \d+ rows in bronze"):
         _ehr(spark, cfg, src, "omop", "lossy")
     lake = Lake(spark, cfg)
-    assert not lake.exists("ops.ingested_files")
+    # every file lost a line: each is refused and recorded with its error, and no row of any is in bronze
+    ledger = lake.read("ops.ingested_files").collect()
+    assert ledger and {r.status for r in ledger} == {"failed"} and all("rows in bronze" in r.error for r in ledger)
     assert all(lake.read(t).count() == 0 for t in lake.names() if t.startswith("bronze."))

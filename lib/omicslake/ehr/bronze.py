@@ -40,10 +40,10 @@ def numbered_lines(spark: SparkSession, path: Path) -> DataFrame:
 
 def csv_header(path: Path) -> list[str]:
     """The column names on the first line of a local CSV file (RFC 4180 quoting), read in plain Python;
-    StopIteration for an empty file."""
-    with path.open(newline="") as f:
+    [] for an empty file."""
+    with path.open(newline="", encoding="utf-8", errors="replace") as f:
         first = f.readline()
-    return next(csv.reader(io.StringIO(first)))
+    return next(csv.reader(io.StringIO(first)), [])  # [] for an empty file
 
 
 def parse_csv(lines: DataFrame, header: list[str], columns: list[str]) -> DataFrame:
@@ -78,20 +78,36 @@ def parse_csv(lines: DataFrame, header: list[str], columns: list[str]) -> DataFr
     return data.select(*cols, "_line", rescued.alias("_rescued"))
 
 
-def parse_ndjson(lines: DataFrame) -> DataFrame:
+def parse_ndjson(lines: DataFrame, expected: str | None = None) -> DataFrame:
     """FHIR NDJSON lines: resourceType, id and subject reference pulled out, the JSON kept whole;
-    a line that is not a JSON object keeps resource_type null and goes to ``_rescued``."""
+    a line that is not a JSON object, or (``expected`` given) a resource of another type than the
+    file's (a Patient in Observation.ndjson), keeps resource_type null and goes to ``_rescued``
+    (``_malformed_line``, and ``_reason`` for the other type)."""
     data = lines.where(F.length(F.trim("text")) > 0)
     parsed = F.from_json(
         "text", "resourceType string, id string, subject struct<reference:string>, patient struct<reference:string>"
     )
     data = data.select("text", "_line", parsed.alias("_j"))
     valid = F.col("_j").isNotNull() & F.col("_j.resourceType").isNotNull()
+    reason = F.lit(None).cast("string")
+    if expected:
+        other = valid & (F.col("_j.resourceType") != F.lit(expected))
+        reason = F.when(
+            other, F.concat(F.lit("resourceType "), F.col("_j.resourceType"), F.lit(f" in a {expected} file"))
+        )
+        valid = valid & ~other
+    rescued = F.when(
+        ~valid,
+        F.when(
+            reason.isNotNull(),
+            F.create_map(F.lit("_malformed_line"), F.col("text"), F.lit("_reason"), reason),
+        ).otherwise(F.create_map(F.lit("_malformed_line"), F.col("text"))),
+    )
     return data.select(
         F.when(valid, F.col("_j.resourceType")).alias("resource_type"),
         F.when(valid, F.col("_j.id")).alias("id"),
         F.when(valid, F.coalesce(F.col("_j.subject.reference"), F.col("_j.patient.reference"))).alias("subject_ref"),
         F.when(valid, F.col("text")).alias("resource"),
         "_line",
-        F.when(~valid, F.create_map(F.lit("_malformed_line"), F.col("text"))).alias("_rescued"),
+        rescued.alias("_rescued"),
     )

@@ -132,6 +132,18 @@ def sha256_and_lines(path: Path) -> tuple[str, int]:
     return h.hexdigest(), lines
 
 
+def first_non_utf8(path: Path) -> tuple[int, int, int] | None:
+    """(line, column, byte) of the first byte sequence that is not UTF-8 in a local file, both counted
+    from 1 (lines split at LF), or None when the whole file is UTF-8 (a BOM is allowed)."""
+    with path.open("rb") as f:
+        for n, line in enumerate(f, 1):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                return n, exc.start + 1, line[exc.start]
+    return None
+
+
 def blank_lines(path: Path) -> int:
     """Lines holding only white space (NDJSON allows them between records)."""
     with path.open("rb") as f:

@@ -59,7 +59,6 @@ def load_genotypes(
     spark: SparkSession, cfg: Config, lake: Lake, c: GwasConfig
 ) -> tuple[DataFrame | None, Any, list[str], dict[str, Any]]:
     """(rows with calls or dosage arrays, or None; MatrixTable or None, sample ids in array order, metrics)."""
-    import hail as hl
 
     from omicslake.genomics import features, vcf
     from omicslake.genomics.gwas.hail_mode import genotype_calls
@@ -88,9 +87,8 @@ def load_genotypes(
             absent = [str(p) for p in parts.values() if not p.exists()]
             if absent:
                 raise InputError(f"PLINK fileset {prefix}: missing {', '.join(absent)}")
-            mt = hl.import_plink(
-                str(parts["bed"]), str(parts["bim"]), str(parts["fam"]), reference_genome=reference, a2_reference=True
-            )
+            # the one PLINK import path, shared with ingest_vcf (A2 as REF, as plink2 writes it)
+            mt = vcf.import_plink(parts["bed"], reference, spark.sparkContext.defaultParallelism)
             source = str(prefix)
             for p in parts.values():
                 lake.use_file(p)

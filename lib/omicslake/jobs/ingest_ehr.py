@@ -8,6 +8,11 @@ manifest and the data cannot disagree: a run killed before its commit left nothi
 rerun reads the file again; a run killed after it finds the file there. A file whose path was
 ingested before with other contents is reported and skipped, unless
 ``jobs.ingest_ehr.reingest_changed``. ops.ingested_files lists every landed file.
+
+Each file is its own unit: a file refused (no header, none of the table's columns, lines lost
+between the file and bronze) leaves no row in bronze, is recorded in ops.ingested_files with
+status failed and its error, and the other files land; the job then fails naming every refused
+file, or succeeds (``jobs.ingest_ehr.on_bad_file: skip``).
 """
 
 from __future__ import annotations
@@ -23,10 +28,10 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.contracts import enforce, load_contract
-from omicslake.errors import InputError, ReconciliationError
+from omicslake.errors import InputError
 from omicslake.io import ledger
 from omicslake.io.delta import Lake
-from omicslake.io.files import blank_lines, sha256_and_lines
+from omicslake.io.files import blank_lines, first_non_utf8, sha256_and_lines
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
 
@@ -42,6 +47,7 @@ log = logging.getLogger(__name__)
 
 SYNTHEA_TABLES = ("patients", "encounters", "conditions", "observations", "medications", "procedures")
 FHIR_RESOURCES = ("Patient", "Encounter", "Condition", "Observation", "MedicationRequest", "Procedure")
+FHIR_TYPES = {f"bronze.fhir_{r.lower()}": r for r in FHIR_RESOURCES}  # the resource type each file must hold
 OMOP_TABLES = (
     "person",
     "observation_period",
@@ -110,12 +116,19 @@ def planned_files(cfg: Config) -> list[tuple[str, str, str, Path]]:
     return out
 
 
-def _file_rows(spark: SparkSession, source: str, fmt: str, path: Path, columns: list[str]) -> DataFrame:
+def _file_rows(spark: SparkSession, source: str, fmt: str, path: Path, columns: list[str], table: str) -> DataFrame:
     from omicslake.ehr import bronze
 
+    bad = first_non_utf8(path)
+    if bad:
+        line, column, byte = bad
+        raise InputError(
+            f"{path}, line {line}, column {column}: byte 0x{byte:02X} is not UTF-8 (the file is probably Latin-1 or "
+            "Windows-1252). Re-export it as UTF-8 (e.g. iconv -f WINDOWS-1252 -t UTF-8) and put it back in the landing folder"
+        )
     lines = bronze.numbered_lines(spark, path)
     if fmt == "ndjson":
-        return bronze.parse_ndjson(lines)
+        return bronze.parse_ndjson(lines, FHIR_TYPES.get(table))
     header = bronze.csv_header(path)
     if not header or not header[0]:
         raise InputError(f"{path}, line 1: no header line; a CSV export needs its column names first")
@@ -139,6 +152,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     stats: dict[str, Any] = {"files_new": 0, "files_known": 0, "files_changed": 0, "rows": 0, "rescued_rows": 0}
     changed: list[str] = []
     manifest_rows = []
+    refused: list[tuple[str, str, Path, str, str]] = []  # table, source, path, sha256, error
     for table, files in by_table.items():
         contract = load_contract(table)
         seen: dict[str, set[str]] = {}
@@ -167,7 +181,12 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 )
                 continue
             batch = path.parent.name
-            df = _file_rows(spark, source, fmt, path, contract.names).select(
+            try:
+                rows = _file_rows(spark, source, fmt, path, contract.names, table)
+            except InputError as exc:  # each file is its own unit: the others still land
+                refused.append((table, source, path, digest, str(exc)))
+                continue
+            df = rows.select(
                 "*",
                 F.lit(str(path)).alias("_source_file"),
                 F.lit(digest).alias("_file_sha256"),
@@ -200,7 +219,6 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         union = parts[0]
         for p in parts[1:]:
             union = union.unionByName(p)
-        before = lake.version(table)
         out = lake.write(union.transform(enforce(contract)), table, mode="append")
         per_file = {
             r[0]: (int(r[1]), int(r[2]))
@@ -210,18 +228,28 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             .agg(F.count("*"), F.count("_rescued"))
             .collect()
         }
-        lost = [(p, e, per_file.get(d, (0, 0))[0]) for _, p, d, _, e in new_files if per_file.get(d, (0, 0))[0] != e]
+        lost = [
+            (s, p, d, e, per_file.get(d, (0, 0))[0]) for s, p, d, _, e in new_files if per_file.get(d, (0, 0))[0] != e
+        ]
         if lost:
-            if before is None:
-                lake.truncate(table)
-            else:
-                lake.restore(table, before)
-            raise ReconciliationError(
-                f"{table}: "
-                + "; ".join(f"{p}: {e} data lines in the file but {n} rows in bronze" for p, e, n in lost[:5])
-                + f". {table} was put back as it was; nothing of these files is in the lake. A line the reader splits "
-                "differently (a lone carriage return inside a field?) is the usual cause: fix the file and rerun."
-            )
+            # the files whose lines did not all arrive are taken out again (a new commit: no row of them stays
+            # in the table's current version) and refused; the other files of the batch stay
+            bad = [d for _, _, d, _, _ in lost]
+            lake.delete_where(table, F.col("_file_sha256").isin(bad))
+            lake.forget_transactions(table)  # a retry of this run id writes them again, not "already committed"
+            for source, path, digest, expected, n in lost:
+                refused.append(
+                    (
+                        table,
+                        source,
+                        path,
+                        digest,
+                        f"{path}: {expected} data lines in the file but {n} rows in bronze; nothing of this file is in "
+                        f"{table}. A line the reader splits differently (a lone carriage return inside a field?) is the "
+                        "usual cause: fix the file and rerun.",
+                    )
+                )
+            new_files = [f for f in new_files if f[2] not in bad]
         for source, path, digest, batch, expected in new_files:
             n, rescued = per_file.get(digest, (0, 0))
             manifest_rows.append(
@@ -234,9 +262,38 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             log.info("%s -> %s: %d rows (%d rescued)", path.name, table, n, rescued)
         stats["files_new"] += len(new_files)
         log.info("%s: %d new file(s), %d rows committed as version %s", table, len(new_files), out.rows, out.version)
+    for table, source, path, digest, error in refused:
+        log.error("%s refused: %s", path.name, error)
+        manifest_rows.append(
+            ledger.row(
+                table,
+                source,
+                str(path),
+                digest,
+                path.stat().st_size,
+                path.parent.name,
+                0,
+                None,
+                0,
+                lake.run_id,
+                now,
+                status="failed",
+                error=error[:4000],
+            )
+        )
     ledger.record(lake, manifest_rows)
     if changed:
         stats["changed_files"] = changed[:20]
+    stats["failed_files"] = len(refused)
+    stats["failed"] = [{"file": str(p), "table": t, "error": e} for t, _, p, _, e in refused]
+    if refused and c.on_bad_file == "fail_at_end":
+        raise InputError(
+            f"{len(refused)} input file(s) refused ({stats['files_new']} landed, {stats['files_known']} already "
+            "there); each is in ops.ingested_files with its error, nothing of it is in the lake, and the next run "
+            "tries it again. "
+            + " | ".join(e for *_, e in refused[:5])
+            + " (jobs.ingest_ehr.on_bad_file=skip lets the job succeed with refused files)"
+        )
     return stats
 
 
