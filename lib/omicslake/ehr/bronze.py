@@ -33,8 +33,10 @@ def numbered_lines(spark: SparkSession, path: Path) -> DataFrame:
     for p, n in counts:
         offsets[p] = total
         total += n
-    offset = F.create_map(*[x for p, o in offsets.items() for x in (F.lit(p), F.lit(o))]) if offsets else F.create_map()
     within = F.col("_m") - F.shiftleft(F.col("_p").cast("long"), 33)
+    if not offsets:  # an empty file: no rows (a map of no entries has no key type to look up)
+        return raw.select("text", (within + 1).cast("long").alias("_line"))
+    offset = F.create_map(*[x for p, o in offsets.items() for x in (F.lit(p), F.lit(o))])
     return raw.select("text", (within + F.coalesce(offset[F.col("_p")], F.lit(0)) + 1).cast("long").alias("_line"))
 
 

@@ -56,6 +56,57 @@ def sniff(path: Path) -> str:
     return "gzip"
 
 
+_BGZF_EOF = bytes.fromhex("1f8b08040000000000ff0600424302001b0003000000000000000000")
+
+
+def check_container(path: Path, kind: str) -> None:
+    """Refuse (InputError naming the file, the byte offset and what to do) a file whose compression
+    is broken before Hail reads it: a .gz/.bgz name without the gzip magic at byte 0 (stray bytes
+    before it), a BGZF file cut inside a block or without the end-of-file block (truncated in
+    transfer). Walks the BGZF block headers only (18 bytes a block), not the data."""
+    name = path.name.lower()
+    if kind == "text" and name.endswith((".gz", ".bgz", ".bgzf")):
+        with path.open("rb") as f:
+            head = f.read(4096)
+        at = head.find(b"\x1f\x8b")
+        if at > 0:
+            raise InputError(
+                f"{path}: {at} stray byte(s) before the gzip magic (1f 8b) at byte 0; the file was damaged in "
+                "transfer or prefixed by a tool. Re-export or re-transfer it (or strip the bytes: `tail -c +"
+                f"{at + 1} {path.name} > fixed.vcf.bgz`)"
+            )
+        raise InputError(
+            f"{path}: named {path.suffix} but not gzip-compressed (no 1f 8b magic); check what the file is"
+        )
+    if kind != "bgzf":
+        return
+    size = path.stat().st_size
+    offset = block = 0
+    with path.open("rb") as f:
+        while offset < size:
+            f.seek(offset)
+            head = f.read(18)
+            if len(head) < 18 or head[:2] != b"\x1f\x8b" or head[12:14] != b"BC":
+                raise InputError(
+                    f"{path}: BGZF block {block + 1} at byte {offset} is cut or damaged (the file is truncated or "
+                    "corrupt). Re-transfer it, or recompress the original with `bgzip`"
+                )
+            bsize = int.from_bytes(head[16:18], "little") + 1
+            if offset + bsize > size:
+                raise InputError(
+                    f"{path}: truncated: BGZF block {block + 1} at byte {offset} needs {bsize} bytes but the file "
+                    f"ends after {size - offset}. Re-transfer the file"
+                )
+            offset += bsize
+            block += 1
+        f.seek(max(0, size - 28))
+        if f.read(28) != _BGZF_EOF:
+            raise InputError(
+                f"{path}: truncated: no BGZF end-of-file block after {block} block(s) (the file was cut at a block "
+                "boundary). Re-transfer the file"
+            )
+
+
 def _open_text(path: Path, kind: str) -> Any:
     return gzip.open(path, "rt", errors="replace") if kind != "text" else path.open("rt", errors="replace")
 

@@ -168,6 +168,7 @@ def _ingest_vcf(
         stats["skipped_files"] += 1
         return
     ledger.discard_partial(lake, digest, _FILE_TABLES)
+    vcf.check_container(path, kind)
     header = vcf.check_header(path, kind)
     try:
         records = vcf.text_records(path, kind, parts, header.lines)
@@ -196,8 +197,13 @@ def _ingest_vcf(
         err = vcf.reference_error(path, kind, exc, reference, dict(c.contig_recoding)) or vcf.hail_error(
             path, kind, exc
         )
-        if err is None:
-            raise
+        if err is None:  # any other failure reading this file refuses the file, not the whole run
+            from omicslake.jobs.base import error_summary
+
+            err = InputError(
+                f"{path}: Hail could not read the file ({error_summary(exc)[:300]}). Check it with "
+                f"`bcftools view {path.name} > /dev/null`; nothing of it was written"
+            )
         raise err from None
     n_variants = written.rows
     samples = spark.createDataFrame(
