@@ -204,7 +204,9 @@ def parse(rows: Sequence[Sequence[str]], source: str, first_line: int = 2) -> Di
         if f.logic_tree is not None:
             unknown = sorted(logic.fields_of(f.logic_tree) - seen)
             if unknown:
-                raise InputError(f"{source}, line {f.line}: branching logic of {f.name!r} names unknown field(s) {unknown}")
+                raise InputError(
+                    f"{source}, line {f.line}: branching logic of {f.name!r} names unknown field(s) {unknown}"
+                )
     return Dictionary(tuple(fields), source, tuple(forms))
 
 

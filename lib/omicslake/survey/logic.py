@@ -219,8 +219,7 @@ def _compare(op: str, a: str, b: str) -> bool:
     if a == "" or b == "":
         return False
     if x is not None and y is not None:
-        l, r = x, y
-        return {"<": l < r, ">": l > r, "<=": l <= r, ">=": l >= r}[op]
+        return {"<": x < y, ">": x > y, "<=": x <= y, ">=": x >= y}[op]
     return {"<": a < b, ">": a > b, "<=": a <= b, ">=": a >= b}[op]
 
 

@@ -20,7 +20,6 @@ the row says so.
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -47,6 +46,7 @@ VALUE_COLUMNS = (
     "logic_unknown",
     "rule",
     "reason",
+    "raw_value",
 )
 
 
@@ -116,7 +116,16 @@ def value_rows(
     instance = int(inst_raw) if inst_raw.isdigit() else 1
     out: list[tuple[Any, ...]] = []
 
-    def emit(form: str, f_name: str, ftype: str, validation: str, status: str, t: Typed, unknown: bool) -> None:
+    def emit(
+        form: str,
+        f_name: str,
+        ftype: str,
+        validation: str,
+        status: str,
+        t: Typed,
+        unknown: bool,
+        raw: str | None = None,
+    ) -> None:
         out.append(
             (
                 record,
@@ -136,6 +145,7 @@ def value_rows(
                 unknown,
                 t.rule,
                 t.reason,
+                raw if t.rule is not None else None,
             )
         )
 
@@ -156,21 +166,40 @@ def value_rows(
                 empty = raw.strip() == ""
                 t = None if empty else type_value(f, raw)
             if empty or t is None:
-                missing = Typed(rule="required", reason=f"{f.name}: required field is empty although shown") if f.required else Typed()
+                missing = (
+                    Typed(rule="required", reason=f"{f.name}: required field is empty although shown")
+                    if f.required
+                    else Typed()
+                )
                 emit(form, f.name, f.type, f.validation, "missing", missing, unknown)
             else:
-                emit(form, f.name, f.type, f.validation, "answered" if t.rule is None else "invalid", t, unknown)
+                shown_raw = ",".join(_raw(row, c) for c in f.columns) if f.type == "checkbox" else _raw(row, f.name)
+                emit(
+                    form,
+                    f.name,
+                    f.type,
+                    f.validation,
+                    "answered" if t.rule is None else "invalid",
+                    t,
+                    unknown,
+                    shown_raw,
+                )
         status_raw = _raw(row, f"{form}_complete").strip()
         if status_raw:
             t = type_form_status(form, status_raw)
-            emit(form, f"{form}_complete", "form_status", "", "answered" if t.rule is None else "invalid", t, False)
+            emit(
+                form,
+                f"{form}_complete",
+                "form_status",
+                "",
+                "answered" if t.rule is None else "invalid",
+                t,
+                False,
+                status_raw,
+            )
     return out
 
 
 def row_key(record: str, event: str | None, repeat_instrument: str | None, instance: str | None) -> str:
     """The key of an export row, for duplicate checks and messages (never logged)."""
     return "\x1f".join([record, event or "", repeat_instrument or "", instance or ""])
-
-
-def date_or_none(x: dt.date | None) -> dt.date | None:
-    return x
