@@ -154,7 +154,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     built = built.cache()
     n_built = built.count()
     bad = built.where(F.col("rule").isNotNull())
-    kept = built.where(F.col("rule").isNull()).drop("rule", "reason", "raw_value").withColumn("run_id", F.lit(lake.run_id))
+    kept = (
+        built.where(F.col("rule").isNull()).drop("rule", "reason", "raw_value").withColumn("run_id", F.lit(lake.run_id))
+    )
     qrows = quarantine.rows(
         bad,
         F.concat_ws(
