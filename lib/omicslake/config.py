@@ -96,6 +96,7 @@ class GenerateConfig:
     seed: int = 42  # the same seed writes the same files
     messy: bool = False  # duplicates, malformed lines, mixed units, a second batch with corrections and schema drift
     partitions: int = 4  # Spark partitions (files) per generated table
+    survey_share: float = 0.1  # share of the patients in the REDCap-style study (redcap/omicslake_study/); 0: no survey
 
 
 @dataclass(frozen=True)

@@ -109,7 +109,10 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     c = cfg.jobs.conform_survey
     if not lake.exists("bronze.survey_records"):
-        raise InputError("bronze.survey_records does not exist: run ingest_survey first")
+        if c.projects:
+            raise InputError("bronze.survey_records does not exist: run ingest_survey first")
+        log.warning("bronze.survey_records does not exist (no survey landed): nothing to conform")
+        return {"projects": 0}
     key = pseudonym_key(cfg.jobs.conform_ehr)
     records = lake.read("bronze.survey_records")
     exports = [e for e in latest_exports(records) if not c.projects or e[0] in c.projects]

@@ -62,6 +62,9 @@ def project_files(cfg: Config) -> dict[str, tuple[Path, list[Path], Path | None]
     c = cfg.jobs.ingest_survey
     root = _root(cfg)
     if not root.is_dir():
+        if not c.root and not c.projects:  # the default folder: a landing without surveys
+            log.info("no REDCap folder at %s: nothing to land", root)
+            return {}
         raise InputError(f"REDCap folder {root} does not exist (jobs.ingest_survey.root)")
     names = list(c.projects) or sorted(p.name for p in root.iterdir() if p.is_dir())
     out: dict[str, tuple[Path, list[Path], Path | None]] = {}
