@@ -22,6 +22,8 @@ from omicslake.errors import InputError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import execute
 
+pytestmark = pytest.mark.slow  # one module lake: three survey jobs, about three minutes on two cores
+
 CASES = Path(__file__).resolve().parents[1] / "data" / "survey"
 PROJECTS = ("simple", "longitudinal", "repeating-instruments")
 

@@ -93,7 +93,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     }
     for k, table in tables.items():
         contract = load_contract(table)
-        df = spark.createDataFrame(out[k], contract.struct())
+        plain = [tuple(v.item() if isinstance(v, np.generic) else v for v in row) for row in out[k]]
+        df = spark.createDataFrame(plain, contract.struct())
         lake.write(df.transform(enforce(contract)), table, mode="overwrite")
         metrics[f"{k}_rows"] = len(out[k])
     for r in out["reliability"]:
