@@ -150,3 +150,33 @@ def test_phi_scan_finds_no_survey_identifier_past_bronze(spark: SparkSession, st
     assert scan(records, ids)  # the scan can find them: they are all in bronze
     assert scan_lake(lake, ids) == {}
     ids.unpersist()
+
+
+def test_completeness_and_report_sections(spark: SparkSession, study: dict[str, Any]) -> None:
+    from omicslake.report import survey as report
+
+    lake = Lake(spark, study["cfg"])
+    export, m = study["export"], study["manifest"]
+    qa = {(r.event, r.instrument): r for r in lake.read("gold.survey_completeness").collect()}
+    items = [i for s in S.SCALES.values() for i in s["items"]]
+    for event in S.EVENTS:
+        rows = export[(export.redcap_event_name == event) & (export.redcap_repeat_instrument == "")]
+        blank = int((rows[items] == "").to_numpy().sum())  # missing answers, counted in the export
+        r = qa[(event, "wellbeing")]
+        assert (r.participants, r.missing, r.answered, r.not_shown, r.invalid) == (
+            len(rows),
+            blank,
+            len(rows) * len(items) - blank,
+            0,
+            0,
+        )
+        assert r.completeness == pytest.approx(1 - blank / (len(rows) * len(items)))
+        assert r.forms_complete_share == 1.0
+    enrol = qa[("baseline_arm_1", "enrolment")]
+    assert (enrol.participants, enrol.not_shown) == (PATIENTS, PATIENTS - m["smokers"])  # cigs_per_day hidden
+    tables = lake.names()
+    done = report.completeness(lake, tables)
+    scales = report.scales(lake, tables)
+    assert done.found == {"survey_forms": len(qa)} and "wellbeing" in done.html
+    assert scales.found == {"scales": 2, "loading_heatmaps": 2}
+    assert "Test-retest" in scales.html and scales.html.count("data:image/png") == 2

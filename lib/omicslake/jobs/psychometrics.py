@@ -7,7 +7,8 @@ participant, event and instance into gold.scale_scores. Per scale / subscale and
 ceiling shares, the number of factors by parallel analysis (gold.scale_reliability); per item:
 corrected item-total correlation and alpha if deleted (gold.scale_items); the minres loadings
 of that many factors, varimax-rotated (gold.scale_loadings); test-retest ICC between two events
-(gold.scale_retest). All gold tables are rebuilt on each run.
+(gold.scale_retest). Study QA: completeness by project, event and instrument
+(gold.survey_completeness, ``survey.qa``). All gold tables are rebuilt on each run.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ from omicslake.survey.scales import ScaleSpec, keyed, load_scales, score
 
 SPEC = JobSpec(
     name="psychometrics",
-    description="Scale scores (conf/scales) and their psychometrics: alpha, omega, item-total, EFA with parallel analysis, retest ICC.",
+    description="Scale scores (conf/scales), psychometrics (alpha, omega, item-total, EFA, retest ICC) and survey completeness.",
     after=("conform_survey",),
     config=("jobs.psychometrics",),
 )
@@ -97,6 +98,15 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         df = spark.createDataFrame(plain, contract.struct())
         lake.write(df.transform(enforce(contract)), table, mode="overwrite")
         metrics[f"{k}_rows"] = len(out[k])
+    # Study QA: completeness by project, event and instrument
+    from omicslake.survey.qa import completeness
+
+    quarantined = lake.read("quarantine.survey_values") if lake.exists("quarantine.survey_values") else None
+    qa = completeness(lake.read("silver.survey_values"), quarantined).withColumn("run_id", F.lit(lake.run_id))
+    contract = load_contract("gold.survey_completeness")
+    metrics["completeness_rows"] = lake.write(
+        qa.transform(enforce(contract)), "gold.survey_completeness", mode="overwrite"
+    ).rows
     for r in out["reliability"]:
         if r[1] == "total":
             metrics[f"alpha_{r[0]}_{r[2] or 'all'}"] = r[5]
