@@ -41,7 +41,7 @@ SPEC = JobSpec(
     name="conform_survey",
     description="Bronze REDCap exports -> silver survey values typed by their data dictionary (branching logic, pseudonyms, quarantine).",
     after=("ingest_survey", "conform_ehr"),
-    config=("jobs.conform_survey", "jobs.conform_ehr.key_env"),
+    config=("jobs.conform_survey", "jobs.conform_ehr"),  # the pseudonym key settings (the EHR's key)
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)

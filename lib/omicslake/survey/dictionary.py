@@ -102,6 +102,7 @@ class Field:
         return self.identifier or self.type in ("notes", "file", "descriptive")
 
     def choice_codes(self) -> tuple[str, ...]:
+        """The choice codes, in dictionary order."""
         return tuple(c for c, _ in self.choices)
 
 
@@ -116,12 +117,15 @@ class Dictionary:
 
     @property
     def record_id(self) -> str:
+        """The record id field: the dictionary's first field."""
         return self.fields[0].name
 
     def by_name(self) -> dict[str, Field]:
+        """Field name -> Field."""
         return {f.name: f for f in self.fields}
 
     def form_fields(self, form: str) -> list[Field]:
+        """The fields of one instrument, in dictionary order."""
         return [f for f in self.fields if f.form == form]
 
 

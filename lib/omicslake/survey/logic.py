@@ -49,11 +49,15 @@ class Ref:
 
 @dataclass(frozen=True)
 class Lit:
+    """A literal (string or number) as written, without its quotes."""
+
     value: str
 
 
 @dataclass(frozen=True)
 class Cmp:
+    """A comparison ``left op right`` (op one of = <> < > <= >=, or ``truthy`` for a bare reference)."""
+
     op: str
     left: Ref | Lit
     right: Ref | Lit
@@ -61,12 +65,16 @@ class Cmp:
 
 @dataclass(frozen=True)
 class BoolOp:
+    """``and`` / ``or`` over two or more parts."""
+
     op: str  # "and" | "or"
     parts: tuple[Node, ...]
 
 
 @dataclass(frozen=True)
 class Not:
+    """``not`` of a part."""
+
     part: Node
 
 

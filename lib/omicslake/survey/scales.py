@@ -21,6 +21,8 @@ from omicslake.errors import ConfigError
 
 @dataclass(frozen=True)
 class ScaleSpec:
+    """One scale of ``conf/scales`` (each field's comment says what it means)."""
+
     name: str  # the scale's name (gold tables' scale column)
     items: tuple[str, ...]  # item fields, in order
     range: tuple[float, float]  # lowest and highest response code of every item
