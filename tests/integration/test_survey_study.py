@@ -180,3 +180,37 @@ def test_completeness_and_report_sections(spark: SparkSession, study: dict[str, 
     assert done.found == {"survey_forms": len(qa)} and "wellbeing" in done.html
     assert scales.found == {"scales": 2, "loading_heatmaps": 2}
     assert "Test-retest" in scales.html and scales.html.count("data:image/png") == 2
+
+
+def test_survey_leaves_every_other_generated_file_unchanged(spark: SparkSession, tmp_path: Path) -> None:
+    """The generator with and without the study: the same files byte for byte, besides the study's
+    folder and the manifest's survey section (synth/survey.py draws from its own stream)."""
+    import json
+
+    from conftest import generate_cli
+
+    def digests(folder: Path) -> dict[str, str]:
+        out = {}
+        for p in sorted(folder.rglob("*")):
+            if p.is_file() and "redcap" not in p.parts:
+                data = p.read_bytes()
+                if p.name == "manifest.json":
+                    m = json.loads(data)
+                    m.pop("seconds")
+                    m.pop("survey", None)
+                    data = json.dumps(m, sort_keys=True).encode()
+                out[str(p.relative_to(folder))] = hashlib.sha256(data).hexdigest()
+        return out
+
+    args = ("--patients", "60", "--samples", "0")
+    with_survey = generate_cli(tmp_path, tmp_path / "with", 3, *args)
+    without = generate_cli(tmp_path, tmp_path / "without", 3, *args, "--set", "jobs.generate.survey_share=0")
+    assert "survey" not in without and not (tmp_path / "without" / "redcap").exists()
+    assert 0 < with_survey["survey"]["participants"] < 60
+    linked = (tmp_path / "with" / "redcap" / "omicslake_study" / "linkage.csv").read_text().splitlines()[1:]
+    patients = {
+        line.split(",")[0]
+        for line in (tmp_path / "with" / "synthea" / "batch_001" / "patients.csv").read_text().splitlines()[1:]
+    }
+    assert {line.split(",")[1] for line in linked} <= patients  # a subset of the generated patients
+    assert digests(tmp_path / "with") == digests(tmp_path / "without")
