@@ -100,6 +100,7 @@ class GenerateConfig:
     seed: int = 42  # the same seed writes the same files
     messy: bool = False  # duplicates, malformed lines, mixed units, a second batch with corrections and schema drift
     partitions: int = 4  # Spark partitions (files) per generated table
+    survey_share: float = 0.1  # share of the patients in the REDCap-style study (redcap/omicslake_study/); 0: no survey
 
 
 @dataclass(frozen=True)
@@ -259,6 +260,29 @@ class GwasConfig:
 
 
 @dataclass(frozen=True)
+class IngestSurveyConfig:
+    root: str | None = None  # folder of REDCap projects, one subfolder per project; default <landing>/redcap
+    projects: tuple[str, ...] = ()  # project subfolders to land; empty: every subfolder of root
+    dictionary_glob: str = "*ictionary*.csv"  # a project's data dictionary file(s) (the newest name in sort order wins)
+    linkage: str = "linkage.csv"  # per project: record id -> source patient id (columns record_id, patient_id); optional
+
+
+@dataclass(frozen=True)
+class ConformSurveyConfig:
+    projects: tuple[str, ...] = ()  # projects conformed; empty: every project in bronze.survey_records
+    wide_tables: bool = True  # also write silver.survey_<instrument> (one row per participant, event, instance)
+
+
+@dataclass(frozen=True)
+class PsychometricsConfig:
+    scales_dir: str | None = None  # folder of scale definitions (*.yaml); default conf/scales
+    ci: float = 0.95  # confidence level of Cronbach's alpha's interval (Feldt, as pingouin)
+    parallel_iterations: int = 100  # random data sets of the parallel analysis (EFA factor count)
+    seed: int = 7  # seed of the parallel analysis
+    retest_events: tuple[str, ...] = ()  # two events whose scale scores give the test-retest ICC; empty: first two events
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     ingest_vcf: IngestVcfConfig = field(default_factory=IngestVcfConfig)
@@ -273,6 +297,9 @@ class JobsConfig:
     maintain: MaintainConfig = field(default_factory=MaintainConfig)
     ingest_ehr: IngestEhrConfig = field(default_factory=IngestEhrConfig)
     conform_ehr: ConformEhrConfig = field(default_factory=ConformEhrConfig)
+    ingest_survey: IngestSurveyConfig = field(default_factory=IngestSurveyConfig)
+    conform_survey: ConformSurveyConfig = field(default_factory=ConformSurveyConfig)
+    psychometrics: PsychometricsConfig = field(default_factory=PsychometricsConfig)
 
 
 @dataclass(frozen=True)

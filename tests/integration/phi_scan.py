@@ -1,6 +1,7 @@
 """PHI scan for the EHR tests: do any of bronze's direct identifiers reach silver, gold or quarantine?
 
-Identifiers come from the bronze patient tables (Synthea, FHIR or OMOP): source ids, SSNs, licence,
+Identifiers come from the bronze patient tables (Synthea, FHIR or OMOP; REDCap records, by their
+dictionary: ``survey_identifiers``): source ids, SSNs, licence,
 passport and medical record numbers, phone numbers, street addresses, single names and "first last" /
 "last first" name pairs. Both sides are cut into lower-case word tokens (letters and digits; every
 other character separates, JSON escapes such as ``\\u001f`` too), so "999-12-3456" is the token run
@@ -131,6 +132,20 @@ def omop_identifiers(person: DataFrame, visits: DataFrame | None = None) -> list
     if visits is not None:
         ids.append(("source id", _values(visits, "visit_source_value")))
     return ids
+
+
+def survey_identifiers(records: DataFrame, dictionary: DataFrame) -> list[tuple[str, DataFrame]]:
+    """bronze.survey_records' direct identifiers: the values of the fields the data dictionaries
+    (bronze.survey_dictionary) mark ``Identifier? = y``, of their free-text notes, and the record ids."""
+    rows = dictionary.where((F.lower("identifier") == "y") | (F.lower("field_type") == "notes"))
+    marked = rows.select("field_name", "field_type").distinct().collect()  # a few field names
+    out = [("survey_record_id", _values(records, "record_id"))]
+    for kind, ftype in (("survey_identifier", None), ("survey_note", "notes")):
+        names = sorted({r[0] for r in marked if (r[1] == "notes") == (ftype == "notes")})
+        if names:
+            cols = records.select(*[F.col("raw_values")[n].alias(n) for n in names])
+            out.append((kind, _values(cols, *names)))
+    return out
 
 
 def _scanned(field: T.StructField) -> bool:

@@ -5,7 +5,8 @@ quality (ops.dq_results of the latest checking run), quarantine counts by rule (
 variant QC histograms, PCA scatter coloured by recorded race, GWAS Manhattan and QQ plots
 (``genomics``); Table 1 of each cohort (``cohorts``); the latest risk, survival and cluster models'
 metrics and plots from MLflow (``models``); each predictions table's risk bands and drift checks
-(``predictions``). Only aggregates and per-sample QC/PC numbers are read; no
+(``predictions``); study completeness and the scales' reliability, retest ICC and loading heat
+maps (``survey``). Only aggregates and per-sample QC/PC numbers are read; no
 EHR row reaches the page. ``render`` holds the HTML helpers; the report job writes the page.
 """
 
@@ -18,7 +19,7 @@ from pyspark.sql import SparkSession
 
 from omicslake.config import Config
 from omicslake.io.delta import Lake
-from omicslake.report import cohorts, genomics, models, ops, predictions
+from omicslake.report import cohorts, genomics, models, ops, predictions, survey
 from omicslake.report.render import Section, document
 
 
@@ -41,6 +42,8 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         cohorts.table1(lake, tables),
         models.models(cfg),
         predictions.predictions(lake, tables),
+        survey.completeness(lake, tables),
+        survey.scales(lake, tables),
         ops.maintenance(lake, tables),
     ]
     found: dict[str, Any] = {}

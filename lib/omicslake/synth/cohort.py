@@ -7,6 +7,7 @@ Layout of the output folder::
     fhir/{Patient,Encounter,Condition,Observation,MedicationRequest,Procedure}.NNN.ndjson
     vcf/cohort.vcf.bgz (+ .tbi)
     sample_link.csv                                      sample_id, patient_id, consent
+    redcap/omicslake_study/{dictionary,records,linkage}.csv   a REDCap-style study (synth/survey.py)
     truth/patients.csv                                   the latent truth per patient
     manifest.json                                        parameters, effects, counts, oracle AUROCs
 """
@@ -385,6 +386,12 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
         .limit(20)
         .collect()
     )
+    survey = None
+    if g.survey_share > 0:  # its own random stream: every other file stays the same (synth/survey.py)
+        from omicslake.synth import survey as S
+
+        chosen = p.where(uniform(seed, "survey", "idx") < g.survey_share).orderBy("idx").select("patient_id")
+        survey = S.generate([r[0] for r in chosen.collect()], seed, out)  # a share of the patients' ids
     p.unpersist()
 
     manifest: dict[str, Any] = {
@@ -431,6 +438,8 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
         "messy": {"rates": MESSY_RATES if messy else {}, "counts": messy_counts},
         "seconds": round(time.monotonic() - t0, 1),
     }
+    if survey is not None:
+        manifest["survey"] = survey
     (out / "manifest.json").write_text(json.dumps(manifest, indent=1, sort_keys=True, default=str))
     shutil.rmtree(tmp, ignore_errors=True)
     return manifest

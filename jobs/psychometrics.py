@@ -1,0 +1,7 @@
+"""spark-submit entry: omicslake job psychometrics."""
+
+import sys
+
+from omicslake.jobs.psychometrics import main
+
+sys.exit(main())

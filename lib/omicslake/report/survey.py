@@ -1,0 +1,115 @@
+"""Report sections on surveys: study completeness (gold.survey_completeness) and the scales'
+psychometrics (gold.scale_reliability, gold.scale_retest, a heat map of gold.scale_loadings).
+Aggregates only: no participant's value reaches the page."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from pyspark.sql import functions as F
+
+from omicslake.io.delta import Lake
+from omicslake.report.render import Section, png, pyplot, table
+
+
+def _fmt(x: float | None, digits: int = 3) -> str:
+    return "" if x is None else f"{x:.{digits}f}"
+
+
+def completeness(lake: Lake, tables: Sequence[str]) -> Section:
+    """The "Study completeness" section: gold.survey_completeness by project, event and instrument;
+    nothing when the table is absent or empty."""
+    if "gold.survey_completeness" not in tables:
+        return Section()
+    rows = lake.read("gold.survey_completeness").orderBy("project", "event", "instrument").collect()
+    if not rows:
+        return Section()
+    shown = [
+        {
+            **{k: r[k] if r[k] is not None else "" for k in ("project", "event", "instrument", "participants")},
+            "answered": r.answered,
+            "missing": r.missing,
+            "not shown": r.not_shown,
+            "refused": r.invalid,
+            "completeness": _fmt(r.completeness),
+            "forms complete": _fmt(r.forms_complete_share),
+        }
+        for r in rows
+    ]
+    cols = [
+        "project",
+        "event",
+        "instrument",
+        "participants",
+        "answered",
+        "missing",
+        "not shown",
+        "refused",
+        "completeness",
+        "forms complete",
+    ]
+    return Section("<h2>Study completeness</h2>" + table(shown, cols), {"survey_forms": len(rows)})
+
+
+def scales(lake: Lake, tables: Sequence[str]) -> Section:
+    """The "Scales" section: reliability per scale, subscale and event (alpha with its interval,
+    omega, floor / ceiling, factors), test-retest ICCs, and a loading heat map per scale (first event)."""
+    if "gold.scale_reliability" not in tables:
+        return Section()
+    rel = lake.read("gold.scale_reliability").orderBy("scale", "subscale", "event").collect()
+    if not rel:
+        return Section()
+    shown = [
+        {
+            "scale": r.scale,
+            "subscale": r.subscale,
+            "event": r.event or "",
+            "n": r.n,
+            "items": r.items,
+            "alpha [CI]": f"{_fmt(r.alpha)} [{_fmt(r.alpha_ci_low)}, {_fmt(r.alpha_ci_high)}]",
+            "omega": _fmt(r.omega),
+            "floor": _fmt(r.floor_share),
+            "ceiling": _fmt(r.ceiling_share),
+            "factors": r.n_factors,
+        }
+        for r in rel
+    ]
+    html = "<h2>Scales</h2>" + table(shown, list(shown[0]))
+    if "gold.scale_retest" in tables:
+        rt = lake.read("gold.scale_retest").orderBy("scale", "subscale").collect()
+        if rt:
+            html += "<h3>Test-retest</h3>" + table(
+                [
+                    {
+                        "scale": r.scale,
+                        "subscale": r.subscale,
+                        "events": f"{r.event_1} / {r.event_2}",
+                        "n": r.n,
+                        "ICC(A,1)": _fmt(r.icc_a1),
+                        "ICC(C,1)": _fmt(r.icc_c1),
+                    }
+                    for r in rt
+                ],  # fmt: skip
+                ["scale", "subscale", "events", "n", "ICC(A,1)", "ICC(C,1)"],
+            )
+    heatmaps = 0
+    if "gold.scale_loadings" in tables:
+        loadings = lake.read("gold.scale_loadings")
+        first = loadings.groupBy("scale").agg(F.min("event").alias("event")).collect()  # one row per scale
+        for s in sorted(first, key=lambda r: r.scale):
+            rows = loadings.where((F.col("scale") == s.scale) & F.col("event").eqNullSafe(s.event)).collect()
+            items = sorted({r.item for r in rows})
+            factors = sorted({r.factor for r in rows})
+            grid = [
+                [next((r.loading for r in rows if r.item == i and r.factor == f), 0.0) for f in factors] for i in items
+            ]
+            plt = pyplot()
+            fig, ax = plt.subplots(figsize=(1.5 + 0.8 * len(factors), 0.4 * len(items) + 1))
+            im = ax.imshow(grid, cmap="RdBu_r", vmin=-1, vmax=1, aspect="auto")
+            ax.set_yticks(range(len(items)), items)
+            ax.set_xticks(range(len(factors)), [f"F{f}" for f in factors])
+            ax.set_title(f"{s.scale} loadings ({s.event or 'all'})")
+            fig.colorbar(im, ax=ax)
+            html += png(fig)
+            heatmaps += 1
+    return Section(html, {"scales": len({r.scale for r in rel}), "loading_heatmaps": heatmaps})
