@@ -240,6 +240,50 @@ class GwasConfig:
 
 
 @dataclass(frozen=True)
+class OmicsFileConfig:
+    path: str  # a matrix file or a glob of them
+    assay: str  # assay name (letters, digits, _): bronze rows carry it; omics_qc writes silver.omics_<assay>
+    assay_type: Literal["rnaseq_counts", "methylation_beta", "proteomics_intensity", "microbiome_counts"]  # decides the checks (counts >= 0, betas in [0, 1]) and the normalisation
+    format: Literal["tsv", "csv", "gct", "h5ad", "biom"]  # tsv/csv also read featureCounts output and GEO series matrices, gzipped or not
+    meta_columns: tuple[str, ...] = ()  # annotation columns of a tsv/csv matrix (featureCounts' are recognised without)
+
+
+@dataclass(frozen=True)
+class IngestOmicsConfig:
+    files: tuple[OmicsFileConfig, ...] = ()  # the matrices to land; empty: the list in <landing>/omics/files.yaml (written by generate), if any
+    block_rows: int = 1000  # features read, converted and staged at a time (bounds the driver's memory)
+    on_bad_file: Literal["fail_at_end", "skip"] = "fail_at_end"  # after every file was tried, fail the job when one was refused (or let it succeed)
+
+
+@dataclass(frozen=True)
+class OmicsQcConfig:
+    assays: tuple[str, ...] = ()  # assays of bronze.omics_features to QC and normalise; empty: every assay there
+    min_library_size: float = 0.0  # counts: samples whose total count is lower fail (library_size)
+    min_detected_fraction: float = 0.0  # samples with fewer features detected (count > 0 / value present), as a share of the features, fail
+    max_sample_missing: float = 0.5  # samples missing more than this share of the features fail
+    max_feature_missing: float = 0.5  # features missing in more than this share of the passing samples fail
+    min_count: float = 1.0  # counts: a feature is expressed in a sample at or above this count
+    min_expressed_fraction: float = 0.1  # counts: features expressed in fewer than this share of the samples fail (low_counts)
+    min_variance: float = 0.0  # features whose normalised values vary less (sample variance) fail (low_variance)
+    prior_count: float = 0.5  # log2 CPM = log2((count + prior) / (library size + 1) * 1e6) (limma-voom's)
+    beta_offset: float = 1e-6  # methylation: betas are clipped to [offset, 1 - offset] before M = log2(b / (1 - b))
+    pseudocount: float = 1.0  # microbiome: CLR = ln(count + pseudocount) minus its mean over the sample's features
+    require_link: bool = True  # an assay none of whose samples is in silver.sample_link is refused (when the table exists)
+
+
+@dataclass(frozen=True)
+class OmicsAssocConfig:
+    name: str = "t2d"  # results go to gold.omics_assoc_<name>
+    assay: str = "rna"  # silver.omics_<assay>
+    pheno: str | None = None  # TSV/CSV with a sample_id column (or id_col); none: the cohort's label through the sample link
+    cohort: str = "t2d_incident"  # without pheno: gold.cohort_<cohort>.label of consented, linked samples
+    pheno_col: str = "label"  # the phenotype (numeric, or a 0/1 or true/false label) in the pheno file
+    covar_cols: tuple[str, ...] = ()  # covariate columns of the pheno file (numeric)
+    id_col: str = "sample_id"  # sample id column of the pheno file
+    fdr: float = 0.05  # Benjamini-Hochberg level for the significant flag
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     ingest_vcf: IngestVcfConfig = field(default_factory=IngestVcfConfig)
@@ -253,6 +297,9 @@ class JobsConfig:
     survival: SurvivalConfig = field(default_factory=SurvivalConfig)
     ingest_ehr: IngestEhrConfig = field(default_factory=IngestEhrConfig)
     conform_ehr: ConformEhrConfig = field(default_factory=ConformEhrConfig)
+    ingest_omics: IngestOmicsConfig = field(default_factory=IngestOmicsConfig)
+    omics_qc: OmicsQcConfig = field(default_factory=OmicsQcConfig)
+    omics_assoc: OmicsAssocConfig = field(default_factory=OmicsAssocConfig)
 
 
 @dataclass(frozen=True)
@@ -433,7 +480,8 @@ def _nearest_origin(origin: Mapping[str, str], prefix: str) -> str:
 NAME_KEYS = frozenset({
     "jobs.genetic_features.prs_name", "jobs.train.cohort", "jobs.train.registered_model", "jobs.score.cohort",
     "jobs.score.model", "jobs.cluster.cohort", "jobs.survival.cohort", "jobs.survival.registered_model",
-    "jobs.gwas.name", "jobs.gwas.cohort",
+    "jobs.gwas.name", "jobs.gwas.cohort", "jobs.omics_assoc.name", "jobs.omics_assoc.assay", "jobs.omics_assoc.cohort",
+    "jobs.omics_qc.assays",
 })
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 
