@@ -96,6 +96,7 @@ class GenerateConfig:
     seed: int = 42  # the same seed writes the same files
     messy: bool = False  # duplicates, malformed lines, mixed units, a second batch with corrections and schema drift
     partitions: int = 4  # Spark partitions (files) per generated table
+    omics_features: int = 0  # genes (RNA-seq counts) and CpGs (methylation betas) generated for the genotyped samples, with planted T2D and ancestry effects; 0: no omics files
 
 
 @dataclass(frozen=True)

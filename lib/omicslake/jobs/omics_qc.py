@@ -103,7 +103,7 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
     norm = norm.withColumn(
         "rule", F.when(F.coalesce(F.col("variance"), F.lit(0.0)) < t.min_variance, F.lit("low_variance")) if t.min_variance > 0 else F.lit(None)
     ).cache()
-    silver = norm.where(F.col("rule").isNull()).withColumn("run_id", F.lit(lake.run_id))
+    silver = norm.where(F.col("rule").isNull()).drop("rule").withColumn("run_id", F.lit(lake.run_id))
     out = lake.write(silver.transform(enforce(load_contract(f"silver.omics_{assay}"))), f"silver.omics_{assay}", mode="overwrite")
 
     # features kept out: the QC rules before normalisation, then low variance

@@ -7,6 +7,7 @@ Layout of the output folder::
     fhir/{Patient,Encounter,Condition,Observation,MedicationRequest,Procedure}.NNN.ndjson
     vcf/cohort.vcf.bgz (+ .tbi)
     sample_link.csv                                      sample_id, patient_id, consent
+    omics/ (+ truth/omics_*.tsv)                         jobs.generate.omics_features > 0: synth/omics.py
     truth/patients.csv                                   the latent truth per patient
     manifest.json                                        parameters, effects, counts, oracle AUROCs
 """
@@ -385,6 +386,10 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
         .limit(20)
         .collect()
     )
+    if g.samples > 0 and g.omics_features > 0:  # omics/ and truth/omics_*.tsv only: every other file is unchanged
+        from omicslake.synth import omics
+
+        omics.from_cohort(link, p, out, g.omics_features, seed)
     p.unpersist()
 
     manifest: dict[str, Any] = {
