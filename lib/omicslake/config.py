@@ -96,7 +96,7 @@ class GenerateConfig:
     seed: int = 42  # the same seed writes the same files
     messy: bool = False  # duplicates, malformed lines, mixed units, a second batch with corrections and schema drift
     partitions: int = 4  # Spark partitions (files) per generated table
-    omics_features: int = 0  # genes (RNA-seq counts) and CpGs (methylation betas) generated for the genotyped samples, with planted T2D and ancestry effects; 0: no omics files
+    omics_features: int = 0  # genes (RNA-seq) and CpGs (methylation) per genotyped sample, T2D/ancestry effects planted; 0: none
 
 
 @dataclass(frozen=True)
@@ -244,14 +244,14 @@ class GwasConfig:
 class OmicsFileConfig:
     path: str  # a matrix file or a glob of them
     assay: str  # assay name (letters, digits, _): bronze rows carry it; omics_qc writes silver.omics_<assay>
-    assay_type: Literal["rnaseq_counts", "methylation_beta", "proteomics_intensity", "microbiome_counts"]  # decides the checks (counts >= 0, betas in [0, 1]) and the normalisation
+    assay_type: Literal["rnaseq_counts", "methylation_beta", "proteomics_intensity", "microbiome_counts"]  # checks and normalisation
     format: Literal["tsv", "csv", "gct", "h5ad", "biom"]  # tsv/csv also read featureCounts output and GEO series matrices, gzipped or not
     meta_columns: tuple[str, ...] = ()  # annotation columns of a tsv/csv matrix (featureCounts' are recognised without)
 
 
 @dataclass(frozen=True)
 class IngestOmicsConfig:
-    files: tuple[OmicsFileConfig, ...] = ()  # the matrices to land; empty: the list in <landing>/omics/files.yaml (written by generate), if any
+    files: tuple[OmicsFileConfig, ...] = ()  # each {path, assay, assay_type, format, meta_columns}; empty: <landing>/omics/files.yaml if any
     block_rows: int = 1000  # features read, converted and staged at a time (bounds the driver's memory)
     on_bad_file: Literal["fail_at_end", "skip"] = "fail_at_end"  # after every file was tried, fail the job when one was refused (or let it succeed)
 

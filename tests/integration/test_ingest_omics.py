@@ -17,7 +17,9 @@ from omicslake.io.delta import Lake
 from omicslake.jobs.base import execute
 
 
-def ingest(spark: SparkSession, cfg: Config, files: list[dict[str, object]], run_id: str | None = None, **extra: object):  # type: ignore[no-untyped-def]
+def ingest(
+    spark: SparkSession, cfg: Config, files: list[dict[str, object]], run_id: str | None = None, **extra: object
+):  # type: ignore[no-untyped-def]
     changes: dict[str, object] = {"jobs.ingest_omics.files": files, "jobs.ingest_omics.block_rows": 2}
     changes.update({f"jobs.ingest_omics.{k}": v for k, v in extra.items()})
     return execute(spark, cfg.replace(**changes), "ingest_omics", run_id=run_id)
@@ -30,9 +32,24 @@ def test_real_files_land_equal_to_reference_reads_and_once(spark: SparkSession, 
 
     omics = external / "omics"
     files = [
-        {"path": str(omics / "gct" / "test_v1point2_n5x10.gct"), "assay": "arrays", "assay_type": "proteomics_intensity", "format": "gct"},
-        {"path": str(omics / "biom" / "rich_sparse_otu_table_hdf5.biom"), "assay": "gut", "assay_type": "microbiome_counts", "format": "biom"},
-        {"path": str(omics / "h5ad" / "anndata__v0.7.8_adata.h5ad"), "assay": "sc", "assay_type": "rnaseq_counts", "format": "h5ad"},
+        {
+            "path": str(omics / "gct" / "test_v1point2_n5x10.gct"),
+            "assay": "arrays",
+            "assay_type": "proteomics_intensity",
+            "format": "gct",
+        },
+        {
+            "path": str(omics / "biom" / "rich_sparse_otu_table_hdf5.biom"),
+            "assay": "gut",
+            "assay_type": "microbiome_counts",
+            "format": "biom",
+        },
+        {
+            "path": str(omics / "h5ad" / "anndata__v0.7.8_adata.h5ad"),
+            "assay": "sc",
+            "assay_type": "rnaseq_counts",
+            "format": "h5ad",
+        },
     ]
     result = ingest(spark, cfg, files)
     assert result.status == "succeeded", result.error
@@ -80,13 +97,23 @@ BAD = {
     "text.csv": ("id,S1,S2\nf1,1,2\nf2,3,high\n", "csv", r"line 3, column 'S2': not a number"),
     "dupfeature.csv": ("id,S1,S2\nf1,1,2\nf1,3,4\n", "csv", r"line 3: feature id 'f1' appears more than once"),
     "dupsample.csv": ("id,S1,S1\nf1,1,2\n", "csv", r"sample id\(s\) \['S1'\] appear more than once"),
-    "negative.csv": ("id,S1,S2\nf1,1,2\nf2,3,-4\n", "csv", r"line 3 \(feature 'f2'\), sample 'S2': a negative value where counts"),
-    "dims.gct": ("#1.2\n3\t2\nName\tDescription\tS1\tS2\nf1\tx\t1\t2\nf2\ty\t3\t4\n", "gct", r"says 3 data rows but the body has 2"),
+    "negative.csv": (
+        "id,S1,S2\nf1,1,2\nf2,3,-4\n",
+        "csv",
+        r"line 3 \(feature 'f2'\), sample 'S2': a negative value where counts",
+    ),
+    "dims.gct": (
+        "#1.2\n3\t2\nName\tDescription\tS1\tS2\nf1\tx\t1\t2\nf2\ty\t3\t4\n",
+        "gct",
+        r"says 3 data rows but the body has 2",
+    ),
 }
 
 
 @pytest.mark.slow
-def test_bad_files_are_refused_whole_and_named(spark: SparkSession, cfg: Config, tmp_path: Path, external: Path) -> None:
+def test_bad_files_are_refused_whole_and_named(
+    spark: SparkSession, cfg: Config, tmp_path: Path, external: Path
+) -> None:
     """Each bad file: an error naming it and its line, recorded as failed, none of its rows in bronze
     (the bad line of every file comes after a good block of 2 rows: staged rows must not leak); the
     good file beside them lands."""

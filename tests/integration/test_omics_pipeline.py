@@ -37,7 +37,11 @@ def write_link(spark: SparkSession, cfg: Config, ids: list[str]) -> dict[str, tu
     link = {sid: (f"pk{i:05d}", i % 10 != 0) for i, sid in enumerate(ids[:-5])}
     rows = [(sid, pk, c, "sample_link.csv", i + 2, "b1", "h", "r0") for i, (sid, (pk, c)) in enumerate(link.items())]
     lake = Lake(spark, cfg, run_id="link")
-    lake.write(spark.createDataFrame(rows, load_contract("silver.sample_link").struct()), "silver.sample_link", mode="overwrite")
+    lake.write(
+        spark.createDataFrame(rows, load_contract("silver.sample_link").struct()),
+        "silver.sample_link",
+        mode="overwrite",
+    )
     return link
 
 
@@ -51,13 +55,24 @@ def test_generated_files_are_the_same_for_a_seed(landing: tuple[Path, dict[str, 
     out, manifest = landing
     again = omics.write(tmp_path, samples(), N_FEATURES, SEED)
     assert again == manifest
-    for rel in ["omics/rna_counts.txt.gz", "omics/methylation_beta.gct", "omics/files.yaml", "truth/omics_features.tsv"]:
-        assert hashlib.sha256((out / rel).read_bytes()).digest() == hashlib.sha256((tmp_path / rel).read_bytes()).digest()
+    for rel in [
+        "omics/rna_counts.txt.gz",
+        "omics/methylation_beta.gct",
+        "omics/files.yaml",
+        "truth/omics_features.tsv",
+    ]:
+        assert (
+            hashlib.sha256((out / rel).read_bytes()).digest() == hashlib.sha256((tmp_path / rel).read_bytes()).digest()
+        )
     other = omics.write(tmp_path / "s6", samples(), N_FEATURES, SEED + 1)
-    assert (tmp_path / "s6" / "omics" / "rna_counts.txt.gz").read_bytes() != (out / "omics" / "rna_counts.txt.gz").read_bytes()
-    assert other["planted"] == manifest["planted"] == {
-        "rna_de_t2d": 75, "rna_de_ancestry": 75, "methylation_t2d": 75, "log2fc": 1.0, "cpg_logit_shift": 1.0
-    }
+    assert (tmp_path / "s6" / "omics" / "rna_counts.txt.gz").read_bytes() != (
+        out / "omics" / "rna_counts.txt.gz"
+    ).read_bytes()
+    assert (
+        other["planted"]
+        == manifest["planted"]
+        == {"rna_de_t2d": 75, "rna_de_ancestry": 75, "methylation_t2d": 75, "log2fc": 1.0, "cpg_logit_shift": 1.0}
+    )
 
 
 def recovery(gold: pd.DataFrame, planted: set[str], fdr: float = 0.05) -> tuple[float, float, int]:
@@ -76,7 +91,9 @@ def test_planted_truth_is_recovered_through_the_jobs(
     cfg = cfg.replace(**{"jobs.generate.out": str(out)})  # ingest_omics reads omics/files.yaml there
     link = write_link(spark, cfg, samples().ids)
     assert execute(spark, cfg, "ingest_omics").metrics["files"] == 2
-    qc = execute(spark, cfg.replace(**{"jobs.omics_qc.min_expressed_fraction": 0.5, "jobs.omics_qc.min_count": 10.0}), "omics_qc")
+    qc = execute(
+        spark, cfg.replace(**{"jobs.omics_qc.min_expressed_fraction": 0.5, "jobs.omics_qc.min_count": 10.0}), "omics_qc"
+    )
     assert qc.metrics["rna"]["samples_linked"] == N_SAMPLES - 5
     assert qc.metrics["rna"]["samples_consented"] == sum(c for _, c in link.values())
     lake = Lake(spark, cfg)
@@ -89,10 +106,15 @@ def test_planted_truth_is_recovered_through_the_jobs(
     for assay in ("rna", "methylation"):
         run = execute(
             spark,
-            cfg.replace(**{
-                "jobs.omics_assoc.assay": assay, "jobs.omics_assoc.name": f"{assay}_t2d", "jobs.omics_assoc.pheno": pheno,
-                "jobs.omics_assoc.pheno_col": "t2d", "jobs.omics_assoc.covar_cols": ["ancestry_1", "ancestry_2"],
-            }),
+            cfg.replace(
+                **{
+                    "jobs.omics_assoc.assay": assay,
+                    "jobs.omics_assoc.name": f"{assay}_t2d",
+                    "jobs.omics_assoc.pheno": pheno,
+                    "jobs.omics_assoc.pheno_col": "t2d",
+                    "jobs.omics_assoc.covar_cols": ["ancestry_1", "ancestry_2"],
+                }
+            ),
             "omics_assoc",
         )
         consented = [sid for sid, (_, c) in link.items() if c]
@@ -129,3 +151,48 @@ def test_a_matrix_linked_to_no_one_is_refused(spark: SparkSession, cfg: Config, 
     with pytest.raises(InputError, match=r"assay 'rna' \(.*m.tsv\): none of its 3 sample ids is in silver.sample_link"):
         execute(spark, cfg, "omics_qc")
     assert not Lake(spark, cfg).exists("silver.omics_rna")
+
+
+@pytest.mark.slow
+def test_cohort_omics_leave_every_other_generated_file_unchanged(spark: SparkSession, tmp_path: Path) -> None:
+    """generate with jobs.generate.omics_features > 0 adds omics/ and truth/omics_*.tsv and changes no
+    other byte (the manifest compared without its run time, as test_generate does); the omics are
+    drawn for the genotyped samples, with T2D status from the patients' truth."""
+    import json
+
+    from conftest import generate_cli
+
+    def digests(folder: Path) -> dict[str, str]:
+        out = {}
+        for p in sorted(folder.rglob("*")):
+            if p.is_file():
+                data = p.read_bytes()
+                if p.name == "manifest.json" and p.parent == folder:
+                    m = json.loads(data)
+                    m.pop("seconds")
+                    data = json.dumps(m, sort_keys=True).encode()
+                out[str(p.relative_to(folder))] = hashlib.sha256(data).hexdigest()
+        return out
+
+    size = ["--patients", "300", "--samples", "60", "--variants", "120"]
+    generate_cli(tmp_path, tmp_path / "plain", 3, *size)
+    generate_cli(tmp_path, tmp_path / "omics", 3, *size, "--set", "jobs.generate.omics_features=100")
+    plain, with_omics = digests(tmp_path / "plain"), digests(tmp_path / "omics")
+    added = {k: v for k, v in with_omics.items() if k not in plain}
+    assert sorted(added) == [
+        "omics/files.yaml",
+        "omics/manifest.json",
+        "omics/methylation_beta.gct",
+        "omics/rna_counts.txt.gz",
+        "truth/omics_features.tsv",
+        "truth/omics_samples.tsv",
+    ]
+    assert {k: v for k, v in with_omics.items() if k in plain} == plain
+    link = pd.read_csv(tmp_path / "omics" / "sample_link.csv")
+    truth = pd.read_csv(tmp_path / "omics" / "truth" / "patients.csv")
+    s = pd.read_csv(tmp_path / "omics" / "truth" / "omics_samples.tsv", sep="\t")
+    assert list(s["sample_id"]) == list(link["sample_id"])
+    t2d = link.merge(truth, on="patient_id")
+    expected = (t2d["prevalent_t2d"].astype(str).str.lower() == "true") | (t2d["t2d_incident"].astype(str).str.lower() == "true")
+    assert list(s["t2d"]) == list(expected.astype(int))
+    assert list(s["ancestry"]) == list(t2d["ancestry"])

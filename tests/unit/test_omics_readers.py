@@ -89,7 +89,11 @@ GCT13 = "#1.3\n{dims}\nid\tgene\tS1\tS2\ntissue\t-666\tliver\tgut\n{body}"
         ("1\t2\t1\t1", "f1\tA\t1\t2\nf2\tB\t3\t4\n", r"line 6: more data rows than the 1 the dimension line"),
         ("2\t3\t1\t1", "f1\tA\t1\t2\nf2\tB\t3\t4\n", r"line 3: the header has 2 sample columns but the dimension line"),
         ("2\t2\t1\t1", "f1\tA\t1\t2\nf2\tB\t3\n", r"line 6: 3 fields, but the header \(line 3\) has 4"),
-        ("2\t2\t1\t1", "f1\tA\t1\t2\nf1\tB\t3\t4\n", r"line 6: feature id 'f1' appears more than once \(first at line 5\)"),
+        (
+            "2\t2\t1\t1",
+            "f1\tA\t1\t2\nf1\tB\t3\t4\n",
+            r"line 6: feature id 'f1' appears more than once \(first at line 5\)",
+        ),
         ("2\t2\t1\t1", "f1\tA\t1\tx\nf2\tB\t3\t4\n", r"line 5, column 'S2': not a number"),
     ],
 )
@@ -154,7 +158,9 @@ def test_h5ad_round_trip_through_anndata_writer(tmp_path: Path, layout: str) -> 
         index=[f"SM-{i}" for i in range(11)],
     )
     obs.loc["SM-3", "t2d"] = np.nan  # a missing categorical value is left out of the map
-    var = pd.DataFrame({"symbol": [f"G{j}" for j in range(17)], "gc": rng.random(17)}, index=[f"ENSG{j}" for j in range(17)])
+    var = pd.DataFrame(
+        {"symbol": [f"G{j}" for j in range(17)], "gc": rng.random(17)}, index=[f"ENSG{j}" for j in range(17)]
+    )
     data = {"dense": x, "csr": sp.csr_matrix(x), "csc": sp.csc_matrix(x)}[layout]
     path = tmp_path / f"{layout}.h5ad"
     anndata.AnnData(X=data, obs=obs, var=var).write_h5ad(path)
@@ -214,7 +220,7 @@ def test_biom_round_trip_through_biom_writer(tmp_path: Path, kind: str) -> None:
 
 
 FEATURECOUNTS = (
-    "# Program:featureCounts v2.0.1; Command:\"featureCounts\" \"-a\" \"genes.gtf\"\n"
+    '# Program:featureCounts v2.0.1; Command:"featureCounts" "-a" "genes.gtf"\n'
     "Geneid\tChr\tStart\tEnd\tStrand\tLength\tSM-1.bam\tSM-2.bam\tSM-3.bam\n"
     "ENSG1\tchr1;chr1\t11869;12010\t12227;12057\t+;+\t1735\t10\t0\t3\n"
     "ENSG2\tchr1\t14404\t14501\t-\t98\t4\t7\t\n"
@@ -231,7 +237,13 @@ def test_featurecounts_gzipped_with_annotation_columns(tmp_path: Path) -> None:
     assert [b.lines for b in blocks] == [[3, 4], [5]]
     ids, meta, vals = read_all(path, "tsv", size=2)
     assert ids == ["ENSG1", "ENSG2", "ENSG3"]
-    assert meta[0] == {"Chr": "chr1;chr1", "Start": "11869;12010", "End": "12227;12057", "Strand": "+;+", "Length": "1735"}
+    assert meta[0] == {
+        "Chr": "chr1;chr1",
+        "Start": "11869;12010",
+        "End": "12227;12057",
+        "Strand": "+;+",
+        "Length": "1735",
+    }
     np.testing.assert_array_equal(vals, [[10, 0, 3], [4, 7, np.nan], [0, 12, 5]])
 
 
@@ -271,10 +283,22 @@ def test_geo_series_matrix(tmp_path: Path) -> None:
         ("id,S1,S2\nf1,1,2\nf2,3\n", {}, r"line 3: 2 fields, but the header \(line 1\) has 3"),
         ("id,S1,S2\nf1,1,2\nf2,3,abc\n", {}, r"line 3, column 'S2': not a number"),
         ("id,S1,S2\nf1,1,2\nf2,3,inf\n", {}, r"line 3, column 'S2': not a finite number"),
-        ("id,S1,S2\nf1,1,2\nf3,3,4\nf1,5,6\n", {}, r"line 4: feature id 'f1' appears more than once \(first at line 2\)"),
+        (
+            "id,S1,S2\nf1,1,2\nf3,3,4\nf1,5,6\n",
+            {},
+            r"line 4: feature id 'f1' appears more than once \(first at line 2\)",
+        ),
         ("id,S1,S1\nf1,1,2\n", {}, r"sample id\(s\) \['S1'\] appear more than once"),
-        ("id,S1,S2\nf1,1,2\nf2,-3,4\n", {"nonnegative": True}, r"line 3 \(feature 'f2'\), sample 'S1': a negative value where counts"),
-        ("id,S1,S2\nf1,0.1,0.9\nf2,0.3,1.2\n", {"bounds": (0.0, 1.0)}, r"line 3 \(feature 'f2'\), sample 'S2': a value outside \[0.0, 1.0\]"),
+        (
+            "id,S1,S2\nf1,1,2\nf2,-3,4\n",
+            {"nonnegative": True},
+            r"line 3 \(feature 'f2'\), sample 'S1': a negative value where counts",
+        ),
+        (
+            "id,S1,S2\nf1,0.1,0.9\nf2,0.3,1.2\n",
+            {"bounds": (0.0, 1.0)},
+            r"line 3 \(feature 'f2'\), sample 'S2': a value outside \[0.0, 1.0\]",
+        ),
     ],
 )
 def test_text_bad_input(tmp_path: Path, text: str, kw: dict[str, object], message: str) -> None:

@@ -40,7 +40,9 @@ def test_ols_equals_statsmodels_per_feature(spark: SparkSession) -> None:
     arrays = np.full((m, n + 5), 99.0)
     arrays[:, positions] = y
     x = assoc.design(pheno, cov)
-    out = by_id(assoc.associate(frame(spark, arrays), positions, x).select("feature_id", "result.*"), "n", "beta", "se", "p")
+    out = by_id(
+        assoc.associate(frame(spark, arrays), positions, x).select("feature_id", "result.*"), "n", "beta", "se", "p"
+    )
     for i in range(m):
         keep = ~np.isnan(y[i])
         fit = sm.OLS(y[i][keep], x[keep]).fit()
@@ -134,8 +136,14 @@ def test_sample_and_feature_qc_rules(spark: SparkSession) -> None:
             [0, 0, 0, 4],
         ]
     )
-    t = OmicsQcConfig(min_library_size=10.0, max_sample_missing=0.5, min_detected_fraction=0.5, max_feature_missing=0.2,
-                      min_count=5, min_expressed_fraction=0.5)
+    t = OmicsQcConfig(
+        min_library_size=10.0,
+        max_sample_missing=0.5,
+        min_detected_fraction=0.5,
+        max_feature_missing=0.2,
+        min_count=5,
+        min_expressed_fraction=0.5,
+    )
     qc = normalise.sample_qc(frame(spark, y), 4, "rnaseq_counts", t)
     np.testing.assert_array_equal(qc.total, [60, 1, 10, 4])
     np.testing.assert_array_equal(qc.detected, [3, 1, 2, 1])

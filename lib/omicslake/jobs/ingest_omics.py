@@ -120,8 +120,21 @@ def _refuse(lake: Lake, path: Path, spec: OmicsFileConfig, error: str, now: dt.d
     digest = sha256(path) if path.exists() else "missing:" + str(path)
     ledger.discard_partial(lake, digest, _FILE_TABLES)
     size = path.stat().st_size if path.exists() else 0
-    row = ledger.row(TABLE, spec.format, str(path), digest, size, spec.assay, 0, None, 0, lake.run_id, now,
-                     status="failed", error=error[:4000])
+    row = ledger.row(
+        TABLE,
+        spec.format,
+        str(path),
+        digest,
+        size,
+        spec.assay,
+        0,
+        None,
+        0,
+        lake.run_id,
+        now,
+        status="failed",
+        error=error[:4000],
+    )
     ledger.record(lake, [row])
 
 
@@ -145,7 +158,9 @@ def _ingest(
         return
     ledger.discard_partial(lake, digest, _FILE_TABLES)
     matrix = open_matrix(path, spec.format, spec.meta_columns, **CHECKS[spec.assay_type])
-    block_schema = "feature_id string, feature_meta map<string,string>, values array<double>, row_number bigint, line bigint"
+    block_schema = (
+        "feature_id string, feature_meta map<string,string>, values array<double>, row_number bigint, line bigint"
+    )
     staged = cfg.layout.tmp(f"ingest_omics-{lake.run_id}-{digest[:16]}.parquet")
     remove_tree(staged, cfg)
     n_staged = 0
@@ -154,7 +169,9 @@ def _ingest(
             lines = block.lines if block.lines is not None else [None] * len(block.ids)
             rows = [
                 (fid, md, vals, row, line)
-                for fid, md, vals, row, line in zip(block.ids, block.meta, block.values.tolist(), block.rows, lines, strict=True)
+                for fid, md, vals, row, line in zip(
+                    block.ids, block.meta, block.values.tolist(), block.rows, lines, strict=True
+                )
             ]
             spark.createDataFrame(rows, block_schema, verifySchema=False).write.mode("append").parquet(staged)
             n_staged += len(rows)
@@ -195,8 +212,21 @@ def _ingest(
     lines_counted = None
     ledger.record(
         lake,
-        [ledger.row(TABLE, spec.format, str(path), digest, path.stat().st_size, spec.assay, n_bronze, lines_counted, 0,
-                    lake.run_id, now)],
+        [
+            ledger.row(
+                TABLE,
+                spec.format,
+                str(path),
+                digest,
+                path.stat().st_size,
+                spec.assay,
+                n_bronze,
+                lines_counted,
+                0,
+                lake.run_id,
+                now,
+            )
+        ],
     )
     stats["files"] += 1
     stats["features"] += written.rows

@@ -48,7 +48,9 @@ def _numeric(values: pd.Series, what: str, where: str) -> pd.Series:
     out = out.where(~labels | out.notna(), text.isin(_TRUE).astype(float))
     bad = values.notna() & (text != "") & (text != "nan") & out.isna()
     if bad.any():
-        raise InputError(f"{where}: column {what!r} has values that are neither numbers nor a 0/1 label (first at sample {bad.idxmax()!r})")
+        raise InputError(
+            f"{where}: column {what!r} has values that are neither numbers nor a 0/1 label (first at sample {bad.idxmax()!r})"
+        )
     return out
 
 
@@ -79,7 +81,10 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     if not lake.exists(features_table):
         raise InputError(f"{features_table} does not exist: run omics_qc for assay {c.assay!r} first")
     samples = (
-        lake.read(samples_table).where(F.col("passed") & F.col("consent")).select("sample_id", "position", "person_key").toPandas()
+        lake.read(samples_table)
+        .where(F.col("passed") & F.col("consent"))
+        .select("sample_id", "position", "person_key")
+        .toPandas()
     )  # one row per sample
     covars = list(c.covar_cols)
     if c.pheno:
@@ -88,10 +93,14 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         frame = samples.set_index("sample_id").join(pheno, how="inner")
     else:
         if covars:
-            raise InputError("jobs.omics_assoc.covar_cols needs a phenotype file (jobs.omics_assoc.pheno) that holds them")
+            raise InputError(
+                "jobs.omics_assoc.covar_cols needs a phenotype file (jobs.omics_assoc.pheno) that holds them"
+            )
         table = f"gold.cohort_{c.cohort}"
         if not lake.exists(table):
-            raise InputError(f"no phenotype: set jobs.omics_assoc.pheno to a TSV/CSV file, or build {table} first (build_cohort)")
+            raise InputError(
+                f"no phenotype: set jobs.omics_assoc.pheno to a TSV/CSV file, or build {table} first (build_cohort)"
+            )
         labels = lake.read(table).select("person_key", F.col("label").cast("double").alias(c.pheno_col)).toPandas()
         frame = samples.merge(labels, on="person_key", how="inner").set_index("sample_id")
     frame = frame.dropna(subset=[c.pheno_col, *covars]).sort_values("position")
@@ -105,13 +114,21 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         raise InputError(f"the phenotype {c.pheno_col!r} takes one value only over the {len(frame)} analysed samples")
     x = assoc.design(frame[c.pheno_col].to_numpy(), frame[covars].to_numpy() if covars else None)
     if np.linalg.matrix_rank(x) < x.shape[1]:
-        raise InputError(f"the design (intercept, {c.pheno_col}, {covars}) is not of full rank: a covariate is constant or collinear")
+        raise InputError(
+            f"the design (intercept, {c.pheno_col}, {covars}) is not of full rank: a covariate is constant or collinear"
+        )
     positions = [int(p) for p in frame["position"]]
-    fitted = assoc.associate(lake.read(features_table), positions, x).select(
-        "assay", "feature_id", "result.*", "mean"
+    fitted = assoc.associate(lake.read(features_table), positions, x).select("assay", "feature_id", "result.*", "mean")
+    res = (
+        assoc.bh(fitted.cache())
+        .withColumn("significant", F.col("q") <= F.lit(c.fdr))
+        .withColumn("run_id", F.lit(lake.run_id))
     )
-    res = assoc.bh(fitted.cache()).withColumn("significant", F.col("q") <= F.lit(c.fdr)).withColumn("run_id", F.lit(lake.run_id))
-    out = lake.write(res.transform(enforce(load_contract(f"gold.omics_assoc_{c.name}"))), f"gold.omics_assoc_{c.name}", mode="overwrite")
+    out = lake.write(
+        res.transform(enforce(load_contract(f"gold.omics_assoc_{c.name}"))),
+        f"gold.omics_assoc_{c.name}",
+        mode="overwrite",
+    )
     n_sig = lake.read(f"gold.omics_assoc_{c.name}").where("significant").count()
     fitted.unpersist()
     return {"samples": len(frame), "features": out.rows, "significant": n_sig, "covariates": covars}

@@ -70,10 +70,15 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
         .first()
     )
     if latest is None:
-        raise InputError(f"assay {assay!r} is not in bronze.omics_samples; ingest it first (omicslake run ingest_omics)")
+        raise InputError(
+            f"assay {assay!r} is not in bronze.omics_samples; ingest it first (omicslake run ingest_omics)"
+        )
     digest, source, kind = latest.file_sha256, latest.source_file, latest.assay_type
     srows = (
-        samples_all.where(F.col("file_sha256") == digest).orderBy("position").select("sample_id", "position", "sample_meta").collect()
+        samples_all.where(F.col("file_sha256") == digest)
+        .orderBy("position")
+        .select("sample_id", "position", "sample_meta")
+        .collect()
     )  # one row per sample: ids and metadata, no values
     ids = [r.sample_id for r in srows]
     n = len(ids)
@@ -91,7 +96,9 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
     qc = N.sample_qc(features, n, kind, t)
     passing = qc.passing
     if not passing:
-        raise InputError(f"assay {assay!r} ({source}): every one of its {n} samples failed QC; see quarantine.omics_sample_qc")
+        raise InputError(
+            f"assay {assay!r} ({source}): every one of its {n} samples failed QC; see quarantine.omics_sample_qc"
+        )
     f = (
         features.select("assay", "assay_type", "feature_id", "feature_meta", "values", "line")
         .transform(N.subset(passing))
@@ -101,22 +108,40 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
     kept = f.where(F.col("rule").isNull()).drop("rule", "reason")
     norm, extra = N.normalise(kept, len(passing), kind, t, qc.total[passing])
     norm = norm.withColumn(
-        "rule", F.when(F.coalesce(F.col("variance"), F.lit(0.0)) < t.min_variance, F.lit("low_variance")) if t.min_variance > 0 else F.lit(None)
+        "rule",
+        F.when(F.coalesce(F.col("variance"), F.lit(0.0)) < t.min_variance, F.lit("low_variance"))
+        if t.min_variance > 0
+        else F.lit(None),
     ).cache()
     silver = norm.where(F.col("rule").isNull()).drop("rule").withColumn("run_id", F.lit(lake.run_id))
-    out = lake.write(silver.transform(enforce(load_contract(f"silver.omics_{assay}"))), f"silver.omics_{assay}", mode="overwrite")
+    out = lake.write(
+        silver.transform(enforce(load_contract(f"silver.omics_{assay}"))), f"silver.omics_{assay}", mode="overwrite"
+    )
 
     # features kept out: the QC rules before normalisation, then low variance
-    failed = f.where(F.col("rule").isNotNull()).select("feature_id", "line", "rule", "reason", "missing_fraction", F.lit(None).cast("double").alias("variance"))
+    failed = f.where(F.col("rule").isNotNull()).select(
+        "feature_id", "line", "rule", "reason", "missing_fraction", F.lit(None).cast("double").alias("variance")
+    )
     low_var = norm.where(F.col("rule").isNotNull()).select(
-        "feature_id", "line", "rule", F.format_string(f"variance %.6g < {t.min_variance}", F.coalesce("variance", F.lit(0.0))).alias("reason"),
-        "missing_fraction", "variance",
+        "feature_id",
+        "line",
+        "rule",
+        F.format_string(f"variance %.6g < {t.min_variance}", F.coalesce("variance", F.lit(0.0))).alias("reason"),
+        "missing_fraction",
+        "variance",
     )
     bad = failed.unionByName(low_var)
     n_fq = quarantine.write(
         lake,
         "quarantine.omics_feature_qc",
-        quarantine.rows(bad, F.concat_ws(":", F.lit(assay), "feature_id"), ["missing_fraction", "variance"], F.lit(source), "line", lake.run_id),
+        quarantine.rows(
+            bad,
+            F.concat_ws(":", F.lit(assay), "feature_id"),
+            ["missing_fraction", "variance"],
+            F.lit(source),
+            "line",
+            lake.run_id,
+        ),
     )
 
     position = {j: k for k, j in enumerate(passing)}
@@ -153,7 +178,9 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
     n_sq = quarantine.write(
         lake,
         "quarantine.omics_sample_qc",
-        quarantine.rows(failed_s, "row_key", ["total", "detected", "missing_fraction"], F.lit(source), None, lake.run_id),
+        quarantine.rows(
+            failed_s, "row_key", ["total", "detected", "missing_fraction"], F.lit(source), None, lake.run_id
+        ),
     )
     f.unpersist()
     norm.unpersist()

@@ -108,7 +108,10 @@ def bh(df: DataFrame, p: str = "p", name: str = "q") -> DataFrame:
     w_desc = Window.partitionBy("_valid").orderBy(F.col(p).desc())
     ranked = ranked.withColumn("_rank", F.lit(m) - F.row_number().over(w_desc) + 1)
     raw = F.col(p) * F.lit(float(m)) / F.col("_rank")
-    cum = Window.partitionBy("_valid").orderBy(F.col(p).desc()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    cum = (
+        Window.partitionBy("_valid").orderBy(F.col(p).desc()).rowsBetween(Window.unboundedPreceding, Window.currentRow)
+    )
     ranked = ranked.withColumn("_q", F.min(raw).over(cum))
-    return ranked.withColumn(name, F.when(F.col("_valid"), F.least(F.col("_q"), F.lit(1.0)))).drop("_valid", "_rank", "_q")
-
+    return ranked.withColumn(name, F.when(F.col("_valid"), F.least(F.col("_q"), F.lit(1.0)))).drop(
+        "_valid", "_rank", "_q"
+    )

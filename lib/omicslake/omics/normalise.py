@@ -114,7 +114,10 @@ def sample_qc(features: DataFrame, n_samples: int, assay_type: str, t: OmicsQcCo
         elif counts and s["sum"][j] < t.min_library_size:
             rule, reason = "library_size", f"library size {s['sum'][j]:.0f} < {t.min_library_size}"
         elif n_features and detected[j] / n_features < t.min_detected_fraction:
-            rule, reason = "detected", f"{int(detected[j])} of {int(n_features)} features detected < {t.min_detected_fraction}"
+            rule, reason = (
+                "detected",
+                f"{int(detected[j])} of {int(n_features)} features detected < {t.min_detected_fraction}",
+            )
         rules.append(rule)
         reasons.append(reason)
     return SampleQc(s["sum"], detected.astype(np.int64), missing, rules, reasons)
@@ -154,7 +157,8 @@ def feature_qc(assay_type: str, t: OmicsQcConfig) -> Any:
             reason = reason.when(
                 low,
                 F.format_string(
-                    f"expressed (count >= {t.min_count}) in a share %.4f of samples < {t.min_expressed_fraction}", expressed
+                    f"expressed (count >= {t.min_count}) in a share %.4f of samples < {t.min_expressed_fraction}",
+                    expressed,
                 ),
             )
         return df.withColumn("rule", rule).withColumn("reason", reason)
@@ -182,7 +186,9 @@ def _at(vec: Column, i: Column) -> Column:
     return F.element_at(vec, i + 1)
 
 
-def normalise(features: DataFrame, n_samples: int, assay_type: str, t: OmicsQcConfig, totals: np.ndarray) -> tuple[DataFrame, dict[str, np.ndarray]]:
+def normalise(
+    features: DataFrame, n_samples: int, assay_type: str, t: OmicsQcConfig, totals: np.ndarray
+) -> tuple[DataFrame, dict[str, np.ndarray]]:
     """Normalised ``values`` and ``scaled`` arrays of QC-passed features (see the module docstring),
     with the per-sample vectors used (``size_factor``, ``median``, ``clr_mean``). ``totals``: each
     sample's total (library size) in the order of the arrays."""
@@ -229,7 +235,11 @@ def value_stats(column: str = "values") -> Any:
         n = F.size(present)
         total = F.aggregate(present, F.lit(0.0), lambda a, x: a + x)
         df = df.withColumn("_n", n).withColumn("mean", F.when(n > 0, total / n))
-        ss = F.aggregate(F.filter(column, lambda x: x.isNotNull()), F.lit(0.0), lambda a, x: a + (x - F.col("mean")) * (x - F.col("mean")))
+        ss = F.aggregate(
+            F.filter(column, lambda x: x.isNotNull()),
+            F.lit(0.0),
+            lambda a, x: a + (x - F.col("mean")) * (x - F.col("mean")),
+        )
         return df.withColumn("variance", F.when(F.col("_n") > 1, ss / (F.col("_n") - 1))).drop("_n")
 
     return _stats

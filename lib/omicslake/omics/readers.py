@@ -294,7 +294,14 @@ def _open_text(path: Path, delimiter: str, meta_columns: tuple[str, ...]) -> Mat
                 )
             yield line, row[0].strip(), {header[j]: row[j] for j in meta_idx}, [row[j] for j in sample_idx]
 
-    return Matrix(path, "tsv" if delimiter == "\t" else "csv", samples, metas, lambda n: _emit(path, rows(), samples, n), attrs={"geo": str(geo).lower()})
+    return Matrix(
+        path,
+        "tsv" if delimiter == "\t" else "csv",
+        samples,
+        metas,
+        lambda n: _emit(path, rows(), samples, n),
+        attrs={"geo": str(geo).lower()},
+    )
 
 
 def _gct_fields(row: list[str]) -> list[str]:
@@ -339,7 +346,9 @@ def _open_gct(path: Path) -> Matrix:
         try:
             last, row = next(it)
         except StopIteration:
-            raise InputError(f"{path}: the dimension line says {n_cmeta} column-metadata rows; the file ends before") from None
+            raise InputError(
+                f"{path}: the dimension line says {n_cmeta} column-metadata rows; the file ends before"
+            ) from None
         if len(row) != 1 + n_rmeta + n_cols:
             raise InputError(f"{path}: line {last}: {len(row)} fields, expected {1 + n_rmeta + n_cols}")
         for j, v in enumerate(row[1 + n_rmeta :]):
@@ -355,7 +364,9 @@ def _open_gct(path: Path) -> Matrix:
             if not row or (len(row) == 1 and not row[0].strip()):
                 continue
             if len(row) != width:
-                raise InputError(f"{path}: line {line}: {len(row)} fields, but the header (line {header_line}) has {width}")
+                raise InputError(
+                    f"{path}: line {line}: {len(row)} fields, but the header (line {header_line}) has {width}"
+                )
             n += 1
             if n > n_rows:
                 raise InputError(
@@ -365,8 +376,15 @@ def _open_gct(path: Path) -> Matrix:
         if n != n_rows:
             raise InputError(f"{path}: the dimension line (line 2) says {n_rows} data rows but the body has {n}")
 
-    return Matrix(path, "gct", samples, metas, lambda k: _emit(path, rows(), samples, k), n_features=n_rows,
-                  attrs={"version": version[1:]})
+    return Matrix(
+        path,
+        "gct",
+        samples,
+        metas,
+        lambda k: _emit(path, rows(), samples, k),
+        n_features=n_rows,
+        attrs={"version": version[1:]},
+    )
 
 
 # ------------------------------------------------------------------------------------------------

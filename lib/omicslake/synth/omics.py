@@ -56,7 +56,9 @@ def planted(n: int, fraction: float, offset: int = 0) -> np.ndarray:
     return np.arange(offset, n, step)
 
 
-def rnaseq_blocks(s: OmicsSamples, n_genes: int, seed: int) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
+def rnaseq_blocks(
+    s: OmicsSamples, n_genes: int, seed: int
+) -> Iterator[tuple[list[str], np.ndarray, np.ndarray, np.ndarray]]:
     """Blocks of (gene ids, counts genes x samples, T2D log2FC, ancestry log2FC) per gene."""
     n = len(s.ids)
     lib = np.exp(_rng(seed, 1, 0).normal(0.0, 0.25, n))  # per-sample library size factor
@@ -72,7 +74,11 @@ def rnaseq_blocks(s: OmicsSamples, n_genes: int, seed: int) -> Iterator[tuple[li
         sign = rng.choice([-1.0, 1.0], size=(m, 2))
         fc_t2d = np.array([LOG2FC * sign[i, 0] if b0 + i in t2d_genes else 0.0 for i in range(m)])
         fc_anc = np.array([LOG2FC * sign[i, 1] if b0 + i in anc_genes else 0.0 for i in range(m)])
-        mu = base[:, None] * lib[None, :] * 2.0 ** (fc_t2d[:, None] * s.t2d[None, :] + fc_anc[:, None] * anc_effect[None, :])
+        mu = (
+            base[:, None]
+            * lib[None, :]
+            * 2.0 ** (fc_t2d[:, None] * s.t2d[None, :] + fc_anc[:, None] * anc_effect[None, :])
+        )
         r = 1.0 / disp[:, None]
         counts = rng.negative_binomial(r, r / (r + mu))
         yield [f"GENE{g:06d}" for g in range(b0, b1)], counts, fc_t2d, fc_anc
@@ -129,7 +135,9 @@ def write(out: Path, s: OmicsSamples, n_features: int, seed: int) -> dict[str, A
         for ids, betas, shift in methylation_blocks(s, n_features, seed):
             for i, cid in enumerate(ids):
                 c = int(cid[2:])
-                f.write(f"{cid}\tchr{c % 22 + 1}\t{100_000 + 731 * c}\t" + "\t".join(f"{b:.5f}" for b in betas[i]) + "\n")
+                f.write(
+                    f"{cid}\tchr{c % 22 + 1}\t{100_000 + 731 * c}\t" + "\t".join(f"{b:.5f}" for b in betas[i]) + "\n"
+                )
                 if shift[i]:
                     truth.append(f"methylation\t{cid}\tt2d\t{shift[i]:g}")
                     n_cpg += 1
@@ -142,15 +150,31 @@ def write(out: Path, s: OmicsSamples, n_features: int, seed: int) -> dict[str, A
         {"path": rna.name, "assay": "rna", "assay_type": "rnaseq_counts", "format": "tsv"},
         {"path": meth.name, "assay": "methylation", "assay_type": "methylation_beta", "format": "gct"},
     ]
-    (folder / "files.yaml").write_text("".join(
-        f"- {{path: {f['path']}, assay: {f['assay']}, assay_type: {f['assay_type']}, format: {f['format']}}}\n" for f in files
-    ))
+    (folder / "files.yaml").write_text(
+        "".join(
+            f"- {{path: {f['path']}, assay: {f['assay']}, assay_type: {f['assay_type']}, format: {f['format']}}}\n"
+            for f in files
+        )
+    )
     manifest = {
-        "files": {f"omics/{f['path']}": {"assay": f["assay"], "assay_type": f["assay_type"], "format": f["format"],
-                                          "features": n_features, "samples": len(s.ids)} for f in files},
+        "files": {
+            f"omics/{f['path']}": {
+                "assay": f["assay"],
+                "assay_type": f["assay_type"],
+                "format": f["format"],
+                "features": n_features,
+                "samples": len(s.ids),
+            }
+            for f in files
+        },
         "truth": {"features": "truth/omics_features.tsv", "samples": "truth/omics_samples.tsv"},
-        "planted": {"rna_de_t2d": n_de["t2d"], "rna_de_ancestry": n_de["ancestry"], "methylation_t2d": n_cpg,
-                    "log2fc": LOG2FC, "cpg_logit_shift": CPG_SHIFT},
+        "planted": {
+            "rna_de_t2d": n_de["t2d"],
+            "rna_de_ancestry": n_de["ancestry"],
+            "methylation_t2d": n_cpg,
+            "log2fc": LOG2FC,
+            "cpg_logit_shift": CPG_SHIFT,
+        },
         "t2d_samples": int(s.t2d.sum()),
         "seed": seed,
         "stream": STREAM,
