@@ -58,6 +58,8 @@ def test_generated_files_are_the_same_for_a_seed(landing: tuple[Path, dict[str, 
     for rel in [
         "omics/rna_counts.txt.gz",
         "omics/methylation_beta.gct",
+        "omics/proteomics.csv",
+        "omics/microbiome.biom",
         "omics/files.yaml",
         "truth/omics_features.tsv",
     ]:
@@ -68,11 +70,18 @@ def test_generated_files_are_the_same_for_a_seed(landing: tuple[Path, dict[str, 
     assert (tmp_path / "s6" / "omics" / "rna_counts.txt.gz").read_bytes() != (
         out / "omics" / "rna_counts.txt.gz"
     ).read_bytes()
-    assert (
-        other["planted"]
-        == manifest["planted"]
-        == {"rna_de_t2d": 75, "rna_de_ancestry": 75, "methylation_t2d": 75, "log2fc": 1.0, "cpg_logit_shift": 1.0}
-    )
+    planted = {k: v for k, v in manifest["planted"].items() if k != "proteomics_missing"}
+    assert planted == {
+        "rna_de_t2d": 75,
+        "rna_de_ancestry": 75,
+        "methylation_t2d": 75,
+        "proteomics_t2d": 15,
+        "microbiome_t2d": 8,
+        "log2fc": 1.0,
+        "cpg_logit_shift": 1.0,
+    }
+    assert 0.05 < manifest["planted"]["proteomics_missing"] < 0.2
+    assert other["planted"]["rna_de_t2d"] == 75
 
 
 def recovery(gold: pd.DataFrame, planted: set[str], fdr: float = 0.05) -> tuple[float, float, int]:
@@ -90,7 +99,7 @@ def test_planted_truth_is_recovered_through_the_jobs(
     out, _ = landing
     cfg = cfg.replace(**{"jobs.generate.out": str(out)})  # ingest_omics reads omics/files.yaml there
     link = write_link(spark, cfg, samples().ids)
-    assert execute(spark, cfg, "ingest_omics").metrics["files"] == 2
+    assert execute(spark, cfg, "ingest_omics").metrics["files"] == 4
     qc = execute(
         spark, cfg.replace(**{"jobs.omics_qc.min_expressed_fraction": 0.5, "jobs.omics_qc.min_count": 10.0}), "omics_qc"
     )
@@ -103,7 +112,7 @@ def test_planted_truth_is_recovered_through_the_jobs(
     truth = pd.read_csv(out / "truth" / "omics_features.tsv", sep="\t")
     pheno = str(out / "truth" / "omics_samples.tsv")
     results = {}
-    for assay in ("rna", "methylation"):
+    for assay in ("rna", "methylation", "proteomics", "microbiome"):
         run = execute(
             spark,
             cfg.replace(
@@ -183,6 +192,8 @@ def test_cohort_omics_leave_every_other_generated_file_unchanged(spark: SparkSes
         "omics/files.yaml",
         "omics/manifest.json",
         "omics/methylation_beta.gct",
+        "omics/microbiome.biom",
+        "omics/proteomics.csv",
         "omics/rna_counts.txt.gz",
         "truth/omics_features.tsv",
         "truth/omics_samples.tsv",
@@ -193,6 +204,8 @@ def test_cohort_omics_leave_every_other_generated_file_unchanged(spark: SparkSes
     s = pd.read_csv(tmp_path / "omics" / "truth" / "omics_samples.tsv", sep="\t")
     assert list(s["sample_id"]) == list(link["sample_id"])
     t2d = link.merge(truth, on="patient_id")
-    expected = (t2d["prevalent_t2d"].astype(str).str.lower() == "true") | (t2d["t2d_incident"].astype(str).str.lower() == "true")
+    expected = (t2d["prevalent_t2d"].astype(str).str.lower() == "true") | (
+        t2d["t2d_incident"].astype(str).str.lower() == "true"
+    )
     assert list(s["t2d"]) == list(expected.astype(int))
     assert list(s["ancestry"]) == list(t2d["ancestry"])

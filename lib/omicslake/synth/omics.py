@@ -4,7 +4,11 @@
   genes differentially expressed by T2D status and, separately, by ancestry (log2 fold change
   +-``LOG2FC``), written featureCounts-style (annotation columns, gzipped TSV);
 - methylation betas (logit-normal around a per-CpG level) with CpGs shifted by T2D status,
-  written as GCT 1.3 with row and column metadata.
+  written as GCT 1.3 with row and column metadata;
+- proteomics intensities (log-normal) with proteins shifted by T2D status and values missing not
+  at random (the lower an intensity, the likelier it is missing), written as CSV;
+- microbiome counts (Dirichlet-multinomial) with taxa whose abundance shifts with T2D status,
+  written as BIOM 1.0 JSON with a taxonomy per taxon.
 
 T2D status is the patient's T2D at any time (prevalent or incident). The truth goes to
 ``truth/omics_samples.tsv`` (sample id, t2d, ancestry and its 0/1 indicators: a phenotype file
@@ -26,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import yaml
 
 STREAM = 170_017  # this module's own random stream (issue 17)
 BLOCK = 500  # features per generated block (part of the stream: do not change without new files)
@@ -35,6 +40,14 @@ DE_ANCESTRY_FRACTION = 0.05  # share of genes DE by ancestry (groups 1 and 2 aga
 CPG_SHIFT = 1.0  # planted shift of a CpG's logit(beta) with T2D
 CPG_FRACTION = 0.05
 CPG_NOISE = 0.4  # per-sample sd of logit(beta)
+PROTEIN_SHIFT = 1.0  # planted log2 shift of a protein with T2D
+PROTEIN_FRACTION = 0.05
+PROTEIN_NOISE = 0.5  # per-sample sd of log2 intensity
+MNAR_LOG2 = 17.0  # a log2 intensity this low is missing half the time (detection limit)
+TAXON_LOG2FC = 1.0  # planted log2 fold change of a taxon's Dirichlet weight with T2D
+TAXON_FRACTION = 0.05
+DM_CONCENTRATION = 200.0  # Dirichlet concentration: lower means more overdispersion between samples
+READS = 20_000  # mean sequencing depth of a microbiome sample
 
 
 @dataclass(frozen=True)
@@ -99,6 +112,39 @@ def methylation_blocks(s: OmicsSamples, n_cpgs: int, seed: int) -> Iterator[tupl
         yield [f"cg{c:08d}" for c in range(b0, b1)], 1.0 / (1.0 + np.exp(-logit)), shift
 
 
+def proteomics(s: OmicsSamples, n_proteins: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(intensities proteins x samples with NaN where missing not at random, planted log2 shift)."""
+    rng = _rng(seed, 3, 1)
+    n = len(s.ids)
+    hits = planted(n_proteins, PROTEIN_FRACTION, offset=2)
+    shift = np.zeros(n_proteins)
+    shift[hits] = PROTEIN_SHIFT * rng.choice([-1.0, 1.0], size=len(hits))
+    log2 = (
+        rng.normal(20.0, 2.0, n_proteins)[:, None]
+        + shift[:, None] * s.t2d[None, :]
+        + rng.normal(0, PROTEIN_NOISE, (n_proteins, n))
+    )
+    p_missing = 1.0 / (1.0 + np.exp(2.0 * (log2 - MNAR_LOG2)))
+    return np.where(rng.random(log2.shape) < p_missing, np.nan, 2.0**log2), shift
+
+
+def microbiome(s: OmicsSamples, n_taxa: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(Dirichlet-multinomial counts taxa x samples, planted log2 fold change of the taxon's weight)."""
+    rng = _rng(seed, 4, 1)
+    n = len(s.ids)
+    weight = rng.dirichlet(np.full(n_taxa, 0.8))
+    hits = planted(n_taxa, TAXON_FRACTION, offset=1)
+    fc = np.zeros(n_taxa)
+    fc[hits] = TAXON_LOG2FC * rng.choice([-1.0, 1.0], size=len(hits))
+    counts = np.zeros((n_taxa, n), dtype=np.int64)
+    depth = rng.poisson(READS, n)
+    for j in range(n):
+        w = weight * 2.0 ** (fc * s.t2d[j])
+        p = rng.dirichlet(DM_CONCENTRATION * w / w.sum() + 1e-9)
+        counts[:, j] = rng.multinomial(depth[j], p)
+    return counts, fc
+
+
 def write(out: Path, s: OmicsSamples, n_features: int, seed: int) -> dict[str, Any]:
     """Write the omics files, their list, the truth and the omics manifest under ``out``; the
     manifest (also ``omics/manifest.json``)."""
@@ -141,6 +187,35 @@ def write(out: Path, s: OmicsSamples, n_features: int, seed: int) -> dict[str, A
                 if shift[i]:
                     truth.append(f"methylation\t{cid}\tt2d\t{shift[i]:g}")
                     n_cpg += 1
+    n_prot, n_taxa = max(20, n_features // 5), max(20, n_features // 10)
+    inten, p_shift = proteomics(s, n_prot, seed)
+    prot = folder / "proteomics.csv"
+    with prot.open("w", encoding="utf-8", newline="\n") as f:
+        f.write("protein_id,gene," + ",".join(s.ids) + "\n")
+        for i in range(n_prot):
+            vals = ",".join("" if np.isnan(v) else f"{v:.1f}" for v in inten[i])
+            f.write(f"P{i:05d},PG{i:05d},{vals}\n")
+            if p_shift[i]:
+                truth.append(f"proteomics\tP{i:05d}\tt2d\t{p_shift[i]:g}")
+    counts, t_fc = microbiome(s, n_taxa, seed)
+    levels = ("k__Bacteria", "p__Firmicutes", "c__Clostridia", "o__Clostridiales", "f__Lachnospiraceae")
+    doc = {
+        "id": "omicslake synthetic gut microbiome",
+        "format": "Biological Observation Matrix 1.0.0",
+        "format_url": "http://biom-format.org",
+        "type": "OTU table",
+        "generated_by": "omicslake.synth.omics",
+        "date": "2019-01-01T00:00:00",
+        "matrix_type": "sparse",
+        "matrix_element_type": "int",
+        "shape": [n_taxa, len(s.ids)],
+        "rows": [{"id": f"OTU{i:04d}", "metadata": {"taxonomy": [*levels, f"g__G{i}", "s__"]}} for i in range(n_taxa)],
+        "columns": [{"id": sid, "metadata": None} for sid in s.ids],
+        "data": [[int(i), int(j), int(counts[i, j])] for i, j in zip(*np.nonzero(counts), strict=True)],
+    }
+    micro = folder / "microbiome.biom"
+    micro.write_text(json.dumps(doc, separators=(",", ":")))
+    truth += [f"microbiome\tOTU{i:04d}\tt2d\t{t_fc[i]:g}" for i in np.flatnonzero(t_fc)]
     (out / "truth" / "omics_features.tsv").write_text("\n".join(truth) + "\n")
     sample_lines = ["sample_id\tt2d\tancestry\tancestry_1\tancestry_2"]
     for sid, t, a in zip(s.ids, s.t2d.tolist(), s.ancestry.tolist(), strict=True):
@@ -149,13 +224,16 @@ def write(out: Path, s: OmicsSamples, n_features: int, seed: int) -> dict[str, A
     files = [
         {"path": rna.name, "assay": "rna", "assay_type": "rnaseq_counts", "format": "tsv"},
         {"path": meth.name, "assay": "methylation", "assay_type": "methylation_beta", "format": "gct"},
+        {
+            "path": prot.name,
+            "assay": "proteomics",
+            "assay_type": "proteomics_intensity",
+            "format": "csv",
+            "meta_columns": ["gene"],
+        },
+        {"path": micro.name, "assay": "microbiome", "assay_type": "microbiome_counts", "format": "biom"},
     ]
-    (folder / "files.yaml").write_text(
-        "".join(
-            f"- {{path: {f['path']}, assay: {f['assay']}, assay_type: {f['assay_type']}, format: {f['format']}}}\n"
-            for f in files
-        )
-    )
+    (folder / "files.yaml").write_text(yaml.safe_dump(files, sort_keys=False))
     manifest = {
         "files": {
             f"omics/{f['path']}": {
@@ -172,6 +250,9 @@ def write(out: Path, s: OmicsSamples, n_features: int, seed: int) -> dict[str, A
             "rna_de_t2d": n_de["t2d"],
             "rna_de_ancestry": n_de["ancestry"],
             "methylation_t2d": n_cpg,
+            "proteomics_t2d": int((p_shift != 0).sum()),
+            "microbiome_t2d": int((t_fc != 0).sum()),
+            "proteomics_missing": float(np.isnan(inten).mean().round(4)),
             "log2fc": LOG2FC,
             "cpg_logit_shift": CPG_SHIFT,
         },
