@@ -76,7 +76,7 @@ def test_generated_files_are_the_same_for_a_seed(landing: tuple[Path, dict[str, 
         "rna_de_ancestry": 75,
         "methylation_t2d": 75,
         "proteomics_t2d": 15,
-        "microbiome_t2d": 8,
+        "microbiome_t2d": 15,
         "log2fc": 1.0,
         "cpg_logit_shift": 1.0,
     }

@@ -133,7 +133,10 @@ def microbiome(s: OmicsSamples, n_taxa: int, seed: int) -> tuple[np.ndarray, np.
     rng = _rng(seed, 4, 1)
     n = len(s.ids)
     weight = rng.dirichlet(np.full(n_taxa, 0.8))
-    hits = planted(n_taxa, TAXON_FRACTION, offset=1)
+    # planted among the more abundant half of the taxa: a shift in a taxon seen a few times in 20,000
+    # reads is below what any test (or the low-count QC rule) can see
+    abundant = np.sort(np.argsort(-weight, kind="stable")[: max(1, n_taxa // 2)])
+    hits = abundant[planted(len(abundant), 2 * TAXON_FRACTION, offset=1)]
     fc = np.zeros(n_taxa)
     fc[hits] = TAXON_LOG2FC * rng.choice([-1.0, 1.0], size=len(hits))
     counts = np.zeros((n_taxa, n), dtype=np.int64)
@@ -187,7 +190,7 @@ def write(out: Path, s: OmicsSamples, n_features: int, seed: int) -> dict[str, A
                 if shift[i]:
                     truth.append(f"methylation\t{cid}\tt2d\t{shift[i]:g}")
                     n_cpg += 1
-    n_prot, n_taxa = max(20, n_features // 5), max(20, n_features // 10)
+    n_prot, n_taxa = max(20, n_features // 5), max(20, n_features // 5)
     inten, p_shift = proteomics(s, n_prot, seed)
     prot = folder / "proteomics.csv"
     with prot.open("w", encoding="utf-8", newline="\n") as f:
