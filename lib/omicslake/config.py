@@ -101,6 +101,7 @@ class GenerateConfig:
     messy: bool = False  # duplicates, malformed lines, mixed units, a second batch with corrections and schema drift
     partitions: int = 4  # Spark partitions (files) per generated table
     survey_share: float = 0.1  # share of the patients in the REDCap-style study (redcap/omicslake_study/); 0: no survey
+    omics_features: int = 0  # genes (RNA-seq) and CpGs (methylation) per genotyped sample, T2D/ancestry effects planted; 0: none
 
 
 @dataclass(frozen=True)
@@ -283,6 +284,50 @@ class PsychometricsConfig:
 
 
 @dataclass(frozen=True)
+class OmicsFileConfig:
+    path: str  # a matrix file or a glob of them
+    assay: str  # assay name (letters, digits, _): bronze rows carry it; omics_qc writes silver.omics_<assay>
+    assay_type: Literal["rnaseq_counts", "methylation_beta", "proteomics_intensity", "microbiome_counts"]  # checks and normalisation
+    format: Literal["tsv", "csv", "gct", "h5ad", "biom"]  # tsv/csv also read featureCounts output and GEO series matrices, gzipped or not
+    meta_columns: tuple[str, ...] = ()  # annotation columns of a tsv/csv matrix (featureCounts' are recognised without)
+
+
+@dataclass(frozen=True)
+class IngestOmicsConfig:
+    files: tuple[OmicsFileConfig, ...] = ()  # each {path, assay, assay_type, format, meta_columns}; empty: <landing>/omics/files.yaml if any
+    block_rows: int = 1000  # features read, converted and staged at a time (bounds the driver's memory)
+    on_bad_file: Literal["fail_at_end", "skip"] = "fail_at_end"  # after every file was tried, fail the job when one was refused (or let it succeed)
+
+
+@dataclass(frozen=True)
+class OmicsQcConfig:
+    assays: tuple[str, ...] = ()  # assays of bronze.omics_features to QC and normalise; empty: every assay there
+    min_library_size: float = 0.0  # counts: samples whose total count is lower fail (library_size)
+    min_detected_fraction: float = 0.0  # samples with fewer features detected (count > 0 / value present), as a share of the features, fail
+    max_sample_missing: float = 0.5  # samples missing more than this share of the features fail
+    max_feature_missing: float = 0.5  # features missing in more than this share of the passing samples fail
+    min_count: float = 1.0  # counts: a feature is expressed in a sample at or above this count
+    min_expressed_fraction: float = 0.1  # counts: features expressed in fewer than this share of the samples fail (low_counts)
+    min_variance: float = 0.0  # features whose normalised values vary less (sample variance) fail (low_variance)
+    prior_count: float = 0.5  # log2 CPM = log2((count + prior) / (library size + 1) * 1e6) (limma-voom's)
+    beta_offset: float = 1e-6  # methylation: betas are clipped to [offset, 1 - offset] before M = log2(b / (1 - b))
+    pseudocount: float = 1.0  # microbiome: CLR = ln(count + pseudocount) minus its mean over the sample's features
+    require_link: bool = True  # an assay none of whose samples is in silver.sample_link is refused (when the table exists)
+
+
+@dataclass(frozen=True)
+class OmicsAssocConfig:
+    name: str = "t2d"  # results go to gold.omics_assoc_<name>
+    assay: str = "rna"  # silver.omics_<assay>
+    pheno: str | None = None  # TSV/CSV with a sample_id column (or id_col); none: the cohort's label through the sample link
+    cohort: str = "t2d_incident"  # without pheno: gold.cohort_<cohort>.label of consented, linked samples
+    pheno_col: str = "label"  # the phenotype (numeric, or a 0/1 or true/false label) in the pheno file
+    covar_cols: tuple[str, ...] = ()  # covariate columns of the pheno file (numeric)
+    id_col: str = "sample_id"  # sample id column of the pheno file
+    fdr: float = 0.05  # Benjamini-Hochberg level for the significant flag
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     ingest_vcf: IngestVcfConfig = field(default_factory=IngestVcfConfig)
@@ -300,6 +345,9 @@ class JobsConfig:
     ingest_survey: IngestSurveyConfig = field(default_factory=IngestSurveyConfig)
     conform_survey: ConformSurveyConfig = field(default_factory=ConformSurveyConfig)
     psychometrics: PsychometricsConfig = field(default_factory=PsychometricsConfig)
+    ingest_omics: IngestOmicsConfig = field(default_factory=IngestOmicsConfig)
+    omics_qc: OmicsQcConfig = field(default_factory=OmicsQcConfig)
+    omics_assoc: OmicsAssocConfig = field(default_factory=OmicsAssocConfig)
 
 
 @dataclass(frozen=True)
@@ -480,7 +528,8 @@ def _nearest_origin(origin: Mapping[str, str], prefix: str) -> str:
 NAME_KEYS = frozenset({
     "jobs.genetic_features.prs_name", "jobs.train.cohort", "jobs.train.registered_model", "jobs.score.cohort",
     "jobs.score.model", "jobs.cluster.cohort", "jobs.survival.cohort", "jobs.survival.registered_model",
-    "jobs.gwas.name", "jobs.gwas.cohort",
+    "jobs.gwas.name", "jobs.gwas.cohort", "jobs.omics_assoc.name", "jobs.omics_assoc.assay", "jobs.omics_assoc.cohort",
+    "jobs.omics_qc.assays",
 })
 _NAME = re.compile(r"^[A-Za-z][A-Za-z0-9_]{0,99}$")
 

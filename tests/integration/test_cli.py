@@ -62,12 +62,15 @@ def test_pipeline_dry_run_plans_in_dag_order(
     planned = [line.split()[1] for line in out]
     assert planned == [
         "generate",
+        "ingest_omics",
         "ingest_ehr",
         "conform_ehr",
+        "omics_qc",
         "ingest_vcf",
         "genomic_qc",
         "genetic_features",
         "build_cohort",
+        "omics_assoc",
         "gwas",
         "train",
         "score",

@@ -151,6 +151,7 @@ def test_a_changed_qc_threshold_reruns_genomic_qc_and_what_follows(spark: SparkS
         "genomic_qc",
         "genetic_features",
         "build_cohort",
+        "omics_assoc",
         "gwas",
         "train",
         "score",

@@ -8,6 +8,7 @@ Layout of the output folder::
     vcf/cohort.vcf.bgz (+ .tbi)
     sample_link.csv                                      sample_id, patient_id, consent
     redcap/omicslake_study/{dictionary,records,linkage}.csv   a REDCap-style study (synth/survey.py)
+    omics/ (+ truth/omics_*.tsv)                         jobs.generate.omics_features > 0: synth/omics.py
     truth/patients.csv                                   the latent truth per patient
     manifest.json                                        parameters, effects, counts, oracle AUROCs
 """
@@ -392,6 +393,10 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
 
         chosen = p.where(uniform(seed, "survey", "idx") < g.survey_share).orderBy("idx").select("patient_id")
         survey = S.generate([r[0] for r in chosen.collect()], seed, out)  # a share of the patients' ids
+    if g.samples > 0 and g.omics_features > 0:  # omics/ and truth/omics_*.tsv only: every other file is unchanged
+        from omicslake.synth import omics
+
+        omics.from_cohort(link, p, out, g.omics_features, seed)
     p.unpersist()
 
     manifest: dict[str, Any] = {

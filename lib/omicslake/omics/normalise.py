@@ -1,0 +1,245 @@
+"""QC and normalisation of one omics assay, on DataFrames of features with a ``values`` array.
+
+The features stay distributed: per-sample sums are numpy partial sums per partition, reduced as
+vectors of one entry per sample; per-sample medians are exact medians over exploded (position,
+value) pairs; per-feature metrics and the normalised values are Spark higher-order functions over
+the arrays, with per-sample vectors (library sizes, size factors, medians) as array literals.
+
+Per assay type (``ASSAY_TYPES``):
+
+- ``rnaseq_counts``: library size, features detected (count > 0); features expressed (count >=
+  min_count) in too few samples fail ``low_counts``; values = log2 CPM, limma-voom's
+  ``log2((count + prior) / (library size + 1) * 1e6)``; ``scaled`` = count / size factor, the size
+  factor being DESeq2's median of ratios (over features with every count > 0).
+- ``microbiome_counts``: as counts for QC; values = CLR ``ln(count + pseudocount)`` minus its mean
+  over the sample's features; ``scaled`` = relative abundance (count / sample total).
+- ``methylation_beta``: values = M-values ``log2(b / (1 - b))``, b clipped to [offset, 1 - offset];
+  ``scaled`` = the clipped beta.
+- ``proteomics_intensity``: values = log2 intensity minus the sample's median log2 intensity (a
+  zero intensity is not detected: missing); missing values stay missing (no imputation);
+  ``scaled`` = log2 intensity before centring.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+
+from omicslake.config import OmicsQcConfig
+
+ASSAY_TYPES = ("rnaseq_counts", "methylation_beta", "proteomics_intensity", "microbiome_counts")
+COUNTS = ("rnaseq_counts", "microbiome_counts")
+
+
+@dataclass(frozen=True)
+class SampleQc:
+    """Per-sample metrics (arrays in sample order) and the first rule each sample failed (None: passed)."""
+
+    total: np.ndarray
+    detected: np.ndarray
+    missing_fraction: np.ndarray
+    rule: list[str | None]
+    reason: list[str | None]
+
+    @property
+    def passing(self) -> list[int]:
+        """Positions of the samples that passed."""
+        return [i for i, r in enumerate(self.rule) if r is None]
+
+
+def column_sums(df: DataFrame, n: int, column: str = "values", positive_only: bool = False) -> dict[str, np.ndarray]:
+    """Per position of the ``column`` arrays (length n) over all rows: ``sum`` of the values
+    present, ``present`` (not null), ``positive`` (> 0) and ``rows``. Partial sums per partition,
+    combined as vectors: the driver holds a few vectors of n, never the matrix.
+    ``positive_only``: sum only values > 0 (a log of them follows)."""
+
+    def partial(rows: Iterator[Any]) -> Iterator[tuple[np.ndarray, ...]]:
+        s, present, positive = np.zeros(n), np.zeros(n), np.zeros(n)
+        k = 0
+        for r in rows:
+            v = np.array(r[0], dtype=np.float64)  # None -> NaN
+            ok = ~np.isnan(v)
+            if positive_only:
+                ok &= v > 0
+            s += np.where(ok, v, 0.0)
+            present += ~np.isnan(v)
+            positive += np.nan_to_num(v) > 0
+            k += 1
+        yield s, present, positive, np.array([k], dtype=np.float64)
+
+    zero = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(1))
+    out = (
+        df.select(column)
+        .rdd.mapPartitions(partial)
+        .fold(zero, lambda a, b: tuple(x + y for x, y in zip(a, b, strict=True)))  # type: ignore[arg-type, return-value]
+    )
+    return {"sum": out[0], "present": out[1], "positive": out[2], "rows": out[3]}
+
+
+def column_medians(df: DataFrame, n: int, column: str = "values") -> np.ndarray:
+    """The exact median per position of the ``column`` arrays over the rows (nulls left out; NaN
+    where a position has no value): a median of an even count is the mean of the middle two."""
+    rows = (
+        df.select(F.posexplode(column).alias("pos", "v"))
+        .where(F.col("v").isNotNull())
+        .groupBy("pos")
+        .agg(F.median("v").alias("m"))
+        .collect()
+    )  # one row per sample
+    out = np.full(n, np.nan)
+    for r in rows:
+        out[r.pos] = r.m
+    return out
+
+
+def sample_qc(features: DataFrame, n_samples: int, assay_type: str, t: OmicsQcConfig) -> SampleQc:
+    """Library size / total intensity, features detected and missing share of every sample, and the
+    first rule each fails: ``sample_missing``, ``library_size`` (counts), ``detected``."""
+    s = column_sums(features, n_samples)
+    n_features = float(s["rows"][0])
+    counts = assay_type in COUNTS
+    detected = s["positive"] if counts else s["present"]
+    missing = (n_features - s["present"]) / n_features if n_features else np.zeros(n_samples)
+    rules: list[str | None] = []
+    reasons: list[str | None] = []
+    for j in range(n_samples):
+        rule = reason = None
+        if missing[j] > t.max_sample_missing:
+            rule, reason = "sample_missing", f"missing fraction {missing[j]:.4f} > {t.max_sample_missing}"
+        elif counts and s["sum"][j] < t.min_library_size:
+            rule, reason = "library_size", f"library size {s['sum'][j]:.0f} < {t.min_library_size}"
+        elif n_features and detected[j] / n_features < t.min_detected_fraction:
+            rule, reason = (
+                "detected",
+                f"{int(detected[j])} of {int(n_features)} features detected < {t.min_detected_fraction}",
+            )
+        rules.append(rule)
+        reasons.append(reason)
+    return SampleQc(s["sum"], detected.astype(np.int64), missing, rules, reasons)
+
+
+def subset(positions: list[int], column: str = "values") -> Any:
+    """Transform: ``column`` arrays restricted to ``positions`` (0-based), in that order."""
+
+    def _subset(df: DataFrame) -> DataFrame:
+        idx = F.lit([int(i) for i in positions]).cast("array<int>") if positions else F.array().cast("array<int>")
+        return df.withColumn(column, F.transform(idx, lambda i: F.element_at(column, i + 1)))
+
+    return _subset
+
+
+def _share(values: Column, pred: Any) -> Column:
+    return F.size(F.filter(values, pred)) / F.greatest(F.size(values), F.lit(1))
+
+
+def feature_qc(assay_type: str, t: OmicsQcConfig) -> Any:
+    """Transform: ``missing_fraction`` of every feature and its first failed rule (``rule``,
+    ``reason``; null when it passes): ``feature_missing``, then for counts ``low_counts``."""
+
+    def _qc(df: DataFrame) -> DataFrame:
+        v = F.col("values")
+        miss = _share(v, lambda x: x.isNull())
+        df = df.withColumn("missing_fraction", miss.cast("double"))
+        rule = F.when(F.col("missing_fraction") > t.max_feature_missing, F.lit("feature_missing"))
+        reason = F.when(
+            F.col("missing_fraction") > t.max_feature_missing,
+            F.format_string(f"missing fraction %.4f > {t.max_feature_missing}", F.col("missing_fraction")),
+        )
+        if assay_type in COUNTS:
+            expressed = _share(v, lambda x: x >= t.min_count)
+            low = expressed < t.min_expressed_fraction
+            rule = rule.when(low, F.lit("low_counts"))
+            reason = reason.when(
+                low,
+                F.format_string(
+                    f"expressed (count >= {t.min_count}) in a share %.4f of samples < {t.min_expressed_fraction}",
+                    expressed,
+                ),
+            )
+        return df.withColumn("rule", rule).withColumn("reason", reason)
+
+    return _qc
+
+
+def size_factors(features: DataFrame, n_samples: int) -> np.ndarray:
+    """DESeq2's median-of-ratios size factors: per sample, exp of the median over features with
+    every count > 0 of ln(count) minus the feature's mean ln(count) (its log geometric mean)."""
+    logs = features.where(F.forall("values", lambda x: x.isNotNull() & (x > 0))).select(
+        F.transform("values", lambda x: F.log(x)).alias("l")
+    )
+    ratios = logs.select(
+        F.transform("l", lambda x: x - F.aggregate("l", F.lit(0.0), lambda a, y: a + y) / F.size("l")).alias("r")
+    )
+    return np.exp(column_medians(ratios, n_samples, "r"))
+
+
+def _vec(x: np.ndarray) -> Column:
+    return F.lit([float(v) for v in x])
+
+
+def _at(vec: Column, i: Column) -> Column:
+    return F.element_at(vec, i + 1)
+
+
+def normalise(
+    features: DataFrame, n_samples: int, assay_type: str, t: OmicsQcConfig, totals: np.ndarray
+) -> tuple[DataFrame, dict[str, np.ndarray]]:
+    """Normalised ``values`` and ``scaled`` arrays of QC-passed features (see the module docstring),
+    with the per-sample vectors used (``size_factor``, ``median``, ``clr_mean``). ``totals``: each
+    sample's total (library size) in the order of the arrays."""
+    v = "values"
+    extra: dict[str, np.ndarray] = {}
+    if assay_type == "rnaseq_counts":
+        sf = size_factors(features, n_samples)
+        extra["size_factor"] = sf
+        lib, sfs = _vec(totals), _vec(sf)
+        values = F.transform(v, lambda x, i: F.log2((x + F.lit(t.prior_count)) / (_at(lib, i) + 1.0) * 1e6))
+        scaled = F.transform(v, lambda x, i: x / _at(sfs, i))
+    elif assay_type == "microbiome_counts":
+        pc = t.pseudocount
+        logs = features.select(F.transform(v, lambda x: F.log(x + F.lit(pc))).alias("l"))
+        s = column_sums(logs, n_samples, "l")
+        mean = s["sum"] / np.maximum(s["present"], 1)
+        extra["clr_mean"] = mean
+        means, tot = _vec(mean), _vec(totals)
+        values = F.transform(v, lambda x, i: F.log(x + F.lit(pc)) - _at(means, i))
+        scaled = F.transform(v, lambda x, i: x / _at(tot, i))
+    elif assay_type == "methylation_beta":
+        off = t.beta_offset
+        clipped = F.transform(v, lambda x: F.least(F.greatest(x, F.lit(off)), F.lit(1.0 - off)))
+        scaled = clipped
+        values = F.transform(clipped, lambda b: F.log2(b / (1.0 - b)))
+    elif assay_type == "proteomics_intensity":
+        log2 = F.transform(v, lambda x: F.when(x > 0, F.log2(x)))
+        med = column_medians(features.select(log2.alias("l")), n_samples, "l")
+        extra["median"] = med
+        meds = _vec(med)
+        scaled = log2
+        values = F.transform(log2, lambda x, i: x - _at(meds, i))
+    else:
+        raise ValueError(f"unknown assay type {assay_type!r}; one of {ASSAY_TYPES}")
+    out = features.withColumn("scaled", scaled).withColumn(v, values)
+    return out.transform(value_stats()), extra
+
+
+def value_stats(column: str = "values") -> Any:
+    """Transform: ``mean`` and sample ``variance`` (n - 1) of the values present in ``column``."""
+
+    def _stats(df: DataFrame) -> DataFrame:
+        present = F.filter(column, lambda x: x.isNotNull())
+        n = F.size(present)
+        total = F.aggregate(present, F.lit(0.0), lambda a, x: a + x)
+        df = df.withColumn("_n", n).withColumn("mean", F.when(n > 0, total / n))
+        ss = F.aggregate(
+            F.filter(column, lambda x: x.isNotNull()),
+            F.lit(0.0),
+            lambda a, x: a + (x - F.col("mean")) * (x - F.col("mean")),
+        )
+        return df.withColumn("variance", F.when(F.col("_n") > 1, ss / (F.col("_n") - 1))).drop("_n")
+
+    return _stats
