@@ -412,7 +412,7 @@ def fit(
     cluster: str | None = None,
     l2: float = 0.0,
     max_iter: int = 50,
-    tol: float = 1e-10,
+    tol: float = 1e-7,
     partitions: int | None = None,
 ) -> CoxResult:
     """Fit a Cox model of (time, event) on ``covariates`` (numeric columns of df; one row per
@@ -420,7 +420,7 @@ def fit(
     column, ``strata`` columns (separate baseline hazards: matched sets, PS strata), a ridge
     penalty ``l2`` (0.5 * l2 * |beta|^2 subtracted from the log-likelihood) and, with ``robust``
     (implied by ``cluster``), the sandwich variance. Newton-Raphson from beta = 0 with step halving
-    until the largest step is below ``tol``. Returns a CoxResult; ValueError on unusable input (no
+    until the largest step is below ``tol`` (stopping early when a |coefficient| passes 20). Returns a CoxResult; ValueError on unusable input (no
     events, a singular information matrix: a constant covariate or one collinear with others).
     A coefficient that runs away (monotone likelihood: a covariate separates events) ends with
     converged=False and a diagnostic, never a silent number."""
@@ -457,8 +457,10 @@ def fit(
                 new = beta + (new - beta) / 2  # step halving
             max_step = float(np.max(np.abs(new - beta)))
             beta, ll, g, h = new, ll_new, g_new, h_new
-            if max_step < tol:
+            if max_step < tol:  # quadratic convergence: beta is now within ~tol^2 of the optimum
                 converged = True
+                break
+            if np.max(np.abs(beta)) > 20:
                 break
         info = h + l2 * np.eye(p)
         var = np.linalg.inv(info)
