@@ -181,7 +181,7 @@ def match(
     t = F.col(treatment) == 1
     base = df.select(F.col(id_col).cast("string").alias("_id"), F.col("logit_ps").alias("_l"), t.alias("_t"))
     treated = base.where("_t").select("_id", "_l", F.lit(ratio).alias("_need"))
-    free = base.where("~_t").select("_id", "_l")
+    free = base.where("NOT _t").select("_id", "_l")
     pairs: DataFrame | None = None
     spark = df.sparkSession
     for rnd in range(max_rounds):
