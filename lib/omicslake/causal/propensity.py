@@ -179,11 +179,13 @@ def match(
     if width <= 0:
         raise ValueError("matching: the logit PS has no spread (every person has the same propensity)")
     t = F.col(treatment) == 1
-    base = df.select(F.col(id_col).cast("string").alias("_id"), F.col("logit_ps").alias("_l"), t.alias("_t"))
+    # a checkpoint of the three columns matching needs: the rounds below re-plan them many times
+    base = df.select(F.col(id_col).cast("string").alias("_id"), F.col("logit_ps").alias("_l"), t.alias("_t")).localCheckpoint()
     treated = base.where("_t").select("_id", "_l", F.lit(ratio).alias("_need"))
     free = base.where("NOT _t").select("_id", "_l")
     pairs: DataFrame | None = None
     spark = df.sparkSession
+    rounds = 0
     for rnd in range(max_rounds):
         tr = treated.where("_need > 0").withColumn("_bin", F.floor(F.col("_l") / width))
         cands = free.withColumn("_b0", F.floor(F.col("_l") / width)).select(
@@ -213,16 +215,19 @@ def match(
         best = Window.partitionBy("_cid").orderBy("_dist", "_tid")
         accepted = prop.withColumn("_r", F.row_number().over(best)).where("_r = 1").drop("_r").localCheckpoint()
         n_new = accepted.count()
-        log.debug("matching round %d: %d pairs", rnd, n_new)
+        rounds = rnd + 1
         if n_new == 0:
             break
-        pairs = accepted if pairs is None else pairs.unionByName(accepted).localCheckpoint()
-        free = free.join(accepted.select(F.col("_cid").alias("_id")), "_id", "left_anti").localCheckpoint()
-        treated = (
-            treated.join(accepted.select(F.col("_tid").alias("_id"), F.lit(1).alias("_got")), "_id", "left")
-            .select("_id", "_l", (F.col("_need") - F.coalesce(F.col("_got"), F.lit(0))).alias("_need"))
-            .localCheckpoint()
+        pairs = accepted if pairs is None else pairs.unionByName(accepted)
+        free = free.join(accepted.select(F.col("_cid").alias("_id")), "_id", "left_anti")
+        treated = treated.join(accepted.select(F.col("_tid").alias("_id"), F.lit(1).alias("_got")), "_id", "left").select(
+            "_id", "_l", (F.col("_need") - F.coalesce(F.col("_got"), F.lit(0))).alias("_need")
         )
+        if rounds % 4 == 0:  # keep the plans short
+            pairs, free, treated = pairs.localCheckpoint(), free.localCheckpoint(), treated.localCheckpoint()
+    if rounds == max_rounds:
+        log.warning("matching stopped after max_rounds=%d rounds with proposals still accepted", max_rounds)
+    log.info("matching: %d rounds", rounds)
     if pairs is None:
         return spark.createDataFrame([], df.schema.add("match_set", "string").add("match_distance", "double"))
     members = pairs.select(F.col("_tid").alias("_mid"), F.col("_tid").alias("match_set"), F.lit(0.0).alias("match_distance")).distinct()
