@@ -184,7 +184,9 @@ def test_poisson_and_logistic_against_statsmodels(sdf: DataFrame, data: pd.DataF
 
 def test_kaplan_meier_at_risk(spark: SparkSession) -> None:
     df = spark.createDataFrame(
-        pd.DataFrame({"arm": ["a"] * 5 + ["b"] * 3, "time": [1, 2, 2, 4, 5, 1, 3, 3], "event": [1, 1, 0, 1, 0, 0, 1, 1]})
+        pd.DataFrame(
+            {"arm": ["a"] * 5 + ["b"] * 3, "time": [1, 2, 2, 4, 5, 1, 3, 3], "event": [1, 1, 0, 1, 0, 0, 1, 1]}
+        )
     )
     km = epi.kaplan_meier_by_arm(df, "arm")
     # by hand: arm a: 5 at risk at t=1 (1 event) -> 0.8; t=2: 4 at risk, 1 event -> 0.6; t=4: 2 at risk -> 0.3

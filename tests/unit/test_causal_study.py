@@ -41,6 +41,8 @@ def test_planted_hazard_ratio_is_recovered(population: DataFrame) -> None:
     est = {(e["outcome"], e["analysis"]): e for e in res.estimates}
     truth = exposure.TRUE_HR
     crude, iptw, matched = est[("outcome", "crude")], est[("outcome", "iptw")], est[("outcome", "matching")]
+    for e in res.estimates:
+        print(f"[estimate] {e['analysis']} {e['outcome']}: HR {e['hr']:.3f} ({e['hr_lower']:.3f}-{e['hr_upper']:.3f})")
     # confounding by indication: the crude estimate excludes the truth (biased towards harm)
     assert crude["hr_lower"] > truth and crude["hr"] > 1.0
     for e in (iptw, matched):

@@ -57,7 +57,9 @@ def smd(
     return out
 
 
-def summarise(before: list[dict[str, float | str | None]], after: list[dict[str, float | str | None]], threshold: float = 0.1) -> dict[str, float]:
+def summarise(
+    before: list[dict[str, float | str | None]], after: list[dict[str, float | str | None]], threshold: float = 0.1
+) -> dict[str, float]:
     """max |SMD| before and after, and the share of covariates with |SMD| > threshold in each."""
 
     def vals(rows: list[dict[str, float | str | None]]) -> list[float]:

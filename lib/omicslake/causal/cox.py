@@ -158,7 +158,11 @@ def prepare(
     n = int(checks["n"])
     if n == 0:
         raise ValueError("Cox model: the data has no rows")
-    for key, what in (("bad_t", f"{time} null or negative"), ("bad_d", f"{event} not 0/1"), ("bad_w", f"{weight} null or negative")):
+    for key, what in (
+        ("bad_t", f"{time} null or negative"),
+        ("bad_d", f"{event} not 0/1"),
+        ("bad_w", f"{weight} null or negative"),
+    ):
         if checks[key]:
             raise ValueError(f"Cox model: {checks[key]} rows with {what}")
     nulls = [covariates[j] for j in range(p) if checks[f"null{j}"]]
@@ -167,7 +171,12 @@ def prepare(
     sw = float(checks["sw"])
     means = np.array([float(checks[f"m{j}"]) / sw for j in range(p)])
     framed = raw.select(
-        "_t", "_d", "_w", "_s", *(["_c"] if cluster else []), *[(F.col(f"_x{j}") - float(means[j])).alias(f"_x{j}") for j in range(p)]
+        "_t",
+        "_d",
+        "_w",
+        "_s",
+        *(["_c"] if cluster else []),
+        *[(F.col(f"_x{j}") - float(means[j])).alias(f"_x{j}") for j in range(p)],
     )
     return framed, means, n, int(checks["events"] or 0)
 
@@ -286,7 +295,9 @@ def _partition_derivs(p: int, efron: bool, pdfs: Iterator[pd.DataFrame]) -> Iter
         a = (tm.r1[i] - f[:, None] * tm.e1[i]) / denom[:, None]
         ll -= float((w * np.log(denom)).sum())
         g = g - (w[:, None] * a).sum(axis=0)
-        h += np.einsum("k,kij->ij", w / denom, tm.r2[i] - f[:, None, None] * tm.e2[i]) - np.einsum("k,ki,kj->ij", w, a, a)
+        h += np.einsum("k,kij->ij", w / denom, tm.r2[i] - f[:, None, None] * tm.e2[i]) - np.einsum(
+            "k,ki,kj->ij", w, a, a
+        )
     row = {"ll": ll, **{f"g{j}": float(g[j]) for j in range(p)}}
     row.update({f"h{j}_{k}": float(h[j, k]) for j, k in _pairs(p)})
     yield pd.DataFrame([row])
@@ -439,7 +450,8 @@ def fit(
         ll0 = ll
         diagnostics: list[str] = []
         converged, it = False, 0
-        for it in range(1, max_iter + 1):
+        for step_no in range(1, max_iter + 1):
+            it = step_no
             info = h + l2 * np.eye(p)
             score = g - l2 * beta
             try:

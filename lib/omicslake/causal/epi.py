@@ -92,7 +92,9 @@ def at_risk(curve: dict[str, np.ndarray], times: Sequence[float]) -> list[int]:
     return out
 
 
-def _glm(df: DataFrame, label: str, covariates: Sequence[str], family: str, link: str, offset: str | None, weight: str | None) -> list[dict[str, float | str]]:
+def _glm(
+    df: DataFrame, label: str, covariates: Sequence[str], family: str, link: str, offset: str | None, weight: str | None
+) -> list[dict[str, float | str]]:
     data = VectorAssembler(inputCols=list(covariates), outputCol="_glm_x", handleInvalid="error").transform(
         df.withColumn("_glm_y", F.col(label).cast("double"))
     )
@@ -136,7 +138,9 @@ def poisson(
     return _glm(data, event, covariates, "poisson", "log", "_log_pt", weight)
 
 
-def logistic(df: DataFrame, event: str, covariates: Sequence[str], weight: str | None = None) -> list[dict[str, float | str]]:
+def logistic(
+    df: DataFrame, event: str, covariates: Sequence[str], weight: str | None = None
+) -> list[dict[str, float | str]]:
     """Logistic regression of ``event`` (0/1) on ``covariates``: one dict per term (covariates then
     intercept) with coef, se, ratio (the odds ratio) and its 95 % CI, p."""
     return _glm(df, event, covariates, "binomial", "logit", None, weight)

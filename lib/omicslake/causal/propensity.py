@@ -69,9 +69,13 @@ def fit_ps(
     ``treatment`` (0/1) on ``covariates`` (numeric, no nulls) and return (df with ``ps``,
     ``logit_ps`` and ``preference`` added, the fitted coefficients by covariate plus
     'intercept'). ValueError when an arm is empty or a covariate separates the arms."""
-    counts = {int(r[0]): int(r[1]) for r in df.groupBy(F.col(treatment).cast("int")).count().collect() if r[0] is not None}
+    counts = {
+        int(r[0]): int(r[1]) for r in df.groupBy(F.col(treatment).cast("int")).count().collect() if r[0] is not None
+    }
     if counts.get(1, 0) == 0 or counts.get(0, 0) == 0:
-        raise ValueError(f"propensity model: an arm is empty (treated {counts.get(1, 0)}, comparator {counts.get(0, 0)})")
+        raise ValueError(
+            f"propensity model: an arm is empty (treated {counts.get(1, 0)}, comparator {counts.get(0, 0)})"
+        )
     sep = separation(df, treatment, covariates)
     if sep:
         raise ValueError(
@@ -180,7 +184,9 @@ def match(
         raise ValueError("matching: the logit PS has no spread (every person has the same propensity)")
     t = F.col(treatment) == 1
     # a checkpoint of the three columns matching needs: the rounds below re-plan them many times
-    base = df.select(F.col(id_col).cast("string").alias("_id"), F.col("logit_ps").alias("_l"), t.alias("_t")).localCheckpoint()
+    base = df.select(
+        F.col(id_col).cast("string").alias("_id"), F.col("logit_ps").alias("_l"), t.alias("_t")
+    ).localCheckpoint()
     treated = base.where("_t").select("_id", "_l", F.lit(ratio).alias("_need"))
     free = base.where("NOT _t").select("_id", "_l")
     pairs: DataFrame | None = None
@@ -220,9 +226,9 @@ def match(
             break
         pairs = accepted if pairs is None else pairs.unionByName(accepted)
         free = free.join(accepted.select(F.col("_cid").alias("_id")), "_id", "left_anti")
-        treated = treated.join(accepted.select(F.col("_tid").alias("_id"), F.lit(1).alias("_got")), "_id", "left").select(
-            "_id", "_l", (F.col("_need") - F.coalesce(F.col("_got"), F.lit(0))).alias("_need")
-        )
+        treated = treated.join(
+            accepted.select(F.col("_tid").alias("_id"), F.lit(1).alias("_got")), "_id", "left"
+        ).select("_id", "_l", (F.col("_need") - F.coalesce(F.col("_got"), F.lit(0))).alias("_need"))
         if rounds % 4 == 0:  # keep the plans short
             pairs, free, treated = pairs.localCheckpoint(), free.localCheckpoint(), treated.localCheckpoint()
     if rounds == max_rounds:
@@ -230,6 +236,12 @@ def match(
     log.info("matching: %d rounds", rounds)
     if pairs is None:
         return spark.createDataFrame([], df.schema.add("match_set", "string").add("match_distance", "double"))
-    members = pairs.select(F.col("_tid").alias("_mid"), F.col("_tid").alias("match_set"), F.lit(0.0).alias("match_distance")).distinct()
-    members = members.unionByName(pairs.select(F.col("_cid").alias("_mid"), F.col("_tid").alias("match_set"), F.col("_dist").alias("match_distance")))
+    members = pairs.select(
+        F.col("_tid").alias("_mid"), F.col("_tid").alias("match_set"), F.lit(0.0).alias("match_distance")
+    ).distinct()
+    members = members.unionByName(
+        pairs.select(
+            F.col("_cid").alias("_mid"), F.col("_tid").alias("match_set"), F.col("_dist").alias("match_distance")
+        )
+    )
     return df.join(members, F.col(id_col).cast("string") == F.col("_mid")).drop("_mid")

@@ -120,7 +120,12 @@ def fit_null(log_hr: Sequence[float], se: Sequence[float]) -> tuple[float, float
         v = math.exp(2 * log_sigma) + s**2
         return float(0.5 * np.sum(np.log(v) + (b - mu) ** 2 / v))
 
-    res = optimize.minimize(nll, np.array([float(np.mean(b)), math.log(0.1)]), method="Nelder-Mead", options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000})
+    res = optimize.minimize(
+        nll,
+        np.array([float(np.mean(b)), math.log(0.1)]),
+        method="Nelder-Mead",
+        options={"xatol": 1e-8, "fatol": 1e-10, "maxiter": 4000},
+    )
     return float(res.x[0]), float(math.exp(res.x[1]))
 
 
@@ -185,8 +190,14 @@ def run_study(df: DataFrame, d: StudyDesign) -> StudyResult:
         after = balance.smd(pop, d.treatment, d.covariates, weight) if name != "crude" else list(before.values())
         for r in after:
             out.balance.append(
-                {"analysis": name, "term": r["term"], "smd_before": before[str(r["term"])]["smd"], "smd_after": r["smd"],
-                 "mean_target": r["mean_treated"], "mean_comparator": r["mean_comparator"]}
+                {
+                    "analysis": name,
+                    "term": r["term"],
+                    "smd_before": before[str(r["term"])]["smd"],
+                    "smd_after": r["smd"],
+                    "mean_target": r["mean_treated"],
+                    "mean_comparator": r["mean_comparator"],
+                }
             )
         for o in (*d.outcomes, *d.negative_controls):
             out.estimates.append(_cox_row(pop, o, name, d, **kw))
@@ -195,16 +206,35 @@ def run_study(df: DataFrame, d: StudyDesign) -> StudyResult:
             for o in d.outcomes:
                 inter = cox.fit(wcol, f"{o}_days", f"{o}_event", [d.treatment, mod, "_txm"], ties=d.ties, **kw)
                 row = inter.summary()[2]
-                out.modification.append({"outcome": o, "analysis": name, "modifier": mod, "level": "interaction",
-                                         **{k: row[k] for k in ("hr", "hr_lower", "hr_upper", "p")}})
+                out.modification.append(
+                    {
+                        "outcome": o,
+                        "analysis": name,
+                        "modifier": mod,
+                        "level": "interaction",
+                        **{k: row[k] for k in ("hr", "hr_lower", "hr_upper", "p")},
+                    }
+                )
                 for level in (0, 1):
                     sub = _cox_row(pop.where(F.col(mod) == level), o, name, d, **kw)
-                    out.modification.append({"outcome": o, "analysis": name, "modifier": mod, "level": str(level),
-                                             **{k: sub[k] for k in ("hr", "hr_lower", "hr_upper", "p")}})
+                    out.modification.append(
+                        {
+                            "outcome": o,
+                            "analysis": name,
+                            "modifier": mod,
+                            "level": str(level),
+                            **{k: sub[k] for k in ("hr", "hr_lower", "hr_upper", "p")},
+                        }
+                    )
     for o in d.outcomes:
         for r in epi.incidence(scored, f"{o}_event", f"{o}_days", by=[d.treatment]):
-            out.incidence.append({"outcome": o, "arm": "target" if r[d.treatment] == 1 else "comparator",
-                                  **{k: r[k] for k in ("persons", "events", "person_years", "rate", "rate_lower", "rate_upper")}})
+            out.incidence.append(
+                {
+                    "outcome": o,
+                    "arm": "target" if r[d.treatment] == 1 else "comparator",
+                    **{k: r[k] for k in ("persons", "events", "person_years", "rate", "rate_lower", "rate_upper")},
+                }
+            )
     if d.negative_controls:
         for name in pops:
             nc = [e for e in out.estimates if e["analysis"] == name and e["negative_control"] and e["converged"]]

@@ -68,23 +68,41 @@ def simulate(people: DataFrame, seed: int) -> DataFrame:
     lo, hi = FOLLOW_UP_DAYS
     df = people.select("idx", "patient_id", "index_date", "sex", "age", "bmi", "hba1c").withColumn("treated", treated)
     df = df.withColumn("drug", F.when(F.col("treated") == 1, DRUGS["target"]).otherwise(DRUGS["comparator"]))
-    df = df.withColumn("follow_up_days", F.floor(F.lit(lo) + uniform(s, f"{STREAM}:censor", "idx") * (hi - lo)).cast("int"))
+    df = df.withColumn(
+        "follow_up_days", F.floor(F.lit(lo) + uniform(s, f"{STREAM}:censor", "idx") * (hi - lo)).cast("int")
+    )
     risk = _confounders(RISK)
     t = F.col("treated")
     female = (F.col("sex") == "F").cast("int")
     rates = {
         "outcome": F.lit(BASE_HAZARD_PER_DAY) * F.exp(risk + F.lit(math.log(TRUE_HR)) * t),
-        "modified": F.lit(BASE_HAZARD_PER_DAY)
-        * F.exp(risk + F.lit(math.log(MODIFIED_HR_FEMALE)) * t * female),
+        "modified": F.lit(BASE_HAZARD_PER_DAY) * F.exp(risk + F.lit(math.log(MODIFIED_HR_FEMALE)) * t * female),
         **{nc: F.lit(NC_BASE_HAZARD_PER_DAY) * F.exp(risk) for nc in NEGATIVE_CONTROLS},
     }
     for name, rate in rates.items():
         tt = _time(s, name, rate)
         df = df.withColumn(f"{name}_event", (tt <= F.col("follow_up_days")).cast("int")).withColumn(
             f"{name}_days",
-            F.when(tt <= F.col("follow_up_days"), F.greatest(F.ceil(tt), F.lit(1))).otherwise(F.col("follow_up_days")).cast("int"),
+            F.when(tt <= F.col("follow_up_days"), F.greatest(F.ceil(tt), F.lit(1)))
+            .otherwise(F.col("follow_up_days"))
+            .cast("int"),
         )
     return df
+
+
+def columns() -> list[str]:
+    """The columns of truth/exposure.csv, in order."""
+    cols = ["patient_id", "index_date", "treated", "drug", "follow_up_days"]
+    for o in outcomes():
+        cols += [f"{o}_days", f"{o}_event"]
+    return cols
+
+
+def lines(df: DataFrame) -> DataFrame:
+    """``simulate``'s rows as CSV lines (idx, line) in the order of ``columns``."""
+    from omicslake.synth.writers import csv_line
+
+    return df.select("idx", csv_line([F.col(c).cast("string") for c in columns()]).alias("line"))
 
 
 def outcomes() -> list[str]:
@@ -98,7 +116,11 @@ def effects() -> dict[str, Any]:
         "treatment_model": {"logit": TREATMENT, "centres": {"age": 55, "bmi": 28, "hba1c": 5.6}},
         "outcome_risk_log_hr": RISK,
         "drugs": DRUGS,
-        "true_hr": {"outcome": TRUE_HR, "modified": {"M": 1.0, "F": MODIFIED_HR_FEMALE}, **dict.fromkeys(NEGATIVE_CONTROLS, 1.0)},
+        "true_hr": {
+            "outcome": TRUE_HR,
+            "modified": {"M": 1.0, "F": MODIFIED_HR_FEMALE},
+            **dict.fromkeys(NEGATIVE_CONTROLS, 1.0),
+        },
         "effect_modifier": "sex",
         "negative_controls": list(NEGATIVE_CONTROLS),
         "base_hazard_per_year": {"outcome": 0.12, "negative_controls": 0.08},
