@@ -28,8 +28,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import GenerateConfig
 from omicslake.synth import codes as C
-from omicslake.synth import exposure
-from omicslake.synth import people
+from omicslake.synth import exposure, people
 from omicslake.synth import writers as W
 from omicslake.synth.rand import uniform, uuid_from
 
