@@ -133,6 +133,15 @@ def test_weights_robust_against_lifelines(spark: SparkSession, untied: pd.DataFr
     )
 
 
+def test_weighted_efron_with_ties_against_lifelines(sdf: DataFrame, data: pd.DataFrame) -> None:
+    # lifelines' weighted Efron likelihood handles ties (R's convention: tied events share their
+    # mean weight); its model-based variance is the inverse information
+    ref = lifelines_fit(data, weights_col="w")
+    got = cox.fit(sdf, "time", "event", COVS, ties="efron", weight="w")
+    agree("lifelines weighted efron (tied)", got.coef, ref.params_[COVS].to_numpy(), "coef")
+    agree("lifelines weighted efron (tied)", got.se, ref.standard_errors_[COVS].to_numpy(), "se")
+
+
 def test_robust_with_ties_against_statsmodels(sdf: DataFrame, data: pd.DataFrame) -> None:
     # statsmodels' score residuals are Breslow's, tie-aware, unweighted; groups = clusters
     for groups, cluster in ((np.arange(len(data)), None), (data["pair"].to_numpy(), "pair")):
