@@ -124,6 +124,7 @@ def greedy_reference(lps: np.ndarray, t: np.ndarray, width: float) -> int:
     return made
 
 
+@pytest.mark.slow  # about a minute: a dozen distributed matching rounds, twice
 def test_matching(spark: SparkSession, scored: tuple[pd.DataFrame, dict[str, float]]) -> None:
     pdf, _ = scored
     sdf = spark.createDataFrame(pdf)

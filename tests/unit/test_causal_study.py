@@ -37,7 +37,9 @@ def design(**kw: object) -> study.StudyDesign:
 
 @pytest.mark.slow
 def test_planted_hazard_ratio_is_recovered(population: DataFrame) -> None:
-    res = study.run_study(population, design(modifiers=("female",), analyses=("crude", "iptw", "matching")))
+    res = study.run_study(
+        population, design(modifiers=("female",), analyses=("crude", "iptw", "matching"), incidence_by=("sex",))
+    )
     est = {(e["outcome"], e["analysis"]): e for e in res.estimates}
     truth = exposure.TRUE_HR
     crude, iptw, matched = est[("outcome", "crude")], est[("outcome", "iptw")], est[("outcome", "matching")]
@@ -56,8 +58,11 @@ def test_planted_hazard_ratio_is_recovered(population: DataFrame) -> None:
     crude_nc = [e for e in res.estimates if e["negative_control"] and e["analysis"] == "crude"]
     assert sum(e["hr_lower"] > 1 for e in crude_nc) >= 4  # the crude ones are biased
     assert "iptw" in res.calibration and "calibrated_p" in iptw
-    inc = {r["arm"]: r for r in res.incidence}
+    inc = {r["arm"]: r for r in res.incidence if r["by"] == "overall"}
     assert inc["target"]["events"] + inc["comparator"]["events"] == crude["events"]
+    by_sex = [r for r in res.incidence if r["by"] == "sex"]
+    assert {(r["arm"], r["level"]) for r in by_sex} == {(a, s) for a in ("target", "comparator") for s in ("F", "M")}
+    assert sum(r["events"] for r in by_sex) == crude["events"]
     assert {m["level"] for m in res.modification} == {"interaction", "0", "1"}
 
 

@@ -44,7 +44,8 @@ class StudyDesign:
     (names with ``_days`` / ``_event`` columns); ``analyses`` from ANALYSES; PS penalty ``ps_reg``;
     IPTW ``estimand`` ('ate'/'att'), ``stabilized``, ``max_weight``; matching ``ratio`` and
     ``caliper`` (SDs of the logit PS); ``strata`` (PS quantile strata); Cox ``ties``;
-    ``modifiers`` (0/1 columns for effect modification)."""
+    ``modifiers`` (0/1 columns for effect modification); ``incidence_by`` (columns to break the
+    incidence down by, e.g. age band, sex, race, calendar year, besides the overall rate)."""
 
     treatment: str
     covariates: tuple[str, ...]
@@ -61,6 +62,7 @@ class StudyDesign:
     strata: int = 5
     ties: str = "efron"
     modifiers: tuple[str, ...] = ()
+    incidence_by: tuple[str, ...] = ()
 
 
 @dataclass
@@ -86,7 +88,7 @@ def validate(df: DataFrame, d: StudyDesign) -> dict[str, int]:
     bad = [a for a in d.analyses if a not in ANALYSES]
     if bad:
         raise StudyError(f"unknown analyses {bad}: choose from {list(ANALYSES)}")
-    need = [d.treatment, d.id_col, *d.covariates, *d.modifiers]
+    need = [d.treatment, d.id_col, *d.covariates, *d.modifiers, *d.incidence_by]
     for o in (*d.outcomes, *d.negative_controls):
         need += [f"{o}_days", f"{o}_event"]
     missing = [c for c in need if c not in df.columns]
@@ -227,14 +229,17 @@ def run_study(df: DataFrame, d: StudyDesign) -> StudyResult:
                         }
                     )
     for o in d.outcomes:
-        for r in epi.incidence(scored, f"{o}_event", f"{o}_days", by=[d.treatment]):
-            out.incidence.append(
-                {
-                    "outcome": o,
-                    "arm": "target" if r[d.treatment] == 1 else "comparator",
-                    **{k: r[k] for k in ("persons", "events", "person_years", "rate", "rate_lower", "rate_upper")},
-                }
-            )
+        for by in (None, *d.incidence_by):
+            for r in epi.incidence(scored, f"{o}_event", f"{o}_days", by=[d.treatment, *([by] if by else [])]):
+                out.incidence.append(
+                    {
+                        "outcome": o,
+                        "arm": "target" if r[d.treatment] == 1 else "comparator",
+                        "by": by or "overall",
+                        "level": "all" if by is None else str(r[by]),
+                        **{k: r[k] for k in ("persons", "events", "person_years", "rate", "rate_lower", "rate_upper")},
+                    }
+                )
     if d.negative_controls:
         for name in pops:
             nc = [e for e in out.estimates if e["analysis"] == name and e["negative_control"] and e["converged"]]
