@@ -5,12 +5,14 @@ adjustment is within 0.1 SMD, negative controls cover 1; bad designs get a Study
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from omicslake.causal import study
+from omicslake.errors import ConfigError
 from omicslake.synth import exposure, people
 
 COVS = ("age", "bmi", "hba1c", "female")
@@ -91,3 +93,21 @@ def test_empirical_null() -> None:
     assert abs(c["calibrated_p"] - 1.0) < 1e-3  # an estimate equal to the bias is null
     assert c["calibrated_hr_lower"] < 1 < c["calibrated_hr_upper"]
     assert abs(math.log(c["calibrated_hr_upper"]) - 1.959964 * math.sqrt(0.01 + sigma**2)) < 1e-4
+
+
+def test_design_from_yaml() -> None:
+    import yaml
+
+    path = Path(__file__).resolve().parents[2] / "conf" / "studies" / "new_vs_old_drug.yaml"
+    raw = yaml.safe_load(path.read_text())
+    d = study.design_from_dict(raw["design"], str(path))
+    assert d.outcomes == ("outcome",) and d.negative_controls == exposure.NEGATIVE_CONTROLS
+    assert d.analyses == ("crude", "iptw", "matching", "stratification") and d.max_weight is None
+    with pytest.raises(ConfigError, match=r"x.yaml: unknown study keys \['outcome'\]"):
+        study.design_from_dict({**raw["design"], "outcome": "typo"}, "x.yaml")
+    with pytest.raises(ConfigError, match=r"x.yaml: the study needs \['outcomes'\]"):
+        study.design_from_dict({k: v for k, v in raw["design"].items() if k != "outcomes"}, "x.yaml")
+    with pytest.raises(ConfigError, match="x.yaml: covariates must be a list"):
+        study.design_from_dict({**raw["design"], "covariates": "age"}, "x.yaml")
+    with pytest.raises(ConfigError, match="x.yaml: caliper must be a number"):
+        study.design_from_dict({**raw["design"], "caliper": "wide"}, "x.yaml")

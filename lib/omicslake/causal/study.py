@@ -15,6 +15,7 @@ maximum likelihood, calibrated p-values and CIs).
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Sequence
@@ -27,7 +28,7 @@ from pyspark.sql import functions as F
 from scipy import optimize, stats
 
 from omicslake.causal import balance, cox, epi, propensity
-from omicslake.errors import OmicslakeError
+from omicslake.errors import ConfigError, OmicslakeError
 
 log = logging.getLogger(__name__)
 
@@ -78,6 +79,34 @@ class StudyResult:
     ps_coefficients: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     diagnostics: list[str] = field(default_factory=list)
+
+
+def design_from_dict(raw: dict[str, Any], source: str) -> StudyDesign:
+    """A StudyDesign from parsed YAML (``conf/studies/<name>.yaml``'s ``design`` mapping): lists
+    become tuples; an unknown key, a missing required key or a value of the wrong type is a
+    ConfigError naming the key and ``source``."""
+    fields = {f.name: f for f in dataclasses.fields(StudyDesign)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown study keys {unknown}; known: {sorted(fields)}")
+    required = [n for n, f in fields.items() if f.default is dataclasses.MISSING]
+    missing = [n for n in required if n not in raw]
+    if missing:
+        raise ConfigError(f"{source}: the study needs {missing}")
+    args: dict[str, Any] = {}
+    for key, value in raw.items():
+        default = fields[key].default
+        if isinstance(default, tuple) or key in ("covariates", "outcomes"):
+            if isinstance(value, str) or not isinstance(value, list | tuple):
+                raise ConfigError(f"{source}: {key} must be a list, not {type(value).__name__}")
+            value = tuple(str(v) for v in value)
+        elif isinstance(default, bool) and not isinstance(value, bool):
+            raise ConfigError(f"{source}: {key} must be true or false, not {value!r}")
+        elif isinstance(default, int | float) and not isinstance(default, bool):
+            if isinstance(value, bool) or not isinstance(value, int | float):
+                raise ConfigError(f"{source}: {key} must be a number, not {value!r}")
+        args[key] = value
+    return StudyDesign(**args)
 
 
 def validate(df: DataFrame, d: StudyDesign) -> dict[str, int]:
