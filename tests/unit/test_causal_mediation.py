@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import pytest
 import statsmodels.api as sm
 from pyspark.sql import SparkSession
 from statsmodels.stats.mediation import Mediation
@@ -12,6 +13,7 @@ from statsmodels.stats.mediation import Mediation
 from omicslake.causal import mediation
 
 
+@pytest.mark.slow  # statsmodels' 1,000 parametric draws take a minute or more on a busy machine
 def test_linear_mediation_against_statsmodels(spark: SparkSession) -> None:
     rng = np.random.default_rng(5)
     n = 3000

@@ -37,6 +37,7 @@ from scipy import stats
 log = logging.getLogger(__name__)
 
 TIES = ("breslow", "efron")
+RUNAWAY = 10.0  # |log HR| beyond which a coefficient is taken as infinite (HR > 22,000: separation)
 
 
 @dataclass(frozen=True)
@@ -431,7 +432,7 @@ def fit(
     column, ``strata`` columns (separate baseline hazards: matched sets, PS strata), a ridge
     penalty ``l2`` (0.5 * l2 * |beta|^2 subtracted from the log-likelihood) and, with ``robust``
     (implied by ``cluster``), the sandwich variance. Newton-Raphson from beta = 0 with step halving
-    until the largest step is below ``tol`` (stopping early when a |coefficient| passes 20). Returns a CoxResult; ValueError on unusable input (no
+    until the largest step is below ``tol`` (stopping early past |coef| RUNAWAY). Returns a CoxResult; ValueError on unusable input (no
     events, a singular information matrix: a constant covariate or one collinear with others).
     A coefficient that runs away (monotone likelihood: a covariate separates events) ends with
     converged=False and a diagnostic, never a silent number."""
@@ -472,17 +473,17 @@ def fit(
             if max_step < tol:  # quadratic convergence: beta is now within ~tol^2 of the optimum
                 converged = True
                 break
-            if np.max(np.abs(beta)) > 20:
+            if np.max(np.abs(beta)) > RUNAWAY:
                 break
         info = h + l2 * np.eye(p)
         var = np.linalg.inv(info)
         if not converged:
             diagnostics.append(f"Newton-Raphson did not converge in {max_iter} iterations")
-        big = [covariates[j] for j in range(p) if abs(beta[j]) > 15]
+        big = [covariates[j] for j in range(p) if abs(beta[j]) > RUNAWAY]
         if big:
             converged = False
             diagnostics.append(
-                f"coefficients of {big} run away (|log HR| > 15): the covariate separates events (monotone likelihood)"
+                f"coefficients of {big} run away (|log HR| > {RUNAWAY:g}): the covariate separates events (monotone likelihood)"
             )
         robust_var = None
         if robust:
