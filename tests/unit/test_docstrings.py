@@ -11,7 +11,7 @@ import ast
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[2] / "lib" / "omicslake"
-PACKAGES = ("ehr", "genomics", "features", "ml", "io", "report", "survey")
+PACKAGES = ("ehr", "genomics", "features", "ml", "io", "report", "survey", "omics", "causal")
 MODULES = ("quarantine.py", "contracts.py", "pipeline.py")
 EXCLUDED: set[Path] = set()
 

@@ -10,6 +10,7 @@ Layout of the output folder::
     redcap/omicslake_study/{dictionary,records,linkage}.csv   a REDCap-style study (synth/survey.py)
     omics/ (+ truth/omics_*.tsv)                         jobs.generate.omics_features > 0: synth/omics.py
     truth/patients.csv                                   the latent truth per patient
+    truth/exposure.csv                                   planted treatment and outcomes (synth.exposure)
     manifest.json                                        parameters, effects, counts, oracle AUROCs
 """
 
@@ -29,7 +30,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import GenerateConfig
 from omicslake.synth import codes as C
-from omicslake.synth import people
+from omicslake.synth import exposure, people
 from omicslake.synth import writers as W
 from omicslake.synth.rand import uniform, uuid_from
 
@@ -367,6 +368,10 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
     # ---- truth
     truth_lines = p.select("idx", W.csv_line([F.col(c) for c in people.truth_columns()]).alias("line"))
     _csv(truth_lines, "patients", out / "truth", tmp, header=people.truth_columns())
+    # Planted comparative-effect truth (#16): a new file, its own random streams; nothing above changes.
+    exposure_file = _csv(
+        exposure.lines(exposure.simulate(p, seed)), "exposure", out / "truth", tmp, header=exposure.columns()
+    )
     t2d_auc, prevalence = _auroc(p.where(~F.col("prevalent_t2d")), "p_t2d", "t2d_incident")
     readmit_auc, readmit_rate = _auroc(p.where("has_inpatient"), "p_readmit", "readmit_30d")
     stats = p.agg(
@@ -439,6 +444,7 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
             },
         },
         "genome": genome,
+        "exposure": {"file": "truth/exposure.csv", "rows": exposure_file["rows"], **exposure.effects()},
         "files": files,
         "messy": {"rates": MESSY_RATES if messy else {}, "counts": messy_counts},
         "seconds": round(time.monotonic() - t0, 1),

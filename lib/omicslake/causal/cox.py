@@ -1,0 +1,510 @@
+"""Cox proportional-hazards models fitted on Spark DataFrames (no patient rows reach the driver).
+
+The partial likelihood is maximised by Newton-Raphson with step halving (as R's ``coxph``). Each
+iteration is one Spark job:
+
+1. the executors aggregate, per (stratum, distinct time), the risk sums of the rows leaving at that
+   time: ``S0 = sum w exp(eta)``, ``S1 = sum w exp(eta) x``, ``S2 = sum w exp(eta) x x'`` and the
+   same sums over the events only (for Efron), the number of events, their weight and weighted
+   covariate sums (Spark SQL aggregates, one scalar column per element);
+2. those per-time aggregates are hash-partitioned by stratum and each partition (pandas, via
+   ``mapInPandas``) sorts its strata by descending time, takes cumulative sums (the risk sets) and
+   adds up its log-likelihood, score and information; the driver collects one row per partition.
+
+So the driver holds p + p^2 numbers per partition, never a patient; many small strata (matched
+sets) spread over the partitions, one big stratum is reduced to its distinct times first.
+
+Ties: ``breslow`` or ``efron`` (R's weighted Efron: tied deaths share their mean weight). Case
+weights multiply each row's contribution; the model-based variance is the inverse information.
+``robust=True`` adds the sandwich variance ``I^-1 (sum_c U_c U_c') I^-1`` from the weighted score
+residuals ``U`` summed per cluster (per row without a cluster column), as R's
+``coxph(..., robust=TRUE)`` / lifelines' ``robust=True``. Covariates are centred on their weighted
+means first (the partial likelihood does not change; exp() does not overflow).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from pyspark.sql import Column, DataFrame
+from pyspark.sql import functions as F
+from scipy import stats
+
+log = logging.getLogger(__name__)
+
+TIES = ("breslow", "efron")
+RUNAWAY = 10.0  # |log HR| beyond which a coefficient is taken as infinite (HR > 22,000: separation)
+
+
+@dataclass(frozen=True)
+class CoxResult:
+    """A fitted Cox model: coefficients (log hazard ratios) in the order of ``covariates``, the
+    model-based variance (inverse information), the robust variance when asked for, the partial
+    log-likelihood at the estimate and at beta = 0, counts and convergence."""
+
+    covariates: tuple[str, ...]
+    coef: np.ndarray
+    var: np.ndarray
+    robust_var: np.ndarray | None
+    loglik: float
+    loglik0: float
+    n: int
+    events: int
+    iterations: int
+    converged: bool
+    ties: str
+    diagnostics: tuple[str, ...] = field(default=())
+
+    @property
+    def se(self) -> np.ndarray:
+        """Model-based standard errors."""
+        return np.sqrt(np.diag(self.var))
+
+    @property
+    def robust_se(self) -> np.ndarray | None:
+        """Sandwich standard errors (None unless fitted with robust=True)."""
+        return None if self.robust_var is None else np.sqrt(np.diag(self.robust_var))
+
+    @property
+    def used_se(self) -> np.ndarray:
+        """The robust standard errors when present, else the model-based ones."""
+        r = self.robust_se
+        return self.se if r is None else r
+
+    def summary(self, level: float = 0.95) -> list[dict[str, float | str]]:
+        """One dict per covariate: coef, se (robust when fitted so), hr and its CI, z, p."""
+        z = stats.norm.ppf(0.5 + level / 2)
+        se = self.used_se
+        rows: list[dict[str, float | str]] = []
+        for j, name in enumerate(self.covariates):
+            b, s = float(self.coef[j]), float(se[j])
+            zz = b / s if s > 0 else float("nan")
+            rows.append(
+                {
+                    "term": name,
+                    "coef": b,
+                    "se": s,
+                    "hr": float(np.exp(b)),
+                    "hr_lower": float(np.exp(b - z * s)),
+                    "hr_upper": float(np.exp(b + z * s)),
+                    "z": zz,
+                    "p": float(2 * stats.norm.sf(abs(zz))),
+                }
+            )
+        return rows
+
+
+def _pairs(p: int) -> list[tuple[int, int]]:
+    return [(j, k) for j in range(p) for k in range(j, p)]
+
+
+def _sym(flat: np.ndarray, p: int) -> np.ndarray:
+    """(..., p(p+1)/2) upper-triangle values -> (..., p, p) symmetric matrices."""
+    out = np.zeros((*flat.shape[:-1], p, p))
+    for i, (j, k) in enumerate(_pairs(p)):
+        out[..., j, k] = flat[..., i]
+        out[..., k, j] = flat[..., i]
+    return out
+
+
+def prepare(
+    df: DataFrame,
+    time: str,
+    event: str,
+    covariates: Sequence[str],
+    weight: str | None = None,
+    strata: Sequence[str] = (),
+    cluster: str | None = None,
+) -> tuple[DataFrame, np.ndarray, int, int]:
+    """The modelling frame of ``fit``: columns _t (time), _d (event 0/1), _w (weight), _s (stratum
+    key), optional _c (cluster) and _x0.._x{p-1} (covariates centred on their weighted means).
+    Returns (frame, means, rows, events). ValueError naming the column when a column is missing,
+    a value is null, a time or weight is negative, or an event is not 0/1."""
+    names = [time, event, *covariates, *strata, *([weight] if weight else []), *([cluster] if cluster else [])]
+    missing = [c for c in names if c not in df.columns]
+    if missing:
+        raise ValueError(f"Cox model: columns {missing} are not in the data (has {sorted(df.columns)})")
+    if not covariates:
+        raise ValueError("Cox model: no covariates")
+    s_key: Column = (
+        F.concat_ws("\u001f", *[F.coalesce(F.col(s).cast("string"), F.lit("\u0000")) for s in strata])
+        if strata
+        else F.lit("")
+    )
+    sel = [
+        F.col(time).cast("double").alias("_t"),
+        F.col(event).cast("double").alias("_d"),
+        (F.col(weight).cast("double") if weight else F.lit(1.0)).alias("_w"),
+        s_key.alias("_s"),
+        *([F.col(cluster).cast("string").alias("_c")] if cluster else []),
+        *[F.col(c).cast("double").alias(f"_x{j}") for j, c in enumerate(covariates)],
+    ]
+    raw = df.select(*sel)
+    p = len(covariates)
+    checks = raw.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.sum("_d").alias("events"),
+        F.sum("_w").alias("sw"),
+        F.sum(F.when(F.col("_t").isNull() | (F.col("_t") < 0), 1).otherwise(0)).alias("bad_t"),
+        F.sum(F.when(~F.col("_d").isin(0.0, 1.0) | F.col("_d").isNull(), 1).otherwise(0)).alias("bad_d"),
+        F.sum(F.when(F.col("_w").isNull() | (F.col("_w") < 0), 1).otherwise(0)).alias("bad_w"),
+        *[F.sum(F.col(f"_x{j}").isNull().cast("int")).alias(f"null{j}") for j in range(p)],
+        *[F.sum(F.col("_w") * F.col(f"_x{j}")).alias(f"m{j}") for j in range(p)],
+    ).first()
+    assert checks is not None
+    n = int(checks["n"])
+    if n == 0:
+        raise ValueError("Cox model: the data has no rows")
+    for key, what in (
+        ("bad_t", f"{time} null or negative"),
+        ("bad_d", f"{event} not 0/1"),
+        ("bad_w", f"{weight} null or negative"),
+    ):
+        if checks[key]:
+            raise ValueError(f"Cox model: {checks[key]} rows with {what}")
+    nulls = [covariates[j] for j in range(p) if checks[f"null{j}"]]
+    if nulls:
+        raise ValueError(f"Cox model: covariates {nulls} have null values; impute or drop them first")
+    sw = float(checks["sw"])
+    means = np.array([float(checks[f"m{j}"]) / sw for j in range(p)])
+    framed = raw.select(
+        "_t",
+        "_d",
+        "_w",
+        "_s",
+        *(["_c"] if cluster else []),
+        *[(F.col(f"_x{j}") - float(means[j])).alias(f"_x{j}") for j in range(p)],
+    )
+    return framed, means, n, int(checks["events"] or 0)
+
+
+def _eta(beta: np.ndarray) -> Column:
+    return sum((F.col(f"_x{j}") * float(b) for j, b in enumerate(beta)), F.lit(0.0))
+
+
+def time_aggregates(frame: DataFrame, beta: np.ndarray, efron: bool) -> DataFrame:
+    """Per (stratum _s, time _t): s0, s1_j, s2_j_k (risk sums of the rows leaving at _t, weighted by
+    w exp(eta)), d (events), dw (their weight), dweta, xw_j (weighted sums over the events) and,
+    for Efron, e0, e1_j, e2_j_k (the risk sums over the events only)."""
+    p = len(beta)
+    x = [F.col(f"_x{j}") for j in range(p)]
+    d, w, r, eta = F.col("_d"), F.col("_w"), F.col("_r"), F.col("_eta")
+    aggs = [
+        F.sum(r).alias("s0"),
+        *[F.sum(r * x[j]).alias(f"s1_{j}") for j in range(p)],
+        *[F.sum(r * x[j] * x[k]).alias(f"s2_{j}_{k}") for j, k in _pairs(p)],
+        F.sum(d).alias("d"),
+        F.sum(w * d).alias("dw"),
+        F.sum(w * d * eta).alias("dweta"),
+        *[F.sum(w * d * x[j]).alias(f"xw_{j}") for j in range(p)],
+    ]
+    if efron:
+        aggs += [
+            F.sum(r * d).alias("e0"),
+            *[F.sum(r * d * x[j]).alias(f"e1_{j}") for j in range(p)],
+            *[F.sum(r * d * x[j] * x[k]).alias(f"e2_{j}_{k}") for j, k in _pairs(p)],
+        ]
+    return (
+        frame.withColumn("_eta", _eta(beta))
+        .withColumn("_r", F.col("_w") * F.exp(F.col("_eta")))
+        .groupBy("_s", "_t")
+        .agg(*aggs)
+    )
+
+
+@dataclass
+class _Times:
+    """The event times of one partition with their risk sets (numpy)."""
+
+    s: np.ndarray  # stratum keys
+    t: np.ndarray
+    d: np.ndarray  # number of events
+    dw: np.ndarray
+    dweta: np.ndarray
+    xw: np.ndarray  # (m, p)
+    r0: np.ndarray
+    r1: np.ndarray
+    r2: np.ndarray  # (m, p, p)
+    e0: np.ndarray
+    e1: np.ndarray
+    e2: np.ndarray
+
+
+def _risk_sets(pdf: pd.DataFrame, p: int, efron: bool, events_only: bool = True) -> _Times:
+    pdf = pdf.sort_values(["_s", "_t"], ascending=[True, False], kind="mergesort").reset_index(drop=True)
+    s_cols = ["s0", *[f"s1_{j}" for j in range(p)], *[f"s2_{j}_{k}" for j, k in _pairs(p)]]
+    cum = pdf.groupby("_s", sort=False)[s_cols].cumsum().to_numpy()
+    keep = (pdf["d"].to_numpy() > 0) if events_only else np.ones(len(pdf), dtype=bool)
+    pdf, cum = pdf[keep], cum[keep]
+    m = len(pdf)
+    r0, r1, r2 = cum[:, 0], cum[:, 1 : 1 + p], _sym(cum[:, 1 + p :], p)
+    if efron:
+        e0 = pdf["e0"].to_numpy()
+        e1 = pdf[[f"e1_{j}" for j in range(p)]].to_numpy()
+        e2 = _sym(pdf[[f"e2_{j}_{k}" for j, k in _pairs(p)]].to_numpy(), p)
+    else:
+        e0, e1, e2 = np.zeros(m), np.zeros((m, p)), np.zeros((m, p, p))
+    return _Times(
+        s=pdf["_s"].to_numpy(),
+        t=pdf["_t"].to_numpy(),
+        d=np.rint(pdf["d"].to_numpy()).astype(np.int64),
+        dw=pdf["dw"].to_numpy(),
+        dweta=pdf["dweta"].to_numpy(),
+        xw=pdf[[f"xw_{j}" for j in range(p)]].to_numpy(),
+        r0=r0,
+        r1=r1,
+        r2=r2,
+        e0=e0,
+        e1=e1,
+        e2=e2,
+    )
+
+
+def _terms(tm: _Times, efron: bool) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Expand each event time into its Efron terms (one per tied event; a single term for Breslow):
+    (row index, fraction l/d, weight of the term)."""
+    if efron:
+        reps = np.maximum(tm.d, 0)
+        idx = np.repeat(np.arange(len(reps)), reps)
+        starts = np.repeat(np.cumsum(reps) - reps, reps)
+        frac = (np.arange(len(idx)) - starts) / reps[idx]
+        wt = (tm.dw / np.maximum(reps, 1))[idx]
+    else:
+        idx = np.flatnonzero(tm.d > 0)
+        frac = np.zeros(len(idx))
+        wt = tm.dw[idx]
+    return idx, frac, wt
+
+
+def _partition_derivs(p: int, efron: bool, pdfs: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    frames = list(pdfs)
+    if not frames:
+        return
+    tm = _risk_sets(pd.concat(frames, ignore_index=True), p, efron)
+    idx, frac, wt = _terms(tm, efron)
+    ll = float(tm.dweta.sum())
+    g = tm.xw.sum(axis=0)
+    h = np.zeros((p, p))
+    chunk = max(1, 2_000_000 // max(p * p, 1))
+    for a0 in range(0, len(idx), chunk):
+        i, f, w = idx[a0 : a0 + chunk], frac[a0 : a0 + chunk], wt[a0 : a0 + chunk]
+        denom = tm.r0[i] - f * tm.e0[i]
+        a = (tm.r1[i] - f[:, None] * tm.e1[i]) / denom[:, None]
+        ll -= float((w * np.log(denom)).sum())
+        g = g - (w[:, None] * a).sum(axis=0)
+        h += np.einsum("k,kij->ij", w / denom, tm.r2[i] - f[:, None, None] * tm.e2[i]) - np.einsum(
+            "k,ki,kj->ij", w, a, a
+        )
+    row = {"ll": ll, **{f"g{j}": float(g[j]) for j in range(p)}}
+    row.update({f"h{j}_{k}": float(h[j, k]) for j, k in _pairs(p)})
+    yield pd.DataFrame([row])
+
+
+def _deriv_schema(p: int) -> str:
+    return ", ".join(["ll double", *[f"g{j} double" for j in range(p)], *[f"h{j}_{k} double" for j, k in _pairs(p)]])
+
+
+def derivatives(
+    frame: DataFrame, beta: np.ndarray, efron: bool, partitions: int | None = None
+) -> tuple[float, np.ndarray, np.ndarray]:
+    """Partial log-likelihood, score vector and information matrix (minus the Hessian) at beta, on
+    a frame from ``prepare``; aggregated on the executors (one row per partition collected)."""
+    p = len(beta)
+    agg = time_aggregates(frame, beta, efron)
+    parts = partitions or int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions") or "2")
+
+    def fn(it: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        return _partition_derivs(p, efron, it)
+
+    rows = agg.repartition(parts, "_s").mapInPandas(fn, _deriv_schema(p)).collect()
+    ll = sum(float(r["ll"]) for r in rows)
+    g = np.array([sum(float(r[f"g{j}"]) for r in rows) for j in range(p)])
+    h = _sym(np.array([sum(float(r[f"h{j}_{k}"]) for r in rows) for j, k in _pairs(p)]), p)
+    return ll, g, h
+
+
+def _partition_hazards(p: int, efron: bool, pdfs: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """Per (stratum, time): the hazard increments the score residuals need (see ``score_residuals``)."""
+    frames = list(pdfs)
+    if not frames:
+        return
+    tm = _risk_sets(pd.concat(frames, ignore_index=True), p, efron, events_only=False)
+    m = len(tm.t)
+    h_full, h_ev = np.zeros(m), np.zeros(m)
+    ha_full, ha_ev, abar = np.zeros((m, p)), np.zeros((m, p)), np.zeros((m, p))
+    idx, frac, wt = _terms(tm, efron)
+    if len(idx):
+        denom = tm.r0[idx] - frac * tm.e0[idx]
+        a = (tm.r1[idx] - frac[:, None] * tm.e1[idx]) / denom[:, None]
+        haz = wt / denom
+        np.add.at(h_full, idx, haz)
+        np.add.at(h_ev, idx, haz * (1 - frac))
+        np.add.at(ha_full, idx, haz[:, None] * a)
+        np.add.at(ha_ev, idx, (haz * (1 - frac))[:, None] * a)
+        counts = np.bincount(idx, minlength=m).astype(float)
+        np.add.at(abar, idx, a)
+        abar = abar / np.maximum(counts, 1)[:, None]
+    out = pd.DataFrame({"_s": tm.s, "_t": tm.t, "h_full": h_full, "h_ev": h_ev})
+    for j in range(p):
+        out[f"ha_full_{j}"] = ha_full[:, j]
+        out[f"ha_ev_{j}"] = ha_ev[:, j]
+        out[f"abar_{j}"] = abar[:, j]
+    # cumulative hazard before each time, within the stratum (ascending time)
+    out = out.sort_values(["_s", "_t"], kind="mergesort").reset_index(drop=True)
+    cum_cols = ["h_full", *[f"ha_full_{j}" for j in range(p)]]
+    before = out.groupby("_s", sort=False)[cum_cols].cumsum() - out[cum_cols]
+    out["hc"] = before["h_full"]
+    for j in range(p):
+        out[f"hac_{j}"] = before[f"ha_full_{j}"]
+    yield out
+
+
+def score_residuals(frame: DataFrame, beta: np.ndarray, efron: bool, partitions: int | None = None) -> DataFrame:
+    """The frame with the weighted score residuals ``wU_0..wU_{p-1}`` of each row at beta:
+    ``U_i = d_i (x_i - abar(t_i)) - exp(eta_i) sum_{t <= t_i} dH(t) (x_i - a(t))`` where the sum
+    runs over the event times (Efron terms) and a tied event takes part in its own time's terms
+    with weight 1 - l/d, as in R's ``residuals.coxph(type='score')``; then multiplied by w_i."""
+    p = len(beta)
+    agg = time_aggregates(frame, beta, efron)
+    parts = partitions or int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions") or "2")
+    schema = ", ".join(
+        [
+            "_s string, _t double, h_full double, h_ev double",
+            *[f"ha_full_{j} double, ha_ev_{j} double, abar_{j} double" for j in range(p)],
+            "hc double",
+            *[f"hac_{j} double" for j in range(p)],
+        ]
+    )
+
+    def fn(it: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+        return _partition_hazards(p, efron, it)
+
+    haz = agg.repartition(parts, "_s").mapInPandas(fn, schema)
+    joined = frame.withColumn("_eta", _eta(beta)).join(haz, ["_s", "_t"])
+    ev = F.col("_d") > 0
+    h_at = F.when(ev, F.col("h_ev")).otherwise(F.col("h_full"))
+    cols = []
+    for j in range(p):
+        x = F.col(f"_x{j}")
+        ha_at = F.when(ev, F.col(f"ha_ev_{j}")).otherwise(F.col(f"ha_full_{j}"))
+        u = F.col("_d") * (x - F.col(f"abar_{j}")) - F.exp("_eta") * (
+            x * (F.col("hc") + h_at) - (F.col(f"hac_{j}") + ha_at)
+        )
+        cols.append((F.col("_w") * u).alias(f"wU_{j}"))
+    keep = [c for c in frame.columns if not c.startswith("_x")]
+    return joined.select(*keep, *[F.col(f"_x{j}") for j in range(p)], *cols)
+
+
+def robust_meat(resid: DataFrame, p: int, cluster: bool) -> np.ndarray:
+    """sum over clusters (rows when cluster is False) of the outer products of the summed weighted
+    score residuals: the middle of the sandwich."""
+    u = [F.col(f"wU_{j}") for j in range(p)]
+    if cluster:
+        resid = resid.groupBy("_c").agg(*[F.sum(u[j]).alias(f"wU_{j}") for j in range(p)])
+        u = [F.col(f"wU_{j}") for j in range(p)]
+    row = resid.agg(*[F.sum(u[j] * u[k]).alias(f"b{j}_{k}") for j, k in _pairs(p)]).first()
+    assert row is not None
+    return _sym(np.array([float(row[f"b{j}_{k}"]) for j, k in _pairs(p)]), p)
+
+
+def fit(
+    df: DataFrame,
+    time: str,
+    event: str,
+    covariates: Sequence[str],
+    *,
+    ties: str = "efron",
+    weight: str | None = None,
+    strata: Sequence[str] = (),
+    robust: bool = False,
+    cluster: str | None = None,
+    l2: float = 0.0,
+    max_iter: int = 50,
+    tol: float = 1e-7,
+    partitions: int | None = None,
+) -> CoxResult:
+    """Fit a Cox model of (time, event) on ``covariates`` (numeric columns of df; one row per
+    person, time >= 0, event 0/1) with ``ties`` 'efron' or 'breslow', optional case ``weight``
+    column, ``strata`` columns (separate baseline hazards: matched sets, PS strata), a ridge
+    penalty ``l2`` (0.5 * l2 * |beta|^2 subtracted from the log-likelihood) and, with ``robust``
+    (implied by ``cluster``), the sandwich variance. Newton-Raphson from beta = 0 with step halving
+    until the largest step is below ``tol`` (stopping early past |coef| RUNAWAY). Returns a CoxResult; ValueError on unusable input (no
+    events, a singular information matrix: a constant covariate or one collinear with others).
+    A coefficient that runs away (monotone likelihood: a covariate separates events) ends with
+    converged=False and a diagnostic, never a silent number."""
+    if ties not in TIES:
+        raise ValueError(f"Cox model: ties must be one of {TIES}, not {ties!r}")
+    efron = ties == "efron"
+    robust = robust or cluster is not None
+    frame, _means, n, events = prepare(df, time, event, covariates, weight, strata, cluster)
+    if events == 0:
+        raise ValueError(f"Cox model: no events in {event} among {n} rows")
+    frame = frame.cache()
+    try:
+        p = len(covariates)
+        beta = np.zeros(p)
+        ll, g, h = derivatives(frame, beta, efron, partitions)
+        ll0 = ll
+        diagnostics: list[str] = []
+        converged, it = False, 0
+        for step_no in range(1, max_iter + 1):
+            it = step_no
+            info = h + l2 * np.eye(p)
+            score = g - l2 * beta
+            try:
+                step = np.linalg.solve(info, score)
+            except np.linalg.LinAlgError as e:
+                raise ValueError(
+                    f"Cox model: the information matrix is singular (a constant covariate, or one collinear with others among {list(covariates)})"
+                ) from e
+            new = beta + step
+            for _ in range(30):
+                ll_new, g_new, h_new = derivatives(frame, new, efron, partitions)
+                pen_new = ll_new - 0.5 * l2 * float(new @ new)
+                if np.isfinite(pen_new) and pen_new >= ll - 0.5 * l2 * float(beta @ beta) - 1e-12 * abs(ll):
+                    break
+                new = beta + (new - beta) / 2  # step halving
+            max_step = float(np.max(np.abs(new - beta)))
+            beta, ll, g, h = new, ll_new, g_new, h_new
+            if max_step < tol:  # quadratic convergence: beta is now within ~tol^2 of the optimum
+                converged = True
+                break
+            if np.max(np.abs(beta)) > RUNAWAY:
+                break
+        info = h + l2 * np.eye(p)
+        var = np.linalg.inv(info)
+        if not converged:
+            diagnostics.append(f"Newton-Raphson did not converge in {max_iter} iterations")
+        big = [covariates[j] for j in range(p) if abs(beta[j]) > RUNAWAY]
+        if big:
+            converged = False
+            diagnostics.append(
+                f"coefficients of {big} run away (|log HR| > {RUNAWAY:g}): the covariate separates events (monotone likelihood)"
+            )
+        robust_var = None
+        if robust:
+            resid = score_residuals(frame, beta, efron, partitions)
+            meat = robust_meat(resid, p, cluster is not None)
+            robust_var = var @ meat @ var
+        for msg in diagnostics:
+            log.warning("Cox model: %s", msg)
+        return CoxResult(
+            covariates=tuple(covariates),
+            coef=beta,
+            var=var,
+            robust_var=robust_var,
+            loglik=ll - 0.5 * l2 * float(beta @ beta),
+            loglik0=ll0,
+            n=n,
+            events=events,
+            iterations=it,
+            converged=converged,
+            ties=ties,
+            diagnostics=tuple(diagnostics),
+        )
+    finally:
+        frame.unpersist()

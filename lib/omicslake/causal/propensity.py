@@ -1,0 +1,247 @@
+"""Propensity scores and what is built on them, on Spark DataFrames (one row per person).
+
+- ``separation``: covariates whose values alone split treated from comparator (the PS model would
+  give 0 / 1 and any adjusted estimate would be a silent artefact): checked before fitting.
+- ``fit_ps``: a ridge-regularised MLlib logistic regression of the treatment (0/1) on the
+  covariates; adds ``ps``, ``logit_ps`` and the ``preference`` score of Walker et al. (2013):
+  logit(preference) = logit(ps) - logit(share treated).
+- ``trim``: by PS bounds or by equipoise (preference in [lower, upper]).
+- ``ps_strata``: stratum 1..n by PS quantiles of the whole population.
+- ``iptw``: inverse probability of treatment weights for the ATE or the ATT, optionally stabilised
+  and truncated at a maximum weight.
+- ``match``: 1:k nearest-neighbour matching on the logit PS within a caliper (in SDs of the logit
+  PS), without replacement, distributed: rounds of "each treated person proposes its nearest free
+  comparator within the caliper, each comparator accepts the nearest proposal"; the nearest
+  candidates come from window functions over caliper-wide bins (comparators copied into the two
+  neighbouring bins), so no patient rows reach the driver.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Sequence
+
+from pyspark.ml.classification import LogisticRegression
+from pyspark.ml.feature import VectorAssembler
+from pyspark.ml.functions import vector_to_array
+from pyspark.sql import DataFrame, Window
+from pyspark.sql import functions as F
+
+log = logging.getLogger(__name__)
+
+EPS = 1e-12
+
+
+def separation(df: DataFrame, treatment: str, covariates: Sequence[str]) -> list[str]:
+    """The covariates whose ranges among treated (treatment = 1) and comparator (0) persons do not
+    overlap, i.e. that predict treatment perfectly on their own (nulls ignored)."""
+    aggs = []
+    for j, c in enumerate(covariates):
+        x = F.col(c).cast("double")
+        t = F.col(treatment) == 1
+        aggs += [
+            F.min(F.when(t, x)).alias(f"tmin{j}"),
+            F.max(F.when(t, x)).alias(f"tmax{j}"),
+            F.min(F.when(~t, x)).alias(f"cmin{j}"),
+            F.max(F.when(~t, x)).alias(f"cmax{j}"),
+        ]
+    row = df.agg(*aggs).first()
+    assert row is not None
+    out = []
+    for j, c in enumerate(covariates):
+        tmin, tmax, cmin, cmax = (row[f"{k}{j}"] for k in ("tmin", "tmax", "cmin", "cmax"))
+        if None in (tmin, tmax, cmin, cmax):
+            continue
+        if tmin > cmax or cmin > tmax:
+            out.append(c)
+    return out
+
+
+def fit_ps(
+    df: DataFrame,
+    treatment: str,
+    covariates: Sequence[str],
+    reg: float = 0.01,
+    max_iter: int = 100,
+) -> tuple[DataFrame, dict[str, float]]:
+    """Fit the PS model (MLlib LogisticRegression, L2 penalty ``reg``, standardised covariates) of
+    ``treatment`` (0/1) on ``covariates`` (numeric, no nulls) and return (df with ``ps``,
+    ``logit_ps`` and ``preference`` added, the fitted coefficients by covariate plus
+    'intercept'). ValueError when an arm is empty or a covariate separates the arms."""
+    counts = {
+        int(r[0]): int(r[1]) for r in df.groupBy(F.col(treatment).cast("int")).count().collect() if r[0] is not None
+    }
+    if counts.get(1, 0) == 0 or counts.get(0, 0) == 0:
+        raise ValueError(
+            f"propensity model: an arm is empty (treated {counts.get(1, 0)}, comparator {counts.get(0, 0)})"
+        )
+    sep = separation(df, treatment, covariates)
+    if sep:
+        raise ValueError(
+            f"propensity model: covariates {sep} predict treatment perfectly (their ranges in the two arms do not overlap); "
+            "drop them from the covariates or restrict the cohort"
+        )
+    share = counts[1] / (counts[0] + counts[1])
+    assembler = VectorAssembler(inputCols=list(covariates), outputCol="_ps_features", handleInvalid="error")
+    lr = LogisticRegression(
+        featuresCol="_ps_features",
+        labelCol="_ps_label",
+        probabilityCol="_ps_prob",
+        rawPredictionCol="_ps_raw",
+        predictionCol="_ps_pred",
+        regParam=reg,
+        elasticNetParam=0.0,
+        standardization=True,
+        maxIter=max_iter,
+        tol=1e-8,
+    )
+    data = assembler.transform(df.withColumn("_ps_label", F.col(treatment).cast("double")))
+    model = lr.fit(data)
+    logit_share = math.log(share / (1 - share))
+    ps = F.least(F.greatest(vector_to_array("_ps_prob").getItem(1), F.lit(EPS)), F.lit(1 - EPS))
+    out = (
+        model.transform(data)
+        .withColumn("ps", ps)
+        .withColumn("logit_ps", F.log(F.col("ps") / (1 - F.col("ps"))))
+        .withColumn("preference", 1 / (1 + F.exp(-(F.col("logit_ps") - logit_share))))
+        .drop("_ps_features", "_ps_label", "_ps_prob", "_ps_raw", "_ps_pred")
+    )
+    coefs = {c: float(b) for c, b in zip(covariates, model.coefficients.toArray(), strict=True)}
+    coefs["intercept"] = float(model.intercept)
+    return out, coefs
+
+
+def trim(df: DataFrame, lower: float, upper: float, by: str = "ps") -> DataFrame:
+    """Keep the rows with ``by`` ('ps', or 'preference' for equipoise) within [lower, upper]."""
+    if by not in ("ps", "preference"):
+        raise ValueError(f"trim by 'ps' or 'preference', not {by!r}")
+    return df.where(F.col(by).between(lower, upper))
+
+
+def ps_strata(df: DataFrame, n: int = 5, relative_error: float = 1e-4) -> DataFrame:
+    """Add ``ps_stratum`` 1..n: the PS quantile band of each row (cut points from the whole
+    population by approxQuantile)."""
+    cuts = df.approxQuantile("ps", [i / n for i in range(1, n)], relative_error)
+    expr = F.lit(1)
+    for c in cuts:
+        expr = expr + (F.col("ps") > c).cast("int")
+    return df.withColumn("ps_stratum", expr)
+
+
+def iptw(
+    df: DataFrame,
+    treatment: str,
+    estimand: str = "ate",
+    stabilized: bool = True,
+    max_weight: float | None = None,
+) -> DataFrame:
+    """Add ``weight``: for the ATE 1/ps (treated) and 1/(1-ps) (comparator), stabilised by the
+    share treated P (P/ps, (1-P)/(1-ps)); for the ATT 1 (treated) and ps/(1-ps) (comparator),
+    stabilised by rescaling the comparator weights to sum to the comparator count. Weights above
+    ``max_weight`` are set to it (truncation)."""
+    if estimand not in ("ate", "att"):
+        raise ValueError(f"IPTW estimand must be 'ate' or 'att', not {estimand!r}")
+    t = F.col(treatment) == 1
+    ps = F.col("ps")
+    row = df.agg(
+        F.avg(t.cast("double")).alias("share"),
+        F.count(F.when(~t, 1)).alias("n_c"),
+        F.sum(F.when(~t, ps / (1 - ps))).alias("sum_att"),
+    ).first()
+    assert row is not None
+    share = float(row["share"])
+    if estimand == "ate":
+        w = F.when(t, (share if stabilized else 1.0) / ps).otherwise((1 - share if stabilized else 1.0) / (1 - ps))
+    else:
+        scale = float(row["n_c"]) / float(row["sum_att"]) if stabilized and row["sum_att"] else 1.0
+        w = F.when(t, F.lit(1.0)).otherwise(ps / (1 - ps) * scale)
+    if max_weight is not None:
+        w = F.least(w, F.lit(float(max_weight)))
+    return df.withColumn("weight", w)
+
+
+def logit_sd(df: DataFrame) -> float:
+    """The standard deviation of logit_ps over the rows (the caliper's unit)."""
+    row = df.agg(F.stddev("logit_ps")).first()
+    return float(row[0]) if row and row[0] is not None else 0.0
+
+
+def match(
+    df: DataFrame,
+    treatment: str,
+    id_col: str,
+    ratio: int = 1,
+    caliper: float = 0.2,
+    max_rounds: int = 50,
+) -> DataFrame:
+    """1:``ratio`` matching without replacement on ``logit_ps`` within ``caliper`` SDs of the logit
+    PS. Returns the matched rows of df with ``match_set`` (the id of the treated person of the set,
+    as a string) and ``match_distance``; treated persons without a comparator within the caliper are
+    dropped. Distributed rounds (see the module docstring) until no proposal is accepted."""
+    width = caliper * logit_sd(df)
+    if width <= 0:
+        raise ValueError("matching: the logit PS has no spread (every person has the same propensity)")
+    t = F.col(treatment) == 1
+    # a checkpoint of the three columns matching needs: the rounds below re-plan them many times
+    base = df.select(
+        F.col(id_col).cast("string").alias("_id"), F.col("logit_ps").alias("_l"), t.alias("_t")
+    ).localCheckpoint()
+    treated = base.where("_t").select("_id", "_l", F.lit(ratio).alias("_need"))
+    free = base.where("NOT _t").select("_id", "_l")
+    pairs: DataFrame | None = None
+    spark = df.sparkSession
+    rounds = 0
+    for rnd in range(max_rounds):
+        tr = treated.where("_need > 0").withColumn("_bin", F.floor(F.col("_l") / width))
+        cands = free.withColumn("_b0", F.floor(F.col("_l") / width)).select(
+            "_id", "_l", F.explode(F.array(F.col("_b0") - 1, F.col("_b0"), F.col("_b0") + 1)).alias("_bin")
+        )
+        both = tr.select("_id", "_l", "_bin", F.lit(1).alias("_is_t")).unionByName(
+            cands.select("_id", "_l", "_bin", F.lit(0).alias("_is_t"))
+        )
+        # order: by logit PS, comparators before treated on ties, then by id (deterministic)
+        w = Window.partitionBy("_bin").orderBy("_l", "_is_t", "_id")
+        before = w.rowsBetween(Window.unboundedPreceding, -1)
+        after = w.rowsBetween(1, Window.unboundedFollowing)
+        c_id, c_l = F.when(F.col("_is_t") == 0, F.col("_id")), F.when(F.col("_is_t") == 0, F.col("_l"))
+        near = (
+            both.withColumn("_pid", F.last(c_id, ignorenulls=True).over(before))
+            .withColumn("_pl", F.last(c_l, ignorenulls=True).over(before))
+            .withColumn("_nid", F.first(c_id, ignorenulls=True).over(after))
+            .withColumn("_nl", F.first(c_l, ignorenulls=True).over(after))
+            .where("_is_t = 1")
+        )
+        dp, dn = F.col("_l") - F.col("_pl"), F.col("_nl") - F.col("_l")
+        prop = near.select(
+            F.col("_id").alias("_tid"),
+            F.when(F.col("_nl").isNull() | (dp <= dn), F.col("_pid")).otherwise(F.col("_nid")).alias("_cid"),
+            F.when(F.col("_nl").isNull() | (dp <= dn), dp).otherwise(dn).alias("_dist"),
+        ).where(F.col("_cid").isNotNull() & (F.col("_dist") <= width))
+        best = Window.partitionBy("_cid").orderBy("_dist", "_tid")
+        accepted = prop.withColumn("_r", F.row_number().over(best)).where("_r = 1").drop("_r").localCheckpoint()
+        n_new = accepted.count()
+        rounds = rnd + 1
+        if n_new == 0:
+            break
+        pairs = accepted if pairs is None else pairs.unionByName(accepted)
+        free = free.join(accepted.select(F.col("_cid").alias("_id")), "_id", "left_anti")
+        treated = treated.join(
+            accepted.select(F.col("_tid").alias("_id"), F.lit(1).alias("_got")), "_id", "left"
+        ).select("_id", "_l", (F.col("_need") - F.coalesce(F.col("_got"), F.lit(0))).alias("_need"))
+        if rounds % 4 == 0:  # keep the plans short
+            pairs, free, treated = pairs.localCheckpoint(), free.localCheckpoint(), treated.localCheckpoint()
+    if rounds == max_rounds:
+        log.warning("matching stopped after max_rounds=%d rounds with proposals still accepted", max_rounds)
+    log.info("matching: %d rounds", rounds)
+    if pairs is None:
+        return spark.createDataFrame([], df.schema.add("match_set", "string").add("match_distance", "double"))
+    members = pairs.select(
+        F.col("_tid").alias("_mid"), F.col("_tid").alias("match_set"), F.lit(0.0).alias("match_distance")
+    ).distinct()
+    members = members.unionByName(
+        pairs.select(
+            F.col("_cid").alias("_mid"), F.col("_tid").alias("match_set"), F.col("_dist").alias("match_distance")
+        )
+    )
+    return df.join(members, F.col(id_col).cast("string") == F.col("_mid")).drop("_mid")

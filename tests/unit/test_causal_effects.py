@@ -1,0 +1,196 @@
+"""causal.propensity, causal.balance, causal.epi on seeded numpy data, against statsmodels (Logit,
+GLM Poisson / Binomial, exact Poisson intervals, weighted descriptive statistics) and against
+formulas worked out in the test (IPTW weights, greedy matching)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+import statsmodels.api as sm
+from pyspark.sql import DataFrame, SparkSession
+from statsmodels.stats.rates import confint_poisson
+from statsmodels.stats.weightstats import DescrStatsW
+
+from omicslake.causal import balance, epi, propensity
+
+COVS = ["age", "bmi", "female"]
+
+
+@pytest.fixture(scope="module")
+def data() -> pd.DataFrame:
+    rng = np.random.default_rng(3)
+    n = 2000
+    age = rng.normal(60, 10, n)
+    bmi = rng.normal(28, 5, n)
+    female = rng.binomial(1, 0.5, n).astype(float)
+    lin = -0.5 + 0.05 * (age - 60) + 0.08 * (bmi - 28) + 0.4 * female
+    treated = rng.binomial(1, 1 / (1 + np.exp(-lin)))
+    days = rng.integers(30, 2000, n).astype(float)
+    rate = 0.0004 * np.exp(0.03 * (age - 60) + 0.3 * treated)
+    events = rng.poisson(rate * days)
+    band = np.where(age < 60, "<60", "60+")
+    return pd.DataFrame(
+        {
+            "pid": np.arange(n),
+            "age": age,
+            "bmi": bmi,
+            "female": female,
+            "treated": treated,
+            "days": days,
+            "events": events,
+            "any_event": (events > 0).astype(int),
+            "band": band,
+        }
+    )
+
+
+@pytest.fixture(scope="module")
+def sdf(spark: SparkSession, data: pd.DataFrame) -> DataFrame:
+    return spark.createDataFrame(data).repartition(3)
+
+
+@pytest.fixture(scope="module")
+def scored(sdf: DataFrame) -> tuple[pd.DataFrame, dict[str, float]]:
+    out, coefs = propensity.fit_ps(sdf, "treated", COVS, reg=0.0)
+    return out.toPandas().sort_values("pid").reset_index(drop=True), coefs
+
+
+def test_ps_model_against_statsmodels_logit(data: pd.DataFrame, scored: tuple[pd.DataFrame, dict[str, float]]) -> None:
+    pdf, coefs = scored
+    ref = sm.Logit(data["treated"], sm.add_constant(data[COVS])).fit(disp=0)
+    assert abs(coefs["intercept"] - ref.params["const"]) < 1e-3
+    for c in COVS:
+        assert abs(coefs[c] - ref.params[c]) < 1e-4, c
+    assert np.max(np.abs(pdf["ps"].to_numpy() - ref.predict())) < 1e-4
+    share = data["treated"].mean()
+    pref = 1 / (1 + np.exp(-(np.log(pdf["ps"] / (1 - pdf["ps"])) - np.log(share / (1 - share)))))
+    assert np.max(np.abs(pdf["preference"] - pref)) < 1e-9
+
+
+def test_iptw_weights(spark: SparkSession, scored: tuple[pd.DataFrame, dict[str, float]]) -> None:
+    pdf, _ = scored
+    sdf = spark.createDataFrame(pdf)
+    t, ps, share = pdf["treated"].to_numpy(), pdf["ps"].to_numpy(), pdf["treated"].mean()
+    expect = {
+        ("ate", False): np.where(t == 1, 1 / ps, 1 / (1 - ps)),
+        ("ate", True): np.where(t == 1, share / ps, (1 - share) / (1 - ps)),
+        ("att", False): np.where(t == 1, 1.0, ps / (1 - ps)),
+    }
+    att = np.where(t == 1, 0, ps / (1 - ps))
+    expect[("att", True)] = np.where(t == 1, 1.0, ps / (1 - ps) * (t == 0).sum() / att.sum())
+    for (estimand, stab), w in expect.items():
+        got = propensity.iptw(sdf, "treated", estimand, stab).toPandas().sort_values("pid")["weight"].to_numpy()
+        assert np.max(np.abs(got - w)) < 1e-9, (estimand, stab)
+    got = propensity.iptw(sdf, "treated", "ate", False, max_weight=3.0).toPandas().sort_values("pid")["weight"]
+    assert np.max(np.abs(got.to_numpy() - np.minimum(expect[("ate", False)], 3.0))) < 1e-9
+    with pytest.raises(ValueError, match="estimand must be"):
+        propensity.iptw(sdf, "treated", "atc")
+
+
+def test_smd_against_weighted_stats(spark: SparkSession, scored: tuple[pd.DataFrame, dict[str, float]]) -> None:
+    pdf, _ = scored
+    sdf = propensity.iptw(spark.createDataFrame(pdf), "treated", "ate", True)
+    w = sdf.toPandas().sort_values("pid")
+    before = balance.smd(sdf, "treated", COVS)
+    after = balance.smd(sdf, "treated", COVS, weight="weight")
+    for rows, weights in ((before, None), (after, w["weight"].to_numpy())):
+        for r in rows:
+            c = str(r["term"])
+            t, cc = w["treated"] == 1, w["treated"] == 0
+            a = DescrStatsW(w.loc[t, c], weights=None if weights is None else weights[t.to_numpy()], ddof=0)
+            b = DescrStatsW(w.loc[cc, c], weights=None if weights is None else weights[cc.to_numpy()], ddof=0)
+            ref = (a.mean - b.mean) / np.sqrt((a.var + b.var) / 2)
+            assert abs(float(r["smd"]) - ref) < 1e-9, c  # type: ignore[arg-type]
+    s = balance.summarise(before, after)
+    assert s["max_abs_smd_before"] > 0.1  # the planted confounding shows
+    assert s["max_abs_smd_after"] < 0.05  # and the weights remove it
+
+
+def greedy_reference(lps: np.ndarray, t: np.ndarray, width: float) -> int:
+    """Sequential greedy 1:1 nearest-neighbour matching within the caliper (pairs made), treated in
+    order of their logit PS."""
+    free = sorted(lps[t == 0].tolist())
+    made = 0
+    for x in sorted(lps[t == 1].tolist()):
+        if not free:
+            break
+        i = int(np.searchsorted(free, x))
+        cand = [j for j in (i - 1, i) if 0 <= j < len(free)]
+        j = min(cand, key=lambda j: abs(free[j] - x))
+        if abs(free[j] - x) <= width:
+            free.pop(j)
+            made += 1
+    return made
+
+
+@pytest.mark.slow  # about a minute: a dozen distributed matching rounds, twice
+def test_matching(spark: SparkSession, scored: tuple[pd.DataFrame, dict[str, float]]) -> None:
+    pdf, _ = scored
+    sdf = spark.createDataFrame(pdf)
+    width = 0.2 * pdf["logit_ps"].std()
+    m = propensity.match(sdf, "treated", "pid", ratio=1, caliper=0.2).toPandas()
+    assert m["pid"].is_unique  # without replacement
+    sets = m.groupby("match_set")
+    assert (sets["treated"].sum() == 1).all() and (sets.size() == 2).all()
+    lps = m.set_index("pid")["logit_ps"]
+    tid = m["match_set"].astype(int)
+    assert np.max(np.abs(m["logit_ps"].to_numpy() - lps.loc[tid].to_numpy())) <= width + 1e-12
+    ref = greedy_reference(pdf["logit_ps"].to_numpy(), pdf["treated"].to_numpy(), width)
+    assert abs(len(m) // 2 - ref) <= 0.02 * ref  # as many pairs as sequential greedy, within 2 %
+    after = balance.summarise(balance.smd(sdf, "treated", COVS), balance.smd(spark.createDataFrame(m), "treated", COVS))
+    assert after["max_abs_smd_after"] < 0.1 < after["max_abs_smd_before"]
+    m2 = propensity.match(sdf, "treated", "pid", ratio=2, caliper=0.2).toPandas()
+    assert m2["pid"].is_unique
+    assert m2.groupby("match_set").size().max() == 3 and (m2.groupby("match_set")["treated"].sum() == 1).all()
+
+
+def test_separation_and_empty_arm(spark: SparkSession, data: pd.DataFrame) -> None:
+    bad = spark.createDataFrame(data.assign(marker=data["treated"] * 2.0 + 1))
+    with pytest.raises(ValueError, match=r"covariates \['marker'\] predict treatment perfectly"):
+        propensity.fit_ps(bad, "treated", [*COVS, "marker"])
+    one = spark.createDataFrame(data[data["treated"] == 1])
+    with pytest.raises(ValueError, match="an arm is empty"):
+        propensity.fit_ps(one, "treated", COVS)
+
+
+def test_incidence_against_exact_poisson(sdf: DataFrame, data: pd.DataFrame) -> None:
+    rows = epi.incidence(sdf, "events", "days", by=["band"])
+    assert [r["band"] for r in rows] == ["60+", "<60"]
+    for r in rows:
+        part = data[data["band"] == r["band"]]
+        py = part["days"].sum() / 365.25
+        k = int(part["events"].sum())
+        lo, hi = confint_poisson(k, py / 1000, method="exact-c")
+        assert r["events"] == k and abs(r["person_years"] - py) < 1e-9
+        assert abs(r["rate"] - k / py * 1000) < 1e-9
+        assert abs(r["rate_lower"] - lo) < 1e-9 * hi and abs(r["rate_upper"] - hi) < 1e-9 * hi
+    (overall,) = epi.incidence(sdf, "events", "days")
+    assert overall["events"] == data["events"].sum()
+
+
+def test_poisson_and_logistic_against_statsmodels(sdf: DataFrame, data: pd.DataFrame) -> None:
+    X = sm.add_constant(data[["treated", "age"]])
+    ref = sm.GLM(data["events"], X, family=sm.families.Poisson(), offset=np.log(data["days"])).fit()
+    got = {r["term"]: r for r in epi.poisson(sdf, "events", ["treated", "age"], "days")}
+    for term, name in (("treated", "treated"), ("age", "age"), ("intercept", "const")):
+        assert abs(float(got[term]["coef"]) - ref.params[name]) < 1e-6, term
+        assert abs(float(got[term]["se"]) - ref.bse[name]) < 1e-6, term
+    ref_l = sm.GLM(data["any_event"], X, family=sm.families.Binomial()).fit()
+    got_l = {r["term"]: r for r in epi.logistic(sdf, "any_event", ["treated", "age"])}
+    for term, name in (("treated", "treated"), ("age", "age"), ("intercept", "const")):
+        assert abs(float(got_l[term]["coef"]) - ref_l.params[name]) < 1e-6, term
+        assert abs(float(got_l[term]["se"]) - ref_l.bse[name]) < 1e-6, term
+
+
+def test_kaplan_meier_at_risk(spark: SparkSession) -> None:
+    df = spark.createDataFrame(
+        pd.DataFrame(
+            {"arm": ["a"] * 5 + ["b"] * 3, "time": [1, 2, 2, 4, 5, 1, 3, 3], "event": [1, 1, 0, 1, 0, 0, 1, 1]}
+        )
+    )
+    km = epi.kaplan_meier_by_arm(df, "arm")
+    # by hand: arm a: 5 at risk at t=1 (1 event) -> 0.8; t=2: 4 at risk, 1 event -> 0.6; t=4: 2 at risk -> 0.3
+    assert np.allclose(km["a"]["s"], [0.8, 0.6, 0.3, 0.3])
+    assert epi.at_risk(km["a"], [0, 2, 3, 6]) == [5, 4, 2, 0]
+    assert np.allclose(km["b"]["s"], [1.0, 0.0])
