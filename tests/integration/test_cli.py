@@ -62,20 +62,23 @@ def test_pipeline_dry_run_plans_in_dag_order(
     planned = [line.split()[1] for line in out]
     assert planned == [
         "generate",
-        "ingest_omics",
         "ingest_ehr",
         "conform_ehr",
-        "omics_qc",
         "ingest_vcf",
         "genomic_qc",
         "genetic_features",
         "build_cohort",
-        "omics_assoc",
         "gwas",
         "train",
         "score",
         "cluster",
         "survival",
+        "ingest_survey",
+        "conform_survey",
+        "psychometrics",
+        "ingest_omics",
+        "omics_qc",
+        "omics_assoc",
         "report",
     ]
     assert main(["pipeline", "--dry-run", "--only", "nonsense"]) == 2
