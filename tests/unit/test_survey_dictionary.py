@@ -162,3 +162,25 @@ def test_unsupported_logic_is_kept_as_an_error_and_counts_as_shown() -> None:
     rows = {v[4]: v for v in value_rows(d, {"record_id": "1", "q1": "5", "f_complete": "2"})}
     assert rows["q2"][VALUE_COLUMNS.index("status")] == "missing"
     assert rows["q2"][VALUE_COLUMNS.index("logic_unknown")] is True
+
+
+def test_a_label_export_types_like_the_raw_one() -> None:
+    """REDCap's "labels" export writes Checked/Unchecked in checkbox columns and Incomplete/Unverified/
+    Complete for form status: the same codes as the raw export (worked out by hand)."""
+    from omicslake.survey.values import type_checkbox, type_form_status
+
+    f = _dictionary("branching").by_name()["symptoms"]
+    raw = {"symptoms___1": "1", "symptoms___2": "0", "symptoms___3": "1"}
+    labelled = {"symptoms___1": "Checked", "symptoms___2": "Unchecked", "symptoms___3": "Checked"}
+    a, b = type_checkbox(f, raw), type_checkbox(f, labelled)
+    assert a is not None and b is not None
+    assert (b.value, b.codes, b.label) == (a.value, a.codes, a.label) == ("1,3", ("1", "3"), "Nausea | Other")
+    bad = type_checkbox(f, {"symptoms___1": "checked", "symptoms___2": "0", "symptoms___3": "0"})
+    assert bad is not None and bad.rule == "choice"
+    assert [type_form_status("screening", s).value for s in ("Complete", "2", "Unverified", "Incomplete")] == [
+        "2",
+        "2",
+        "1",
+        "0",
+    ]
+    assert type_form_status("screening", "Done").rule == "choice"

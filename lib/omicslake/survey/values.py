@@ -41,6 +41,9 @@ class Typed:
     reason: str | None = None
 
 
+CHECKBOX_LABELS = {"Checked": "1", "Unchecked": "0"}  # a checkbox column of a label export
+
+
 def _bad(rule: str, reason: str) -> Typed:
     return Typed(rule=rule, reason=reason)
 
@@ -109,7 +112,12 @@ def type_value(f: Field, raw: str) -> Typed:
     if f.type in ("radio", "dropdown", "yesno", "truefalse"):
         labels = dict(f.choices)
         if s not in labels:
-            return _bad("choice", f"{f.name}: value is not one of its choice codes {list(labels)}")
+            # a label export (REDCap's "labels" option) writes the choice's label, not its code:
+            # taken back to the code when exactly one choice has that label
+            by_label = [c for c, label in f.choices if label.strip() == s]
+            if len(by_label) != 1:
+                return _bad("choice", f"{f.name}: value is not one of its choice codes {list(labels)} or labels")
+            s = by_label[0]
         return Typed(value=s, number=_num(s), label=labels[s], codes=None)
     if f.type in ("calc", "slider"):
         x = _num(s)
@@ -160,6 +168,7 @@ def type_checkbox(f: Field, raw: dict[str, str]) -> Typed | None:
     from omicslake.survey.dictionary import checkbox_column
 
     vals = {c: raw.get(checkbox_column(f.name, c), "").strip() for c, _ in f.choices}
+    vals = {c: CHECKBOX_LABELS.get(v, v) for c, v in vals.items()}  # a label export: Checked / Unchecked
     if all(v == "" for v in vals.values()):
         return None
     if any(v not in ("0", "1") for v in vals.values()):
@@ -173,6 +182,7 @@ def type_form_status(form: str, raw: str) -> Typed:
     """``<form>_complete``: 0 Incomplete, 1 Unverified, 2 Complete."""
     labels = dict(FORM_STATUS)
     s = raw.strip()
+    s = {label: code for code, label in FORM_STATUS}.get(s, s)  # a label export: Incomplete / Unverified / Complete
     if s not in labels:
         return _bad("choice", f"{form}_complete: value is not a form status code (0, 1, 2)")
     return Typed(value=s, number=float(s), label=labels[s])
