@@ -275,12 +275,27 @@ class ConformSurveyConfig:
 
 
 @dataclass(frozen=True)
+class VisitWindowConfig:
+    event: str  # the event whose visit date is checked (redcap_event_name), e.g. followup_arm_1
+    field: str  # its date field, e.g. visit_date (every instance of a repeating instrument is checked)
+    anchor_event: str  # the event of the date the window counts from, e.g. baseline_arm_1
+    anchor_field: str  # that date field, e.g. consent_date
+    min_days: int  # a visit earlier than this many days after the anchor is a deviation (early)
+    max_days: int  # later than this: late
+
+
+@dataclass(frozen=True)
 class PsychometricsConfig:
     scales_dir: str | None = None  # folder of scale definitions (*.yaml); default conf/scales
     ci: float = 0.95  # confidence level of Cronbach's alpha's interval (Feldt, as pingouin)
     parallel_iterations: int = 100  # random data sets of the parallel analysis (EFA factor count)
     seed: int = 7  # seed of the parallel analysis
     retest_events: tuple[str, ...] = ()  # two events whose scale scores give the test-retest ICC; empty: first two events
+    # study QA: protocol visit windows -> gold.survey_visit_windows (the default fits the generated study)
+    visit_windows: tuple[VisitWindowConfig, ...] = (
+        VisitWindowConfig("followup_arm_1", "visit_date", "baseline_arm_1", "consent_date", 180, 540),
+    )
+    enrolment_field: str | None = "consent_date"  # a date field whose first value per participant dates enrolment -> gold.survey_enrolment
 
 
 @dataclass(frozen=True)

@@ -107,6 +107,29 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     metrics["completeness_rows"] = lake.write(
         qa.transform(enforce(contract)), "gold.survey_completeness", mode="overwrite"
     ).rows
+    # Study QA: protocol visit windows and enrolment over time
+    from omicslake.survey.qa import enrolment, visit_windows
+
+    values = lake.read("silver.survey_values")
+    windows = [
+        visit_windows(values, w.event, w.field, w.anchor_event, w.anchor_field, w.min_days, w.max_days)
+        for w in c.visit_windows
+    ]
+    if windows:
+        dev = windows[0]
+        for w in windows[1:]:
+            dev = dev.unionByName(w)
+        dev = dev.withColumn("run_id", F.lit(lake.run_id))
+        contract = load_contract("gold.survey_visit_windows")
+        metrics["visit_window_rows"] = lake.write(
+            dev.transform(enforce(contract)), "gold.survey_visit_windows", mode="overwrite"
+        ).rows
+    if c.enrolment_field:
+        enrolled = enrolment(values, c.enrolment_field).withColumn("run_id", F.lit(lake.run_id))
+        contract = load_contract("gold.survey_enrolment")
+        metrics["enrolment_months"] = lake.write(
+            enrolled.transform(enforce(contract)), "gold.survey_enrolment", mode="overwrite"
+        ).rows
     for r in out["reliability"]:
         if r[1] == "total":
             metrics[f"alpha_{r[0]}_{r[2] or 'all'}"] = r[5]

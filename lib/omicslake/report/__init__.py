@@ -43,6 +43,7 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         models.models(cfg),
         predictions.predictions(lake, tables),
         survey.completeness(lake, tables),
+        survey.study_qa(lake, tables),
         survey.scales(lake, tables),
         ops.maintenance(lake, tables),
     ]

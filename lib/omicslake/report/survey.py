@@ -113,3 +113,45 @@ def scales(lake: Lake, tables: Sequence[str]) -> Section:
             html += png(fig)
             heatmaps += 1
     return Section(html, {"scales": len({r.scale for r in rel}), "loading_heatmaps": heatmaps})
+
+
+def study_qa(lake: Lake, tables: Sequence[str]) -> Section:
+    """The "Study QA" section: visit-window deviations per visit (gold.survey_visit_windows), enrolment per
+    month (gold.survey_enrolment) and the data queries per record (quarantine.survey_values: participant
+    pseudonym, event, field, rule, reason; never a value), the first 200; nothing when none of them exists."""
+    from pyspark.sql import functions as F
+
+    from omicslake.survey.qa import queries
+
+    parts, found = [], {}
+    if "gold.survey_visit_windows" in tables:
+        dev = (
+            lake.read("gold.survey_visit_windows")
+            .groupBy("project", "event", "field", "anchor", "min_days", "max_days")
+            .agg(
+                F.count("*").alias("visits"),
+                F.sum((F.col("deviation") == "early").cast("int")).alias("early"),
+                F.sum((F.col("deviation") == "late").cast("int")).alias("late"),
+                F.sum(F.col("deviation").startswith("no_").cast("int")).alias("no date"),
+            )
+            .orderBy("project", "event", "field")
+            .collect()
+        )
+        cols = ["project", "event", "field", "anchor", "min_days", "max_days", "visits", "early", "late", "no date"]
+        parts.append("<h3>Visit windows</h3>" + table(dev, cols))
+        found["visit_windows"] = len(dev)
+    if "gold.survey_enrolment" in tables:
+        months = lake.read("gold.survey_enrolment").orderBy("project", "month").collect()
+        parts.append("<h3>Enrolment</h3>" + table(months, ["project", "month", "enrolled", "cumulative"]))
+        found["enrolment_months"] = len(months)
+    if "quarantine.survey_values" in tables:
+        q = queries(lake.read("quarantine.survey_values"))
+        n = q.count()
+        rows = q.orderBy("participant_key", "event", "field").limit(200).collect()
+        cols = ["participant_key", "event", "instrument", "instance", "field", "rule", "reason"]
+        more = f" (the first 200 of {n})" if n > 200 else ""
+        parts.append(f"<h3>Data queries{more}</h3>" + table(rows, cols))
+        found["survey_queries"] = n
+    if not parts:
+        return Section()
+    return Section("<h2>Study QA</h2>" + "".join(parts), found)
