@@ -182,6 +182,34 @@ def test_completeness_and_report_sections(spark: SparkSession, study: dict[str, 
     assert "Test-retest" in scales.html and scales.html.count("data:image/png") == 2
 
 
+def test_visit_windows_and_enrolment_equal_the_export_worked_by_hand(
+    spark: SparkSession, study: dict[str, Any]
+) -> None:
+    """The default window (follow-up visit_date 180..540 days after the baseline consent_date) and the
+    enrolment months, computed with pandas straight from the export, equal the gold tables."""
+    from omicslake.report import survey as report
+
+    lake = Lake(spark, study["cfg"])
+    export = study["export"]
+    consent = export[export.consent_date != ""].set_index("record_id").consent_date.map(pd.Timestamp)
+    visits = export[(export.redcap_repeat_instrument == "visit") & (export.visit_date != "")]
+    days = [(pd.Timestamp(v) - consent[r]).days for r, v in zip(visits.record_id, visits.visit_date, strict=True)]
+    expected = {
+        "early": sum(d < 180 for d in days),
+        "late": sum(d > 540 for d in days),
+        None: sum(180 <= d <= 540 for d in days),
+    }
+    got = lake.read("gold.survey_visit_windows").groupBy("deviation").count().collect()
+    assert {r.deviation: r["count"] for r in got} == {k: v for k, v in expected.items() if v}
+    assert expected["early"] + expected["late"] > 0  # the generated dates do cross the window
+    months = consent.dt.to_period("M").value_counts()
+    gold = {(r.month.year, r.month.month): r.enrolled for r in lake.read("gold.survey_enrolment").collect()}
+    assert gold == {(p.year, p.month): int(n) for p, n in months.items()}
+    qa = report.study_qa(lake, lake.names())
+    assert qa.found["visit_windows"] == 1 and qa.found["enrolment_months"] == len(months)
+    assert "Visit windows" in qa.html and "Enrolment" in qa.html
+
+
 def test_survey_leaves_every_other_generated_file_unchanged(spark: SparkSession, tmp_path: Path) -> None:
     """The generator with and without the study: the same files byte for byte, besides the study's
     folder and the manifest's survey section (synth/survey.py draws from its own stream)."""
