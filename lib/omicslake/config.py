@@ -328,6 +328,7 @@ class OmicsQcConfig:
     beta_offset: float = 1e-6  # methylation: betas are clipped to [offset, 1 - offset] before M = log2(b / (1 - b))
     pseudocount: float = 1.0  # microbiome: CLR = ln(count + pseudocount) minus its mean over the sample's features
     require_link: bool = True  # an assay none of whose samples is in silver.sample_link is refused (when the table exists)
+    sample_meta_keys: tuple[str, ...] = ()  # sample metadata keys copied to silver (the rest stays in bronze: it may identify donors)
 
 
 @dataclass(frozen=True)

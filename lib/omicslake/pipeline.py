@@ -59,7 +59,7 @@ def skip_decision(spark: SparkSession, cfg: Config, job: str) -> Decision:
     """Whether ``job`` must run, and why (the first input found changed, or why it may skip)."""
     from pyspark.sql import functions as F
 
-    from omicslake.io.delta import Lake
+    from omicslake.io.delta import ABSENT, Lake
     from omicslake.jobs.spec import skip_key
 
     s = spec(job)
@@ -80,8 +80,13 @@ def skip_decision(spark: SparkSession, cfg: Config, job: str) -> Decision:
         return Decision(True, f"its config ({', '.join(s.config) or 'none'}) or the omicslake version changed")
     # A table at a later version whose later commits are all maintenance (OPTIMIZE, VACUUM) holds
     # the same rows: maintain does not make the jobs that read it rerun.
+    written = {o.table for o in last.outputs}
     for i in last.inputs:
         now = lake.version(i.table)
+        if i.version == ABSENT:  # an optional input the job found absent (Lake.exists)
+            if now is not None and i.table not in written:
+                return Decision(True, f"input {i.table} exists now; it was absent")
+            continue
         if now != i.version and (now is None or now < i.version or lake.data_changed(i.table, i.version)):
             return Decision(True, f"input {i.table} is at version {now}, was {i.version}")
     for o in last.outputs:

@@ -97,3 +97,19 @@ def test_a_jobs_cached_dataframes_do_not_outlive_it(spark: SparkSession, cfg: Co
     with pytest.raises(ValueError, match="planted"):
         execute(spark, cfg, "caching", run_id="c-bad", fn=caching_then_failing)
     assert _cache_manager_empty(spark)
+
+
+def test_an_optional_input_that_appears_later_reruns_the_job(spark: SparkSession, cfg: Config) -> None:
+    """psychometrics on a lake without surveys finds silver.survey_values absent and does nothing; it
+    records the absence (version -1), so the pipeline skips it while the table stays absent and reruns
+    it once the table exists (it used to skip it forever: a run that read no table)."""
+    from omicslake.contracts import load_contract
+    from omicslake.pipeline import skip_decision
+
+    res = execute(spark, cfg, "psychometrics", run_id="no-survey")
+    assert res.status == "succeeded" and ("silver.survey_values", -1) in res.inputs
+    assert skip_decision(spark, cfg, "psychometrics").run is False
+    empty = spark.createDataFrame([], load_contract("silver.survey_values").struct())
+    Lake(spark, cfg, run_id="conform").write(empty, "silver.survey_values", mode="overwrite")
+    d = skip_decision(spark, cfg, "psychometrics")
+    assert d.run and "silver.survey_values exists now" in d.reason

@@ -109,6 +109,8 @@ def test_planted_truth_is_recovered_through_the_jobs(
     s = lake.read("silver.omics_samples_rna").toPandas().set_index("sample_id")
     assert s.loc["SM-0000001", "consent"] == False and s.loc["SM-0000002", "person_key"] == "pk00001"  # noqa: E712
     assert s.loc[samples().ids[-1], "person_key"] is None and s["passed"].all()
+    # sample metadata stays in bronze unless config allows a key (it may identify donors)
+    assert all(not m for m in s["sample_meta"]) and lake.read("bronze.omics_samples").count() > 0
     truth = pd.read_csv(out / "truth" / "omics_features.tsv", sep="\t")
     pheno = str(out / "truth" / "omics_samples.tsv")
     results = {}

@@ -34,6 +34,7 @@ log = logging.getLogger(__name__)
 
 _IDENT = re.compile(r"^[A-Za-z_][A-Za-z0-9_]{0,127}$")
 WriteMode = Literal["append", "overwrite", "merge"]
+ABSENT = -1  # the version recorded for an optional input a job found absent (Lake.exists)
 # Delta operations that rewrite or delete files without changing a table's rows
 DATA_NEUTRAL = frozenset({"OPTIMIZE", "VACUUM START", "VACUUM END"})
 
@@ -153,7 +154,15 @@ class Lake:
 
     def exists(self, name: str) -> bool:
         """Whether the table has a committed Delta version (with lake.catalog: whether the metastore has it);
-        a _delta_log left without a commit is no table."""
+        a _delta_log left without a commit is no table. A job asks this of its optional inputs, so an absent
+        table is recorded as an input at version -1: when it appears later, the pipeline reruns the job
+        (``pipeline.skip_decision``), instead of skipping it forever as a job that read nothing of it."""
+        found = self._exists(name)
+        if not found and name not in self.reads:
+            self.reads[name] = ABSENT
+        return found
+
+    def _exists(self, name: str) -> bool:
         fq = self.qualified(name)
         if fq:
             return bool(self.spark.catalog.tableExists(fq.replace("`", "")))
@@ -162,7 +171,7 @@ class Lake:
 
     def version(self, name: str) -> int | None:
         """The table's latest Delta version, None when it does not exist."""
-        if not self.exists(name):
+        if not self._exists(name):
             return None
         row = self._delta_table(name).history(1).select("version").first()
         return int(row[0]) if row else None
@@ -170,7 +179,7 @@ class Lake:
     # ---------------------------------------------------------------------------- reading
     def read(self, name: str, version: int | None = None) -> DataFrame:
         """The table at its current (or the given) version, pinned: later commits don't leak in."""
-        if not self.exists(name):
+        if not self._exists(name):
             raise TableNotFoundError(
                 f"table {name} does not exist (looked at {self.qualified(name) or self.location(name)}); "
                 "run the job that writes it first, e.g. `omicslake pipeline`"
@@ -306,11 +315,11 @@ class Lake:
     def restore(self, name: str, version: int) -> None:
         """Put a table back to an earlier version (a new commit with that version's content)."""
         log.warning("%s: restoring version %d", name, version)
-        self._delta_table(name).restoreToVersion(version)
+        self._retry(name, "RESTORE", lambda: self._delta_table(name).restoreToVersion(version))
 
     def delete_where(self, name: str, condition: Any) -> None:
         """Delete the rows matching a condition (a Column)."""
-        self._delta_table(name).delete(condition)
+        self._retry(name, "DELETE", lambda: self._delta_table(name).delete(condition))
 
     def forget_transactions(self, name: str) -> None:
         """Later writes to name in this run are new transactions, not reruns: for a table whose rows
@@ -321,7 +330,28 @@ class Lake:
     def truncate(self, name: str) -> None:
         """Delete every row of a table (a new commit; time travel keeps the old rows)."""
         log.warning("%s: deleting every row", name)
-        self._delta_table(name).delete()
+        self._retry(name, "DELETE", lambda: self._delta_table(name).delete())
+
+    def _retry(self, name: str, what: str, fn: Any) -> Any:
+        """fn() with Delta's concurrency conflicts (another writer, e.g. maintain's OPTIMIZE) retried
+        lake.conflict_retries times, then ConcurrentWriteError naming the table."""
+        retries = self.cfg.lake.conflict_retries
+        for attempt in range(retries + 1):
+            try:
+                return fn()
+            except Exception as exc:  # noqa: BLE001 - Delta's conflicts arrive as Java exceptions
+                conflict = concurrent_conflict(exc)
+                if conflict is None:
+                    raise
+                self.conflicts.append((name, conflict))
+                if attempt == retries:
+                    raise ConcurrentWriteError(
+                        f"{name}: {what} lost to another writer ({conflict}) {attempt + 1} time(s) "
+                        f"(lake.conflict_retries = {retries}); the table is as the other writer left it. Rerun the job"
+                    ) from None
+                log.warning("%s: %s met %s; trying again (%d of %d)", name, what, conflict, attempt + 1, retries)
+                time.sleep(min(0.5 * 2**attempt, 8.0))
+        raise AssertionError("unreachable")
 
     def _last_commit(self, name: str) -> tuple[int, dict[str, str]]:
         """Version and operation metrics of the latest commit, in one read of the log."""

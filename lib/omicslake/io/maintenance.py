@@ -14,10 +14,9 @@ import logging
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
 
-from omicslake.errors import ConcurrentWriteError, ConfigError
-from omicslake.io.delta import Lake, check_identifier, concurrent_conflict
+from omicslake.errors import ConfigError
+from omicslake.io.delta import Lake, check_identifier
 
 log = logging.getLogger(__name__)
 MIN_RETENTION_HOURS = 168.0
@@ -87,27 +86,6 @@ def stored_files(lake: Lake, name: str) -> int | None:
     return n
 
 
-def _retrying(lake: Lake, name: str, what: str, fn: Any) -> Any:
-    """fn() with Delta's concurrency conflicts retried lake.conflict_retries times."""
-    retries = lake.cfg.lake.conflict_retries
-    for attempt in range(retries + 1):
-        try:
-            return fn()
-        except Exception as exc:  # noqa: BLE001 - Delta's conflicts arrive as Java exceptions
-            conflict = concurrent_conflict(exc)
-            if conflict is None:
-                raise
-            lake.conflicts.append((name, conflict))
-            if attempt == retries:
-                raise ConcurrentWriteError(
-                    f"{name}: {what} lost to another writer ({conflict}) {attempt + 1} time(s) "
-                    f"(lake.conflict_retries = {retries}); the table is as the other writer left it. Run maintain again"
-                ) from None
-            log.warning("%s: %s met %s; trying again (%d of %d)", name, what, conflict, attempt + 1, retries)
-            time.sleep(min(0.5 * 2**attempt, 8.0))
-    raise AssertionError("unreachable")
-
-
 def maintain_table(
     lake: Lake,
     name: str,
@@ -132,8 +110,7 @@ def maintain_table(
         how = "skipped"
     else:
         builder = table.optimize
-        metrics = _retrying(
-            lake,
+        metrics = lake._retry(  # noqa: SLF001 - the lake's one conflict policy
             name,
             "OPTIMIZE",
             lambda: (builder().executeZOrderBy(*cols) if cols else builder().executeCompaction()).first(),
@@ -146,7 +123,7 @@ def maintain_table(
         if retention_hours < MIN_RETENTION_HOURS:
             conf.set("spark.databricks.delta.retentionDurationCheck.enabled", "false")
         try:
-            _retrying(lake, name, "VACUUM", lambda: table.vacuum(retention_hours))
+            lake._retry(name, "VACUUM", lambda: table.vacuum(retention_hours))  # noqa: SLF001
         finally:
             conf.unset("spark.databricks.delta.retentionDurationCheck.enabled")
     after = lake.detail(name)

@@ -207,8 +207,26 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 .agg(F.count("*"), F.count("_rescued"))
                 .collect()
             }
-            for source, path, digest, batch, _lines in backfill:
+            for source, path, digest, batch, n_lines in backfill:
                 n, rescued = counts[digest]
+                fmt = "ndjson" if table.startswith("bronze.fhir_") else "csv"
+                expected = n_lines - (blank_lines(path) if fmt == "ndjson" else min(n_lines, 1))
+                if n != expected:
+                    # rows of a file a killed run was taking out again (its lines did not all arrive): out
+                    # they go, and the file is refused as that run would have refused it
+                    lake.delete_where(table, F.col("_file_sha256") == digest)
+                    lake.forget_transactions(table)
+                    refused.append(
+                        (
+                            table,
+                            source,
+                            path,
+                            digest,
+                            f"{path}: {expected} data lines in the file but {n} rows in bronze (left by an interrupted "
+                            f"run); nothing of this file is in {table} now. Check the file and rerun.",
+                        )
+                    )
+                    continue
                 manifest_rows.append(
                     ledger.row(
                         table, source, str(path), digest, path.stat().st_size, batch, n, None, rescued, lake.run_id, now

@@ -63,6 +63,7 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
     from omicslake.omics import normalise as N
 
     t = cfg.jobs.omics_qc
+    allowed_meta = set(t.sample_meta_keys)
     latest = (
         samples_all.where(F.col("assay") == assay)
         .orderBy(F.col("_ingested_at").desc(), F.col("source_file").desc())
@@ -162,7 +163,9 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
                 float(sf[k]) if sf is not None and k is not None and np.isfinite(sf[k]) else None,
                 k is not None,
                 qc.rule[j],
-                r.sample_meta,
+                # sample metadata (GEO !Sample_ lines, AnnData obs, BIOM metadata) often holds donor ids, ages and
+                # dates: only the keys config allows leave bronze
+                {k: v for k, v in (r.sample_meta or {}).items() if k in allowed_meta},
                 source,
                 lake.run_id,
             )
