@@ -30,7 +30,7 @@ from omicslake import quarantine
 from omicslake.config import Config
 from omicslake.contracts import enforce, load_contract
 from omicslake.ehr.silver import rows_of_batch
-from omicslake.errors import InputError, ReconciliationError
+from omicslake.errors import ConfigError, InputError, ReconciliationError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
@@ -113,6 +113,13 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             raise InputError("bronze.survey_records does not exist: run ingest_survey first")
         log.warning("bronze.survey_records does not exist (no survey landed): nothing to conform")
         return {"projects": 0}
+    if cfg.jobs.conform_ehr.date_shift:
+        # EHR dates are shifted per patient; survey dates would reach silver unshifted and disagree with
+        # them: refused until the survey's dates are shifted with the linked patient's offset
+        raise ConfigError(
+            "jobs.conform_ehr.date_shift is on, and conform_survey does not shift survey dates yet: its silver "
+            "tables would hold real dates. Turn date_shift off for a lake with surveys, or leave the surveys in bronze"
+        )
     key = pseudonym_key(cfg.jobs.conform_ehr)
     records = lake.read("bronze.survey_records")
     exports = [e for e in latest_exports(records) if not c.projects or e[0] in c.projects]
