@@ -120,7 +120,7 @@ def test_quarantine_holds_exactly_the_refused_values(spark: SparkSession, survey
     got = sorted((r.row_key.split("|")[0], r.row_key.split("|")[-1], r.rule, r.line) for r in q)
     assert got == expected
     sex = next(r for r in q if r.rule == "choice")
-    assert sex.reason == "sex: value is not one of its choice codes ['0', '1']"
+    assert sex.reason == "sex: value is not one of its choice codes ['0', '1'] or labels"
     assert Path(sex.source_file).name == "data.csv"
     m = survey_lake["runs"]["conform"].metrics
     assert m["values_in"] == m["values_out"] + m["quarantined"]

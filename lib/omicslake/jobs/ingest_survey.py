@@ -137,7 +137,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     for project, (dict_path, exports, linkage) in project_files(cfg).items():
         d_digest, _ = sha256_and_lines(dict_path)
         dictionary = D.read(dict_path.read_text(encoding="utf-8-sig"), str(dict_path))
-        if d_digest in known[DICTIONARY]:
+        if (project, d_digest) in known[DICTIONARY]:
             stats["files_known"] += 1
         else:
             header, rows = _csv_rows(dict_path)
@@ -149,7 +149,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             landed.append((DICTIONARY, project, dict_path, d_digest, len(dictionary.fields)))
         for path in exports:
             digest, _ = sha256_and_lines(path)
-            if digest in known[RECORDS]:
+            if (project, digest) in known[RECORDS]:
                 stats["files_known"] += 1
                 continue
             header, rows = check_export(dictionary, path)
@@ -180,7 +180,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             landed.append((RECORDS, project, path, digest, len(rows)))
         if linkage is not None:
             digest, _ = sha256_and_lines(linkage)
-            if digest in known[LINKAGE]:
+            if (project, digest) in known[LINKAGE]:
                 stats["files_known"] += 1
                 continue
             header, rows = _csv_rows(linkage)
@@ -204,7 +204,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             lake.write(df.transform(enforce(contract)), table, mode="append")
     manifest = []
     for table, project, path, digest, expected in landed:
-        n = lake.read(table).where(F.col("_file_sha256") == digest).count()
+        n = lake.read(table).where((F.col("_file_sha256") == digest) & (F.col("project") == project)).count()
         if n != expected:
             for t, v in before.items():
                 if lake.version(t) != v:
@@ -225,12 +225,13 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     return stats
 
 
-def _known(lake: Lake, table: str) -> set[str]:
-    """Digests of the files already in ``table`` (read from the table itself and from the ledger)."""
-    shas = ledger.known(lake, table)
-    if lake.exists(table):
-        shas |= {r[0] for r in lake.read(table).select("_file_sha256").distinct().collect()}  # one row per file
-    return shas
+def _known(lake: Lake, table: str) -> set[tuple[str, str]]:
+    """(project, digest) of the files already in ``table``, read from the table itself: two projects may
+    deliver the same file (a shared data dictionary), and each needs its copy."""
+    if not lake.exists(table):
+        return set()
+    rows = lake.read(table).select("project", "_file_sha256").distinct().collect()  # one row per file and project
+    return {(r[0], r[1]) for r in rows}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -101,8 +101,13 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     # Study QA: completeness by project, event and instrument
     from omicslake.survey.qa import completeness
 
+    all_values = lake.read("silver.survey_values")
     quarantined = lake.read("quarantine.survey_values") if lake.exists("quarantine.survey_values") else None
-    qa = completeness(lake.read("silver.survey_values"), quarantined).withColumn("run_id", F.lit(lake.run_id))
+    if quarantined is not None:
+        # silver holds each project's latest export only: so do the refused values counted beside it
+        current = all_values.select(F.col("_source_file").alias("source_file")).distinct()
+        quarantined = quarantined.join(current, "source_file", "left_semi")
+    qa = completeness(all_values, quarantined).withColumn("run_id", F.lit(lake.run_id))
     contract = load_contract("gold.survey_completeness")
     metrics["completeness_rows"] = lake.write(
         qa.transform(enforce(contract)), "gold.survey_completeness", mode="overwrite"
