@@ -178,8 +178,8 @@ def test_completeness_and_report_sections(spark: SparkSession, study: dict[str, 
     done = report.completeness(lake, tables)
     scales = report.scales(lake, tables)
     assert done.found == {"survey_forms": len(qa)} and "wellbeing" in done.html
-    assert scales.found == {"scales": 2, "loading_heatmaps": 2}
-    assert "Test-retest" in scales.html and scales.html.count("data:image/png") == 2
+    assert scales.found == {"scales": 2, "loading_heatmaps": 2, "item_distributions": 2}
+    assert "Test-retest" in scales.html and scales.html.count("data:image/png") == 4
 
 
 def test_visit_windows_and_enrolment_equal_the_export_worked_by_hand(

@@ -112,7 +112,47 @@ def scales(lake: Lake, tables: Sequence[str]) -> Section:
             fig.colorbar(im, ax=ax)
             html += png(fig)
             heatmaps += 1
-    return Section(html, {"scales": len({r.scale for r in rel}), "loading_heatmaps": heatmaps})
+    distributions = 0
+    if "gold.scale_items" in tables and "silver.survey_values" in tables:
+        # response distributions of each scale's items (answered values, every event): a stacked bar per item
+        items = lake.read("gold.scale_items").select("scale", "item").distinct().collect()  # items x scales
+        by_scale: dict[str, list[str]] = {}
+        for r in items:
+            by_scale.setdefault(r.scale, []).append(r.item)
+        counts = (
+            lake.read("silver.survey_values")
+            .where((F.col("status") == "answered") & F.col("field").isin([r.item for r in items]))
+            .groupBy("field", "value")
+            .count()
+            .collect()
+        )  # items x response levels
+        for scale in sorted(by_scale):
+            names = sorted(set(by_scale[scale]))
+            levels = sorted({c.value for c in counts if c.field in names}, key=lambda v: (len(v), v))
+            if not levels:
+                continue
+            n = {(c.field, c.value): c["count"] for c in counts}
+            plt = pyplot()
+            fig, ax = plt.subplots(figsize=(7, 0.35 * len(names) + 1.2))
+            left = [0.0] * len(names)
+            for level in levels:
+                totals = [sum(n.get((i, v), 0) for v in levels) or 1 for i in names]
+                share = [n.get((i, level), 0) / t for i, t in zip(names, totals, strict=True)]
+                ax.barh(names, share, left=left, label=level)
+                left = [a + b for a, b in zip(left, share, strict=True)]
+            ax.set_xlim(0, 1)
+            ax.set_xlabel("share of answers")
+            ax.set_title(f"{scale}: item responses")
+            ax.legend(
+                title="response", ncol=len(levels), fontsize="small", loc="upper center", bbox_to_anchor=(0.5, -0.25)
+            )
+            fig.tight_layout()
+            html += png(fig)
+            distributions += 1
+    return Section(
+        html,
+        {"scales": len({r.scale for r in rel}), "loading_heatmaps": heatmaps, "item_distributions": distributions},
+    )
 
 
 def study_qa(lake: Lake, tables: Sequence[str]) -> Section:
