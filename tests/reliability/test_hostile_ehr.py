@@ -134,6 +134,10 @@ def test_each_hostile_ehr_file_is_refused_by_name_or_lands_whole(
     other = [r for r in obs if r._rescued and "_reason" in r._rescued]
     assert len(broken) == 1 and broken[0].resource_type is None
     assert len(other) == 1 and other[0]._rescued["_reason"] == "resourceType Patient in a Observation file"
-    assert sorted(r.id for r in obs if r.id) == ["o1", "o1"]  # the same id in two files: both lines in bronze
+    # the same id in two files: both lines in bronze, one from each file
+    assert sorted((r.id, Path(r._source_file).name) for r in obs if r.id) == [
+        ("o1", "Observation.001.ndjson"),
+        ("o1", "Observation.ndjson"),
+    ]
     pats = lake.read("bronze.fhir_patient").collect()
     assert sorted(r.id for r in pats) == ["p1", "p1", "p2"]  # conform_ehr dedupes; bronze keeps every line

@@ -220,31 +220,14 @@ class Lake:
         app_id = f"omicslake:{self.run_id}:{self.job + ':' if self.job else ''}{name}"
         if name in self._fresh:
             app_id += ":" + uuid.uuid4().hex  # see forget_transactions
-        before = self.version(name)
-        for attempt in range(self.cfg.lake.conflict_retries + 1):
-            try:
-                self._commit(df, name, mode, keys, partition_by, merge_schema, app_id, seq, before)
-                break
-            except Exception as exc:  # noqa: BLE001 - Delta's conflicts arrive as Java exceptions through py4j
-                conflict = concurrent_conflict(exc)
-                if conflict is None:
-                    raise
-                self.conflicts.append((name, conflict))
-                if attempt == self.cfg.lake.conflict_retries:
-                    raise ConcurrentWriteError(
-                        f"{name}: another writer committed to the table while this run wrote it ({conflict}); "
-                        f"tried {attempt + 1} time(s) (lake.conflict_retries = {self.cfg.lake.conflict_retries}). "
-                        "The table is as the other writer left it; rerun this job"
-                    ) from None
-                log.warning(
-                    "%s: %s (another writer); trying again (%d of %d)",
-                    name,
-                    conflict,
-                    attempt + 1,
-                    self.cfg.lake.conflict_retries,
-                )
-                time.sleep(min(0.5 * 2**attempt, 8.0))
-                before = self.version(name)
+        before: int | None = None
+
+        def commit() -> None:
+            nonlocal before
+            before = self.version(name)  # read per attempt: after a conflict, the other writer's commit is not ours
+            self._commit(df, name, mode, keys, partition_by, merge_schema, app_id, seq, before)
+
+        self._retry(name, "write", commit)  # Delta's conflicts retried, per lake.conflict_retries
         after, metrics = self._last_commit(name)
         skipped = after == before
         rows = 0 if skipped else _rows_from(metrics)

@@ -62,6 +62,13 @@ def row(
     return (table, source, path, digest, size, batch, rows, lines, rescued, run_id, now, status, error)
 
 
+def failed_row(
+    table: str, source: str, path: str, digest: str, size: int, batch: str, run_id: str, now: dt.datetime, error: str
+) -> tuple[Any, ...]:
+    """The ledger row of a refused file: no rows in bronze, status failed, its error (cut at 4,000 characters)."""
+    return row(table, source, path, digest, size, batch, 0, None, 0, run_id, now, status="failed", error=error[:4000])
+
+
 def failed_files(lake: Lake, table: str) -> list[dict[str, Any]]:
     """The files of ``table`` whose last attempt was refused: path, digest, error, run id."""
     if not lake.exists(LEDGER):

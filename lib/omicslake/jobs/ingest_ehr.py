@@ -283,20 +283,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     for table, source, path, digest, error in refused:
         log.error("%s refused: %s", path.name, error)
         manifest_rows.append(
-            ledger.row(
-                table,
-                source,
-                str(path),
-                digest,
-                path.stat().st_size,
-                path.parent.name,
-                0,
-                None,
-                0,
-                lake.run_id,
-                now,
-                status="failed",
-                error=error[:4000],
+            ledger.failed_row(
+                table, source, str(path), digest, path.stat().st_size, path.parent.name, lake.run_id, now, error
             )
         )
     ledger.record(lake, manifest_rows)

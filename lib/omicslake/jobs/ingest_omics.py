@@ -120,21 +120,7 @@ def _refuse(lake: Lake, path: Path, spec: OmicsFileConfig, error: str, now: dt.d
     digest = sha256(path) if path.exists() else "missing:" + str(path)
     ledger.discard_partial(lake, digest, _FILE_TABLES)
     size = path.stat().st_size if path.exists() else 0
-    row = ledger.row(
-        TABLE,
-        spec.format,
-        str(path),
-        digest,
-        size,
-        spec.assay,
-        0,
-        None,
-        0,
-        lake.run_id,
-        now,
-        status="failed",
-        error=error[:4000],
-    )
+    row = ledger.failed_row(TABLE, spec.format, str(path), digest, size, spec.assay, lake.run_id, now, error)
     ledger.record(lake, [row])
 
 

@@ -116,20 +116,8 @@ def _refuse(lake: Lake, path: Path, error: str, now: dt.datetime) -> None:
     ledger.discard_partial(lake, digest, _FILE_TABLES)
     size = sum(p.stat().st_size for p in files)
     source = "plink" if bed else "vcf"
-    row = ledger.row(
-        "bronze.variants",
-        source,
-        str(path),
-        digest,
-        size,
-        path.parent.name,
-        0,
-        None,
-        0,
-        lake.run_id,
-        now,
-        status="failed",
-        error=error[:4000],
+    row = ledger.failed_row(
+        "bronze.variants", source, str(path), digest, size, path.parent.name, lake.run_id, now, error
     )
     ledger.record(lake, [row])
 
