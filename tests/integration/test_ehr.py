@@ -459,6 +459,52 @@ def test_external_omop_cdm_export_conforms(spark: SparkSession, cfg: Config, ext
     ids.unpersist()
 
 
+def test_omop_exports_of_cdm_5_0_and_5_3_are_read_as_5_4(
+    spark: SparkSession, cfg: Config, external: Path, tmp_path: Path
+) -> None:
+    """A CDM 5.0 export (SynPUF: *_time columns, no measurement table) lands and conforms with every
+    row reconciled; a CDM 5.3 export (Eunomia's VISIT_OCCURRENCE with its 5.3 column names) lands
+    with the renamed columns under their 5.4 names, nothing rescued. The version is in the metrics."""
+    v50 = external / "omop-synpuf-10p-cdm50"
+    c = cfg.replace(
+        **{"jobs.ingest_ehr.sources": ["omop"], "jobs.ingest_ehr.omop_dir": str(v50), "jobs.conform_ehr.source": "omop"}
+    )
+    ing = execute(spark, c, "ingest_ehr", run_id="v50")
+    assert ing.status == "succeeded" and ing.metrics["omop_cdm_version"] == ["5.0"]
+    conf = execute(spark, c, "conform_ehr", run_id="v50")
+    m = conf.metrics
+    lake = Lake(spark, c)
+    for table in ("person", "visit_occurrence", "condition_occurrence", "drug_exposure"):
+        lines = len(_csv_rows(v50 / f"{table}.csv"))
+        assert m[f"{table}_in"] == lines, table
+        assert lake.read(f"silver.{table}").count() == m[f"{table}_out"], table
+        assert m[f"{table}_in"] == m[f"{table}_out"] + m[f"{table}_quarantined"] + m[f"{table}_duplicates"], table
+    assert m["person_out"] == 10 and m["visit_occurrence_out"] > 0.9 * m["visit_occurrence_in"]
+    # 5.3: the admitting/discharge columns under their 5.3 names
+    v53 = tmp_path / "cdm53"
+    v53.mkdir()
+    src = external / "omop-eunomia-synthea27nj"
+    shutil.copy(src / "PERSON.csv", v53 / "PERSON.csv")
+    text = (src / "VISIT_OCCURRENCE.csv").read_text()
+    head, body = text.split("\n", 1)
+    cdm53 = {
+        "admitted_from_concept_id": "admitting_source_concept_id",
+        "admitted_from_source_value": "admitting_source_value",
+        "discharged_to_concept_id": "discharge_to_concept_id",
+        "discharged_to_source_value": "discharge_to_source_value",
+    }
+    head = ",".join(cdm53.get(h, h) for h in head.split(","))
+    (v53 / "VISIT_OCCURRENCE.csv").write_text(head + "\n" + body)
+    c53 = c.replace(**{"lake.root": str(tmp_path / "lake53"), "jobs.ingest_ehr.omop_dir": str(v53)})
+    ing53 = execute(spark, c53, "ingest_ehr", run_id="v53")
+    assert ing53.metrics["omop_cdm_version"] == ["5.3"] and ing53.metrics["rescued_rows"] == 0
+    visits = _csv_rows(src / "VISIT_OCCURRENCE.csv")
+    got = (
+        Lake(spark, c53).read("bronze.omop_visit_occurrence").select("visit_occurrence_id", "admitted_from_concept_id")
+    )
+    assert {r[0]: r[1] for r in got.collect()} == {r[0]: r[12] or None for r in visits}
+
+
 def test_build_cohort_labels_agree_with_the_planted_truth(
     spark: SparkSession, ehr_lake: dict[str, Any], gold_lake: Config
 ) -> None:

@@ -1,4 +1,4 @@
-"""OMOP CDM 5.4 bronze rows (CSV exports) in the shape of Synthea's CSV tables.
+"""OMOP CDM bronze rows (CSV exports; 5.4, and 5.3 and 5.0 read as 5.4) in the shape of Synthea's CSV tables.
 
 Like ``ehr.fhir``, each function returns the Synthea columns conform_ehr knows (strings, as in
 bronze) plus provenance and ``_rescued``, so that the three sources share one conform path:
@@ -34,6 +34,46 @@ VISIT_CLASS = {
 }
 GENDER = {"8507": "M", "8532": "F"}
 _STR = "string"
+
+
+# Columns that CDM 5.4 renamed (OHDSI CommonDataModel, "Changes in v5.4"): 5.3 name -> 5.4 name, per
+# table. 5.0 and 5.3 exports are read through this map, so the 5.4 contracts and conform apply alike;
+# columns that 5.4 dropped (5.0's *_time, effective_drug_dose...) stay in _rescued by name.
+CDM54_RENAMES: dict[str, dict[str, str]] = {
+    "visit_occurrence": {
+        "admitting_source_concept_id": "admitted_from_concept_id",
+        "admitting_source_value": "admitted_from_source_value",
+        "discharge_to_concept_id": "discharged_to_concept_id",
+        "discharge_to_source_value": "discharged_to_source_value",
+    },
+    "visit_detail": {
+        "admitting_source_concept_id": "admitted_from_concept_id",
+        "admitting_source_value": "admitted_from_source_value",
+        "discharge_to_concept_id": "discharged_to_concept_id",
+        "discharge_to_source_value": "discharged_to_source_value",
+        "visit_detail_parent_id": "parent_visit_detail_id",
+    },
+}
+# Header columns that only one CDM version has: how an export's version is recognised.
+_CDM_MARKS = {
+    "5.0": {("person", "time_of_birth"), ("visit_occurrence", "visit_start_time"), ("measurement", "measurement_time")},
+    "5.3": {("visit_occurrence", "admitting_source_concept_id"), ("visit_occurrence", "discharge_to_concept_id")},
+    "5.4": {("visit_occurrence", "admitted_from_concept_id"), ("procedure_occurrence", "procedure_end_date")},
+}
+
+
+def cdm_version(table: str, header: list[str]) -> str | None:
+    """The OMOP CDM version a table's (lower-case) header belongs to: "5.0", "5.3" or "5.4", or None when
+    the header has no column that tells the versions apart."""
+    cols = set(header)
+    found = [v for v, marks in _CDM_MARKS.items() if any(t == table and c in cols for t, c in marks)]
+    return found[0] if len(found) == 1 else None
+
+
+def to_cdm54(table: str, header: list[str]) -> list[str]:
+    """A (lower-case) header with the columns CDM 5.4 renamed given their 5.4 names; others unchanged."""
+    renames = CDM54_RENAMES.get(table, {})
+    return [renames.get(h, h) for h in header]
 
 
 def _when(dt: str, d: str) -> Column:

@@ -182,14 +182,83 @@ def import_vcf(
     )
 
 
+_BED_MAGIC = b"\x6c\x1b"
+
+
+def _plink_text(path: Path, columns: int, what: str, fix: str) -> list[list[str]]:
+    """The whitespace-separated fields of a .bim or .fam, each line checked to have ``columns``
+    fields; InputError names the file and line (never the line's values: a .fam holds sample ids)."""
+    rows = []
+    with path.open("rb") as f:
+        for n, raw in enumerate(f, 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputError(
+                    f"{path}: line {n}: byte 0x{raw[exc.start]:02X} is not UTF-8; convert the file (`iconv`) and rerun"
+                ) from None
+            fields = line.split()
+            if not fields:
+                raise InputError(f"{path}: line {n} is empty; a {what} has one line per {fix} and no blank lines")
+            if len(fields) != columns:
+                raise InputError(
+                    f"{path}: line {n} has {len(fields)} fields where a {what} has {columns}; the file is damaged or "
+                    f"not a PLINK 1 {what} (plink2 --make-bed writes one)"
+                )
+            rows.append(fields)
+    return rows
+
+
+def check_plink(bed: Path) -> None:
+    """Refuse a PLINK 1 fileset whose parts do not fit together before Hail reads it, with an
+    InputError naming the file and what to do: a missing .bim or .fam, a .bed without the magic
+    bytes (6c 1b), in individual-major mode (mode byte 00) or of the wrong size for the variants of
+    its .bim and the samples of its .fam (truncated, or the .bim/.fam of another fileset), .bim and
+    .fam lines with the wrong number of fields, and duplicate sample ids (IID) in the .fam.
+    Reads the .bim and .fam (one line per variant / sample) and 3 bytes and the size of the .bed."""
+    bim, fam = bed.with_suffix(".bim"), bed.with_suffix(".fam")
+    absent = [str(p) for p in (bim, fam) if not p.exists()]
+    if absent:
+        raise InputError(f"PLINK fileset {bed.with_suffix('')}: missing {', '.join(absent)} next to {bed.name}")
+    with bed.open("rb") as f:
+        head = f.read(3)
+    if head[:2] != _BED_MAGIC:
+        raise InputError(
+            f"{bed}: not a PLINK 1 .bed file (the first bytes are {head[:2].hex(' ') or 'missing'}, not 6c 1b); "
+            "re-export it with `plink2 --make-bed`"
+        )
+    if len(head) < 3 or head[2] != 1:
+        mode = f"{head[2]:02x}" if len(head) == 3 else "missing"
+        raise InputError(
+            f"{bed}: mode byte {mode}: only variant-major .bed files (mode 01) are read; an individual-major file "
+            "(mode 00, PLINK 1.0) is converted with `plink2 --bfile ... --make-bed`"
+        )
+    variants = len(_plink_text(bim, 6, ".bim", "variant"))
+    samples = _plink_text(fam, 6, ".fam", "sample")
+    seen: dict[str, int] = {}
+    for n, (_fid, iid, *_) in enumerate(samples, 1):
+        if iid in seen:  # Hail keys a PLINK sample by its IID
+            raise InputError(
+                f"{fam}: line {n} repeats the sample id (IID, column 2) of line {seen[iid]}; sample ids must be "
+                "unique: rename the sample in the .fam and rerun"
+            )
+        seen[iid] = n
+    want = 3 + variants * ((len(samples) + 3) // 4)
+    size = bed.stat().st_size
+    if size != want:
+        state = "truncated" if size < want else "longer than its .bim and .fam say"
+        raise InputError(
+            f"{bed}: {state}: {variants} variants (.bim) x {len(samples)} samples (.fam) need {want} bytes, the .bed "
+            f"has {size}. Re-transfer the fileset, or check that the .bim and .fam belong to this .bed"
+        )
+
+
 def import_plink(bed: Path, reference: str | None, min_partitions: int | None = None) -> hl.MatrixTable:
     """A PLINK fileset (the .bim and .fam beside the .bed; A2 taken as REF, as plink2 writes it) as a
     MatrixTable with the row fields of an imported VCF (QUAL and FILTER missing, INFO empty), so
     that ``variant_rows`` and the QC read both alike. InputError when the .bim or .fam is missing."""
     bim, fam = bed.with_suffix(".bim"), bed.with_suffix(".fam")
-    absent = [str(p) for p in (bim, fam) if not p.exists()]
-    if absent:
-        raise InputError(f"PLINK fileset {bed.with_suffix('')}: missing {', '.join(absent)} next to {bed.name}")
+    check_plink(bed)
     mt = hl.import_plink(
         str(bed), str(bim), str(fam), reference_genome=reference, a2_reference=True, min_partitions=min_partitions
     )

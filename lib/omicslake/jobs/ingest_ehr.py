@@ -133,13 +133,39 @@ def _file_rows(spark: SparkSession, source: str, fmt: str, path: Path, columns: 
     if not header or not header[0]:
         raise InputError(f"{path}, line 1: no header line; a CSV export needs its column names first")
     if source == "omop":  # CDM column names are lower case; some exports write them upper case
-        header = [h.strip().lower() for h in header]
+        from omicslake.ehr import omop
+
+        header = omop.to_cdm54(table.removeprefix("bronze.omop_"), [h.strip().lower() for h in header])
     known = [c for c in columns if not c.startswith("_")]
     if not set(known) & set(header):
         raise InputError(
             f"{path}, line 1: none of the expected columns {known[:5]}... is in the header {header[:5]}...; is this the right file?"
         )
     return bronze.parse_csv(lines, header, known)
+
+
+def _omop_versions(plan: list[tuple[str, str, str, Path]]) -> list[str]:
+    """The OMOP CDM versions the headers of the planned OMOP files show (5.0 and 5.3 exports are read
+    as 5.4: omop.to_cdm54), logged so that a mixed folder is seen."""
+    from omicslake.ehr import bronze, omop
+
+    found = set()
+    for source, table, _fmt, path in plan:
+        if source == "omop":
+            try:
+                header = [h.strip().lower() for h in bronze.csv_header(path)]
+            except (OSError, UnicodeDecodeError):
+                continue  # the file's own read names the problem
+            v = omop.cdm_version(table.removeprefix("bronze.omop_"), header)
+            if v:
+                found.add(v)
+    if found:
+        log.info(
+            "OMOP CDM version(s) of the export: %s%s",
+            ", ".join(sorted(found)),
+            " (read as 5.4)" if found - {"5.4"} else "",
+        )
+    return sorted(found)
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
@@ -150,6 +176,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     for source, table, fmt, path in plan:
         by_table.setdefault(table, []).append((source, fmt, path))
     stats: dict[str, Any] = {"files_new": 0, "files_known": 0, "files_changed": 0, "rows": 0, "rescued_rows": 0}
+    versions = _omop_versions(plan)
+    if versions:
+        stats["omop_cdm_version"] = versions
     changed: list[str] = []
     manifest_rows = []
     refused: list[tuple[str, str, Path, str, str]] = []  # table, source, path, sha256, error

@@ -289,26 +289,45 @@ def _ingest_plink(
     variant, but the rows are not matched to it)."""
     import hashlib
 
+    from hail.utils.java import FatalError
+    from py4j.protocol import Py4JJavaError
+
     from omicslake.genomics import vcf
 
     files = (bed, bed.with_suffix(".bim"), bed.with_suffix(".fam"))
-    mt = vcf.import_plink(bed, reference, parts)  # InputError first when the .bim or .fam is missing
+    try:
+        mt = vcf.import_plink(bed, reference, parts)  # InputError (vcf.check_plink) when the parts do not fit
+    except (FatalError, Py4JJavaError) as exc:
+        from omicslake.jobs.base import error_summary
+
+        raise InputError(
+            f"{bed}: Hail could not read the PLINK fileset ({error_summary(exc)[:300]}). Check it with "
+            f"`plink2 --bfile {bed.with_suffix('').name} --validate`; nothing of it was written"
+        ) from None
     digest = hashlib.sha256("".join(sha256(p) for p in files).encode()).hexdigest()
     if digest in done:
         log.info("%s: already ingested, skipped", bed.name)
         stats["skipped_files"] += 1
         return
     ledger.discard_partial(lake, digest, _FILE_TABLES)
-    samples = mt.s.collect()  # sample ids only
-    df = _bronze_rows(
-        vcf.variant_rows(mt, vcf.plink_rules(mt)).to_spark(flatten=False),
-        bed,
-        digest,
-        lake.run_id,
-        now,
-        variants_contract,
-    )
-    written = lake.write(df, "bronze.variants", mode="append")
+    try:
+        samples = mt.s.collect()  # sample ids only
+        df = _bronze_rows(
+            vcf.variant_rows(mt, vcf.plink_rules(mt)).to_spark(flatten=False),
+            bed,
+            digest,
+            lake.run_id,
+            now,
+            variants_contract,
+        )
+        written = lake.write(df, "bronze.variants", mode="append")
+    except (FatalError, Py4JJavaError) as exc:  # check_plink passed, Hail still could not read it
+        from omicslake.jobs.base import error_summary
+
+        raise InputError(
+            f"{bed}: Hail could not read the PLINK fileset ({error_summary(exc)[:300]}). Check it with "
+            f"`plink2 --bfile {bed.with_suffix('').name} --validate`; nothing of it was written"
+        ) from None
     rows = [(s, i, str(bed), digest, reference, written.rows, lake.run_id, now) for i, s in enumerate(samples)]
     lake.write(spark.createDataFrame(rows, samples_contract.struct()), "bronze.vcf_samples", mode="append")
     flagged = (
