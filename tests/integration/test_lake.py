@@ -180,3 +180,26 @@ def test_existence_is_deltas_answer_not_a_folder(spark: SparkSession, cfg: Confi
     assert lake.location("silver.real") == str(root / "silver" / "real") == str(lake.path("silver.real"))
     shutil.rmtree(root / "silver" / "real")
     assert not lake.exists("silver.real") and lake.names() == []
+
+
+def test_versions_and_commit_metrics_from_the_log_equal_deltas_history(spark: SparkSession, cfg: Config) -> None:
+    """Lake.version and the rows of a write are read from the _delta_log files (no Spark job); after
+    appends, a merge, an overwrite, a restore and an OPTIMIZE (with a checkpoint on the way: every
+    10th commit) they equal what Delta's own history says."""
+    from delta.tables import DeltaTable
+
+    lake = Lake(spark, cfg, run_id="v")
+    assert lake.version("silver.h") is None
+    for i in range(11):
+        lake.write(df(spark, [(i, "a"), (100 + i, "b")]), "silver.h", mode="append")
+    lake.write(df(spark, [(1, "B"), (500, "c")]), "silver.h", mode="merge", keys=["id"])
+    w = lake.write(df(spark, [(7, "x")]), "silver.h", mode="overwrite")
+    assert (w.version, w.rows) == (12, 1)
+    lake.restore("silver.h", 11)
+    DeltaTable.forPath(spark, lake.location("silver.h")).optimize().executeCompaction()
+    history = DeltaTable.forPath(spark, lake.location("silver.h")).history().orderBy("version").collect()
+    assert any(p.name.endswith(".checkpoint.parquet") for p in (lake.path("silver.h") / "_delta_log").iterdir())
+    assert lake.version("silver.h") == history[-1].version == 14
+    assert lake._last_commit("silver.h") == (14, dict(history[-1].operationMetrics))
+    merge = history[11]
+    assert merge.operation == "MERGE" and int(merge.operationMetrics["numTargetRowsUpdated"]) == 1

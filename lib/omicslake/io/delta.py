@@ -13,6 +13,7 @@ after a crash, or by a scheduler's retry — commits nothing twice.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 import time
@@ -170,11 +171,38 @@ class Lake:
         return bool(DeltaTable.isDeltaTable(self.spark, self.location(name)))
 
     def version(self, name: str) -> int | None:
-        """The table's latest Delta version, None when it does not exist."""
+        """The table's latest Delta version, None when it does not exist.
+
+        A path table's version is the highest ``<version>.json`` commit file in its ``_delta_log``
+        (one listing, as Delta itself finds the latest commit; a commit file appears whole, by rename
+        or put-if-absent); asking Delta's history instead ran a Spark job per call, and every read
+        and write asks. A catalog table asks its history."""
+        if not self.qualified(name):
+            return self._log_version(name)
         if not self._exists(name):
             return None
         row = self._delta_table(name).history(1).select("version").first()
         return int(row[0]) if row else None
+
+    def _log(self, name: str) -> tuple[Any, Any] | None:
+        """(Hadoop FileSystem, _delta_log path) of a path table; None when the folder is absent."""
+        location = self.location(name).rstrip("/") + "/_delta_log"
+        if "://" not in location and not Path(location).is_dir():
+            return None
+        jvm = self.spark._jvm  # noqa: SLF001 - the Hadoop FileSystem is only reachable through py4j
+        assert jvm is not None
+        hpath = jvm.org.apache.hadoop.fs.Path(location)
+        fs = hpath.getFileSystem(self.spark._jsc.hadoopConfiguration())  # noqa: SLF001
+        return (fs, hpath) if fs.exists(hpath) else None
+
+    def _log_version(self, name: str) -> int | None:
+        """The highest commit version in a path table's _delta_log, None without a commit."""
+        log_dir = self._log(name)
+        if log_dir is None:
+            return None
+        fs, hpath = log_dir
+        versions = [int(m.group(1)) for st in fs.listStatus(hpath) if (m := _COMMIT.match(st.getPath().getName()))]
+        return max(versions) if versions else None
 
     # ---------------------------------------------------------------------------- reading
     def read(self, name: str, version: int | None = None) -> DataFrame:
@@ -337,10 +365,29 @@ class Lake:
         raise AssertionError("unreachable")
 
     def _last_commit(self, name: str) -> tuple[int, dict[str, str]]:
-        """Version and operation metrics of the latest commit, in one read of the log."""
-        row = self._delta_table(name).history(1).select("version", "operationMetrics").first()
-        assert row is not None
-        return int(row[0]), dict(row[1] or {})
+        """Version and operation metrics of the latest commit: for a path table, the ``commitInfo``
+        action of its latest commit file (no Spark job); for a catalog table, Delta's history."""
+        version = None if self.qualified(name) else self._log_version(name)
+        if version is None:
+            row = self._delta_table(name).history(1).select("version", "operationMetrics").first()
+            assert row is not None
+            return int(row[0]), dict(row[1] or {})
+        log_dir = self._log(name)
+        assert log_dir is not None
+        fs, hpath = log_dir
+        jvm = self.spark._jvm  # noqa: SLF001
+        assert jvm is not None
+        stream = fs.open(jvm.org.apache.hadoop.fs.Path(hpath, f"{version:020d}.json"))
+        try:
+            text = jvm.org.apache.commons.io.IOUtils.toString(stream, "UTF-8")
+        finally:
+            stream.close()
+        for line in text.splitlines():
+            action = json.loads(line) if line.strip() else {}
+            if "commitInfo" in action:
+                metrics = action["commitInfo"].get("operationMetrics") or {}
+                return version, {str(k): str(v) for k, v in metrics.items()}
+        return version, {}
 
     def data_changed(self, name: str, since: int) -> bool:
         """Whether any commit after version ``since`` changed the table's rows: False when every later
@@ -395,6 +442,9 @@ class Lake:
         if not fs.exists(hpath):
             return []
         return [st.getPath().getName() for st in fs.listStatus(hpath) if st.isDirectory()]
+
+
+_COMMIT = re.compile(r"^(\d{20})\.json$")  # a commit file of _delta_log: <version>.json
 
 
 def _rows_from(metrics: dict[str, str]) -> int:
