@@ -334,8 +334,8 @@ class OmicsQcConfig:
     # pca_features most variable features fails. 0 PCs: off, the default (a minority ancestry or batch is a legitimate
     # cluster that a robust z on a bimodal PC would flag: set it once the assay's PCA plot was looked at)
     pca_outlier_pcs: int = 0
-    pca_outlier_z: float = 6.0
-    pca_features: int = 1000
+    pca_outlier_z: float = 6.0  # pca_outlier: a sample this many robust SDs (1.4826 x MAD) from a PC's median fails
+    pca_features: int = 1000  # pca_outlier: the PCA uses this many features, the most variable after normalisation
 
 
 @dataclass(frozen=True)
