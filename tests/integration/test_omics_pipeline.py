@@ -219,6 +219,7 @@ def test_cohort_omics_leave_every_other_generated_file_unchanged(spark: SparkSes
     assert list(s["ancestry"]) == list(t2d["ancestry"])
 
 
+@pytest.mark.slow  # two job runs on a tiny lake: ~35 s on two idle cores, minutes under load
 def test_a_pca_outlier_sample_is_quarantined_and_the_rest_normalised_again(
     spark: SparkSession, cfg: Config, tmp_path: Path
 ) -> None:
