@@ -329,6 +329,13 @@ class OmicsQcConfig:
     pseudocount: float = 1.0  # microbiome: CLR = ln(count + pseudocount) minus its mean over the sample's features
     require_link: bool = True  # an assay none of whose samples is in silver.sample_link is refused (when the table exists)
     sample_meta_keys: tuple[str, ...] = ()  # sample metadata keys copied to silver (the rest stays in bronze: it may identify donors)
+    # PCA outliers (rule pca_outlier, after normalisation; the assay is then normalised again without them): a sample
+    # further than pca_outlier_z robust SDs (1.4826 x MAD) from the median on one of the first pca_outlier_pcs PCs of the
+    # pca_features most variable features fails. 0 PCs: off, the default (a minority ancestry or batch is a legitimate
+    # cluster that a robust z on a bimodal PC would flag: set it once the assay's PCA plot was looked at)
+    pca_outlier_pcs: int = 0
+    pca_outlier_z: float = 6.0  # pca_outlier: a sample this many robust SDs (1.4826 x MAD) from a PC's median fails
+    pca_features: int = 1000  # pca_outlier: the PCA uses this many features, the most variable after normalisation
 
 
 @dataclass(frozen=True)

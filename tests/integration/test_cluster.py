@@ -105,9 +105,14 @@ def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromiu
     if quarantined:
         expected["Quarantine"] = []
     # every heading the report job declares is one the full lake must show (Quarantine: when it has rows;
-    # Tables: after a maintain run, which is not part of the pipeline)
+    # Tables: after a maintain run, which is not part of the pipeline; Omics: when omics were generated,
+    # which the pipeline's jobs.generate.omics_features=0 does not, and then it must not be shown)
+    assert "Omics" in declared and not any(n.startswith("silver.omics_") for n in pipeline["tables"])
     assert all(
-        any(title == d or title.startswith(d + ": ") for title in {**expected, "Quarantine": [], "Tables": []})
+        any(
+            title == d or title.startswith(d + ": ")
+            for title in {**expected, "Quarantine": [], "Tables": [], "Omics": []}
+        )
         for d in declared
     ), (declared, sorted(expected))
     page = pipeline["report"]

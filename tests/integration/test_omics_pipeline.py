@@ -151,6 +151,12 @@ def test_planted_truth_is_recovered_through_the_jobs(
     gold = lake.read("gold.omics_assoc_rna_t2d").toPandas()
     assert len(anc & set(gold.loc[gold.q <= 0.05, "feature_id"])) <= 3
     print("recovery (share found, FDP, n found):", results)
+    # the report's Omics section: a PCA scatter per assay, a volcano plot per association
+    from omicslake.report import omics as report_omics
+
+    section = report_omics.omics(lake, lake.names())
+    assert section.found == {"omics_pca": 4, "volcano": 4} and section.html.count("data:image/png") == 8
+    assert [h for h in section.html.split("<h3>")[1:] if h.startswith("Volcano: rna_t2d")]
 
 
 def test_a_matrix_linked_to_no_one_is_refused(spark: SparkSession, cfg: Config, tmp_path: Path) -> None:
@@ -211,3 +217,36 @@ def test_cohort_omics_leave_every_other_generated_file_unchanged(spark: SparkSes
     )
     assert list(s["t2d"]) == list(expected.astype(int))
     assert list(s["ancestry"]) == list(t2d["ancestry"])
+
+
+@pytest.mark.slow  # two job runs on a tiny lake: ~35 s on two idle cores, minutes under load
+def test_a_pca_outlier_sample_is_quarantined_and_the_rest_normalised_again(
+    spark: SparkSession, cfg: Config, tmp_path: Path
+) -> None:
+    """A 30-protein x 20-sample matrix whose sample SM-8 has a pattern of its own (+-3 log2 on every
+    protein): with jobs.omics_qc.pca_outlier_pcs=2 it fails as pca_outlier (quarantined with its PC
+    and robust z), and silver holds the 19 others, their feature means computed without it."""
+    rng = np.random.default_rng(11)
+    ids = [f"SM-{i}" for i in range(1, 21)]
+    log2 = 20 + rng.normal(0, 0.3, size=(30, 20))
+    log2[:, 7] += 3 * rng.choice([-1.0, 1.0], size=30)
+    p = tmp_path / "prot.tsv"
+    lines = ["protein\t" + "\t".join(ids)] + [f"P{j}\t" + "\t".join(f"{2**v:.3f}" for v in log2[j]) for j in range(30)]
+    p.write_text("\n".join(lines) + "\n")
+    write_link(spark, cfg, [*ids, "x1", "x2", "x3", "x4", "x5"])
+    files = [{"path": str(p), "assay": "prot", "assay_type": "proteomics_intensity", "format": "tsv"}]
+    execute(spark, cfg.replace(**{"jobs.ingest_omics.files": files}), "ingest_omics")
+    run = execute(spark, cfg.replace(**{"jobs.omics_qc.pca_outlier_pcs": 2}), "omics_qc")
+    assert run.metrics["prot"]["samples_pca_outliers"] == 1 and run.metrics["prot"]["samples_passed"] == 19
+    lake = Lake(spark, cfg)
+    s = {r.sample_id: r for r in lake.read("silver.omics_samples_prot").collect()}
+    assert (s["SM-8"].rule, s["SM-8"].passed, s["SM-8"].position) == ("pca_outlier", False, None)
+    assert sorted(r.position for r in s.values() if r.passed) == list(range(19))
+    (q,) = lake.read("quarantine.omics_sample_qc").where("rule = 'pca_outlier'").collect()
+    assert q.row_key == "prot:SM-8" and q.reason.startswith("PC1 score ")
+    # normalised without SM-8: log2 intensity minus each sample's median, the feature mean over 19 samples
+    keep = [i for i in range(20) if i != 7]
+    centred = log2[:, keep] - np.median(log2[:, keep], axis=0)
+    got = {r.feature_id: r for r in lake.read("silver.omics_prot").collect()}
+    assert len(got["P0"].values) == 19
+    np.testing.assert_allclose([got[f"P{j}"].mean for j in range(30)], centred.mean(axis=1), atol=1e-3)

@@ -124,6 +124,19 @@ def test_scores_branching_identifiers_and_links(spark: SparkSession, study: dict
     assert scores.where(F.col("score").isNotNull()).count() == len(
         [1 for e in S.EVENTS for _, row in _keyed_items(export, "anxiety", e).iterrows() if row.isna().sum() <= 1]
     )
+    # response dates (conf/scales event_date_fields), from the export: the consent date at baseline, the
+    # first visit's date at follow-up (the answers' own instance 1)
+    first_visit = export[(export.redcap_repeat_instrument == "visit") & (export.redcap_repeat_instance == "1")]
+    want = {
+        (_pseudonym("survey:omicslake_study", r), "baseline_arm_1"): d
+        for r, d in zip(export.record_id, export.consent_date, strict=True)
+        if d
+    } | {
+        (_pseudonym("survey:omicslake_study", r), "followup_arm_1"): d
+        for r, d in zip(first_visit.record_id, first_visit.visit_date, strict=True)
+    }
+    got = {(r.participant_key, r.event): str(r.response_date) for r in scores.collect()}
+    assert got == {k: want[k] for k in got} and len(got) == len(scores.collect())
 
 
 def test_generator_is_deterministic_and_uses_its_own_stream(tmp_path: Path) -> None:

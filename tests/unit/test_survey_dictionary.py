@@ -184,3 +184,29 @@ def test_a_label_export_types_like_the_raw_one() -> None:
         "0",
     ]
     assert type_form_status("screening", "Done").rule == "choice"
+
+
+def test_form_timestamp_and_data_access_group_reach_the_value_rows() -> None:
+    """``<form>_timestamp`` gives a form_timestamp row with its datetime ("[not completed]" and empty give
+    none, a malformed one is a type error); every row carries the record's data access group."""
+    import datetime as dt
+
+    d = D.read((DATA / "duplicate" / "dictionary.csv").read_text(), "d.csv")
+    row = {
+        "record_id": "1",
+        "q1": "5",
+        "f_complete": "2",
+        "f_timestamp": "2021-03-04 17:05:09",
+        "redcap_data_access_group": "site_b",
+    }
+    got = [dict(zip(VALUE_COLUMNS, v, strict=True)) for v in value_rows(d, row)]
+    stamp = [r for r in got if r["field"] == "f_timestamp"]
+    assert [(r["field_type"], r["status"], r["value"], r["value_datetime"]) for r in stamp] == [
+        ("form_timestamp", "answered", "2021-03-04 17:05:09", dt.datetime(2021, 3, 4, 17, 5, 9))
+    ]
+    assert {r["site"] for r in got} == {"site_b"}
+    for raw, want in (("[not completed]", []), ("", []), ("04/03/2021 5pm", [("invalid", "type")])):
+        rows = [dict(zip(VALUE_COLUMNS, v, strict=True)) for v in value_rows(d, {**row, "f_timestamp": raw})]
+        assert [(r["status"], r["rule"]) for r in rows if r["field"] == "f_timestamp"] == want
+    no_dag = {k: v for k, v in row.items() if k != "redcap_data_access_group"}
+    assert {dict(zip(VALUE_COLUMNS, v, strict=True))["site"] for v in value_rows(d, no_dag)} == {None}

@@ -7,6 +7,7 @@ from pyspark.sql import SparkSession
 from omicslake.survey.qa import completeness
 
 VALUES = "project string, participant_key string, event string, instrument string, field string, field_type string, status string, value string"
+SITE_VALUES = VALUES + ", site string"
 QUARANTINE = "row_json string"
 
 
@@ -25,7 +26,10 @@ def test_completeness_counts_hidden_fields_as_not_expected(spark: SparkSession) 
         ("c", "p9", None, "g", "x", "text", "answered", "a"),
     ]
     q = [('{"project":"s","event":"base","instrument":"f","field":"q3","field_type":"text","raw_value":"abc"}',)]
-    out = completeness(spark.createDataFrame(rows, VALUES), spark.createDataFrame(q, QUARANTINE))
+    out = completeness(
+        spark.createDataFrame([(*r, None) for r in rows], SITE_VALUES), spark.createDataFrame(q, QUARANTINE)
+    )
+    assert {r.site for r in out.collect()} == {None}  # no data access groups: one row per form and event
     got = {
         (r.project, r.event, r.instrument): (
             r.participants, r.answered, r.missing, r.not_shown, r.invalid, r.forms_complete_share, r.completeness
@@ -34,6 +38,40 @@ def test_completeness_counts_hidden_fields_as_not_expected(spark: SparkSession) 
     }  # fmt: skip
     # s/base/f: 2 participants; answered 3, missing 1, hidden 1, refused 1 -> 3 / (3 + 1 + 1) = 0.6; 1 of 2 forms complete
     assert got == {("s", "base", "f"): (2, 3, 1, 1, 1, 0.5, 0.6), ("c", None, "g"): (1, 1, 0, 0, 0, None, 1.0)}
+
+
+def test_completeness_by_site_counts_each_data_access_group_apart(spark: SparkSession) -> None:
+    rows = [
+        # site A: p1 answers q1, leaves q2 empty; its form timestamp is bookkeeping, not a field
+        ("s", "p1", "base", "f", "q1", "radio", "answered", "1", "site_a"),
+        ("s", "p1", "base", "f", "q2", "radio", "missing", None, "site_a"),
+        ("s", "p1", "base", "f", "f_timestamp", "form_timestamp", "answered", "2020-01-01 10:00:00", "site_a"),
+        ("s", "p1", "base", "f", "f_complete", "form_status", "answered", "0", "site_a"),
+        # site B: p2 and p3 answer both; p3's q2 at follow-up refused (quarantine, site B)
+        ("s", "p2", "base", "f", "q1", "radio", "answered", "0", "site_b"),
+        ("s", "p2", "base", "f", "q2", "radio", "answered", "1", "site_b"),
+        ("s", "p2", "base", "f", "f_complete", "form_status", "answered", "2", "site_b"),
+        ("s", "p3", "base", "f", "q1", "radio", "answered", "1", "site_b"),
+        ("s", "p3", "base", "f", "q2", "radio", "answered", "1", "site_b"),
+        ("s", "p3", "fu", "f", "q1", "radio", "answered", "1", "site_b"),
+        # a record with no data access group
+        ("s", "p4", "base", "f", "q1", "radio", "missing", None, None),
+    ]
+    q = [
+        ('{"project":"s","event":"fu","instrument":"f","field":"q2","field_type":"radio","site":"site_b"}',),
+        ('{"project":"s","event":"base","instrument":"f","field":"q1","field_type":"radio"}',),  # no site
+    ]
+    out = completeness(spark.createDataFrame(rows, SITE_VALUES), spark.createDataFrame(q, QUARANTINE))
+    got = {
+        (r.event, r.site): (r.participants, r.answered, r.missing, r.invalid, r.forms_complete_share, r.completeness)
+        for r in out.collect()
+    }
+    assert got == {
+        ("base", "site_a"): (1, 1, 1, 0, 0.0, 0.5),  # 1 / (1 + 1)
+        ("base", "site_b"): (2, 4, 0, 0, 1.0, 1.0),  # 4 / 4; one form status (p2: Complete)
+        ("fu", "site_b"): (1, 1, 0, 1, None, 0.5),  # 1 / (1 + 1 refused)
+        ("base", None): (1, 0, 1, 1, None, 0.0),  # 0 / (1 missing + 1 refused)
+    }
 
 
 DATES = (

@@ -1,7 +1,8 @@
 """Cohorts from silver EHR tables (pure transforms).
 
 ``events`` puts the silver fact tables in one long shape (person_key, domain, code, concept_id,
-class, start_date, end_date, value, name). ``build_cohort`` applies a :class:`CohortSpec`:
+class, start_date, end_date, value, name); ``scale_events`` adds dated scale scores to it, so an
+index event, a criterion or an outcome can be a questionnaire score (``value`` thresholds). ``build_cohort`` applies a :class:`CohortSpec`:
 index date, prior observation, inclusion/exclusion, outcome and censoring, with one join of
 the relevant events to the index dates and one grouped aggregation for every criterion
 together. Nothing is collected to the driver but scalars.
@@ -121,7 +122,33 @@ def matches(e: Events) -> Column:
         any_of.append(F.col("class").isin([c.lower() for c in e.classes]))
     if any_of:
         cond = cond & reduce(lambda a, b: a | b, any_of)
+    if e.value:
+        lo, hi = e.value[0], e.value[1]
+        if lo is not None:
+            cond = cond & (F.col("value") >= lo)
+        if hi is not None:
+            cond = cond & (F.col("value") <= hi)
     return cond
+
+
+def scale_events(scores: DataFrame, participants: DataFrame) -> DataFrame:
+    """gold.scale_scores as events of the long event table (``EVENT_COLUMNS``): one per scored,
+    dated response of a participant linked to a person (silver.survey_participant), domain
+    ``scale``, code the scale, class ``<scale>.<subscale>`` (lower case), start_date the response
+    date, value the score. Undated, unscored and unlinked responses are left out: they cannot be
+    placed before or after an index date."""
+    link = participants.where(F.col("person_key").isNotNull()).select("project", "participant_key", "person_key")
+    s = scores.where(F.col("response_date").isNotNull() & F.col("score").isNotNull())
+    return s.join(link, ["project", "participant_key"]).select(
+        F.col("person_key"),
+        F.lit("scale").alias("domain"),
+        F.lower("scale").alias("code"),
+        F.lit(None).cast("int").alias("concept_id"),
+        F.lower(F.concat_ws(".", "scale", "subscale")).alias("class"),
+        F.col("response_date").cast("date").alias("start_date"),
+        F.lit(None).cast("date").alias("end_date"),
+        F.col("score").cast("double").alias("value"),
+    )
 
 
 def in_window(days: Column, window: tuple[int | None, ...]) -> Column:
@@ -170,7 +197,10 @@ def build_cohort(
         )
     )
     counts = j.groupBy("person_key").agg(*aggs)
-    first_seen = ev.groupBy("person_key").agg(F.min("start_date").alias("observation_start"))
+    # observation is the EHR's: a survey response alone does not open a person's record
+    first_seen = (
+        ev.where(F.col("domain") != "scale").groupBy("person_key").agg(F.min("start_date").alias("observation_start"))
+    )
     p = person.select("person_key", "birth_date", "death_date")
     c = idx.join(p, "person_key", "left").join(first_seen, "person_key", "left").join(counts, "person_key", "left")
     c = c.withColumn("age_at_index", F.round(F.months_between("index_date", "birth_date") / 12, 2))

@@ -16,6 +16,11 @@ Families (column names):
 - medications: drug_<class>_count_<W>d
 - utilisation: visits_<class>_<W>d and visits_all_<W>d
 - genetics: has_genome, pc1..pcK, prs (null without a consented, QC-passed genome)
+- scales, per scale (or subscale) and window: scale_<scale>_<subscale>_<stat>_<W>d for stat in
+  last, mean, min, max, count, over responses dated 0 (with ``scale_index_day``, the default: a
+  questionnaire answered on the index day is known that day) or 1 to W days before the index
+- omics, per assay: has_omics_<assay>, omics_<assay>_<feature>, omics_<assay>_sig_<name> from the
+  person's latest consented, QC-passed sample collected before the index (``omics.features``)
 
 All families are conditional aggregates in one groupBy of the events joined to the index
 dates: one shuffle of the events, no UDF, nothing collected.
@@ -62,6 +67,22 @@ def event_aggregates(spec: FeatureSpec) -> list[Column]:
             }
             for stat in spec.lab_stats:
                 out.append(stat_cols[stat].alias(f"{base}_{stat}_{w}d"))
+    for name in spec.scales:
+        scale, _, part = name.partition(".")
+        cls = f"{scale}.{part or 'total'}".lower()
+        for w in spec.scale_windows:
+            hit = (dom == "scale") & (F.col("class") == cls) & (d <= w) & F.col("value").isNotNull()
+            v = F.when(hit, F.col("value"))
+            stat_cols = {
+                # the latest response; ties on a day: the larger score (deterministic)
+                "last": F.max_by(v, F.when(hit, F.struct(-d, F.col("value")))),
+                "mean": F.avg(v),
+                "min": F.min(v),
+                "max": F.max(v),
+                "count": F.count(v),
+            }
+            for stat in spec.scale_stats:
+                out.append(stat_cols[stat].alias(f"scale_{_safe(scale)}_{_safe(part or 'total')}_{stat}_{w}d"))
     for cls, codes in spec.drug_classes.items():
         hit = (dom == "drug") & F.col("code").isin(list(codes)) & (d <= spec.drug_window)
         out.append(F.count(F.when(hit, 1)).alias(f"drug_{_safe(cls)}_count_{spec.drug_window}d"))
@@ -74,24 +95,35 @@ def event_aggregates(spec: FeatureSpec) -> list[Column]:
 
 
 def features(
-    cohort: DataFrame, ev: DataFrame, person: DataFrame, spec: FeatureSpec, genetics: DataFrame | None = None
+    cohort: DataFrame,
+    ev: DataFrame,
+    person: DataFrame,
+    spec: FeatureSpec,
+    genetics: DataFrame | None = None,
+    omics: dict[str, DataFrame] | None = None,
 ) -> DataFrame:
     """One row per cohort member: person_key, index_date and every feature of ``spec``.
 
+    ``ev``: the long event table (``cohort.events``, with ``cohort.scale_events`` for scale features).
     ``genetics``: (person_key, pc1.., prs) for persons with a consented, QC-passed genome.
+    ``omics``: assay -> its long values (``omics.features.long_values``) for ``spec.omics``.
     """
     idx = cohort.select("person_key", "index_date")
     first_day = 0 if spec.index_day else 1
+    d = F.col("_days_before")
+    # a scale response on the index day counts with scale_index_day (its day is when it was answered)
+    on_index_day = (F.col("domain") == "scale") & (d == 0) if spec.scale_index_day else F.lit(False)
     j = (
         ev.join(idx, "person_key")
         .withColumn("_days_before", F.datediff("index_date", "start_date"))
-        .where(F.col("_days_before") >= first_day)
+        .where((d >= first_day) | on_index_day)
     )
     agg = j.groupBy("person_key").agg(*event_aggregates(spec))
     zero_fill = [
         c
         for c in agg.columns
-        if c.startswith(("cond_", "charlson_", "drug_", "visits_")) or (c.startswith("lab_") and "_count_" in c)
+        if c.startswith(("cond_", "charlson_", "drug_", "visits_"))
+        or (c.startswith(("lab_", "scale_")) and "_count_" in c)
     ]
     p = person.select(
         "person_key",
@@ -110,6 +142,11 @@ def features(
     if spec.charlson:
         score = sum((F.col(f"charlson_{_safe(g)}") * cg.weight for g, cg in spec.charlson.items()), F.lit(0))
         out = out.withColumn("charlson_index", score.cast("int"))
+    if spec.omics:
+        from omicslake.omics.features import person_features
+
+        for assay, o in spec.omics.items():
+            out = person_features(out, (omics or {}).get(assay), assay, o, first_day)
     if spec.genetics:
         if genetics is not None:
             out = (

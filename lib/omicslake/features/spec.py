@@ -20,19 +20,23 @@ from omicslake.config import build_dataclass
 from omicslake.errors import ConfigError
 from omicslake.resources import resource_dir
 
-Domain = Literal["visit", "condition", "measurement", "drug", "procedure"]
+# "scale": a scale score of gold.scale_scores dated by its response (class "<scale>.<subscale>", value the score)
+Domain = Literal["visit", "condition", "measurement", "drug", "procedure", "scale"]
 
 
 @dataclass(frozen=True)
 class Events:
     """Which events: a domain and any of source codes (SNOMED, LOINC, RxNorm; for visits the
-    encounter code), OMOP concept ids, or classes (visit class, e.g. inpatient; measurement
-    name, e.g. hba1c). Nothing listed = every event of the domain."""
+    encounter code; for scales the scale's name), OMOP concept ids, or classes (visit class, e.g.
+    inpatient; measurement name, e.g. hba1c; scale ``<scale>.<subscale>``, e.g. mood.total). Nothing
+    listed = every event of the domain. ``value`` = [min, max] (both inclusive, null for open) keeps
+    only events whose value lies there (a lab or a scale score over a threshold)."""
 
     domain: Domain = "condition"
     codes: tuple[str, ...] = ()
     concept_ids: tuple[int, ...] = ()
     classes: tuple[str, ...] = ()
+    value: tuple[float | None, ...] = ()  # [min, max] of the event's value; empty = any
 
 
 @dataclass(frozen=True)
@@ -76,10 +80,25 @@ class CharlsonGroup:
 
 
 @dataclass(frozen=True)
+class OmicsFeatureSpec:
+    """Per-person features of one assay (silver.omics_<assay>): the normalised values of chosen
+    ``features`` (columns omics_<assay>_<feature>) and ``signatures`` (name -> feature ids: the mean
+    of their z-scores over the assay's samples, omics_<assay>_sig_<name>), from the person's latest
+    consented, QC-passed sample collected before the index (``date_key`` in the sample metadata,
+    within ``window`` days when set); an undated sample is used (as a genome) or left out (``undated``)."""
+
+    features: tuple[str, ...] = ()
+    signatures: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    date_key: str = "collection_date"  # sample_meta key (list it in jobs.omics_qc.sample_meta_keys) of an ISO date
+    window: int | None = None  # days before the index a sample may be collected; None: any time before
+    undated: Literal["use", "drop"] = "use"
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     """Which features a cohort gets (families and column names in ``features.patient``): labs with their
     look-back windows (days) and statistics, condition and Charlson groups, drug classes, visit classes,
-    genetics (PCs, PRS), and whether events on the index day count."""
+    genetics (PCs, PRS), scale scores, omics per assay, and whether events on the index day count."""
 
     labs: tuple[str, ...] = ()  # measurement names (schemas/vocab/units.yaml)
     lab_windows: tuple[int, ...] = (365,)  # look-back days; each gives its own columns
@@ -104,6 +123,14 @@ class FeatureSpec:
     # visit ends). Off by default: then only events strictly before the index date count.
     index_day: bool = False
     n_pcs: int = 10
+    # Scale scores (gold.scale_scores of linked participants, dated by their response): "<scale>" (its total)
+    # or "<scale>.<subscale>"; columns scale_<scale>_<subscale>_<stat>_<W>d over the look-back windows
+    scales: tuple[str, ...] = ()
+    scale_windows: tuple[int, ...] = (365,)
+    scale_stats: tuple[Literal["last", "mean", "min", "max", "count"], ...] = ("last",)
+    # a response dated on the index day counts (answered at the index visit, the day is known); false: strictly before
+    scale_index_day: bool = True
+    omics: dict[str, OmicsFeatureSpec] = field(default_factory=dict)  # assay -> its features
 
 
 @dataclass(frozen=True)
@@ -191,5 +218,16 @@ def _validate(spec: CohortSpec, where: str) -> None:
                 raise ConfigError(f"{where}: {group}[{i}] needs a name (it is reported in the attrition counts)")
             if len(c.window) != 2 or len(c.age) not in (0, 2):
                 raise ConfigError(f"{where}: {group}[{i}] ({c.name}): window and age are [from, to] pairs")
+    for i, e in enumerate([spec.index, spec.outcome, *spec.include, *spec.exclude]):
+        if len(e.value) not in (0, 2):
+            raise ConfigError(f"{where}: value must be [min, max] (null for an open end), got {list(e.value)} ({i})")
+    for assay, o in spec.features.omics.items():
+        if not (assay[:1].isalpha() and assay.replace("_", "").isalnum()):
+            raise ConfigError(f"{where}: features.omics: assay {assay!r} must be letters, digits and _")
+        if not o.features and not o.signatures:
+            raise ConfigError(f"{where}: features.omics.{assay} names no features and no signatures")
+    for s in spec.features.scales:
+        if not s or s.count(".") > 1:
+            raise ConfigError(f"{where}: features.scales: {s!r} must be <scale> or <scale>.<subscale>")
     if not spec.name.replace("_", "").isalnum():
         raise ConfigError(f"{where}: name {spec.name!r} must be letters, digits and _ (it names gold tables)")

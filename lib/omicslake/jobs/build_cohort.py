@@ -3,7 +3,9 @@ gold.features_<name>, gold.table1_<name>.
 
 For each configured cohort: index dates, criteria, labels and survival fields from the silver
 EHR tables (``features.cohort``), point-in-time features from events strictly before the index
-date plus genetic PCs and PRS of consented, linked genomes (``features.patient``), and Table 1
+date plus genetic PCs and PRS of consented, linked genomes, scale scores of linked survey participants
+dated by their response (gold.scale_scores, ``features.cohort.scale_events``) and omics features of
+consented, linked, QC-passed samples (silver.omics_<assay>, ``omics.features``) (``features.patient``), and Table 1
 by outcome (``features.table1``, also as Markdown under <lake>/reports/). The attrition (persons
 left after each criterion) goes to the run's metrics.
 """
@@ -27,7 +29,7 @@ from omicslake.jobs.spec import JobSpec
 SPEC = JobSpec(
     name="build_cohort",
     description="Cohorts from conf/cohorts/*.yaml: gold.cohort_<name> (labels, survival), gold.features_<name>, gold.table1_<name>.",
-    after=("conform_ehr", "genetic_features"),
+    after=("conform_ehr", "genetic_features", "psychometrics", "omics_qc"),
     config=("jobs.build_cohort",),
 )
 NAME = SPEC.name
@@ -45,6 +47,54 @@ def _optional(lake: Lake, name: str) -> DataFrame | None:
     return lake.read(name) if lake.exists(name) else None
 
 
+def _uses_scales(spec: Any) -> bool:
+    sels = [spec.index, spec.outcome, *spec.include, *spec.exclude]
+    return bool(spec.features.scales) or any(e.domain == "scale" and not getattr(e, "age", ()) for e in sels)
+
+
+def _with_scales(lake: Lake, ev: DataFrame, specs: list[Any]) -> DataFrame:
+    """The EHR events plus the dated scale scores of linked participants, when a cohort uses scales."""
+    from omicslake.features.cohort import scale_events
+
+    if not any(_uses_scales(s) for s in specs):
+        return ev
+    missing = [t for t in ("gold.scale_scores", "silver.survey_participant") if not lake.exists(t)]
+    if missing:
+        raise InputError(
+            f"a cohort uses scale scores but {missing} do(es) not exist: run conform_survey and psychometrics"
+        )
+    return ev.unionByName(scale_events(lake.read("gold.scale_scores"), lake.read("silver.survey_participant")))
+
+
+def _omics(lake: Lake, specs: list[Any]) -> dict[str, DataFrame]:
+    """assay -> the long values of the features the cohorts ask for (``omics.features.long_values``);
+    an assay whose silver tables are absent is left out (its features are null, with a warning)."""
+    from omicslake.omics.features import long_values, wanted
+
+    asked: dict[str, tuple[set[str], str]] = {}
+    for spec in specs:
+        for assay, o in spec.features.omics.items():
+            ids, key = asked.get(assay, (set(), o.date_key))
+            if key != o.date_key:
+                raise InputError(f"cohorts read assay {assay} with two date_keys ({key!r}, {o.date_key!r}): use one")
+            asked[assay] = (ids | set(wanted(o)), key)
+    out = {}
+    for assay, (ids, key) in sorted(asked.items()):
+        tables = (f"silver.omics_{assay}", f"silver.omics_samples_{assay}")
+        if not all(lake.exists(t) for t in tables):
+            log.warning(
+                "cohort features ask for assay %s but %s do(es) not exist: its features are null", assay, tables
+            )
+            continue
+        omics = lake.read(tables[0])
+        found = omics.where(F.col("feature_id").isin(sorted(ids))).select("feature_id").distinct().count()
+        if found < len(ids):
+            log.warning("assay %s: %d of the %d features asked for are not in %s (absent or failed QC)", assay,
+                        len(ids) - found, len(ids), tables[0])  # fmt: skip
+        out[assay] = long_values(omics, lake.read(tables[1]), ids, key).cache()
+    return out
+
+
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.features import cohort as C
     from omicslake.features import patient as P
@@ -59,10 +109,11 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     if not lake.exists("silver.person"):
         raise InputError("silver.person does not exist: run conform_ehr first")
     person = lake.read("silver.person")
-    ev = C.events(**{k: _optional(lake, f"silver.{t}") for k, t in SILVER.items()}).cache()
+    ehr = C.events(**{k: _optional(lake, f"silver.{t}") for k, t in SILVER.items()})
+    ev = _with_scales(lake, ehr, specs).cache()
     end = F.to_date(F.lit(c.end_of_data)) if c.end_of_data else None
     if end is None:
-        last = ev.agg(F.max("start_date")).first()[0]  # type: ignore[index]
+        last = ehr.agg(F.max("start_date")).first()[0]  # type: ignore[index]  # the EHR's end, not a survey's
         if last is None:
             raise InputError("the silver event tables are empty: nothing to build a cohort from")
         end = F.lit(last)
@@ -78,6 +129,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             _optional(lake, "gold.prs"),
             max(s.features.n_pcs for s in specs),
         ).cache()
+    omics = _omics(lake, specs)
     metrics: dict[str, Any] = {}
     for spec in specs:
         cohort, candidates = C.build_cohort(ev, person, spec, end)
@@ -85,7 +137,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         out = lake.write(cohort, f"gold.cohort_{spec.name}", mode="overwrite", merge_schema=True)
         steps = C.attrition(candidates, spec)
         saved = lake.read(f"gold.cohort_{spec.name}")
-        feats = P.features(saved, ev, person, spec.features, genetics).join(
+        feats = P.features(saved, ev, person, spec.features, genetics, omics).join(
             saved.select("person_key", "label", "time_days", "event"), "person_key"
         )
         feats = feats.withColumn("run_id", F.lit(lake.run_id))
@@ -127,6 +179,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         metrics[spec.name] = m
         log.info("cohort %s: %d persons, %d with the outcome; attrition %s", spec.name, m["persons"], m["cases"], steps)
     ev.unpersist()
+    for df in omics.values():
+        df.unpersist()
     if genetics is not None:
         genetics.unpersist()
     return metrics

@@ -11,6 +11,10 @@ whole on each run from bronze (survey data are small; a new export replaces the 
 - silver.survey_participant: participant -> person;
 - quarantine.survey_values: values that broke a rule (type, choice, range, required).
 
+With ``jobs.conform_ehr.date_shift`` on, every date and datetime value moves by the linked patient's
+EHR offset (``survey.dates``), so a survey date minus an EHR date is unchanged by the shift; a refused
+value's raw text in quarantine is not shifted (it did not parse as a date, or broke its range).
+
 Reconciliation: value rows built = rows in silver from this run + rows quarantined, each side
 counted from the tables.
 """
@@ -30,11 +34,12 @@ from omicslake import quarantine
 from omicslake.config import Config
 from omicslake.contracts import enforce, load_contract
 from omicslake.ehr.silver import rows_of_batch
-from omicslake.errors import ConfigError, InputError, ReconciliationError
+from omicslake.errors import InputError, ReconciliationError
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
 from omicslake.survey import dictionary as D
+from omicslake.survey.dates import shift_values, survey_shift_days
 from omicslake.survey.records import value_rows
 
 SPEC = JobSpec(
@@ -66,6 +71,7 @@ VALUES_SCHEMA = T.StructType(
         T.StructField("rule", T.StringType()),
         T.StructField("reason", T.StringType()),
         T.StructField("raw_value", T.StringType()),
+        T.StructField("site", T.StringType()),
         T.StructField("_source_file", T.StringType()),
         T.StructField("_line", T.LongType()),
     ]
@@ -113,14 +119,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             raise InputError("bronze.survey_records does not exist: run ingest_survey first")
         log.warning("bronze.survey_records does not exist (no survey landed): nothing to conform")
         return {"projects": 0}
-    if cfg.jobs.conform_ehr.date_shift:
-        # EHR dates are shifted per patient; survey dates would reach silver unshifted and disagree with
-        # them: refused until the survey's dates are shifted with the linked patient's offset
-        raise ConfigError(
-            "jobs.conform_ehr.date_shift is on, and conform_survey does not shift survey dates yet: its silver "
-            "tables would hold real dates. Turn date_shift off for a lake with surveys, or leave the surveys in bronze"
-        )
     key = pseudonym_key(cfg.jobs.conform_ehr)
+    ehr = cfg.jobs.conform_ehr
     records = lake.read("bronze.survey_records")
     exports = [e for e in latest_exports(records) if not c.projects or e[0] in c.projects]
     values_parts: list[DataFrame] = []
@@ -141,7 +141,17 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 (*v, r["_source_file"], r["_line"]) for v in value_rows(d, r["raw_values"], rep)
             ]
         )
-        df = spark.createDataFrame(rdd, VALUES_SCHEMA).select(
+        df = spark.createDataFrame(rdd, VALUES_SCHEMA)
+        if ehr.date_shift:  # the linked patient's EHR offset (survey.dates), before the record id is dropped
+            link = _linkage(lake, project)
+            df = (
+                df.join(F.broadcast(link), "record_id", "left")
+                if link is not None
+                else df.withColumn("patient_id", F.lit(None).cast("string"))
+            )
+            days = survey_shift_days(key, project, F.col("record_id"), F.col("patient_id"), ehr.date_shift_max_days)
+            df = shift_values(df, days)
+        df = df.select(
             F.lit(project).alias("project"),
             pseudonym(key, f"survey:{project}", F.col("record_id")).alias("participant_key"),
             *[F.col(n) for n in VALUES_SCHEMA.names if n != "record_id"],
@@ -177,7 +187,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             F.col("instance").cast("string"),
             "field",
         ),
-        ["project", "event", "instrument", "instance", "field", "field_type", "validation", "raw_value"],
+        ["project", "event", "instrument", "instance", "field", "field_type", "validation", "raw_value", "site"],
         "_source_file",
         "_line",
         lake.run_id,
@@ -230,22 +240,30 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     return metrics
 
 
+def _linkage(lake: Lake, project: str) -> DataFrame | None:
+    """(record_id, patient_id) of the project's latest linkage file; None when none was landed."""
+    if not lake.exists("bronze.survey_linkage"):
+        return None
+    lp = lake.read("bronze.survey_linkage").where(F.col("project") == project)
+    last = lp.agg(F.max("_ingested_at")).first()[0]  # one value
+    if last is None:
+        return None
+    return lp.where(F.col("_ingested_at") == last).select("record_id", "patient_id").dropDuplicates(["record_id"])
+
+
 def _participants(spark: SparkSession, lake: Lake, key: bytes, exports: list[tuple[str, str, str, str]]) -> None:
     from omicslake.ehr.deid import pseudonym
 
     parts = []
     records = lake.read("bronze.survey_records")
-    link = lake.read("bronze.survey_linkage") if lake.exists("bronze.survey_linkage") else None
     for project, _path, digest, _d in exports:
         ids = (
             records.where((F.col("project") == project) & (F.col("_file_sha256") == digest))
             .select("record_id")
             .distinct()
         )
-        if link is not None:
-            lp = link.where(F.col("project") == project)
-            last = lp.agg(F.max("_ingested_at")).first()[0]  # one value
-            lp = lp.where(F.col("_ingested_at") == last).select("record_id", "patient_id").dropDuplicates(["record_id"])
+        lp = _linkage(lake, project)
+        if lp is not None:
             ids = ids.join(lp, "record_id", "left")
         else:
             ids = ids.withColumn("patient_id", F.lit(None).cast("string"))

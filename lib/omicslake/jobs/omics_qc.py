@@ -2,7 +2,8 @@
 persons through the sample link.
 
 Per assay (``jobs.omics_qc.assays``, default every assay in bronze.omics_samples; the latest file
-ingested for it): sample QC (missing share, library size for counts, features detected), then
+ingested for it): sample QC (missing share, library size for counts, features detected; after
+normalisation, outliers on the first PCs when ``pca_outlier_pcs`` is set, ``omicslake.omics.pca``), then
 feature QC on the passing samples (missing share, low counts), normalisation per assay type
 (``omicslake.omics.normalise``), then low variance. Writes silver.omics_<assay> (passing features x
 passing samples), silver.omics_samples_<assay> (every sample: metrics, pass flag, rule, position in
@@ -100,20 +101,45 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
         raise InputError(
             f"assay {assay!r} ({source}): every one of its {n} samples failed QC; see quarantine.omics_sample_qc"
         )
-    f = (
-        features.select("assay", "assay_type", "feature_id", "feature_meta", "values", "line")
-        .transform(N.subset(passing))
-        .transform(N.feature_qc(kind, t))
-        .cache()
-    )
-    kept = f.where(F.col("rule").isNull()).drop("rule", "reason")
-    norm, extra = N.normalise(kept, len(passing), kind, t, qc.total[passing])
-    norm = norm.withColumn(
-        "rule",
-        F.when(F.coalesce(F.col("variance"), F.lit(0.0)) < t.min_variance, F.lit("low_variance"))
-        if t.min_variance > 0
-        else F.lit(None),
-    ).cache()
+
+    def normalised(passing: list[int]) -> tuple[DataFrame, DataFrame, dict[str, Any]]:
+        f = (
+            features.select("assay", "assay_type", "feature_id", "feature_meta", "values", "line")
+            .transform(N.subset(passing))
+            .transform(N.feature_qc(kind, t))
+            .cache()
+        )
+        kept = f.where(F.col("rule").isNull()).drop("rule", "reason")
+        norm, extra = N.normalise(kept, len(passing), kind, t, qc.total[passing])
+        norm = norm.withColumn(
+            "rule",
+            F.when(F.coalesce(F.col("variance"), F.lit(0.0)) < t.min_variance, F.lit("low_variance"))
+            if t.min_variance > 0
+            else F.lit(None),
+        ).cache()
+        return f, norm, extra
+
+    f, norm, extra = normalised(passing)
+    pca_out = 0
+    if t.pca_outlier_pcs > 0 and len(passing) > t.pca_outlier_pcs + 2:
+        from omicslake.omics import pca
+
+        g = pca.gram(norm.where(F.col("rule").isNull()), t.pca_features)
+        flagged = pca.outliers(pca.scores(g, t.pca_outlier_pcs)[0], t.pca_outlier_z) if g.size else []
+        if flagged:  # the assay is normalised again without them (size factors, feature QC, means)
+            more = {
+                passing[o.index]: (
+                    "pca_outlier",
+                    f"PC{o.pc} score {o.z:+.2f} robust SDs from the median (|z| > {t.pca_outlier_z})",
+                )
+                for o in flagged
+            }
+            qc = qc.failing(more)
+            passing = qc.passing
+            f.unpersist()
+            norm.unpersist()
+            f, norm, extra = normalised(passing)
+            pca_out = len(flagged)
     silver = norm.where(F.col("rule").isNull()).drop("rule").withColumn("run_id", F.lit(lake.run_id))
     out = lake.write(
         silver.transform(enforce(load_contract(f"silver.omics_{assay}"))), f"silver.omics_{assay}", mode="overwrite"
@@ -197,6 +223,7 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
         "features_passed": out.rows,
         "features_quarantined": n_fq,
         "samples_quarantined": n_sq,
+        "samples_pca_outliers": pca_out,
     }
 
 

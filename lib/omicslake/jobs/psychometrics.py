@@ -2,7 +2,9 @@
 
 For each scale (``survey.scales``): its items' answered values are read from
 silver.survey_values (one scale's item matrix is small: collected), reverse-keyed and scored per
-participant, event and instance into gold.scale_scores. Per scale / subscale and event
+participant, event and instance into gold.scale_scores, each dated by the scale's date field
+(``survey.dates``: the day the answers were given, which build_cohort's point-in-time scale features
+need). Per scale / subscale and event
 (``survey.psychometrics``): Cronbach's alpha with its Feldt interval, McDonald's omega, floor and
 ceiling shares, the number of factors by parallel analysis (gold.scale_reliability); per item:
 corrected item-total correlation and alpha if deleted (gold.scale_items); the minres loadings
@@ -20,8 +22,9 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pyspark.sql import SparkSession
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
+from pyspark.sql import types as T
 
 from omicslake.config import Config
 from omicslake.contracts import enforce, load_contract
@@ -95,7 +98,12 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     for k, table in tables.items():
         contract = load_contract(table)
         plain = [tuple(v.item() if isinstance(v, np.generic) else v for v in row) for row in out[k]]
-        df = spark.createDataFrame(plain, contract.struct())
+        struct = contract.struct()
+        if k == "scores":  # the response date comes from the survey's date fields, joined below
+            struct = T.StructType([f for f in struct.fields if f.name != "response_date"])
+        df = spark.createDataFrame(plain, struct)
+        if k == "scores":
+            df = _dated(df, values, specs)
         lake.write(df.transform(enforce(contract)), table, mode="overwrite")
         metrics[f"{k}_rows"] = len(out[k])
     # Study QA: completeness by project, event and instrument
@@ -139,6 +147,26 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         if r[1] == "total":
             metrics[f"alpha_{r[0]}_{r[2] or 'all'}"] = r[5]
     return metrics
+
+
+def _dated(scores: DataFrame, values: DataFrame, specs: list[ScaleSpec]) -> DataFrame:
+    """gold.scale_scores rows with ``response_date``: each scale's responses dated by its date_field /
+    event_date_fields (``survey.dates.response_dates``); null for a scale that names none."""
+    from omicslake.survey.dates import KEYS, response_dates
+
+    parts = []
+    for spec in specs:
+        if not (spec.date_field or spec.event_date_fields):
+            continue
+        v = values.where(F.col("project") == spec.project) if spec.project else values
+        parts.append(response_dates(v, spec.date_field, spec.event_date_fields).withColumn("scale", F.lit(spec.name)))
+    if not parts:
+        return scores.withColumn("response_date", F.lit(None).cast("date"))
+    dates = parts[0]
+    for p in parts[1:]:
+        dates = dates.unionByName(p)
+    on = [scores[k].eqNullSafe(dates[k]) for k in [*KEYS, "scale"]]
+    return scores.join(dates, on, "left").select(*[scores[c] for c in scores.columns], dates["response_date"])
 
 
 def _scale(

@@ -46,6 +46,13 @@ class SampleQc:
     rule: list[str | None]
     reason: list[str | None]
 
+    def failing(self, more: dict[int, tuple[str, str]]) -> SampleQc:
+        """A copy where the samples of ``more`` (position -> (rule, reason)) fail as well."""
+        rule, reason = list(self.rule), list(self.reason)
+        for j, (r, why) in more.items():
+            rule[j], reason[j] = r, why
+        return SampleQc(self.total, self.detected, self.missing_fraction, rule, reason)
+
     @property
     def passing(self) -> list[int]:
         """Positions of the samples that passed."""

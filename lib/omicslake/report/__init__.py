@@ -3,7 +3,8 @@
 Sections, in this order, each present when its tables or files exist: pipeline runs (ops.runs), data
 quality (ops.dq_results of the latest checking run), quarantine counts by rule (``ops``); sample and
 variant QC histograms, PCA scatter coloured by recorded race, GWAS Manhattan and QQ plots
-(``genomics``); Table 1 of each cohort (``cohorts``); the latest risk, survival and cluster models'
+(``genomics``); per omics assay a sample PCA scatter and per association a volcano plot
+(``omics``); Table 1 of each cohort (``cohorts``); the latest risk, survival and cluster models'
 metrics and plots from MLflow (``models``); each predictions table's risk bands and drift checks
 (``predictions``); study completeness and the scales' reliability, retest ICC and loading heat
 maps (``survey``). Only aggregates and per-sample QC/PC numbers are read; no
@@ -19,7 +20,7 @@ from pyspark.sql import SparkSession
 
 from omicslake.config import Config
 from omicslake.io.delta import Lake
-from omicslake.report import cohorts, genomics, models, ops, predictions, survey
+from omicslake.report import cohorts, genomics, models, omics, ops, predictions, survey
 from omicslake.report.render import Section, document
 
 
@@ -39,6 +40,7 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         genomics.genotype_qc(lake),
         genomics.principal_components(lake),
         genomics.gwas(cfg.lake_root / "reports"),
+        omics.omics(lake, tables),
         cohorts.table1(lake, tables),
         models.models(cfg),
         predictions.predictions(lake, tables),

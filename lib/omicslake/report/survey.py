@@ -17,16 +17,17 @@ def _fmt(x: float | None, digits: int = 3) -> str:
 
 
 def completeness(lake: Lake, tables: Sequence[str]) -> Section:
-    """The "Study completeness" section: gold.survey_completeness by project, event and instrument;
-    nothing when the table is absent or empty."""
+    """The "Study completeness" section: gold.survey_completeness by project, event, instrument and
+    site (the column shown when some record has a data access group); nothing when the table is
+    absent or empty."""
     if "gold.survey_completeness" not in tables:
         return Section()
-    rows = lake.read("gold.survey_completeness").orderBy("project", "event", "instrument").collect()
+    rows = lake.read("gold.survey_completeness").orderBy("project", "event", "instrument", "site").collect()
     if not rows:
         return Section()
     shown = [
         {
-            **{k: r[k] if r[k] is not None else "" for k in ("project", "event", "instrument", "participants")},
+            **{k: r[k] if r[k] is not None else "" for k in ("project", "event", "instrument", "site", "participants")},
             "answered": r.answered,
             "missing": r.missing,
             "not shown": r.not_shown,
@@ -40,6 +41,7 @@ def completeness(lake: Lake, tables: Sequence[str]) -> Section:
         "project",
         "event",
         "instrument",
+        *(["site"] if any(r.site is not None for r in rows) else []),
         "participants",
         "answered",
         "missing",

@@ -1,20 +1,24 @@
-"""Study quality assurance from the typed survey values: completeness by project, event and
-instrument, refused values by rule. Pure transforms on DataFrames."""
+"""Study quality assurance from the typed survey values: completeness by project, event,
+instrument and site (the REDCap data access group), refused values by rule. Pure transforms on DataFrames."""
 
 from __future__ import annotations
 
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+BOOKKEEPING = ("form_status", "form_timestamp")  # rows of REDCap's own columns, not fields a form asks for
+
 
 def completeness(values: DataFrame, quarantined: DataFrame | None) -> DataFrame:
-    """Per (project, event, instrument): participants, answered / missing / not-shown values of
-    silver.survey_values (form status fields left out), values refused to quarantine (``invalid``,
+    """Per (project, event, instrument, site): participants, answered / missing / not-shown values of
+    silver.survey_values (form status and timestamp rows left out; site = the data access group, null
+    for records without one), values refused to quarantine (``invalid``,
     from quarantine.survey_values' row_json), completeness = answered / (answered + missing +
     invalid) (a not-shown field is not expected, so not missing), and the share of instrument
     instances whose form status is Complete (2)."""
-    fields = values.where(F.col("field_type") != "form_status")
-    counts = fields.groupBy("project", "event", "instrument").agg(
+    keys = ["project", "event", "instrument", "site"]
+    fields = values.where(~F.col("field_type").isin(*BOOKKEEPING))
+    counts = fields.groupBy(*keys).agg(
         F.countDistinct("participant_key").alias("participants"),
         F.sum((F.col("status") == "answered").cast("long")).alias("answered"),
         F.sum((F.col("status") == "missing").cast("long")).alias("missing"),
@@ -22,20 +26,15 @@ def completeness(values: DataFrame, quarantined: DataFrame | None) -> DataFrame:
     )
     status = (
         values.where(F.col("field_type") == "form_status")
-        .groupBy("project", "event", "instrument")
+        .groupBy(*keys)
         .agg(F.avg((F.col("value") == "2").cast("double")).alias("forms_complete_share"))
     )
-    keys = ["project", "event", "instrument"]
     if quarantined is not None:
-        j = F.from_json("row_json", "project string, event string, instrument string, field_type string")
+        j = F.from_json("row_json", "project string, event string, instrument string, field_type string, site string")
         bad = (
             quarantined.select(j.alias("r"))
-            .where(F.col("r.field_type") != "form_status")
-            .groupBy(
-                F.col("r.project").alias("project"),
-                F.col("r.event").alias("event"),
-                F.col("r.instrument").alias("instrument"),
-            )
+            .where(~F.col("r.field_type").isin(*BOOKKEEPING))
+            .groupBy(*[F.col(f"r.{k}").alias(k) for k in keys])
             .agg(F.count("*").alias("invalid"))
         )
         counts = counts.join(bad, [counts[k].eqNullSafe(bad[k]) for k in keys], "left").select(

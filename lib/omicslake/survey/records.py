@@ -13,6 +13,11 @@ emitted: they stop at bronze):
 - ``missing``: shown and empty (rule ``required`` when the dictionary says Required);
 - ``answered``: a valid typed value; else the rule and reason of ``values.type_value``.
 
+A carried instrument's ``<form>_timestamp`` (REDCap's survey completion time, in exports of
+survey-enabled instruments) becomes a ``form_timestamp`` row (``value_datetime``); empty and
+``[not completed]`` give none. Every row carries the record's data access group
+(``redcap_data_access_group``: the site; null without one).
+
 A branching logic the evaluator does not support (``Field.logic_error``), or one that names
 another event's field, counts as shown (status ``missing`` / ``answered``); ``logic_unknown`` in
 the row says so.
@@ -25,7 +30,7 @@ from typing import Any
 
 from omicslake.survey import logic
 from omicslake.survey.dictionary import Dictionary, Field, checkbox_column
-from omicslake.survey.values import Typed, type_checkbox, type_form_status, type_value
+from omicslake.survey.values import Typed, type_checkbox, type_form_status, type_form_timestamp, type_value
 
 # Column order of the tuples value_rows returns (silver.survey_values before pseudonymisation).
 VALUE_COLUMNS = (
@@ -47,6 +52,7 @@ VALUE_COLUMNS = (
     "rule",
     "reason",
     "raw_value",
+    "site",
 )
 
 
@@ -114,6 +120,7 @@ def value_rows(
     event = _raw(row, "redcap_event_name").strip() or None
     inst_raw = _raw(row, "redcap_repeat_instance").strip()
     instance = int(inst_raw) if inst_raw.isdigit() else 1
+    site = _raw(row, "redcap_data_access_group").strip() or None
     out: list[tuple[Any, ...]] = []
 
     def emit(
@@ -146,6 +153,7 @@ def value_rows(
                 t.rule,
                 t.reason,
                 raw if t.rule is not None else None,
+                site,
             )
         )
 
@@ -196,6 +204,19 @@ def value_rows(
                 t,
                 False,
                 status_raw,
+            )
+        stamp_raw = _raw(row, f"{form}_timestamp").strip()
+        if stamp_raw and stamp_raw != "[not completed]":
+            t = type_form_timestamp(form, stamp_raw)
+            emit(
+                form,
+                f"{form}_timestamp",
+                "form_timestamp",
+                "",
+                "answered" if t.rule is None else "invalid",
+                t,
+                False,
+                stamp_raw,
             )
     return out
 

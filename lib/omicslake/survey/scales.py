@@ -4,7 +4,8 @@ A scale names its items (dictionary fields with numeric codes), their response r
 reverse-keyed items (scored ``low + high - x``), optional subscales (name -> items), the scoring
 rule (``sum`` or ``mean``) and the share of items that may be missing: with more missing the
 score is null; with fewer, a sum is prorated (mean of the answered items x number of items), the
-usual rule for questionnaires such as the PHQ-9 or the SF-36.
+usual rule for questionnaires such as the PHQ-9 or the SF-36. ``date_field`` and
+``event_date_fields`` say which field dates a response (``survey.dates.response_dates``).
 """
 
 from __future__ import annotations
@@ -32,6 +33,10 @@ class ScaleSpec:
     subscales: dict[str, tuple[str, ...]] = field(default_factory=dict)  # subscale -> its items
     score: Literal["sum", "mean"] = "sum"  # sum (prorated when items are missing) or mean of the items
     max_missing_share: float = 0.2  # at most this share of a (sub)scale's items missing, else no score
+    # The date of a response (gold.scale_scores.response_date; point-in-time features need it): a date or datetime
+    # field, or REDCap's <form>_timestamp, at the response's event (its own instance, else the earliest value there)
+    date_field: str | None = None
+    event_date_fields: dict[str, str] = field(default_factory=dict)  # event -> its dating field (overrides date_field)
 
     def parts(self) -> dict[str, tuple[str, ...]]:
         """'total' and each subscale -> its items."""

@@ -186,3 +186,12 @@ def type_form_status(form: str, raw: str) -> Typed:
     if s not in labels:
         return _bad("choice", f"{form}_complete: value is not a form status code (0, 1, 2)")
     return Typed(value=s, number=float(s), label=labels[s])
+
+
+def type_form_timestamp(form: str, raw: str) -> Typed:
+    """``<form>_timestamp`` (when a survey was completed): ``YYYY-MM-DD HH:MM[:SS]`` as a datetime, or
+    rule ``type``."""
+    t = parse_datetime(raw, "datetime_ymd")
+    if t is None:
+        return _bad("type", f"{form}_timestamp: not a date and time (YYYY-MM-DD HH:MM:SS)")
+    return Typed(value=t.isoformat(sep=" "), datetime=t)
