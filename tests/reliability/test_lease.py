@@ -49,6 +49,10 @@ def test_a_held_lease_stops_a_second_pipeline_and_a_dead_holder_is_taken_over(sp
     with pytest.raises(lease.LeaseHeldError) as err:
         lease.acquire(lake, "run-b", hours=1)
     assert "run-a" in str(err.value) and "--break-lease" in str(err.value)
+    # renewing a lease that is still ours and far from expiry writes nothing (one log listing per job)
+    v = lake.version("ops.pipeline_lease")
+    lease.renew(lake, "run-a", hours=1)
+    assert lake.version("ops.pipeline_lease") == v
     # a pipeline on the same lake stops before its first job: nothing written, no audit row
     with pytest.raises(lease.LeaseHeldError):
         run_pipeline(spark, cfg, ["generate"], run_id="run-c")
@@ -73,6 +77,11 @@ def test_a_held_lease_stops_a_second_pipeline_and_a_dead_holder_is_taken_over(sp
         lease.acquire(lake, "run-e", hours=1)
     lease.acquire(lake, "run-e", hours=1, force=True)
     assert "broken by force" in _interrupted(lake)["run-elsewhere"]
+    # a pipeline whose lease was broken learns it at its next job, not at the lease's expiry
+    lease.acquire(Lake(spark, cfg), "run-breaker", hours=1, force=True)
+    with pytest.raises(lease.LeaseHeldError, match="no longer held by run run-e"):
+        lease.renew(lake, "run-e", hours=1)
+    lease.acquire(lake, "run-e", hours=1, force=True)
     lease.release(lake, "run-e")
     _plant(lake, "run-expired", 1, expires_in_hours=-1, host="another-host.example")
     lease.acquire(lake, "run-f", hours=1)

@@ -154,18 +154,41 @@ def acquire(lake: Lake, run_id: str, hours: float, force: bool = False) -> Holde
     if got is None or got.run_id != run_id:
         assert got is not None or seen is not None
         raise LeaseHeldError(_held_message(lake, got or seen))  # type: ignore[arg-type]
+    _remember(lake, got)
     if seen is not None and reason != "already ours":
         log.warning("lease: taken over from run %s (%s)", seen.run_id, reason)
         _record_interrupted(lake, seen, reason)
     return got
 
 
+# (lake root, run id) -> (a version of the lease table at which the row was ours, the expiry it says)
+_OURS: dict[tuple[str, str], tuple[int | None, dt.datetime]] = {}
+
+
+def _remember(lake: Lake, h: Holder) -> None:
+    """Called right after ``current`` read ``h`` as ours: the version that read pinned is one at which
+    the row was ours (not the table's version now, which another taker may have moved on since)."""
+    _OURS[(str(lake.cfg.layout.root), h.run_id)] = (lake.reads.get(TABLE), h.expires_at)
+
+
 def renew(lake: Lake, run_id: str, hours: float) -> None:
-    """Push the expiry of ``run_id``'s lease ``hours`` ahead; LeaseHeldError if it is no longer ours."""
+    """Before each job: check that ``run_id`` still holds the lease (LeaseHeldError if not) and push its
+    expiry ``hours`` ahead once less than half of it is left. While the lease table's version is the
+    one at which we last read the row as ours, nobody has written it since, so it is still ours: one
+    listing of its log, no read of the row and no MERGE (those cost seconds per job)."""
+    now = _now()
+    mine = _OURS.get((str(lake.cfg.layout.root), run_id))
+    if mine is not None and mine[0] is not None and lake.version(TABLE) == mine[0]:
+        if mine[1] - now > dt.timedelta(hours=hours / 2):
+            return
     seen = current(lake)
     if seen is None or seen.run_id != run_id:
         raise LeaseHeldError(f"the pipeline lease of {lake.cfg.layout.root} is no longer held by run {run_id}")
-    _cas(lake, seen, {**seen.__dict__, "lease": NAME, "expires_at": _now() + dt.timedelta(hours=hours)})
+    _cas(lake, seen, {**seen.__dict__, "lease": NAME, "expires_at": now + dt.timedelta(hours=hours)})
+    got = current(lake)
+    if got is None or got.run_id != run_id:
+        raise LeaseHeldError(f"the pipeline lease of {lake.cfg.layout.root} is no longer held by run {run_id}")
+    _remember(lake, got)
 
 
 def release(lake: Lake, run_id: str) -> None:
@@ -174,6 +197,7 @@ def release(lake: Lake, run_id: str) -> None:
     if seen is None or seen.run_id != run_id:
         return
     empty = {"lease": NAME, "run_id": None, "host": None, "pid": None, "acquired_at": None, "expires_at": None}
+    _OURS.pop((str(lake.cfg.layout.root), run_id), None)
     _cas(lake, seen, empty)
 
 
