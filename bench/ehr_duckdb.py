@@ -50,7 +50,8 @@ def raw_sql(files: dict[str, list[Path]]) -> str:
         for i, p in enumerate(paths):
             parts.append(
                 f"SELECT *, {_quote(str(p))} AS _file, {_quote(p.parent.name)} AS _batch, row_number() OVER () AS _line "
-                f"FROM read_csv({_quote(str(p))}, header = true, all_varchar = true, store_rejects = true, "
+                f"FROM read_csv({_quote(str(p))}, header = true, delim = ',', quote = '\"', escape = '\"', all_varchar = true, "
+                f"store_rejects = true, "
                 f"rejects_table = 'rej_{table}_{i}', rejects_scan = 'scan_{table}_{i}')"
             )
         out.append(f"CREATE TABLE raw_{table} AS\n" + "\nUNION ALL BY NAME\n".join(parts) + ";")

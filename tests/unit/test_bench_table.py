@@ -29,7 +29,7 @@ def test_block_has_a_line_per_ratio_with_both_times(tmp_path: Path) -> None:
     (tmp_path / "gwas.json").write_text(json.dumps(data))
     text = block(tmp_path)
     assert (
-        "| gwas | 20,000 x 2,000 | omicslake gwas (missing=drop) | plink2 --glm --threads 2 | 50.0 | 20.0 | 2.50 |"
+        "| gwas | 20,000 variants x 2,000 samples | omicslake gwas (missing=drop) | plink2 --glm --threads 2 | 50.0 | 20.0 | 2.50 |"
         in text
     )
     assert "| Hail logistic_regression_rows | 50.0 | 125.0 | 0.40 |" in text
