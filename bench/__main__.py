@@ -77,6 +77,7 @@ def main(argv: list[str] | None = None) -> int:
     spark = build_session(cfg)
     info["session_start_seconds"] = round(time.monotonic() - t, 2)
     table: list[tuple[str, str, str, float, float | None, float | None]] = []
+    failed: list[str] = []  # a benchmark whose two sides computed different things
     try:
         for name in names:
             sizes = (
@@ -94,6 +95,7 @@ def main(argv: list[str] | None = None) -> int:
                 rec: dict[str, Any] = modules[name].run(spark, cfg, work, *size, peers=not args.no_peers)
                 rec["size"] = dict(zip(DIMS[name], size, strict=True))
                 runs.append(rec)
+                failed += [f"{name} {label}: {c}" for c in rec.get("checks_failed", [])]
                 for key, r in rec["ratios"].items():
                     ours_key, peer_key = _keys(name, key)
                     table.append((name, label, key, rec["seconds"][ours_key], rec["seconds"].get(peer_key), r))
@@ -113,6 +115,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r if r is not None else float('nan'):6.2f}"
         )
     print(f"[bench] results in {out}", file=sys.stderr)
+    if failed:
+        print("[bench] the two sides disagree: " + "; ".join(failed), file=sys.stderr)
+        return 1
     missing = [f"{name} {size} {key}" for name, size, key, _, _, r in table if r is None]
     if missing and not args.no_peers:
         print(f"[bench] no ratio for: {', '.join(missing)} (a peer did not run)", file=sys.stderr)

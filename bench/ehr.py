@@ -289,6 +289,10 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 11, peers: 
             "rows_per_second": round(conform_in / duck["seconds"], 1) if duck["seconds"] else None,
         }
         record["agreement"] = agreement(ours, duck["counts"])
+        if not record["agreement"]["silver_agrees"]:
+            record["checks_failed"] = [
+                f"silver row counts differ between conform_ehr and the DuckDB script: {record['agreement']['silver_differs']}"
+            ]
         seconds["duckdb"] = duck["seconds"]
         seconds["duckdb_process"] = round(wall, 3)
     else:
