@@ -23,6 +23,7 @@ import json
 import math
 import re
 import secrets
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -204,6 +205,7 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 11, peers: 
     key = secrets.token_hex(32)  # a key of this run only, for both sides (synthetic patients)
     ref_date = time.strftime("%Y-%m-%d")
     lake_root = work / f"ehr-lake-{patients}"
+    shutil.rmtree(lake_root, ignore_errors=True)  # every run lands everything (a kept --work folder has an old lake)
     overrides = [
         f"lake.root={lake_root}",
         "jobs.ingest_ehr.sources=[synthea]",
