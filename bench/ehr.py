@@ -19,6 +19,7 @@ the same files; the record says ``"inputs": {"mode": "replicated", ...}``.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
@@ -62,9 +63,10 @@ def replicate_line(line: str, copy: int) -> str:
     return line if copy == 0 else _UUID.sub(lambda m: f"{m.group(0)}-{copy}", line)
 
 
-def replicate_synthea(source: Path, dest: Path, copies: int) -> dict[str, int]:
+def replicate_synthea(source: Path, dest: Path, copies: int, chunk: int = 200_000) -> dict[str, int]:
     """Every <batch>/<table>.csv of source written to dest with ``copies`` copies of its data lines
-    (one header); returns the data lines written per file."""
+    (one header; the copies of each block of ``chunk`` lines follow each other, so memory stays
+    bounded); returns the data lines written per file."""
     written: dict[str, int] = {}
     for src in sorted(source.rglob("*.csv")):
         out = dest / src.relative_to(source)
@@ -72,11 +74,12 @@ def replicate_synthea(source: Path, dest: Path, copies: int) -> dict[str, int]:
         n = 0
         with src.open(encoding="utf-8", newline="") as f, out.open("w", encoding="utf-8", newline="") as g:
             g.write(f.readline())
-            marked = [_UUID.sub(lambda m: m.group(0) + "\x00", line) for line in f]  # one regex pass per line
-            for k in range(copies):
-                sfx = f"-{k}" if k else ""
-                g.writelines(line.replace("\x00", sfx) for line in marked)
-                n += len(marked)
+            while block := list(itertools.islice(f, chunk)):
+                marked = [_UUID.sub(lambda m: m.group(0) + "\x00", line) for line in block]  # one regex pass
+                for k in range(copies):
+                    sfx = f"-{k}" if k else ""
+                    g.writelines(line.replace("\x00", sfx) for line in marked)
+                    n += len(marked)
         written[str(src.relative_to(source))] = n
     return written
 
