@@ -83,9 +83,11 @@ def notes(data: dict[str, Any]) -> list[str]:
             if job in s["growth_per_10x"]
         )
         at = s["spark_overtakes_duckdb_at"]
+        sizes = " -> ".join(f"{n:,}" for n in s["sizes"])
         out.append(
-            f"- ehr: time growth per 10x patients ({' -> '.join(f'{n:,}' for n in s['sizes'])}): {growth}; "
-            f"Spark's ingest + conform overtakes DuckDB {'at ' + format(at, ',') + ' patients' if at else 'at no size measured'}; "
+            "- ehr: "
+            + (f"time growth per 10x patients ({sizes}): {growth}; " if len(s["sizes"]) > 1 else "")
+            + f"Spark's ingest + conform overtakes DuckDB {'at ' + format(at, ',') + ' patients' if at else 'at no size measured'}; "
             f"silver row counts of both sides {'agree' if s['silver_counts_agree'] else 'DIFFER'} at every size."
         )
     elif name == "suite_cost":
