@@ -57,6 +57,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="where the JSON goes (default bench/results, or bench/results/quick with --quick)")
     ap.add_argument("--work", help="work folder for inputs and lakes, kept (default: a temp folder, removed)")
     ap.add_argument("--no-peers", action="store_true", help="ours only (for profiling)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the session and the job processes, e.g. spark.driver_memory=12g",
+    )
     args = ap.parse_args(argv)
     names = [n for n in (args.only.split(",") if args.only else SIZES) if n]
     unknown = set(names) - set(SIZES)
@@ -72,7 +80,7 @@ def main(argv: list[str] | None = None) -> int:
 
     modules = {"gwas": gwas, "ingest_vcf": ingest_vcf, "serve": serve, "ehr": ehr, "models": models}
     info = {"machine": common.machine(), "versions": common.versions()}
-    cfg = load_config("local", overrides=[f"lake.root={work / 'lake'}"])
+    cfg = load_config("local", overrides=[f"lake.root={work / 'lake'}", *args.overrides])
     t = time.monotonic()
     spark = build_session(cfg)
     info["session_start_seconds"] = round(time.monotonic() - t, 2)

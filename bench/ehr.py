@@ -214,7 +214,7 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 11, peers: 
         "jobs.ingest_ehr.sources=[synthea]",
         f"jobs.ingest_ehr.synthea_dir={synthea}",
         f"jobs.conform_ehr.reference_date={ref_date}",
-        f"spark.driver_memory={cfg.spark.driver_memory}",
+        f"spark.driver_memory={cfg.spark.driver_memory}",  # python -m bench --set spark.driver_memory=...
     ]
     env = {"OMICSLAKE_PSEUDONYM_KEY": key}
     exe = Path(sys.executable).with_name("omicslake")
