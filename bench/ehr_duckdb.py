@@ -137,6 +137,7 @@ def run(
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command line (see the module docstring); prints the result as JSON."""
     ap = argparse.ArgumentParser(prog="python -m bench.ehr_duckdb", description=__doc__)
     ap.add_argument("--synthea", required=True, help="the Synthea landing folder (batch_*/<table>.csv)")
     ap.add_argument("--out", required=True, help="folder for the Parquet output")
