@@ -33,7 +33,7 @@ SIZES: dict[str, dict[str, list[tuple[int, ...]]]] = {
 DIMS = {
     "gwas": ("variants", "samples"),
     "ingest_vcf": ("variants", "samples"),
-    "serve": ("variants", "samples"),  # numeric features of the model, patients per batch
+    "serve": ("features", "patients_per_batch"),  # numeric features of the model, patients per batch
     "ehr": ("patients",),
     "models": ("rows",),
 }
