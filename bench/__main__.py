@@ -3,7 +3,8 @@
 Starts one session (Spark + Hail, local mode), generates seeded inputs, runs each benchmark
 against its peers on the same files in the same run, prints a table and writes
 ``bench/results/<name>.json`` (inputs, sizes, machine: cores, memory and load, versions, every
-timing, every ratio). ``--quick`` is a smoke run at toy sizes (about a minute) written to
+timing, every ratio). ``--quick`` is a smoke run at toy sizes (every benchmark runs, its ratios are computed; its parts
+took 55 minutes together on a shared 2-core machine at load 15-20, the EHR one 38 of them) written to
 ``bench/results/quick/`` unless ``--out`` says otherwise. The README's table is generated from the
 full results by ``python -m bench.table``. On a shared machine absolute times are inflated; the
 ratios, measured in one run on one input, are what to read.
@@ -47,7 +48,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--quick", action="store_true", help="toy sizes: a smoke run of about a minute")
+    ap.add_argument(
+        "--quick", action="store_true", help="toy sizes: a smoke run (every benchmark runs and its ratios are computed)"
+    )
     ap.add_argument("--only", default="", help="comma-separated benchmarks (default: all): " + ", ".join(SIZES))
     ap.add_argument(
         "--sizes",
