@@ -37,6 +37,8 @@ def test_agreement_names_every_table_whose_silver_count_differs() -> None:
     off = agreement(ours, {"person": {"silver": 5, "quarantined": 0, "duplicates": 1}, "measurement": {"silver": 3}})
     assert not off["silver_agrees"] and off["silver_differs"] == ["death", "measurement"]
     assert not off["all_counts_agree"]
+    fewer = agreement(ours, {"person": {"silver": 4, "quarantined": 1, "duplicates": 0}, "death": {"silver": 1}})
+    assert fewer["silver_differs"] == ["person"] and not fewer["silver_agrees"]
 
 
 def test_plan_generates_up_to_the_limit_then_replicates_exactly() -> None:
