@@ -3,7 +3,8 @@
 Starts one session (Spark + Hail, local mode), generates seeded inputs, runs each benchmark
 against its peers on the same files in the same run, prints a table and writes
 ``bench/results/<name>.json`` (inputs, sizes, machine: cores, memory and load, versions, every
-timing, every ratio). ``--quick`` is a smoke run at toy sizes (about a minute) written to
+timing, every ratio). ``--quick`` is a smoke run at toy sizes (every benchmark runs, its ratios are computed; its parts
+took 55 minutes together on a shared 2-core machine at load 15-20, the EHR one 38 of them) written to
 ``bench/results/quick/`` unless ``--out`` says otherwise. The README's table is generated from the
 full results by ``python -m bench.table``. On a shared machine absolute times are inflated; the
 ratios, measured in one run on one input, are what to read.
@@ -21,30 +22,52 @@ from pathlib import Path
 from typing import Any
 
 HERE = Path(__file__).resolve().parent
-SIZES = {
-    # name: (variants, samples) per size
+SIZES: dict[str, dict[str, list[tuple[int, ...]]]] = {
+    # name: sizes per mode, each a tuple in the order of DIMS[name]
     "gwas": {"full": [(10_000, 2_000), (20_000, 2_000), (20_000, 5_000)], "quick": [(600, 200)]},
     "ingest_vcf": {"full": [(20_000, 2_000)], "quick": [(600, 200)]},
-    # serve: (numeric features, patients per batch)
     "serve": {"full": [(40, 100)], "quick": [(40, 100)]},
+    # 1,000,000 patients: 10 copies of a generated 100,000 (bench/ehr.py, GENERATE_LIMIT)
+    "ehr": {"full": [(10_000,), (100_000,), (1_000_000,)], "quick": [(500,)]},
+    "models": {"full": [(20_000,), (100_000,)], "quick": [(2_000,)]},
+}
+DIMS = {
+    "gwas": ("variants", "samples"),
+    "ingest_vcf": ("variants", "samples"),
+    "serve": ("features", "patients_per_batch"),  # numeric features of the model, patients per batch
+    "ehr": ("patients",),
+    "models": ("rows",),
 }
 
 
-def _size(text: str) -> tuple[int, int]:
-    v, s = text.lower().split("x")
-    return int(v.replace(",", "").replace("_", "")), int(s.replace(",", "").replace("_", ""))
+def _size(text: str) -> tuple[int, ...]:
+    return tuple(int(v.replace(",", "").replace("_", "")) for v in text.lower().split("x"))
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(
         prog="python -m bench", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument("--quick", action="store_true", help="toy sizes: a smoke run of about a minute")
+    ap.add_argument(
+        "--quick", action="store_true", help="toy sizes: a smoke run (every benchmark runs and its ratios are computed)"
+    )
     ap.add_argument("--only", default="", help="comma-separated benchmarks (default: all): " + ", ".join(SIZES))
-    ap.add_argument("--sizes", default="", help="override sizes, e.g. 20000x2000,20000x5000 (variants x samples)")
+    ap.add_argument(
+        "--sizes",
+        default="",
+        help="override sizes, e.g. 20000x2000,20000x5000 (gwas: variants x samples), 10000,100000 (ehr: patients)",
+    )
     ap.add_argument("--out", help="where the JSON goes (default bench/results, or bench/results/quick with --quick)")
     ap.add_argument("--work", help="work folder for inputs and lakes, kept (default: a temp folder, removed)")
     ap.add_argument("--no-peers", action="store_true", help="ours only (for profiling)")
+    ap.add_argument(
+        "--set",
+        dest="overrides",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="config override for the session and the job processes, e.g. spark.driver_memory=12g",
+    )
     args = ap.parse_args(argv)
     names = [n for n in (args.only.split(",") if args.only else SIZES) if n]
     unknown = set(names) - set(SIZES)
@@ -54,17 +77,18 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="omicslake-bench-"))
 
-    from bench import common, gwas, ingest_vcf, serve
+    from bench import common, ehr, gwas, ingest_vcf, models, serve
     from omicslake.config import load_config
     from omicslake.session import build_session, stop_session
 
-    modules = {"gwas": gwas, "ingest_vcf": ingest_vcf, "serve": serve}
+    modules = {"gwas": gwas, "ingest_vcf": ingest_vcf, "serve": serve, "ehr": ehr, "models": models}
     info = {"machine": common.machine(), "versions": common.versions()}
-    cfg = load_config("local", overrides=[f"lake.root={work / 'lake'}"])
+    cfg = load_config("local", overrides=[f"lake.root={work / 'lake'}", *args.overrides])
     t = time.monotonic()
     spark = build_session(cfg)
     info["session_start_seconds"] = round(time.monotonic() - t, 2)
     table: list[tuple[str, str, str, float, float | None, float | None]] = []
+    failed: list[str] = []  # a benchmark whose two sides computed different things
     try:
         for name in names:
             sizes = (
@@ -72,37 +96,39 @@ def main(argv: list[str] | None = None) -> int:
                 if args.sizes
                 else SIZES[name]["quick" if args.quick else "full"]
             )
+            bad = [sz for sz in sizes if len(sz) != len(DIMS[name])]
+            if bad:
+                ap.error(f"{name} sizes are {' x '.join(DIMS[name])}; got {bad}")
             runs = []
-            for variants, samples in sizes:
-                print(f"[bench] {name} {variants} x {samples} ...", file=sys.stderr, flush=True)
-                rec: dict[str, Any] = modules[name].run(spark, cfg, work, variants, samples, peers=not args.no_peers)
-                rec["size"] = {"variants": variants, "samples": samples}
+            for size in sizes:
+                label = " x ".join(f"{v:,}" for v in size)
+                print(f"[bench] {name} {label} ...", file=sys.stderr, flush=True)
+                rec: dict[str, Any] = modules[name].run(spark, cfg, work, *size, peers=not args.no_peers)
+                rec["size"] = dict(zip(DIMS[name], size, strict=True))
                 runs.append(rec)
+                failed += [f"{name} {label}: {c}" for c in rec.get("checks_failed", [])]
                 for key, r in rec["ratios"].items():
                     ours_key, peer_key = _keys(name, key)
-                    table.append(
-                        (
-                            name,
-                            f"{variants:,} x {samples:,}",
-                            key,
-                            rec["seconds"][ours_key],
-                            rec["seconds"].get(peer_key),
-                            r,
-                        )
-                    )
+                    table.append((name, label, key, rec["seconds"][ours_key], rec["seconds"].get(peer_key), r))
             result = {"name": name, "quick": args.quick, **info, "runs": runs}
+            summarize = getattr(modules[name], "summarize", None)
+            if summarize is not None:
+                result["summary"] = summarize(runs)
             (out / f"{name}.json").write_text(json.dumps(result, indent=1, default=str) + "\n")
     finally:
         stop_session(spark)
         if not args.work:
             shutil.rmtree(work, ignore_errors=True)
-    print(f"{'benchmark':<11} {'size':<16} {'comparison':<30} {'ours s':>8} {'peer s':>8} {'ratio':>6}")
+    print(f"{'benchmark':<11} {'size':<16} {'comparison':<44} {'ours s':>8} {'peer s':>8} {'ratio':>6}")
     for name, size, key, ours, peer, r in table:
         print(
-            f"{name:<11} {size:<16} {key:<30} {ours:8.1f} {peer if peer is not None else float('nan'):8.1f} "
+            f"{name:<11} {size:<16} {key:<44} {ours:8.1f} {peer if peer is not None else float('nan'):8.1f} "
             f"{r if r is not None else float('nan'):6.2f}"
         )
     print(f"[bench] results in {out}", file=sys.stderr)
+    if failed:
+        print("[bench] the two sides disagree: " + "; ".join(failed), file=sys.stderr)
+        return 1
     missing = [f"{name} {size} {key}" for name, size, key, _, _, r in table if r is None]
     if missing and not args.no_peers:
         print(f"[bench] no ratio for: {', '.join(missing)} (a peer did not run)", file=sys.stderr)

@@ -42,6 +42,7 @@ def tool_version(args: list[str]) -> str | None:
 
 
 def versions() -> dict[str, str | None]:
+    """Versions of the libraries and reference tools the benchmarks compare (None: not installed)."""
     import hail
     import pyspark
 
@@ -54,7 +55,17 @@ def versions() -> dict[str, str | None]:
         "numpy": np.__version__,
         "plink2": tool_version(["plink2", "--version"]),
         "bcftools": tool_version(["bcftools", "--version"]),
+        **{name: _package_version(name) for name in ("duckdb", "scikit-learn", "lightgbm", "delta-spark", "mlflow")},
     }
+
+
+def _package_version(name: str) -> str | None:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(name)
+    except PackageNotFoundError:
+        return None
 
 
 class Timer:
@@ -120,4 +131,5 @@ def generate_vcf(work: Path, variants: int, samples: int, seed: int, reference: 
 
 
 def ratio(a: float | None, b: float | None) -> float | None:
+    """a / b rounded to 3 places; None when either is missing or b is 0."""
     return round(a / b, 3) if a is not None and b else None

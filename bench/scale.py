@@ -59,12 +59,13 @@ def tree_rss(root: int) -> tuple[int, int]:
     return total, biggest
 
 
-def measured(cmd: list[str], log: Path) -> tuple[int, float, int, int]:
-    """Run cmd; return (exit code, seconds, peak tree RSS, peak single-process RSS)."""
+def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[int, float, int, int]:
+    """Run cmd (with ``env`` added to this process's environment); return (exit code, seconds, peak
+    tree RSS, peak single-process RSS)."""
     peak = [0, 0]
     with log.open("w") as out:
         t = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
         done = threading.Event()
 
         def sample() -> None:

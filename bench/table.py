@@ -10,6 +10,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 BEGIN, END = "<!-- BEGIN bench -->", "<!-- END bench -->"
@@ -18,6 +19,8 @@ PEERS = {
     "gwas": {"plink2": "plink2", "hail": "hail_logistic_regression_rows"},
     "ingest_vcf": {"hail": "hail_import_vcf_write", "bcftools": "bcftools_view_Ou"},
     "serve": {"inprocess": "inprocess_batch"},
+    "ehr": {"duckdb": "duckdb", "duckdb_process": "duckdb_process"},
+    "models": {"sklearn_logistic": "sklearn_logistic", "sklearn_hist_gbt": "sklearn_hist_gbt", "lightgbm": "lightgbm"},
 }
 LABELS = {
     "gwas": {
@@ -36,27 +39,87 @@ LABELS = {
         "served_batch": "omicslake serve: a batch over HTTP",
         "inprocess": "the same batch in-process",
     },
+    "ehr": {
+        "ingest_conform": "omicslake ingest_ehr + conform_ehr",
+        "conform_ehr": "omicslake conform_ehr",
+        "ingest_conform_processes": "ingest_ehr + conform_ehr, processes (with Spark start)",
+        "duckdb": "DuckDB conform script",
+        "duckdb_process": "DuckDB conform script, process",
+    },
+    "models": {
+        "mllib_logistic": "MLlib LogisticRegression fit (train job pipeline)",
+        "mllib_gbt": "MLlib GBTClassifier fit (train job pipeline)",
+        "sklearn_logistic": "scikit-learn LogisticRegression",
+        "sklearn_hist_gbt": "scikit-learn HistGradientBoosting",
+        "lightgbm": "LightGBM",
+    },
 }
+
+# The ratios a benchmark shows in the README when it has more than it needs there (the README stays
+# under 10 KB, tests/unit/test_readme.py); every ratio is in its JSON.
+SHOWN = {"ehr": ("ingest_conform_vs_duckdb", "ingest_conform_processes_vs_duckdb_process")}
+
+
+def size_text(size: dict[str, int]) -> str:
+    """A run's size in words: ``20,000 variants x 2,000 samples``."""
+    return " x ".join(f"{v:,} {k}" for k, v in size.items())
+
+
+def notes(data: dict[str, Any]) -> list[str]:
+    """The lines under the table a result file adds besides its ratios: held-out AUROC of each model
+    (models), growth per 10x data, the size where Spark overtakes DuckDB and whether both sides' silver
+    row counts agree (ehr), the share of the test suite spent starting sessions (suite_cost)."""
+    name = data["name"]
+    out = []
+    if name == "models":
+        for run in data["runs"]:
+            aucs = ", ".join(f"{LABELS['models'].get(k, k).split(' fit')[0]} {v:.3f}" for k, v in run["auroc"].items())
+            out.append(f"- models, {size_text(run['size'])}: held-out AUROC {aucs}.")
+    elif name == "ehr" and "summary" in data:
+        s = data["summary"]
+        growth = ", ".join(
+            f"{job} {'/'.join('-' if g is None else f'{g:.1f}x' for g in s['growth_per_10x'][job])}"
+            for job in ("ingest_ehr", "conform_ehr", "build_cohort", "duckdb")
+            if job in s["growth_per_10x"]
+        )
+        at = s["spark_overtakes_duckdb_at"]
+        sizes = " -> ".join(f"{n:,}" for n in s["sizes"])
+        out.append(
+            "- ehr: "
+            + (f"time growth per 10x patients ({sizes}): {growth}; " if len(s["sizes"]) > 1 else "")
+            + f"Spark's ingest + conform overtakes DuckDB {'at ' + format(at, ',') + ' patients' if at else 'at no size measured'}; "
+            f"silver row counts of both sides {'agree' if s['silver_counts_agree'] else 'DIFFER'} at every size."
+        )
+    elif name == "suite_cost":
+        out.append(
+            f"- suite cost: {data['session_start_seconds']:.0f} s of {data['suite_seconds']:.0f} s "
+            f"({data['share_of_worker_time']:.1%} of worker time, {data['sessions_started']} sessions started, "
+            f"{data['workers']} workers; target < 5 %) on `{data['args']}`."
+        )
+    return out
 
 
 def block(results: Path = ROOT / "bench" / "results") -> str:
     """The Markdown between the markers: one line per ratio of every run of every result file."""
     lines = [
-        "| benchmark | variants x samples | ours | peer | ours (s) | peer (s) | ratio |",
+        "| benchmark | size | ours | peer | ours (s) | peer (s) | ratio |",
         "|---|---|---|---|---:|---:|---:|",
     ]
-    notes = []
+    machines, extra = [], []
     for path in sorted(results.glob("*.json")):
         data = json.loads(path.read_text())
         name = data["name"]
         m = data["machine"]
         shown = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path.name
-        notes.append(
+        machines.append(
             f"`{shown}`: {m['cores']} cores, {m['memory_gib']} GiB, load {m['load_average_at_start'][0]} at start"
         )
-        for run in data["runs"]:
-            size = f"{run['size']['variants']:,} x {run['size']['samples']:,}"
+        extra += notes(data)
+        for run in data.get("runs", []):
+            size = size_text(run["size"])
             for key, r in run["ratios"].items():
+                if name in SHOWN and key not in SHOWN[name]:
+                    continue
                 ours, peer = key.split("_vs_")
                 peer_s = run["seconds"].get(PEERS[name][peer])
                 if r is None or peer_s is None:
@@ -66,9 +129,10 @@ def block(results: Path = ROOT / "bench" / "results") -> str:
                     f"{run['seconds'][ours]:.1f} | {peer_s:.1f} | {r:.2f} |"
                 )
     lines.append("")
+    lines += extra + ([""] if extra else [])
     lines.append(
         "Ratio = our wall time / the peer's, measured in the same run on the same file (below 1: ours is "
-        "faster). Generated by `python -m bench.table` from " + "; ".join(notes) + "."
+        "faster). Generated by `python -m bench.table` from " + "; ".join(machines) + "."
     )
     return "\n".join(lines)
 

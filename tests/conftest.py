@@ -18,6 +18,16 @@ REPO = Path(__file__).resolve().parents[1]
 EXTERNAL = REPO.parent / "shared" / "data" / "external"
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    """OMICSLAKE_SUITE_COST=1 (or =<file>.json): measure the share of the run spent starting Spark
+    sessions (tests/suite_cost.py)."""
+    target = os.environ.get("OMICSLAKE_SUITE_COST")
+    if target and target != "0":
+        from suite_cost import SuiteCost
+
+        config.pluginmanager.register(SuiteCost(config, target), "omicslake_suite_cost")
+
+
 @pytest.fixture(scope="session")
 def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("lake")

@@ -11,9 +11,11 @@ Modes (``spark.mode`` in config):
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import sys
+import time
 import warnings
 from pathlib import Path
 from typing import Any
@@ -120,12 +122,28 @@ def s3_endpoint(cfg: Config) -> str | None:
     return cfg.lake.s3_endpoint or os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
 
 
+# When set (tests/suite_cost.py sets it for a measured test run), every build_session and
+# stop_session in every process (pytest workers, the CLI and spark-submit drivers the tests start)
+# appends one JSON line with its seconds to this file: what a run spends starting sessions.
+SESSION_TIMES_ENV = "OMICSLAKE_SESSION_TIMES"
+
+
+def _record_time(event: str, **fields: Any) -> None:
+    path = os.environ.get(SESSION_TIMES_ENV)
+    if not path:
+        return
+    line = json.dumps({"event": event, "pid": os.getpid(), **fields}) + "\n"
+    with open(path, "a", encoding="utf-8") as f:  # one short append per line: processes do not interleave
+        f.write(line)
+
+
 def build_session(cfg: Config) -> SparkSession:
     """The SparkSession for cfg, with Hail initialised on the same SparkContext.
 
     If a session is already active in this process (a test fixture, a notebook, Databricks),
     it is reused and only Hail is initialised on it (idempotently).
     """
+    t0 = time.monotonic()
     active = SparkSession.getActiveSession()
     if active is not None:
         spark = active
@@ -143,8 +161,12 @@ def build_session(cfg: Config) -> SparkSession:
             builder = builder.config(key, value)
         spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("WARN")
+    t1 = time.monotonic()
     if cfg.hail.enabled:
         init_hail(spark, cfg)
+    _record_time(
+        "start", created=active is None, seconds=time.monotonic() - t0, spark_seconds=t1 - t0, argv=sys.argv[:3]
+    )
     return spark
 
 
@@ -206,6 +228,14 @@ def _hadoop_paths_for_hail() -> None:
 
 def stop_session(spark: SparkSession) -> None:
     """Stop Hail (which stops the SparkContext) or Spark alone when Hail is not running."""
+    t0 = time.monotonic()
+    try:
+        _stop(spark)
+    finally:
+        _record_time("stop", seconds=time.monotonic() - t0)
+
+
+def _stop(spark: SparkSession) -> None:
     try:
         import hail as hl
         from hail.utils.java import Env

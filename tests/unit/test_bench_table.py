@@ -29,8 +29,36 @@ def test_block_has_a_line_per_ratio_with_both_times(tmp_path: Path) -> None:
     (tmp_path / "gwas.json").write_text(json.dumps(data))
     text = block(tmp_path)
     assert (
-        "| gwas | 20,000 x 2,000 | omicslake gwas (missing=drop) | plink2 --glm --threads 2 | 50.0 | 20.0 | 2.50 |"
+        "| gwas | 20,000 variants x 2,000 samples | omicslake gwas (missing=drop) | plink2 --glm --threads 2 | 50.0 | 20.0 | 2.50 |"
         in text
     )
     assert "| Hail logistic_regression_rows | 50.0 | 125.0 | 0.40 |" in text
     assert render(f"a\n{BEGIN}\nold\n{END}\nb", "new") == f"a\n{BEGIN}\nnew\n{END}\nb"
+
+
+def test_ehr_block_shows_its_ingest_conform_ratios_growth_and_agreement(tmp_path: Path) -> None:
+    def run(patients: int, ours: float, duck: float) -> dict[str, object]:
+        seconds = {"ingest_conform": ours, "conform_ehr": ours / 2, "duckdb": duck}
+        ratios = {"ingest_conform_vs_duckdb": round(ours / duck, 3), "conform_ehr_vs_duckdb": round(ours / 2 / duck, 3)}
+        return {"size": {"patients": patients}, "seconds": seconds, "ratios": ratios}
+
+    data = {
+        "name": "ehr",
+        "machine": {"cores": 2, "memory_gib": 23.4, "load_average_at_start": [0.1, 0, 0]},
+        "runs": [run(10_000, 100.0, 10.0), run(100_000, 400.0, 100.0)],
+        "summary": {
+            "sizes": [10_000, 100_000],
+            "growth_per_10x": {"ingest_ehr": [3.0], "conform_ehr": [5.0], "build_cohort": [None], "duckdb": [10.0]},
+            "spark_overtakes_duckdb_at": None,
+            "silver_counts_agree": True,
+        },
+    }
+    (tmp_path / "ehr.json").write_text(json.dumps(data))
+    text = block(tmp_path)
+    assert (
+        "| ehr | 100,000 patients | omicslake ingest_ehr + conform_ehr | DuckDB conform script | 400.0 | 100.0 | 4.00 |"
+        in text
+    )
+    assert "conform_ehr_vs_duckdb" not in text and "| omicslake conform_ehr |" not in text  # JSON only
+    assert "(10,000 -> 100,000): ingest_ehr 3.0x, conform_ehr 5.0x, build_cohort -, duckdb 10.0x;" in text
+    assert "overtakes DuckDB at no size measured; silver row counts of both sides agree at every size." in text
