@@ -28,7 +28,7 @@ SIZES: dict[str, dict[str, list[tuple[int, ...]]]] = {
     "ingest_vcf": {"full": [(20_000, 2_000)], "quick": [(600, 200)]},
     "serve": {"full": [(40, 100)], "quick": [(40, 100)]},
     # 1,000,000 patients: 10 copies of a generated 100,000 (bench/ehr.py, GENERATE_LIMIT)
-    "ehr": {"full": [(10_000,), (100_000,), (1_000_000,)], "quick": [(500,)]},
+    "ehr": {"full": [(10_000,), (100_000,), (1_000_000,)], "quick": [(200,)]},
     "models": {"full": [(20_000,), (100_000,)], "quick": [(2_000,)]},
 }
 DIMS = {
