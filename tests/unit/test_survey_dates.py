@@ -12,7 +12,7 @@ from pyspark.sql import functions as F
 from test_deid import ENCOUNTERS, KEY, bronze, offset
 
 from omicslake.ehr import conform as C
-from omicslake.survey.dates import response_dates, shift_values, survey_shift_days
+from omicslake.survey.dates import DATE_WITHHELD, response_dates, shift_values, survey_shift_days, withhold_dates
 
 VALUES = (
     "project string, participant_key string, event string, instance int, field string, "
@@ -98,3 +98,17 @@ def test_survey_date_minus_ehr_date_is_unchanged_by_the_shift(spark: SparkSessio
     # unlinked: an offset of its own, keyed on project and record id; never left unshifted
     k3 = offset(KEY, "survey:s\x1fR3", 365)
     assert k3 != 0 and shifted[("R3", "consent_date")].value_date == d(2021, 1, 1) + dt.timedelta(days=k3)
+
+
+def test_refused_dates_are_withheld_from_quarantine_when_dates_are_shifted(spark: SparkSession) -> None:
+    """A refused date or datetime cannot be shifted: with date_shift on its delivered text is withheld
+    in quarantine (bronze keeps it); a refused number or choice keeps its text."""
+    rows = [
+        ("dob", "date_ymd", "1961-02-30"),
+        ("visit_at", "datetime_dmy", "31-12-2019 25:00"),
+        ("weight", "number", "700"),
+        ("sex", None, "7"),
+    ]
+    refused = spark.createDataFrame(rows, "field string, validation string, raw_value string")
+    got = {r.field: r.raw_value for r in withhold_dates(refused).collect()}
+    assert got == {"dob": DATE_WITHHELD, "visit_at": DATE_WITHHELD, "weight": "700", "sex": "7"}

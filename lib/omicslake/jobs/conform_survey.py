@@ -13,7 +13,8 @@ whole on each run from bronze (survey data are small; a new export replaces the 
 
 With ``jobs.conform_ehr.date_shift`` on, every date and datetime value moves by the linked patient's
 EHR offset (``survey.dates``), so a survey date minus an EHR date is unchanged by the shift; a refused
-value's raw text in quarantine is not shifted (it did not parse as a date, or broke its range).
+date's raw text is withheld in quarantine (it did not parse as a date, or broke its range, so it
+cannot be shifted); bronze keeps it.
 
 Reconciliation: value rows built = rows in silver from this run + rows quarantined, each side
 counted from the tables.
@@ -39,7 +40,7 @@ from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
 from omicslake.survey import dictionary as D
-from omicslake.survey.dates import shift_values, survey_shift_days
+from omicslake.survey.dates import shift_values, survey_shift_days, withhold_dates
 from omicslake.survey.records import value_rows
 
 SPEC = JobSpec(
@@ -174,6 +175,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     built = built.cache()
     n_built = built.count()
     bad = built.where(F.col("rule").isNotNull())
+    if ehr.date_shift:  # a refused date cannot be shifted: its text stays in bronze only
+        bad = withhold_dates(bad)
     kept = (
         built.where(F.col("rule").isNull()).drop("rule", "reason", "raw_value").withColumn("run_id", F.lit(lake.run_id))
     )

@@ -47,6 +47,18 @@ def shift_values(values: DataFrame, days: Column) -> DataFrame:
     return values.withColumns({"value": value, "value_date": new_date, "value_datetime": new_ts})
 
 
+DATE_WITHHELD = "<withheld: jobs.conform_ehr.date_shift is on; the delivered text is in bronze>"
+
+
+def withhold_dates(refused: DataFrame) -> DataFrame:
+    """Refused value rows (silver.survey_values' columns with ``raw_value``) with the raw text of
+    date and datetime fields (validation ``date_*`` / ``datetime_*``) replaced by ``DATE_WITHHELD``.
+    With date shifting on, such a value did not parse or broke its range, so it cannot be shifted,
+    and its real text must not sit in quarantine beside shifted silver dates; other rows unchanged."""
+    is_date = F.coalesce(F.col("validation"), F.lit("")).rlike("^date(time)?_")
+    return refused.withColumn("raw_value", F.when(is_date, F.lit(DATE_WITHHELD)).otherwise(F.col("raw_value")))
+
+
 def response_dates(
     values: DataFrame, date_field: str | None, event_date_fields: dict[str, str] | None = None
 ) -> DataFrame:
