@@ -33,6 +33,7 @@ from omicslake.io.delta import Lake
 REPO = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(pyspark.__file__).parent
 PIPELINE_PATIENTS, PIPELINE_SAMPLES, PIPELINE_VARIANTS = 800, 200, 400
+PIPELINE_EXPOSURE_SHARE = 1.0
 # The pipeline's settings (besides lake.root); a test that reruns the pipeline on a copy of its lake
 # uses the same ones, so that the skip decision sees an unchanged configuration.
 PIPELINE_SETS = [
@@ -41,6 +42,8 @@ PIPELINE_SETS = [
     f"jobs.generate.variants={PIPELINE_VARIANTS}",
     "spark.shuffle_partitions=4",
     'jobs.train.grid={"regParam": [0.01]}',
+    # the planted drug exposure (synth/exposure.py) in the EHR files of every patient, for the study job
+    f"jobs.generate.exposure_share={PIPELINE_EXPOSURE_SHARE}",
 ]
 
 

@@ -1,7 +1,11 @@
 """Cox proportional-hazards models fitted on Spark DataFrames (no patient rows reach the driver).
 
-The partial likelihood is maximised by Newton-Raphson with step halving (as R's ``coxph``). Each
-iteration is one Spark job:
+The partial likelihood is maximised by Newton-Raphson with step halving (as R's ``coxph``). The
+modelling frame is hash-partitioned by stratum and cached once; each iteration is then one Spark
+stage without a shuffle (``fit``; ``derivatives(by_stratum=False)`` is the two-shuffle form below,
+for any frame). When the rows fall into few distinct (stratum, time, event, covariates) groups
+(binary covariates: treatment, interactions, small matched sets), ``fit`` collects those groups' sums
+once (the sufficient statistics; exact) and iterates on the driver instead:
 
 1. the executors aggregate, per (stratum, distinct time), the risk sums of the rows leaving at that
    time: ``S0 = sum w exp(eta)``, ``S1 = sum w exp(eta) x``, ``S2 = sum w exp(eta) x x'`` and the
@@ -37,6 +41,7 @@ from scipy import stats
 log = logging.getLogger(__name__)
 
 TIES = ("breslow", "efron")
+LOCAL_MAX_GROUPS = 200_000  # sufficient-statistic groups fitted on the driver (see fit)
 RUNAWAY = 10.0  # |log HR| beyond which a coefficient is taken as infinite (HR > 22,000: separation)
 
 
@@ -308,19 +313,87 @@ def _deriv_schema(p: int) -> str:
     return ", ".join(["ll double", *[f"g{j} double" for j in range(p)], *[f"h{j}_{k} double" for j, k in _pairs(p)]])
 
 
+def _local_aggregates(pdf: pd.DataFrame, beta: np.ndarray, efron: bool) -> pd.DataFrame:
+    """``time_aggregates`` of the rows of one pandas batch (same columns), per (_s, _t)."""
+    p = len(beta)
+    x = pdf[[f"_x{j}" for j in range(p)]].to_numpy(dtype=float)
+    w, d = pdf["_w"].to_numpy(dtype=float), pdf["_d"].to_numpy(dtype=float)
+    # a compressed frame (``_compressed``): each row a group of _n rows alike, _w their summed weight
+    n = pdf["_n"].to_numpy(dtype=float) if "_n" in pdf.columns else 1.0
+    eta = x @ beta
+    r = w * np.exp(eta)
+    cols: dict[str, np.ndarray] = {"_s": pdf["_s"].to_numpy(), "_t": pdf["_t"].to_numpy(dtype=float), "s0": r}
+    for j in range(p):
+        cols[f"s1_{j}"] = r * x[:, j]
+    for j, k in _pairs(p):
+        cols[f"s2_{j}_{k}"] = r * x[:, j] * x[:, k]
+    cols.update(d=n * d, dw=w * d, dweta=w * d * eta)
+    for j in range(p):
+        cols[f"xw_{j}"] = w * d * x[:, j]
+    if efron:
+        cols["e0"] = r * d
+        for j in range(p):
+            cols[f"e1_{j}"] = r * d * x[:, j]
+        for j, k in _pairs(p):
+            cols[f"e2_{j}_{k}"] = r * d * x[:, j] * x[:, k]
+    return pd.DataFrame(cols).groupby(["_s", "_t"], sort=False, as_index=False).sum()
+
+
+def _local_derivs(p: int, beta: np.ndarray, efron: bool, pdfs: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``_partition_derivs`` on the rows of a partition that holds whole strata: each batch reduced
+    to its (stratum, time) sums first, so the partition's memory is its distinct times."""
+    parts = [_local_aggregates(pdf, beta, efron) for pdf in pdfs if len(pdf)]
+    if not parts:
+        return
+    agg = parts[0] if len(parts) == 1 else pd.concat(parts).groupby(["_s", "_t"], sort=False, as_index=False).sum()
+    yield from _partition_derivs(p, efron, iter([agg]))
+
+
+def _compressed(frame: DataFrame, p: int, max_groups: int) -> pd.DataFrame | None:
+    """The frame's sufficient statistics for the partial likelihood: one row per distinct (_s, _t,
+    _d, _x...) with the summed weight ``_w`` and the row count ``_n`` (exact: rows alike in all of
+    these contribute alike at any beta). On the driver when there are at most ``max_groups`` of them
+    (binary covariates: a few per distinct time and stratum), else None."""
+    xs = [f"_x{j}" for j in range(p)]
+    grouped = frame.groupBy("_s", "_t", "_d", *xs).agg(F.sum("_w").alias("_w"), F.count(F.lit(1)).alias("_n"))
+    pdf = grouped.limit(max_groups + 1).toPandas()
+    return pdf if len(pdf) <= max_groups else None
+
+
+def _driver_derivatives(pdf: pd.DataFrame, beta: np.ndarray, efron: bool) -> tuple[float, np.ndarray, np.ndarray]:
+    """``derivatives`` on a compressed frame held on the driver (numpy, no Spark job)."""
+    p = len(beta)
+    rows = list(_local_derivs(p, np.asarray(beta, dtype=float), efron, iter([pdf])))
+    if not rows:
+        return 0.0, np.zeros(p), np.zeros((p, p))
+    r = rows[0].iloc[0]
+    h = _sym(np.array([float(r[f"h{j}_{k}"]) for j, k in _pairs(p)]), p)
+    return float(r["ll"]), np.array([float(r[f"g{j}"]) for j in range(p)]), h
+
+
 def derivatives(
-    frame: DataFrame, beta: np.ndarray, efron: bool, partitions: int | None = None
+    frame: DataFrame, beta: np.ndarray, efron: bool, partitions: int | None = None, by_stratum: bool = False
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Partial log-likelihood, score vector and information matrix (minus the Hessian) at beta, on
-    a frame from ``prepare``; aggregated on the executors (one row per partition collected)."""
+    a frame from ``prepare``; aggregated on the executors (one row per partition collected). With
+    ``by_stratum`` the frame is already hash-partitioned by ``_s`` (``fit`` caches it so): each
+    partition sums its rows per (stratum, time) itself, one narrow stage without a shuffle per call."""
     p = len(beta)
-    agg = time_aggregates(frame, beta, efron)
     parts = partitions or int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions") or "2")
+    if by_stratum:
+        b = np.asarray(beta, dtype=float).copy()
 
-    def fn(it: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        return _partition_derivs(p, efron, it)
+        def local(it: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            return _local_derivs(p, b, efron, it)
 
-    rows = agg.repartition(parts, "_s").mapInPandas(fn, _deriv_schema(p)).collect()
+        rows = frame.mapInPandas(local, _deriv_schema(p)).collect()
+    else:
+        agg = time_aggregates(frame, beta, efron)
+
+        def fn(it: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            return _partition_derivs(p, efron, it)
+
+        rows = agg.repartition(parts, "_s").mapInPandas(fn, _deriv_schema(p)).collect()
     ll = sum(float(r["ll"]) for r in rows)
     g = np.array([sum(float(r[f"g{j}"]) for r in rows) for j in range(p)])
     h = _sym(np.array([sum(float(r[f"h{j}_{k}"]) for r in rows) for j, k in _pairs(p)]), p)
@@ -426,6 +499,7 @@ def fit(
     max_iter: int = 50,
     tol: float = 1e-7,
     partitions: int | None = None,
+    local_max_groups: int = LOCAL_MAX_GROUPS,
 ) -> CoxResult:
     """Fit a Cox model of (time, event) on ``covariates`` (numeric columns of df; one row per
     person, time >= 0, event 0/1) with ``ties`` 'efron' or 'breslow', optional case ``weight``
@@ -435,7 +509,9 @@ def fit(
     until the largest step is below ``tol`` (stopping early past |coef| RUNAWAY). Returns a CoxResult; ValueError on unusable input (no
     events, a singular information matrix: a constant covariate or one collinear with others).
     A coefficient that runs away (monotone likelihood: a covariate separates events) ends with
-    converged=False and a diagnostic, never a silent number."""
+    converged=False and a diagnostic, never a silent number. When the rows fall into at most
+    ``local_max_groups`` distinct (stratum, time, event, covariates) groups, their sums (no ids, no
+    other columns) are collected once and the Newton steps run on the driver (0: never)."""
     if ties not in TIES:
         raise ValueError(f"Cox model: ties must be one of {TIES}, not {ties!r}")
     efron = ties == "efron"
@@ -443,11 +519,22 @@ def fit(
     frame, _means, n, events = prepare(df, time, event, covariates, weight, strata, cluster)
     if events == 0:
         raise ValueError(f"Cox model: no events in {event} among {n} rows")
-    frame = frame.cache()
+    # partitioned by stratum once and cached: every Newton step is then one narrow stage
+    parts = partitions or int(df.sparkSession.conf.get("spark.sql.shuffle.partitions") or "2")
+    frame = frame.repartition(parts, "_s").cache()
     try:
         p = len(covariates)
+        # few distinct (stratum, time, event, covariates) groups (binary covariates, small strata):
+        # their sums on the driver, and the Newton steps there without a Spark job each
+        local = _compressed(frame, p, local_max_groups) if local_max_groups > 0 else None
+
+        def derivs(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+            if local is not None:
+                return _driver_derivatives(local, b, efron)
+            return derivatives(frame, b, efron, partitions, by_stratum=True)
+
         beta = np.zeros(p)
-        ll, g, h = derivatives(frame, beta, efron, partitions)
+        ll, g, h = derivs(beta)
         ll0 = ll
         diagnostics: list[str] = []
         converged, it = False, 0
@@ -463,7 +550,7 @@ def fit(
                 ) from e
             new = beta + step
             for _ in range(30):
-                ll_new, g_new, h_new = derivatives(frame, new, efron, partitions)
+                ll_new, g_new, h_new = derivs(new)
                 pen_new = ll_new - 0.5 * l2 * float(new @ new)
                 if np.isfinite(pen_new) and pen_new >= ll - 0.5 * l2 * float(beta @ beta) - 1e-12 * abs(ll):
                     break

@@ -42,7 +42,7 @@ def overlap_plot(bins: list[dict[str, Any]], name: str) -> str:
     ax.set(title=f"{name}: preference score", xlabel="preference score", ylabel="share of arm", xlim=(0, 1))
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return png(fig)
+    return png(fig, "preference score overlap")
 
 
 def love_plot(balance: list[dict[str, Any]], name: str) -> str:
@@ -67,7 +67,7 @@ def love_plot(balance: list[dict[str, Any]], name: str) -> str:
     ax.set(title=f"{name}: covariate balance", xlabel="|standardised mean difference|")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return png(fig)
+    return png(fig, "covariate balance (love plot)")
 
 
 def km_plot(km: list[dict[str, Any]], name: str, outcome: str) -> str:
@@ -84,7 +84,7 @@ def km_plot(km: list[dict[str, Any]], name: str, outcome: str) -> str:
     ax.set(title=f"{name}: {outcome} (Kaplan-Meier)", xlabel="days from the first exposure", ylabel="event-free")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return png(fig)
+    return png(fig, f"Kaplan-Meier: {outcome}")
 
 
 def forest_plot(rows: list[dict[str, Any]], name: str, truth: float | None = None) -> str:
@@ -100,7 +100,7 @@ def forest_plot(rows: list[dict[str, Any]], name: str, truth: float | None = Non
     ax.set_xscale("log")
     ax.set(title=f"{name}: hazard ratios (95% CI)", xlabel="hazard ratio")
     fig.tight_layout()
-    return png(fig)
+    return png(fig, "forest plot")
 
 
 def calibration_plot(estimates: list[dict[str, Any]], name: str, analysis: str) -> str:
@@ -127,7 +127,7 @@ def calibration_plot(estimates: list[dict[str, Any]], name: str, analysis: str) 
     ax.set(title=f"{name}: calibration ({analysis})", xlabel="standard error", ylabel="log hazard ratio")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    return png(fig)
+    return png(fig, f"calibration: {analysis}")
 
 
 def _round(v: Any, k: int = 3) -> Any:
