@@ -38,7 +38,9 @@ def test_the_study_recovers_the_planted_hazard_ratio(lake: Lake, truth: dict[str
     true_hr = float(truth["true_hr"]["outcome"])
     est = {(r["outcome"], r["analysis"]): r.asDict() for r in lake.read(f"gold.study_{STUDY}_estimates").collect()}
     for (o, a), e in sorted(est.items()):
-        print(f"[study] {a:>14} {o:>9}: HR {e['hr']:.3f} ({e['hr_lower']:.3f}-{e['hr_upper']:.3f}), {e['events']} events")
+        print(
+            f"[study] {a:>14} {o:>9}: HR {e['hr']:.3f} ({e['hr_lower']:.3f}-{e['hr_upper']:.3f}), {e['events']} events"
+        )
     crude = est[("outcome", "crude")]
     # confounding by indication: the crude estimate is biased away from the truth (its CI excludes it)
     assert crude["hr_lower"] > true_hr, crude
@@ -86,7 +88,9 @@ def test_the_population_is_the_generators_person_by_person(
     assert row["events"] == crude["events"] > 100
 
 
-def test_every_study_table_has_its_contract_and_the_mlflow_run_its_numbers(lake: Lake, pipeline: dict[str, Any]) -> None:
+def test_every_study_table_has_its_contract_and_the_mlflow_run_its_numbers(
+    lake: Lake, pipeline: dict[str, Any]
+) -> None:
     import mlflow
 
     from omicslake.contracts import contract_path, load_contract
@@ -111,3 +115,37 @@ def test_every_study_table_has_its_contract_and_the_mlflow_run_its_numbers(lake:
     assert iptw is not None
     assert abs(runs[0].data.metrics["hr_outcome_iptw"] - iptw["hr"]) < 1e-9
     assert runs[0].data.params["cohort"] == "t2d_incident"
+
+
+@pytest.mark.parametrize(
+    ("change", "error", "message"),
+    [
+        (
+            {"cohort": "no_such_cohort"},
+            "InputError",
+            r"study toy: gold.cohort_no_such_cohort does not exist; add cohort 'no_such_cohort' to jobs.build_cohort.cohorts",
+        ),
+        (
+            {"target": {"name": "nobody", "codes": ["000000"]}},
+            "StudyError",
+            r"study toy \(.*toy.yaml\): the target arm is empty",
+        ),
+    ],
+)
+def test_a_bad_study_fails_naming_the_study_and_what_to_do(
+    spark: SparkSession, lake: Lake, tmp_path: Path, change: dict[str, Any], error: str, message: str
+) -> None:
+    """Run (not execute: nothing is written, the session's lake stays as it is) on a study file
+    changed from the demo's."""
+    import yaml
+
+    from omicslake.causal.population import study_path
+    from omicslake.jobs import study
+
+    raw = yaml.safe_load(study_path(STUDY).read_text())
+    path = tmp_path / "toy.yaml"
+    path.write_text(yaml.safe_dump({**raw, "name": "toy", **change}))
+    cfg = lake.cfg.replace(**{"jobs.study.studies": (str(path),)})
+    with pytest.raises(Exception, match=message) as caught:
+        study.run(spark, cfg, Lake(spark, cfg, run_id="bad-study", job="study"))
+    assert type(caught.value).__name__ == error

@@ -139,3 +139,20 @@ def test_unknown_study() -> None:
         ConfigError, match=r"study 'nope': .*nope.yaml does not exist; studies are \['new_vs_old_drug'\]"
     ):
         load_study("nope")
+
+
+def test_stratum_weights_by_hand(spark: SparkSession) -> None:
+    """Stratum 1: 3 target, 1 comparator; stratum 2: 1 target, 3 comparator (n 8, P(target) 1/2):
+    weights n_s P(arm) / n_(s, arm) = 2/3 and 2 (stratum 1), 2 and 2/3 (stratum 2); a covariate equal
+    to the stratum is then balanced (weighted means 1.5 and 1.5; unweighted 1.25 and 1.75)."""
+    from omicslake.causal import balance, propensity
+
+    rows = [(1, 1.0)] * 3 + [(0, 1.0)] + [(1, 2.0)] + [(0, 2.0)] * 3
+    df = spark.createDataFrame(rows, "target int, x double").withColumn("ps_stratum", F.col("x").cast("int"))
+    got = propensity.stratum_weights(df, "target").select("target", "ps_stratum", "stratum_weight").distinct().collect()
+    want = {(1, 1): 2 / 3, (0, 1): 2.0, (1, 2): 2.0, (0, 2): 2 / 3}
+    assert {(r[0], r[1]): round(r[2], 12) for r in got} == {k: round(v, 12) for k, v in want.items()}
+    (b,) = balance.smd(propensity.stratum_weights(df, "target"), "target", ["x"], "stratum_weight")
+    assert abs(b["mean_treated"] - 1.5) < 1e-12 and abs(b["mean_comparator"] - 1.5) < 1e-12 and abs(b["smd"]) < 1e-12
+    (u,) = balance.smd(df, "target", ["x"])
+    assert (u["mean_treated"], u["mean_comparator"]) == (1.25, 1.75)

@@ -4,8 +4,10 @@ The partial likelihood is maximised by Newton-Raphson with step halving (as R's 
 modelling frame is hash-partitioned by stratum and cached once; each iteration is then one Spark
 stage without a shuffle (``fit``; ``derivatives(by_stratum=False)`` is the two-shuffle form below,
 for any frame). When the rows fall into few distinct (stratum, time, event, covariates) groups
-(binary covariates: treatment, interactions, small matched sets), ``fit`` collects those groups' sums
-once (the sufficient statistics; exact) and iterates on the driver instead:
+(binary covariates: treatment, interactions, small matched sets) and no cluster is given, ``fit``
+collects those groups' sums once (the sufficient statistics, exact: count, weight and squared
+weight per group; no ids) and runs the checks, the Newton steps and the robust variance on the
+driver from the same functions instead (one Spark job per fit). The Spark form:
 
 1. the executors aggregate, per (stratum, distinct time), the risk sums of the rows leaving at that
    time: ``S0 = sum w exp(eta)``, ``S1 = sum w exp(eta) x``, ``S2 = sum w exp(eta) x x'`` and the
@@ -31,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -116,19 +119,17 @@ def _sym(flat: np.ndarray, p: int) -> np.ndarray:
     return out
 
 
-def prepare(
+def _raw(
     df: DataFrame,
     time: str,
     event: str,
     covariates: Sequence[str],
-    weight: str | None = None,
-    strata: Sequence[str] = (),
-    cluster: str | None = None,
-) -> tuple[DataFrame, np.ndarray, int, int]:
-    """The modelling frame of ``fit``: columns _t (time), _d (event 0/1), _w (weight), _s (stratum
-    key), optional _c (cluster) and _x0.._x{p-1} (covariates centred on their weighted means).
-    Returns (frame, means, rows, events). ValueError naming the column when a column is missing,
-    a value is null, a time or weight is negative, or an event is not 0/1."""
+    weight: str | None,
+    strata: Sequence[str],
+    cluster: str | None,
+) -> DataFrame:
+    """The model's columns under fixed names (_t, _d, _w, _s, _c, _x0..), covariates not centred;
+    ValueError naming a missing column."""
     names = [time, event, *covariates, *strata, *([weight] if weight else []), *([cluster] if cluster else [])]
     missing = [c for c in names if c not in df.columns]
     if missing:
@@ -148,7 +149,23 @@ def prepare(
         *([F.col(cluster).cast("string").alias("_c")] if cluster else []),
         *[F.col(c).cast("double").alias(f"_x{j}") for j, c in enumerate(covariates)],
     ]
-    raw = df.select(*sel)
+    return df.select(*sel)
+
+
+def prepare(
+    df: DataFrame,
+    time: str,
+    event: str,
+    covariates: Sequence[str],
+    weight: str | None = None,
+    strata: Sequence[str] = (),
+    cluster: str | None = None,
+) -> tuple[DataFrame, np.ndarray, int, int]:
+    """The modelling frame of ``fit``: columns _t (time), _d (event 0/1), _w (weight), _s (stratum
+    key), optional _c (cluster) and _x0.._x{p-1} (covariates centred on their weighted means).
+    Returns (frame, means, rows, events). ValueError naming the column when a column is missing,
+    a value is null, a time or weight is negative, or an event is not 0/1."""
+    raw = _raw(df, time, event, covariates, weight, strata, cluster)
     p = len(covariates)
     checks = raw.agg(
         F.count(F.lit(1)).alias("n"),
@@ -161,6 +178,24 @@ def prepare(
         *[F.sum(F.col("_w") * F.col(f"_x{j}")).alias(f"m{j}") for j in range(p)],
     ).first()
     assert checks is not None
+    means, n, events = _checked(checks.asDict(), time, event, covariates, weight)
+    framed = raw.select(
+        "_t",
+        "_d",
+        "_w",
+        "_s",
+        *(["_c"] if cluster else []),
+        *[(F.col(f"_x{j}") - float(means[j])).alias(f"_x{j}") for j in range(p)],
+    )
+    return framed, means, n, events
+
+
+def _checked(
+    checks: dict[str, Any], time: str, event: str, covariates: Sequence[str], weight: str | None
+) -> tuple[np.ndarray, int, int]:
+    """(weighted means, rows, events) from the counts of ``prepare`` (n, events, sw, bad_t, bad_d,
+    bad_w, null<j>, m<j>); ValueError naming the column for a bad value."""
+    p = len(covariates)
     n = int(checks["n"])
     if n == 0:
         raise ValueError("Cox model: the data has no rows")
@@ -176,15 +211,67 @@ def prepare(
         raise ValueError(f"Cox model: covariates {nulls} have null values; impute or drop them first")
     sw = float(checks["sw"])
     means = np.array([float(checks[f"m{j}"]) / sw for j in range(p)])
-    framed = raw.select(
-        "_t",
-        "_d",
-        "_w",
-        "_s",
-        *(["_c"] if cluster else []),
-        *[(F.col(f"_x{j}") - float(means[j])).alias(f"_x{j}") for j in range(p)],
+    return means, n, int(checks["events"] or 0)
+
+
+def _compress_raw(raw: DataFrame, p: int, max_groups: int) -> pd.DataFrame | None:
+    """The sufficient statistics of a frame from ``_raw`` (covariates not centred): one row per
+    distinct (_s, _t, _d, _x...) with the summed weight ``_w``, summed squared weight ``_w2`` (the
+    robust variance), the row count ``_n`` and the count of bad weights ``_bad_w``; on the driver when
+    there are at most ``max_groups`` of them (rows alike in all of these contribute alike to the
+    likelihood, its derivatives and the score residuals at any beta: exact), else None."""
+    xs = [f"_x{j}" for j in range(p)]
+    w = F.col("_w")
+    grouped = raw.groupBy("_s", "_t", "_d", *xs).agg(
+        F.sum(w).alias("_w"),
+        F.sum(w * w).alias("_w2"),
+        F.count(F.lit(1)).alias("_n"),
+        F.sum(F.when(w.isNull() | (w < 0), 1).otherwise(0)).alias("_bad_w"),
     )
-    return framed, means, n, int(checks["events"] or 0)
+    pdf = grouped.limit(max_groups + 1).toPandas()
+    return pdf if len(pdf) <= max_groups else None
+
+
+def _local_checks(pdf: pd.DataFrame, p: int) -> dict[str, Any]:
+    """``prepare``'s counts from a compressed frame (``_compress_raw``)."""
+    n = pdf["_n"].to_numpy(dtype=float)
+    t, d = pdf["_t"].to_numpy(dtype=float), pdf["_d"].to_numpy(dtype=float)
+    w = pdf["_w"].to_numpy(dtype=float)
+    out: dict[str, Any] = {
+        "n": int(n.sum()),
+        "events": float(np.nansum(n * d)),
+        "sw": float(np.nansum(w)),
+        "bad_t": int(n[np.isnan(t) | (t < 0)].sum()),
+        "bad_d": int(n[np.isnan(d) | ~np.isin(d, (0.0, 1.0))].sum()),
+        "bad_w": int(pdf["_bad_w"].sum()),
+    }
+    for j in range(p):
+        x = pdf[f"_x{j}"].to_numpy(dtype=float)
+        out[f"null{j}"] = int(n[np.isnan(x)].sum())
+        out[f"m{j}"] = float(np.nansum(w * x))
+    return out
+
+
+def _driver_meat(pdf: pd.DataFrame, beta: np.ndarray, efron: bool) -> np.ndarray:
+    """``robust_meat`` (per row, no cluster) of a compressed frame: the score residual ``U`` is
+    the same for every row of a group, so the group adds ``sum w^2`` times ``U U'`` (as
+    ``score_residuals`` on the rows)."""
+    p = len(beta)
+    haz = next(_partition_hazards(p, efron, iter([_local_aggregates(pdf, beta, efron)])))
+    m = pdf.merge(haz, on=["_s", "_t"], how="left")
+    x = m[[f"_x{j}" for j in range(p)]].to_numpy(dtype=float)
+    d = m["_d"].to_numpy(dtype=float)
+    ev = d > 0
+    eta = x @ beta
+    h_at = np.where(ev, m["h_ev"].to_numpy(), m["h_full"].to_numpy())
+    u = np.empty_like(x)
+    for j in range(p):
+        ha_at = np.where(ev, m[f"ha_ev_{j}"].to_numpy(), m[f"ha_full_{j}"].to_numpy())
+        u[:, j] = d * (x[:, j] - m[f"abar_{j}"].to_numpy()) - np.exp(eta) * (
+            x[:, j] * (m["hc"].to_numpy() + h_at) - (m[f"hac_{j}"].to_numpy() + ha_at)
+        )
+    w2 = m["_w2"].to_numpy(dtype=float)
+    return np.asarray(np.einsum("k,ki,kj->ij", w2, u, u))
 
 
 def _eta(beta: np.ndarray) -> Column:
@@ -349,17 +436,6 @@ def _local_derivs(p: int, beta: np.ndarray, efron: bool, pdfs: Iterator[pd.DataF
     yield from _partition_derivs(p, efron, iter([agg]))
 
 
-def _compressed(frame: DataFrame, p: int, max_groups: int) -> pd.DataFrame | None:
-    """The frame's sufficient statistics for the partial likelihood: one row per distinct (_s, _t,
-    _d, _x...) with the summed weight ``_w`` and the row count ``_n`` (exact: rows alike in all of
-    these contribute alike at any beta). On the driver when there are at most ``max_groups`` of them
-    (binary covariates: a few per distinct time and stratum), else None."""
-    xs = [f"_x{j}" for j in range(p)]
-    grouped = frame.groupBy("_s", "_t", "_d", *xs).agg(F.sum("_w").alias("_w"), F.count(F.lit(1)).alias("_n"))
-    pdf = grouped.limit(max_groups + 1).toPandas()
-    return pdf if len(pdf) <= max_groups else None
-
-
 def _driver_derivatives(pdf: pd.DataFrame, beta: np.ndarray, efron: bool) -> tuple[float, np.ndarray, np.ndarray]:
     """``derivatives`` on a compressed frame held on the driver (numpy, no Spark job)."""
     p = len(beta)
@@ -516,21 +592,32 @@ def fit(
         raise ValueError(f"Cox model: ties must be one of {TIES}, not {ties!r}")
     efron = ties == "efron"
     robust = robust or cluster is not None
-    frame, _means, n, events = prepare(df, time, event, covariates, weight, strata, cluster)
+    p = len(covariates)
+    # few distinct (stratum, time, event, covariates) groups (binary covariates, small strata): their
+    # sums on the driver from one Spark job, the checks, Newton steps and robust variance there
+    local = None
+    if local_max_groups > 0 and cluster is None:
+        local = _compress_raw(_raw(df, time, event, covariates, weight, strata, cluster), p, local_max_groups)
+    frame: DataFrame | None = None
+    if local is not None:
+        means, n, events = _checked(_local_checks(local, p), time, event, covariates, weight)
+        for j in range(p):
+            local[f"_x{j}"] = local[f"_x{j}"].astype(float) - means[j]
+    else:
+        frame, _means, n, events = prepare(df, time, event, covariates, weight, strata, cluster)
+        # partitioned by stratum once and cached: every Newton step is then one narrow stage
+        parts = partitions or int(df.sparkSession.conf.get("spark.sql.shuffle.partitions") or "2")
+        frame = frame.repartition(parts, "_s").cache()
     if events == 0:
+        if frame is not None:
+            frame.unpersist()
         raise ValueError(f"Cox model: no events in {event} among {n} rows")
-    # partitioned by stratum once and cached: every Newton step is then one narrow stage
-    parts = partitions or int(df.sparkSession.conf.get("spark.sql.shuffle.partitions") or "2")
-    frame = frame.repartition(parts, "_s").cache()
     try:
-        p = len(covariates)
-        # few distinct (stratum, time, event, covariates) groups (binary covariates, small strata):
-        # their sums on the driver, and the Newton steps there without a Spark job each
-        local = _compressed(frame, p, local_max_groups) if local_max_groups > 0 else None
 
         def derivs(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
             if local is not None:
                 return _driver_derivatives(local, b, efron)
+            assert frame is not None
             return derivatives(frame, b, efron, partitions, by_stratum=True)
 
         beta = np.zeros(p)
@@ -574,8 +661,11 @@ def fit(
             )
         robust_var = None
         if robust:
-            resid = score_residuals(frame, beta, efron, partitions)
-            meat = robust_meat(resid, p, cluster is not None)
+            if local is not None:
+                meat = _driver_meat(local, beta, efron)
+            else:
+                assert frame is not None
+                meat = robust_meat(score_residuals(frame, beta, efron, partitions), p, cluster is not None)
             robust_var = var @ meat @ var
         for msg in diagnostics:
             log.warning("Cox model: %s", msg)
@@ -594,4 +684,5 @@ def fit(
             diagnostics=tuple(diagnostics),
         )
     finally:
-        frame.unpersist()
+        if frame is not None:
+            frame.unpersist()

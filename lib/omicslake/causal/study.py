@@ -223,7 +223,13 @@ def run_study(df: DataFrame, d: StudyDesign) -> StudyResult:
         pops["stratification"] = (s, {"strata": ["ps_stratum"]}, None)
     before = {r["term"]: r for r in balance.smd(scored, d.treatment, d.covariates)}
     for name, (pop, kw, weight) in pops.items():
-        after = balance.smd(pop, d.treatment, d.covariates, weight) if name != "crude" else list(before.values())
+        if name == "crude":
+            after = list(before.values())
+        elif name == "stratification":  # balance within the PS strata: marginal mean weights
+            strat = propensity.stratum_weights(pop, d.treatment)
+            after = balance.smd(strat, d.treatment, d.covariates, "stratum_weight")
+        else:
+            after = balance.smd(pop, d.treatment, d.covariates, weight)
         for r in after:
             out.balance.append(
                 {
