@@ -98,6 +98,11 @@ def forest_plot(rows: list[dict[str, Any]], name: str, truth: float | None = Non
     ax.set_yticks(range(len(ok)), [r["label"] for r in reversed(ok)], fontsize=7)
     ax.axvline(1.0, color="black", lw=0.8)
     ax.set_xscale("log")
+    lo = min([r["hr_lower"] for r in ok] + [0.5])
+    hi = max([r["hr_upper"] for r in ok] + [2.0])
+    ticks = [t for t in (0.125, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0) if lo / 1.5 <= t <= hi * 1.5]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+    ax.minorticks_off()
     ax.set(title=f"{name}: hazard ratios (95% CI)", xlabel="hazard ratio")
     fig.tight_layout()
     return png(fig, "forest plot")
