@@ -79,6 +79,7 @@ def test_pipeline_dry_run_plans_in_dag_order(
         "ingest_omics",
         "omics_qc",
         "omics_assoc",
+        "study",
         "report",
     ]
     assert main(["pipeline", "--dry-run", "--only", "nonsense"]) == 2
