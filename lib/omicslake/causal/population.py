@@ -241,8 +241,12 @@ def population(
     base = cohort.select("person_key", F.col("index_date").alias("cohort_index"))
     step("cohort", base)
     lo, hi = spec.exposure_window
-    exp = base.join(_first_exposure(drugs, spec), "person_key").where(
-        F.datediff("start", "cohort_index").between(lo, hi)
+    # cached: the counts below and the outcome join reuse it instead of re-reading silver (the job's
+    # runner clears the cache when the job ends)
+    exp = (
+        base.join(_first_exposure(drugs, spec), "person_key")
+        .where(F.datediff("start", "cohort_index").between(lo, hi))
+        .cache()
     )
     step(f"first exposure to {spec.target.name} or {spec.comparator.name} {lo}..{hi} days after the index", exp)
     exp = exp.where(F.col("arm_min") == F.col("arm_max"))
