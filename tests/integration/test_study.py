@@ -63,8 +63,8 @@ def test_the_study_recovers_the_planted_hazard_ratio(lake: Lake, truth: dict[str
 def test_the_population_is_the_generators_person_by_person(
     spark: SparkSession, lake: Lake, truth: dict[str, Any], pipeline: dict[str, Any], pseudonym_key: str
 ) -> None:
-    """Arms and outcome events of the study's persons equal the generator's truth file, joined on the
-    pseudonym the test computes from the truth's patient ids with the session's key."""
+    """Arms, outcome events and time at risk of the study's persons equal the generator's truth file,
+    joined on the pseudonym the test computes from the truth's patient ids with the session's key."""
     from omicslake.ehr.deid import pseudonym
 
     path = Path(pipeline["lake"]) / "landing" / truth["file"]
@@ -84,8 +84,23 @@ def test_the_population_is_the_generators_person_by_person(
     assert crude is not None
     assert row["unknown"] == 0 and row["wrong_arm"] == 0 and row["in_ehr"] == row["persons"]
     assert row["persons"] == crude["persons"] > 400
-    # the outcomes the job found in silver are the generator's (follow-up ends alike: drug stop or death)
+    # the outcomes the job found in silver are the generator's
     assert row["events"] == crude["events"] > 100
+    # and so is the time at risk (ended by the drug's stop or death): person-years per arm
+    days = {
+        r["target"]: (float(r["days"]), int(r["events"]))
+        for r in joined.groupBy("target")
+        .agg(
+            F.sum(F.col("outcome_days").cast("double")).alias("days"),
+            F.sum(F.col("outcome_event").cast("int")).alias("events"),
+        )
+        .collect()
+    }
+    inc = lake.read(f"gold.study_{STUDY}_incidence").where("outcome = 'outcome' AND by = 'overall'").collect()
+    assert len(inc) == 2
+    for r in inc:
+        want_days, want_events = days[1 if r["arm"] == "target" else 0]
+        assert abs(r["person_years"] * 365.25 - want_days) < 1e-6 and r["events"] == want_events, r
 
 
 def test_every_study_table_has_its_contract_and_the_mlflow_run_its_numbers(
