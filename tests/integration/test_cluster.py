@@ -74,12 +74,12 @@ REPORT_SECTIONS = {
     "Patient phenotypes (clusters): t2d_incident kmeans": ["plots/cluster_profiles.png", "plots/silhouette.png"],
     "Risk predictions: omicslake_t2d_incident_logistic": [],
     # the planted drug exposure (PIPELINE_SETS: jobs.generate.exposure_share): one study, two outcomes
-    "Study: new_vs_old_drug": [
+    "Study: new_vs_old_drug": [  # sorted, as the check sorts them
+        "Kaplan-Meier: modified",
+        "Kaplan-Meier: outcome",
         "calibration: iptw",
         "covariate balance (love plot)",
         "forest plot",
-        "Kaplan-Meier: modified",
-        "Kaplan-Meier: outcome",
         "preference score overlap",
     ],
     "Study completeness": [],
