@@ -144,7 +144,12 @@ def external() -> Path:
 # worker, and every other module stays whole on one worker (its module fixtures built once). The
 # groups are handed out in this order, longest first, so that the two workers finish together.
 XDIST_GROUPS = {
-    "pipeline": ("test_cluster", "test_incremental", "test_secrets_and_phi"),  # the spark-submit pipeline lake
+    "pipeline": (
+        "test_cluster",
+        "test_incremental",
+        "test_secrets_and_phi",
+        "test_study",
+    ),  # the spark-submit pipeline lake
     "ehr": ("test_ehr", "test_reconcile", "test_ml", "test_generate"),  # messy -> ehr_lake -> gold_lake
     "oracle": ("test_ml_oracle",),  # 20,000 generated patients to a trained model
 }

@@ -33,6 +33,7 @@ from omicslake.io.delta import Lake
 REPO = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(pyspark.__file__).parent
 PIPELINE_PATIENTS, PIPELINE_SAMPLES, PIPELINE_VARIANTS = 800, 200, 400
+PIPELINE_EXPOSURE_SHARE = 1.0
 # The pipeline's settings (besides lake.root); a test that reruns the pipeline on a copy of its lake
 # uses the same ones, so that the skip decision sees an unchanged configuration.
 PIPELINE_SETS = [
@@ -44,6 +45,8 @@ PIPELINE_SETS = [
     # conf/cluster.yaml keeps Delta's 50 tasks per snapshot rebuild (right for a cluster's big tables);
     # on this lake of small tables that is mostly task overhead (2.5x the time of an append + count)
     'spark.conf={"spark.databricks.delta.snapshotPartitions": "2"}',
+    # the planted drug exposure (synth/exposure.py) in the EHR files of every patient, for the study job
+    f"jobs.generate.exposure_share={PIPELINE_EXPOSURE_SHARE}",
 ]
 
 

@@ -102,6 +102,7 @@ class GenerateConfig:
     partitions: int = 4  # Spark partitions (files) per generated table
     survey_share: float = 0.1  # share of the patients in the REDCap-style study (redcap/omicslake_study/); 0: no survey
     omics_features: int = 0  # genes (RNA-seq) and CpGs (methylation) per genotyped sample, T2D/ancestry effects planted; 0: none
+    exposure_share: float = 0.0  # share of patients whose planted drug exposure and outcomes (synth/exposure.py) are in the EHR; 0: none
 
 
 @dataclass(frozen=True)
@@ -351,6 +352,16 @@ class OmicsAssocConfig:
 
 
 @dataclass(frozen=True)
+class StudyConfig:
+    studies: tuple[str, ...] = ()  # conf/studies/<name>.yaml or paths; empty: every file of conf/studies/
+    end_of_data: str | None = None  # censoring date; default: jobs.build_cohort.end_of_data, else the latest drug or condition date in silver
+    # a study whose cohort has nobody exposed to either drug (e.g. a lake generated without jobs.generate.exposure_share):
+    # skip: logged and in the run's metrics, no tables; fail: the job fails naming the study
+    on_empty: Literal["skip", "fail"] = "skip"
+    km_points: int = 200  # Kaplan-Meier steps kept per arm in gold.study_<name>_km (evenly spaced in time)
+
+
+@dataclass(frozen=True)
 class JobsConfig:
     generate: GenerateConfig = field(default_factory=GenerateConfig)
     ingest_vcf: IngestVcfConfig = field(default_factory=IngestVcfConfig)
@@ -371,6 +382,7 @@ class JobsConfig:
     ingest_omics: IngestOmicsConfig = field(default_factory=IngestOmicsConfig)
     omics_qc: OmicsQcConfig = field(default_factory=OmicsQcConfig)
     omics_assoc: OmicsAssocConfig = field(default_factory=OmicsAssocConfig)
+    study: StudyConfig = field(default_factory=StudyConfig)
 
 
 @dataclass(frozen=True)

@@ -79,6 +79,7 @@ def test_pipeline_dry_run_plans_in_dag_order(
         "cluster",
         "survival",
         "omics_assoc",
+        "study",
         "report",
     ]
     assert main(["pipeline", "--dry-run", "--only", "nonsense"]) == 2

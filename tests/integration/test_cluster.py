@@ -33,6 +33,7 @@ def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(pipeline: di
         "score",
         "cluster",
         "survival",
+        "study",
         "report",
     ):
         assert any(line.startswith(job) and "succeeded" in line for line in summary.splitlines()), (job, summary)
@@ -72,6 +73,15 @@ REPORT_SECTIONS = {
     "Time to event (AFT): t2d_incident aft_weibull": ["plots/km_by_risk.png"],
     "Patient phenotypes (clusters): t2d_incident kmeans": ["plots/cluster_profiles.png", "plots/silhouette.png"],
     "Risk predictions: omicslake_t2d_incident_logistic": [],
+    # the planted drug exposure (PIPELINE_SETS: jobs.generate.exposure_share): one study, two outcomes
+    "Study: new_vs_old_drug": [  # sorted, as the check sorts them
+        "Kaplan-Meier: modified",
+        "Kaplan-Meier: outcome",
+        "calibration: iptw",
+        "covariate balance (love plot)",
+        "forest plot",
+        "preference score overlap",
+    ],
     "Study completeness": [],
     "Study QA": [],
     "Scales": ["", "", "", ""],  # per scale (2): the loading heat map, the item response distributions
@@ -127,6 +137,9 @@ def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromiu
         "gwas_t2d",
         "By subgroup (held-out)",
         "Calibration (held-out: intercept 0 and slope 1 are perfect; curve with 95% CIs in the plot)",
+        "Population",
+        "Hazard ratios",
+        "Incidence per 1,000 person-years (exact 95% CI)",
         "Visit windows",
         "Enrolment",
         *queries,

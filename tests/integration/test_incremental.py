@@ -157,6 +157,7 @@ def test_a_changed_qc_threshold_reruns_genomic_qc_and_what_follows(spark: SparkS
         "score",
         "cluster",
         "survival",
+        "study",
     }
 
 

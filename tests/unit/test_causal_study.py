@@ -5,7 +5,6 @@ adjustment is within 0.1 SMD, negative controls cover 1; bad designs get a Study
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import pytest
 from pyspark.sql import DataFrame, SparkSession
@@ -96,18 +95,21 @@ def test_empirical_null() -> None:
 
 
 def test_design_from_yaml() -> None:
-    import yaml
+    from omicslake.causal.population import load_study
 
-    path = Path(__file__).resolve().parents[2] / "conf" / "studies" / "new_vs_old_drug.yaml"
-    raw = yaml.safe_load(path.read_text())
-    d = study.design_from_dict(raw["design"], str(path))
-    assert d.outcomes == ("outcome",) and d.negative_controls == exposure.NEGATIVE_CONTROLS
+    spec = load_study("new_vs_old_drug")
+    d = spec.design
+    assert d.treatment == "target" and d.id_col == "person_key"
+    assert d.outcomes == ("outcome", "modified") and d.negative_controls == exposure.NEGATIVE_CONTROLS
     assert d.analyses == ("crude", "iptw", "matching", "stratification") and d.max_weight is None
+    raw = {k: v for k, v in spec.design.__dict__.items() if k not in ("treatment", "id_col")}
+    raw = {k: list(v) if isinstance(v, tuple) else v for k, v in raw.items()}
+    raw["treatment"] = "target"
     with pytest.raises(ConfigError, match=r"x.yaml: unknown study keys \['outcome'\]"):
-        study.design_from_dict({**raw["design"], "outcome": "typo"}, "x.yaml")
+        study.design_from_dict({**raw, "outcome": "typo"}, "x.yaml")
     with pytest.raises(ConfigError, match=r"x.yaml: the study needs \['outcomes'\]"):
-        study.design_from_dict({k: v for k, v in raw["design"].items() if k != "outcomes"}, "x.yaml")
+        study.design_from_dict({k: v for k, v in raw.items() if k != "outcomes"}, "x.yaml")
     with pytest.raises(ConfigError, match="x.yaml: covariates must be a list"):
-        study.design_from_dict({**raw["design"], "covariates": "age"}, "x.yaml")
+        study.design_from_dict({**raw, "covariates": "age"}, "x.yaml")
     with pytest.raises(ConfigError, match="x.yaml: caliper must be a number"):
-        study.design_from_dict({**raw["design"], "caliper": "wide"}, "x.yaml")
+        study.design_from_dict({**raw, "caliper": "wide"}, "x.yaml")

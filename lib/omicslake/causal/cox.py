@@ -1,7 +1,13 @@
 """Cox proportional-hazards models fitted on Spark DataFrames (no patient rows reach the driver).
 
-The partial likelihood is maximised by Newton-Raphson with step halving (as R's ``coxph``). Each
-iteration is one Spark job:
+The partial likelihood is maximised by Newton-Raphson with step halving (as R's ``coxph``). The
+modelling frame is hash-partitioned by stratum and cached once; each iteration is then one Spark
+stage without a shuffle (``fit``; ``derivatives(by_stratum=False)`` is the two-shuffle form below,
+for any frame). When the rows fall into few distinct (stratum, time, event, covariates) groups
+(binary covariates: treatment, interactions, small matched sets) and no cluster is given, ``fit``
+collects those groups' sums once (the sufficient statistics, exact: count, weight and squared
+weight per group; no ids) and runs the checks, the Newton steps and the robust variance on the
+driver from the same functions instead (one Spark job per fit). The Spark form:
 
 1. the executors aggregate, per (stratum, distinct time), the risk sums of the rows leaving at that
    time: ``S0 = sum w exp(eta)``, ``S1 = sum w exp(eta) x``, ``S2 = sum w exp(eta) x x'`` and the
@@ -27,6 +33,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -37,6 +44,7 @@ from scipy import stats
 log = logging.getLogger(__name__)
 
 TIES = ("breslow", "efron")
+LOCAL_MAX_GROUPS = 200_000  # sufficient-statistic groups fitted on the driver (see fit)
 RUNAWAY = 10.0  # |log HR| beyond which a coefficient is taken as infinite (HR > 22,000: separation)
 
 
@@ -111,19 +119,17 @@ def _sym(flat: np.ndarray, p: int) -> np.ndarray:
     return out
 
 
-def prepare(
+def _raw(
     df: DataFrame,
     time: str,
     event: str,
     covariates: Sequence[str],
-    weight: str | None = None,
-    strata: Sequence[str] = (),
-    cluster: str | None = None,
-) -> tuple[DataFrame, np.ndarray, int, int]:
-    """The modelling frame of ``fit``: columns _t (time), _d (event 0/1), _w (weight), _s (stratum
-    key), optional _c (cluster) and _x0.._x{p-1} (covariates centred on their weighted means).
-    Returns (frame, means, rows, events). ValueError naming the column when a column is missing,
-    a value is null, a time or weight is negative, or an event is not 0/1."""
+    weight: str | None,
+    strata: Sequence[str],
+    cluster: str | None,
+) -> DataFrame:
+    """The model's columns under fixed names (_t, _d, _w, _s, _c, _x0..), covariates not centred;
+    ValueError naming a missing column."""
     names = [time, event, *covariates, *strata, *([weight] if weight else []), *([cluster] if cluster else [])]
     missing = [c for c in names if c not in df.columns]
     if missing:
@@ -143,7 +149,23 @@ def prepare(
         *([F.col(cluster).cast("string").alias("_c")] if cluster else []),
         *[F.col(c).cast("double").alias(f"_x{j}") for j, c in enumerate(covariates)],
     ]
-    raw = df.select(*sel)
+    return df.select(*sel)
+
+
+def prepare(
+    df: DataFrame,
+    time: str,
+    event: str,
+    covariates: Sequence[str],
+    weight: str | None = None,
+    strata: Sequence[str] = (),
+    cluster: str | None = None,
+) -> tuple[DataFrame, np.ndarray, int, int]:
+    """The modelling frame of ``fit``: columns _t (time), _d (event 0/1), _w (weight), _s (stratum
+    key), optional _c (cluster) and _x0.._x{p-1} (covariates centred on their weighted means).
+    Returns (frame, means, rows, events). ValueError naming the column when a column is missing,
+    a value is null, a time or weight is negative, or an event is not 0/1."""
+    raw = _raw(df, time, event, covariates, weight, strata, cluster)
     p = len(covariates)
     checks = raw.agg(
         F.count(F.lit(1)).alias("n"),
@@ -156,6 +178,24 @@ def prepare(
         *[F.sum(F.col("_w") * F.col(f"_x{j}")).alias(f"m{j}") for j in range(p)],
     ).first()
     assert checks is not None
+    means, n, events = _checked(checks.asDict(), time, event, covariates, weight)
+    framed = raw.select(
+        "_t",
+        "_d",
+        "_w",
+        "_s",
+        *(["_c"] if cluster else []),
+        *[(F.col(f"_x{j}") - float(means[j])).alias(f"_x{j}") for j in range(p)],
+    )
+    return framed, means, n, events
+
+
+def _checked(
+    checks: dict[str, Any], time: str, event: str, covariates: Sequence[str], weight: str | None
+) -> tuple[np.ndarray, int, int]:
+    """(weighted means, rows, events) from the counts of ``prepare`` (n, events, sw, bad_t, bad_d,
+    bad_w, null<j>, m<j>); ValueError naming the column for a bad value."""
+    p = len(covariates)
     n = int(checks["n"])
     if n == 0:
         raise ValueError("Cox model: the data has no rows")
@@ -171,15 +211,67 @@ def prepare(
         raise ValueError(f"Cox model: covariates {nulls} have null values; impute or drop them first")
     sw = float(checks["sw"])
     means = np.array([float(checks[f"m{j}"]) / sw for j in range(p)])
-    framed = raw.select(
-        "_t",
-        "_d",
-        "_w",
-        "_s",
-        *(["_c"] if cluster else []),
-        *[(F.col(f"_x{j}") - float(means[j])).alias(f"_x{j}") for j in range(p)],
+    return means, n, int(checks["events"] or 0)
+
+
+def _compress_raw(raw: DataFrame, p: int, max_groups: int) -> pd.DataFrame | None:
+    """The sufficient statistics of a frame from ``_raw`` (covariates not centred): one row per
+    distinct (_s, _t, _d, _x...) with the summed weight ``_w``, summed squared weight ``_w2`` (the
+    robust variance), the row count ``_n`` and the count of bad weights ``_bad_w``; on the driver when
+    there are at most ``max_groups`` of them (rows alike in all of these contribute alike to the
+    likelihood, its derivatives and the score residuals at any beta: exact), else None."""
+    xs = [f"_x{j}" for j in range(p)]
+    w = F.col("_w")
+    grouped = raw.groupBy("_s", "_t", "_d", *xs).agg(
+        F.sum(w).alias("_w"),
+        F.sum(w * w).alias("_w2"),
+        F.count(F.lit(1)).alias("_n"),
+        F.sum(F.when(w.isNull() | (w < 0), 1).otherwise(0)).alias("_bad_w"),
     )
-    return framed, means, n, int(checks["events"] or 0)
+    pdf = grouped.limit(max_groups + 1).toPandas()
+    return pdf if len(pdf) <= max_groups else None
+
+
+def _local_checks(pdf: pd.DataFrame, p: int) -> dict[str, Any]:
+    """``prepare``'s counts from a compressed frame (``_compress_raw``)."""
+    n = pdf["_n"].to_numpy(dtype=float)
+    t, d = pdf["_t"].to_numpy(dtype=float), pdf["_d"].to_numpy(dtype=float)
+    w = pdf["_w"].to_numpy(dtype=float)
+    out: dict[str, Any] = {
+        "n": int(n.sum()),
+        "events": float(np.nansum(n * d)),
+        "sw": float(np.nansum(w)),
+        "bad_t": int(n[np.isnan(t) | (t < 0)].sum()),
+        "bad_d": int(n[np.isnan(d) | ~np.isin(d, (0.0, 1.0))].sum()),
+        "bad_w": int(pdf["_bad_w"].sum()),
+    }
+    for j in range(p):
+        x = pdf[f"_x{j}"].to_numpy(dtype=float)
+        out[f"null{j}"] = int(n[np.isnan(x)].sum())
+        out[f"m{j}"] = float(np.nansum(w * x))
+    return out
+
+
+def _driver_meat(pdf: pd.DataFrame, beta: np.ndarray, efron: bool) -> np.ndarray:
+    """``robust_meat`` (per row, no cluster) of a compressed frame: the score residual ``U`` is
+    the same for every row of a group, so the group adds ``sum w^2`` times ``U U'`` (as
+    ``score_residuals`` on the rows)."""
+    p = len(beta)
+    haz = next(_partition_hazards(p, efron, iter([_local_aggregates(pdf, beta, efron)])))
+    m = pdf.merge(haz, on=["_s", "_t"], how="left")
+    x = m[[f"_x{j}" for j in range(p)]].to_numpy(dtype=float)
+    d = m["_d"].to_numpy(dtype=float)
+    ev = d > 0
+    eta = x @ beta
+    h_at = np.where(ev, m["h_ev"].to_numpy(), m["h_full"].to_numpy())
+    u = np.empty_like(x)
+    for j in range(p):
+        ha_at = np.where(ev, m[f"ha_ev_{j}"].to_numpy(), m[f"ha_full_{j}"].to_numpy())
+        u[:, j] = d * (x[:, j] - m[f"abar_{j}"].to_numpy()) - np.exp(eta) * (
+            x[:, j] * (m["hc"].to_numpy() + h_at) - (m[f"hac_{j}"].to_numpy() + ha_at)
+        )
+    w2 = m["_w2"].to_numpy(dtype=float)
+    return np.asarray(np.einsum("k,ki,kj->ij", w2, u, u))
 
 
 def _eta(beta: np.ndarray) -> Column:
@@ -308,19 +400,76 @@ def _deriv_schema(p: int) -> str:
     return ", ".join(["ll double", *[f"g{j} double" for j in range(p)], *[f"h{j}_{k} double" for j, k in _pairs(p)]])
 
 
+def _local_aggregates(pdf: pd.DataFrame, beta: np.ndarray, efron: bool) -> pd.DataFrame:
+    """``time_aggregates`` of the rows of one pandas batch (same columns), per (_s, _t)."""
+    p = len(beta)
+    x = pdf[[f"_x{j}" for j in range(p)]].to_numpy(dtype=float)
+    w, d = pdf["_w"].to_numpy(dtype=float), pdf["_d"].to_numpy(dtype=float)
+    # a compressed frame (``_compressed``): each row a group of _n rows alike, _w their summed weight
+    n = pdf["_n"].to_numpy(dtype=float) if "_n" in pdf.columns else 1.0
+    eta = x @ beta
+    r = w * np.exp(eta)
+    cols: dict[str, np.ndarray] = {"_s": pdf["_s"].to_numpy(), "_t": pdf["_t"].to_numpy(dtype=float), "s0": r}
+    for j in range(p):
+        cols[f"s1_{j}"] = r * x[:, j]
+    for j, k in _pairs(p):
+        cols[f"s2_{j}_{k}"] = r * x[:, j] * x[:, k]
+    cols.update(d=n * d, dw=w * d, dweta=w * d * eta)
+    for j in range(p):
+        cols[f"xw_{j}"] = w * d * x[:, j]
+    if efron:
+        cols["e0"] = r * d
+        for j in range(p):
+            cols[f"e1_{j}"] = r * d * x[:, j]
+        for j, k in _pairs(p):
+            cols[f"e2_{j}_{k}"] = r * d * x[:, j] * x[:, k]
+    return pd.DataFrame(cols).groupby(["_s", "_t"], sort=False, as_index=False).sum()
+
+
+def _local_derivs(p: int, beta: np.ndarray, efron: bool, pdfs: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+    """``_partition_derivs`` on the rows of a partition that holds whole strata: each batch reduced
+    to its (stratum, time) sums first, so the partition's memory is its distinct times."""
+    parts = [_local_aggregates(pdf, beta, efron) for pdf in pdfs if len(pdf)]
+    if not parts:
+        return
+    agg = parts[0] if len(parts) == 1 else pd.concat(parts).groupby(["_s", "_t"], sort=False, as_index=False).sum()
+    yield from _partition_derivs(p, efron, iter([agg]))
+
+
+def _driver_derivatives(pdf: pd.DataFrame, beta: np.ndarray, efron: bool) -> tuple[float, np.ndarray, np.ndarray]:
+    """``derivatives`` on a compressed frame held on the driver (numpy, no Spark job)."""
+    p = len(beta)
+    rows = list(_local_derivs(p, np.asarray(beta, dtype=float), efron, iter([pdf])))
+    if not rows:
+        return 0.0, np.zeros(p), np.zeros((p, p))
+    r = rows[0].iloc[0]
+    h = _sym(np.array([float(r[f"h{j}_{k}"]) for j, k in _pairs(p)]), p)
+    return float(r["ll"]), np.array([float(r[f"g{j}"]) for j in range(p)]), h
+
+
 def derivatives(
-    frame: DataFrame, beta: np.ndarray, efron: bool, partitions: int | None = None
+    frame: DataFrame, beta: np.ndarray, efron: bool, partitions: int | None = None, by_stratum: bool = False
 ) -> tuple[float, np.ndarray, np.ndarray]:
     """Partial log-likelihood, score vector and information matrix (minus the Hessian) at beta, on
-    a frame from ``prepare``; aggregated on the executors (one row per partition collected)."""
+    a frame from ``prepare``; aggregated on the executors (one row per partition collected). With
+    ``by_stratum`` the frame is already hash-partitioned by ``_s`` (``fit`` caches it so): each
+    partition sums its rows per (stratum, time) itself, one narrow stage without a shuffle per call."""
     p = len(beta)
-    agg = time_aggregates(frame, beta, efron)
     parts = partitions or int(frame.sparkSession.conf.get("spark.sql.shuffle.partitions") or "2")
+    if by_stratum:
+        b = np.asarray(beta, dtype=float).copy()
 
-    def fn(it: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
-        return _partition_derivs(p, efron, it)
+        def local(it: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            return _local_derivs(p, b, efron, it)
 
-    rows = agg.repartition(parts, "_s").mapInPandas(fn, _deriv_schema(p)).collect()
+        rows = frame.mapInPandas(local, _deriv_schema(p)).collect()
+    else:
+        agg = time_aggregates(frame, beta, efron)
+
+        def fn(it: Iterator[pd.DataFrame]) -> Iterator[pd.DataFrame]:
+            return _partition_derivs(p, efron, it)
+
+        rows = agg.repartition(parts, "_s").mapInPandas(fn, _deriv_schema(p)).collect()
     ll = sum(float(r["ll"]) for r in rows)
     g = np.array([sum(float(r[f"g{j}"]) for r in rows) for j in range(p)])
     h = _sym(np.array([sum(float(r[f"h{j}_{k}"]) for r in rows) for j, k in _pairs(p)]), p)
@@ -426,6 +575,7 @@ def fit(
     max_iter: int = 50,
     tol: float = 1e-7,
     partitions: int | None = None,
+    local_max_groups: int = LOCAL_MAX_GROUPS,
 ) -> CoxResult:
     """Fit a Cox model of (time, event) on ``covariates`` (numeric columns of df; one row per
     person, time >= 0, event 0/1) with ``ties`` 'efron' or 'breslow', optional case ``weight``
@@ -435,19 +585,43 @@ def fit(
     until the largest step is below ``tol`` (stopping early past |coef| RUNAWAY). Returns a CoxResult; ValueError on unusable input (no
     events, a singular information matrix: a constant covariate or one collinear with others).
     A coefficient that runs away (monotone likelihood: a covariate separates events) ends with
-    converged=False and a diagnostic, never a silent number."""
+    converged=False and a diagnostic, never a silent number. When the rows fall into at most
+    ``local_max_groups`` distinct (stratum, time, event, covariates) groups, their sums (no ids, no
+    other columns) are collected once and the Newton steps run on the driver (0: never)."""
     if ties not in TIES:
         raise ValueError(f"Cox model: ties must be one of {TIES}, not {ties!r}")
     efron = ties == "efron"
     robust = robust or cluster is not None
-    frame, _means, n, events = prepare(df, time, event, covariates, weight, strata, cluster)
+    p = len(covariates)
+    # few distinct (stratum, time, event, covariates) groups (binary covariates, small strata): their
+    # sums on the driver from one Spark job, the checks, Newton steps and robust variance there
+    local = None
+    if local_max_groups > 0 and cluster is None:
+        local = _compress_raw(_raw(df, time, event, covariates, weight, strata, cluster), p, local_max_groups)
+    frame: DataFrame | None = None
+    if local is not None:
+        means, n, events = _checked(_local_checks(local, p), time, event, covariates, weight)
+        for j in range(p):
+            local[f"_x{j}"] = local[f"_x{j}"].astype(float) - means[j]
+    else:
+        frame, _means, n, events = prepare(df, time, event, covariates, weight, strata, cluster)
+        # partitioned by stratum once and cached: every Newton step is then one narrow stage
+        parts = partitions or int(df.sparkSession.conf.get("spark.sql.shuffle.partitions") or "2")
+        frame = frame.repartition(parts, "_s").cache()
     if events == 0:
+        if frame is not None:
+            frame.unpersist()
         raise ValueError(f"Cox model: no events in {event} among {n} rows")
-    frame = frame.cache()
     try:
-        p = len(covariates)
+
+        def derivs(b: np.ndarray) -> tuple[float, np.ndarray, np.ndarray]:
+            if local is not None:
+                return _driver_derivatives(local, b, efron)
+            assert frame is not None
+            return derivatives(frame, b, efron, partitions, by_stratum=True)
+
         beta = np.zeros(p)
-        ll, g, h = derivatives(frame, beta, efron, partitions)
+        ll, g, h = derivs(beta)
         ll0 = ll
         diagnostics: list[str] = []
         converged, it = False, 0
@@ -463,7 +637,7 @@ def fit(
                 ) from e
             new = beta + step
             for _ in range(30):
-                ll_new, g_new, h_new = derivatives(frame, new, efron, partitions)
+                ll_new, g_new, h_new = derivs(new)
                 pen_new = ll_new - 0.5 * l2 * float(new @ new)
                 if np.isfinite(pen_new) and pen_new >= ll - 0.5 * l2 * float(beta @ beta) - 1e-12 * abs(ll):
                     break
@@ -487,8 +661,11 @@ def fit(
             )
         robust_var = None
         if robust:
-            resid = score_residuals(frame, beta, efron, partitions)
-            meat = robust_meat(resid, p, cluster is not None)
+            if local is not None:
+                meat = _driver_meat(local, beta, efron)
+            else:
+                assert frame is not None
+                meat = robust_meat(score_residuals(frame, beta, efron, partitions), p, cluster is not None)
             robust_var = var @ meat @ var
         for msg in diagnostics:
             log.warning("Cox model: %s", msg)
@@ -507,4 +684,5 @@ def fit(
             diagnostics=tuple(diagnostics),
         )
     finally:
-        frame.unpersist()
+        if frame is not None:
+            frame.unpersist()

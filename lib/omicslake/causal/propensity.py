@@ -6,7 +6,8 @@
   covariates; adds ``ps``, ``logit_ps`` and the ``preference`` score of Walker et al. (2013):
   logit(preference) = logit(ps) - logit(share treated).
 - ``trim``: by PS bounds or by equipoise (preference in [lower, upper]).
-- ``ps_strata``: stratum 1..n by PS quantiles of the whole population.
+- ``ps_strata``: stratum 1..n by PS quantiles of the whole population; ``stratum_weights``: the
+  marginal mean weights that measure the balance within those strata.
 - ``iptw``: inverse probability of treatment weights for the ATE or the ATT, optionally stabilised
   and truncated at a maximum weight.
 - ``match``: 1:k nearest-neighbour matching on the logit PS within a caliper (in SDs of the logit
@@ -127,6 +128,18 @@ def ps_strata(df: DataFrame, n: int = 5, relative_error: float = 1e-4) -> DataFr
     for c in cuts:
         expr = expr + (F.col("ps") > c).cast("int")
     return df.withColumn("ps_stratum", expr)
+
+
+def stratum_weights(df: DataFrame, treatment: str, stratum: str = "ps_stratum") -> DataFrame:
+    """Add ``stratum_weight``, the marginal mean weight of PS stratification (Hong 2010): n_s x
+    P(arm) / n_(s, arm) for a person of stratum s in an arm; weighted means of the two arms then
+    compare like with like within strata (the balance a stratified analysis achieves)."""
+    arm = F.col(treatment).cast("int")
+    n_sa = F.count(F.lit(1)).over(Window.partitionBy(stratum, arm))
+    n_s = F.count(F.lit(1)).over(Window.partitionBy(stratum))
+    n_a = F.count(F.lit(1)).over(Window.partitionBy(arm))
+    total = df.count()
+    return df.withColumn("stratum_weight", n_s * (n_a / F.lit(float(total))) / n_sa)
 
 
 def iptw(

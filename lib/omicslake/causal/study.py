@@ -79,6 +79,11 @@ class StudyResult:
     ps_coefficients: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
     diagnostics: list[str] = field(default_factory=list)
+    # Kaplan-Meier by arm per outcome (crude): outcome, arm, days, survival, at_risk, events (steps)
+    km: list[dict[str, Any]] = field(default_factory=list)
+    # one row per person (materialised; the caller unpersists it): id, treatment, ps, preference,
+    # logit_ps, weight (IPTW), match_set, ps_stratum (null where the analysis is not run / unmatched)
+    persons: DataFrame | None = None
 
 
 def design_from_dict(raw: dict[str, Any], source: str) -> StudyDesign:
@@ -218,7 +223,13 @@ def run_study(df: DataFrame, d: StudyDesign) -> StudyResult:
         pops["stratification"] = (s, {"strata": ["ps_stratum"]}, None)
     before = {r["term"]: r for r in balance.smd(scored, d.treatment, d.covariates)}
     for name, (pop, kw, weight) in pops.items():
-        after = balance.smd(pop, d.treatment, d.covariates, weight) if name != "crude" else list(before.values())
+        if name == "crude":
+            after = list(before.values())
+        elif name == "stratification":  # balance within the PS strata: marginal mean weights
+            strat = propensity.stratum_weights(pop, d.treatment)
+            after = balance.smd(strat, d.treatment, d.covariates, "stratum_weight")
+        else:
+            after = balance.smd(pop, d.treatment, d.covariates, weight)
         for r in after:
             out.balance.append(
                 {
@@ -280,7 +291,42 @@ def run_study(df: DataFrame, d: StudyDesign) -> StudyResult:
             for e in out.estimates:
                 if e["analysis"] == name:
                     e.update(calibrate(e["log_hr"], e["se"], mu, sigma))
+    for o in d.outcomes:
+        curves = epi.kaplan_meier_by_arm(scored, d.treatment, f"{o}_days", f"{o}_event")
+        for arm, cur in curves.items():
+            for t, surv, n in zip(cur["t"], cur["s"], cur["n"], strict=True):
+                out.km.append(
+                    {
+                        "outcome": o,
+                        "arm": "target" if str(arm) == "1" else "comparator",
+                        "days": int(t),
+                        "survival": float(surv),
+                        "at_risk": int(n),
+                    }
+                )
+    out.persons = _persons(scored, pops, d)
     for _, (pop, _, _) in pops.items():
         pop.unpersist()
     scored.unpersist()
     return out
+
+
+def _persons(
+    scored: DataFrame, pops: dict[str, tuple[DataFrame, dict[str, Any], str | None]], d: StudyDesign
+) -> DataFrame:
+    """One row per person of the study: PS, preference, and the IPTW weight, matched set and PS
+    stratum of the analyses run (null otherwise), materialised by a local checkpoint."""
+    out = scored.select(
+        F.col(d.id_col), F.col(d.treatment).cast("int").alias(d.treatment), "ps", "preference", "logit_ps"
+    )
+    extra = {"iptw": "weight", "matching": "match_set", "stratification": "ps_stratum"}
+    types = {"weight": "double", "match_set": "string", "ps_stratum": "int"}
+    for analysis, col in extra.items():
+        if analysis in pops:
+            pop = pops[analysis][0].select(F.col(d.id_col), F.col(col).cast(types[col]).alias(col))
+            if analysis == "matching":  # a matched person is in one set
+                pop = pop.dropDuplicates([d.id_col])
+            out = out.join(pop, d.id_col, "left")
+        else:
+            out = out.withColumn(col, F.lit(None).cast(types[col]))
+    return out.localCheckpoint()

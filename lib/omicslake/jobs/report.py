@@ -21,7 +21,7 @@ from omicslake.report import build
 SPEC = JobSpec(
     name="report",
     description="A self-contained HTML report of the lake: runs, data quality, QC, PCA, GWAS, Table 1, model metrics.",
-    after=("gwas", "score", "cluster", "survival", "psychometrics", "omics_assoc"),
+    after=("gwas", "score", "cluster", "survival", "psychometrics", "omics_assoc", "study"),
     config=("mlflow",),
     always_run=True,
 )

@@ -6,8 +6,9 @@ variant QC histograms, PCA scatter coloured by recorded race, GWAS Manhattan and
 (``genomics``); per omics assay a sample PCA scatter and per association a volcano plot
 (``omics``); Table 1 of each cohort (``cohorts``); the latest risk, survival and cluster models'
 metrics and plots from MLflow (``models``); each predictions table's risk bands and drift checks
-(``predictions``); study completeness and the scales' reliability, retest ICC and loading heat
-maps (``survey``). Only aggregates and per-sample QC/PC numbers are read; no
+(``predictions``); each comparative effect study's population, hazard ratios, PS overlap, love
+plot, Kaplan-Meier, forest and calibration plots and incidence (``study``); study completeness and
+the scales' reliability, retest ICC and loading heat maps (``survey``). Only aggregates and per-sample QC/PC numbers are read; no
 EHR row reaches the page. ``render`` holds the HTML helpers; the report job writes the page.
 """
 
@@ -20,7 +21,7 @@ from pyspark.sql import SparkSession
 
 from omicslake.config import Config
 from omicslake.io.delta import Lake
-from omicslake.report import cohorts, genomics, models, omics, ops, predictions, survey
+from omicslake.report import cohorts, genomics, models, omics, ops, predictions, study, survey
 from omicslake.report.render import Section, document
 
 
@@ -44,6 +45,7 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         cohorts.table1(lake, tables),
         models.models(cfg),
         predictions.predictions(lake, tables),
+        study.studies(lake, tables),
         survey.completeness(lake, tables),
         survey.study_qa(lake, tables),
         survey.scales(lake, tables),

@@ -46,14 +46,14 @@ def pyplot() -> Any:
     return plt
 
 
-def png(fig: Any) -> str:
-    """The matplotlib figure ``fig`` as an inline ``<img>`` (PNG at 100 dpi, no alt text); the figure is closed."""
+def png(fig: Any, alt: str = "") -> str:
+    """The matplotlib figure ``fig`` as an inline ``<img>`` (PNG at 100 dpi, ``alt`` as its alt text); the figure is closed."""
     import matplotlib.pyplot as plt
 
     buf = io.BytesIO()
     fig.savefig(buf, format="png", dpi=100)
     plt.close(fig)
-    return img(buf.getvalue())
+    return img(buf.getvalue(), alt)
 
 
 def img(data: bytes, alt: str = "") -> str:

@@ -25,6 +25,14 @@ CONDITIONS: dict[str, tuple[str, str, str]] = {
     "bronchitis": ("10509002", "Acute bronchitis (disorder)", "J20.9"),
     "sinusitis": ("444814009", "Viral sinusitis (disorder)", "J01.90"),
     "prediabetes": ("15777000", "Prediabetes (finding)", "R73.03"),
+    # the planted comparative-effect study (synth.exposure): its outcome, modified outcome, negative controls
+    "stroke": ("230690007", "Cerebrovascular accident (disorder)", "I63.9"),
+    "dvt": ("132281000119108", "Acute deep venous thrombosis (disorder)", "I82.409"),
+    "ankle_fracture": ("16114001", "Fracture of ankle (disorder)", "S82.899A"),
+    "atopic_dermatitis": ("24079001", "Atopic dermatitis (disorder)", "L20.9"),
+    "impacted_molars": ("196416002", "Impacted molars (disorder)", "K01.1"),
+    "viral_pharyngitis": ("195662009", "Acute viral pharyngitis (disorder)", "J02.9"),
+    "meniscus_tear": ("239720000", "Tear of meniscus of knee (disorder)", "S83.209A"),
 }
 CHARLSON = ("chf", "copd", "ckd", "mi", "cancer", "dementia")
 UNKNOWN_CONDITION_CODE = "999999999"
@@ -54,6 +62,9 @@ MEDICATIONS: dict[str, tuple[str, str, str]] = {
     "simvastatin": ("312961", "Simvastatin 20 MG Oral Tablet", "hyperlipidemia"),
     "furosemide": ("310429", "Furosemide 40 MG Oral Tablet", "chf"),
     "albuterol": ("745679", "200 ACTUAT Albuterol 0.09 MG/ACTUAT Metered Dose Inhaler", "copd"),
+    # the planted comparative-effect study (synth.exposure): new drug (target) vs old drug (comparator)
+    "new_drug": ("259255", "atorvastatin 80 MG Oral Tablet", "stroke"),
+    "old_drug": ("314231", "simvastatin 10 MG Oral Tablet", "stroke"),
 }
 
 # key -> (SNOMED, display)

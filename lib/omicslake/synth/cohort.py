@@ -122,8 +122,18 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
     enc = people.encounters(p, seed)
     cond = people.conditions(enc).withColumn("cond_id", uuid_from(seed, "cond", "enc_id", "cond"))
     obs = people.observations(enc, seed).withColumn("obs_id", uuid_from(seed, "obs", "enc_id", "pos"))
-    med = people.medications(enc, seed).withColumn("med_id", uuid_from(seed, "med", "enc_id", "med"))
+    med = (
+        people.medications(enc, seed)
+        .withColumn("med_id", uuid_from(seed, "med", "enc_id", "med"))
+        .withColumn("stop", F.lit(None).cast("timestamp"))
+    )
     proc = people.procedures(enc).withColumn("proc_id", uuid_from(seed, "proc", "enc_id", "proc"))
+    # Planted comparative-effect truth (#16): its own random streams. Its drug orders and outcomes join
+    # the EHR files only with jobs.generate.exposure_share > 0 (otherwise every file is as before).
+    exposed = exposure.simulate(p, seed, g.exposure_share)
+    if g.exposure_share > 0:
+        med = med.unionByName(exposure.ehr_medications(exposed, enc, seed))
+        cond = cond.unionByName(exposure.ehr_conditions(exposed, enc, p, seed))
 
     b1 = out / "synthea" / "batch_001"
     # ---- patients
@@ -253,7 +263,7 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
         W.csv_line(
             [
                 W.iso_ts(F.col("start")),
-                F.lit(None),
+                W.iso_ts(F.col("stop")),
                 F.col("patient_id"),
                 F.lit("b1c428d6-4f07-31e0-90f0-68ffa6ff8c76"),
                 F.col("enc_id"),
@@ -369,9 +379,7 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
     truth_lines = p.select("idx", W.csv_line([F.col(c) for c in people.truth_columns()]).alias("line"))
     _csv(truth_lines, "patients", out / "truth", tmp, header=people.truth_columns())
     # Planted comparative-effect truth (#16): a new file, its own random streams; nothing above changes.
-    exposure_file = _csv(
-        exposure.lines(exposure.simulate(p, seed)), "exposure", out / "truth", tmp, header=exposure.columns()
-    )
+    exposure_file = _csv(exposure.lines(exposed), "exposure", out / "truth", tmp, header=exposure.columns())
     t2d_auc, prevalence = _auroc(p.where(~F.col("prevalent_t2d")), "p_t2d", "t2d_incident")
     readmit_auc, readmit_rate = _auroc(p.where("has_inpatient"), "p_readmit", "readmit_30d")
     stats = p.agg(
@@ -413,6 +421,7 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
             "seed": seed,
             "messy": messy,
             "partitions": g.partitions,
+            "exposure_share": g.exposure_share,
         },
         "reference_date": people.REFERENCE_DATE,
         "index_rule": "first wellness encounter (SNOMED 162673000) in 2019",
@@ -444,7 +453,12 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
             },
         },
         "genome": genome,
-        "exposure": {"file": "truth/exposure.csv", "rows": exposure_file["rows"], **exposure.effects()},
+        "exposure": {
+            "file": "truth/exposure.csv",
+            "rows": exposure_file["rows"],
+            "share_in_ehr": g.exposure_share,
+            **exposure.effects(),
+        },
         "files": files,
         "messy": {"rates": MESSY_RATES if messy else {}, "counts": messy_counts},
         "seconds": round(time.monotonic() - t0, 1),
