@@ -81,7 +81,7 @@ class LakeConfig:
     # exception) is tried again this many times (each a new read of the table; the write's transaction id makes a
     # retry of a committed write a no-op); then it fails naming the table and the conflict
     conflict_retries: int = 3
-    lease_hours: float = 12.0  # a pipeline's lease on the lake lasts this long after it was taken or last renewed (each job renews it)
+    lease_hours: float = 12.0  # how long a pipeline's lease on the lake lasts (checked before each job, renewed once half is gone)
 
 
 @dataclass(frozen=True)
