@@ -31,17 +31,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import Timer, ratio
+from bench.scale import SILVER  # the silver EHR tables both sides count
 
 GENERATE_LIMIT = 100_000  # above: replicate the landing files of a generated cohort of this size
-SILVER = (
-    "person",
-    "death",
-    "visit_occurrence",
-    "condition_occurrence",
-    "measurement",
-    "drug_exposure",
-    "procedure_occurrence",
-)
 JOBS = ("ingest_ehr", "conform_ehr", "build_cohort")
 _UUID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
 

@@ -106,7 +106,13 @@ def block(results: Path = ROOT / "bench" / "results") -> str:
         "|---|---|---|---|---:|---:|---:|",
     ]
     machines, extra = [], []
-    for path in sorted(results.glob("*.json")):
+    files = sorted(results.glob("*.json"))
+    if not files:  # the --quick smoke writes under results/quick/, which the README never shows
+        return (
+            "No full benchmark run is committed yet: `./dev bench` writes `bench/results/*.json`, then "
+            "`python -m bench.table` fills this table."
+        )
+    for path in files:
         data = json.loads(path.read_text())
         name = data["name"]
         m = data["machine"]

@@ -20,6 +20,7 @@ import pytest
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
+from hostile import wrong_outcomes
 from omicslake.config import Config
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import execute
@@ -132,16 +133,7 @@ def test_each_hostile_vcf_is_refused_with_its_name_or_lands_with_rules(
     assert ledger["bon fichier é"].status == "landed"
     report = {k: (r.status, r.error) for k, r in ledger.items()}
     print("\n".join(f"{k}: {s}: {e}" for k, (s, e) in sorted(report.items())))
-    wrong = {}
-    for stem, (status, words) in EXPECT.items():
-        got = ledger.get(stem)
-        if got is None or got.status != status:
-            wrong[stem] = (status, got.status if got else None, got.error if got else None)
-            continue
-        if status == "failed":
-            missing = [w for w in (got.path.split("/")[-1], *words) if w.lower() not in (got.error or "").lower()]
-            if missing:
-                wrong[stem] = ("error lacks", missing, got.error)
+    wrong = wrong_outcomes(ledger, EXPECT, case_sensitive=False)
     assert wrong == {}, wrong
     # a refused file left nothing anywhere: no variant, no sample, no quarantined record
     refused = {r.path for r in ledger.values() if r.status == "failed"}

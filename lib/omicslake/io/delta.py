@@ -198,11 +198,7 @@ class Lake:
     def _log_version(self, name: str) -> int | None:
         """The highest commit version in a path table's _delta_log, None without a commit."""
         log_dir = self._log(name)
-        if log_dir is None:
-            return None
-        fs, hpath = log_dir
-        versions = [int(m.group(1)) for st in fs.listStatus(hpath) if (m := _COMMIT.match(st.getPath().getName()))]
-        return max(versions) if versions else None
+        return None if log_dir is None else _latest_commit(*log_dir)
 
     # ---------------------------------------------------------------------------- reading
     def read(self, name: str, version: int | None = None) -> DataFrame:
@@ -367,13 +363,12 @@ class Lake:
     def _last_commit(self, name: str) -> tuple[int, dict[str, str]]:
         """Version and operation metrics of the latest commit: for a path table, the ``commitInfo``
         action of its latest commit file (no Spark job); for a catalog table, Delta's history."""
-        version = None if self.qualified(name) else self._log_version(name)
-        if version is None:
+        log_dir = None if self.qualified(name) else self._log(name)
+        version = None if log_dir is None else _latest_commit(*log_dir)
+        if log_dir is None or version is None:
             row = self._delta_table(name).history(1).select("version", "operationMetrics").first()
             assert row is not None
             return int(row[0]), dict(row[1] or {})
-        log_dir = self._log(name)
-        assert log_dir is not None
         fs, hpath = log_dir
         jvm = self.spark._jvm  # noqa: SLF001
         assert jvm is not None
@@ -445,6 +440,12 @@ class Lake:
 
 
 _COMMIT = re.compile(r"^(\d{20})\.json$")  # a commit file of _delta_log: <version>.json
+
+
+def _latest_commit(fs: Any, log_dir: Any) -> int | None:
+    """The highest <version>.json in a _delta_log folder (a Hadoop FileSystem and Path), None when none."""
+    versions = [int(m.group(1)) for st in fs.listStatus(log_dir) if (m := _COMMIT.match(st.getPath().getName()))]
+    return max(versions) if versions else None
 
 
 def _rows_from(metrics: dict[str, str]) -> int:
