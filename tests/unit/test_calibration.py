@@ -169,6 +169,15 @@ def test_psi_by_hand_and_drift_of_a_shifted_batch(spark: SparkSession) -> None:
         0.1
     )  # 10 bins + missing
     assert sum(ref["features"]["race"]["p"]) == pytest.approx(1.0)
+    # every bin's share against numpy on the same edges (a value equal to an edge falls in the lower bin)
+    x = train["hba1c"].to_numpy()
+    edges = ref["features"]["hba1c"]["edges"]
+    ok = ~np.isnan(x)
+    want = np.bincount((x[ok, None] > np.asarray(edges)[None, :]).sum(axis=1), minlength=len(edges) + 1) / n
+    assert ref["features"]["hba1c"]["p"][:-1] == pytest.approx(list(want), abs=1e-12)
+    assert ref["features"]["race"]["p"] == pytest.approx(
+        [float((train["race"] == lv).mean()) for lv in ref["features"]["race"]["levels"]] + [0.0, 0.0], abs=1e-12
+    )
     same = spark.createDataFrame(train.sample(frac=1.0, random_state=1))
     calm = drift_metrics(same, same, ref, 0.2)
     assert calm["drift_warnings"] == [] and calm["psi_max"] < 1e-9
