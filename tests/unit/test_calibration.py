@@ -185,3 +185,15 @@ def test_psi_by_hand_and_drift_of_a_shifted_batch(spark: SparkSession) -> None:
     m = drift_metrics(spark.createDataFrame(moved), spark.createDataFrame(moved), ref, 0.2)
     assert m["psi_max_feature"] == "hba1c" and m["psi"]["hba1c"] > 1 and m["psi"]["age"] < 1e-9
     assert m["drift_warnings"] == [f"feature hba1c: PSI {m['psi']['hba1c']:.3f} > 0.2"]
+
+
+def test_a_split_with_one_outcome_is_named_before_any_fit(spark: SparkSession) -> None:
+    """train refuses a training or test split whose patients all share one label (at 80 generated
+    patients the default seed's test split had no case: the plots failed with a TypeError)."""
+    from omicslake.ml.model import one_outcome, outcome_counts
+
+    both = spark.createDataFrame([(1.0,), (0.0,), (0.0,)], ["label"])
+    assert outcome_counts(both) == (3, 1) and not one_outcome(*outcome_counts(both))
+    assert outcome_counts(both.where("label = 0")) == (2, 0) and one_outcome(2, 0)
+    assert one_outcome(*outcome_counts(both.where("label = 1")))  # every row a case
+    assert one_outcome(*outcome_counts(both.limit(0)))

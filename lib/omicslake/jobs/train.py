@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.errors import InputError
+from omicslake.io import faults
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
@@ -111,6 +112,14 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         raise InputError(
             f"{table}: {n_train} training and {n_test} test rows; the split needs both (test_fraction={c.test_fraction})"
         )
+    for split, rows in (("training", train), ("test", test)):
+        n, cases = M.outcome_counts(rows)
+        if M.one_outcome(n, cases):
+            raise InputError(
+                f"{table}: the {split} split has {n} patients and {cases} with the outcome; fitting and the "
+                f"held-out AUROC and calibration need both outcomes: a larger cohort, or another "
+                f"jobs.train.test_fraction ({c.test_fraction})"
+            )
     fitted, best, val_auc = M.tune(train, cols, c.model, grid, c.seed)
     # the model's output recalibrated on patients it never saw (neither training nor test)
     if c.calibration != "none":
@@ -236,7 +245,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         }
         info = log_model(fitted, name, signature=signature, input_example=example, metadata=meta)
         run_id = r.info.run_id
+        faults.point(f"after log model {name} ({NAME})")  # a new version registered, its alias not moved
     mv = register(name, run_id, c.alias)
+    faults.point(f"after register {name} ({NAME})")  # the alias moved, no audit row yet
     metrics["uncalibrated_calibration_intercept"], metrics["uncalibrated_calibration_slope"] = (
         raw_cal["intercept"],
         raw_cal["slope"],

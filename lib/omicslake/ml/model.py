@@ -87,6 +87,18 @@ def split_column(seed: int, test_fraction: float, calibration_fraction: float = 
     return F.when(bucket < test, "test").when(bucket < calib, "calibration").otherwise("train")
 
 
+def outcome_counts(df: DataFrame, label: str = "label") -> tuple[int, int]:
+    """(rows, rows with the outcome: label 1) of df, in one aggregate."""
+    got = df.agg(F.count(F.lit(1)), F.sum(F.col(label).cast("double"))).first()
+    return (int(got[0]), int(got[1] or 0)) if got else (0, 0)
+
+
+def one_outcome(n: int, cases: int) -> bool:
+    """True when a split of n rows with ``cases`` outcomes cannot fit or evaluate a classifier: it is
+    empty, or every row has the same label."""
+    return n == 0 or cases == 0 or cases == n
+
+
 def with_class_weights(df: DataFrame, balanced: bool) -> DataFrame:
     """_w: n / (2 n_class) per row when balanced (each class carries half the weight), else 1."""
     if not balanced:
