@@ -11,8 +11,9 @@ states of the kills before it. The last attempt runs to the end, and every table
 gold and quarantine is compared with the tables of a clean run on the same input (EXCEPT ALL both
 ways, after dropping the columns that hold a run id or the wall clock).
 
-CI kills at the 9 points of ``KILLS`` (before, during and after commits of ingest_ehr, conform_ehr
-and build_cohort, and around their audit rows): about a minute an attempt on two quiet cores.
+CI kills at the 15 points of ``KILLS`` (before, during and after commits of ingest_ehr, conform_ehr,
+ingest_vcf, build_cohort and score, around their audit rows, and in train after its model is
+logged and after its alias moved): about a minute an attempt on two quiet cores.
 ``OMICSLAKE_KILL_MATRIX=full`` kills at every point of the clean run of those jobs instead (each
 table's before, during and after: about 190 attempts, hours); ``OMICSLAKE_KILL_POINTS=a|b`` at
 the points named.
@@ -34,7 +35,8 @@ from omicslake.config import Config, load_config
 from omicslake.io.delta import Lake
 from omicslake.pipeline import run_pipeline
 
-JOBS = ["ingest_ehr", "conform_ehr", "build_cohort"]
+JOBS = ["ingest_ehr", "conform_ehr", "ingest_vcf", "build_cohort", "train", "score"]
+MODEL = "omicslake_t2d_incident_logistic"  # what train registers and score scores
 SETS = [
     "jobs.generate.patients=80",
     "jobs.generate.samples=10",
@@ -42,17 +44,25 @@ SETS = [
     "spark.shuffle_partitions=2",
     "spark.ui=false",
     "spark.driver_memory=2g",
+    'jobs.train.grid={"regParam": [0.01]}',
+    "jobs.train.seed=1",  # at 80 patients (8 cases) the default seed's test split has no case; this one has 3
 ]
-KILLS = [
+KILLS = [  # in the order the pipeline reaches them: each attempt resumes where the last was killed
     "during commit bronze.synthea_observations (ingest_ehr)",
     "after commit bronze.fhir_condition (ingest_ehr)",  # bronze rows of files the ledger does not list yet
     "after commit ops.ingested_files (ingest_ehr)",  # the files are recorded, the audit row is not
     "after commit silver.person (conform_ehr)",
     "during commit silver.measurement (conform_ehr)",
     "after commit ops.runs (conform_ehr)",  # audited, the pipeline's lease still held
+    "during commit bronze.variants (ingest_vcf)",
+    "after commit bronze.vcf_samples (ingest_vcf)",  # genotypes and samples written, the ledger not
     "after commit gold.cohort_t2d_incident (build_cohort)",
     "during commit gold.features_t2d_incident (build_cohort)",
     "before commit ops.runs (build_cohort)",  # every table written, no audit row
+    f"after log model {MODEL} (train)",  # inside the MLflow run: a version registered, the alias not moved
+    f"after register {MODEL} (train)",  # the alias moved to the killed run's version, no audit row
+    f"during commit gold.predictions_{MODEL} (score)",
+    f"after commit gold.predictions_{MODEL} (score)",
 ]
 # a run id or the wall clock: the only columns in which a rerun may differ from a clean run
 RUN_COLUMNS = {
@@ -66,6 +76,11 @@ RUN_COLUMNS = {
     "written_at",
     "created_at",
     "updated_at",
+    "scored_at",
+    # score: the registry's version number of the model and the Delta version of the features it read
+    # (kills add versions of both); checked on their own below, against the killed lake's registry and table
+    "model_version",
+    "input_version",
 }
 
 
@@ -117,12 +132,14 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
             if label.startswith("before commit ") and "ops.pipeline_lease" not in label:
                 table = label[len("before commit ") :]
                 kills += [label, f"during commit {table}", f"after commit {table}"]
+            elif not label.startswith(("before commit ", "after commit ")):  # train's MLflow points
+                kills.append(label)
     else:
         kills = KILLS
         missing = [k for k in kills if k.replace("during commit", "before commit") not in labels]
         assert missing == [], f"kill points the clean run never reached (renamed tables?): {missing}"
     per_job = {j: sum(k.endswith(f"({j})") for k in kills) for j in JOBS}
-    assert "OMICSLAKE_KILL_POINTS" in os.environ or all(n >= 3 for n in per_job.values()), per_job
+    assert "OMICSLAKE_KILL_POINTS" in os.environ or all(n >= 2 for n in per_job.values()), per_job
 
     log = tmp_path / "killed_points.log"
     outcomes = []
@@ -154,6 +171,32 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
         r.run_id for r in killed.read("ops.runs").where(F.col("status") == "interrupted").select("run_id").collect()
     }
     assert interrupted == {f"attempt{k}" for k in range(1, len(kills) + 1)}, interrupted
+    # score: the killed lake's predictions come from its champion, which the attempt whose train
+    # finished registered (not a version a killed train left behind), and read the features as they are
+    import mlflow
+
+    from omicslake.ml.tracking import tracking_uri
+
+    client = mlflow.MlflowClient(tracking_uri=tracking_uri(killed_cfg), registry_uri=tracking_uri(killed_cfg))
+    champion = client.get_model_version_by_alias(MODEL, "champion")
+    trained = {
+        r.run_id
+        for r in killed.read("ops.runs").where("job = 'train' AND status = 'succeeded'").select("run_id").collect()
+    }
+    assert client.get_run(champion.run_id).data.tags["omicslake.run_id"] in trained
+    versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
+    assert len(versions) == 1 + sum("(train)" in k for k in kills), versions  # one per killed train, kept
+    # the versions killed trains registered are tagged as such, and their MLflow runs are not left running
+    left = [v for v in client.search_model_versions(f"name='{MODEL}'") if v.run_id != champion.run_id]
+    assert sorted(v.tags.get("omicslake.interrupted", "") for v in left) == sorted(
+        f"attempt{k}" for k, kill_at in enumerate(kills, 1) if "(train)" in kill_at
+    )
+    assert {client.get_run(v.run_id).info.status for v in left} <= {"KILLED", "FINISHED"}
+    assert "omicslake.interrupted" not in champion.tags
+    preds = killed.read(f"gold.predictions_{MODEL}")
+    assert {r[0] for r in preds.select("model_version").distinct().collect()} == {int(champion.version)}
+    features = killed.version("gold.features_t2d_incident")
+    assert {r[0] for r in preds.select("input_version").distinct().collect()} == {features}
     # no file ingested twice
     files = killed.read("ops.ingested_files").where(F.coalesce(F.col("status"), F.lit("landed")) == "landed")
     assert files.count() == files.select("table_name", "file_sha256").distinct().count()

@@ -248,3 +248,18 @@ def _record_interrupted(lake: Lake, h: Holder, reason: str) -> None:
     # one transaction per lost holder: a run retried and killed twice leaves two rows
     attempt = f"{h.run_id}:interrupted:{h.host}:{h.pid}:{h.acquired_at:%Y%m%dT%H%M%S%f}"
     Lake(lake.spark, lake.cfg, run_id=attempt).write(df, "ops.runs", mode="append", merge_schema=True)
+    # what the run left open in MLflow (a train killed inside its MLflow run): closed, its versions tagged
+    try:
+        from omicslake.ml.tracking import close_interrupted
+
+        ran = lake.read("ops.runs").where((F.col("run_id") == h.run_id) & (F.col("status") == "succeeded"))
+        finished = {r.job for r in ran.select("job").distinct().collect()}
+        closed = close_interrupted(lake.cfg, h.run_id, finished)
+        if closed:
+            log.info(
+                "MLflow runs of the interrupted run %s closed and their model versions tagged: %d",
+                h.run_id,
+                len(closed),
+            )
+    except Exception as e:  # noqa: BLE001 - the takeover stands; MLflow's state is reported, not fatal
+        log.warning("could not close the MLflow runs of the interrupted run %s: %s", h.run_id, type(e).__name__)

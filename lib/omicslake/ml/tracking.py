@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import json
 import tempfile
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -60,6 +60,37 @@ def setup(cfg: Config) -> Any:
         return exp.experiment_id
     location = None if cfg.mlflow.tracking_uri else Path(cfg.layout.mlflow("artifacts")).as_uri()
     return mlflow.create_experiment(cfg.mlflow.experiment, artifact_location=location)
+
+
+def close_interrupted(cfg: Config, lake_run_id: str, finished: Collection[str] = ()) -> list[str]:
+    """What an interrupted omicslake run (``lake_run_id``, a pipeline killed before its end) left in
+    MLflow: its runs in the configured experiment (tag ``omicslake.run_id``) of jobs not in
+    ``finished`` (the jobs of that run with a successful audit row) still RUNNING are set KILLED, and
+    every model version those runs registered gets the tag ``omicslake.interrupted`` = the run id, so
+    that nobody takes a killed job's model for a finished one. Returns the MLflow run ids found; none
+    when the lake has no MLflow store yet (nothing is created)."""
+    if not cfg.mlflow.tracking_uri and cfg.layout.is_local and not Path(cfg.layout.mlflow("mlflow.db")).exists():
+        return []
+    if "'" in lake_run_id:
+        return []
+    import mlflow
+
+    uri = tracking_uri(cfg)
+    client = mlflow.MlflowClient(tracking_uri=uri, registry_uri=cfg.mlflow.registry_uri or uri)
+    exp = client.get_experiment_by_name(cfg.mlflow.experiment)
+    if exp is None:
+        return []
+    runs = [
+        r
+        for r in client.search_runs([exp.experiment_id], filter_string=f"tags.`omicslake.run_id` = '{lake_run_id}'")
+        if r.data.tags.get("omicslake.job") not in finished
+    ]
+    for r in runs:
+        if r.info.status == "RUNNING":
+            client.set_terminated(r.info.run_id, status="KILLED")
+        for mv in client.search_model_versions(f"run_id='{r.info.run_id}'"):
+            client.set_model_version_tag(mv.name, mv.version, "omicslake.interrupted", lake_run_id)
+    return [r.info.run_id for r in runs]
 
 
 def model_requirements() -> list[str]:
