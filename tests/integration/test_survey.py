@@ -109,6 +109,55 @@ def test_values_typed_as_worked_out_by_hand(spark: SparkSession, survey_lake: di
         assert actual == wanted, e
 
 
+def _dictionary_fields(external: Path, project: str) -> dict[str, tuple[str, str, dict[str, str]]]:
+    """field -> (type, validation, choice code -> label), read with Python's csv from the project's own
+    dictionary (columns 4, 8 and 6 of REDCap's 18); yes/no and true/false get REDCap's fixed choices."""
+    fixed = {"yesno": {"1": "Yes", "0": "No"}, "truefalse": {"1": "True", "0": "False"}}
+    with (external / "redcap" / project / "dictionary.csv").open(newline="", encoding="utf-8-sig") as f:
+        rows = list(csv.reader(f))[1:]
+    out = {}
+    for r in rows:
+        choices = {}
+        if r[3] in ("radio", "dropdown", "checkbox"):
+            choices = {c.split(",", 1)[0].strip(): c.split(",", 1)[1].strip() for c in r[5].split("|")}
+        out[r[0]] = (r[3], r[7], fixed.get(r[3], choices))
+    return out
+
+
+def test_every_silver_value_has_its_dictionary_type(
+    spark: SparkSession, survey_lake: dict[str, Any], external: Path
+) -> None:
+    """Every value in silver (not a sample): its field type and validation are the dictionary's, and the
+    typed column its dictionary entry calls for holds it (dates in value_date, numbers in value_number,
+    a choice's label from the dictionary's choices, ticked checkbox codes among its codes)."""
+    silver = Lake(spark, survey_lake["cfg"]).read("silver.survey_values").collect()  # a few hundred values
+    fields = {p: _dictionary_fields(external, p) for p in PROJECTS}
+    checked = set()
+    for r in silver:
+        if r.field_type in ("form_status", "form_timestamp"):  # REDCap's own columns, not dictionary fields
+            continue
+        ftype, validation, choices = fields[r.project][r.field]
+        assert (r.field_type, r.validation or "") == (ftype, validation), r
+        if r.status != "answered":
+            assert (r.value, r.value_number, r.value_date, r.value_codes) == (None, None, None, None), r
+            continue
+        checked.add((ftype, validation))
+        if ftype in ("radio", "dropdown", "yesno", "truefalse"):
+            assert r.value_label == choices[r.value], r
+        elif ftype == "checkbox":
+            assert set(r.value_codes) <= set(choices) and r.value == ",".join(r.value_codes), r
+            assert r.value_label == " | ".join(choices[c] for c in r.value_codes), r
+        elif validation.startswith("date_"):
+            assert r.value_date is not None and r.value == r.value_date.isoformat(), r
+        elif validation in ("integer", "number") or ftype in ("calc", "slider"):
+            assert r.value_number is not None and float(r.value) == r.value_number, r
+        else:  # text without a typed validation: as delivered, untyped
+            assert (r.value_number, r.value_date, r.value_datetime) == (None, None, None), r
+    # every kind of field the three dictionaries use beyond identifiers and notes was seen answered
+    assert {("radio", ""), ("dropdown", ""), ("yesno", ""), ("checkbox", ""), ("calc", ""), ("slider", "")} <= checked
+    assert {("text", "date_ymd"), ("text", "integer"), ("text", "number"), ("text", "")} <= checked
+
+
 def test_quarantine_holds_exactly_the_refused_values(spark: SparkSession, survey_lake: dict[str, Any]) -> None:
     lake = Lake(spark, survey_lake["cfg"])
     q = lake.read("quarantine.survey_values").collect()

@@ -1,7 +1,8 @@
 """The generated REDCap-style study (synth/survey.py) through ingest_survey, conform_survey and
 psychometrics: gold alpha equals pingouin's on the same answers read straight from the export,
 the planted reliability lies in alpha's interval, retest ICC equals pingouin's, identifiers stop
-at bronze, participants link to the generated patients."""
+at bronze, participants link to the generated patients, completeness by site (the data access group)
+equals the generator's truth per site."""
 
 from __future__ import annotations
 
@@ -165,32 +166,42 @@ def test_phi_scan_finds_no_survey_identifier_past_bronze(spark: SparkSession, st
     ids.unpersist()
 
 
-def test_completeness_and_report_sections(spark: SparkSession, study: dict[str, Any]) -> None:
+def test_completeness_by_site_and_report_sections(spark: SparkSession, study: dict[str, Any]) -> None:
+    """Completeness per event, instrument and site (the data access group of every export row) equals the
+    generator's truth per site in the manifest: participants, follow-ups, the answers it left empty."""
     from omicslake.report import survey as report
 
     lake = Lake(spark, study["cfg"])
-    export, m = study["export"], study["manifest"]
-    qa = {(r.event, r.instrument): r for r in lake.read("gold.survey_completeness").collect()}
-    items = [i for s in S.SCALES.values() for i in s["items"]]
-    for event in S.EVENTS:
-        rows = export[(export.redcap_event_name == event) & (export.redcap_repeat_instrument == "")]
-        blank = int((rows[items] == "").to_numpy().sum())  # missing answers, counted in the export
-        r = qa[(event, "wellbeing")]
-        assert (r.participants, r.missing, r.answered, r.not_shown, r.invalid) == (
-            len(rows),
-            blank,
-            len(rows) * len(items) - blank,
-            0,
-            0,
-        )
-        assert r.completeness == pytest.approx(1 - blank / (len(rows) * len(items)))
-        assert r.forms_complete_share == 1.0
-    enrol = qa[("baseline_arm_1", "enrolment")]
-    assert (enrol.participants, enrol.not_shown) == (PATIENTS, PATIENTS - m["smokers"])  # cigs_per_day hidden
+    m = study["manifest"]
+    sites = m["sites"]
+    rows = lake.read("gold.survey_completeness").collect()  # a few rows per event, instrument and site
+    qa = {(r.event, r.instrument, r.site): r for r in rows}
+    assert len(qa) == len(rows) and {r.site for r in rows} == set(S.SITES)  # every record has its site
+    assert sum(t["participants"] for t in sites.values()) == PATIENTS
+    items = sum(len(s["items"]) for s in S.SCALES.values())
+    for site, truth in sites.items():
+        assert truth["participants"] > 0
+        for event, n in zip(S.EVENTS, (truth["participants"], truth["followed_up"]), strict=True):
+            blank = truth["missing_items"][event]
+            r = qa[(event, "wellbeing", site)]
+            assert (r.participants, r.missing, r.answered, r.not_shown, r.invalid) == (
+                n,
+                blank,
+                n * items - blank,
+                0,
+                0,
+            )
+            assert r.completeness == pytest.approx(1 - blank / (n * items), abs=1e-12)
+            assert r.forms_complete_share == 1.0
+        enrol = qa[("baseline_arm_1", "enrolment", site)]
+        assert enrol.participants == truth["participants"]
+    enrol_rows = [r for k, r in qa.items() if k[:2] == ("baseline_arm_1", "enrolment")]
+    assert sum(r.not_shown for r in enrol_rows) == PATIENTS - m["smokers"]  # cigs_per_day hidden
     tables = lake.names()
     done = report.completeness(lake, tables)
     scales = report.scales(lake, tables)
     assert done.found == {"survey_forms": len(qa)} and "wellbeing" in done.html
+    assert "<th>site</th>" in done.html and all(f"<td>{s}</td>" in done.html for s in S.SITES)
     assert scales.found == {"scales": 2, "loading_heatmaps": 2, "item_distributions": 2}
     assert "Test-retest" in scales.html and scales.html.count("data:image/png") == 4
 

@@ -5,7 +5,9 @@ Project ``omicslake_study`` (folder ``redcap/omicslake_study/`` of the generator
 the generated patient's id). Events ``baseline_arm_1`` and ``followup_arm_1``; instruments
 ``enrolment`` (identifiers: name, phone, date of birth; a yes/no with a dependent integer shown
 only by branching logic; a checkbox; a free-text note), ``wellbeing`` (two Likert scales, both
-events) and ``visit`` (repeating, 1-3 instances at follow-up).
+events) and ``visit`` (repeating, 1-3 instances at follow-up). Every participant belongs to one of
+three sites, exported as REDCap's data access group (``redcap_data_access_group`` on each of the
+record's rows); the manifest holds each site's participants, follow-ups and missing answers.
 
 The scales: ``mood`` (6 items 1-5, mood_3 and mood_5 reverse keyed) and ``anxiety`` (5 items,
 anx_2 reverse keyed), each driven by a latent trait (correlation between the traits 0.4;
@@ -16,7 +18,8 @@ loadings, the retest correlation and the missingness. Item answers are missing a
 (3 %), 15 % of participants have no follow-up.
 
 Randomness: ``numpy.random.default_rng([seed, STREAM])``, a stream of its own, so adding the
-survey changes no other generated file.
+survey changes no other generated file; the sites come from a sub-stream (``[seed, STREAM, 2]``), so
+they change no answer either.
 """
 
 from __future__ import annotations
@@ -49,6 +52,8 @@ TRAIT_CORRELATION = 0.4
 RETEST = 0.7
 MISSING_ITEM = 0.03
 DROPOUT = 0.15
+# data access groups (REDCap's unique group names) and the share of participants each enrols
+SITES = {"north_clinic": 0.5, "city_hospital": 0.3, "rural_practice": 0.2}
 _HEADER = (
     "Variable / Field Name", "Form Name", "Section Header", "Field Type", "Field Label",
     "Choices, Calculations, OR Slider Labels", "Field Note", "Text Validation Type OR Show Slider Number",
@@ -163,7 +168,13 @@ def generate(patient_ids: list[str], seed: int, out: Path) -> dict[str, Any]:
     n = len(patient_ids)
     dict_rows = dictionary_rows()
     fields = [r[0] for r in dict_rows]
-    columns = ["record_id", "redcap_event_name", "redcap_repeat_instrument", "redcap_repeat_instance"]
+    columns = [
+        "record_id",
+        "redcap_event_name",
+        "redcap_repeat_instrument",
+        "redcap_repeat_instance",
+        "redcap_data_access_group",
+    ]
     for r in dict_rows[1:]:
         if r[3] == "checkbox":
             columns += [f"{r[0]}___{c.split(',')[0].strip()}" for c in r[5].split("|")]
@@ -182,11 +193,19 @@ def generate(patient_ids: list[str], seed: int, out: Path) -> dict[str, Any]:
         answers[e] = {name: _responses(traits[:, j], s, rng) for j, (name, s) in enumerate(SCALES.items())}
     stayed = rng.random(n) >= DROPOUT
     smoker = rng.random(n) < 0.25
+    site_rng = np.random.default_rng([seed, STREAM, 2])
+    site_of = [list(SITES)[k] for k in site_rng.choice(len(SITES), size=n, p=list(SITES.values()))]
+    per_site: dict[str, dict[str, Any]] = {
+        s: {"participants": 0, "followed_up": 0, "missing_items": dict.fromkeys(EVENTS, 0)} for s in SITES
+    }
     missing_items = 0
     records = []
     ids = [f"S{i + 1:04d}" for i in range(n)]
     for i, rid in enumerate(ids):
-        base_row: dict[str, str] = {"record_id": rid, "redcap_event_name": EVENTS[0]}
+        site = site_of[i]
+        per_site[site]["participants"] += 1
+        per_site[site]["followed_up"] += int(stayed[i])
+        base_row: dict[str, str] = {"record_id": rid, "redcap_event_name": EVENTS[0], "redcap_data_access_group": site}
         born = dt.date(1940, 1, 1) + dt.timedelta(days=int(rng.integers(0, 25_000)))
         base_row.update(
             name=f"{NAMES[i % len(NAMES)]} {rid}",
@@ -205,11 +224,16 @@ def generate(patient_ids: list[str], seed: int, out: Path) -> dict[str, Any]:
         for e in (0, 1):
             if e == 1 and not stayed[i]:
                 continue
-            row = base_row if e == 0 else {"record_id": rid, "redcap_event_name": EVENTS[1]}
+            row = (
+                base_row
+                if e == 0
+                else {"record_id": rid, "redcap_event_name": EVENTS[1], "redcap_data_access_group": site}
+            )
             for name, s in SCALES.items():
                 for j, item in enumerate(s["items"]):
                     if rng.random() < MISSING_ITEM:
                         missing_items += 1
+                        per_site[site]["missing_items"][EVENTS[e]] += 1
                         row[item] = ""
                     else:
                         row[item] = str(int(answers[e][name][i, j]))
@@ -223,6 +247,7 @@ def generate(patient_ids: list[str], seed: int, out: Path) -> dict[str, Any]:
                             "redcap_event_name": EVENTS[1],
                             "redcap_repeat_instrument": "visit",
                             "redcap_repeat_instance": str(k + 1),
+                            "redcap_data_access_group": site,
                             "visit_date": (
                                 dt.date(2020, 1, 1) + dt.timedelta(days=30 * k + int(rng.integers(0, 20)))
                             ).isoformat(),
@@ -253,6 +278,9 @@ def generate(patient_ids: list[str], seed: int, out: Path) -> dict[str, Any]:
         "records_rows": len(records),
         "missing_items": missing_items,
         "identifier_fields": ["name", "phone", "dob"],
+        # per data access group (redcap_data_access_group): participants, those followed up, and the
+        # scale answers left empty at each event (counted as they were blanked)
+        "sites": per_site,
         "truth": {
             "scales": {
                 name: {
