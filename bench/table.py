@@ -21,6 +21,12 @@ PEERS = {
     "serve": {"inprocess": "inprocess_batch"},
     "ehr": {"duckdb": "duckdb", "duckdb_process": "duckdb_process"},
     "models": {"sklearn_logistic": "sklearn_logistic", "sklearn_hist_gbt": "sklearn_hist_gbt", "lightgbm": "lightgbm"},
+    "omics": {
+        "pandas": "pandas",
+        "pandas_process": "pandas_process",
+        "anndata": "anndata",
+        "anndata_process": "anndata_process",
+    },
 }
 LABELS = {
     "gwas": {
@@ -53,11 +59,26 @@ LABELS = {
         "sklearn_hist_gbt": "scikit-learn HistGradientBoosting",
         "lightgbm": "LightGBM",
     },
+    "omics": {
+        "ours_tsv": "omicslake ingest_omics + omics_qc, TSV.gz",
+        "ours_h5ad": "omicslake ingest_omics + omics_qc, h5ad",
+        "ours_tsv_processes": "ingest_omics + omics_qc processes, TSV.gz",
+        "ours_h5ad_processes": "ingest_omics + omics_qc processes, h5ad",
+        "pandas": "pandas.read_csv + numpy",
+        "anndata": "anndata.read_h5ad + numpy",
+        "pandas_process": "pandas.read_csv + numpy, process",
+        "anndata_process": "anndata.read_h5ad + numpy, process",
+    },
 }
+
+SHORT = {"ours_tsv": "ours (TSV.gz)", "ours_h5ad": "ours (h5ad)"}  # sides named in the omics notes
 
 # The ratios a benchmark shows in the README when it has more than it needs there (the README stays
 # under 10 KB, tests/unit/test_readme.py); every ratio is in its JSON.
-SHOWN = {"ehr": ("ingest_conform_vs_duckdb", "ingest_conform_processes_vs_duckdb_process")}
+SHOWN = {
+    "ehr": ("ingest_conform_vs_duckdb", "ingest_conform_processes_vs_duckdb_process"),
+    "omics": ("ours_tsv_vs_pandas", "ours_h5ad_vs_anndata"),
+}
 
 
 def size_text(size: dict[str, int]) -> str:
@@ -90,6 +111,16 @@ def notes(data: dict[str, Any]) -> list[str]:
             + f"Spark's ingest + conform overtakes DuckDB {'at ' + format(at, ',') + ' patients' if at else 'at no size measured'}; "
             f"silver row counts of both sides {'agree' if s['silver_counts_agree'] else 'DIFFER'} at every size."
         )
+    elif name == "omics":
+        for run in data["runs"]:
+            mem = ", ".join(f"{SHORT.get(k, k)} {v:.2f}" for k, v in run["peak_rss_gib"].items())
+            out.append(f"- omics, {size_text(run['size'])}: peak memory GiB (process tree) {mem}.")
+        g = data.get("summary", {})
+        if g.get("cells_growth"):
+            grown = ", ".join(
+                f"{SHORT.get(k, k)} {'-' if v is None else f'{v:.2f}x'}" for k, v in g["peak_memory_growth"].items()
+            )
+            out.append(f"- omics: {g['cells_growth']:.0f}x the cells, peak memory grew: {grown}.")
     elif name == "suite_cost":
         out.append(
             f"- suite cost: {data['session_start_seconds']:.0f} s of {data['suite_seconds']:.0f} s "
