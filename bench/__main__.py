@@ -63,6 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="where the JSON goes (default bench/results, or bench/results/quick with --quick)")
     ap.add_argument("--work", help="work folder for inputs and lakes, kept (default: a temp folder, removed)")
     ap.add_argument("--no-peers", action="store_true", help="ours only (for profiling)")
+    ap.add_argument("--formats", default="", help="omics: the input formats, e.g. tsv (default: tsv,h5ad)")
     ap.add_argument(
         "--append",
         action="store_true",
@@ -113,7 +114,8 @@ def main(argv: list[str] | None = None) -> int:
             for size in sizes:
                 label = " x ".join(f"{v:,}" for v in size)
                 print(f"[bench] {name} {label} ...", file=sys.stderr, flush=True)
-                rec: dict[str, Any] = modules[name].run(spark, cfg, work, *size, peers=not args.no_peers)
+                extra = {"formats": tuple(args.formats.split(","))} if name == "omics" and args.formats else {}
+                rec: dict[str, Any] = modules[name].run(spark, cfg, work, *size, peers=not args.no_peers, **extra)
                 rec["size"] = dict(zip(DIMS[name], size, strict=True))
                 runs.append(rec)
                 failed += [f"{name} {label}: {c}" for c in rec.get("checks_failed", [])]

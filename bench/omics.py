@@ -278,6 +278,9 @@ def run(
     """Times, peak memory and agreement of ours and the peers at one size (a dict for the JSON)."""
     from omicslake.config import OmicsQcConfig
 
+    unknown = set(formats) - set(FORMATS)
+    if unknown:
+        raise ValueError(f"unknown omics format(s) {sorted(unknown)}: choose from {list(FORMATS)}")
     qc = OmicsQcConfig()
     if Thresholds() != Thresholds(**{k: getattr(qc, k) for k in Thresholds.__dataclass_fields__}):
         raise RuntimeError("bench.omics_peer.Thresholds no longer matches OmicsQcConfig's defaults")
