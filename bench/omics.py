@@ -31,6 +31,7 @@ import json
 import os
 import shutil
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -98,6 +99,66 @@ def write_inputs(folder: Path, genes: int, samples: int, seed: int) -> dict[str,
         "cells": genes * samples,
         "seed": seed,
         "generator": "omicslake.synth.omics.rnaseq_blocks (negative binomial)",
+    }
+
+
+def tree_usage(root: int) -> tuple[int, float]:
+    """(resident bytes, CPU seconds) of ``root`` and its live descendants; the CPU seconds include what
+    each has reaped of its own children (cutime + cstime). CPU time, unlike wall time, hardly depends on
+    how busy a shared machine is."""
+    page, tick = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    usage: dict[int, tuple[int, float]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        children.setdefault(int(fields[1]), []).append(int(d))
+        usage[int(d)] = (int(fields[21]) * page, sum(int(x) for x in fields[11:15]) / tick)
+    todo, rss, cpu = [root], 0, 0.0
+    while todo:
+        p = todo.pop()
+        r, c = usage.get(p, (0, 0.0))
+        rss, cpu = rss + r, cpu + c
+        todo.extend(children.get(p, []))
+    return rss, cpu
+
+
+def measured(cmd: list[str], log: Path) -> dict[str, float]:
+    """Run cmd; its exit code, wall seconds, peak resident memory of its process tree (GiB, sampled
+    every 0.5 s) and CPU seconds of the tree (the last sample, or the rusage of the process and the
+    children it reaped, whichever is larger)."""
+    import subprocess
+    import threading
+
+    peak, cpu = [0], [0.0]
+    with log.open("w") as out:
+        t = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                r, c = tree_usage(proc.pid)
+                peak[0], cpu[0] = max(peak[0], r), max(cpu[0], c)
+                done.wait(0.5)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t
+        done.set()
+        th.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return {
+        "code": proc.returncode,
+        "wall_seconds": round(wall, 3),
+        "peak_rss_gib": round(peak[0] / 2**30, 3),
+        "cpu_seconds": round(max(cpu[0], usage.ru_utime + usage.ru_stime), 3),
     }
 
 
@@ -201,7 +262,6 @@ def _ours(spark: Any, cfg: Any, work: Path, path: str, fmt: str, label: str, log
     seconds (ops.runs) and peak memory."""
     from pyspark.sql import functions as F
 
-    from bench.scale import measured
     from omicslake.io.delta import Lake
 
     lake_root = work / f"omics-lake-{label}-{fmt}"
@@ -219,14 +279,10 @@ def _ours(spark: Any, cfg: Any, work: Path, path: str, fmt: str, label: str, log
         for s in overrides:
             cmd += ["--set", s]
         log = logs / f"omics-{label}-{fmt}-{job}.log"
-        code, secs, tree, big = measured(cmd, log)
-        if code:
-            raise RuntimeError(f"{job} exited {code}: see {log}")
-        out[job] = {
-            "wall_seconds": round(secs, 3),
-            "peak_rss_gib": round(tree / 2**30, 3),
-            "largest_gib": round(big / 2**30, 3),
-        }
+        m = measured(cmd, log)
+        if m.pop("code"):
+            raise RuntimeError(f"{job} failed: see {log}")
+        out[job] = m
     lake = Lake(spark, cfg.replace(**{"lake.root": str(lake_root)}))
     runs = {
         r.job: r for r in lake.read("ops.runs").where(F.col("job").isin("ingest_omics", "omics_qc")).collect()
@@ -238,8 +294,6 @@ def _ours(spark: Any, cfg: Any, work: Path, path: str, fmt: str, label: str, log
 
 
 def _peer(reader: str, path: str, work: Path, label: str, logs: Path) -> dict[str, Any]:
-    from bench.scale import measured
-
     npz, js = work / f"omics-{label}-{reader}.npz", work / f"omics-{label}-{reader}.json"
     cmd = [
         sys.executable,
@@ -255,11 +309,11 @@ def _peer(reader: str, path: str, work: Path, label: str, logs: Path) -> dict[st
         str(js),
     ]
     log = logs / f"omics-{label}-{reader}.log"
-    code, wall, tree, big = measured(cmd, log)
-    if code:
-        raise RuntimeError(f"the {reader} peer exited {code}: see {log}")
+    m = measured(cmd, log)
+    if m.pop("code"):
+        raise RuntimeError(f"the {reader} peer failed: see {log}")
     rec = json.loads(js.read_text())
-    rec.update(wall_seconds=round(wall, 3), peak_rss_gib=round(tree / 2**30, 3))
+    rec.update(m)
     with np.load(npz) as z:
         rec["_npz"] = {k: z[k] for k in z.files}
     return rec
@@ -292,6 +346,9 @@ def run(
     logs.mkdir(parents=True, exist_ok=True)
     seconds: dict[str, float] = {"generate": timer.seconds["generate"]}
     peak: dict[str, float] = {}
+    cpu: dict[
+        str, float
+    ] = {}  # CPU seconds of the process trees (wall time on a busy shared machine is mostly waiting)
     jobs: dict[str, Any] = {}
     peer_rec: dict[str, Any] = {}
     failed: list[str] = []
@@ -306,6 +363,7 @@ def run(
         seconds[ours] = round(seconds[f"{ours}_ingest"] + seconds[f"{ours}_qc"], 3)
         seconds[f"{ours}_processes"] = round(sum(p["wall_seconds"] for p in procs.values()), 3)
         peak[ours] = max(p["peak_rss_gib"] for p in procs.values())
+        cpu[ours] = round(sum(p["cpu_seconds"] for p in procs.values()), 3)
         reader = FORMATS[fmt]
         skip = peer_fits(inputs["cells"], _available()) if peers else "--no-peers"
         if skip:
@@ -318,6 +376,7 @@ def run(
             seconds[f"{reader}_read"] = rec["read_seconds"]
             seconds[f"{reader}_process"] = rec["wall_seconds"]
             peak[reader] = rec["peak_rss_gib"]
+            cpu[reader] = rec["cpu_seconds"]
             peer_rec[reader] = rec
             diff = compare(z, _silver(spark, cfg, lake_root, [str(g) for g in z["check_ids"]]))
             rec["agrees_with_ours"] = not diff
@@ -336,8 +395,10 @@ def run(
         "peers": peer_rec,
         "seconds": seconds,
         "peak_rss_gib": peak,
+        "cpu_seconds": cpu,
         "ratios": {},
         "memory_ratios": {},
+        "cpu_ratios": {},
     }
     for fmt in formats:
         reader = FORMATS[fmt]
@@ -346,6 +407,7 @@ def run(
             seconds[f"ours_{fmt}_processes"], seconds.get(f"{reader}_process")
         )
         record["memory_ratios"][f"ours_{fmt}_vs_{reader}"] = ratio(peak[f"ours_{fmt}"], peak.get(reader))
+        record["cpu_ratios"][f"ours_{fmt}_vs_{reader}"] = ratio(cpu[f"ours_{fmt}"], cpu.get(reader))
     if failed:
         record["checks_failed"] = failed
     if skipped:
