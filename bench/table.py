@@ -1,7 +1,9 @@
-"""The README's performance table, generated from ``bench/results/*.json`` (never typed).
+"""The performance tables, generated from ``bench/results/*.json`` (never typed): every ratio of every
+size with its notes in docs/benchmarks.md, and in the README (under 10 KB, tests/unit/test_readme.py)
+the largest size of each benchmark only.
 
-python -m bench.table            # rewrite the block between the markers in README.md
-python -m bench.table --check    # exit 1 if README.md's block is not what the JSON gives
+python -m bench.table            # rewrite the blocks between the markers in README.md and docs/benchmarks.md
+python -m bench.table --check    # exit 1 if a block is not what the JSON gives
 """
 
 from __future__ import annotations
@@ -114,7 +116,12 @@ def notes(data: dict[str, Any]) -> list[str]:
     elif name == "omics":
         for run in data["runs"]:
             mem = ", ".join(f"{SHORT.get(k, k)} {v:.2f}" for k, v in run["peak_rss_gib"].items())
-            out.append(f"- omics, {size_text(run['size'])}: peak memory GiB (process tree) {mem}.")
+            cpu = ", ".join(f"{SHORT.get(k, k)} {v:.0f}" for k, v in run.get("cpu_seconds", {}).items())
+            out.append(
+                f"- omics, {size_text(run['size'])}: peak memory GiB (process tree) {mem}"
+                + (f"; CPU seconds {cpu}" if cpu else "")
+                + "."
+            )
         g = data.get("summary", {})
         if g.get("cells_growth"):
             grown = ", ".join(
@@ -130,8 +137,9 @@ def notes(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def block(results: Path = ROOT / "bench" / "results") -> str:
-    """The Markdown between the markers: one line per ratio of every run of every result file."""
+def block(results: Path = ROOT / "bench" / "results", compact: bool = False) -> str:
+    """The Markdown between the markers: one line per ratio of every run of every result file, the notes
+    and the machines; ``compact`` (the README): the largest size of each benchmark, no notes."""
     lines = [
         "| benchmark | size | ours | peer | ours (s) | peer (s) | ratio |",
         "|---|---|---|---|---:|---:|---:|",
@@ -152,7 +160,8 @@ def block(results: Path = ROOT / "bench" / "results") -> str:
             f"`{shown}`: {m['cores']} cores, {m['memory_gib']} GiB, load {m['load_average_at_start'][0]} at start"
         )
         extra += notes(data)
-        for run in data.get("runs", []):
+        runs = data.get("runs", [])
+        for run in runs[-1:] if compact else runs:
             size = size_text(run["size"])
             for key, r in run["ratios"].items():
                 if name in SHOWN and key not in SHOWN[name]:
@@ -166,6 +175,12 @@ def block(results: Path = ROOT / "bench" / "results") -> str:
                     f"{run['seconds'][ours]:.1f} | {peer_s:.1f} | {r:.2f} |"
                 )
     lines.append("")
+    if compact:
+        lines.append(
+            "Ratio = our wall time / the peer's, same run, same file. Every size, memory and notes: "
+            "[docs/benchmarks.md](docs/benchmarks.md)."
+        )
+        return "\n".join(lines)
     lines += extra + ([""] if extra else [])
     lines.append(
         "Ratio = our wall time / the peer's, measured in the same run on the same file (below 1: ours is "
@@ -175,30 +190,35 @@ def block(results: Path = ROOT / "bench" / "results") -> str:
 
 
 def render(readme: str, text: str) -> str:
-    """README text with the block between the markers replaced by ``text``."""
+    """A page's text with the block between the markers replaced by ``text``."""
     if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} markers")
+        raise SystemExit(f"no {BEGIN} ... {END} markers in the page")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n{text}\n{END}{tail}"
 
 
+PAGES = {ROOT / "README.md": True, ROOT / "docs" / "benchmarks.md": False}  # page -> compact
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.table", description=__doc__)
-    ap.add_argument("--check", action="store_true", help="fail if README.md's block is out of date")
+    ap.add_argument("--check", action="store_true", help="fail if a page's block is out of date")
     args = ap.parse_args(argv)
-    readme = ROOT / "README.md"
-    old = readme.read_text()
-    new = render(old, block())
-    if args.check:
+    stale = []
+    for page, compact in PAGES.items():
+        old = page.read_text()
+        new = render(old, block(compact=compact))
         if new != old:
-            print(
-                "README.md's benchmark table differs from bench/results/*.json: run python -m bench.table",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    readme.write_text(new)
+            stale.append(page.name)
+            if not args.check:
+                page.write_text(new)
+    if args.check and stale:
+        print(
+            f"{', '.join(stale)}: the benchmark table differs from bench/results/*.json: run python -m bench.table",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 
