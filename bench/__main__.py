@@ -30,6 +30,8 @@ SIZES: dict[str, dict[str, list[tuple[int, ...]]]] = {
     # 1,000,000 patients: 10 copies of a generated 100,000 (bench/ehr.py, GENERATE_LIMIT)
     "ehr": {"full": [(10_000,), (100_000,), (1_000_000,)], "quick": [(200,)]},
     "models": {"full": [(20_000,), (100_000,)], "quick": [(2_000,)]},
+    # the 4x matrix grows the genes, the axis the readers stream (bench/omics.py says why)
+    "omics": {"full": [(20_000, 5_000), (80_000, 5_000)], "quick": [(2_000, 200)]},
 }
 DIMS = {
     "gwas": ("variants", "samples"),
@@ -37,6 +39,7 @@ DIMS = {
     "serve": ("features", "patients_per_batch"),  # numeric features of the model, patients per batch
     "ehr": ("patients",),
     "models": ("rows",),
+    "omics": ("genes", "samples"),
 }
 
 
@@ -60,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", help="where the JSON goes (default bench/results, or bench/results/quick with --quick)")
     ap.add_argument("--work", help="work folder for inputs and lakes, kept (default: a temp folder, removed)")
     ap.add_argument("--no-peers", action="store_true", help="ours only (for profiling)")
+    ap.add_argument("--formats", default="", help="omics: the input formats, e.g. tsv (default: tsv,h5ad)")
+    ap.add_argument(
+        "--append",
+        action="store_true",
+        help="add this run's sizes to the runs already in <out>/<name>.json (a run of the same size is replaced): "
+        "a long benchmark run size by size",
+    )
     ap.add_argument(
         "--set",
         dest="overrides",
@@ -77,11 +87,11 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="omicslake-bench-"))
 
-    from bench import common, ehr, gwas, ingest_vcf, models, serve
+    from bench import common, ehr, gwas, ingest_vcf, models, omics, serve
     from omicslake.config import load_config
     from omicslake.session import build_session, stop_session
 
-    modules = {"gwas": gwas, "ingest_vcf": ingest_vcf, "serve": serve, "ehr": ehr, "models": models}
+    modules = {"gwas": gwas, "ingest_vcf": ingest_vcf, "serve": serve, "ehr": ehr, "models": models, "omics": omics}
     info = {"machine": common.machine(), "versions": common.versions()}
     cfg = load_config("local", overrides=[f"lake.root={work / 'lake'}", *args.overrides])
     t = time.monotonic()
@@ -89,6 +99,7 @@ def main(argv: list[str] | None = None) -> int:
     info["session_start_seconds"] = round(time.monotonic() - t, 2)
     table: list[tuple[str, str, str, float, float | None, float | None]] = []
     failed: list[str] = []  # a benchmark whose two sides computed different things
+    skipped: set[tuple[str, str, str]] = set()
     try:
         for name in names:
             sizes = (
@@ -103,13 +114,18 @@ def main(argv: list[str] | None = None) -> int:
             for size in sizes:
                 label = " x ".join(f"{v:,}" for v in size)
                 print(f"[bench] {name} {label} ...", file=sys.stderr, flush=True)
-                rec: dict[str, Any] = modules[name].run(spark, cfg, work, *size, peers=not args.no_peers)
+                extra = {"formats": tuple(args.formats.split(","))} if name == "omics" and args.formats else {}
+                rec: dict[str, Any] = modules[name].run(spark, cfg, work, *size, peers=not args.no_peers, **extra)
                 rec["size"] = dict(zip(DIMS[name], size, strict=True))
                 runs.append(rec)
                 failed += [f"{name} {label}: {c}" for c in rec.get("checks_failed", [])]
                 for key, r in rec["ratios"].items():
                     ours_key, peer_key = _keys(name, key)
                     table.append((name, label, key, rec["seconds"][ours_key], rec["seconds"].get(peer_key), r))
+                    if r is None and key.split("_vs_")[1].removesuffix("_process") in rec.get("peers_skipped", {}):
+                        skipped.add((name, label, key))  # a peer skipped with its reason in the JSON
+            if args.append and (out / f"{name}.json").exists():
+                runs = merge_runs(json.loads((out / f"{name}.json").read_text())["runs"], runs)
             result = {"name": name, "quick": args.quick, **info, "runs": runs}
             summarize = getattr(modules[name], "summarize", None)
             if summarize is not None:
@@ -129,11 +145,21 @@ def main(argv: list[str] | None = None) -> int:
     if failed:
         print("[bench] the two sides disagree: " + "; ".join(failed), file=sys.stderr)
         return 1
-    missing = [f"{name} {size} {key}" for name, size, key, _, _, r in table if r is None]
+    missing = [
+        f"{name} {size} {key}" for name, size, key, _, _, r in table if r is None and (name, size, key) not in skipped
+    ]
     if missing and not args.no_peers:
         print(f"[bench] no ratio for: {', '.join(missing)} (a peer did not run)", file=sys.stderr)
         return 1
     return 0
+
+
+def merge_runs(old: list[dict[str, Any]], new: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The runs of an earlier result file with this run's added, a size measured again replaced by its new
+    run, in order of size."""
+    sizes = {tuple(r["size"].values()) for r in new}
+    kept = [r for r in old if tuple(r["size"].values()) not in sizes]
+    return sorted(kept + new, key=lambda r: tuple(r["size"].values()))
 
 
 def _keys(name: str, ratio_key: str) -> tuple[str, str]:

@@ -1,7 +1,9 @@
-"""The README's performance table, generated from ``bench/results/*.json`` (never typed).
+"""The performance tables, generated from ``bench/results/*.json`` (never typed): every ratio of every
+size with its notes in docs/benchmarks.md, and in the README (under 10 KB, tests/unit/test_readme.py)
+the largest size of each benchmark only.
 
-python -m bench.table            # rewrite the block between the markers in README.md
-python -m bench.table --check    # exit 1 if README.md's block is not what the JSON gives
+python -m bench.table            # rewrite the blocks between the markers in README.md and docs/benchmarks.md
+python -m bench.table --check    # exit 1 if a block is not what the JSON gives
 """
 
 from __future__ import annotations
@@ -21,6 +23,12 @@ PEERS = {
     "serve": {"inprocess": "inprocess_batch"},
     "ehr": {"duckdb": "duckdb", "duckdb_process": "duckdb_process"},
     "models": {"sklearn_logistic": "sklearn_logistic", "sklearn_hist_gbt": "sklearn_hist_gbt", "lightgbm": "lightgbm"},
+    "omics": {
+        "pandas": "pandas",
+        "pandas_process": "pandas_process",
+        "anndata": "anndata",
+        "anndata_process": "anndata_process",
+    },
 }
 LABELS = {
     "gwas": {
@@ -53,11 +61,26 @@ LABELS = {
         "sklearn_hist_gbt": "scikit-learn HistGradientBoosting",
         "lightgbm": "LightGBM",
     },
+    "omics": {
+        "ours_tsv": "omicslake ingest_omics + omics_qc, TSV.gz",
+        "ours_h5ad": "omicslake ingest_omics + omics_qc, h5ad",
+        "ours_tsv_processes": "ingest_omics + omics_qc processes, TSV.gz",
+        "ours_h5ad_processes": "ingest_omics + omics_qc processes, h5ad",
+        "pandas": "pandas.read_csv + numpy",
+        "anndata": "anndata.read_h5ad + numpy",
+        "pandas_process": "pandas.read_csv + numpy, process",
+        "anndata_process": "anndata.read_h5ad + numpy, process",
+    },
 }
+
+SHORT = {"ours_tsv": "ours (TSV.gz)", "ours_h5ad": "ours (h5ad)"}  # sides named in the omics notes
 
 # The ratios a benchmark shows in the README when it has more than it needs there (the README stays
 # under 10 KB, tests/unit/test_readme.py); every ratio is in its JSON.
-SHOWN = {"ehr": ("ingest_conform_vs_duckdb", "ingest_conform_processes_vs_duckdb_process")}
+SHOWN = {
+    "ehr": ("ingest_conform_vs_duckdb", "ingest_conform_processes_vs_duckdb_process"),
+    "omics": ("ours_tsv_vs_pandas", "ours_h5ad_vs_anndata"),
+}
 
 
 def size_text(size: dict[str, int]) -> str:
@@ -90,6 +113,21 @@ def notes(data: dict[str, Any]) -> list[str]:
             + f"Spark's ingest + conform overtakes DuckDB {'at ' + format(at, ',') + ' patients' if at else 'at no size measured'}; "
             f"silver row counts of both sides {'agree' if s['silver_counts_agree'] else 'DIFFER'} at every size."
         )
+    elif name == "omics":
+        for run in data["runs"]:
+            mem = ", ".join(f"{SHORT.get(k, k)} {v:.2f}" for k, v in run["peak_rss_gib"].items())
+            cpu = ", ".join(f"{SHORT.get(k, k)} {v:.0f}" for k, v in run.get("cpu_seconds", {}).items())
+            out.append(
+                f"- omics, {size_text(run['size'])}: peak memory GiB (process tree) {mem}"
+                + (f"; CPU seconds {cpu}" if cpu else "")
+                + "."
+            )
+        g = data.get("summary", {})
+        if g.get("cells_growth"):
+            grown = ", ".join(
+                f"{SHORT.get(k, k)} {'-' if v is None else f'{v:.2f}x'}" for k, v in g["peak_memory_growth"].items()
+            )
+            out.append(f"- omics: {g['cells_growth']:.0f}x the cells, peak memory grew: {grown}.")
     elif name == "suite_cost":
         out.append(
             f"- suite cost: {data['session_start_seconds']:.0f} s of {data['suite_seconds']:.0f} s "
@@ -99,8 +137,9 @@ def notes(data: dict[str, Any]) -> list[str]:
     return out
 
 
-def block(results: Path = ROOT / "bench" / "results") -> str:
-    """The Markdown between the markers: one line per ratio of every run of every result file."""
+def block(results: Path = ROOT / "bench" / "results", compact: bool = False) -> str:
+    """The Markdown between the markers: one line per ratio of every run of every result file, the notes
+    and the machines; ``compact`` (the README): the largest size of each benchmark, no notes."""
     lines = [
         "| benchmark | size | ours | peer | ours (s) | peer (s) | ratio |",
         "|---|---|---|---|---:|---:|---:|",
@@ -121,7 +160,8 @@ def block(results: Path = ROOT / "bench" / "results") -> str:
             f"`{shown}`: {m['cores']} cores, {m['memory_gib']} GiB, load {m['load_average_at_start'][0]} at start"
         )
         extra += notes(data)
-        for run in data.get("runs", []):
+        runs = data.get("runs", [])
+        for run in runs[-1:] if compact else runs:
             size = size_text(run["size"])
             for key, r in run["ratios"].items():
                 if name in SHOWN and key not in SHOWN[name]:
@@ -135,6 +175,12 @@ def block(results: Path = ROOT / "bench" / "results") -> str:
                     f"{run['seconds'][ours]:.1f} | {peer_s:.1f} | {r:.2f} |"
                 )
     lines.append("")
+    if compact:
+        lines.append(
+            "Ratio = our wall time / the peer's, same run, same file. Every size, memory and notes: "
+            "[docs/benchmarks.md](docs/benchmarks.md)."
+        )
+        return "\n".join(lines)
     lines += extra + ([""] if extra else [])
     lines.append(
         "Ratio = our wall time / the peer's, measured in the same run on the same file (below 1: ours is "
@@ -144,30 +190,35 @@ def block(results: Path = ROOT / "bench" / "results") -> str:
 
 
 def render(readme: str, text: str) -> str:
-    """README text with the block between the markers replaced by ``text``."""
+    """A page's text with the block between the markers replaced by ``text``."""
     if BEGIN not in readme or END not in readme:
-        raise SystemExit(f"README.md has no {BEGIN} ... {END} markers")
+        raise SystemExit(f"no {BEGIN} ... {END} markers in the page")
     head, rest = readme.split(BEGIN, 1)
     _, tail = rest.split(END, 1)
     return f"{head}{BEGIN}\n{text}\n{END}{tail}"
 
 
+PAGES = {ROOT / "README.md": True, ROOT / "docs" / "benchmarks.md": False}  # page -> compact
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.table", description=__doc__)
-    ap.add_argument("--check", action="store_true", help="fail if README.md's block is out of date")
+    ap.add_argument("--check", action="store_true", help="fail if a page's block is out of date")
     args = ap.parse_args(argv)
-    readme = ROOT / "README.md"
-    old = readme.read_text()
-    new = render(old, block())
-    if args.check:
+    stale = []
+    for page, compact in PAGES.items():
+        old = page.read_text()
+        new = render(old, block(compact=compact))
         if new != old:
-            print(
-                "README.md's benchmark table differs from bench/results/*.json: run python -m bench.table",
-                file=sys.stderr,
-            )
-            return 1
-        return 0
-    readme.write_text(new)
+            stale.append(page.name)
+            if not args.check:
+                page.write_text(new)
+    if args.check and stale:
+        print(
+            f"{', '.join(stale)}: the benchmark table differs from bench/results/*.json: run python -m bench.table",
+            file=sys.stderr,
+        )
+        return 1
     return 0
 
 

@@ -136,3 +136,99 @@ def test_duckdb_conform_counts_on_a_tiny_input_worked_out_by_hand(tmp_path: Path
     assert glucose == [(99.9888, "mg/dL", True)]
     cost = duckdb.sql(f"SELECT total_cost FROM '{out}/visit_occurrence.parquet'").fetchall()
     assert cost == [(110.0,)]  # batch_002's correction, not batch_001's row
+
+
+def test_omics_peer_normalise_on_a_tiny_matrix_worked_out_by_hand() -> None:
+    import math
+    import statistics
+
+    import numpy as np
+    from bench.omics_peer import Thresholds, normalise
+
+    counts = np.array([[10, 20, 30, 40], [0, 0, 1, 0], [5, 5, 5, 5]])
+    r = normalise(counts, Thresholds(min_expressed_fraction=0.5))  # gene 2 is expressed in 1 of 4 samples
+    assert r["library_size"].tolist() == [15, 25, 36, 45] and r["detected"].tolist() == [2, 2, 3, 2]
+    assert r["passing"].all() and r["kept"].tolist() == [True, False, True]
+    # two genes with every count > 0: gene 3's ratio to its geometric mean is 1, so the median of the
+    # two log ratios is half gene 1's: sf = sqrt(count / geometric mean of 10, 20, 30, 40)
+    gm = (10 * 20 * 30 * 40) ** 0.25
+    np.testing.assert_allclose(r["size_factor"], [math.sqrt(c / gm) for c in (10, 20, 30, 40)], rtol=1e-12)
+    want = [
+        [math.log2((c + 0.5) / (lib + 1) * 1e6) for c, lib in zip(row, (15, 25, 36, 45), strict=True)]
+        for row in ([10, 20, 30, 40], [5] * 4)
+    ]
+    np.testing.assert_allclose(r["log2cpm"], want, rtol=1e-12)
+    np.testing.assert_allclose(r["mean"], [statistics.fmean(w) for w in want], rtol=1e-12)
+    np.testing.assert_allclose(r["variance"], [statistics.variance(w) for w in want], rtol=1e-12)
+    # a library-size floor drops sample 1 (15 reads), and the expressed share is over the rest
+    r2 = normalise(counts, Thresholds(min_library_size=20, min_expressed_fraction=0.3))
+    assert r2["passing"].tolist() == [False, True, True, True] and r2["kept"].tolist() == [True, True, True]
+
+
+def test_omics_compare_names_what_differs_between_the_peer_and_silver() -> None:
+    import numpy as np
+    from bench.omics import compare
+
+    peer = {
+        "kept": np.array(["G1", "G3"]),
+        "samples": np.array(["S1", "S2"]),
+        "passing": np.array([True, True]),
+        "size_factor": np.array([0.9, 1.1]),
+        "mean": np.array([3.0, 4.0]),
+        "variance": np.array([0.5, 0.25]),
+        "check_ids": np.array(["G1"]),
+        "check_values": np.array([[2.5, 3.5]]),
+    }
+    ours = {
+        "kept": ["G3", "G1"],
+        "passing": {"S2": True, "S1": True},
+        "size_factor": {"S1": 0.9, "S2": 1.1},
+        "mean": {"G1": 3.0, "G3": 4.0},
+        "variance": {"G1": 0.5, "G3": 0.25},
+        "values": {"G1": [2.5, 3.5]},
+    }
+    assert compare(peer, ours) == []
+    assert compare(peer, {**ours, "mean": {"G1": 3.0, "G3": 4.0 + 1e-6}}) == [
+        "mean differs (largest at G3: 4.000001 vs 4)"
+    ]
+    assert compare(peer, {**ours, "size_factor": {"S1": 0.9, "S2": 1.1000001}}) == ["size factors differ"]
+    assert compare(peer, {**ours, "values": {"G1": [2.5, 3.6]}}) == ["log2 CPM of G1 differs"]
+    assert compare(peer, {**ours, "values": {}}) == ["log2 CPM of G1 differs"]
+    assert compare(peer, {**ours, "kept": ["G1"]}) == ["kept genes differ: 0 only ours, 1 only the peer's"]
+    assert compare(peer, {**ours, "passing": {"S1": True, "S2": False}}) == ["the samples passing QC differ"]
+
+
+def test_omics_memory_growth_is_peak_at_the_largest_over_the_smallest() -> None:
+    from bench.omics import GROWTH_BAR, memory_growth
+
+    small = {"inputs": {"cells": 100}, "peak_rss_gib": {"ours_tsv": 2.0, "pandas": 1.0}}
+    large = {"inputs": {"cells": 400}, "peak_rss_gib": {"ours_tsv": 2.2, "pandas": 3.9}}
+    g = memory_growth([large, small], ("ours_tsv", "pandas", "anndata"))
+    assert g == {
+        "cells_growth": 4.0,
+        "peak_memory_growth": {"ours_tsv": 1.1, "pandas": 3.9, "anndata": None},
+        "bounded": True,
+        "bar": GROWTH_BAR,
+    }
+    grew = {"inputs": {"cells": 400}, "peak_rss_gib": {"ours_tsv": 2.0 * GROWTH_BAR + 0.01, "pandas": 3.9}}
+    assert memory_growth([small, grew], ("ours_tsv", "pandas"))["bounded"] is False
+    assert memory_growth([small], ("ours_tsv",))["bounded"] is None
+
+
+def test_omics_peer_is_skipped_with_its_reason_when_it_cannot_fit() -> None:
+    from bench.omics import peer_fits
+
+    assert peer_fits(100_000_000, 4 * 2**30) is None  # 20,000 x 5,000 at 32 bytes a cell: 2.98 GiB
+    why = peer_fits(400_000_000, 8 * 2**30)
+    assert why == (
+        "skipped: needs about 11.9 GiB (32 bytes per cell: the matrix, a float64 copy, its logs, the parser's "
+        "buffers) and 8.0 GiB were available"
+    )
+
+
+def test_bench_append_replaces_a_size_measured_again_and_keeps_the_others() -> None:
+    from bench.__main__ import merge_runs
+
+    old = [{"size": {"genes": 20_000, "samples": 5_000}, "v": 1}, {"size": {"genes": 5_000, "samples": 5_000}, "v": 1}]
+    new = [{"size": {"genes": 20_000, "samples": 5_000}, "v": 2}, {"size": {"genes": 80_000, "samples": 5_000}, "v": 2}]
+    assert [(r["size"]["genes"], r["v"]) for r in merge_runs(old, new)] == [(5_000, 1), (20_000, 2), (80_000, 2)]

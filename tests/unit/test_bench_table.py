@@ -6,13 +6,16 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-from bench.table import BEGIN, END, ROOT, block, render
+from bench.table import BEGIN, END, PAGES, block, render
 
 
-def test_readme_bench_block_equals_what_the_results_generate() -> None:
-    readme = (ROOT / "README.md").read_text()
-    assert readme.count(BEGIN) == 1 and readme.count(END) == 1
-    assert render(readme, block()) == readme, "README.md's benchmark table is stale: run python -m bench.table"
+def test_readme_and_docs_bench_blocks_equal_what_the_results_generate() -> None:
+    for page, compact in PAGES.items():
+        text = page.read_text()
+        assert text.count(BEGIN) == 1 and text.count(END) == 1, page
+        assert render(text, block(compact=compact)) == text, (
+            f"{page.name}'s benchmark table is stale: run python -m bench.table"
+        )
 
 
 def test_block_has_a_line_per_ratio_with_both_times(tmp_path: Path) -> None:
@@ -62,3 +65,33 @@ def test_ehr_block_shows_its_ingest_conform_ratios_growth_and_agreement(tmp_path
     assert "conform_ehr_vs_duckdb" not in text and "| omicslake conform_ehr |" not in text  # JSON only
     assert "(10,000 -> 100,000): ingest_ehr 3.0x, conform_ehr 5.0x, build_cohort -, duckdb 10.0x;" in text
     assert "overtakes DuckDB at no size measured; silver row counts of both sides agree at every size." in text
+
+
+def test_omics_block_the_readme_shows_the_largest_size_and_the_docs_every_size_with_memory(tmp_path: Path) -> None:
+    def run(genes: int, ours: float, pandas: float, mem: float) -> dict[str, object]:
+        return {
+            "size": {"genes": genes, "samples": 5000},
+            "seconds": {"ours_tsv": ours, "pandas": pandas},
+            "ratios": {"ours_tsv_vs_pandas": round(ours / pandas, 3), "ours_tsv_processes_vs_pandas_process": 9.0},
+            "peak_rss_gib": {"ours_tsv": 2.0, "pandas": mem},
+            "cpu_seconds": {"ours_tsv": 300.0, "pandas": 40.0},
+        }
+
+    data = {
+        "name": "omics",
+        "machine": {"cores": 2, "memory_gib": 23.4, "load_average_at_start": [9.0, 2, 1]},
+        "runs": [run(5000, 100.0, 20.0, 0.5), run(20000, 200.0, 80.0, 2.0)],
+        "summary": {"cells_growth": 4.0, "peak_memory_growth": {"ours_tsv": 1.0, "pandas": 4.0}},
+    }
+    (tmp_path / "omics.json").write_text(json.dumps(data))
+    row = "| omics | 20,000 genes x 5,000 samples | omicslake ingest_omics + omics_qc, TSV.gz | pandas.read_csv + numpy | 200.0 | 80.0 | 2.50 |"
+    full, compact = block(tmp_path), block(tmp_path, compact=True)
+    assert row in full and row in compact
+    assert "| 5,000 genes" in full and "| 5,000 genes" not in compact
+    assert "processes" not in full  # the process ratios stay in the JSON
+    assert (
+        "- omics, 5,000 genes x 5,000 samples: peak memory GiB (process tree) ours (TSV.gz) 2.00, pandas 0.50; "
+        "CPU seconds ours (TSV.gz) 300, pandas 40." in full
+    )
+    assert "- omics: 4x the cells, peak memory grew: ours (TSV.gz) 1.00x, pandas 4.00x." in full
+    assert "peak memory" not in compact and "[docs/benchmarks.md](docs/benchmarks.md)" in compact
