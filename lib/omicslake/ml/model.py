@@ -285,8 +285,8 @@ def slot_names(model: PipelineModel, size: int) -> list[str]:
         for col, lab in zip(ix.getOutputCols(), ix.labelsArray, strict=True):
             labels[col.replace("__idx", "__oh")] = list(lab)
     for enc in [s for s in model.stages if type(s).__name__ == "OneHotEncoderModel"]:
-        for col, size in zip(enc.getOutputCols(), enc.categorySizes, strict=True):
-            sizes[col] = int(size)  # dropLast + handleInvalid keep: size slots
+        for col, n_slots in zip(enc.getOutputCols(), enc.categorySizes, strict=True):
+            sizes[col] = int(n_slots)  # dropLast + handleInvalid keep: n_slots slots
     for n in asm.getInputCols():
         if n in sizes:
             labs = labels.get(n, [])
