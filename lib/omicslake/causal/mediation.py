@@ -38,6 +38,12 @@ MODELS = ("linear", "logistic")
 def ols(df: DataFrame, y: str, xs: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int]:
     """Least squares of ``y`` on an intercept and ``xs`` from executor-side sums: (coefficients
     [intercept, *xs], their covariance sigma^2 (X'X)^-1, rows). ValueError when X'X is singular."""
+    beta, cov, n, _ = _ols(df, y, xs)
+    return beta, cov, n
+
+
+def _ols(df: DataFrame, y: str, xs: Sequence[str]) -> tuple[np.ndarray, np.ndarray, int, float]:
+    """``ols`` and the residual variance sigma^2 (one aggregation)."""
     cols = [F.lit(1.0), *[F.col(x).cast("double") for x in xs]]
     yc = F.col(y).cast("double")
     k = len(cols)
@@ -58,11 +64,11 @@ def ols(df: DataFrame, y: str, xs: Sequence[str]) -> tuple[np.ndarray, np.ndarra
         raise ValueError(f"least squares of {y}: the design {list(xs)} is singular") from e
     rss = float(row["yy"]) - 2 * float(beta @ xty) + float(beta @ xtx @ beta)
     sigma2 = rss / max(n - k, 1)
-    return beta, sigma2 * np.linalg.inv(xtx), n
+    return beta, sigma2 * np.linalg.inv(xtx), n, sigma2
 
 
 def logit(
-    df: DataFrame, y: str, xs: Sequence[str], max_iter: int = 50, tol: float = 1e-10
+    df: DataFrame, y: str, xs: Sequence[str], max_iter: int = 50, tol: float = 1e-8
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Logistic regression of ``y`` (0/1) on an intercept and ``xs`` by Newton-Raphson, each step
     one aggregation of X'WX and X'(y - p) on the executors: (coefficients [intercept, *xs], their
@@ -71,26 +77,27 @@ def logit(
     cols = [F.lit(1.0), *[F.col(x).cast("double") for x in xs]]
     yc = F.col(y).cast("double")
     k = len(cols)
-    first = df.agg(
-        F.count(F.lit(1)).alias("n"),
-        F.sum(yc).alias("s"),
-        F.sum(F.when(yc.isNull() | ~yc.isin(0.0, 1.0), 1).otherwise(0)).alias("bad"),
-    ).first()
-    assert first is not None
-    n, ones = int(first["n"]), float(first["s"] or 0.0)
-    if first["bad"]:
-        raise ValueError(f"logistic model of {y}: {first['bad']} rows where {y} is not 0/1")
-    if ones in (0.0, float(n)):
-        raise ValueError(f"logistic model of {y}: every one of the {n} rows has {y} = {int(ones > 0)}")
     beta = np.zeros(k)
-    for _ in range(max_iter):
+    for it in range(max_iter):
         eta = sum((cols[j] * float(beta[j]) for j in range(k)), F.lit(0.0))
         prob = 1 / (1 + F.exp(-eta))
         wt = prob * (1 - prob)
         aggs = [F.sum(wt * cols[i] * cols[j]).alias(f"h{i}_{j}") for i in range(k) for j in range(i, k)]
         aggs += [F.sum((yc - prob) * cols[i]).alias(f"g{i}") for i in range(k)]
+        if it == 0:  # the checks ride on the first pass
+            aggs += [
+                F.count(F.lit(1)).alias("n"),
+                F.sum(yc).alias("s"),
+                F.sum(F.when(yc.isNull() | ~yc.isin(0.0, 1.0), 1).otherwise(0)).alias("bad"),
+            ]
         row = df.agg(*aggs).first()
         assert row is not None
+        if it == 0:
+            n, ones = int(row["n"]), float(row["s"] or 0.0)
+            if row["bad"]:
+                raise ValueError(f"logistic model of {y}: {row['bad']} rows where {y} is not 0/1")
+            if ones in (0.0, float(n)):
+                raise ValueError(f"logistic model of {y}: every one of the {n} rows has {y} = {int(ones > 0)}")
         h = np.zeros((k, k))
         for i in range(k):
             for j in range(i, k):
@@ -116,19 +123,8 @@ def _fit(df: DataFrame, kind: str, y: str, xs: Sequence[str]) -> tuple[np.ndarra
     if kind == "logistic":
         b, cov, n = logit(df, y, xs)
         return b, cov, n, 0.0
-    b, cov, n = ols(df, y, xs)
-    # sigma^2 (X'X)^-1 = cov and X'X = n * cov[0,0]-free: recover sigma from the residuals instead
-    resid = df.agg(
-        F.sum(
-            (
-                F.col(y).cast("double")
-                - sum((F.col(x).cast("double") * float(b[j + 1]) for j, x in enumerate(xs)), F.lit(float(b[0])))
-            )
-            ** 2
-        ).alias("rss")
-    ).first()
-    assert resid is not None
-    return b, cov, n, float(np.sqrt(float(resid["rss"]) / max(n - len(b), 1)))
+    b, cov, n, sigma2 = _ols(df, y, xs)
+    return b, cov, n, float(np.sqrt(sigma2))
 
 
 GH_NODES, GH_WEIGHTS = np.polynomial.hermite.hermgauss(24)
