@@ -224,11 +224,16 @@ class ClusterConfig:
 @dataclass(frozen=True)
 class SurvivalConfig:
     cohort: str = "t2d_incident"  # time to the cohort's outcome, censored (gold.cohort_<cohort> time_days, event)
+    model: Literal["cox", "aft"] = "cox"  # cox: ridge-penalised Cox (partial likelihood, Newton-Raphson); aft: MLlib Weibull AFT
+    penalizer: float = 0.01  # cox: ridge penalty as lifelines' CoxPHFitter(penalizer=, l1_ratio=0), on the standardised features
+    ties: Literal["efron", "breslow"] = "efron"  # cox: handling of tied event times
+    horizon_days: int | None = None  # calibration and predicted_risk at this time; default: the longest training follow-up
+    calibration_groups: int = 10  # calibration: groups (quantiles) of held-out predicted risk
     include: tuple[str, ...] = ("*",)  # feature columns (glob patterns)
     exclude: tuple[str, ...] = ("cond_t2d", "charlson_diabetes", "drug_biguanide_*")  # feature columns left out (glob patterns)
     test_fraction: float = 0.3  # same hashed patient-level split as train
     seed: int = 7  # seed of the split and the fit
-    registered_model: str | None = None  # default omicslake_<cohort>_aft
+    registered_model: str | None = None  # default omicslake_<cohort>_<model>
     alias: str | None = "champion"  # set on the new version (none: register only)
 
 

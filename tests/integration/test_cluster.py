@@ -70,7 +70,7 @@ REPORT_SECTIONS = {
         "plots/pr.png",
         "plots/roc.png",
     ],
-    "Time to event (AFT): t2d_incident aft_weibull": ["plots/km_by_risk.png"],
+    "Time to event: t2d_incident cox_ridge": ["plots/km_by_risk.png", "plots/survival_calibration.png"],
     "Patient phenotypes (clusters): t2d_incident kmeans": ["plots/cluster_profiles.png", "plots/silhouette.png"],
     "Risk predictions: omicslake_t2d_incident_logistic": [],
     # the planted drug exposure (PIPELINE_SETS: jobs.generate.exposure_share): one study, two outcomes
@@ -137,6 +137,8 @@ def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromiu
         "gwas_t2d",
         "By subgroup (held-out)",
         "Calibration (held-out: intercept 0 and slope 1 are perfect; curve with 95% CIs in the plot)",
+        # the survival model's, at the cohort's 365-day horizon (the longest training follow-up)
+        "Calibration at day 365 (held-out, by decile of predicted risk; observed = 1 - Kaplan-Meier)",
         "Population",
         "Hazard ratios",
         "Incidence per 1,000 person-years (exact 95% CI)",

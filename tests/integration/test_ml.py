@@ -328,7 +328,7 @@ def test_survival_aft_agrees_with_lifelines_and_ranks_held_out_patients(
     from omicslake.ml.model import split_column
 
     few = ["age_at_index", "lab_hba1c_last_1095d", "lab_bmi_last_1095d", "lab_glucose_last_1095d", "female"]
-    cfg = trained["cfg"].replace(**{"jobs.survival.include": few})
+    cfg = trained["cfg"].replace(**{"jobs.survival.include": few, "jobs.survival.model": "aft"})
     run = execute(spark, cfg, "survival", run_id="s1")
     assert run.status == "succeeded", run.metrics
     m = run.metrics
@@ -377,6 +377,73 @@ def test_survival_aft_agrees_with_lifelines_and_ranks_held_out_patients(
     test = [r for r in rows if r.split == "test"]
     lifelines_c = concordance_index([r.time for r in test], [r.predicted_time for r in test], [r.event for r in test])
     assert m["test_c_index"] == pytest.approx(lifelines_c, abs=1e-4)
+
+
+def test_survival_cox_agrees_with_lifelines_and_is_calibrated_at_the_horizon(
+    spark: SparkSession, trained: dict[str, Any]
+) -> None:
+    """The default survival model, penalised Cox: coefficients equal lifelines' CoxPHFitter with the
+    same penalizer on the same scaled training vectors, the held-out C-index equals lifelines', each
+    person's predicted risk by the horizon equals lifelines' predicted survival, the calibration
+    table's observed risks equal lifelines' Kaplan-Meier per decile; the model loads from the registry
+    and reproduces the table's scores."""
+    import mlflow
+    import pandas as pd
+    from lifelines import CoxPHFitter, KaplanMeierFitter
+    from lifelines.utils import concordance_index
+    from pyspark.ml.functions import vector_to_array
+
+    few = ["age_at_index", "lab_hba1c_last_1095d", "lab_bmi_last_1095d", "lab_glucose_last_1095d", "female"]
+    pen = 0.02
+    cfg = trained["cfg"].replace(**{"jobs.survival.include": few, "jobs.survival.penalizer": pen})
+    run = execute(spark, cfg, "survival", run_id="s2")
+    assert run.status == "succeeded", run.metrics
+    m = run.metrics
+    assert m["model"] == "cox" and m["registered_model"] == "omicslake_t2d_incident_cox" and m["converged"] == 1
+    assert m["test_c_index"] > 0.65, m
+    h = m["horizon_days"]
+    lake = Lake(spark, cfg)
+    out = lake.read("gold.survival_t2d_incident").toPandas().set_index("person_key")
+    assert len(out) == m["n_train"] + m["n_test"] and (out["horizon_days"] == h).all()
+    assert out["log_predicted_time"].isna().all() and out["predicted_risk"].between(0, 1).all()
+    model = mlflow.spark.load_model(f"models:/{m['registered_model']}/{m['model_version']}")
+    feats = lake.read("gold.features_t2d_incident").drop("time_days", "event")
+    scored = model.transform(feats).select("person_key", vector_to_array("features").alias("x"), "lp").toPandas()
+    scored = scored.set_index("person_key").join(out)
+    assert np.max(np.abs(scored["lp"] - scored["risk_score"])) < 1e-12  # the registered model reproduces the table
+    asm = next(s for s in model.stages if type(s).__name__ == "VectorAssembler")
+    order = [c.replace("__imp", "") for c in asm.getInputCols()]
+    x = pd.DataFrame(scored["x"].tolist(), columns=order, index=scored.index)
+    x["T"] = np.maximum(scored["time_days"].astype(float), 0.5)
+    x["E"] = scored["event"]
+    train, test = x[scored["split"] == "train"], x[scored["split"] == "test"]
+    ref = CoxPHFitter(penalizer=pen, l1_ratio=0.0).fit(
+        train, "T", "E", fit_options={"precision": 1e-12, "max_steps": 200}
+    )
+    ours = dict(mlflow.artifacts.load_dict(f"runs:/{m['mlflow_run_id']}/metrics/coefficients.json")["coefficients"])
+    d = max(abs(ours[c] - ref.params_[c]) for c in few)
+    print(f"[agreement] survival Cox vs lifelines penalizer={pen}: max |d coef| = {d:.2e}")
+    assert d < 1e-4
+    assert m["test_c_index"] == pytest.approx(
+        concordance_index(test["T"], -scored.loc[test.index, "risk_score"], test["E"]), abs=1e-4
+    )
+    ref_risk = 1 - ref.predict_survival_function(test[order], times=[h]).T.iloc[:, 0]
+    rel = np.abs(ref_risk - scored.loc[test.index, "predicted_risk"]) / ref_risk
+    print(
+        f"[agreement] survival Cox predicted risk vs lifelines: n={rel.notna().sum()} max rel |d| = {rel.max():.2e}, mean risk {ref_risk.mean():.4f}"
+    )
+    assert rel.notna().sum() == len(test) and rel.max() < 1e-4
+    cal = mlflow.artifacts.load_dict(f"runs:/{m['mlflow_run_id']}/metrics/survival_calibration.json")
+    assert cal["horizon_days"] == h and len(cal["groups"]) >= 5 and sum(g["n"] for g in cal["groups"]) == m["n_test"]
+    risk = scored.loc[test.index, "predicted_risk"].sort_values()
+    for g in cal["groups"][:: max(1, len(cal["groups"]) // 3)]:  # a few deciles, each against lifelines' KM
+        # the group's members: the g["n"] persons at its rank position in the held-out risk order
+        start = sum(q["n"] for q in cal["groups"] if q["group"] < g["group"])
+        members = risk.index[start : start + g["n"]]
+        assert g["predicted"] == pytest.approx(risk.loc[members].mean(), abs=1e-9)
+        km = KaplanMeierFitter().fit(test.loc[members, "T"], test.loc[members, "E"])
+        assert g["observed"] == pytest.approx(1 - float(km.survival_function_at_times(h).iloc[0]), abs=1e-9)
+    assert abs(m["calibration_predicted"] - m["calibration_observed"]) < 0.05, m
 
 
 def test_cluster_phenotypes_with_silhouette_equal_to_sklearn(spark: SparkSession, trained: dict[str, Any]) -> None:

@@ -164,3 +164,37 @@ def test_a_bad_study_fails_naming_the_study_and_what_to_do(
     with pytest.raises(Exception, match=message) as caught:
         study.run(spark, cfg, Lake(spark, cfg, run_id="bad-study", job="study"))
     assert type(caught.value).__name__ == error
+
+
+def test_covariates_that_predict_treatment_fail_the_study_job(
+    spark: SparkSession, lake: Lake, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A study whose covariates together predict the arm (here a column made from the arm and age,
+    each overlapping between the arms on its own) fails the job with the study's name and the
+    covariates, never a number: the population the job builds from the lake gets the leaky column
+    (no real feature of the generated lake separates the arms)."""
+    import yaml
+
+    from omicslake.causal import population as pop_module
+    from omicslake.causal.population import study_path
+    from omicslake.causal.study import StudyError
+    from omicslake.jobs import study
+
+    real = pop_module.population
+
+    def leaky(*args: Any, **kw: Any) -> Any:
+        pop, steps = real(*args, **kw)
+        return pop.withColumn("leak", (2 * F.col("target") - 1) * 10.0 + F.col("age")), steps
+
+    monkeypatch.setattr(pop_module, "population", leaky)
+    raw = yaml.safe_load(study_path(STUDY).read_text())
+    raw["covariates"] = {**raw["covariates"], "leak": "female"}  # the design name must map to a feature
+    raw["design"] = {**raw["design"], "covariates": ["age", "leak"], "analyses": ["crude"]}
+    path = tmp_path / "leaky.yaml"
+    path.write_text(yaml.safe_dump({**raw, "name": "leaky"}))
+    cfg = lake.cfg.replace(**{"jobs.study.studies": (str(path),)})
+    with pytest.raises(
+        StudyError,
+        match=r"study leaky \(.*leaky.yaml\): propensity model: covariates \['age', 'leak'\] jointly predict",
+    ):
+        study.run(spark, cfg, Lake(spark, cfg, run_id="leaky-study", job="study"))

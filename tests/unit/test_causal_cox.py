@@ -208,3 +208,22 @@ def test_the_driver_path_and_the_spark_path_agree(sdf: DataFrame) -> None:
     a = cox.fit(sdf, "time", "event", COVS, ties="efron", local_max_groups=10)
     b = cox.fit(sdf, "time", "event", COVS, ties="efron")
     assert np.max(np.abs(a.coef - b.coef)) < 1e-10
+
+
+def test_ridge_penalizer_against_lifelines(sdf: DataFrame, data: pd.DataFrame) -> None:
+    """lifelines' CoxPHFitter(penalizer=p, l1_ratio=0) on tied data: coefficients, SEs (its
+    variance is the inverse penalised information) and the penalised log-likelihood, on the raw
+    covariates (lifelines penalises them divided by their SDs) and on the driver and Spark paths;
+    the penalty shrinks the fit away from the unpenalised one."""
+    pen = 0.05
+    ref = CoxPHFitter(penalizer=pen, l1_ratio=0.0)
+    ref.fit(data[["time", "event", *COVS]], "time", "event", fit_options={"precision": 1e-12, "max_steps": 200})
+    flat = cox.fit(sdf, "time", "event", COVS, ties="efron")
+    for groups in (cox.LOCAL_MAX_GROUPS, 0):
+        got = cox.fit(sdf, "time", "event", COVS, ties="efron", penalizer=pen, local_max_groups=groups)
+        assert got.converged
+        agree(f"lifelines penalizer={pen} groups={groups}", got.coef, ref.params_[COVS].to_numpy(), "coef")
+        agree(f"lifelines penalizer={pen} groups={groups}", got.se, ref.standard_errors_[COVS].to_numpy(), "se")
+    assert np.all(np.abs(got.coef) < np.abs(flat.coef) - 10 * TOL)  # shrunk towards 0
+    with pytest.raises(ValueError, match="penalties must be >= 0"):
+        cox.fit(sdf, "time", "event", COVS, penalizer=-1.0)

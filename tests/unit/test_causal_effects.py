@@ -154,6 +154,23 @@ def test_separation_and_empty_arm(spark: SparkSession, data: pd.DataFrame) -> No
         propensity.fit_ps(one, "treated", COVS)
 
 
+def test_covariates_that_jointly_predict_treatment_are_an_error(spark: SparkSession) -> None:
+    """Each of a and b overlaps between the arms (the one-covariate check passes), but a + b > 0
+    exactly for the treated: fit_ps refuses with a message naming the covariates; shifted so the
+    arms overlap by one person, the same data fit."""
+    rng = np.random.default_rng(3)
+    a, b = rng.uniform(-1, 1, 60), rng.uniform(-1, 1, 60)
+    treated = (a + b > 0).astype(int)
+    df = pd.DataFrame({"treated": treated, "a": a, "b": b})
+    assert df.groupby("treated")["a"].agg(["min", "max"]).pipe(lambda g: g.loc[1, "min"] < g.loc[0, "max"])
+    assert df.groupby("treated")["b"].agg(["min", "max"]).pipe(lambda g: g.loc[1, "min"] < g.loc[0, "max"])
+    with pytest.raises(ValueError, match=r"covariates \['a', 'b'\] jointly predict treatment perfectly"):
+        propensity.fit_ps(spark.createDataFrame(df), "treated", ["a", "b"])
+    flipped = df.assign(treated=np.where(np.argmax(a + b) == np.arange(60), 0, treated))  # the most 'treated' is not
+    scored, _ = propensity.fit_ps(spark.createDataFrame(flipped), "treated", ["a", "b"])
+    assert scored.count() == 60
+
+
 def test_incidence_against_exact_poisson(sdf: DataFrame, data: pd.DataFrame) -> None:
     rows = epi.incidence(sdf, "events", "days", by=["band"])
     assert [r["band"] for r in rows] == ["60+", "<60"]

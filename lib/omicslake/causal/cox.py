@@ -165,6 +165,20 @@ def prepare(
     key), optional _c (cluster) and _x0.._x{p-1} (covariates centred on their weighted means).
     Returns (frame, means, rows, events). ValueError naming the column when a column is missing,
     a value is null, a time or weight is negative, or an event is not 0/1."""
+    framed, means, n, events, _ = _prepare(df, time, event, covariates, weight, strata, cluster)
+    return framed, means, n, events
+
+
+def _prepare(
+    df: DataFrame,
+    time: str,
+    event: str,
+    covariates: Sequence[str],
+    weight: str | None,
+    strata: Sequence[str],
+    cluster: str | None,
+) -> tuple[DataFrame, np.ndarray, int, int, dict[str, Any]]:
+    """``prepare`` and its counts (``_checked``'s keys and sd<j>, the covariates' sample SDs)."""
     raw = _raw(df, time, event, covariates, weight, strata, cluster)
     p = len(covariates)
     checks = raw.agg(
@@ -176,6 +190,7 @@ def prepare(
         F.sum(F.when(F.col("_w").isNull() | (F.col("_w") < 0), 1).otherwise(0)).alias("bad_w"),
         *[F.sum(F.col(f"_x{j}").isNull().cast("int")).alias(f"null{j}") for j in range(p)],
         *[F.sum(F.col("_w") * F.col(f"_x{j}")).alias(f"m{j}") for j in range(p)],
+        *[F.stddev_samp(F.col(f"_x{j}")).alias(f"sd{j}") for j in range(p)],
     ).first()
     assert checks is not None
     means, n, events = _checked(checks.asDict(), time, event, covariates, weight)
@@ -187,7 +202,7 @@ def prepare(
         *(["_c"] if cluster else []),
         *[(F.col(f"_x{j}") - float(means[j])).alias(f"_x{j}") for j in range(p)],
     )
-    return framed, means, n, events
+    return framed, means, n, events, checks.asDict()
 
 
 def _checked(
@@ -212,6 +227,20 @@ def _checked(
     sw = float(checks["sw"])
     means = np.array([float(checks[f"m{j}"]) / sw for j in range(p)])
     return means, n, int(checks["events"] or 0)
+
+
+def _penalty(checks: dict[str, Any], p: int, n: int, l2: float, penalizer: float) -> np.ndarray:
+    """The diagonal of the ridge penalty matrix: ``l2`` on every coefficient plus lifelines'
+    ``penalizer`` (``n * penalizer / 2 * sum (sd_j beta_j)^2``: lifelines fits on covariates divided
+    by their sample standard deviation ``sd_j`` and penalises those coefficients); ValueError for a
+    negative penalty."""
+    if l2 < 0 or penalizer < 0:
+        raise ValueError(f"Cox model: penalties must be >= 0 (l2={l2}, penalizer={penalizer})")
+    pen = np.full(p, float(l2))
+    if penalizer > 0:
+        sd = np.array([float(checks[f"sd{j}"] or 0.0) for j in range(p)])
+        pen = pen + penalizer * n * sd**2
+    return pen
 
 
 def _compress_raw(raw: DataFrame, p: int, max_groups: int) -> pd.DataFrame | None:
@@ -249,6 +278,11 @@ def _local_checks(pdf: pd.DataFrame, p: int) -> dict[str, Any]:
         x = pdf[f"_x{j}"].to_numpy(dtype=float)
         out[f"null{j}"] = int(n[np.isnan(x)].sum())
         out[f"m{j}"] = float(np.nansum(w * x))
+        # unweighted sample standard deviation over the rows (the groups counted _n times)
+        ok = ~np.isnan(x)
+        k = float(n[ok].sum())
+        mean = float(np.sum(n[ok] * x[ok]) / k) if k else 0.0
+        out[f"sd{j}"] = float(np.sqrt(np.sum(n[ok] * (x[ok] - mean) ** 2) / (k - 1))) if k > 1 else None
     return out
 
 
@@ -572,6 +606,7 @@ def fit(
     robust: bool = False,
     cluster: str | None = None,
     l2: float = 0.0,
+    penalizer: float = 0.0,
     max_iter: int = 50,
     tol: float = 1e-7,
     partitions: int | None = None,
@@ -580,7 +615,10 @@ def fit(
     """Fit a Cox model of (time, event) on ``covariates`` (numeric columns of df; one row per
     person, time >= 0, event 0/1) with ``ties`` 'efron' or 'breslow', optional case ``weight``
     column, ``strata`` columns (separate baseline hazards: matched sets, PS strata), a ridge
-    penalty ``l2`` (0.5 * l2 * |beta|^2 subtracted from the log-likelihood) and, with ``robust``
+    penalty ``l2`` (0.5 * l2 * |beta|^2 subtracted from the log-likelihood) and/or lifelines' ridge
+    ``penalizer`` (``CoxPHFitter(penalizer=..., l1_ratio=0)``: 0.5 * n * penalizer * sum (sd_j beta_j)^2,
+    sd_j the covariate's unweighted sample SD, n the rows; on standardised covariates simply
+    0.5 * n * penalizer * |beta|^2) and, with ``robust``
     (implied by ``cluster``), the sandwich variance. Newton-Raphson from beta = 0 with step halving
     until the largest step is below ``tol`` (stopping early past |coef| RUNAWAY). Returns a CoxResult; ValueError on unusable input (no
     events, a singular information matrix: a constant covariate or one collinear with others).
@@ -600,14 +638,16 @@ def fit(
         local = _compress_raw(_raw(df, time, event, covariates, weight, strata, cluster), p, local_max_groups)
     frame: DataFrame | None = None
     if local is not None:
-        means, n, events = _checked(_local_checks(local, p), time, event, covariates, weight)
+        checks = _local_checks(local, p)
+        means, n, events = _checked(checks, time, event, covariates, weight)
         for j in range(p):
             local[f"_x{j}"] = local[f"_x{j}"].astype(float) - means[j]
     else:
-        frame, _means, n, events = prepare(df, time, event, covariates, weight, strata, cluster)
+        frame, _means, n, events, checks = _prepare(df, time, event, covariates, weight, strata, cluster)
         # partitioned by stratum once and cached: every Newton step is then one narrow stage
         parts = partitions or int(df.sparkSession.conf.get("spark.sql.shuffle.partitions") or "2")
         frame = frame.repartition(parts, "_s").cache()
+    pen = _penalty(checks, p, n, l2, penalizer)
     if events == 0:
         if frame is not None:
             frame.unpersist()
@@ -627,8 +667,8 @@ def fit(
         converged, it = False, 0
         for step_no in range(1, max_iter + 1):
             it = step_no
-            info = h + l2 * np.eye(p)
-            score = g - l2 * beta
+            info = h + np.diag(pen)
+            score = g - pen * beta
             try:
                 step = np.linalg.solve(info, score)
             except np.linalg.LinAlgError as e:
@@ -638,8 +678,8 @@ def fit(
             new = beta + step
             for _ in range(30):
                 ll_new, g_new, h_new = derivs(new)
-                pen_new = ll_new - 0.5 * l2 * float(new @ new)
-                if np.isfinite(pen_new) and pen_new >= ll - 0.5 * l2 * float(beta @ beta) - 1e-12 * abs(ll):
+                pen_new = ll_new - 0.5 * float(new @ (pen * new))
+                if np.isfinite(pen_new) and pen_new >= ll - 0.5 * float(beta @ (pen * beta)) - 1e-12 * abs(ll):
                     break
                 new = beta + (new - beta) / 2  # step halving
             max_step = float(np.max(np.abs(new - beta)))
@@ -649,7 +689,7 @@ def fit(
                 break
             if np.max(np.abs(beta)) > RUNAWAY:
                 break
-        info = h + l2 * np.eye(p)
+        info = h + np.diag(pen)
         var = np.linalg.inv(info)
         if not converged:
             diagnostics.append(f"Newton-Raphson did not converge in {max_iter} iterations")
@@ -674,7 +714,7 @@ def fit(
             coef=beta,
             var=var,
             robust_var=robust_var,
-            loglik=ll - 0.5 * l2 * float(beta @ beta),
+            loglik=ll - 0.5 * float(beta @ (pen * beta)),
             loglik0=ll0,
             n=n,
             events=events,

@@ -69,7 +69,8 @@ def fit_ps(
     """Fit the PS model (MLlib LogisticRegression, L2 penalty ``reg``, standardised covariates) of
     ``treatment`` (0/1) on ``covariates`` (numeric, no nulls) and return (df with ``ps``,
     ``logit_ps`` and ``preference`` added, the fitted coefficients by covariate plus
-    'intercept'). ValueError when an arm is empty or a covariate separates the arms."""
+    'intercept'). ValueError when an arm is empty, a covariate separates the arms, or the covariates
+    together do (the fitted linear predictor's ranges in the two arms do not overlap)."""
     counts = {
         int(r[0]): int(r[1]) for r in df.groupBy(F.col(treatment).cast("int")).count().collect() if r[0] is not None
     }
@@ -110,6 +111,25 @@ def fit_ps(
     )
     coefs = {c: float(b) for c, b in zip(covariates, model.coefficients.toArray(), strict=True)}
     coefs["intercept"] = float(model.intercept)
+    # covariates that separate the arms together (no one of them alone: checked above) give a fitted
+    # linear predictor whose ranges in the two arms do not overlap: every PS weight and match would
+    # rest on extrapolation, so this is an error, not a number
+    lp = sum((F.col(c).cast("double") * b for c, b in coefs.items() if c != "intercept"), F.lit(0.0))
+    t = F.col(treatment) == 1
+    r = df.agg(
+        F.min(F.when(t, lp)).alias("tmin"),
+        F.max(F.when(t, lp)).alias("tmax"),
+        F.min(F.when(~t, lp)).alias("cmin"),
+        F.max(F.when(~t, lp)).alias("cmax"),
+    ).first()
+    assert r is not None
+    if r["tmin"] > r["cmax"] or r["cmin"] > r["tmax"]:
+        top = sorted(covariates, key=lambda c: -abs(coefs[c]))[:3]
+        raise ValueError(
+            f"propensity model: covariates {list(covariates)} jointly predict treatment perfectly (the fitted "
+            f"scores of the two arms do not overlap; largest coefficients: {top}); drop or merge the covariates "
+            "that define the arms, or restrict the cohort"
+        )
     return out, coefs
 
 

@@ -272,12 +272,20 @@ def subgroups(scored: DataFrame, columns: dict[str, Column]) -> list[dict[str, A
 
 
 def importances(model: PipelineModel) -> list[tuple[str, float]]:
-    """(feature, coefficient or importance), largest magnitude first; names from the assembler's
-    metadata (one-hot levels as column=level)."""
+    """(feature, coefficient or importance), largest magnitude first; names from ``slot_names``."""
     last = model.stages[-1]
     values = np.asarray(
         last.coefficients.toArray() if hasattr(last, "coefficients") else last.featureImportances.toArray()
     )
+    expanded = slot_names(model, len(values))
+    pairs = [(expanded[i], float(values[i])) for i in range(len(values))]
+    return sorted(pairs, key=lambda t: -abs(t[1]) if not math.isnan(t[1]) else 0.0)
+
+
+def slot_names(model: PipelineModel, size: int) -> list[str]:
+    """The names of the ``size`` slots of a fitted ``preprocessing``'s features vector, from the
+    assembler's input columns (one-hot levels as column=level, the kept invalid level 'other');
+    slot_<i> for slots beyond them when the sizes disagree."""
     asm = next(s for s in model.stages if type(s).__name__ == "VectorAssembler")
     names = [c.replace("__imp", "") for c in asm.getInputCols()]
     # one-hot columns expand to several slots: take names from the fitted encoders' sizes
@@ -289,8 +297,8 @@ def importances(model: PipelineModel) -> list[tuple[str, float]]:
         for col, lab in zip(ix.getOutputCols(), ix.labelsArray, strict=True):
             labels[col.replace("__idx", "__oh")] = list(lab)
     for enc in [s for s in model.stages if type(s).__name__ == "OneHotEncoderModel"]:
-        for col, size in zip(enc.getOutputCols(), enc.categorySizes, strict=True):
-            sizes[col] = int(size)  # dropLast + handleInvalid keep: size slots
+        for col, n_slots in zip(enc.getOutputCols(), enc.categorySizes, strict=True):
+            sizes[col] = int(n_slots)  # dropLast + handleInvalid keep: n_slots slots
     for n in asm.getInputCols():
         if n in sizes:
             labs = labels.get(n, [])
@@ -298,7 +306,6 @@ def importances(model: PipelineModel) -> list[tuple[str, float]]:
                 expanded.append(f"{n.replace('__oh', '')}={labs[i] if i < len(labs) else 'other'}")
         else:
             expanded.append(n.replace("__imp", ""))
-    if len(expanded) != len(values):
-        expanded = names + [f"slot_{i}" for i in range(len(values) - len(names))]
-    pairs = [(expanded[i], float(values[i])) for i in range(len(values))]
-    return sorted(pairs, key=lambda t: -abs(t[1]) if not math.isnan(t[1]) else 0.0)
+    if len(expanded) != size:
+        expanded = names + [f"slot_{i}" for i in range(size - len(names))]
+    return expanded

@@ -151,3 +151,31 @@ def km_plot(curves: dict[str, dict[str, np.ndarray]], c_index: float | None, out
     fig.savefig(path)
     plt.close(fig)
     return path
+
+
+def survival_calibration_plot(groups: list[dict[str, Any]], horizon: float, out: Path, title: str) -> Path:
+    """Predicted risk by ``horizon`` against the Kaplan-Meier observed risk (95 % CIs) per risk group
+    of ``survival.calibration``, with the diagonal; survival_calibration.png in ``out``."""
+    plt = _plt()
+    out.mkdir(parents=True, exist_ok=True)
+    fig, ax = plt.subplots(figsize=(4.5, 4.5), dpi=110)
+    pred = np.array([g["predicted"] for g in groups])
+    obs = np.array([g["observed"] for g in groups])
+    lo = obs - np.array([g["observed_lower"] for g in groups])
+    hi = np.array([g["observed_upper"] for g in groups]) - obs
+    top = float(max([*pred, *(obs + hi), 1e-3])) * 1.05
+    ax.plot([0, top], [0, top], color="grey", lw=0.7, ls="--")
+    ax.errorbar(pred, obs, yerr=[lo, hi], fmt="o", color="#1f4e79", ms=4, capsize=2)
+    ax.set(
+        xlim=(0, top),
+        ylim=(0, top),
+        xlabel=f"predicted risk by day {horizon:g}",
+        ylabel="observed (Kaplan-Meier)",
+        title=f"Calibration by risk decile\n{title}",
+    )
+    ax.title.set_fontsize(9)
+    fig.tight_layout()
+    path = out / "survival_calibration.png"
+    fig.savefig(path)
+    plt.close(fig)
+    return path

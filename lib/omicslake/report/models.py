@@ -1,6 +1,7 @@
 """Report sections on the models: the latest MLflow run of each model job (train, survival,
 cluster) with its parameters, metrics and plots; for the risk model also its held-out metrics by
-subgroup and its calibration before and after recalibration."""
+subgroup and its calibration before and after recalibration; for the survival model its held-out
+calibration at the horizon by risk decile."""
 
 from __future__ import annotations
 
@@ -14,7 +15,10 @@ from omicslake.report.render import Section, img, table
 
 SECTIONS = {  # MLflow runs by the job that logged them: title, metrics shown
     "train": ("Risk model", ("test_",)),
-    "survival": ("Time to event (AFT)", ("test_c_index", "train_c_index", "n_", "events_", "scale")),
+    "survival": (
+        "Time to event",
+        ("test_c_index", "train_c_index", "n_", "events_", "scale", "test_calibration_", "horizon_"),
+    ),
     "cluster": ("Patient phenotypes (clusters)", ("silhouette", "size_", "n")),
 }
 
@@ -68,6 +72,8 @@ def models(cfg: Config) -> Section:
         if job == "train":
             out.append(subgroup_table(run.info.run_id))
             out.append(calibration_table(run.info.run_id))
+        if job == "survival":
+            out.append(survival_calibration_table(run.info.run_id))
     html_out = "".join(out)
     return Section(html_out, {"model_plots": n_imgs} if html_out else {})
 
@@ -118,4 +124,27 @@ def calibration_table(run_id: str) -> str:
     return (
         "<h3>Calibration (held-out: intercept 0 and slope 1 are perfect; curve with 95% CIs in the plot)</h3>"
         + table(rows, ["output", "intercept", "slope", "brier"])
+    )
+
+
+def survival_calibration_table(run_id: str) -> str:
+    """The survival run ``run_id``'s held-out calibration at its horizon (``metrics/survival_calibration.json``):
+    per risk decile n, events, mean predicted risk and Kaplan-Meier observed risk with its 95 % CI,
+    rounded to 3 places, under a sub-heading; empty for a run without the file."""
+    import mlflow
+
+    try:
+        cal = json.loads(
+            Path(
+                mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=f"{METRICS}/survival_calibration.json")
+            ).read_text()
+        )
+        cols = ["group", "n", "events", "predicted", "observed", "observed_lower", "observed_upper"]
+        rows = [{k: round(g[k], 3) if isinstance(g[k], float) else g[k] for k in cols} for g in cal["groups"]]
+        horizon = float(cal["horizon_days"])
+    except Exception:  # noqa: BLE001 - a run logged before the calibration
+        return ""
+    return (
+        f"<h3>Calibration at day {horizon:g} (held-out, by decile of predicted risk; observed = 1 - Kaplan-Meier)</h3>"
+        + table(rows, cols)
     )
