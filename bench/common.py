@@ -15,7 +15,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -133,3 +133,77 @@ def generate_vcf(work: Path, variants: int, samples: int, seed: int, reference: 
 def ratio(a: float | None, b: float | None) -> float | None:
     """a / b rounded to 3 places; None when either is missing or b is 0."""
     return round(a / b, 3) if a is not None and b else None
+
+
+class Measured(NamedTuple):
+    """One process run by ``measured``: exit code, wall seconds, peak resident bytes of its process tree
+    and of its largest single process (sampled every 0.5 s), and CPU seconds of the tree."""
+
+    code: int
+    seconds: float
+    tree: int
+    biggest: int
+    cpu: float
+
+    def record(self) -> dict[str, float]:
+        """The figures a result file keeps (GiB, rounded)."""
+        return {
+            "wall_seconds": round(self.seconds, 3),
+            "peak_rss_gib": round(self.tree / 2**30, 3),
+            "largest_gib": round(self.biggest / 2**30, 3),
+            "cpu_seconds": round(self.cpu, 3),
+        }
+
+
+def tree_usage(root: int) -> tuple[int, int, float]:
+    """(resident bytes summed over ``root`` and its live descendants, the largest single process's,
+    their CPU seconds including what each reaped of its own children: cutime + cstime). CPU time,
+    unlike wall time, hardly depends on how busy a shared machine is."""
+    page, tick = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
+    children: dict[int, list[int]] = {}
+    usage: dict[int, tuple[int, float]] = {}
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(d))
+            usage[int(d)] = (int(fields[21]) * page, sum(int(x) for x in fields[11:15]) / tick)
+        except (OSError, IndexError, ValueError):
+            continue
+    todo, total, biggest, cpu = [root], 0, 0, 0.0
+    while todo:
+        p = todo.pop()
+        r, c = usage.get(p, (0, 0.0))
+        total, biggest, cpu = total + r, max(biggest, r), cpu + c
+        todo.extend(children.get(p, []))
+    return total, biggest, cpu
+
+
+def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> Measured:
+    """Run cmd (``env`` added to this process's environment, output to ``log``), sampling its process
+    tree every 0.5 s; its CPU seconds are the last sample or the rusage of the process and what it
+    reaped, whichever is larger."""
+    import threading
+
+    peak, big, cpu = [0], [0], [0.0]
+    with log.open("w") as out:
+        t = time.monotonic()
+        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
+        done = threading.Event()
+
+        def sample() -> None:
+            while not done.is_set():
+                r, b, c = tree_usage(proc.pid)
+                peak[0], big[0], cpu[0] = max(peak[0], r), max(big[0], b), max(cpu[0], c)
+                done.wait(0.5)
+
+        th = threading.Thread(target=sample, daemon=True)
+        th.start()
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.monotonic() - t
+        done.set()
+        th.join()
+        proc.returncode = os.waitstatus_to_exitcode(status)
+    return Measured(proc.returncode, wall, peak[0], big[0], max(cpu[0], usage.ru_utime + usage.ru_stime))

@@ -123,19 +123,15 @@ def agreement(ours: dict[str, dict[str, int]], peer: dict[str, dict[str, int]]) 
 
 
 def _job(exe: Path, job: str, overrides: list[str], env: dict[str, str], log: Path) -> dict[str, Any]:
-    from bench.scale import measured
+    from bench.common import measured
 
     cmd = [str(exe), "run", job, "--run-id", f"bench-{job}"]
     for s in overrides:
         cmd += ["--set", s]
-    code, secs, tree, big = measured(cmd, log, env)
-    if code:
-        raise RuntimeError(f"{job} exited {code}: see {log}")
-    return {
-        "wall_seconds": round(secs, 3),
-        "peak_rss_gib": round(tree / 2**30, 3),
-        "largest_gib": round(big / 2**30, 3),
-    }
+    m = measured(cmd, log, env)
+    if m.code:
+        raise RuntimeError(f"{job} exited {m.code}: see {log}")
+    return m.record()
 
 
 def _spark_counts(lake: Any, metrics: dict[str, Any]) -> dict[str, dict[str, int]]:
@@ -254,7 +250,7 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 11, peers: 
         "all_three": round(sum(job_s.values()), 3),
     }
     if peers:
-        from bench.scale import measured
+        from bench.common import measured
 
         out = work / f"ehr-duckdb-{patients}"
         result_file = out.parent / f"ehr-duckdb-{patients}.json"
@@ -273,7 +269,7 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 11, peers: 
             "--json",
             str(result_file),
         ]
-        code, wall, tree, big = measured(cmd, logs / f"ehr-{patients}-duckdb.log", env)
+        code, wall, tree, big, _ = measured(cmd, logs / f"ehr-{patients}-duckdb.log", env)
         if code:
             raise RuntimeError(f"the DuckDB peer exited {code}: see {logs / f'ehr-{patients}-duckdb.log'}")
         duck = json.loads(result_file.read_text())

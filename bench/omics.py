@@ -31,13 +31,12 @@ import json
 import os
 import shutil
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bench.common import Timer, ratio
+from bench.common import Timer, measured, ratio
 from bench.omics_peer import FEATURECOUNTS_META, Thresholds
 
 ASSAY = "rna"
@@ -99,66 +98,6 @@ def write_inputs(folder: Path, genes: int, samples: int, seed: int) -> dict[str,
         "cells": genes * samples,
         "seed": seed,
         "generator": "omicslake.synth.omics.rnaseq_blocks (negative binomial)",
-    }
-
-
-def tree_usage(root: int) -> tuple[int, float]:
-    """(resident bytes, CPU seconds) of ``root`` and its live descendants; the CPU seconds include what
-    each has reaped of its own children (cutime + cstime). CPU time, unlike wall time, hardly depends on
-    how busy a shared machine is."""
-    page, tick = os.sysconf("SC_PAGE_SIZE"), os.sysconf("SC_CLK_TCK")
-    children: dict[int, list[int]] = {}
-    usage: dict[int, tuple[int, float]] = {}
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        children.setdefault(int(fields[1]), []).append(int(d))
-        usage[int(d)] = (int(fields[21]) * page, sum(int(x) for x in fields[11:15]) / tick)
-    todo, rss, cpu = [root], 0, 0.0
-    while todo:
-        p = todo.pop()
-        r, c = usage.get(p, (0, 0.0))
-        rss, cpu = rss + r, cpu + c
-        todo.extend(children.get(p, []))
-    return rss, cpu
-
-
-def measured(cmd: list[str], log: Path) -> dict[str, float]:
-    """Run cmd; its exit code, wall seconds, peak resident memory of its process tree (GiB, sampled
-    every 0.5 s) and CPU seconds of the tree (the last sample, or the rusage of the process and the
-    children it reaped, whichever is larger)."""
-    import subprocess
-    import threading
-
-    peak, cpu = [0], [0.0]
-    with log.open("w") as out:
-        t = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT)
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                r, c = tree_usage(proc.pid)
-                peak[0], cpu[0] = max(peak[0], r), max(cpu[0], c)
-                done.wait(0.5)
-
-        th = threading.Thread(target=sample, daemon=True)
-        th.start()
-        _, status, usage = os.wait4(proc.pid, 0)
-        wall = time.monotonic() - t
-        done.set()
-        th.join()
-        proc.returncode = os.waitstatus_to_exitcode(status)
-    return {
-        "code": proc.returncode,
-        "wall_seconds": round(wall, 3),
-        "peak_rss_gib": round(peak[0] / 2**30, 3),
-        "cpu_seconds": round(max(cpu[0], usage.ru_utime + usage.ru_stime), 3),
     }
 
 
@@ -280,9 +219,9 @@ def _ours(spark: Any, cfg: Any, work: Path, path: str, fmt: str, label: str, log
             cmd += ["--set", s]
         log = logs / f"omics-{label}-{fmt}-{job}.log"
         m = measured(cmd, log)
-        if m.pop("code"):
+        if m.code:
             raise RuntimeError(f"{job} failed: see {log}")
-        out[job] = m
+        out[job] = m.record()
     lake = Lake(spark, cfg.replace(**{"lake.root": str(lake_root)}))
     runs = {
         r.job: r for r in lake.read("ops.runs").where(F.col("job").isin("ingest_omics", "omics_qc")).collect()
@@ -310,10 +249,10 @@ def _peer(reader: str, path: str, work: Path, label: str, logs: Path) -> dict[st
     ]
     log = logs / f"omics-{label}-{reader}.log"
     m = measured(cmd, log)
-    if m.pop("code"):
+    if m.code:
         raise RuntimeError(f"the {reader} peer failed: see {log}")
     rec = json.loads(js.read_text())
-    rec.update(m)
+    rec.update(m.record())
     with np.load(npz) as z:
         rec["_npz"] = {k: z[k] for k in z.files}
     return rec

@@ -16,12 +16,11 @@ model metrics at this scale say nothing (a patient's copies fall into both split
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
+
+from bench.common import measured
 
 SILVER = [
     "person",
@@ -32,54 +31,6 @@ SILVER = [
     "drug_exposure",
     "procedure_occurrence",
 ]
-
-
-def tree_rss(root: int) -> tuple[int, int]:
-    """(sum of RSS over root and its descendants, largest single RSS), in bytes."""
-    children: dict[int, list[int]] = {}
-    rss: dict[int, int] = {}
-    page = os.sysconf("SC_PAGE_SIZE")
-    for d in os.listdir("/proc"):
-        if not d.isdigit():
-            continue
-        try:
-            with open(f"/proc/{d}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            ppid, pages = int(fields[1]), int(fields[21])
-        except (OSError, IndexError, ValueError):
-            continue
-        children.setdefault(ppid, []).append(int(d))
-        rss[int(d)] = pages * page
-    todo, total, biggest = [root], 0, 0
-    while todo:
-        p = todo.pop()
-        total += rss.get(p, 0)
-        biggest = max(biggest, rss.get(p, 0))
-        todo.extend(children.get(p, []))
-    return total, biggest
-
-
-def measured(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> tuple[int, float, int, int]:
-    """Run cmd (with ``env`` added to this process's environment); return (exit code, seconds, peak
-    tree RSS, peak single-process RSS)."""
-    peak = [0, 0]
-    with log.open("w") as out:
-        t = time.monotonic()
-        proc = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})})
-        done = threading.Event()
-
-        def sample() -> None:
-            while not done.is_set():
-                total, big = tree_rss(proc.pid)
-                peak[0], peak[1] = max(peak[0], total), max(peak[1], big)
-                done.wait(0.5)
-
-        th = threading.Thread(target=sample, daemon=True)
-        th.start()
-        code = proc.wait()
-        done.set()
-        th.join()
-        return code, time.monotonic() - t, peak[0], peak[1]
 
 
 def replicate(source: str, lake: str, copies: int, overrides: list[str]) -> None:
@@ -141,7 +92,7 @@ def main() -> None:
         cmd = [str(exe), "run", job, "--set", f"lake.root={args.lake}"]
         for s in args.set:
             cmd += ["--set", s]
-        code, secs, tree, big = measured(cmd, Path(args.lake) / f"scale-{job}.log")
+        code, secs, tree, big, _ = measured(cmd, Path(args.lake) / f"scale-{job}.log")
         rows.append((job, code, secs, tree, big))
         print(
             f"{job:14s} exit {code}  {secs:7.0f} s  peak RSS tree {tree / 2**30:5.2f} GiB"

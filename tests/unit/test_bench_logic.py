@@ -232,3 +232,17 @@ def test_bench_append_replaces_a_size_measured_again_and_keeps_the_others() -> N
     old = [{"size": {"genes": 20_000, "samples": 5_000}, "v": 1}, {"size": {"genes": 5_000, "samples": 5_000}, "v": 1}]
     new = [{"size": {"genes": 20_000, "samples": 5_000}, "v": 2}, {"size": {"genes": 80_000, "samples": 5_000}, "v": 2}]
     assert [(r["size"]["genes"], r["v"]) for r in merge_runs(old, new)] == [(5_000, 1), (20_000, 2), (80_000, 2)]
+
+
+def test_measured_samples_the_process_tree(tmp_path: Path) -> None:
+    """bench.common.measured (every benchmark's process sampler): a child that holds 300 MB for a while
+    shows at least that in its tree's and its largest process's peak, and its exit code comes back."""
+    import sys
+
+    from bench.common import measured
+
+    code = "import time; x = bytearray(300 * 2**20); x[::4096] = b'1' * len(x[::4096]); time.sleep(1.5); raise SystemExit(3)"
+    m = measured([sys.executable, "-c", code], tmp_path / "child.log")
+    assert m.code == 3 and m.seconds >= 1.5
+    assert m.tree >= m.biggest >= 300 * 2**20
+    assert m.cpu > 0 and m.record()["peak_rss_gib"] >= 0.29

@@ -107,13 +107,12 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     train = M.with_class_weights(data.where("split = 'train'"), c.class_weights).cache()
     test = data.where("split = 'test'").withColumn("_w", F.lit(1.0)).cache()
     calib_rows = data.where("split = 'calibration'").withColumn("_w", F.lit(1.0))
-    n_train, n_test = train.count(), test.count()
+    (n_train, cases_train), (n_test, cases_test) = M.outcome_counts(train), M.outcome_counts(test)
     if n_train == 0 or n_test == 0:
         raise InputError(
             f"{table}: {n_train} training and {n_test} test rows; the split needs both (test_fraction={c.test_fraction})"
         )
-    for split, rows in (("training", train), ("test", test)):
-        n, cases = M.outcome_counts(rows)
+    for split, n, cases in (("training", n_train, cases_train), ("test", n_test, cases_test)):
         if M.one_outcome(n, cases):
             raise InputError(
                 f"{table}: the {split} split has {n} patients and {cases} with the outcome; fitting and the "
