@@ -70,6 +70,32 @@ def test_bh_equals_statsmodels_multipletests(spark: SparkSession) -> None:
 # ------------------------------------------------------------------------------------ normalisation
 
 
+def test_column_medians_exact_on_hard_columns(spark: SparkSession) -> None:
+    """The distributed selection against numpy's nanmedian, with brackets forced through several
+    passes (limit 4, 8 bins): ties across bin edges, one distinct value, odd and even counts, nulls,
+    an empty position, values a few ulps apart, a range of 1e-300 to 1e300 and a null array."""
+    rng = np.random.default_rng(5)
+    rows = 301
+    cols = [
+        rng.normal(size=rows),  # odd count
+        np.where(np.arange(rows) < 151, 1.0, 2.0),  # 150 and 150 after a null: the middle pair 1.0, 2.0 (1.5)
+        np.full(rows, 7.25),  # one distinct value
+        np.full(rows, np.nan),  # no value at all: NaN
+        np.round(rng.normal(size=rows), 1),  # many ties
+        1.0 + np.arange(rows) * np.finfo(float).eps,  # values a few ulps apart
+        np.concatenate([[1e-300, -1e300, 1e300], rng.normal(size=rows - 3)]),  # an enormous range
+        rng.integers(0, 3, rows).astype(float),  # counts: three values
+    ]
+    y = np.column_stack(cols)
+    y[0, 1] = np.nan
+    y[rng.choice(rows, 40, replace=False), 0] = np.nan
+    df = frame(spark, y).union(spark.createDataFrame([("null", None)], SCHEMA)).repartition(4)
+    want = np.array([np.nan if np.isnan(c).all() else np.nanmedian(c) for c in y.T])
+    got = normalise.column_medians(df, y.shape[1], limit=4, bins=8)
+    np.testing.assert_array_equal(got, want)  # exact: the same doubles, not close ones
+    np.testing.assert_array_equal(normalise.column_medians(df, y.shape[1]), want)  # the default bins and limit
+
+
 def test_counts_log2cpm_and_median_of_ratios(spark: SparkSession) -> None:
     rng = np.random.default_rng(1)
     counts = rng.negative_binomial(5, 0.05, size=(30, 8)).astype(float)

@@ -1,9 +1,10 @@
 """QC and normalisation of one omics assay, on DataFrames of features with a ``values`` array.
 
 The features stay distributed: per-sample sums are numpy partial sums per partition, reduced as
-vectors of one entry per sample; per-sample medians are exact medians over exploded (position,
-value) pairs; per-feature metrics and the normalised values are Spark higher-order functions over
-the arrays, with per-sample vectors (library sizes, size factors, medians) as array literals.
+vectors of one entry per sample; per-sample medians are exact, by distributed selection (histograms
+per partition narrow each sample's bracket until its middle values can be collected); per-feature
+metrics and the normalised values are Spark higher-order functions over the arrays, with
+per-sample vectors (library sizes, size factors, medians) as array literals.
 
 Per assay type (``ASSAY_TYPES``):
 
@@ -88,20 +89,191 @@ def column_sums(df: DataFrame, n: int, column: str = "values", positive_only: bo
     return {"sum": out[0], "present": out[1], "positive": out[2], "rows": out[3]}
 
 
-def column_medians(df: DataFrame, n: int, column: str = "values") -> np.ndarray:
-    """The exact median per position of the ``column`` arrays over the rows (nulls left out; NaN
-    where a position has no value): a median of an even count is the mean of the middle two."""
-    rows = (
-        df.select(F.posexplode(column).alias("pos", "v"))
-        .where(F.col("v").isNotNull())
-        .groupBy("pos")
-        .agg(F.median("v").alias("m"))
-        .collect()
-    )  # one row per sample
+def _blocks(batches: Iterator[Any], n: int) -> Iterator[np.ndarray]:
+    """Arrow batches of one ``array<double>`` column (arrays of length n) as float64 matrices of
+    rows x n, a null value as NaN; a null array is left out."""
+    import pyarrow as pa
+
+    for batch in batches:
+        arr = batch.column(0)
+        if arr.null_count:
+            arr = arr.filter(arr.is_valid())
+        if len(arr) == 0:
+            continue
+        flat = arr.flatten()
+        if len(flat) != len(arr) * n:
+            raise ValueError(f"arrays of unequal length: {len(flat)} values in {len(arr)} rows, {n} expected in each")
+        m = np.asarray(flat.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, n)
+        if np.isinf(m).any():
+            raise ValueError("an infinite value: a median needs finite values (or null)")
+        yield m
+
+
+Partial = list[np.ndarray]
+
+
+def _partials(src: DataFrame, n: int, fn: Any, combine: Any) -> Partial:
+    """``fn`` (matrices of rows x n -> a list of numpy arrays) run on every partition of ``src`` and
+    the results combined with ``combine`` in a tree on the executors: the driver gets one result."""
+    import pickle
+
+    import pyarrow as pa
+
+    def part(batches: Iterator[Any]) -> Iterator[Any]:
+        yield pa.RecordBatch.from_pydict({"p": [pickle.dumps(fn(_blocks(batches, n)))]})
+
+    rdd = src.mapInArrow(part, "p binary").rdd.map(lambda r: pickle.loads(r.p))
+    return rdd.treeReduce(combine) if rdd.getNumPartitions() else fn(iter(()))
+
+
+def _lowest(m: np.ndarray, where: np.ndarray) -> np.ndarray:
+    return np.where(where, m, np.inf).min(axis=0)
+
+
+def column_medians(df: DataFrame, n: int, column: str = "values", limit: int = 512, bins: int = 0) -> np.ndarray:
+    """The exact median per position of the ``column`` arrays (length n) over the rows (nulls and
+    NaN left out; NaN where a position has no value); a median of an even count is the mean of the
+    middle two.
+
+    Distributed selection that never holds the matrix in the driver nor explodes it into (position,
+    value) rows: a first pass counts each position's values and their range; each further pass
+    adds up per-partition numpy histograms (``bins`` per position; 0: about 4 M counts in all) of
+    the values inside every position's bracket and narrows the bracket to the bins that hold its
+    middle ranks; a bracket of one distinct value is its median, and once a bracket holds at most
+    ``limit`` values they are collected and the middle ranks read off. Values below a bracket are
+    counted again in every pass, so a rank is never carried over from a rounded bin edge."""
+    spark = df.sparkSession
+    src = df.select(F.col(column).cast("array<double>").alias("v"))
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(max(1, (1 << 20) // max(n, 1))))  # about 1 M values (8 MB) per Arrow batch
+    try:
+        return _select_medians(src, n, limit, bins or int(max(64, min(1024, 4_000_000 // max(n, 1)))))
+    finally:
+        spark.conf.set(key, before)
+
+
+def _select_medians(src: DataFrame, n: int, limit: int, bins: int) -> np.ndarray:
+    def ranges(blocks: Iterator[np.ndarray]) -> Partial:
+        count, lo, neg_hi = np.zeros(n), np.full(n, np.inf), np.full(n, np.inf)
+        for m in blocks:
+            ok = ~np.isnan(m)
+            count += ok.sum(axis=0)
+            lo = np.minimum(lo, _lowest(m, ok))
+            neg_hi = np.minimum(neg_hi, _lowest(-m, ok))
+        return [count, lo, neg_hi]
+
+    count, lo, neg_hi = _partials(
+        src, n, ranges, lambda a, b: [a[0] + b[0], np.minimum(a[1], b[1]), np.minimum(a[2], b[2])]
+    )
+    total, hi = count.astype(np.int64), -neg_hi
     out = np.full(n, np.nan)
-    for r in rows:
-        out[r.pos] = r.m
+    flat = (total > 0) & (lo == hi)
+    out[flat] = lo[flat]
+    # one selection per middle rank: (position, rank), two for an even count, each with its own bracket
+    k1, k2 = (total - 1) // 2, total // 2
+    spread = np.flatnonzero((total > 0) & (lo < hi))
+    twice = spread[k2[spread] != k1[spread]]
+    pos = np.concatenate([spread, twice])
+    rank = np.concatenate([k1[spread], k2[twice]]).astype(np.float64)
+    value = np.full(len(pos), np.nan)
+    tlo, thi = lo[pos], hi[pos]
+    open_ = np.ones(len(pos), dtype=bool)
+    for _ in range(64):  # each pass divides a bracket by ``bins``: a double's range runs out long before
+        if not open_.any():
+            break
+        todo = np.flatnonzero(open_)
+        value[todo] = _narrow(src, n, pos[todo], rank[todo], tlo, thi, todo, limit, bins)
+        open_[todo] = np.isnan(value[todo])
+    else:
+        raise RuntimeError("median selection did not converge")
+    first = np.full(n, np.nan)
+    first[spread] = value[: len(spread)]
+    second = first.copy()
+    second[twice] = value[len(spread) :]
+    out[spread] = (first[spread] + second[spread]) / 2.0
     return out
+
+
+def _narrow(
+    src: DataFrame,
+    n: int,
+    pos: np.ndarray,
+    rank: np.ndarray,
+    tlo: np.ndarray,
+    thi: np.ndarray,
+    todo: np.ndarray,
+    limit: int,
+    bins: int,
+) -> np.ndarray:
+    """One pass for the open selections ``todo`` (position ``pos``, 0-based ``rank``): a histogram of
+    the values in each bracket [``tlo``, ``thi``] and the count below it. Returns the value of each
+    selection decided now (NaN: still open) and narrows ``tlo``/``thi`` in place for the others."""
+    lo, hi = tlo[todo], thi[todo]
+    width = hi - lo
+    t = len(pos)
+    base = np.arange(t) * bins
+
+    def histogram(blocks: Iterator[np.ndarray]) -> Partial:
+        np.seterr(invalid="ignore", over="ignore")
+        below, hist = np.zeros(t), np.zeros(t * bins)
+        ilo, neg_ihi = np.full(t, np.inf), np.full(t, np.inf)
+        for m in blocks:
+            m = m[:, pos]
+            below += (m < lo).sum(axis=0)
+            inside = (m >= lo) & (m <= hi)
+            b = np.clip(np.floor((m - lo) / width * bins), 0, bins - 1)
+            hist += np.bincount((np.where(inside, b, 0).astype(np.int64) + base)[inside], minlength=t * bins)
+            ilo = np.minimum(ilo, _lowest(m, inside))
+            neg_ihi = np.minimum(neg_ihi, _lowest(-m, inside))
+        return [below, hist, ilo, neg_ihi]
+
+    def add(a: Partial, b: Partial) -> Partial:  # counts add up; the range (low, -high) takes the least
+        return [a[0] + b[0], a[1] + b[1], np.minimum(a[2], b[2]), np.minimum(a[3], b[3])]
+
+    below, hist, ilo, neg_ihi = _partials(src, n, histogram, add)
+    ihi = -neg_ihi
+    hist = hist.reshape(t, bins)
+    inside = hist.sum(axis=1)
+    r = rank - below  # the rank within the bracket
+    if ((r < 0) | (r >= inside)).any():  # cannot happen: below is counted, never carried; a guard says so if it does
+        raise RuntimeError(f"median selection lost rank {int(rank[np.argmax((r < 0) | (r >= inside))])}")
+    value = np.where(ilo == ihi, ilo, np.nan)  # one distinct value left in the bracket: it is the value
+    small = np.isnan(value) & (inside <= limit)
+    if small.any():
+        value[small] = _collect_ranks(src, n, pos[small], r[small], lo[small], hi[small])
+    b = (hist.cumsum(axis=1) <= r[:, None]).sum(axis=1)  # the bin that holds the rank
+    pad = 1e-9 * width  # a bin edge computed in floating point may sit an ulp off: widen, never narrow
+    tlo[todo] = np.maximum(lo + b * width / bins - pad, ilo)
+    thi[todo] = np.minimum(lo + (b + 1) * width / bins + pad, ihi)
+    return value
+
+
+def _collect_ranks(
+    src: DataFrame, n: int, pos: np.ndarray, r: np.ndarray, lo: np.ndarray, hi: np.ndarray
+) -> np.ndarray:
+    """The value of rank ``r`` among the values of position ``pos`` inside [``lo``, ``hi``] (few
+    each): those values collected with their selection and sorted."""
+    t = len(pos)
+
+    def values(blocks: Iterator[np.ndarray]) -> Partial:
+        which, vals = [np.zeros(0, np.int64)], [np.zeros(0)]
+        for m in blocks:
+            m = m[:, pos]
+            i, k = np.nonzero((m >= lo) & (m <= hi))
+            which.append(k)
+            vals.append(m[i, k])
+        return [np.concatenate(which), np.concatenate(vals)]
+
+    which, vals = _partials(src, n, values, lambda a, b: [np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])])
+    order = np.lexsort((vals, which))
+    which, vals = which[order], vals[order]
+    start = np.searchsorted(which, np.arange(t))
+    at = start + r.astype(np.int64)
+    end = np.append(start[1:], len(which))
+    if (at >= end).any():
+        raise RuntimeError("median selection lost a rank while collecting")
+    return vals[at]
 
 
 def sample_qc(features: DataFrame, n_samples: int, assay_type: str, t: OmicsQcConfig) -> SampleQc:
@@ -179,9 +351,9 @@ def size_factors(features: DataFrame, n_samples: int) -> np.ndarray:
     logs = features.where(F.forall("values", lambda x: x.isNotNull() & (x > 0))).select(
         F.transform("values", lambda x: F.log(x)).alias("l")
     )
-    ratios = logs.select(
-        F.transform("l", lambda x: x - F.aggregate("l", F.lit(0.0), lambda a, y: a + y) / F.size("l")).alias("r")
-    )
+    mean = F.aggregate("l", F.lit(0.0), lambda a, y: a + y) / F.size("l")
+    # the mean as a column first: inside transform's lambda it would be summed again for every element
+    ratios = logs.withColumn("m", mean).select(F.transform("l", lambda x: x - F.col("m")).alias("r"))
     return np.exp(column_medians(ratios, n_samples, "r"))
 
 
