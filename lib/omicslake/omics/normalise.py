@@ -89,9 +89,9 @@ def column_sums(df: DataFrame, n: int, column: str = "values", positive_only: bo
     return {"sum": out[0], "present": out[1], "positive": out[2], "rows": out[3]}
 
 
-def _blocks(batches: Iterator[Any], n: int) -> Iterator[np.ndarray]:
+def _blocks(batches: Iterator[Any], n: int, center: bool = False) -> Iterator[np.ndarray]:
     """Arrow batches of one ``array<double>`` column (arrays of length n) as float64 matrices of
-    rows x n, a null value as NaN; a null array is left out."""
+    rows x n, a null value as NaN; a null array is left out. ``center``: each row minus its mean."""
     import pyarrow as pa
 
     for batch in batches:
@@ -106,13 +106,23 @@ def _blocks(batches: Iterator[Any], n: int) -> Iterator[np.ndarray]:
         m = np.asarray(flat.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, n)
         if np.isinf(m).any():
             raise ValueError("an infinite value: a median needs finite values (or null)")
-        yield m
+        yield m - np.nanmean(m, axis=1, keepdims=True) if center else m
 
 
 Partial = list[np.ndarray]
 
 
-def _partials(src: DataFrame, n: int, fn: Any, combine: Any) -> Partial:
+@dataclass(frozen=True)
+class _Source:
+    """The rows to select from: a DataFrame of one ``array<double>`` column ``v`` of length ``n``;
+    ``center``: each array minus its mean, in the worker (see ``column_medians``)."""
+
+    df: DataFrame
+    n: int
+    center: bool = False
+
+
+def _partials(src: _Source, fn: Any, combine: Any) -> Partial:
     """``fn`` (matrices of rows x n -> a list of numpy arrays) run on every partition of ``src`` and
     the results combined with ``combine`` in a tree on the executors: the driver gets one result."""
     import pickle
@@ -120,9 +130,10 @@ def _partials(src: DataFrame, n: int, fn: Any, combine: Any) -> Partial:
     import pyarrow as pa
 
     def part(batches: Iterator[Any]) -> Iterator[Any]:
-        yield pa.RecordBatch.from_pydict({"p": [pickle.dumps(fn(_blocks(batches, n)))]})
+        yield pa.RecordBatch.from_pydict({"p": [pickle.dumps(fn(_blocks(batches, n, center)))]})
 
-    rdd = src.mapInArrow(part, "p binary").rdd.map(lambda r: pickle.loads(r.p))
+    n, center = src.n, src.center
+    rdd = src.df.mapInArrow(part, "p binary").rdd.map(lambda r: pickle.loads(r.p))
     return rdd.treeReduce(combine) if rdd.getNumPartitions() else fn(iter(()))
 
 
@@ -130,7 +141,9 @@ def _lowest(m: np.ndarray, where: np.ndarray) -> np.ndarray:
     return np.where(where, m, np.inf).min(axis=0)
 
 
-def column_medians(df: DataFrame, n: int, column: str = "values", limit: int = 512, bins: int = 0) -> np.ndarray:
+def column_medians(
+    df: DataFrame, n: int, column: str = "values", limit: int = 512, bins: int = 0, center_rows: bool = False
+) -> np.ndarray:
     """The exact median per position of the ``column`` arrays (length n) over the rows (nulls and
     NaN left out; NaN where a position has no value); a median of an even count is the mean of the
     middle two.
@@ -141,9 +154,13 @@ def column_medians(df: DataFrame, n: int, column: str = "values", limit: int = 5
     the values inside every position's bracket and narrows the bracket to the bins that hold its
     middle ranks; a bracket of one distinct value is its median, and once a bracket holds at most
     ``limit`` values they are collected and the middle ranks read off. Values below a bracket are
-    counted again in every pass, so a rank is never carried over from a rounded bin edge."""
+    counted again in every pass, so a rank is never carried over from a rounded bin edge.
+
+    ``center_rows``: the medians of each array minus its mean (DESeq2's ratios), the subtraction
+    done in numpy as the rows are read. In Spark it cannot be: a row's mean as a column referenced
+    once inside ``transform``'s lambda is inlined by the optimizer and summed again per element."""
     spark = df.sparkSession
-    src = df.select(F.col(column).cast("array<double>").alias("v"))
+    src = _Source(df.select(F.col(column).cast("array<double>").alias("v")), n, center_rows)
     key = "spark.sql.execution.arrow.maxRecordsPerBatch"
     before = spark.conf.get(key)
     spark.conf.set(key, str(max(1, (1 << 20) // max(n, 1))))  # about 1 M values (8 MB) per Arrow batch
@@ -153,7 +170,7 @@ def column_medians(df: DataFrame, n: int, column: str = "values", limit: int = 5
         spark.conf.set(key, before)
 
 
-def _select_medians(src: DataFrame, n: int, limit: int, bins: int) -> np.ndarray:
+def _select_medians(src: _Source, n: int, limit: int, bins: int) -> np.ndarray:
     def ranges(blocks: Iterator[np.ndarray]) -> Partial:
         count, lo, neg_hi = np.zeros(n), np.full(n, np.inf), np.full(n, np.inf)
         for m in blocks:
@@ -164,7 +181,7 @@ def _select_medians(src: DataFrame, n: int, limit: int, bins: int) -> np.ndarray
         return [count, lo, neg_hi]
 
     count, lo, neg_hi = _partials(
-        src, n, ranges, lambda a, b: [a[0] + b[0], np.minimum(a[1], b[1]), np.minimum(a[2], b[2])]
+        src, ranges, lambda a, b: [a[0] + b[0], np.minimum(a[1], b[1]), np.minimum(a[2], b[2])]
     )
     total, hi = count.astype(np.int64), -neg_hi
     out = np.full(n, np.nan)
@@ -183,7 +200,7 @@ def _select_medians(src: DataFrame, n: int, limit: int, bins: int) -> np.ndarray
         if not open_.any():
             break
         todo = np.flatnonzero(open_)
-        value[todo] = _narrow(src, n, pos[todo], rank[todo], tlo, thi, todo, limit, bins)
+        value[todo] = _narrow(src, pos[todo], rank[todo], tlo, thi, todo, limit, bins)
         open_[todo] = np.isnan(value[todo])
     else:
         raise RuntimeError("median selection did not converge")
@@ -196,8 +213,7 @@ def _select_medians(src: DataFrame, n: int, limit: int, bins: int) -> np.ndarray
 
 
 def _narrow(
-    src: DataFrame,
-    n: int,
+    src: _Source,
     pos: np.ndarray,
     rank: np.ndarray,
     tlo: np.ndarray,
@@ -231,7 +247,7 @@ def _narrow(
     def add(a: Partial, b: Partial) -> Partial:  # counts add up; the range (low, -high) takes the least
         return [a[0] + b[0], a[1] + b[1], np.minimum(a[2], b[2]), np.minimum(a[3], b[3])]
 
-    below, hist, ilo, neg_ihi = _partials(src, n, histogram, add)
+    below, hist, ilo, neg_ihi = _partials(src, histogram, add)
     ihi = -neg_ihi
     hist = hist.reshape(t, bins)
     inside = hist.sum(axis=1)
@@ -241,7 +257,7 @@ def _narrow(
     value = np.where(ilo == ihi, ilo, np.nan)  # one distinct value left in the bracket: it is the value
     small = np.isnan(value) & (inside <= limit)
     if small.any():
-        value[small] = _collect_ranks(src, n, pos[small], r[small], lo[small], hi[small])
+        value[small] = _collect_ranks(src, pos[small], r[small], lo[small], hi[small])
     b = (hist.cumsum(axis=1) <= r[:, None]).sum(axis=1)  # the bin that holds the rank
     pad = 1e-9 * width  # a bin edge computed in floating point may sit an ulp off: widen, never narrow
     tlo[todo] = np.maximum(lo + b * width / bins - pad, ilo)
@@ -249,9 +265,7 @@ def _narrow(
     return value
 
 
-def _collect_ranks(
-    src: DataFrame, n: int, pos: np.ndarray, r: np.ndarray, lo: np.ndarray, hi: np.ndarray
-) -> np.ndarray:
+def _collect_ranks(src: _Source, pos: np.ndarray, r: np.ndarray, lo: np.ndarray, hi: np.ndarray) -> np.ndarray:
     """The value of rank ``r`` among the values of position ``pos`` inside [``lo``, ``hi``] (few
     each): those values collected with their selection and sorted."""
     t = len(pos)
@@ -265,7 +279,7 @@ def _collect_ranks(
             vals.append(m[i, k])
         return [np.concatenate(which), np.concatenate(vals)]
 
-    which, vals = _partials(src, n, values, lambda a, b: [np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])])
+    which, vals = _partials(src, values, lambda a, b: [np.concatenate([a[0], b[0]]), np.concatenate([a[1], b[1]])])
     order = np.lexsort((vals, which))
     which, vals = which[order], vals[order]
     start = np.searchsorted(which, np.arange(t))
@@ -351,10 +365,8 @@ def size_factors(features: DataFrame, n_samples: int) -> np.ndarray:
     logs = features.where(F.forall("values", lambda x: x.isNotNull() & (x > 0))).select(
         F.transform("values", lambda x: F.log(x)).alias("l")
     )
-    mean = F.aggregate("l", F.lit(0.0), lambda a, y: a + y) / F.size("l")
-    # the mean as a column first: inside transform's lambda it would be summed again for every element
-    ratios = logs.withColumn("m", mean).select(F.transform("l", lambda x: x - F.col("m")).alias("r"))
-    return np.exp(column_medians(ratios, n_samples, "r"))
+    # the ratios (each log minus its gene's mean log) are taken in numpy as the rows are read
+    return np.exp(column_medians(logs, n_samples, "l", center_rows=True))
 
 
 def _vec(x: np.ndarray) -> Column:
