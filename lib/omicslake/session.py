@@ -137,8 +137,10 @@ def _record_time(event: str, **fields: Any) -> None:
         f.write(line)
 
 
-def build_session(cfg: Config) -> SparkSession:
-    """The SparkSession for cfg, with Hail initialised on the same SparkContext.
+def build_session(cfg: Config, hail: bool = True) -> SparkSession:
+    """The SparkSession for cfg, with Hail initialised on the same SparkContext (``hail=False``:
+    not yet; ``init_hail`` does it later on the same context, as the job runner does before a job
+    whose spec says it calls Hail). The session carries Hail's jar and Kryo settings either way.
 
     If a session is already active in this process (a test fixture, a notebook, Databricks),
     it is reused and only Hail is initialised on it (idempotently).
@@ -162,7 +164,7 @@ def build_session(cfg: Config) -> SparkSession:
         spark = builder.getOrCreate()
         spark.sparkContext.setLogLevel("WARN")
     t1 = time.monotonic()
-    if cfg.hail.enabled:
+    if cfg.hail.enabled and hail:
         init_hail(spark, cfg)
     _record_time(
         "start", created=active is None, seconds=time.monotonic() - t0, spark_seconds=t1 - t0, argv=sys.argv[:3]

@@ -97,8 +97,8 @@ def test_clusters_recover_planted_groups_and_silhouette_equals_sklearn(spark: Sp
     complete = np.arange(360)[order] % 17 != 0  # rows without an imputed value: recovered exactly
     assert adjusted_rand_score(truth[order][complete], np.array([r.cluster for r in out])[complete]) == 1.0
     x = np.array([r.x for r in out])
+    xs = Pipeline(stages=preprocessing(cols, center=False)).fit(df).transform(df).cache()
     for k, s in fit.silhouettes.items():
-        xs = Pipeline(stages=preprocessing(cols, center=False)).fit(df).transform(df)
         labels = (
             P.clusterer(algorithm, k, 7, 50).fit(xs).transform(xs).orderBy("person_key").select("cluster").collect()
         )

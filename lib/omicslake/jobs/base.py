@@ -67,6 +67,10 @@ def execute(
     fn replaces the job module's run (for jobs defined elsewhere, e.g. in tests).
     """
     run_fn: JobFn = fn or job_module(job).run
+    if fn is None and job_module(job).SPEC.hail and cfg.hail.enabled:
+        from omicslake.session import init_hail
+
+        init_hail(spark, cfg)  # idempotent: once per process, before the first job that calls Hail
     run_id = run_id or new_run_id()
     lake = Lake(spark, cfg, run_id=run_id, job=job)
     started = dt.datetime.now(dt.timezone.utc)
@@ -201,11 +205,12 @@ def setup_logging(level: str) -> None:
 
 
 def owned_session(cfg: Config) -> tuple[SparkSession, bool]:
-    """The session for cfg, and whether this call created it (and so must stop it)."""
+    """The session for cfg, and whether this call created it (and so must stop it). Hail is not
+    initialised here: ``execute`` does it before the first job whose spec needs it."""
     from omicslake.session import build_session
 
     owned = SparkSession.getActiveSession() is None
-    return build_session(cfg), owned
+    return build_session(cfg, hail=False), owned
 
 
 def job_main(job: str, argv: Sequence[str] | None = None) -> int:

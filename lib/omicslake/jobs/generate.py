@@ -20,6 +20,7 @@ SPEC = JobSpec(
     "multi-sample VCF.bgz, a sample link file and manifest.json (default folder <lake.root>/landing).",
     after=(),
     config=("jobs.generate", "hail.reference_genome"),
+    hail=True,
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)

@@ -22,6 +22,7 @@ SPEC = JobSpec(
     description="Genetic principal components (gold.genetic_pcs) and a polygenic score (gold.prs) from silver.genotypes.",
     after=("genomic_qc",),
     config=("jobs.genetic_features", "jobs.genomic_qc.reference_genome", "jobs.generate.out", "hail.reference_genome"),
+    hail=True,
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)

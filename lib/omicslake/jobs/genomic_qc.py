@@ -28,6 +28,7 @@ SPEC = JobSpec(
     description="Split multi-allelic sites and run Hail sample/variant QC: silver.sample_qc, variant_qc, genotypes.",
     after=("ingest_vcf",),
     config=("jobs.genomic_qc", "hail.reference_genome"),
+    hail=True,
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)

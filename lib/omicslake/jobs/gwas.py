@@ -33,6 +33,7 @@ SPEC = JobSpec(
     description="Genome-wide association (linear/logistic, covariates, plink2-style or Hail-style missing calls) -> gold.gwas_<name>.",
     after=("build_cohort", "genomic_qc"),
     config=("jobs.gwas", "hail.reference_genome"),
+    hail=True,
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)

@@ -40,6 +40,7 @@ SPEC = JobSpec(
     after=("generate",),
     config=("jobs.ingest_vcf", "jobs.generate.out", "hail.reference_genome"),
     always_run=True,
+    hail=True,
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)

@@ -41,6 +41,10 @@ class JobSpec:
     # `omicslake run <job>`, a console script, a spark-submit script and a task of the bundle's
     # maintenance job.
     pipeline: bool = True
+    # True for jobs that call Hail (VCF and PLINK import, genomic QC, PCs and PRS, GWAS, the
+    # generator's VCF): Hail is initialised on the session before such a job runs, and only then,
+    # so that a process running other jobs does not pay Hail's start-up (3-6 s a process here).
+    hail: bool = False
 
     @property
     def script(self) -> str:
