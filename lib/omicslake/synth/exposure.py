@@ -38,6 +38,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -74,8 +75,9 @@ MEDIATED = {
     "hba1c_per_pct": 0.3,
 }
 MEDIATOR_COLUMN = "ldl_90d"
+MEDIATION_TRUTH = ("mediated_y00", "mediated_y01", "mediated_y10", "mediated_y11")  # E[Y(t, M(m))], "y<t><m>"
 MEDIATOR_OBSERVATION = "ldl_calc"  # key of synth.codes.OBSERVATIONS
-GH_POINTS = 40  # Gauss-Hermite nodes of the exact truth (the integrand is smooth: exact to ~1e-12)
+GH_POINTS = 40  # Gauss-Hermite nodes of the exact truth (the integrand is smooth: exact to ~1e-16)
 DRUGS = {"target": "new_drug", "comparator": "old_drug"}  # keys of synth.codes.MEDICATIONS
 # outcome -> key of synth.codes.CONDITIONS: the condition the EHR files record for it
 OUTCOME_CONDITIONS = {
@@ -120,22 +122,42 @@ def _mediator_mean(t: Column | float) -> Column:
     return F.lit(MEDIATOR["intercept"]) + F.lit(MEDIATOR["treated"]) * t + _linear(MEDIATOR)
 
 
-def _expected_mediated(t: float, m: float) -> Column:
-    """E[Y(t, M(m)) | covariates]: the outcome's probability under treatment t with the mediator drawn
-    from its distribution under treatment m, integrated by Gauss-Hermite quadrature."""
+def _expected_mediated(age: Any, bmi: Any, hba1c: Any) -> Any:
+    """E[Y(t, M(m)) | covariates] for (t, m) in MEDIATION_TRUTH's order, per person (numpy arrays in,
+    a (persons, 4) array out): the outcome's probability under treatment t with the mediator drawn
+    from its distribution under treatment m, integrated by ``GH_POINTS``-point Gauss-Hermite quadrature."""
     import numpy as np
 
-    nodes, weights = np.polynomial.hermite.hermgauss(GH_POINTS)
-    mu = _mediator_mean(m)
-    terms = [
-        F.lit(float(w / math.sqrt(math.pi)))
-        / (1 + F.exp(-_mediated_logit(t, mu + F.lit(float(math.sqrt(2.0) * MEDIATOR["sd"] * z)))))
-        for z, w in zip(nodes, weights, strict=True)
-    ]
-    total = terms[0]
-    for x in terms[1:]:
-        total = total + x
-    return total
+    z, w = np.polynomial.hermite.hermgauss(GH_POINTS)
+    d, w = math.sqrt(2.0) * MEDIATOR["sd"] * z, w / math.sqrt(math.pi)
+
+    def lin(c: dict[str, float]) -> Any:
+        return c["age_per_10y"] * (age - 55) / 10 + c["bmi_per_5"] * (bmi - 28) / 5 + c["hba1c_per_pct"] * (hba1c - 5.6)
+
+    c = MEDIATED
+    out = []
+    for name in MEDIATION_TRUTH:
+        t, m = int(name[-2]), int(name[-1])
+        mu = MEDIATOR["intercept"] + MEDIATOR["treated"] * m + lin(MEDIATOR)
+        eta = c["intercept"] + c["treated"] * t + c["ldl_per_10"] * (mu - 130) / 10 + lin(c)
+        x = eta[:, None] + c["ldl_per_10"] / 10 * d[None, :]
+        out.append((0.5 * (1 + np.tanh(0.5 * x))) @ w)
+    return np.column_stack(out)
+
+
+def _truth_columns(df: DataFrame) -> DataFrame:
+    """``df`` with the ``MEDIATION_TRUTH`` columns (a pandas UDF on age, BMI, HbA1c)."""
+    schema = ", ".join(f"{c} double" for c in MEDIATION_TRUTH)
+
+    @F.pandas_udf(schema)  # type: ignore[call-overload]
+    def truth(age: pd.Series, bmi: pd.Series, hba1c: pd.Series) -> pd.DataFrame:
+        q = _expected_mediated(age.to_numpy(float), bmi.to_numpy(float), hba1c.to_numpy(float))
+        return pd.DataFrame(q, columns=list(MEDIATION_TRUTH))
+
+    df = df.withColumn("_truth", truth(F.col("age"), F.col("bmi"), F.col("hba1c")))
+    return df.select(
+        *[c for c in df.columns if c != "_truth"], *[F.col(f"_truth.{c}").alias(c) for c in MEDIATION_TRUTH]
+    )
 
 
 def _time(seed: int, name: str, rate: Column) -> Column:
@@ -189,8 +211,6 @@ def simulate(people: DataFrame, seed: int, share: float = 0.0) -> DataFrame:
     df = df.withColumn("mediated_event", hit.cast("int")).withColumn(
         "mediated_days", F.when(hit, day).otherwise(F.col("follow_up_days")).cast("int")
     )
-    for tt_, mm in ((0, 0), (0, 1), (1, 0), (1, 1)):
-        df = df.withColumn(f"mediated_y{tt_}{mm}", _expected_mediated(float(tt_), float(mm)))
     keep = [
         "idx",
         "patient_id",
@@ -204,12 +224,8 @@ def simulate(people: DataFrame, seed: int, share: float = 0.0) -> DataFrame:
         "follow_up_days",
         "in_ehr",
     ]
-    return df.select(
-        *keep, *[c for o in outcomes() for c in (f"{o}_event", f"{o}_days")], MEDIATOR_COLUMN, *MEDIATION_TRUTH
-    )
-
-
-MEDIATION_TRUTH = ("mediated_y00", "mediated_y01", "mediated_y10", "mediated_y11")
+    out = df.select(*keep, *[c for o in outcomes() for c in (f"{o}_event", f"{o}_days")], MEDIATOR_COLUMN)
+    return _truth_columns(out)
 
 
 def columns() -> list[str]:
