@@ -115,6 +115,7 @@ def test_design_from_yaml() -> None:
         study.design_from_dict({**raw, "caliper": "wide"}, "x.yaml")
 
 
+@pytest.mark.slow  # 57 s under a load of 7 on 2 cores (mediate's Newton steps are one Spark job each)
 def test_planted_mediation_is_recovered(population: DataFrame) -> None:
     """The generator's mediator (LDL at 90 days, lowered by the new drug) and mediated outcome (ACS
     within 365 days): the planted natural indirect and direct effects, total and proportion mediated
