@@ -113,6 +113,24 @@ def test_population_by_hand(spark: SparkSession) -> None:
     assert (p2["target"], p2["index_date"], p2["follow_up_days"]) == (0, day(10), 310)
     assert (p2["stroke_days"], p2["stroke_event"], p2["nc_days"], p2["nc_event"]) == (290, 1, 310, 0)
     assert (p2["race"], p2["age_band"]) == ("unknown", "40s")
+    assert "ldl" not in pop.columns
+    # a post-index measurement (a mediator): the first value of its codes within days 60..120 of the study index
+    spec_m = spec_from_dict({**RAW, "measurements": {"ldl": {"codes": ["L1", "L2"], "days": [60, 120]}}}, "toy.yaml")
+    meas = spark.createDataFrame(
+        [
+            ("p1", "L1", ts(30), 150.0),  # day 30: before the window
+            ("p1", "X9", ts(80), 999.0),  # another code
+            ("p1", "L2", ts(90), 101.5),  # day 90: the first in the window
+            ("p1", "L1", ts(100), 95.0),  # a later one
+            ("p2", "L1", ts(65), 140.0),  # p2's index is day 10: day 55, before its window
+            ("p2", "L1", ts(75), 120.0),  # day 65: counts
+            ("p8", "L1", ts(200), 80.0),  # after the window: p8 has none
+        ],
+        "person_key string, measurement_source_value string, measurement_datetime timestamp, value_as_number double",
+    )
+    with_m, _ = population(cohort, features, drugs, conditions, persons, spec_m, F.lit(END), measurements=meas)
+    got = {r["person_key"]: r["ldl"] for r in with_m.collect()}
+    assert got == {"p1": 101.5, "p2": 120.0, "p8": None}
 
 
 @pytest.mark.parametrize(
@@ -127,6 +145,18 @@ def test_population_by_hand(spark: SparkSession) -> None:
         ({"outcomes": {"stroke": ["S"], "nc": ["N"], "age": ["A"]}}, r"outcome names \['age'\] are also covariate"),
         ({"name": "Bad Name"}, "must be lower-case letters"),
         ({"target": {"name": "new", "codes": "T"}}, "target.codes must be a non-empty list"),
+        (
+            {"design": {**RAW["design"], "mediation": {"mediator": "ldl", "outcome": "stroke"}}},
+            r"design.mediation.mediator 'ldl' is neither a covariate nor a measurement of the study",
+        ),
+        (
+            {
+                "measurements": {"ldl": {"codes": ["L"], "days": [60, 120]}},
+                "design": {**RAW["design"], "mediation": {"mediator": "ldl", "outcome": "acs"}},
+            },
+            r"design.mediation.outcome 'acs' is not one of `outcomes`",
+        ),
+        ({"measurements": {"ldl": {"codes": ["L"], "days": 90}}}, r"measurements.ldl.days must be \[first day"),
     ],
 )
 def test_bad_study_files(change: dict[str, Any], message: str) -> None:

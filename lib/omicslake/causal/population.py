@@ -5,8 +5,9 @@ A study file names a cohort (``gold.cohort_<cohort>`` / ``gold.features_<cohort>
 comparator exposure (drug source codes in ``silver.drug_exposure``), the window after the cohort's
 index in which the first exposure must start (a new-user design: the study's index is that start),
 the covariates (design name -> column of the features table), the outcomes and negative controls
-(condition source codes in ``silver.condition_occurrence``) and the ``design`` of
-``causal.study.StudyDesign``.
+(condition source codes in ``silver.condition_occurrence``), optional post-index ``measurements``
+(name -> LOINC codes in ``silver.measurement`` and a window of days after the study's index: e.g. a
+mediator) and the ``design`` of ``causal.study.StudyDesign``.
 
 ``population`` builds one row per person: ``person_key``, ``target`` (1 target, 0 comparator),
 ``index_date`` (first exposure), ``follow_up_days`` (time at risk: from the index to the end of the
@@ -14,7 +15,8 @@ exposure, a switch to the other arm's drug (``censor_at_switch``), death or the 
 is first), the covariates under their design names,
 ``sex``, ``age_band``, ``race``, ``index_year`` (for incidence breakdowns), and for each outcome
 ``<outcome>_days`` / ``<outcome>_event`` (the first occurrence after the index within the time at
-risk; else censored at its end). Persons exposed to both drugs on their first exposure day, with no
+risk; else censored at its end), and each measurement under its name (the first value in its window
+after the index; null when there is none). Persons exposed to both drugs on their first exposure day, with no
 time at risk, or with a missing covariate are left out and counted in the attrition.
 """
 
@@ -46,6 +48,15 @@ class Exposure:
 
 
 @dataclass(frozen=True)
+class Measurement:
+    """A post-index measurement: LOINC codes (``measurement_source_value``) and the window of days after
+    the study's index in which the first value counts."""
+
+    codes: tuple[str, ...]
+    days: tuple[int, int]
+
+
+@dataclass(frozen=True)
 class StudySpec:
     """A study file, checked: see the module docstring."""
 
@@ -61,6 +72,7 @@ class StudySpec:
     description: str = ""
     source: str = ""
     extra: Mapping[str, Any] = field(default_factory=dict)
+    measurements: Mapping[str, Measurement] = field(default_factory=dict)
 
 
 _RESERVED = {"person_key", "target", "index_date", "follow_up_days"}
@@ -74,6 +86,7 @@ _KEYS = {
     "censor_at_switch",
     "covariates",
     "outcomes",
+    "measurements",
     "design",
 }
 
@@ -140,6 +153,32 @@ def spec_from_dict(raw: dict[str, Any], source: str) -> StudySpec:
     clash = sorted(set(outcomes) & (names | set(BREAKDOWNS) | _RESERVED))
     if clash:
         raise ConfigError(f"{source}: outcome names {clash} are also covariate or column names; rename them")
+    meas_raw = raw.get("measurements") or {}
+    if not isinstance(meas_raw, dict):
+        raise ConfigError(f"{source}: measurements must map names to {{codes: [...], days: [first, last]}}")
+    measurements: dict[str, Measurement] = {}
+    for k, v in meas_raw.items():
+        if not isinstance(v, dict) or set(v) - {"codes", "days"} or "codes" not in v:
+            raise ConfigError(f"{source}: measurements.{k} must be a mapping {{codes: [...], days: [first, last]}}")
+        days = v.get("days", [0, 365])
+        if not isinstance(days, list | tuple) or len(days) != 2 or not all(isinstance(x, int) for x in days):
+            raise ConfigError(f"{source}: measurements.{k}.days must be [first day, last day] after the index")
+        measurements[str(k)] = Measurement(_codes(v["codes"], f"{source}: measurements.{k}.codes"), (days[0], days[1]))
+    taken = sorted(set(measurements) & (names | set(outcomes) | set(BREAKDOWNS) | _RESERVED))
+    if taken:
+        raise ConfigError(f"{source}: measurement names {taken} are also covariate, outcome or column names")
+    med = design.mediation
+    if med is not None:
+        if med.mediator not in names and med.mediator not in measurements:
+            raise ConfigError(
+                f"{source}: design.mediation.mediator {med.mediator!r} is neither a covariate nor a measurement "
+                f"of the study (covariates {sorted(names)}, measurements {sorted(measurements)})"
+            )
+        if med.outcome not in outcomes:
+            raise ConfigError(f"{source}: design.mediation.outcome {med.outcome!r} is not one of `outcomes`")
+        bad = [c for c in med.covariates or () if c not in names]
+        if bad:
+            raise ConfigError(f"{source}: design.mediation.covariates {bad} are not in `covariates`")
     target = _exposure(raw["target"], f"{source}: target")
     comparator = _exposure(raw["comparator"], f"{source}: comparator")
     both = set(target.codes) & set(comparator.codes)
@@ -157,6 +196,7 @@ def spec_from_dict(raw: dict[str, Any], source: str) -> StudySpec:
         censor_at_switch=bool(raw.get("censor_at_switch", True)),
         description=str(raw.get("description") or "").strip(),
         source=source,
+        measurements=measurements,
     )
 
 
@@ -219,14 +259,17 @@ def population(
     persons: DataFrame,
     spec: StudySpec,
     end_of_data: Column,
+    measurements: DataFrame | None = None,
 ) -> tuple[DataFrame, list[dict[str, Any]]]:
     """The study population (see the module docstring) and its attrition (steps with the persons left).
 
     Inputs: ``cohort`` (person_key, index_date: gold.cohort_<cohort>), ``features`` (person_key and
     the covariate columns: gold.features_<cohort>), ``drugs`` (silver.drug_exposure), ``conditions``
     (silver.condition_occurrence), ``persons`` (person_key, death_date, gender_source_value,
-    race_source_value: silver.person), ``end_of_data`` (a date column expression: censoring for all).
-    StudyError when the features table lacks a covariate column."""
+    race_source_value: silver.person), ``end_of_data`` (a date column expression: censoring for all),
+    ``measurements`` (silver.measurement: person_key, measurement_source_value, measurement_datetime,
+    value_as_number; needed when the study defines measurements). StudyError when the features table
+    lacks a covariate column or the study's measurements have no table."""
     missing = [c for c in spec.covariates.values() if c not in features.columns]
     if missing:
         raise StudyError(
@@ -312,4 +355,36 @@ def population(
             hit.cast("int").alias(f"{o}_event"),
         ]
     keep = [c for c in pop.columns if c not in spec.outcomes]
-    return pop.select(*keep, *cols), steps
+    pop = pop.select(*keep, *cols)
+    if spec.measurements:
+        if measurements is None:
+            raise StudyError(f"study {spec.name}: measurements {sorted(spec.measurements)} need silver.measurement")
+        pop = pop.join(_measured(measurements, pop.select("person_key", "index_date"), spec), "person_key", "left")
+    return pop, steps
+
+
+def _measured(measurements: DataFrame, index: DataFrame, spec: StudySpec) -> DataFrame:
+    """person_key and one column per study measurement: the first value within its window after the
+    index (ties on the same time: the smallest)."""
+    codes = sorted({c for m in spec.measurements.values() for c in m.codes})
+    m = (
+        measurements.where(F.col("measurement_source_value").isin(*codes) & F.col("value_as_number").isNotNull())
+        .select(
+            "person_key",
+            "measurement_source_value",
+            F.col("measurement_datetime").alias("_t"),
+            F.col("value_as_number").alias("_v"),
+        )
+        .join(index, "person_key")
+        .withColumn("_day", F.datediff(F.to_date("_t"), "index_date"))
+    )
+    firsts = []
+    for name, meas in spec.measurements.items():
+        lo, hi = meas.days
+        w = m.where(F.col("measurement_source_value").isin(*meas.codes) & F.col("_day").between(lo, hi))
+        first = w.groupBy("person_key").agg(F.min(F.struct("_t", "_v")).alias("_f"))
+        firsts.append(first.select("person_key", F.col("_f._v").alias(name)))
+    out = firsts[0]
+    for f in firsts[1:]:
+        out = out.join(f, "person_key", "full")
+    return out

@@ -8,9 +8,11 @@ that predicts treatment perfectly: a ``StudyError`` naming it), fits the propens
 each configured analysis population (crude, IPTW, PS matching, PS stratification), measures
 covariate balance, fits a Cox model per outcome and analysis (robust variance under weights,
 stratified on matched sets / PS strata), incidence per arm, effect modification by configured
-covariates (interaction and stratum-specific HRs), and empirical calibration of the estimates on
+covariates (interaction and stratum-specific HRs), empirical calibration of the estimates on
 the negative-control outcomes (Schuemie et al. 2014: a normal systematic-error null fitted by
-maximum likelihood, calibrated p-values and CIs).
+maximum likelihood, calibrated p-values and CIs), and, with a ``mediation`` design, the natural
+direct and indirect effects of treatment on an outcome within a window through a mediator
+(``causal.mediation.mediate``, adjusted for the design's covariates).
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 from scipy import optimize, stats
 
-from omicslake.causal import balance, cox, epi, propensity
+from omicslake.causal import balance, cox, epi, mediation, propensity
 from omicslake.errors import ConfigError, OmicslakeError
 
 log = logging.getLogger(__name__)
@@ -37,6 +39,26 @@ ANALYSES = ("crude", "iptw", "matching", "stratification")
 
 class StudyError(OmicslakeError):
     """A study cannot give a meaningful number: empty arm, no outcome, perfect predictor..."""
+
+
+@dataclass(frozen=True)
+class MediationDesign:
+    """Natural direct / indirect effects of the treatment on ``outcome`` (a study outcome: its event
+    within ``window`` days of the index; persons censored earlier without it are left out; no window:
+    the event at any time) through ``mediator`` (a numeric column of the population: a covariate or a
+    post-index measurement; persons without a value are left out), with ``mediator_model`` and
+    ``outcome_model`` from ``causal.mediation.MODELS``, adjusted for ``covariates`` (default the
+    design's), ``draws`` coefficient draws with ``seed`` and CI ``level``."""
+
+    mediator: str
+    outcome: str
+    window: int | None = None
+    mediator_model: str = "linear"
+    outcome_model: str = "logistic"
+    covariates: tuple[str, ...] | None = None
+    draws: int = 1000
+    seed: int = 0
+    level: float = 0.95
 
 
 @dataclass(frozen=True)
@@ -64,6 +86,7 @@ class StudyDesign:
     ties: str = "efron"
     modifiers: tuple[str, ...] = ()
     incidence_by: tuple[str, ...] = ()
+    mediation: MediationDesign | None = None
 
 
 @dataclass
@@ -78,12 +101,50 @@ class StudyResult:
     calibration: dict[str, Any] = field(default_factory=dict)
     ps_coefficients: dict[str, float] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
+    # the mediation design's effects: one row per effect (nie, nde, total, prop_mediated, ...)
+    mediation: list[dict[str, Any]] = field(default_factory=list)
     diagnostics: list[str] = field(default_factory=list)
     # Kaplan-Meier by arm per outcome (crude): outcome, arm, days, survival, at_risk, events (steps)
     km: list[dict[str, Any]] = field(default_factory=list)
     # one row per person (materialised; the caller unpersists it): id, treatment, ps, preference,
     # logit_ps, weight (IPTW), match_set, ps_stratum (null where the analysis is not run / unmatched)
     persons: DataFrame | None = None
+
+
+def mediation_from_dict(raw: Any, source: str) -> MediationDesign:
+    """A MediationDesign from the ``design.mediation`` mapping; ConfigError naming the key and
+    ``source`` for an unknown or missing key, a mistyped value or an unknown model."""
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{source}: design.mediation must be a mapping {{mediator, outcome, window, ...}}")
+    fields = {f.name: f for f in dataclasses.fields(MediationDesign)}
+    unknown = sorted(set(raw) - set(fields))
+    if unknown:
+        raise ConfigError(f"{source}: unknown design.mediation keys {unknown}; known: {sorted(fields)}")
+    missing = [n for n in ("mediator", "outcome") if n not in raw]
+    if missing:
+        raise ConfigError(f"{source}: design.mediation needs {missing}")
+    args: dict[str, Any] = {}
+    for key, value in raw.items():
+        if key in ("mediator", "outcome", "mediator_model", "outcome_model"):
+            if not isinstance(value, str) or not value:
+                raise ConfigError(f"{source}: design.mediation.{key} must be a name, not {value!r}")
+            if key.endswith("_model") and value not in mediation.MODELS:
+                raise ConfigError(
+                    f"{source}: design.mediation.{key} must be one of {list(mediation.MODELS)}, not {value!r}"
+                )
+        elif key == "covariates":
+            if value is not None and (isinstance(value, str) or not isinstance(value, list | tuple)):
+                raise ConfigError(f"{source}: design.mediation.covariates must be a list")
+            value = None if value is None else tuple(str(v) for v in value)
+        elif key in ("window", "draws", "seed"):
+            ok = isinstance(value, int) and not isinstance(value, bool) and (value > 0 or key == "seed")
+            if not (ok or (key == "window" and value is None)):
+                raise ConfigError(f"{source}: design.mediation.{key} must be a positive whole number, not {value!r}")
+        elif key == "level":
+            if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+                raise ConfigError(f"{source}: design.mediation.level must be a number in (0, 1), not {value!r}")
+        args[key] = value
+    return MediationDesign(**args)
 
 
 def design_from_dict(raw: dict[str, Any], source: str) -> StudyDesign:
@@ -101,7 +162,9 @@ def design_from_dict(raw: dict[str, Any], source: str) -> StudyDesign:
     args: dict[str, Any] = {}
     for key, value in raw.items():
         default = fields[key].default
-        if isinstance(default, tuple) or key in ("covariates", "outcomes"):
+        if key == "mediation":
+            value = None if value is None else mediation_from_dict(value, source)
+        elif isinstance(default, tuple) or key in ("covariates", "outcomes"):
             if isinstance(value, str) or not isinstance(value, list | tuple):
                 raise ConfigError(f"{source}: {key} must be a list, not {type(value).__name__}")
             value = tuple(str(v) for v in value)
@@ -125,8 +188,16 @@ def validate(df: DataFrame, d: StudyDesign) -> dict[str, int]:
     need = [d.treatment, d.id_col, *d.covariates, *d.modifiers, *d.incidence_by]
     for o in (*d.outcomes, *d.negative_controls):
         need += [f"{o}_days", f"{o}_event"]
-    missing = [c for c in need if c not in df.columns]
+    med = d.mediation
+    if med is not None:
+        need += [med.mediator, f"{med.outcome}_days", f"{med.outcome}_event", *(med.covariates or ())]
+    missing = [c for c in dict.fromkeys(need) if c not in df.columns]
     if missing:
+        if med is not None and med.mediator in missing:
+            raise StudyError(
+                f"mediation: the study population has no mediator column {med.mediator!r}; "
+                "name a covariate or a measurement of the study"
+            )
         raise StudyError(f"the study population has no columns {missing}")
     row = df.agg(
         F.sum((F.col(d.treatment) == 1).cast("long")).alias("target"),
@@ -304,11 +375,119 @@ def run_study(df: DataFrame, d: StudyDesign) -> StudyResult:
                         "at_risk": int(n),
                     }
                 )
+    if d.mediation is not None:
+        out.mediation, note = run_mediation(df, d)
+        if note:
+            out.diagnostics.append(note)
     out.persons = _persons(scored, pops, d)
     for _, (pop, _, _) in pops.items():
         pop.unpersist()
     scored.unpersist()
     return out
+
+
+MEDIATION_EFFECTS = {
+    "acme": "nie",
+    "ade": "nde",
+    "total": "total",
+    "prop_mediated": "prop_mediated",
+    "acme_control": "nie_control",
+    "acme_treated": "nie_treated",
+    "ade_control": "nde_control",
+    "ade_treated": "nde_treated",
+}
+
+
+def run_mediation(df: DataFrame, d: StudyDesign) -> tuple[list[dict[str, Any]], str]:
+    """The mediation design of ``d`` on the study population ``df``: one row per effect (nie, nde,
+    total, prop_mediated, and per arm with a logistic model), each with estimate, lower, upper and
+    the design, plus a note on the persons left out. StudyError when the mediator is missing,
+    constant or (logistic) not 0/1, the outcome has no event in the window, or a model cannot be fitted."""
+    med = d.mediation
+    if med is None:
+        raise StudyError("the study has no mediation design")
+    if med.mediator not in df.columns:
+        raise StudyError(f"mediation: the study population has no mediator column {med.mediator!r}")
+    covs = list(med.covariates if med.covariates is not None else d.covariates)
+    if med.mediator in covs:
+        raise StudyError(f"mediation: the mediator {med.mediator!r} is also an adjustment covariate; drop it there")
+    days, event = F.col(f"{med.outcome}_days"), F.col(f"{med.outcome}_event")
+    if med.window is None:
+        y = event
+    else:  # an event within the window; no event and censored before the window's end: unknown
+        y = F.when((event == 1) & (days <= med.window), 1).when(days >= med.window, 0)
+    rows = df.select(d.treatment, *covs, F.col(med.mediator).cast("double").alias("_mediator"), y.alias("_y"))
+    rows = rows.where(F.col("_mediator").isNotNull() & ~F.isnan("_mediator") & F.col("_y").isNotNull())
+    rows = rows.dropna(subset=covs).cache()
+    stats_row = df.agg(
+        F.count(F.lit(1)).alias("all"),
+        F.sum(F.col(med.mediator).isNull().cast("long")).alias("no_mediator"),
+    ).first()
+    kept = rows.agg(
+        F.count(F.lit(1)).alias("n"),
+        F.countDistinct("_mediator").alias("values"),
+        F.sum("_y").alias("events"),
+        F.sum(F.col(d.treatment)).alias("treated"),
+    ).first()
+    assert stats_row is not None and kept is not None
+    n = int(kept["n"])
+    try:
+        if n == 0:
+            raise StudyError(
+                f"mediation: no person has a value of the mediator {med.mediator!r} and a known {med.outcome} "
+                f"within {med.window} days ({int(stats_row['no_mediator'] or 0)} of {stats_row['all']} lack the mediator)"
+            )
+        if int(kept["values"]) < 2:
+            raise StudyError(
+                f"mediation: the mediator {med.mediator!r} is constant in the {n} persons with a value; "
+                "it cannot carry any effect: name another mediator"
+            )
+        if int(kept["treated"] or 0) in (0, n):
+            raise StudyError(f"mediation: one arm is empty among the {n} persons with a mediator value")
+        try:
+            res = mediation.mediate(
+                rows,
+                d.treatment,
+                "_mediator",
+                "_y",
+                covs,
+                n_draws=med.draws,
+                seed=med.seed,
+                level=med.level,
+                mediator_model=med.mediator_model,
+                outcome_model=med.outcome_model,
+            )
+        except ValueError as e:
+            msg = str(e).replace("_mediator", med.mediator).replace("_y", f"{med.outcome} within {med.window} days")
+            raise StudyError(f"mediation: {msg}") from e
+    finally:
+        rows.unpersist()
+    common = {
+        "mediator": med.mediator,
+        "outcome": med.outcome,
+        "window_days": med.window,
+        "mediator_model": med.mediator_model,
+        "outcome_model": med.outcome_model,
+        "level": med.level,
+        "persons": n,
+        "events": int(kept["events"] or 0),
+        "left_out": int(stats_row["all"]) - n,
+        "draws": med.draws,
+        "mediator_effect": res["a"],
+        "outcome_mediator_coef": res["b"],
+    }
+    out = [
+        {**common, "effect": name, **{k: res[key][k] for k in ("estimate", "lower", "upper")}}
+        for key, name in MEDIATION_EFFECTS.items()
+        if key in res
+    ]
+    note = ""
+    if n < int(stats_row["all"]):
+        note = (
+            f"mediation: {int(stats_row['all']) - n} of {stats_row['all']} persons left out (no {med.mediator} value, "
+            f"a missing covariate, or censored before day {med.window} without {med.outcome})"
+        )
+    return out, note
 
 
 def _persons(

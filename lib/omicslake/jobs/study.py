@@ -14,6 +14,8 @@ effect modification, empirical calibration, Kaplan-Meier). Writes, per study ``<
 - ``gold.study_<name>_km``: Kaplan-Meier by arm per outcome (thinned to ``jobs.study.km_points``)
 - ``gold.study_<name>_modification``: interaction and stratum HRs per modifier
 - ``gold.study_<name>_attrition``: persons left after each step of the population
+- ``gold.study_<name>_mediation``: natural direct / indirect effects and the proportion mediated
+  (only for a study with ``design.mediation``; its post-index measurements from ``silver.measurement``)
 
 and one MLflow run per study (tagged ``omicslake.study``) with the design as parameters, the HRs and
 balance as metrics and the tables' rows as JSON. Orchestration only: the science is in ``causal``.
@@ -121,7 +123,14 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                     f"study {spec.name}: {t} does not exist; add cohort {spec.cohort!r} to jobs.build_cohort.cohorts "
                     f"and run build_cohort, or name another cohort in {spec.source}"
                 )
-        pop, steps = population(lake.read(cohort_t), lake.read(feats_t), drugs, conditions, persons, spec, end)
+        meas = None
+        if spec.measurements:
+            if not lake.exists("silver.measurement"):
+                raise InputError(f"study {spec.name}: its measurements need silver.measurement; run conform_ehr first")
+            meas = lake.read("silver.measurement")
+        pop, steps = population(
+            lake.read(cohort_t), lake.read(feats_t), drugs, conditions, persons, spec, end, measurements=meas
+        )
         pop = pop.cache()
         n = steps[-1]["persons"]
         if n == 0:
@@ -181,6 +190,8 @@ def _write(
             spark, [{"step_no": i + 1, **s} for i, s in enumerate(steps)], prefix + "attrition", lake.run_id
         ),
     }
+    if res.mediation:
+        frames["mediation"] = _frame(spark, res.mediation, prefix + "mediation", lake.run_id)
     versions = {t: lake.write(df, prefix + t, mode="overwrite", merge_schema=True).version for t, df in frames.items()}
     main = {(e["outcome"], e["analysis"]): e for e in res.estimates if not e["negative_control"]}
     max_smd = {
@@ -202,6 +213,11 @@ def _write(
         "diagnostics": res.diagnostics,
         "versions": versions,
     }
+    if res.mediation:
+        out["mediation"] = {
+            r["effect"]: [round(r[k], 4) if r[k] is not None else None for k in ("estimate", "lower", "upper")]
+            for r in res.mediation
+        }
     experiment = setup(cfg)
     with tracked_run(
         experiment, f"study-{spec.name}-{lake.run_id}", lake.run_id, NAME, study=spec.name, cohort=spec.cohort
@@ -232,6 +248,18 @@ def _write(
             m[f"hr_{o}_{a}"] = e["hr"]
             m[f"hr_lower_{o}_{a}"] = e["hr_lower"]
             m[f"hr_upper_{o}_{a}"] = e["hr_upper"]
+        for r in res.mediation:
+            for k in ("estimate", "lower", "upper"):
+                m[f"mediation_{r['effect']}" + ("" if k == "estimate" else f"_{k}")] = r[k]
+        if d.mediation is not None:
+            mlflow.log_params(
+                {
+                    "mediation": json.dumps(
+                        {k: v for k, v in d.mediation.__dict__.items() if k != "covariates"}
+                        | {"covariates": list(d.mediation.covariates or d.covariates)}
+                    )
+                }
+            )
         mlflow.log_metrics({k: float(v) for k, v in m.items() if v is not None and not math.isnan(float(v))})
         log_files(
             metrics={
@@ -240,6 +268,7 @@ def _write(
                 "calibration.json": res.calibration,
                 "ps_coefficients.json": res.ps_coefficients,
                 "attrition.json": steps,
+                **({"mediation.json": res.mediation} if res.mediation else {}),
             }
         )
         out["mlflow_run_id"] = r.info.run_id

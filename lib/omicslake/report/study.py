@@ -1,6 +1,7 @@
 """Report section on the comparative effect studies (``gold.study_<name>_*``, the study job).
 
-Per study: its attrition, the hazard ratios (crude and adjusted, calibrated), and six static plots:
+Per study: its attrition, the hazard ratios (crude and adjusted, calibrated), the mediation effects
+(when the design has one), and six static plots:
 PS overlap (preference score distributions by arm), a love plot (|SMD| before and after adjustment),
 Kaplan-Meier by arm, a forest plot of the estimates and subgroups (effect modification), the
 negative-control calibration plot (estimates against their standard errors with the empirical null),
@@ -172,6 +173,22 @@ def studies(lake: Lake, tables: Sequence[str]) -> Section:
                 shown, ["outcome", "analysis", "persons", "events", "HR (95% CI)", "p", "calibrated CI", "calibrated p"]
             )
         )
+        if pre + "mediation" in tables:
+            med = [
+                {
+                    **{k: r[k] for k in ("effect", "mediator", "outcome", "window_days", "persons", "events")},
+                    "estimate (95% CI)": (
+                        f"{r['estimate']:.4f} ({r['lower']:.4f} to {r['upper']:.4f})"
+                        if r["estimate"] is not None
+                        else ""
+                    ),
+                }
+                for r in lake.read(pre + "mediation").orderBy("effect").collect()
+            ]
+            parts.append(
+                "<h3>Mediation: natural indirect (nie) and direct (nde) effects, risk difference</h3>"
+                + table(med, ["effect", "mediator", "outcome", "window_days", "persons", "events", "estimate (95% CI)"])
+            )
         imgs: list[str] = []
         if pre + "ps" in tables:
             b = F.least(F.floor(F.col("preference") * BINS), F.lit(BINS - 1)).cast("int")

@@ -33,6 +33,8 @@ CONDITIONS: dict[str, tuple[str, str, str]] = {
     "impacted_molars": ("196416002", "Impacted molars (disorder)", "K01.1"),
     "viral_pharyngitis": ("195662009", "Acute viral pharyngitis (disorder)", "J02.9"),
     "meniscus_tear": ("239720000", "Tear of meniscus of knee (disorder)", "S83.209A"),
+    # its mediated outcome (within a year of the index, through LDL cholesterol at ~90 days)
+    "acs": ("394659003", "Acute coronary syndrome (disorder)", "I24.9"),
 }
 CHARLSON = ("chf", "copd", "ckd", "mi", "cancer", "dementia")
 UNKNOWN_CONDITION_CODE = "999999999"
@@ -51,6 +53,14 @@ OBSERVATIONS: dict[str, tuple[str, str, str, str]] = {
     "ldl": ("18262-6", "Cholesterol in LDL [Mass/volume] in Serum or Plasma by Direct assay", "mg/dL", "laboratory"),
     "tg": ("2571-8", "Triglycerides", "mg/dL", "laboratory"),
     "creatinine": ("2160-0", "Creatinine [Mass/volume] in Serum or Plasma", "mg/dL", "laboratory"),
+    # the planted study's mediator (synth.exposure), ~90 days after the index; a code of its own
+    # (calculated, not the direct assay of the wellness visits) so a study can tell them apart
+    "ldl_calc": (
+        "13457-7",
+        "Cholesterol in LDL [Mass/volume] in Serum or Plasma by calculation",
+        "mg/dL",
+        "laboratory",
+    ),
 }
 # Delivered only in the second (drifted) batch.
 HEART_RATE = ("8867-4", "Heart rate", "/min", "vital-signs")

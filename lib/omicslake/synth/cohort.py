@@ -134,6 +134,7 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
     if g.exposure_share > 0:
         med = med.unionByName(exposure.ehr_medications(exposed, enc, seed))
         cond = cond.unionByName(exposure.ehr_conditions(exposed, enc, p, seed))
+        obs = obs.unionByName(exposure.ehr_observations(exposed, enc, seed))
 
     b1 = out / "synthea" / "batch_001"
     # ---- patients
@@ -458,6 +459,13 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
             "rows": exposure_file["rows"],
             "share_in_ehr": g.exposure_share,
             **exposure.effects(),
+            # the planted natural effects on the mediated outcome over every patient, and over those whose
+            # exposure the EHR files hold (a study's population is a subset: truth/exposure.csv's
+            # mediated_y<t><m> average over any subset exactly)
+            "mediation_truth": exposure.mediation_truth(exposed),
+            "mediation_truth_in_ehr": exposure.mediation_truth(exposed.where("in_ehr = 1"))
+            if g.exposure_share > 0
+            else None,
         },
         "files": files,
         "messy": {"rates": MESSY_RATES if messy else {}, "counts": messy_counts},

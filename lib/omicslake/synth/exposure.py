@@ -12,12 +12,22 @@ On the people of ``people.patients_base``:
 - a modified outcome whose HR is 1 in men and ``MODIFIED_HR_FEMALE`` in women (effect modifier: sex);
 - negative-control outcomes with the same confounding and HR 1;
 - censoring uniform over 1-5 years after index (end of the exposure: the drug's stop date), or at
-  death when that comes first.
+  death when that comes first;
+- a mediator, LDL cholesterol measured ``MEDIATOR["day"]`` days after the index (``ldl_90d``, mg/dL):
+  ``MEDIATOR["intercept"] + MEDIATOR["treated"] * treated + age/BMI/HbA1c terms + N(0, MEDIATOR["sd"])``
+  (the new drug lowers it), and a mediated outcome (``mediated``: acute coronary syndrome within
+  ``MEDIATED["window"]`` days of the index, after the measurement) with
+  ``logit P = MEDIATED["intercept"] + MEDIATED["treated"] * treated + MEDIATED["ldl_per_10"] * (ldl - 130) / 10
+  + age/BMI/HbA1c terms``: part of the drug's effect runs through LDL. Its truth is exact per person
+  (``mediated_y<t><m>`` = E[Y(t, M(m)) | covariates], the mediator integrated out by Gauss-Hermite
+  quadrature) and averaged over the population in the manifest (``mediation_truth``: natural direct
+  and indirect effects, total, proportion mediated).
 
 With ``jobs.generate.exposure_share`` > 0 that share of the patients (its own stream) also has the
 exposure in the EHR files (``ehr_medications`` / ``ehr_conditions``): the drug ordered at the index
-wellness visit, stopped at the end of follow-up, and each outcome that happened as a condition on its
-date (recorded against the prescribing encounter). ``in_ehr`` in truth/exposure.csv says who.
+wellness visit, stopped at the end of follow-up, each outcome that happened as a condition on its
+date (recorded against the prescribing encounter), and the mediator as an observation (LOINC 13457-7,
+LDL by calculation) ``MEDIATOR["day"]`` days after the index. ``in_ehr`` in truth/exposure.csv says who.
 
 Times are exponential by inverse transform of counter-based uniforms (``synth.rand``), so they
 depend on (seed, patient) only.
@@ -28,10 +38,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
+import pandas as pd
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
-from omicslake.synth.rand import uniform, uuid_from
+from omicslake.synth.rand import normal, uniform, uuid_from
 
 STREAM = "exposure"
 TREATMENT = {"intercept": -0.4, "age_per_10y": 0.5, "bmi_per_5": 0.5, "hba1c_per_pct": 1.0}
@@ -42,6 +53,31 @@ MODIFIED_HR_FEMALE = 0.5
 NEGATIVE_CONTROLS = ("nc_1", "nc_2", "nc_3", "nc_4", "nc_5")
 NC_BASE_HAZARD_PER_DAY = 0.08 / 365.25
 FOLLOW_UP_DAYS = (365, 5 * 365)
+# the mediator (LDL mg/dL at MEDIATOR["day"] after index) and the mediated outcome (within MEDIATED["window"]
+# days of the index, after the measurement); covariate terms per (age - 55) / 10, (BMI - 28) / 5, HbA1c - 5.6
+# (age not capped: a model linear in the study's covariates is then exact)
+MEDIATOR = {
+    "day": 90,
+    "intercept": 130.0,
+    "treated": -40.0,
+    "age_per_10y": 6.0,
+    "bmi_per_5": 5.0,
+    "hba1c_per_pct": 4.0,
+    "sd": 20.0,
+}
+MEDIATED = {
+    "window": 365,
+    "intercept": -2.0,
+    "treated": math.log(0.6),
+    "ldl_per_10": 0.2,
+    "age_per_10y": 0.3,
+    "bmi_per_5": 0.2,
+    "hba1c_per_pct": 0.3,
+}
+MEDIATOR_COLUMN = "ldl_90d"
+MEDIATION_TRUTH = ("mediated_y00", "mediated_y01", "mediated_y10", "mediated_y11")  # E[Y(t, M(m))], "y<t><m>"
+MEDIATOR_OBSERVATION = "ldl_calc"  # key of synth.codes.OBSERVATIONS
+GH_POINTS = 40  # Gauss-Hermite nodes of the exact truth (the integrand is smooth: exact to ~1e-16)
 DRUGS = {"target": "new_drug", "comparator": "old_drug"}  # keys of synth.codes.MEDICATIONS
 # outcome -> key of synth.codes.CONDITIONS: the condition the EHR files record for it
 OUTCOME_CONDITIONS = {
@@ -52,6 +88,7 @@ OUTCOME_CONDITIONS = {
     "nc_3": "impacted_molars",
     "nc_4": "viral_pharyngitis",
     "nc_5": "meniscus_tear",
+    "mediated": "acs",
 }
 
 
@@ -67,6 +104,62 @@ def _confounders(coef: dict[str, float]) -> Column:
     )
 
 
+def _linear(coef: dict[str, float]) -> Column:
+    """The mediator's and mediated outcome's covariate terms (age uncapped)."""
+    return (
+        coef["age_per_10y"] * (F.col("age") - 55) / 10
+        + coef["bmi_per_5"] * (F.col("bmi") - 28) / 5
+        + coef["hba1c_per_pct"] * (F.col("hba1c") - 5.6)
+    )
+
+
+def _mediated_logit(t: Column | float, ldl: Column) -> Column:
+    c = MEDIATED
+    return F.lit(c["intercept"]) + F.lit(c["treated"]) * t + F.lit(c["ldl_per_10"]) * (ldl - 130) / 10 + _linear(c)
+
+
+def _mediator_mean(t: Column | float) -> Column:
+    return F.lit(MEDIATOR["intercept"]) + F.lit(MEDIATOR["treated"]) * t + _linear(MEDIATOR)
+
+
+def _expected_mediated(age: Any, bmi: Any, hba1c: Any) -> Any:
+    """E[Y(t, M(m)) | covariates] for (t, m) in MEDIATION_TRUTH's order, per person (numpy arrays in,
+    a (persons, 4) array out): the outcome's probability under treatment t with the mediator drawn
+    from its distribution under treatment m, integrated by ``GH_POINTS``-point Gauss-Hermite quadrature."""
+    import numpy as np
+
+    z, w = np.polynomial.hermite.hermgauss(GH_POINTS)
+    d, w = math.sqrt(2.0) * MEDIATOR["sd"] * z, w / math.sqrt(math.pi)
+
+    def lin(c: dict[str, float]) -> Any:
+        return c["age_per_10y"] * (age - 55) / 10 + c["bmi_per_5"] * (bmi - 28) / 5 + c["hba1c_per_pct"] * (hba1c - 5.6)
+
+    c = MEDIATED
+    out = []
+    for name in MEDIATION_TRUTH:
+        t, m = int(name[-2]), int(name[-1])
+        mu = MEDIATOR["intercept"] + MEDIATOR["treated"] * m + lin(MEDIATOR)
+        eta = c["intercept"] + c["treated"] * t + c["ldl_per_10"] * (mu - 130) / 10 + lin(c)
+        x = eta[:, None] + c["ldl_per_10"] / 10 * d[None, :]
+        out.append((0.5 * (1 + np.tanh(0.5 * x))) @ w)
+    return np.column_stack(out)
+
+
+def _truth_columns(df: DataFrame) -> DataFrame:
+    """``df`` with the ``MEDIATION_TRUTH`` columns (a pandas UDF on age, BMI, HbA1c)."""
+    schema = ", ".join(f"{c} double" for c in MEDIATION_TRUTH)
+
+    @F.pandas_udf(schema)  # type: ignore[call-overload]
+    def truth(age: pd.Series, bmi: pd.Series, hba1c: pd.Series) -> pd.DataFrame:
+        q = _expected_mediated(age.to_numpy(float), bmi.to_numpy(float), hba1c.to_numpy(float))
+        return pd.DataFrame(q, columns=list(MEDIATION_TRUTH))
+
+    df = df.withColumn("_truth", truth(F.col("age"), F.col("bmi"), F.col("hba1c")))
+    return df.select(
+        *[c for c in df.columns if c != "_truth"], *[F.col(f"_truth.{c}").alias(c) for c in MEDIATION_TRUTH]
+    )
+
+
 def _time(seed: int, name: str, rate: Column) -> Column:
     u = F.greatest(uniform(seed, f"{STREAM}:{name}", "idx"), F.lit(1e-300))
     return -F.log(u) / rate
@@ -77,8 +170,8 @@ def simulate(people: DataFrame, seed: int, share: float = 0.0) -> DataFrame:
     ``people.patients_base``) -> one row per person: idx, patient_id, index_date, treated (1 new drug
     / 0 comparator), drug, sex, age, bmi, hba1c, follow_up_days (censored at death), in_ehr (1 for
     the ``share`` of patients whose exposure the EHR files hold), and for each outcome o in (outcome,
-    modified, nc_1..nc_5): ``o_days`` (days to the outcome or to censoring, whole days >= 1) and
-    ``o_event`` (0/1)."""
+    modified, nc_1..nc_5, mediated): ``o_days`` (days to the outcome or to censoring, whole days >= 1)
+    and ``o_event`` (0/1); the mediator ``ldl_90d`` and the exact ``mediated_y<t><m>`` (module docstring)."""
     s = seed
     logit = F.lit(TREATMENT["intercept"]) + _confounders(TREATMENT)
     p_treat = 1 / (1 + F.exp(-logit))
@@ -108,6 +201,16 @@ def simulate(people: DataFrame, seed: int, share: float = 0.0) -> DataFrame:
             .otherwise(F.col("follow_up_days"))
             .cast("int"),
         )
+    # the mediator and the mediated outcome (streams exposure:mediator*: nothing above changes)
+    ldl = _mediator_mean(t) + normal(s, f"{STREAM}:mediator", "idx", sd=MEDIATOR["sd"])
+    df = df.withColumn("_ldl", ldl).withColumn(MEDIATOR_COLUMN, F.round(F.col("_ldl"), 1))
+    p_y = 1 / (1 + F.exp(-_mediated_logit(t, F.col("_ldl"))))
+    hit = uniform(s, f"{STREAM}:mediated", "idx") < p_y
+    lo_day, window = MEDIATOR["day"] + 1, MEDIATED["window"]
+    day = F.floor(F.lit(lo_day) + uniform(s, f"{STREAM}:mediated_day", "idx") * (window - lo_day + 1)).cast("int")
+    df = df.withColumn("mediated_event", hit.cast("int")).withColumn(
+        "mediated_days", F.when(hit, day).otherwise(F.col("follow_up_days")).cast("int")
+    )
     keep = [
         "idx",
         "patient_id",
@@ -121,15 +224,40 @@ def simulate(people: DataFrame, seed: int, share: float = 0.0) -> DataFrame:
         "follow_up_days",
         "in_ehr",
     ]
-    return df.select(*keep, *[c for o in outcomes() for c in (f"{o}_event", f"{o}_days")])
+    out = df.select(*keep, *[c for o in outcomes() for c in (f"{o}_event", f"{o}_days")], MEDIATOR_COLUMN)
+    return _truth_columns(out)
 
 
 def columns() -> list[str]:
-    """The columns of truth/exposure.csv, in order."""
+    """The columns of truth/exposure.csv, in order (the mediator's appended after the outcomes:
+    ``ldl_90d`` and ``mediated_y<t><m>`` = E[Y(t, M(m))] per person)."""
     cols = ["patient_id", "index_date", "treated", "drug", "follow_up_days", "in_ehr"]
     for o in outcomes():
         cols += [f"{o}_days", f"{o}_event"]
-    return cols
+    return [*cols, MEDIATOR_COLUMN, *MEDIATION_TRUTH]
+
+
+def mediation_truth(sim: DataFrame) -> dict[str, float]:
+    """The planted natural effects of the treatment on the mediated outcome (risk difference within
+    ``MEDIATED["window"]`` days) over the persons of ``sim`` (``simulate``'s rows, or a subset): with
+    Q(t, m) = mean E[Y(t, M(m))], NIE (ACME) = mean over t of Q(t, 1) - Q(t, 0), NDE (ADE) = mean over
+    m of Q(1, m) - Q(0, m), total = Q(1, 1) - Q(0, 0), proportion mediated = NIE / total (as
+    statsmodels' Mediation and causal.mediation define them); persons too."""
+    row = sim.agg(F.count(F.lit(1)).alias("n"), *[F.avg(c).alias(c) for c in MEDIATION_TRUTH]).first()
+    assert row is not None
+    q = {(int(c[-2]), int(c[-1])): float(row[c]) for c in MEDIATION_TRUTH}
+    nie = ((q[0, 1] - q[0, 0]) + (q[1, 1] - q[1, 0])) / 2
+    nde = ((q[1, 0] - q[0, 0]) + (q[1, 1] - q[0, 1])) / 2
+    total = q[1, 1] - q[0, 0]
+    return {
+        "nie": nie,
+        "nde": nde,
+        "total": total,
+        "prop_mediated": nie / total,
+        "risk_untreated": q[0, 0],
+        "risk_treated": q[1, 1],
+        "persons": int(row["n"]),
+    }
 
 
 def lines(df: DataFrame) -> DataFrame:
@@ -141,7 +269,7 @@ def lines(df: DataFrame) -> DataFrame:
 
 def outcomes() -> list[str]:
     """The outcome names of ``simulate`` (each has ``<name>_days`` and ``<name>_event``)."""
-    return ["outcome", "modified", *NEGATIVE_CONTROLS]
+    return ["outcome", "modified", *NEGATIVE_CONTROLS, "mediated"]
 
 
 def effects() -> dict[str, Any]:
@@ -159,6 +287,21 @@ def effects() -> dict[str, Any]:
         "negative_controls": list(NEGATIVE_CONTROLS),
         "base_hazard_per_year": {"outcome": 0.12, "negative_controls": 0.08},
         "follow_up_days": list(FOLLOW_UP_DAYS),
+        "mediation": {
+            "mediator": {
+                "column": MEDIATOR_COLUMN,
+                "loinc": "13457-7",
+                "model": "linear",
+                "coefficients": MEDIATOR,
+            },
+            "outcome": {
+                "name": "mediated",
+                "condition": OUTCOME_CONDITIONS["mediated"],
+                "model": "logistic",
+                "coefficients": MEDIATED,
+            },
+            "covariate_terms": "age (uncapped) per 10 y from 55, BMI per 5 from 28, HbA1c per % from 5.6",
+        },
     }
 
 
@@ -218,4 +361,24 @@ def ehr_conditions(sim: DataFrame, enc: DataFrame, people: DataFrame, seed: int)
         F.date_add("index_date", F.col("h.days")).alias("start"),
         F.lit(None).cast("date").alias("stop"),
         uuid_from(seed, f"{STREAM}:cond", "idx", F.col("h.cond")).alias("cond_id"),
+    )
+
+
+def ehr_observations(sim: DataFrame, enc: DataFrame, seed: int) -> DataFrame:
+    """The mediator measurements of the patients ``in_ehr``, in the shape of ``people.observations``
+    plus ``obs_id`` (idx, patient_id, enc_id, k, start, pos, obs, value, obs_id): LDL by calculation
+    (``MEDIATOR_OBSERVATION``) ``MEDIATOR["day"]`` days after the index wellness encounter's start,
+    recorded against that encounter."""
+    index_visit = enc.where((F.col("kind") == "wellness") & (F.col("k") == 0)).select("idx", "enc_id", "k", "start")
+    rows = sim.where(F.col("in_ehr") == 1).select("idx", "patient_id", MEDIATOR_COLUMN).join(index_visit, "idx")
+    return rows.select(
+        "idx",
+        "patient_id",
+        "enc_id",
+        "k",
+        (F.col("start").cast("long") + MEDIATOR["day"] * 86400).cast("timestamp").alias("start"),
+        F.lit(-1).alias("pos"),
+        F.lit(MEDIATOR_OBSERVATION).alias("obs"),
+        F.col(MEDIATOR_COLUMN).alias("value"),
+        uuid_from(seed, f"{STREAM}:obs", "idx").alias("obs_id"),
     )
