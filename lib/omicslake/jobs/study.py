@@ -248,9 +248,9 @@ def _write(
             m[f"hr_{o}_{a}"] = e["hr"]
             m[f"hr_lower_{o}_{a}"] = e["hr_lower"]
             m[f"hr_upper_{o}_{a}"] = e["hr_upper"]
-        for r in res.mediation:
+        for row in res.mediation:  # not ``r``: that is the MLflow run, whose id is returned below
             for k in ("estimate", "lower", "upper"):
-                m[f"mediation_{r['effect']}" + ("" if k == "estimate" else f"_{k}")] = r[k]
+                m[f"mediation_{row['effect']}" + ("" if k == "estimate" else f"_{k}")] = row[k]
         if d.mediation is not None:
             mlflow.log_params(
                 {
