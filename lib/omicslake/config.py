@@ -342,6 +342,9 @@ class OmicsQcConfig:
     pca_outlier_pcs: int = 0
     pca_outlier_z: float = 6.0  # pca_outlier: a sample this many robust SDs (1.4826 x MAD) from a PC's median fails
     pca_features: int = 1000  # pca_outlier: the PCA uses this many features, the most variable after normalisation
+    # the features are spread over partitions of about this many MiB of values (8 bytes a value) before QC: a bronze
+    # Parquet split holds far more rows once decompressed (80,000 x 5,000 counts ran a 6 GiB driver out of heap)
+    partition_mib: int = 64
 
 
 @dataclass(frozen=True)

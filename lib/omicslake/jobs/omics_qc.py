@@ -15,6 +15,7 @@ An assay none of whose samples is in silver.sample_link is refused (``require_li
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -95,6 +96,10 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
                 "to a person; check that the matrix uses the biobank's sample ids (or set jobs.omics_qc.require_link=false)"
             )
     features = lake.read("bronze.omics_features").where(F.col("file_sha256") == digest)
+    rows = features.count()
+    # partitions of bounded size in memory (values x 8 bytes), not of bronze's compressed splits
+    parts = max(spark.sparkContext.defaultParallelism, math.ceil(rows * max(n, 1) * 8 / (t.partition_mib * 2**20)))
+    features = features.repartition(parts)
     qc = N.sample_qc(features, n, kind, t)
     passing = qc.passing
     if not passing:
