@@ -20,7 +20,7 @@ from omicslake.config import load_config
 from omicslake.io.delta import Lake
 
 STUDY = "new_vs_old_drug"
-TABLES = ("estimates", "balance", "ps", "incidence", "km", "modification", "attrition")
+TABLES = ("estimates", "balance", "ps", "incidence", "km", "modification", "attrition", "mediation")
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +130,12 @@ def test_every_study_table_has_its_contract_and_the_mlflow_run_its_numbers(
     assert iptw is not None
     assert abs(runs[0].data.metrics["hr_outcome_iptw"] - iptw["hr"]) < 1e-9
     assert runs[0].data.params["cohort"] == "t2d_incident"
+    # the study file mediates the planted ACS outcome through LDL: the table and the run agree
+    med = {r["effect"]: r for r in lake.read(f"gold.study_{STUDY}_mediation").collect()}
+    assert {"nie", "nde", "total", "prop_mediated"} <= set(med), sorted(med)
+    assert med["nie"]["persons"] > 0 and med["nie"]["mediator"] == "ldl_90d"
+    for effect in ("nie", "nde", "total"):
+        assert abs(runs[0].data.metrics[f"mediation_{effect}"] - med[effect]["estimate"]) < 1e-9, effect
 
 
 @pytest.mark.parametrize(
