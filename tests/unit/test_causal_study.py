@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import pytest
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -153,3 +154,18 @@ def test_bad_mediation_designs(population: DataFrame) -> None:
         study.design_from_dict({**raw, "mediation": {"mediator": "m", "outcome": "o", "sims": 5}}, "x.yaml")
     with pytest.raises(ConfigError, match="x.yaml: design.mediation.window must be a positive whole number"):
         study.design_from_dict({**raw, "mediation": {"mediator": "m", "outcome": "o", "window": -3}}, "x.yaml")
+
+
+def test_planted_mediation_truth_is_the_integral() -> None:
+    """exposure.expected_outcome (Gauss-Hermite) equals scipy's adaptive quad of the same integral:
+    the outcome's probability with the mediator's normal noise integrated out."""
+    from scipy import integrate, stats
+
+    sd, b = exposure.MEDIATOR["sd"], exposure.MEDIATED["ldl_per_10"] / 10
+    etas = np.array([-4.0, -2.3, -0.5, 0.0, 1.7])
+    got = exposure.expected_outcome(etas)
+    for eta, g in zip(etas, got, strict=True):
+        ref, _ = integrate.quad(
+            lambda e, eta=eta: stats.norm.pdf(e, 0, sd) / (1 + np.exp(-(eta + b * e))), -10 * sd, 10 * sd
+        )
+        assert abs(g - ref) < 1e-12, (eta, g, ref)

@@ -66,8 +66,9 @@ def execute(
 
     fn replaces the job module's run (for jobs defined elsewhere, e.g. in tests).
     """
-    run_fn: JobFn = fn or job_module(job).run
-    if fn is None and job_module(job).SPEC.hail and cfg.hail.enabled:
+    module = job_module(job) if fn is None else None
+    run_fn: JobFn = fn or module.run  # type: ignore[union-attr]
+    if module is not None and module.SPEC.hail and cfg.hail.enabled:
         from omicslake.session import init_hail
 
         init_hail(spark, cfg)  # idempotent: once per process, before the first job that calls Hail

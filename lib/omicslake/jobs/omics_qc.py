@@ -96,11 +96,12 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
                 "to a person; check that the matrix uses the biobank's sample ids (or set jobs.omics_qc.require_link=false)"
             )
     features = lake.read("bronze.omics_features").where(F.col("file_sha256") == digest)
-    rows = features.count()
-    # partitions of bounded size in memory (values x 8 bytes), not of bronze's compressed splits
-    parts = max(spark.sparkContext.defaultParallelism, math.ceil(rows * max(n, 1) * 8 / (t.partition_mib * 2**20)))
-    features = features.repartition(parts)
-    qc = N.sample_qc(features, n, kind, t)
+    qc = N.sample_qc(features, n, kind, t)  # streams Arrow blocks: bronze's large splits are fine here
+    # then partitions of bounded size in memory (values x 8 bytes), not of bronze's compressed splits
+    nbytes = qc.features * max(n, 1) * 8
+    features = features.repartition(
+        max(spark.sparkContext.defaultParallelism, math.ceil(nbytes / (t.partition_mib * 2**20)))
+    )
     passing = qc.passing
     if not passing:
         raise InputError(

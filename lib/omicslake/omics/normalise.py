@@ -46,13 +46,14 @@ class SampleQc:
     missing_fraction: np.ndarray
     rule: list[str | None]
     reason: list[str | None]
+    features: int = 0  # rows (features) of the matrix
 
     def failing(self, more: dict[int, tuple[str, str]]) -> SampleQc:
         """A copy where the samples of ``more`` (position -> (rule, reason)) fail as well."""
         rule, reason = list(self.rule), list(self.reason)
         for j, (r, why) in more.items():
             rule[j], reason[j] = r, why
-        return SampleQc(self.total, self.detected, self.missing_fraction, rule, reason)
+        return SampleQc(self.total, self.detected, self.missing_fraction, rule, reason, self.features)
 
     @property
     def passing(self) -> list[int]:
@@ -60,32 +61,23 @@ class SampleQc:
         return [i for i, r in enumerate(self.rule) if r is None]
 
 
-def column_sums(df: DataFrame, n: int, column: str = "values", positive_only: bool = False) -> dict[str, np.ndarray]:
+def column_sums(df: DataFrame, n: int, column: str = "values") -> dict[str, np.ndarray]:
     """Per position of the ``column`` arrays (length n) over all rows: ``sum`` of the values
-    present, ``present`` (not null), ``positive`` (> 0) and ``rows``. Partial sums per partition,
-    combined as vectors: the driver holds a few vectors of n, never the matrix.
-    ``positive_only``: sum only values > 0 (a log of them follows)."""
+    present, ``present`` (not null), ``positive`` (> 0) and ``rows``. Partial sums per partition
+    (numpy over Arrow blocks), added up in a tree: the driver holds a few vectors of n, never the
+    matrix."""
 
-    def partial(rows: Iterator[Any]) -> Iterator[tuple[np.ndarray, ...]]:
-        s, present, positive = np.zeros(n), np.zeros(n), np.zeros(n)
-        k = 0
-        for r in rows:
-            v = np.array(r[0], dtype=np.float64)  # None -> NaN
-            ok = ~np.isnan(v)
-            if positive_only:
-                ok &= v > 0
-            s += np.where(ok, v, 0.0)
-            present += ~np.isnan(v)
-            positive += np.nan_to_num(v) > 0
-            k += 1
-        yield s, present, positive, np.array([k], dtype=np.float64)
+    def partial(blocks: Iterator[np.ndarray]) -> Partial:
+        s, present, positive, rows = np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(1)
+        for m in blocks:
+            ok = ~np.isnan(m)
+            s += np.where(ok, m, 0.0).sum(axis=0)
+            present += ok.sum(axis=0)
+            positive += (np.nan_to_num(m) > 0).sum(axis=0)
+            rows += len(m)
+        return [s, present, positive, rows]
 
-    zero = (np.zeros(n), np.zeros(n), np.zeros(n), np.zeros(1))
-    out = (
-        df.select(column)
-        .rdd.mapPartitions(partial)
-        .fold(zero, lambda a, b: tuple(x + y for x, y in zip(a, b, strict=True)))  # type: ignore[arg-type, return-value]
-    )
+    out = _partials(_source(df, n, column), partial, lambda a, b: [x + y for x, y in zip(a, b, strict=True)])
     return {"sum": out[0], "present": out[1], "positive": out[2], "rows": out[3]}
 
 
@@ -104,8 +96,6 @@ def _blocks(batches: Iterator[Any], n: int, center: bool = False) -> Iterator[np
         if len(flat) != len(arr) * n:
             raise ValueError(f"arrays of unequal length: {len(flat)} values in {len(arr)} rows, {n} expected in each")
         m = np.asarray(flat.cast(pa.float64()).to_numpy(zero_copy_only=False), dtype=np.float64).reshape(-1, n)
-        if np.isinf(m).any():
-            raise ValueError("an infinite value: a median needs finite values (or null)")
         yield m - np.nanmean(m, axis=1, keepdims=True) if center else m
 
 
@@ -122,9 +112,14 @@ class _Source:
     center: bool = False
 
 
+def _source(df: DataFrame, n: int, column: str, center: bool = False) -> _Source:
+    return _Source(df.select(F.col(column).cast("array<double>").alias("v")), n, center)
+
+
 def _partials(src: _Source, fn: Any, combine: Any) -> Partial:
     """``fn`` (matrices of rows x n -> a list of numpy arrays) run on every partition of ``src`` and
-    the results combined with ``combine`` in a tree on the executors: the driver gets one result."""
+    the results combined with ``combine`` in a tree on the executors: the driver gets one result.
+    Arrow batches of about 1 M values (8 MB), whatever the width of the arrays."""
     import pickle
 
     import pyarrow as pa
@@ -133,8 +128,15 @@ def _partials(src: _Source, fn: Any, combine: Any) -> Partial:
         yield pa.RecordBatch.from_pydict({"p": [pickle.dumps(fn(_blocks(batches, n, center)))]})
 
     n, center = src.n, src.center
-    rdd = src.df.mapInArrow(part, "p binary").rdd.map(lambda r: pickle.loads(r.p))
-    return rdd.treeReduce(combine) if rdd.getNumPartitions() else fn(iter(()))
+    spark = src.df.sparkSession
+    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
+    before = spark.conf.get(key)
+    spark.conf.set(key, str(max(1, (1 << 20) // max(n, 1))))
+    try:
+        rdd = src.df.mapInArrow(part, "p binary").rdd.map(lambda r: pickle.loads(r.p))
+        return rdd.treeReduce(combine) if rdd.getNumPartitions() else fn(iter(()))
+    finally:
+        spark.conf.set(key, before)
 
 
 def _lowest(m: np.ndarray, where: np.ndarray) -> np.ndarray:
@@ -159,21 +161,18 @@ def column_medians(
     ``center_rows``: the medians of each array minus its mean (DESeq2's ratios), the subtraction
     done in numpy as the rows are read. In Spark it cannot be: a row's mean as a column referenced
     once inside ``transform``'s lambda is inlined by the optimizer and summed again per element."""
-    spark = df.sparkSession
-    src = _Source(df.select(F.col(column).cast("array<double>").alias("v")), n, center_rows)
-    key = "spark.sql.execution.arrow.maxRecordsPerBatch"
-    before = spark.conf.get(key)
-    spark.conf.set(key, str(max(1, (1 << 20) // max(n, 1))))  # about 1 M values (8 MB) per Arrow batch
-    try:
-        return _select_medians(src, n, limit, bins or int(max(64, min(1024, 4_000_000 // max(n, 1)))))
-    finally:
-        spark.conf.set(key, before)
+    src = _source(df, n, column, center_rows)
+    return _select_medians(src, limit, bins or int(max(64, min(1024, 4_000_000 // max(n, 1)))))
 
 
-def _select_medians(src: _Source, n: int, limit: int, bins: int) -> np.ndarray:
+def _select_medians(src: _Source, limit: int, bins: int) -> np.ndarray:
+    n = src.n
+
     def ranges(blocks: Iterator[np.ndarray]) -> Partial:
         count, lo, neg_hi = np.zeros(n), np.full(n, np.inf), np.full(n, np.inf)
         for m in blocks:
+            if np.isinf(m).any():
+                raise ValueError("an infinite value: a median needs finite values (or null)")
             ok = ~np.isnan(m)
             count += ok.sum(axis=0)
             lo = np.minimum(lo, _lowest(m, ok))
@@ -231,14 +230,14 @@ def _narrow(
     base = np.arange(t) * bins
 
     def histogram(blocks: Iterator[np.ndarray]) -> Partial:
-        np.seterr(invalid="ignore", over="ignore")
         below, hist = np.zeros(t), np.zeros(t * bins)
         ilo, neg_ihi = np.full(t, np.inf), np.full(t, np.inf)
         for m in blocks:
             m = m[:, pos]
             below += (m < lo).sum(axis=0)
             inside = (m >= lo) & (m <= hi)
-            b = np.clip(np.floor((m - lo) / width * bins), 0, bins - 1)
+            with np.errstate(invalid="ignore"):  # NaN (missing) values: not inside, their bin dropped below
+                b = np.clip(np.floor((m - lo) / width * bins), 0, bins - 1)
             hist += np.bincount((np.where(inside, b, 0).astype(np.int64) + base)[inside], minlength=t * bins)
             ilo = np.minimum(ilo, _lowest(m, inside))
             neg_ihi = np.minimum(neg_ihi, _lowest(-m, inside))
@@ -313,7 +312,7 @@ def sample_qc(features: DataFrame, n_samples: int, assay_type: str, t: OmicsQcCo
             )
         rules.append(rule)
         reasons.append(reason)
-    return SampleQc(s["sum"], detected.astype(np.int64), missing, rules, reasons)
+    return SampleQc(s["sum"], detected.astype(np.int64), missing, rules, reasons, int(n_features))
 
 
 def subset(positions: list[int], column: str = "values") -> Any:

@@ -462,10 +462,12 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
             # the planted natural effects on the mediated outcome over every patient, and over those whose
             # exposure the EHR files hold (a study's population is a subset: truth/exposure.csv's
             # mediated_y<t><m> average over any subset exactly)
-            "mediation_truth": exposure.mediation_truth(exposed),
-            "mediation_truth_in_ehr": exposure.mediation_truth(exposed.where("in_ehr = 1"))
-            if g.exposure_share > 0
-            else None,
+            **{
+                f"mediation_truth{suffix}": truth
+                for suffix, truth in exposure.mediation_truths(
+                    exposed, {"": F.lit(True), "_in_ehr": F.col("in_ehr") == 1}
+                ).items()
+            },
         },
         "files": files,
         "messy": {"rates": MESSY_RATES if messy else {}, "counts": messy_counts},

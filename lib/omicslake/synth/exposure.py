@@ -122,42 +122,31 @@ def _mediator_mean(t: Column | float) -> Column:
     return F.lit(MEDIATOR["intercept"]) + F.lit(MEDIATOR["treated"]) * t + _linear(MEDIATOR)
 
 
-def _expected_mediated(age: Any, bmi: Any, hba1c: Any) -> Any:
-    """E[Y(t, M(m)) | covariates] for (t, m) in MEDIATION_TRUTH's order, per person (numpy arrays in,
-    a (persons, 4) array out): the outcome's probability under treatment t with the mediator drawn
-    from its distribution under treatment m, integrated by ``GH_POINTS``-point Gauss-Hermite quadrature."""
+def expected_outcome(eta: Any) -> Any:
+    """E[expit(eta + b * e)], e ~ N(0, MEDIATOR["sd"]), b = MEDIATED["ldl_per_10"] / 10, per element of
+    ``eta`` (numpy): the mediated outcome's probability for a person whose logit at the mean of the
+    mediator is ``eta``, the mediator's own noise integrated out by ``GH_POINTS``-point Gauss-Hermite
+    quadrature. With eta = the logit under treatment t at the mediator's mean under treatment m, this
+    is E[Y(t, M(m)) | covariates]."""
     import numpy as np
 
     z, w = np.polynomial.hermite.hermgauss(GH_POINTS)
-    d, w = math.sqrt(2.0) * MEDIATOR["sd"] * z, w / math.sqrt(math.pi)
-
-    def lin(c: dict[str, float]) -> Any:
-        return c["age_per_10y"] * (age - 55) / 10 + c["bmi_per_5"] * (bmi - 28) / 5 + c["hba1c_per_pct"] * (hba1c - 5.6)
-
-    c = MEDIATED
-    out = []
-    for name in MEDIATION_TRUTH:
-        t, m = int(name[-2]), int(name[-1])
-        mu = MEDIATOR["intercept"] + MEDIATOR["treated"] * m + lin(MEDIATOR)
-        eta = c["intercept"] + c["treated"] * t + c["ldl_per_10"] * (mu - 130) / 10 + lin(c)
-        x = eta[:, None] + c["ldl_per_10"] / 10 * d[None, :]
-        out.append((0.5 * (1 + np.tanh(0.5 * x))) @ w)
-    return np.column_stack(out)
+    d = math.sqrt(2.0) * MEDIATOR["sd"] * z * MEDIATED["ldl_per_10"] / 10
+    x = np.asarray(eta, dtype=float)[..., None] + d
+    return (0.5 * (1 + np.tanh(0.5 * x))) @ (w / math.sqrt(math.pi))
 
 
 def _truth_columns(df: DataFrame) -> DataFrame:
-    """``df`` with the ``MEDIATION_TRUTH`` columns (a pandas UDF on age, BMI, HbA1c)."""
-    schema = ", ".join(f"{c} double" for c in MEDIATION_TRUTH)
+    """``df`` with the ``MEDIATION_TRUTH`` columns: each ``expected_outcome`` of the logit under t at
+    the mediator's mean under m (the same formulas as the simulation, as Spark columns), in a
+    pandas UDF."""
 
-    @F.pandas_udf(schema)  # type: ignore[call-overload]
-    def truth(age: pd.Series, bmi: pd.Series, hba1c: pd.Series) -> pd.DataFrame:
-        q = _expected_mediated(age.to_numpy(float), bmi.to_numpy(float), hba1c.to_numpy(float))
-        return pd.DataFrame(q, columns=list(MEDIATION_TRUTH))
+    @F.pandas_udf("double")  # type: ignore[call-overload]
+    def integrate(eta: pd.Series) -> pd.Series:
+        return pd.Series(expected_outcome(eta.to_numpy(float)))
 
-    df = df.withColumn("_truth", truth(F.col("age"), F.col("bmi"), F.col("hba1c")))
-    return df.select(
-        *[c for c in df.columns if c != "_truth"], *[F.col(f"_truth.{c}").alias(c) for c in MEDIATION_TRUTH]
-    )
+    etas = {c: _mediated_logit(float(c[-2]), _mediator_mean(float(c[-1]))) for c in MEDIATION_TRUTH}
+    return df.select("*", *[integrate(eta).alias(c) for c, eta in etas.items()])
 
 
 def _time(seed: int, name: str, rate: Column) -> Column:
@@ -237,27 +226,43 @@ def columns() -> list[str]:
     return [*cols, MEDIATOR_COLUMN, *MEDIATION_TRUTH]
 
 
-def mediation_truth(sim: DataFrame) -> dict[str, float]:
+def mediation_truth(sim: DataFrame, where: Column | None = None) -> dict[str, float]:
     """The planted natural effects of the treatment on the mediated outcome (risk difference within
-    ``MEDIATED["window"]`` days) over the persons of ``sim`` (``simulate``'s rows, or a subset): with
-    Q(t, m) = mean E[Y(t, M(m))], NIE (ACME) = mean over t of Q(t, 1) - Q(t, 0), NDE (ADE) = mean over
-    m of Q(1, m) - Q(0, m), total = Q(1, 1) - Q(0, 0), proportion mediated = NIE / total (as
-    statsmodels' Mediation and causal.mediation define them); persons too."""
-    row = sim.agg(F.count(F.lit(1)).alias("n"), *[F.avg(c).alias(c) for c in MEDIATION_TRUTH]).first()
+    ``MEDIATED["window"]`` days) over the persons of ``sim`` (``simulate``'s rows; ``where``: those
+    of them it holds): with Q(t, m) = mean E[Y(t, M(m))], NIE (ACME) = mean over t of Q(t, 1) -
+    Q(t, 0), NDE (ADE) = mean over m of Q(1, m) - Q(0, m), total = Q(1, 1) - Q(0, 0), proportion
+    mediated = NIE / total (as statsmodels' Mediation and causal.mediation define them); persons too."""
+    return mediation_truths(sim, {"all": where if where is not None else F.lit(True)})["all"]
+
+
+def mediation_truths(sim: DataFrame, subsets: dict[str, Column]) -> dict[str, dict[str, float] | None]:
+    """``mediation_truth`` of several subsets of ``sim`` (name -> condition) in one aggregation;
+    None for a subset without persons."""
+    aggs = []
+    for k, cond in subsets.items():
+        aggs.append(F.count(F.when(cond, 1)).alias(f"{k}__n"))
+        aggs += [F.avg(F.when(cond, F.col(c))).alias(f"{k}__{c}") for c in MEDIATION_TRUTH]
+    row = sim.agg(*aggs).first()
     assert row is not None
-    q = {(int(c[-2]), int(c[-1])): float(row[c]) for c in MEDIATION_TRUTH}
-    nie = ((q[0, 1] - q[0, 0]) + (q[1, 1] - q[1, 0])) / 2
-    nde = ((q[1, 0] - q[0, 0]) + (q[1, 1] - q[0, 1])) / 2
-    total = q[1, 1] - q[0, 0]
-    return {
-        "nie": nie,
-        "nde": nde,
-        "total": total,
-        "prop_mediated": nie / total,
-        "risk_untreated": q[0, 0],
-        "risk_treated": q[1, 1],
-        "persons": int(row["n"]),
-    }
+    out: dict[str, dict[str, float] | None] = {}
+    for k in subsets:
+        if not row[f"{k}__n"]:
+            out[k] = None
+            continue
+        q = {(int(c[-2]), int(c[-1])): float(row[f"{k}__{c}"]) for c in MEDIATION_TRUTH}
+        nie = ((q[0, 1] - q[0, 0]) + (q[1, 1] - q[1, 0])) / 2
+        nde = ((q[1, 0] - q[0, 0]) + (q[1, 1] - q[0, 1])) / 2
+        total = q[1, 1] - q[0, 0]
+        out[k] = {
+            "nie": nie,
+            "nde": nde,
+            "total": total,
+            "prop_mediated": nie / total,
+            "risk_untreated": q[0, 0],
+            "risk_treated": q[1, 1],
+            "persons": int(row[f"{k}__n"]),
+        }
+    return out
 
 
 def lines(df: DataFrame) -> DataFrame:
