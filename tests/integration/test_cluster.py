@@ -141,6 +141,8 @@ def test_full_pipeline_report_has_every_section_and_every_image_loads_in_chromiu
         "Calibration at day 365 (held-out, by decile of predicted risk; observed = 1 - Kaplan-Meier)",
         "Population",
         "Hazard ratios",
+        # conf/studies/new_vs_old_drug.yaml configures the ldl_90d mediator
+        "Mediation: natural indirect (nie) and direct (nde) effects, risk difference",
         "Incidence per 1,000 person-years (exact 95% CI)",
         "Visit windows",
         "Enrolment",
