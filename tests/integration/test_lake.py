@@ -203,3 +203,29 @@ def test_versions_and_commit_metrics_from_the_log_equal_deltas_history(spark: Sp
     assert lake._last_commit("silver.h") == (14, dict(history[-1].operationMetrics))
     merge = history[11]
     assert merge.operation == "MERGE" and int(merge.operationMetrics["numTargetRowsUpdated"]) == 1
+
+
+def test_undo_on_error_puts_every_table_back_and_keeps_the_error(spark: SparkSession, cfg: Config) -> None:
+    lake = Lake(spark, cfg, run_id="r1")
+    lake.write(df(spark, [(1, "a")]), "gold.kept", mode="overwrite")
+    lake.write(df(spark, [(1, "a"), (2, "b")]), "gold.grown", mode="append")
+    lake.write(df(spark, [(3, "c")]), "gold.grown", mode="append")  # version 1
+    tables = ["gold.kept", "gold.grown", "gold.new", "gold.untouched"]
+    run = Lake(spark, cfg, run_id="r2")
+    with pytest.raises(ValueError, match="boom"), run.undo_on_error(tables) as before:
+        assert before == {"gold.kept": 0, "gold.grown": 1, "gold.new": None, "gold.untouched": None}
+        run.write(df(spark, [(9, "z")]), "gold.kept", mode="overwrite")
+        run.write(df(spark, [(4, "d")]), "gold.grown", mode="append")
+        run.write(df(spark, [(5, "e")]), "gold.new", mode="overwrite")
+        raise ValueError("boom")
+    chispa.assert_df_equality(lake.read("gold.kept"), df(spark, [(1, "a")]), ignore_nullable=True)
+    chispa.assert_df_equality(
+        lake.read("gold.grown"), df(spark, [(1, "a"), (2, "b"), (3, "c")]), ignore_row_order=True, ignore_nullable=True
+    )
+    assert (lake.version("gold.kept"), lake.version("gold.grown")) == (2, 3)  # a RESTORE commit each
+    assert lake.read("gold.new").count() == 0  # created in the block: emptied
+    assert not lake.exists("gold.untouched")
+    # a block that ends well keeps its writes
+    with run.undo_on_error(["gold.kept"]):
+        run.write(df(spark, [(7, "g")]), "gold.kept", mode="overwrite")
+    chispa.assert_df_equality(lake.read("gold.kept"), df(spark, [(7, "g")]), ignore_nullable=True)

@@ -204,3 +204,38 @@ def test_covariates_that_predict_treatment_fail_the_study_job(
         match=r"study leaky \(.*leaky.yaml\): propensity model: covariates \['age', 'leak'\] jointly predict",
     ):
         study.run(spark, cfg, Lake(spark, cfg, run_id="leaky-study", job="study"))
+
+
+def test_a_failing_study_puts_the_tables_of_the_studies_before_it_back(
+    spark: SparkSession, lake: Lake, tmp_path: Path
+) -> None:
+    """Two studies in one run, the second failing (its target arm is empty) after the first wrote its
+    tables and its MLflow run: no row of the first is left in the lake (its tables, new in this run, are
+    emptied; Lake.undo_on_error, tested in test_lake, restores tables that had versions before). On a
+    lake of its own holding copies of the tables a study reads, so the session's lake stays as it is."""
+    import yaml
+
+    from omicslake.causal.population import study_path
+    from omicslake.jobs import study
+
+    cfg = lake.cfg.replace(**{"lake.root": str(tmp_path / "lake")})
+    own = Lake(spark, cfg, run_id="copy")
+    for t in ("silver.person", "silver.drug_exposure", "silver.condition_occurrence"):
+        own.write(lake.read(t), t, mode="overwrite")
+    for t in ("gold.cohort_t2d_incident", "gold.features_t2d_incident"):
+        own.write(lake.read(t), t, mode="overwrite", merge_schema=True)
+    raw = yaml.safe_load(study_path(STUDY).read_text())
+    raw.pop("measurements")
+    quick = {**raw["design"], "analyses": ["crude"], "negative_controls": [], "modifiers": [], "incidence_by": []}
+    quick.pop("mediation")
+    files = []
+    for name, change in (("good", {}), ("nobody", {"target": {"name": "nobody", "codes": ["000000"]}})):
+        files.append(str(tmp_path / f"{name}.yaml"))
+        Path(files[-1]).write_text(yaml.safe_dump({**raw, "name": name, "design": quick, **change}))
+    both = cfg.replace(**{"jobs.study.studies": tuple(files)})
+    with pytest.raises(Exception, match="the target arm is empty"):
+        study.run(spark, both, Lake(spark, both, run_id="both", job="study"))
+    written = [f"gold.study_good_{t}" for t in ("estimates", "balance", "ps", "incidence", "km", "attrition")]
+    assert all(own.version(t) == 1 for t in written)  # written (0), then emptied (1)
+    assert all(own.read(t).count() == 0 for t in written)
+    assert not own.exists("gold.study_nobody_estimates")

@@ -18,7 +18,8 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -323,6 +324,24 @@ class Lake:
         """Put a table back to an earlier version (a new commit with that version's content)."""
         log.warning("%s: restoring version %d", name, version)
         self._retry(name, "RESTORE", lambda: self._delta_table(name).restoreToVersion(version))
+
+    @contextmanager
+    def undo_on_error(self, tables: Iterable[str]) -> Iterator[dict[str, int | None]]:
+        """A block whose table writes are undone if it raises: each of ``tables`` at a new version
+        then is restored to its version from before the block, and one the block created is emptied
+        (a table's first version cannot be undone); then the error goes on. Yields the versions
+        before the block (None: no table)."""
+        before = {t: self.version(t) for t in tables}
+        try:
+            yield before
+        except BaseException:
+            for t, v in before.items():
+                try:
+                    if self.version(t) not in (None, v):
+                        self.truncate(t) if v is None else self.restore(t, v)
+                except Exception:  # the block's error is the one to report; this one is logged
+                    log.exception("%s: could not be put back to version %s", t, v)
+            raise
 
     def delete_where(self, name: str, condition: Any) -> None:
         """Delete the rows matching a condition (a Column)."""

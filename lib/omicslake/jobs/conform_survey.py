@@ -195,24 +195,21 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         "_line",
         lake.run_id,
     )
-    before = {t: lake.version(t) for t in ("silver.survey_values", "quarantine.survey_values")}
     contract = load_contract("silver.survey_values")
-    lake.write(kept.transform(enforce(contract)), "silver.survey_values", mode="overwrite")
-    n_q_new = quarantine.write(lake, "quarantine.survey_values", qrows)
-    # Counted again from the tables: silver rows of this run, quarantine rows of this batch.
-    n_out = lake.read("silver.survey_values").where(F.col("run_id") == lake.run_id).count()
-    n_q = (
-        rows_of_batch(lake.read("quarantine.survey_values"), qrows, list(quarantine.DEDUP_KEY)).count()
-        if lake.exists("quarantine.survey_values")
-        else 0
-    )
-    if n_out + n_q != n_built:
-        for t, v in before.items():
-            if lake.version(t) != v:
-                lake.truncate(t) if v is None else lake.restore(t, v)
-        raise ReconciliationError(
-            f"silver.survey_values: {n_built} values built but {n_out} in silver + {n_q} quarantined; tables put back"
+    with lake.undo_on_error(("silver.survey_values", "quarantine.survey_values")):
+        lake.write(kept.transform(enforce(contract)), "silver.survey_values", mode="overwrite")
+        n_q_new = quarantine.write(lake, "quarantine.survey_values", qrows)
+        # Counted again from the tables: silver rows of this run, quarantine rows of this batch.
+        n_out = lake.read("silver.survey_values").where(F.col("run_id") == lake.run_id).count()
+        n_q = (
+            rows_of_batch(lake.read("quarantine.survey_values"), qrows, list(quarantine.DEDUP_KEY)).count()
+            if lake.exists("quarantine.survey_values")
+            else 0
         )
+        if n_out + n_q != n_built:
+            raise ReconciliationError(
+                f"silver.survey_values: {n_built} values built but {n_out} in silver + {n_q} quarantined; tables put back"
+            )
     metrics: dict[str, Any] = {
         "projects": len(exports),
         "values_in": n_built,

@@ -196,31 +196,28 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 )
             landed.append((LINKAGE, project, linkage, digest, len(rows)))
     # 2. Write, then count each file's rows back from bronze; a mismatch puts the tables back.
-    before = {t: lake.version(t) for t in batches}
-    for table, rows in batches.items():
-        if rows:
-            contract = load_contract(table)
-            df = spark.createDataFrame(rows, contract.struct())
-            lake.write(df.transform(enforce(contract)), table, mode="append")
     manifest = []
-    for table, project, path, digest, expected in landed:
-        n = lake.read(table).where((F.col("_file_sha256") == digest) & (F.col("project") == project)).count()
-        if n != expected:
-            for t, v in before.items():
-                if lake.version(t) != v:
-                    lake.truncate(t) if v is None else lake.restore(t, v)
-            raise ReconciliationError(
-                f"{table}: {path} has {expected} rows but {n} reached bronze; the survey tables were put back"
+    with lake.undo_on_error(batches):
+        for table, rows in batches.items():
+            if rows:
+                contract = load_contract(table)
+                df = spark.createDataFrame(rows, contract.struct())
+                lake.write(df.transform(enforce(contract)), table, mode="append")
+        for table, project, path, digest, expected in landed:
+            n = lake.read(table).where((F.col("_file_sha256") == digest) & (F.col("project") == project)).count()
+            if n != expected:
+                raise ReconciliationError(
+                    f"{table}: {path} has {expected} rows but {n} reached bronze; the survey tables were put back"
+                )
+            manifest.append(
+                ledger.row(
+                    table, "redcap", str(path), digest, path.stat().st_size, project, n, expected, 0, lake.run_id, now
+                )
             )
-        manifest.append(
-            ledger.row(
-                table, "redcap", str(path), digest, path.stat().st_size, project, n, expected, 0, lake.run_id, now
-            )
-        )
-        stats["files_new"] += 1
-        if table == RECORDS:
-            stats["records"] += n
-        log.info("%s -> %s: %d rows", path.name, table, n)
+            stats["files_new"] += 1
+            if table == RECORDS:
+                stats["records"] += n
+            log.info("%s -> %s: %d rows", path.name, table, n)
     ledger.record(lake, manifest)
     return stats
 

@@ -46,7 +46,16 @@ SPEC = JobSpec(
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)
-TABLES = ("estimates", "balance", "ps", "incidence", "km", "modification", "attrition")
+TABLES = (
+    "estimates",
+    "balance",
+    "ps",
+    "incidence",
+    "km",
+    "modification",
+    "attrition",
+    "mediation",
+)  # gold.study_<name>_<table>
 
 
 def _end_of_data(cfg: Config, drugs: DataFrame, conditions: DataFrame) -> Any:
@@ -115,45 +124,50 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     persons = lake.read("silver.person")
     end = _end_of_data(cfg, drugs, conditions)
     metrics: dict[str, Any] = {}
-    for spec in specs:
-        cohort_t, feats_t = f"gold.cohort_{spec.cohort}", f"gold.features_{spec.cohort}"
-        for t in (cohort_t, feats_t):
-            if not lake.exists(t):
-                raise InputError(
-                    f"study {spec.name}: {t} does not exist; add cohort {spec.cohort!r} to jobs.build_cohort.cohorts "
-                    f"and run build_cohort, or name another cohort in {spec.source}"
-                )
-        meas = None
-        if spec.measurements:
-            if not lake.exists("silver.measurement"):
-                raise InputError(f"study {spec.name}: its measurements need silver.measurement; run conform_ehr first")
-            meas = lake.read("silver.measurement")
-        pop, steps = population(
-            lake.read(cohort_t), lake.read(feats_t), drugs, conditions, persons, spec, end, measurements=meas
-        )
-        pop = pop.cache()
-        n = steps[-1]["persons"]
-        if n == 0:
-            msg = (
-                f"study {spec.name}: no person of cohort {spec.cohort} has a first exposure to {spec.target.name} "
-                f"{list(spec.target.codes)} or {spec.comparator.name} {list(spec.comparator.codes)} with every "
-                f"covariate known (attrition {[(s['step'], s['persons']) for s in steps]}); point the study at drugs "
-                "the lake holds (generated lakes: jobs.generate.exposure_share > 0)"
+    # every study's tables and MLflow runs land together: a failure anywhere (a write, MLflow, the next
+    # study) puts each table back to its version before this run, so the lake keeps its previous versions
+    with lake.undo_on_error([f"gold.study_{s.name}_{k}" for s in specs for k in TABLES]):
+        for spec in specs:
+            cohort_t, feats_t = f"gold.cohort_{spec.cohort}", f"gold.features_{spec.cohort}"
+            for t in (cohort_t, feats_t):
+                if not lake.exists(t):
+                    raise InputError(
+                        f"study {spec.name}: {t} does not exist; add cohort {spec.cohort!r} to jobs.build_cohort.cohorts "
+                        f"and run build_cohort, or name another cohort in {spec.source}"
+                    )
+            meas = None
+            if spec.measurements:
+                if not lake.exists("silver.measurement"):
+                    raise InputError(
+                        f"study {spec.name}: its measurements need silver.measurement; run conform_ehr first"
+                    )
+                meas = lake.read("silver.measurement")
+            pop, steps = population(
+                lake.read(cohort_t), lake.read(feats_t), drugs, conditions, persons, spec, end, measurements=meas
             )
-            if c.on_empty == "fail":
-                raise StudyError(msg)
-            log.warning("%s; skipped (jobs.study.on_empty=skip)", msg)
-            metrics[spec.name] = {"skipped": msg, "attrition": steps}
+            pop = pop.cache()
+            n = steps[-1]["persons"]
+            if n == 0:
+                msg = (
+                    f"study {spec.name}: no person of cohort {spec.cohort} has a first exposure to {spec.target.name} "
+                    f"{list(spec.target.codes)} or {spec.comparator.name} {list(spec.comparator.codes)} with every "
+                    f"covariate known (attrition {[(s['step'], s['persons']) for s in steps]}); point the study at drugs "
+                    "the lake holds (generated lakes: jobs.generate.exposure_share > 0)"
+                )
+                if c.on_empty == "fail":
+                    raise StudyError(msg)
+                log.warning("%s; skipped (jobs.study.on_empty=skip)", msg)
+                metrics[spec.name] = {"skipped": msg, "attrition": steps}
+                pop.unpersist()
+                continue
+            try:
+                res = run_study(pop, spec.design)
+            except StudyError as exc:
+                raise StudyError(f"study {spec.name} ({spec.source}): {exc}") from exc
+            metrics[spec.name] = _write(spark, cfg, lake, spec, res, steps)
+            if res.persons is not None:
+                res.persons.unpersist()
             pop.unpersist()
-            continue
-        try:
-            res = run_study(pop, spec.design)
-        except StudyError as exc:
-            raise StudyError(f"study {spec.name} ({spec.source}): {exc}") from exc
-        metrics[spec.name] = _write(spark, cfg, lake, spec, res, steps)
-        if res.persons is not None:
-            res.persons.unpersist()
-        pop.unpersist()
     return metrics
 
 
