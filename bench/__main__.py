@@ -30,6 +30,8 @@ SIZES: dict[str, dict[str, list[tuple[int, ...]]]] = {
     # 1,000,000 patients: 10 copies of a generated 100,000 (bench/ehr.py, GENERATE_LIMIT)
     "ehr": {"full": [(10_000,), (100_000,), (1_000_000,)], "quick": [(200,)]},
     "models": {"full": [(20_000,), (100_000,)], "quick": [(2_000,)]},
+    # 100,000 and 1,000,000 patients: 5 and 50 copies of a generated 20,000's silver layer (bench/study.py)
+    "study": {"full": [(20_000,), (100_000,), (1_000_000,)], "quick": [(300,)]},
     # the 4x matrix grows the genes, the axis the readers stream (bench/omics.py says why)
     "omics": {"full": [(20_000, 5_000), (80_000, 5_000)], "quick": [(2_000, 200)]},
 }
@@ -39,6 +41,7 @@ DIMS = {
     "serve": ("features", "patients_per_batch"),  # numeric features of the model, patients per batch
     "ehr": ("patients",),
     "models": ("rows",),
+    "study": ("patients",),
     "omics": ("genes", "samples"),
 }
 
@@ -87,11 +90,19 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="omicslake-bench-"))
 
-    from bench import common, ehr, gwas, ingest_vcf, models, omics, serve
+    from bench import common, ehr, gwas, ingest_vcf, models, omics, serve, study
     from omicslake.config import load_config
     from omicslake.session import build_session, stop_session
 
-    modules = {"gwas": gwas, "ingest_vcf": ingest_vcf, "serve": serve, "ehr": ehr, "models": models, "omics": omics}
+    modules = {
+        "gwas": gwas,
+        "ingest_vcf": ingest_vcf,
+        "serve": serve,
+        "ehr": ehr,
+        "models": models,
+        "omics": omics,
+        "study": study,
+    }
     info = {"machine": common.machine(), "versions": common.versions()}
     cfg = load_config("local", overrides=[f"lake.root={work / 'lake'}", *args.overrides])
     t = time.monotonic()

@@ -19,6 +19,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 from bench.common import measured
 
@@ -34,21 +35,34 @@ SILVER = [
 
 
 def replicate(source: str, lake: str, copies: int, overrides: list[str]) -> None:
-    from pyspark.sql import functions as F
-
+    """Every silver EHR table of the lake at ``source`` written ``copies`` times into the lake at ``lake``
+    (in a session of its own)."""
     from omicslake.config import load_config
     from omicslake.io.delta import Lake
     from omicslake.session import build_session, stop_session
 
     cfg = load_config("local", overrides=[f"lake.root={lake}", *overrides])
     spark = build_session(cfg)
-    src = Lake(spark, load_config("local", overrides=[f"lake.root={source}"]))
-    dst = Lake(spark, cfg, run_id="scale-replicate")
     try:
-        for name in SILVER:
-            table = f"silver.{name}"
-            if dst.exists(table) or not src.exists(table):
-                continue
+        src = Lake(spark, load_config("local", overrides=[f"lake.root={source}"]))
+        replicate_silver(src, Lake(spark, cfg, run_id="scale-replicate"), copies)
+    finally:
+        stop_session(spark)
+
+
+def replicate_silver(src: Any, dst: Any, copies: int) -> dict[str, int]:
+    """Every silver EHR table of lake ``src`` written to lake ``dst`` with ``copies`` copies of its rows,
+    every ``*_key`` column of copy k suffixed ``.k`` (copy k: a new set of patients with the same
+    histories); a table ``dst`` already has is kept. Returns the rows of each table in ``dst``, counted
+    from what was written."""
+    from pyspark.sql import functions as F
+
+    rows: dict[str, int] = {}
+    for name in SILVER:
+        table = f"silver.{name}"
+        if not src.exists(table):
+            continue
+        if not dst.exists(table):
             base = src.read(table)
             keys = [c for c in base.columns if c.endswith("_key")]
             copy = F.explode(F.sequence(F.lit(0), F.lit(copies - 1))).alias("_copy")
@@ -64,9 +78,9 @@ def replicate(source: str, lake: str, copies: int, overrides: list[str]) -> None
             )
             t = time.monotonic()
             dst.write(df, table, mode="overwrite")
-            print(f"  {table}: {dst.read(table).count():,} rows in {time.monotonic() - t:.0f} s", flush=True)
-    finally:
-        stop_session(spark)
+            print(f"  {table}: written in {time.monotonic() - t:.0f} s", flush=True)
+        rows[table] = dst.read(table).count()
+    return rows
 
 
 def main() -> None:

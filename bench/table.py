@@ -91,7 +91,8 @@ def size_text(size: dict[str, int]) -> str:
 def notes(data: dict[str, Any]) -> list[str]:
     """The lines under the table a result file adds besides its ratios: held-out AUROC of each model
     (models), growth per 10x data, the size where Spark overtakes DuckDB and whether both sides' silver
-    row counts agree (ehr), the share of the test suite spent starting sessions (suite_cost)."""
+    row counts agree (ehr), time and peak memory of build_cohort and the study (study), the share of the
+    test suite spent starting sessions (suite_cost)."""
     name = data["name"]
     out = []
     if name == "models":
@@ -128,6 +129,22 @@ def notes(data: dict[str, Any]) -> list[str]:
                 f"{SHORT.get(k, k)} {'-' if v is None else f'{v:.2f}x'}" for k, v in g["peak_memory_growth"].items()
             )
             out.append(f"- omics: {g['cells_growth']:.0f}x the cells, peak memory grew: {grown}.")
+    elif name == "study":
+        for run in data["runs"]:
+            inp, st, jobs = run["inputs"], run["study"], run["jobs"]
+            how = (
+                f"{inp['copies']} copies of a generated {inp['generated_patients']:,}"
+                if inp.get("copies")
+                else "generated"
+            )
+            out.append(
+                f"- study, {size_text(run['size'])} ({how}; {st['persons']:,} persons in the study): "
+                + "; ".join(
+                    f"{job} {jobs[job]['wall_seconds']:.0f} s, peak memory {jobs[job]['peak_rss_gib']:.1f} GiB"
+                    for job in ("build_cohort", "study")
+                )
+                + " (process tree; no peer: OHDSI CohortMethod does not run here)."
+            )
     elif name == "suite_cost":
         out.append(
             f"- suite cost: {data['session_start_seconds']:.0f} s of {data['suite_seconds']:.0f} s "

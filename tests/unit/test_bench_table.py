@@ -95,3 +95,32 @@ def test_omics_block_the_readme_shows_the_largest_size_and_the_docs_every_size_w
     )
     assert "- omics: 4x the cells, peak memory grew: ours (TSV.gz) 1.00x, pandas 4.00x." in full
     assert "peak memory" not in compact and "[docs/benchmarks.md](docs/benchmarks.md)" in compact
+
+
+def test_study_block_shows_time_and_memory_of_both_jobs_and_how_the_lake_was_made(tmp_path: Path) -> None:
+    def run(patients: int, copies: int) -> dict[str, object]:
+        jobs = {
+            "build_cohort": {"wall_seconds": 60.4, "peak_rss_gib": 3.14},
+            "study": {"wall_seconds": 900.0, "peak_rss_gib": 7.56},
+        }
+        inputs = {"generated_patients": patients // copies, **({"copies": copies} if copies > 1 else {})}
+        return {
+            "size": {"patients": patients},
+            "inputs": inputs,
+            "study": {"persons": 870_000},
+            "jobs": jobs,
+            "ratios": {},
+        }
+
+    data = {
+        "name": "study",
+        "machine": {"cores": 2, "memory_gib": 23.4, "load_average_at_start": [0.1, 0, 0]},
+        "runs": [run(20_000, 1), run(1_000_000, 50)],
+    }
+    (tmp_path / "study.json").write_text(json.dumps(data))
+    text = block(tmp_path)
+    assert (
+        "- study, 1,000,000 patients (50 copies of a generated 20,000; 870,000 persons in the study): build_cohort 60 s, "
+        "peak memory 3.1 GiB; study 900 s, peak memory 7.6 GiB" in text
+    )
+    assert "- study, 20,000 patients (generated;" in text
