@@ -4,6 +4,8 @@ formulas worked out in the test (IPTW weights, greedy matching)."""
 
 from __future__ import annotations
 
+from collections import Counter
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -124,12 +126,32 @@ def greedy_reference(lps: np.ndarray, t: np.ndarray, width: float) -> int:
     return made
 
 
-@pytest.mark.slow  # about a minute: a dozen distributed matching rounds, twice
-def test_matching(spark: SparkSession, scored: tuple[pd.DataFrame, dict[str, float]]) -> None:
+def test_greedy_pairs_is_the_sequential_greedy_match() -> None:
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 300, 20_000):
+        lps = rng.normal(0, 1, n).round(3)  # rounded: ties of distance and of logit PS
+        t = (rng.random(n) < 1 / (1 + np.exp(-2 * lps))).astype(int)
+        ids = [f"p{i:06d}" for i in range(n)]
+        tr, co = np.flatnonzero(t == 1), np.flatnonzero(t == 0)
+        args = ([ids[i] for i in co], lps[co].tolist(), 0.05)
+        got_t, got_c, dist = propensity.greedy_pairs([ids[i] for i in tr], lps[tr].tolist(), [1] * len(tr), *args)
+        assert len(got_t) == greedy_reference(lps, t, 0.05), n
+        assert len(set(got_t)) == len(got_t) and len(set(got_c)) == len(got_c)
+        pos = dict(zip(ids, lps, strict=True))
+        assert all(abs(pos[a] - pos[b]) == d <= 0.05 for a, b, d in zip(got_t, got_c, dist, strict=True))
+        two_t, two_c, _ = propensity.greedy_pairs([ids[i] for i in tr], lps[tr].tolist(), [2] * len(tr), *args)
+        assert len(set(two_c)) == len(two_c) and max(Counter(two_t).values(), default=2) <= 2
+        assert set(got_t) <= set(two_t) and len(two_t) >= len(got_t)
+
+
+@pytest.mark.slow  # about half a minute: three distributed matches
+@pytest.mark.parametrize("cells", [1, 12])  # one cell (the sequential greedy) or twelve (shifted grids)
+def test_matching(spark: SparkSession, scored: tuple[pd.DataFrame, dict[str, float]], cells: int) -> None:
     pdf, _ = scored
     sdf = spark.createDataFrame(pdf)
     width = 0.2 * pdf["logit_ps"].std()
-    m = propensity.match(sdf, "treated", "pid", ratio=1, caliper=0.2).toPandas()
+    per_cell = len(pdf) // cells + 1
+    m = propensity.match(sdf, "treated", "pid", ratio=1, caliper=0.2, cell_persons=per_cell).toPandas()
     assert m["pid"].is_unique  # without replacement
     sets = m.groupby("match_set")
     assert (sets["treated"].sum() == 1).all() and (sets.size() == 2).all()
@@ -137,12 +159,35 @@ def test_matching(spark: SparkSession, scored: tuple[pd.DataFrame, dict[str, flo
     tid = m["match_set"].astype(int)
     assert np.max(np.abs(m["logit_ps"].to_numpy() - lps.loc[tid].to_numpy())) <= width + 1e-12
     ref = greedy_reference(pdf["logit_ps"].to_numpy(), pdf["treated"].to_numpy(), width)
+    if cells == 1:
+        assert len(m) // 2 == ref  # one cell: the sequential greedy itself
+    # maximal: no treated person is left unmatched with a comparator still free within the caliper
+    # (across a cell edge too: the shifted grid's rounds make those pairs)
+    left = pdf[~pdf["pid"].isin(m["pid"])]
+    free = np.sort(left.loc[left["treated"] == 0, "logit_ps"].to_numpy())
+    for x in left.loc[left["treated"] == 1, "logit_ps"]:
+        k = np.searchsorted(free, x)
+        near = [abs(free[j] - x) for j in (k - 1, k) if 0 <= j < len(free)]
+        assert not near or min(near) > width, x
     assert abs(len(m) // 2 - ref) <= 0.02 * ref  # as many pairs as sequential greedy, within 2 %
+    if cells > 1:
+        return
     after = balance.summarise(balance.smd(sdf, "treated", COVS), balance.smd(spark.createDataFrame(m), "treated", COVS))
     assert after["max_abs_smd_after"] < 0.1 < after["max_abs_smd_before"]
     m2 = propensity.match(sdf, "treated", "pid", ratio=2, caliper=0.2).toPandas()
     assert m2["pid"].is_unique
     assert m2.groupby("match_set").size().max() == 3 and (m2.groupby("match_set")["treated"].sum() == 1).all()
+
+
+def test_matching_makes_the_pairs_across_cell_edges(spark: SparkSession) -> None:
+    """A treated person just below each edge of the 2-wide cells, its only comparator within the
+    caliper just above it: the grid's cells cannot pair them, the grid shifted by half a cell does."""
+    lps = [0.0, 12.0] + [x for e in (2.0, 4.0, 6.0, 8.0, 10.0) for x in (e - 0.01, e + 0.01)]
+    treated = [0, 0] + [1, 0] * 5
+    sdf = spark.createDataFrame(pd.DataFrame({"pid": range(len(lps)), "treated": treated, "logit_ps": lps, "x": 0.0}))
+    m = propensity.match(sdf, "treated", "pid", ratio=1, caliper=0.05, cell=2.0).toPandas()
+    pairs = {(int(r.match_set), int(r.pid)) for r in m.itertuples() if r.treated == 0}
+    assert pairs == {(i, i + 1) for i in range(2, 12, 2)}
 
 
 def test_separation_and_empty_arm(spark: SparkSession, data: pd.DataFrame) -> None:

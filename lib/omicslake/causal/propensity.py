@@ -11,10 +11,10 @@
 - ``iptw``: inverse probability of treatment weights for the ATE or the ATT, optionally stabilised
   and truncated at a maximum weight.
 - ``match``: 1:k nearest-neighbour matching on the logit PS within a caliper (in SDs of the logit
-  PS), without replacement, distributed: rounds of "each treated person proposes its nearest free
-  comparator within the caliper, each comparator accepts the nearest proposal"; the nearest
-  candidates come from window functions over caliper-wide bins (comparators copied into the two
-  neighbouring bins), so no patient rows reach the driver.
+  PS), without replacement, distributed: the logit-PS axis is cut into cells, each cell matched on an
+  executor by the sequential greedy algorithm (``greedy_pairs``, as CohortMethod matches on one
+  machine), in rounds that alternate the grid with one shifted by half a cell so that pairs across a
+  cell edge are made too; no patient rows reach the driver.
 """
 
 from __future__ import annotations
@@ -200,75 +200,161 @@ def logit_sd(df: DataFrame) -> float:
     return float(row[0]) if row and row[0] is not None else 0.0
 
 
+def greedy_pairs(
+    t_id: Sequence[str],
+    t_l: Sequence[float],
+    t_need: Sequence[int],
+    c_id: Sequence[str],
+    c_l: Sequence[float],
+    width: float,
+) -> tuple[list[str], list[str], list[float]]:
+    """Sequential greedy nearest-neighbour matching without replacement, on one machine: in sweeps
+    (one per comparator a treated person still needs), each treated person in order of logit PS
+    (then id) takes the nearest free comparator within ``width`` (the lower one on a tie). Returns
+    (treated ids, comparator ids, distances) of the pairs made. Free comparators are a sorted array
+    whose taken entries are skipped by path-compressed "next free" links, so each pick is a binary
+    search plus amortised constant work."""
+    import numpy as np
+
+    c_order = np.lexsort((np.asarray(c_id, dtype=object), np.asarray(c_l, dtype=float)))
+    cl = np.asarray(c_l, dtype=float)[c_order]
+    cid = [c_id[i] for i in c_order]
+    n = len(cl)
+    right = list(range(n + 1))  # right[i]: the first free index >= i (n: none)
+    left = list(range(-1, n))  # left[i + 1]: the last free index <= i (-1: none)
+
+    def find(links: list[int], i: int, shift: int) -> int:
+        root = i
+        while links[root + shift] != root:
+            root = links[root + shift]
+        while links[i + shift] != root:  # path compression
+            links[i + shift], i = root, links[i + shift]
+        return root
+
+    t_order = np.lexsort((np.asarray(t_id, dtype=object), np.asarray(t_l, dtype=float)))
+    need = {int(i): int(t_need[i]) for i in t_order}
+    out_t: list[str] = []
+    out_c: list[str] = []
+    out_d: list[float] = []
+    for _ in range(max(need.values(), default=0)):
+        made = 0
+        for i in t_order:
+            if need[int(i)] <= 0:
+                continue
+            x = float(t_l[i])
+            k = int(np.searchsorted(cl, x, side="left"))  # cl[k - 1] < x <= cl[k]
+            lo = find(left, k - 1, 1) if k > 0 else -1
+            hi = find(right, k, 0) if k < n else n
+            dp = x - cl[lo] if lo >= 0 else math.inf
+            dn = cl[hi] - x if hi < n else math.inf
+            j, d = (lo, dp) if dp <= dn else (hi, dn)
+            if d > width:
+                continue
+            out_t.append(t_id[i])
+            out_c.append(cid[j])
+            out_d.append(float(d))
+            need[int(i)] -= 1
+            made += 1
+            right[j] = j + 1  # j taken: links skip it
+            left[j + 1] = j - 1
+        if made == 0:
+            break
+    return out_t, out_c, out_d
+
+
 def match(
     df: DataFrame,
     treatment: str,
     id_col: str,
     ratio: int = 1,
     caliper: float = 0.2,
-    max_rounds: int = 50,
+    max_rounds: int = 8,
+    cell_persons: int = 100_000,
+    cell: float | None = None,
 ) -> DataFrame:
     """1:``ratio`` matching without replacement on ``logit_ps`` within ``caliper`` SDs of the logit
     PS. Returns the matched rows of df with ``match_set`` (the id of the treated person of the set,
     as a string) and ``match_distance``; treated persons without a comparator within the caliper are
-    dropped. Distributed rounds (see the module docstring) until no proposal is accepted."""
+    dropped.
+
+    Distributed without collecting persons: the logit-PS axis is cut into cells of equal width (at
+    least four calipers, about ``cell_persons`` persons each on average; or ``cell`` wide, at least
+    four calipers), and in each cell, on an
+    executor, ``greedy_pairs`` matches sequentially as CohortMethod does on one machine. Two persons
+    within a caliper of each other lie in one cell of the grid or of the grid shifted by half a cell,
+    so rounds alternate the two grids, each matching the treated persons still in need to the
+    comparators still free, until a round makes no pair (at most ``max_rounds``). Only persons near
+    a cell edge can end up with another partner than one sequential pass over everybody gives."""
+    from pyspark.sql import types as T
+
     width = caliper * logit_sd(df)
     if width <= 0:
         raise ValueError("matching: the logit PS has no spread (every person has the same propensity)")
     t = F.col(treatment) == 1
-    # a checkpoint of the three columns matching needs: the rounds below re-plan them many times
     base = df.select(
         F.col(id_col).cast("string").alias("_id"), F.col("logit_ps").alias("_l"), t.alias("_t")
     ).localCheckpoint()
+    stats = base.agg(F.min("_l"), F.max("_l"), F.count(F.lit(1))).first()
+    assert stats is not None
+    lo, hi, n = float(stats[0]), float(stats[1]), int(stats[2])
+    cell = max(4 * width, cell or (hi - lo) / max(1, math.ceil(n / cell_persons)))
     treated = base.where("_t").select("_id", "_l", F.lit(ratio).alias("_need"))
     free = base.where("NOT _t").select("_id", "_l")
+    schema = T.StructType(
+        [T.StructField(c, T.StringType()) for c in ("_tid", "_cid")] + [T.StructField("_dist", T.DoubleType())]
+    )
+
+    def pairs_in_cell(pdf):  # type: ignore[no-untyped-def]
+        import pandas as pd
+
+        tr, co = pdf[pdf["_is_t"] == 1], pdf[pdf["_is_t"] == 0]
+        got = greedy_pairs(
+            tr["_id"].tolist(), tr["_l"].tolist(), tr["_need"].tolist(), co["_id"].tolist(), co["_l"].tolist(), width
+        )
+        return pd.DataFrame(
+            {
+                "_tid": pd.Series(got[0], dtype=object),
+                "_cid": pd.Series(got[1], dtype=object),
+                "_dist": pd.Series(got[2], dtype="float64"),
+            }
+        )
+
     pairs: DataFrame | None = None
-    spark = df.sparkSession
     rounds = 0
     for rnd in range(max_rounds):
-        tr = treated.where("_need > 0").withColumn("_bin", F.floor(F.col("_l") / width))
-        cands = free.withColumn("_b0", F.floor(F.col("_l") / width)).select(
-            "_id", "_l", F.explode(F.array(F.col("_b0") - 1, F.col("_b0"), F.col("_b0") + 1)).alias("_bin")
+        shift = cell / 2 if rnd % 2 else 0.0
+        in_cell = F.floor((F.col("_l") - F.lit(lo - shift)) / F.lit(cell)).alias("_cell")
+        both = (
+            treated.where("_need > 0")
+            .select("_id", "_l", "_need", F.lit(1).alias("_is_t"), in_cell)
+            .unionByName(free.select("_id", "_l", F.lit(0).alias("_need"), F.lit(0).alias("_is_t"), in_cell))
         )
-        both = tr.select("_id", "_l", "_bin", F.lit(1).alias("_is_t")).unionByName(
-            cands.select("_id", "_l", "_bin", F.lit(0).alias("_is_t"))
-        )
-        # order: by logit PS, comparators before treated on ties, then by id (deterministic)
-        w = Window.partitionBy("_bin").orderBy("_l", "_is_t", "_id")
-        before = w.rowsBetween(Window.unboundedPreceding, -1)
-        after = w.rowsBetween(1, Window.unboundedFollowing)
-        c_id, c_l = F.when(F.col("_is_t") == 0, F.col("_id")), F.when(F.col("_is_t") == 0, F.col("_l"))
-        near = (
-            both.withColumn("_pid", F.last(c_id, ignorenulls=True).over(before))
-            .withColumn("_pl", F.last(c_l, ignorenulls=True).over(before))
-            .withColumn("_nid", F.first(c_id, ignorenulls=True).over(after))
-            .withColumn("_nl", F.first(c_l, ignorenulls=True).over(after))
-            .where("_is_t = 1")
-        )
-        dp, dn = F.col("_l") - F.col("_pl"), F.col("_nl") - F.col("_l")
-        prop = near.select(
-            F.col("_id").alias("_tid"),
-            F.when(F.col("_nl").isNull() | (dp <= dn), F.col("_pid")).otherwise(F.col("_nid")).alias("_cid"),
-            F.when(F.col("_nl").isNull() | (dp <= dn), dp).otherwise(dn).alias("_dist"),
-        ).where(F.col("_cid").isNotNull() & (F.col("_dist") <= width))
-        best = Window.partitionBy("_cid").orderBy("_dist", "_tid")
-        accepted = prop.withColumn("_r", F.row_number().over(best)).where("_r = 1").drop("_r").localCheckpoint()
+        accepted = both.groupBy("_cell").applyInPandas(pairs_in_cell, schema).localCheckpoint()
         n_new = accepted.count()
         rounds = rnd + 1
-        if n_new == 0:
+        log.info("matching round %d (grid shifted by %.3g): %d pairs", rounds, shift, n_new)
+        if n_new == 0 and rnd > 0:  # both grids tried
             break
+        if n_new == 0:
+            continue
         pairs = accepted if pairs is None else pairs.unionByName(accepted)
         free = free.join(accepted.select(F.col("_cid").alias("_id")), "_id", "left_anti")
-        treated = treated.join(
-            accepted.select(F.col("_tid").alias("_id"), F.lit(1).alias("_got")), "_id", "left"
-        ).select("_id", "_l", (F.col("_need") - F.coalesce(F.col("_got"), F.lit(0))).alias("_need"))
-        if rounds % 4 == 0:  # keep the plans short
-            pairs, free, treated = pairs.localCheckpoint(), free.localCheckpoint(), treated.localCheckpoint()
-    if rounds == max_rounds:
-        log.warning("matching stopped after max_rounds=%d rounds with proposals still accepted", max_rounds)
+        # a union and a sum, not a left join: Spark estimates a join's size as the product of its
+        # sides' and a checkpoint keeps its plan's estimate, so joined round after round the estimate's
+        # digits would double every round (the planner then spends minutes in BigInteger products)
+        took = accepted.groupBy(F.col("_tid").alias("_id")).agg((-F.count(F.lit(1))).cast("int").alias("_need"))
+        treated = (
+            treated.unionByName(took.select("_id", F.lit(None).cast("double").alias("_l"), "_need"))
+            .groupBy("_id")
+            .agg(F.max("_l").alias("_l"), F.sum("_need").cast("int").alias("_need"))
+            .localCheckpoint()
+        )
+        free = free.localCheckpoint()
+    else:
+        log.warning("matching stopped after max_rounds=%d rounds with pairs still being made", max_rounds)
     log.info("matching: %d rounds", rounds)
     if pairs is None:
-        return spark.createDataFrame([], df.schema.add("match_set", "string").add("match_distance", "double"))
+        return df.sparkSession.createDataFrame([], df.schema.add("match_set", "string").add("match_distance", "double"))
     members = pairs.select(
         F.col("_tid").alias("_mid"), F.col("_tid").alias("match_set"), F.lit(0.0).alias("match_distance")
     ).distinct()
