@@ -462,6 +462,11 @@ def generate(spark: SparkSession, g: GenerateConfig, out: Path, reference: str, 
             # the planted natural effects on the mediated outcome over every patient, and over those whose
             # exposure the EHR files hold (a study's population is a subset: truth/exposure.csv's
             # mediated_y<t><m> average over any subset exactly)
+            # the marginal HRs over the patients whose exposure the EHR files hold (what IPTW for the ATE
+            # estimates; TRUE_HR is conditional on the covariates); none when the files hold no exposure
+            "true_marginal_hr_in_ehr": exposure.marginal_hrs(exposed, seed, F.col("in_ehr") == 1)
+            if g.exposure_share > 0
+            else None,
             **{
                 f"mediation_truth{suffix}": truth
                 for suffix, truth in exposure.mediation_truths(

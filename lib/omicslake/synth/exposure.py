@@ -265,6 +265,43 @@ def mediation_truths(sim: DataFrame, subsets: dict[str, Column]) -> dict[str, di
     return out
 
 
+def potential_outcomes(sim: DataFrame, seed: int, name: str) -> DataFrame:
+    """Both potential outcomes of every person of ``sim`` (``simulate``'s rows, the same ``seed``) for
+    ``name`` ('outcome' or 'modified'): rows (idx, arm, days, event), arm 0 without and 1 with the drug,
+    from the same uniform and follow-up the simulation draws from (a person's row of their own arm is
+    their simulated outcome)."""
+    hrs = {"outcome": F.lit(TRUE_HR), "modified": F.when(F.col("sex") == "F", MODIFIED_HR_FEMALE).otherwise(1.0)}
+    untreated = _time(seed, name, F.lit(BASE_HAZARD_PER_DAY) * F.exp(_confounders(RISK)))
+    arms = []
+    for arm, tt in ((0, untreated), (1, untreated / hrs[name])):
+        event = tt <= F.col("follow_up_days")
+        days = F.when(event, F.greatest(F.ceil(tt), F.lit(1))).otherwise(F.col("follow_up_days"))
+        arms.append(
+            sim.select("idx", F.lit(arm).alias("arm"), days.cast("int").alias("days"), event.cast("int").alias("event"))
+        )
+    return arms[0].unionByName(arms[1])
+
+
+def marginal_hrs(sim: DataFrame, seed: int, where: Column | None = None) -> dict[str, float] | None:
+    """The planted marginal hazard ratios of the outcome and the modified outcome over the persons of
+    ``sim`` (``simulate``'s rows with the same ``seed``; ``where``: those matching it), None without
+    persons. ``TRUE_HR`` is conditional on the covariates; a hazard ratio is not collapsible, so the
+    ratio between the whole population treated and the whole population untreated (what IPTW for the
+    ATE estimates) lies nearer 1. Computed as defined: a Cox model of the arm (``causal.cox``, Efron
+    ties) on both potential outcomes of every person (``potential_outcomes``)."""
+    from omicslake.causal import cox
+
+    rows = sim if where is None else sim.where(where)
+    if not rows.limit(1).count():
+        return None
+    return {
+        name: float(
+            cox.fit(potential_outcomes(rows, seed, name), "days", "event", ["arm"], ties="efron").summary()[0]["hr"]
+        )
+        for name in ("outcome", "modified")
+    }
+
+
 def lines(df: DataFrame) -> DataFrame:
     """``simulate``'s rows as CSV lines (idx, line) in the order of ``columns``."""
     from omicslake.synth.writers import csv_line
