@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+from pyspark import StorageLevel
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
@@ -102,6 +103,10 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
     features = features.repartition(
         max(spark.sparkContext.defaultParallelism, math.ceil(nbytes / (t.partition_mib * 2**20)))
     )
+    # the two cached frames hold the values twice over (QC'd, normalised): past a GiB of values they go to
+    # local disk only, so that they do not compete with the Parquet writers for the heap (an 80,000 x 5,000
+    # assay ran a 6 GiB driver out of heap writing silver with both held in memory)
+    level = StorageLevel.DISK_ONLY if nbytes > 2**30 else StorageLevel.MEMORY_AND_DISK
     passing = qc.passing
     if not passing:
         raise InputError(
@@ -113,7 +118,7 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
             features.select("assay", "assay_type", "feature_id", "feature_meta", "values", "line")
             .transform(N.subset(passing))
             .transform(N.feature_qc(kind, t))
-            .cache()
+            .persist(level)
         )
         kept = f.where(F.col("rule").isNull()).drop("rule", "reason")
         norm, extra = N.normalise(kept, len(passing), kind, t, qc.total[passing])
@@ -122,7 +127,7 @@ def _one_assay(spark: SparkSession, cfg: Config, lake: Lake, assay: str, samples
             F.when(F.coalesce(F.col("variance"), F.lit(0.0)) < t.min_variance, F.lit("low_variance"))
             if t.min_variance > 0
             else F.lit(None),
-        ).cache()
+        ).persist(level)
         return f, norm, extra
 
     f, norm, extra = normalised(passing)
