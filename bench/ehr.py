@@ -173,8 +173,7 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 11, peers: 
     )
     with timer("generate"):
         if not (landing / "manifest.json").exists():
-            r = execute(spark, gen_cfg, "generate")
-            assert r.status == "succeeded", r.error
+            execute(spark, gen_cfg, "generate")  # raises on failure
     synthea = landing / "synthea"
     inputs: dict[str, Any] = {"patients": patients, "seed": seed, "messy": True, "generated_patients": generated}
     if copies > 1:

@@ -27,9 +27,11 @@ import shutil
 import sys
 from pathlib import Path
 from typing import Any
+from unittest import mock
 
 from bench.common import Timer
 from bench.ehr import _job, plan
+from bench.scale import SILVER
 
 GENERATE_LIMIT = 20_000  # above: replicate the silver layer of a generated cohort of at most this size
 STUDY = "new_vs_old_drug"
@@ -62,21 +64,12 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 16, peers: 
     )
     key = os.environ.get(cfg.jobs.conform_ehr.key_env) or secrets.token_hex(32)  # synthetic patients
     env = {cfg.jobs.conform_ehr.key_env: key}
-    # the generated lake up to silver, once per work folder (setup, not measured)
+    # the generated lake up to silver, once per work folder (setup, not measured; execute raises on failure)
     if not Lake(spark, gen_cfg).exists("silver.person"):
-        old = os.environ.get(cfg.jobs.conform_ehr.key_env)
-        os.environ[cfg.jobs.conform_ehr.key_env] = key
-        try:
+        with mock.patch.dict(os.environ, env):
             for job in ("generate", "ingest_ehr", "conform_ehr"):
                 with timer(job):
-                    r = execute(spark, gen_cfg, job)
-                    if r.status != "succeeded":
-                        raise RuntimeError(f"{job} on {gen_root}: {r.status}: {r.error}")
-        finally:
-            if old is None:
-                os.environ.pop(cfg.jobs.conform_ehr.key_env)
-            else:
-                os.environ[cfg.jobs.conform_ehr.key_env] = old
+                    execute(spark, gen_cfg, job)
     inputs: dict[str, Any] = {"patients": patients, "seed": seed, "generated_patients": generated, "study": STUDY}
     lake_root = work / f"study-lake-{patients}"
     shutil.rmtree(lake_root, ignore_errors=True)  # build_cohort and the study run on a fresh gold layer
@@ -87,7 +80,7 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 16, peers: 
         inputs.update(mode="replicated", copies=copies)
     else:
         shutil.copytree(gen_root, lake_root)
-        silver = {t: Lake(spark, lake_cfg).read(t).count() for t in (f"silver.{n}" for n in _silver())}
+        silver = {f"silver.{t}": Lake(spark, lake_cfg).read(f"silver.{t}").count() for t in SILVER}
         inputs["mode"] = "generated"
     inputs["silver_rows"] = silver
 
@@ -142,9 +135,3 @@ def summarize(runs: list[dict[str, Any]]) -> dict[str, Any]:
         "growth_per_10x": {k: growth_per_10x(sizes, [r["seconds"].get(k) for r in runs]) for k in (*JOBS, "both")},
         "peak_rss_gib": {k: [r["jobs"][k]["peak_rss_gib"] for r in runs] for k in JOBS},
     }
-
-
-def _silver() -> list[str]:
-    from bench.scale import SILVER
-
-    return SILVER

@@ -194,12 +194,6 @@ def iptw(
     return df.withColumn("weight", w)
 
 
-def logit_sd(df: DataFrame) -> float:
-    """The standard deviation of logit_ps over the rows (the caliper's unit)."""
-    row = df.agg(F.stddev("logit_ps")).first()
-    return float(row[0]) if row and row[0] is not None else 0.0
-
-
 def greedy_pairs(
     t_id: Sequence[str],
     t_l: Sequence[float],
@@ -232,14 +226,14 @@ def greedy_pairs(
         return root
 
     t_order = np.lexsort((np.asarray(t_id, dtype=object), np.asarray(t_l, dtype=float)))
-    need = {int(i): int(t_need[i]) for i in t_order}
+    need = np.asarray(t_need, dtype=np.int64)
     out_t: list[str] = []
     out_c: list[str] = []
     out_d: list[float] = []
-    for _ in range(max(need.values(), default=0)):
+    for _ in range(int(need.max(initial=0))):
         made = 0
         for i in t_order:
-            if need[int(i)] <= 0:
+            if need[i] <= 0:
                 continue
             x = float(t_l[i])
             k = int(np.searchsorted(cl, x, side="left"))  # cl[k - 1] < x <= cl[k]
@@ -253,7 +247,7 @@ def greedy_pairs(
             out_t.append(t_id[i])
             out_c.append(cid[j])
             out_d.append(float(d))
-            need[int(i)] -= 1
+            need[i] -= 1
             made += 1
             right[j] = j + 1  # j taken: links skip it
             left[j + 1] = j - 1
@@ -279,24 +273,23 @@ def match(
 
     Distributed without collecting persons: the logit-PS axis is cut into cells of equal width (at
     least four calipers, about ``cell_persons`` persons each on average; or ``cell`` wide, at least
-    four calipers), and in each cell, on an
-    executor, ``greedy_pairs`` matches sequentially as CohortMethod does on one machine. Two persons
+    four calipers), and in each cell, on an executor, ``greedy_pairs`` matches sequentially as CohortMethod does on one machine. Two persons
     within a caliper of each other lie in one cell of the grid or of the grid shifted by half a cell,
     so rounds alternate the two grids, each matching the treated persons still in need to the
     comparators still free, until a round makes no pair (at most ``max_rounds``). Only persons near
     a cell edge can end up with another partner than one sequential pass over everybody gives."""
     from pyspark.sql import types as T
 
-    width = caliper * logit_sd(df)
-    if width <= 0:
-        raise ValueError("matching: the logit PS has no spread (every person has the same propensity)")
     t = F.col(treatment) == 1
     base = df.select(
         F.col(id_col).cast("string").alias("_id"), F.col("logit_ps").alias("_l"), t.alias("_t")
     ).localCheckpoint()
-    stats = base.agg(F.min("_l"), F.max("_l"), F.count(F.lit(1))).first()
+    stats = base.agg(F.stddev("_l"), F.min("_l"), F.max("_l"), F.count(F.lit(1))).first()
     assert stats is not None
-    lo, hi, n = float(stats[0]), float(stats[1]), int(stats[2])
+    width = caliper * float(stats[0] or 0.0)  # the caliper is in SDs of the logit PS
+    if width <= 0:
+        raise ValueError("matching: the logit PS has no spread (every person has the same propensity)")
+    lo, hi, n = float(stats[1]), float(stats[2]), int(stats[3])
     cell = max(4 * width, cell or (hi - lo) / max(1, math.ceil(n / cell_persons)))
     treated = base.where("_t").select("_id", "_l", F.lit(ratio).alias("_need"))
     free = base.where("NOT _t").select("_id", "_l")
@@ -333,9 +326,9 @@ def match(
         n_new = accepted.count()
         rounds = rnd + 1
         log.info("matching round %d (grid shifted by %.3g): %d pairs", rounds, shift, n_new)
-        if n_new == 0 and rnd > 0:  # both grids tried
-            break
         if n_new == 0:
+            if rnd > 0:  # the other grid's round made its cells maximal and nothing changed since
+                break
             continue
         pairs = accepted if pairs is None else pairs.unionByName(accepted)
         free = free.join(accepted.select(F.col("_cid").alias("_id")), "_id", "left_anti")

@@ -46,16 +46,8 @@ SPEC = JobSpec(
 )
 NAME = SPEC.name
 log = logging.getLogger(__name__)
-TABLES = (
-    "estimates",
-    "balance",
-    "ps",
-    "incidence",
-    "km",
-    "modification",
-    "attrition",
-    "mediation",
-)  # gold.study_<name>_<table>
+# gold.study_<name>_<table>
+TABLES = ("estimates", "balance", "ps", "incidence", "km", "modification", "attrition", "mediation")
 
 
 def _end_of_data(cfg: Config, drugs: DataFrame, conditions: DataFrame) -> Any:

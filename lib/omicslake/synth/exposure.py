@@ -149,6 +149,25 @@ def _truth_columns(df: DataFrame) -> DataFrame:
     return df.select("*", *[integrate(eta).alias(c) for c, eta in etas.items()])
 
 
+def _rate(name: str, t: Column) -> Column:
+    """The daily hazard of outcome ``name`` of a person under treatment ``t`` (0/1)."""
+    risk = _confounders(RISK)
+    if name == "outcome":
+        return F.lit(BASE_HAZARD_PER_DAY) * F.exp(risk + F.lit(math.log(TRUE_HR)) * t)
+    if name == "modified":
+        female = (F.col("sex") == "F").cast("int")
+        return F.lit(BASE_HAZARD_PER_DAY) * F.exp(risk + F.lit(math.log(MODIFIED_HR_FEMALE)) * t * female)
+    return F.lit(NC_BASE_HAZARD_PER_DAY) * F.exp(risk)  # a negative control: the drug changes nothing
+
+
+def _observed(tt: Column) -> tuple[Column, Column]:
+    """(days, event) of an event time ``tt`` under the person's follow-up: whole days >= 1 to the event,
+    or to the end of follow-up without it."""
+    event = tt <= F.col("follow_up_days")
+    days = F.when(event, F.greatest(F.ceil(tt), F.lit(1))).otherwise(F.col("follow_up_days"))
+    return days.cast("int"), event.cast("int")
+
+
 def _time(seed: int, name: str, rate: Column) -> Column:
     u = F.greatest(uniform(seed, f"{STREAM}:{name}", "idx"), F.lit(1e-300))
     return -F.log(u) / rate
@@ -174,22 +193,10 @@ def simulate(people: DataFrame, seed: int, share: float = 0.0) -> DataFrame:
         follow_up = F.least(follow_up, F.coalesce(died, follow_up))
     df = df.withColumn("follow_up_days", follow_up.cast("int"))
     df = df.withColumn("in_ehr", (uniform(s, f"{STREAM}:share", "idx") < F.lit(float(share))).cast("int"))
-    risk = _confounders(RISK)
     t = F.col("treated")
-    female = (F.col("sex") == "F").cast("int")
-    rates = {
-        "outcome": F.lit(BASE_HAZARD_PER_DAY) * F.exp(risk + F.lit(math.log(TRUE_HR)) * t),
-        "modified": F.lit(BASE_HAZARD_PER_DAY) * F.exp(risk + F.lit(math.log(MODIFIED_HR_FEMALE)) * t * female),
-        **{nc: F.lit(NC_BASE_HAZARD_PER_DAY) * F.exp(risk) for nc in NEGATIVE_CONTROLS},
-    }
-    for name, rate in rates.items():
-        tt = _time(s, name, rate)
-        df = df.withColumn(f"{name}_event", (tt <= F.col("follow_up_days")).cast("int")).withColumn(
-            f"{name}_days",
-            F.when(tt <= F.col("follow_up_days"), F.greatest(F.ceil(tt), F.lit(1)))
-            .otherwise(F.col("follow_up_days"))
-            .cast("int"),
-        )
+    for name in ("outcome", "modified", *NEGATIVE_CONTROLS):
+        days, event = _observed(_time(s, name, _rate(name, t)))
+        df = df.withColumn(f"{name}_event", event).withColumn(f"{name}_days", days)
     # the mediator and the mediated outcome (streams exposure:mediator*: nothing above changes)
     ldl = _mediator_mean(t) + normal(s, f"{STREAM}:mediator", "idx", sd=MEDIATOR["sd"])
     df = df.withColumn("_ldl", ldl).withColumn(MEDIATOR_COLUMN, F.round(F.col("_ldl"), 1))
@@ -270,15 +277,10 @@ def potential_outcomes(sim: DataFrame, seed: int, name: str) -> DataFrame:
     ``name`` ('outcome' or 'modified'): rows (idx, arm, days, event), arm 0 without and 1 with the drug,
     from the same uniform and follow-up the simulation draws from (a person's row of their own arm is
     their simulated outcome)."""
-    hrs = {"outcome": F.lit(TRUE_HR), "modified": F.when(F.col("sex") == "F", MODIFIED_HR_FEMALE).otherwise(1.0)}
-    untreated = _time(seed, name, F.lit(BASE_HAZARD_PER_DAY) * F.exp(_confounders(RISK)))
     arms = []
-    for arm, tt in ((0, untreated), (1, untreated / hrs[name])):
-        event = tt <= F.col("follow_up_days")
-        days = F.when(event, F.greatest(F.ceil(tt), F.lit(1))).otherwise(F.col("follow_up_days"))
-        arms.append(
-            sim.select("idx", F.lit(arm).alias("arm"), days.cast("int").alias("days"), event.cast("int").alias("event"))
-        )
+    for arm in (0, 1):
+        days, event = _observed(_time(seed, name, _rate(name, F.lit(arm))))
+        arms.append(sim.select("idx", F.lit(arm).alias("arm"), days.alias("days"), event.alias("event")))
     return arms[0].unionByName(arms[1])
 
 
