@@ -17,7 +17,9 @@ from __future__ import annotations
 import datetime as dt
 import glob
 import logging
-from collections.abc import Sequence
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -78,6 +80,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     contracts = (load_contract("bronze.variants"), load_contract("bronze.vcf_samples"))
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     stats: dict[str, Any] = {"files": 0, "skipped_files": 0, "variants": 0, "invalid_records": 0, "failed_files": 0}
+    stats["seconds"] = {}  # per stage, summed over the files: where an ingest spends its time
     refused: list[tuple[Path, str]] = []
     for path in input_files(cfg):
         # Each file is its own unit: a refused file leaves nothing in the lake and is recorded in
@@ -123,6 +126,16 @@ def _refuse(lake: Lake, path: Path, error: str, now: dt.datetime) -> None:
     ledger.record(lake, [row])
 
 
+@contextmanager
+def _stage(stats: dict[str, Any], name: str) -> Iterator[None]:
+    """Add the block's wall seconds to ``stats["seconds"][name]``."""
+    t = time.monotonic()
+    try:
+        yield
+    finally:
+        stats["seconds"][name] = round(stats["seconds"].get(name, 0.0) + time.monotonic() - t, 3)
+
+
 def _ingest_vcf(
     spark: SparkSession,
     cfg: Config,
@@ -151,17 +164,20 @@ def _ingest_vcf(
             f"Recompress it: `zcat {path.name} | bgzip > {path.stem}.bgz` (from htslib/tabix), or set "
             "jobs.ingest_vcf.allow_plain_gzip=true to read it on one core."
         )
-    digest = sha256(path)
+    with _stage(stats, "digest"):
+        digest = sha256(path)
     if digest in done:
         log.info("%s: already ingested (sha256 %s...), skipped", path.name, digest[:12])
         stats["skipped_files"] += 1
         return
-    ledger.discard_partial(lake, digest, _FILE_TABLES)
-    vcf.check_container(path, kind)
-    header = vcf.check_header(path, kind)
+    with _stage(stats, "container_and_header"):
+        ledger.discard_partial(lake, digest, _FILE_TABLES)
+        vcf.check_container(path, kind)
+        header = vcf.check_header(path, kind)
     try:
         records = vcf.text_records(path, kind, parts, header.lines)
-        n_text, keys, contigs = vcf.text_stats(records) if c.text_checks else (None, set(), set())
+        with _stage(stats, "text_pass"):
+            n_text, keys, contigs = vcf.text_stats(records) if c.text_checks else (None, set(), set())
         problem = vcf.contig_problem(path, contigs, reference, dict(c.contig_recoding))
         if problem is not None:
             raise problem
@@ -172,13 +188,14 @@ def _ingest_vcf(
                 "and would be dropped silently. Declare them (`bcftools annotate --header-lines`) and rerun, "
                 "or set jobs.ingest_vcf.text_checks=false to drop them knowingly."
             )
-        mt = vcf.import_vcf(path, kind, reference, dict(c.contig_recoding), parts)
-        rows = vcf.variant_rows(mt, vcf.record_rules(mt, header, c.max_alleles))
-        written = lake.write(
-            _bronze_rows(rows.to_spark(flatten=False), path, digest, lake.run_id, now, variants_contract),
-            "bronze.variants",
-            mode="append",
-        )
+        with _stage(stats, "hail_import_to_bronze"):
+            mt = vcf.import_vcf(path, kind, reference, dict(c.contig_recoding), parts)
+            rows = vcf.variant_rows(mt, vcf.record_rules(mt, header, c.max_alleles))
+            written = lake.write(
+                _bronze_rows(rows.to_spark(flatten=False), path, digest, lake.run_id, now, variants_contract),
+                "bronze.variants",
+                mode="append",
+            )
     except InputError:
         raise
     except (FatalError, Py4JJavaError) as exc:  # Hail's JVM side on a record it cannot parse
@@ -195,65 +212,70 @@ def _ingest_vcf(
             )
         raise err from None
     n_variants = written.rows
-    samples = spark.createDataFrame(
-        [(s, i, str(path), digest, reference, n_variants, lake.run_id, now) for i, s in enumerate(header.samples)],
-        samples_contract.struct(),
-    )
-    lake.write(samples, "bronze.vcf_samples", mode="append")
-    mine = (
-        lake.read("bronze.variants")
-        .where(F.col("file_sha256") == digest)
-        .select(*vcf.SITE, "rsid", "qual", "filters", "_invalid_rule", "_invalid_reason")
-    )
-    flagged = mine.where(F.col("_invalid_rule").isNotNull())
-    skipped = None
-    if n_text is not None and (n_text != n_variants or flagged.limit(1).count()):
-        # The line of each flagged record, and the records Hail skipped (e.g. a REF that is not
-        # a base): named, never dropped silently. Only when there is something to name.
-        text = records.key_by().select("contig", "position", "ref", "alts", "line").to_spark()
-        located, skipped = vcf.match_lines(text, mine if n_text != n_variants else flagged, dict(c.contig_recoding))
-        flagged = located.where(F.col("_invalid_rule").isNotNull())
-    else:
-        flagged = flagged.withColumn("line", F.lit(None).cast("bigint"))
-    if skipped is None or n_text == n_variants:
-        skipped = spark.createDataFrame([], "contig string, position int, ref string, alts array<string>, line bigint")
-    n_q = quarantine.write(
-        lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, skipped, str(path), digest, lake.run_id)
-    )
-    if n_text is not None:
-        # Counted again from the tables as written: text records = bronze rows + unparsed records.
-        n_unparsed = (
-            lake.read("quarantine.vcf_variants")
-            .where((F.col("file_sha256") == digest) & (F.col("rule") == "unparsed_record"))
-            .count()
-            if lake.exists("quarantine.vcf_variants")
-            else 0
+    with _stage(stats, "samples"):
+        samples = spark.createDataFrame(
+            [(s, i, str(path), digest, reference, n_variants, lake.run_id, now) for i, s in enumerate(header.samples)],
+            samples_contract.struct(),
         )
-        if n_text != n_variants + n_unparsed:
-            ledger.discard_partial(lake, digest, _FILE_TABLES)
-            raise ReconciliationError(
-                f"{path}: {n_text} records in the text but {n_variants} rows in bronze.variants and {n_unparsed} "
-                "unparsed records in quarantine.vcf_variants; the file's rows were taken out again. Report this "
-                "with the file (a record Hail reads differently from its text)."
+        lake.write(samples, "bronze.vcf_samples", mode="append")
+    with _stage(stats, "quarantine_and_reconcile"):
+        mine = (
+            lake.read("bronze.variants")
+            .where(F.col("file_sha256") == digest)
+            .select(*vcf.SITE, "rsid", "qual", "filters", "_invalid_rule", "_invalid_reason")
+        )
+        flagged = mine.where(F.col("_invalid_rule").isNotNull())
+        skipped = None
+        if n_text is not None and (n_text != n_variants or flagged.limit(1).count()):
+            # The line of each flagged record, and the records Hail skipped (e.g. a REF that is not
+            # a base): named, never dropped silently. Only when there is something to name.
+            text = records.key_by().select("contig", "position", "ref", "alts", "line").to_spark()
+            located, skipped = vcf.match_lines(text, mine if n_text != n_variants else flagged, dict(c.contig_recoding))
+            flagged = located.where(F.col("_invalid_rule").isNotNull())
+        else:
+            flagged = flagged.withColumn("line", F.lit(None).cast("bigint"))
+        if skipped is None or n_text == n_variants:
+            skipped = spark.createDataFrame(
+                [], "contig string, position int, ref string, alts array<string>, line bigint"
             )
-    ledger.record(
-        lake,
-        [
-            ledger.row(
-                "bronze.variants",
-                "vcf",
-                str(path),
-                digest,
-                path.stat().st_size,
-                path.parent.name,
-                n_variants,
-                n_text,
-                0,
-                lake.run_id,
-                now,
+        n_q = quarantine.write(
+            lake, "quarantine.vcf_variants", vcf.quarantine_rows(flagged, skipped, str(path), digest, lake.run_id)
+        )
+        if n_text is not None:
+            # Counted again from the tables as written: text records = bronze rows + unparsed records.
+            n_unparsed = (
+                lake.read("quarantine.vcf_variants")
+                .where((F.col("file_sha256") == digest) & (F.col("rule") == "unparsed_record"))
+                .count()
+                if lake.exists("quarantine.vcf_variants")
+                else 0
             )
-        ],
-    )
+            if n_text != n_variants + n_unparsed:
+                ledger.discard_partial(lake, digest, _FILE_TABLES)
+                raise ReconciliationError(
+                    f"{path}: {n_text} records in the text but {n_variants} rows in bronze.variants and {n_unparsed} "
+                    "unparsed records in quarantine.vcf_variants; the file's rows were taken out again. Report this "
+                    "with the file (a record Hail reads differently from its text)."
+                )
+    with _stage(stats, "ledger"):
+        ledger.record(
+            lake,
+            [
+                ledger.row(
+                    "bronze.variants",
+                    "vcf",
+                    str(path),
+                    digest,
+                    path.stat().st_size,
+                    path.parent.name,
+                    n_variants,
+                    n_text,
+                    0,
+                    lake.run_id,
+                    now,
+                )
+            ],
+        )
     stats["files"] += 1
     stats["variants"] += n_variants
     stats["invalid_records"] += n_q
