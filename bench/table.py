@@ -98,8 +98,8 @@ def size_text(size: dict[str, int]) -> str:
 
 
 def notes(data: dict[str, Any]) -> list[str]:
-    """The lines under the table a result file adds besides its ratios: held-out AUROC of each model
-    (models), growth per 10x data, the size where Spark overtakes DuckDB and whether both sides' silver
+    """The lines under the table a result file adds besides its ratios: our job's stage times (gwas, with
+    its agreement with plink2; ingest_vcf), held-out AUROC of each model (models), growth per 10x data, the size where Spark overtakes DuckDB and whether both sides' silver
     row counts agree (ehr), time and peak memory of build_cohort and the study (study), the share of the
     test suite spent starting sessions (suite_cost)."""
     name = data["name"]
@@ -123,6 +123,28 @@ def notes(data: dict[str, Any]) -> list[str]:
             + f"Spark's ingest + conform overtakes DuckDB {'at ' + format(at, ',') + ' patients' if at else 'at no size measured'}; "
             f"silver row counts of both sides {'agree' if s['silver_counts_agree'] else 'DIFFER'} at every size."
         )
+    elif name == "gwas":
+        for run in data["runs"]:
+            stages = run.get("ours", {}).get("ours_drop", {}).get("stages") or {}
+            a = run.get("agreement_with_plink2") or {}
+            where = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in stages.items())
+            agree = "within" if a.get("within_bars") else "OUTSIDE"
+            out.append(
+                f"- gwas, {size_text(run['size'])}: our stages (missing=drop) {where or 'not recorded'}"
+                + (
+                    f"; against plink2 on {a['compared']:,} variants both fitted: max |d beta| "
+                    f"{a['max_abs_d_beta']:.1e}, max |d log10 p| {a['max_abs_d_log10_p']:.1e}, {agree} the bars"
+                    if a.get("compared")
+                    else ""
+                )
+                + "."
+            )
+    elif name == "ingest_vcf":
+        for run in data["runs"]:
+            stages = run.get("ours", {}).get("stages") or {}
+            where = ", ".join(f"{k.replace('_', ' ')} {v:.1f} s" for k, v in stages.items())
+            if where:
+                out.append(f"- ingest_vcf, {size_text(run['size'])}: our stages {where}.")
     elif name == "omics":
         for run in data["runs"]:
             mem = ", ".join(f"{SHORT.get(k, k)} {v:.2f}" for k, v in run["peak_rss_gib"].items())
