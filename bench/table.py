@@ -98,10 +98,11 @@ def size_text(size: dict[str, int]) -> str:
 
 
 def notes(data: dict[str, Any]) -> list[str]:
-    """The lines under the table a result file adds besides its ratios: our job's stage times (gwas, with
-    its agreement with plink2; ingest_vcf), held-out AUROC of each model (models), growth per 10x data, the size where Spark overtakes DuckDB and whether both sides' silver
-    row counts agree (ehr), time and peak memory of build_cohort and the study (study), the share of the
-    test suite spent starting sessions (suite_cost)."""
+    """The lines under the table a result file adds besides its ratios: our job's stage times (gwas,
+    with its agreement with plink2; ingest_vcf), held-out AUROC of each model (models), growth per 10x
+    data, the size where Spark overtakes DuckDB and whether both sides' silver row counts agree (ehr),
+    time and peak memory of build_cohort and the study (study), the share of the test suite spent
+    starting sessions (suite_cost)."""
     name = data["name"]
     out = []
     if name == "models":
