@@ -124,6 +124,16 @@ def notes(data: dict[str, Any]) -> list[str]:
             + f"Spark's ingest + conform overtakes DuckDB {'at ' + format(at, ',') + ' patients' if at else 'at no size measured'}; "
             f"silver row counts of both sides {'agree' if s['silver_counts_agree'] else 'DIFFER'} at every size."
         )
+    if name == "ehr":
+        for run in data["runs"]:
+            jobs = run.get("jobs") or {}
+            each = "; ".join(
+                f"{job} {j['wall_seconds']:.0f} s, {j['rows_per_second']:,.0f} rows/s, peak {j['peak_rss_gib']:.1f} GiB"
+                for job, j in jobs.items()
+                if {"wall_seconds", "rows_per_second", "peak_rss_gib"} <= set(j)
+            )
+            if each:
+                out.append(f"- ehr, {size_text(run['size'])}: {each} (process tree: driver and JVM).")
     elif name == "gwas":
         for run in data["runs"]:
             stages = run.get("ours", {}).get("ours_drop", {}).get("stages") or {}

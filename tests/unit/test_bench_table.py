@@ -43,7 +43,8 @@ def test_ehr_block_shows_its_ingest_conform_ratios_growth_and_agreement(tmp_path
     def run(patients: int, ours: float, duck: float) -> dict[str, object]:
         seconds = {"ingest_conform": ours, "conform_ehr": ours / 2, "duckdb": duck}
         ratios = {"ingest_conform_vs_duckdb": round(ours / duck, 3), "conform_ehr_vs_duckdb": round(ours / 2 / duck, 3)}
-        return {"size": {"patients": patients}, "seconds": seconds, "ratios": ratios}
+        jobs = {"conform_ehr": {"wall_seconds": ours / 2, "rows_per_second": 1234.5, "peak_rss_gib": patients / 10_000}}
+        return {"size": {"patients": patients}, "seconds": seconds, "ratios": ratios, "jobs": jobs}
 
     data = {
         "name": "ehr",
@@ -65,6 +66,11 @@ def test_ehr_block_shows_its_ingest_conform_ratios_growth_and_agreement(tmp_path
     assert "conform_ehr_vs_duckdb" not in text and "| omicslake conform_ehr |" not in text  # JSON only
     assert "(10,000 -> 100,000): ingest_ehr 3.0x, conform_ehr 5.0x, build_cohort -, duckdb 10.0x;" in text
     assert "overtakes DuckDB at no size measured; silver row counts of both sides agree at every size." in text
+    # per job and size: wall time, rows/s and the process tree's peak memory (driver and JVM)
+    assert (
+        "- ehr, 100,000 patients: conform_ehr 200 s, 1,234 rows/s, peak 10.0 GiB (process tree: driver and JVM)."
+        in text
+    )
 
 
 def test_omics_block_the_readme_shows_the_largest_size_and_the_docs_every_size_with_memory(tmp_path: Path) -> None:
