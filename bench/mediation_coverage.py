@@ -4,14 +4,17 @@
 One seeded lake can miss a planted effect by chance (a 95 % interval misses one time in 20, and a
 study reports four effects), so a single lake cannot say whether the intervals are right; many seeds
 can. For each seed, the generator's people (``synth.people``) get the planted exposure, mediator and
-mediated outcome (``synth.exposure.simulate``, every patient exposed) and, like the study's cohort,
-lose those with type 2 diabetes before the index. The mediation is fitted twice on the same persons,
-with the generator's own covariates (age, BMI, HbA1c: the correctly specified model) and with the
-values the EHR shows before the index (the last wellness visit's BMI and HbA1c, age from the birth
-date: what the study job adjusts for), and each interval is checked against the planted effect over
-exactly those persons (``exposure.mediation_truth``).
+mediated outcome (``synth.exposure.simulate``, every patient exposed) and lose those with type 2
+diabetes before the index (the study cohort's largest exclusion; its others, 365 days of prior
+observation, adults, metformin and the exposure window, are not reproduced: the coverage is over
+exactly the persons fitted). The mediation is fitted twice on the same persons, with the generator's
+own covariates (age, BMI, HbA1c: the correctly specified model) and with the values the
+de-identified EHR shows before the index (the last wellness visit's BMI and HbA1c; age from the birth
+date as silver.person holds it, top-coded at 90 as of the synthetic world's today,
+``people.REFERENCE_DATE``: what the study job adjusts for), and each interval is checked against the
+planted effect over exactly those persons (``exposure.mediation_truth``).
 
-    .venv/bin/python -m bench.mediation_coverage --patients 800 --seeds 1-40
+    .venv/bin/python -m bench.mediation_coverage --patients 800 --seeds 1-42
 
 writes ``bench/results/coverage/mediation.json`` (per seed: the planted effects, both fits' estimates
 and intervals; the summary: coverage of each effect with its binomial 95 % interval, the mean error).
@@ -40,6 +43,13 @@ def frame(spark: Any, patients: int, seed: int) -> Any:
     from omicslake.synth import exposure, people
 
     p = people.add_outcomes(people.patients_base(spark, patients, seed, 4), seed, F.lit(0.0)).persist()
+    # silver.person's birth date (ehr.conform.person_rows): 90 or older at the reference date, or at death,
+    # is top-coded to that date minus 90 years (the per-patient date shift, which moves the birth date but
+    # not the reference date, is left out: it changes who is top-coded only within its range of the boundary)
+    at = F.least(F.to_date(F.lit(people.REFERENCE_DATE)), F.col("death_date"))
+    seen_birth = F.when(F.months_between(at, "birth_date") >= 90 * 12, F.add_months(at, -90 * 12)).otherwise(
+        F.col("birth_date")
+    )
     obs = people.observations(people.encounters(p, seed), seed)
     before = obs.where((F.col("k") < 0) & F.col("obs").isin("bmi", "hba1c"))
     last = before.groupBy("idx").agg(
@@ -48,7 +58,7 @@ def frame(spark: Any, patients: int, seed: int) -> Any:
     return (
         exposure.simulate(p, seed, 1.0)
         .join(last, "idx")
-        .join(p.select("idx", "prevalent_t2d", "birth_date"), "idx")
+        .join(p.select("idx", "prevalent_t2d", seen_birth.alias("seen_birth")), "idx")
         .where(~F.col("prevalent_t2d") & F.col("hba1c_ehr").isNotNull() & F.col("bmi_ehr").isNotNull())
         .select(
             F.col("treated").cast("double").alias("t"),
@@ -57,7 +67,7 @@ def frame(spark: Any, patients: int, seed: int) -> Any:
             "age",
             "bmi",
             "hba1c",
-            F.round(F.months_between("index_date", "birth_date") / 12, 2).alias("age_ehr"),
+            F.round(F.months_between("index_date", "seen_birth") / 12, 2).alias("age_ehr"),
             "bmi_ehr",
             "hba1c_ehr",
             (F.col("sex") == "F").cast("double").alias("female"),
@@ -118,7 +128,7 @@ def seeds_arg(text: str) -> list[int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m bench.mediation_coverage", description=__doc__.split("\n\n")[0])
     ap.add_argument("--patients", type=int, default=800, help="patients per seed (the test pipeline's 800 by default)")
-    ap.add_argument("--seeds", default="1-40", help="seeds, e.g. 1-40 or 3,7,42")
+    ap.add_argument("--seeds", default="1-42", help="seeds, e.g. 1-42 (42: the test pipeline's) or 3,7,42")
     ap.add_argument("--draws", type=int, default=1000, help="coefficient draws per interval (the study's 1,000)")
     ap.add_argument("--out", default=str(HERE / "results" / "coverage" / "mediation.json"))
     args = ap.parse_args(argv)

@@ -46,6 +46,7 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 16, peers: 
     from bench.scale import replicate_silver
     from omicslake.io.delta import Lake
     from omicslake.jobs.base import execute
+    from omicslake.synth.people import REFERENCE_DATE
 
     timer = Timer()
     generated, copies = plan(patients, GENERATE_LIMIT)
@@ -60,6 +61,8 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 16, peers: 
             "jobs.generate.survey_share": 0.0,
             "jobs.generate.partitions": max(2, generated // 25_000),
             "jobs.ingest_ehr.sources": ("synthea",),
+            # ages top-coded at 90 as of the synthetic world's today, not the calendar's (docs/causal.md)
+            "jobs.conform_ehr.reference_date": REFERENCE_DATE,
         }
     )
     key = os.environ.get(cfg.jobs.conform_ehr.key_env) or secrets.token_hex(32)  # synthetic patients

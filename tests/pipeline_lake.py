@@ -29,6 +29,7 @@ from pyspark.sql import SparkSession
 
 from omicslake.config import load_config
 from omicslake.io.delta import Lake
+from omicslake.synth.people import REFERENCE_DATE
 
 REPO = Path(__file__).resolve().parents[1]
 SPARK_HOME = Path(pyspark.__file__).parent
@@ -47,6 +48,9 @@ PIPELINE_SETS = [
     'spark.conf={"spark.databricks.delta.snapshotPartitions": "2"}',
     # the planted drug exposure (synth/exposure.py) in the EHR files of every patient, for the study job
     f"jobs.generate.exposure_share={PIPELINE_EXPOSURE_SHARE}",
+    # ages are top-coded at 90 as of the reference date (default: today), so the lake's ages, and every
+    # estimate adjusted for age, would change with the calendar; the synthetic world's own today instead
+    f"jobs.conform_ehr.reference_date={REFERENCE_DATE}",
 ]
 
 

@@ -43,7 +43,14 @@ def test_ehr_block_shows_its_ingest_conform_ratios_growth_and_agreement(tmp_path
     def run(patients: int, ours: float, duck: float) -> dict[str, object]:
         seconds = {"ingest_conform": ours, "conform_ehr": ours / 2, "duckdb": duck}
         ratios = {"ingest_conform_vs_duckdb": round(ours / duck, 3), "conform_ehr_vs_duckdb": round(ours / 2 / duck, 3)}
-        jobs = {"conform_ehr": {"wall_seconds": ours / 2, "rows_per_second": 1234.5, "peak_rss_gib": patients / 10_000}}
+        jobs = {
+            "conform_ehr": {
+                "wall_seconds": ours,
+                "job_seconds": ours / 2,
+                "rows_per_second": 1234.5,
+                "peak_rss_gib": patients / 10_000,
+            }
+        }
         return {"size": {"patients": patients}, "seconds": seconds, "ratios": ratios, "jobs": jobs}
 
     data = {
@@ -66,10 +73,11 @@ def test_ehr_block_shows_its_ingest_conform_ratios_growth_and_agreement(tmp_path
     assert "conform_ehr_vs_duckdb" not in text and "| omicslake conform_ehr |" not in text  # JSON only
     assert "(10,000 -> 100,000): ingest_ehr 3.0x, conform_ehr 5.0x, build_cohort -, duckdb 10.0x;" in text
     assert "overtakes DuckDB at no size measured; silver row counts of both sides agree at every size." in text
-    # per job and size: wall time, rows/s and the process tree's peak memory (driver and JVM)
+    # per job and size: the job's seconds (the basis of rows/s, not the process's wall time), rows/s and the
+    # process tree's peak memory (driver and JVM)
     assert (
-        "- ehr, 100,000 patients: conform_ehr 200 s, 1,234 rows/s, peak 10.0 GiB (process tree: driver and JVM)."
-        in text
+        "- ehr, 100,000 patients: conform_ehr 200 s, 1,234 rows/s, peak 10.0 GiB (the job's own seconds, rows "
+        "written per second of them; peak memory of the process tree: driver and JVM)." in text
     )
 
 
@@ -149,6 +157,9 @@ def test_gwas_and_ingest_notes_show_our_stage_times_and_the_agreement_with_plink
                     "compared": 19604,
                     "max_abs_d_beta": 0.00027,
                     "max_abs_d_log10_p": 0.02,
+                    "plink2_fitted_we_did_not": 0,
+                    "n_differs": 3,
+                    "wald_firth_choice_differs": 0,
                     "within_bars": False,
                 },
             }
@@ -162,7 +173,10 @@ def test_gwas_and_ingest_notes_show_our_stage_times_and_the_agreement_with_plink
                 "size": {"variants": 20000, "samples": 2000},
                 "seconds": {"ours": 40.0, "hail_import_vcf_write": 12.0},
                 "ratios": {"ours_vs_hail": 3.33},
-                "ours": {"stages": {"text_pass": 14.0, "hail_import_to_bronze": 20.5}},
+                "ours": {
+                    "stages": {"text_pass": 14.0, "hail_import_to_bronze": 20.5},
+                    "stages_text_checks_off": {"text_pass": 0.0, "hail_import_to_bronze": 19.0},
+                },
             }
         ],
     }
@@ -171,7 +185,8 @@ def test_gwas_and_ingest_notes_show_our_stage_times_and_the_agreement_with_plink
     text = block(tmp_path)
     assert (
         "- gwas, 20,000 variants x 5,000 samples: our stages (missing=drop) genotypes 29.7 s, fit and write 22.8 s; "
-        "against plink2 on 19,604 variants both fitted: max |d beta| 2.7e-04, max |d log10 p| 2.0e-02, OUTSIDE the bars."
+        "against plink2 on 19,604 variants both fitted: max |d beta| 2.7e-04, max |d log10 p| 2.0e-02, "
+        "0 fitted by plink2 only, n differs on 3, Wald/Firth choice on 0: OUTSIDE the bars."
     ) in text
     assert (
         "- ingest_vcf, 20,000 variants x 2,000 samples: our stages text pass 14.0 s, hail import to bronze 20.5 s."

@@ -94,6 +94,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             refused.append((path, str(exc)))
             _refuse(lake, path, str(exc), now)
             log.error("%s refused: %s", path.name, exc)
+    # seconds per stage of the VCF path (PLINK filesets are not split into stages), summed over the files,
+    # a refused file's stages included
+    stats["seconds"] = {k: round(v, 3) for k, v in stats["seconds"].items()}
     stats["failed_files"] = len(refused)
     stats["failed"] = [{"file": str(p), "error": e} for p, e in refused]
     if refused and c.on_bad_file == "fail_at_end":
@@ -128,12 +131,12 @@ def _refuse(lake: Lake, path: Path, error: str, now: dt.datetime) -> None:
 
 @contextmanager
 def _stage(stats: dict[str, Any], name: str) -> Iterator[None]:
-    """Add the block's wall seconds to ``stats["seconds"][name]``."""
+    """Add the block's wall seconds to ``stats["seconds"][name]`` (rounded once, when the job ends)."""
     t = time.monotonic()
     try:
         yield
     finally:
-        stats["seconds"][name] = round(stats["seconds"].get(name, 0.0) + time.monotonic() - t, 3)
+        stats["seconds"][name] = stats["seconds"].get(name, 0.0) + time.monotonic() - t
 
 
 def _ingest_vcf(
@@ -170,8 +173,9 @@ def _ingest_vcf(
         log.info("%s: already ingested (sha256 %s...), skipped", path.name, digest[:12])
         stats["skipped_files"] += 1
         return
-    with _stage(stats, "container_and_header"):
+    with _stage(stats, "discard_partial"):  # a killed run's rows of this file, if any (a scan of its tables)
         ledger.discard_partial(lake, digest, _FILE_TABLES)
+    with _stage(stats, "container_and_header"):
         vcf.check_container(path, kind)
         header = vcf.check_header(path, kind)
     try:
