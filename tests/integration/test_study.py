@@ -105,9 +105,9 @@ def test_the_population_is_the_generators_person_by_person(
     # exactly those persons (the truth file's exact E[Y(t, M(m))] per person, averaged; exposure.mediation_truth).
     # Asserted: the mediated share (issue 16's criterion; its interval is wide at this size, so it catches
     # gross errors only) and the natural indirect effect, the one that runs through the mediator. Four 95 %
-    # intervals of one seeded lake miss at least one about one time in five by chance (8 of 41 seeds in
-    # bench/results/coverage/mediation.json; this pair 3 of 41), so all four are printed and their coverage
-    # is measured over many seeds by bench/mediation_coverage.py.
+    # intervals of one seeded lake miss at least one about one time in five by chance (6 of 42 seeds with
+    # the EHR's covariates in bench/results/coverage/mediation.json; this pair 1 of 42), so all four are
+    # printed and their coverage is measured over many seeds by bench/mediation_coverage.py.
     from omicslake.synth import exposure
 
     med = {r["effect"]: r for r in lake.read(f"gold.study_{STUDY}_mediation").collect()}
