@@ -40,16 +40,15 @@ def frame(spark: Any, patients: int, seed: int) -> Any:
     the EHR's (``*_ehr``), as a cached DataFrame (the study cohort's rule: no diabetes before the index)."""
     from pyspark.sql import functions as F
 
+    from omicslake.ehr.conform import top_coded_birth
+    from omicslake.features.patient import age_years
     from omicslake.synth import exposure, people
 
-    p = people.add_outcomes(people.patients_base(spark, patients, seed, 4), seed, F.lit(0.0)).persist()
-    # silver.person's birth date (ehr.conform.person_rows): 90 or older at the reference date, or at death,
-    # is top-coded to that date minus 90 years (the per-patient date shift, which moves the birth date but
-    # not the reference date, is left out: it changes who is top-coded only within its range of the boundary)
-    at = F.least(F.to_date(F.lit(people.REFERENCE_DATE)), F.col("death_date"))
-    seen_birth = F.when(F.months_between(at, "birth_date") >= 90 * 12, F.add_months(at, -90 * 12)).otherwise(
-        F.col("birth_date")
-    )
+    # not cached: the frame below is, and its first action computes these people once
+    p = people.add_outcomes(people.patients_base(spark, patients, seed, 4), seed, F.lit(0.0))
+    # silver.person's birth date (the per-patient date shift, which moves the birth date but not the
+    # reference date, is left out: it changes who is top-coded only within its range of the boundary)
+    seen_birth, _ = top_coded_birth(F.col("birth_date"), F.col("death_date"), F.to_date(F.lit(people.REFERENCE_DATE)))
     obs = people.observations(people.encounters(p, seed), seed)
     before = obs.where((F.col("k") < 0) & F.col("obs").isin("bmi", "hba1c"))
     last = before.groupBy("idx").agg(
@@ -67,7 +66,7 @@ def frame(spark: Any, patients: int, seed: int) -> Any:
             "age",
             "bmi",
             "hba1c",
-            F.round(F.months_between("index_date", "seen_birth") / 12, 2).alias("age_ehr"),
+            age_years(F.col("index_date"), F.col("seen_birth")).alias("age_ehr"),
             "bmi_ehr",
             "hba1c_ehr",
             (F.col("sex") == "F").cast("double").alias("female"),

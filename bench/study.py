@@ -83,7 +83,8 @@ def run(spark: Any, cfg: Any, work: Path, patients: int, seed: int = 16, peers: 
         inputs.update(mode="replicated", copies=copies)
     else:
         shutil.copytree(gen_root, lake_root)
-        silver = {f"silver.{t}": Lake(spark, lake_cfg).read(f"silver.{t}").count() for t in SILVER}
+        lake = Lake(spark, lake_cfg)
+        silver = {f"silver.{t}": lake.read(f"silver.{t}").count() for t in SILVER}
         inputs["mode"] = "generated"
     inputs["silver_rows"] = silver
 

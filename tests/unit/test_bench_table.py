@@ -142,44 +142,43 @@ def test_study_block_shows_time_and_memory_of_both_jobs_and_how_the_lake_was_mad
     assert "- study, 20,000 patients (generated;" in text
 
 
-def test_gwas_and_ingest_notes_show_our_stage_times_and_the_agreement_with_plink2(tmp_path: Path) -> None:
+def _result(name: str, *runs: dict[str, object]) -> dict[str, object]:
+    """A result file of one benchmark as bench.run writes it (a quiet 2-core machine)."""
     machine = {"cores": 2, "memory_gib": 23.4, "load_average_at_start": [1.0, 1, 1]}
-    gwas = {
-        "name": "gwas",
-        "machine": machine,
-        "runs": [
-            {
-                "size": {"variants": 20000, "samples": 5000},
-                "seconds": {"ours_drop": 58.5, "plink2": 6.4},
-                "ratios": {"ours_drop_vs_plink2": 9.14},
-                "ours": {"ours_drop": {"stages": {"genotypes": 29.7, "fit_and_write": 22.8}}},
-                "agreement_with_plink2": {
-                    "compared": 19604,
-                    "max_abs_d_beta": 0.00027,
-                    "max_abs_d_log10_p": 0.02,
-                    "plink2_fitted_we_did_not": 0,
-                    "n_differs": 3,
-                    "wald_firth_choice_differs": 0,
-                    "within_bars": False,
-                },
-            }
-        ],
-    }
-    ingest = {
-        "name": "ingest_vcf",
-        "machine": machine,
-        "runs": [
-            {
-                "size": {"variants": 20000, "samples": 2000},
-                "seconds": {"ours": 40.0, "hail_import_vcf_write": 12.0},
-                "ratios": {"ours_vs_hail": 3.33},
-                "ours": {
-                    "stages": {"text_pass": 14.0, "hail_import_to_bronze": 20.5},
-                    "stages_text_checks_off": {"text_pass": 0.0, "hail_import_to_bronze": 19.0},
-                },
-            }
-        ],
-    }
+    return {"name": name, "machine": machine, "runs": list(runs)}
+
+
+def test_gwas_and_ingest_notes_show_our_stage_times_and_the_agreement_with_plink2(tmp_path: Path) -> None:
+    gwas = _result(
+        "gwas",
+        {
+            "size": {"variants": 20000, "samples": 5000},
+            "seconds": {"ours_drop": 58.5, "plink2": 6.4},
+            "ratios": {"ours_drop_vs_plink2": 9.14},
+            "ours": {"ours_drop": {"stages": {"genotypes": 29.7, "fit_and_write": 22.8}}},
+            "agreement_with_plink2": {
+                "compared": 19604,
+                "max_abs_d_beta": 0.00027,
+                "max_abs_d_log10_p": 0.02,
+                "plink2_fitted_we_did_not": 0,
+                "n_differs": 3,
+                "wald_firth_choice_differs": 0,
+                "within_bars": False,
+            },
+        },
+    )
+    ingest = _result(
+        "ingest_vcf",
+        {
+            "size": {"variants": 20000, "samples": 2000},
+            "seconds": {"ours": 40.0, "hail_import_vcf_write": 12.0},
+            "ratios": {"ours_vs_hail": 3.33},
+            "ours": {
+                "stages": {"text_pass": 14.0, "hail_import_to_bronze": 20.5},
+                "stages_text_checks_off": {"text_pass": 0.0, "hail_import_to_bronze": 19.0},
+            },
+        },
+    )
     (tmp_path / "gwas.json").write_text(json.dumps(gwas))
     (tmp_path / "ingest_vcf.json").write_text(json.dumps(ingest))
     text = block(tmp_path)

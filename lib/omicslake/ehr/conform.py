@@ -106,6 +106,15 @@ def _shift_date(d: Deid, day: Column, patient_col: str = "PATIENT") -> Column:
     return F.date_add(day, shift_days(d.key, F.col(patient_col), d.max_days))
 
 
+def top_coded_birth(birth: Column, death: Column, reference: Column) -> tuple[Column, Column]:
+    """(birth date as silver.person keeps it, whether it was top-coded): a person 90 or older at the
+    reference date, or at death for a decedent (someone who died at 10 in 1930 is not 90+ today), gets
+    that date minus 90 years as the birth date."""
+    at = F.least(reference, death)  # least() skips a null death date
+    old = F.months_between(at, birth) >= 90 * 12
+    return F.when(old, F.add_months(at, -90 * 12)).otherwise(birth), old
+
+
 def person_rows(df: DataFrame, d: Deid) -> DataFrame:
     """silver.person rows from bronze patients (Id, BIRTHDATE, DEATHDATE, GENDER, RACE, ETHNICITY, ZIP,
     STATE): person_key, gender concept, shifted birth and death dates (a birth date 90+ years before the
@@ -114,18 +123,14 @@ def person_rows(df: DataFrame, d: Deid) -> DataFrame:
     ref = F.to_date(F.lit(d.reference_date)) if d.reference_date else F.current_date()
     birth = _shift_date(d, _date("BIRTHDATE"), "Id")
     death = _shift_date(d, _date("DEATHDATE"), "Id")
-    # Age at the reference date, or at death for a decedent (someone who died at 10 in 1930 is not
-    # 90+ today): 90 or more sets the birth date to that date minus 90 years.
-    at = F.least(ref, death)  # least() skips a null death date
-    old = F.months_between(at, birth) >= 90 * 12
-    top = F.add_months(at, -90 * 12)
+    kept_birth, old = top_coded_birth(birth, death, ref)
     gender = F.create_map(*[x for k, v in GENDER_CONCEPTS.items() for x in (F.lit(k), F.lit(v))])
     return _base(df).select(
         pseudonym(d.key, "person", F.col("Id")).alias("person_key"),
         F.col("GENDER").alias("gender_source_value"),
         gender[F.col("GENDER")].alias("gender_concept_id"),
-        F.when(old, top).otherwise(birth).alias("birth_date"),
-        F.year(F.when(old, top).otherwise(birth)).alias("year_of_birth"),
+        kept_birth.alias("birth_date"),
+        F.year(kept_birth).alias("year_of_birth"),
         F.coalesce(old, F.lit(False)).alias("age_90_plus"),
         death.alias("death_date"),
         F.col("RACE").alias("race_source_value"),

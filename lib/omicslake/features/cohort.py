@@ -15,6 +15,7 @@ from functools import reduce
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from omicslake.features.patient import age_years
 from omicslake.features.spec import CohortSpec, Criterion, Events, IndexRule
 
 EVENT_COLUMNS = ["person_key", "domain", "code", "concept_id", "class", "start_date", "end_date", "value"]
@@ -203,7 +204,7 @@ def build_cohort(
     )
     p = person.select("person_key", "birth_date", "death_date")
     c = idx.join(p, "person_key", "left").join(first_seen, "person_key", "left").join(counts, "person_key", "left")
-    c = c.withColumn("age_at_index", F.round(F.months_between("index_date", "birth_date") / 12, 2))
+    c = c.withColumn("age_at_index", age_years(F.col("index_date"), F.col("birth_date")))
     c = c.withColumn(
         "_prior_obs",
         F.coalesce(F.datediff("index_date", "observation_start") >= spec.prior_observation_days, F.lit(False)),

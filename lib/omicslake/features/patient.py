@@ -34,6 +34,11 @@ from pyspark.sql import functions as F
 from omicslake.features.spec import FeatureSpec
 
 
+def age_years(at: Column, birth: Column) -> Column:
+    """Age in years at a date, to two decimals (months_between / 12): ``age_at_index``."""
+    return F.round(F.months_between(at, birth) / 12, 2)
+
+
 def _safe(name: str) -> str:
     return "".join(ch if ch.isalnum() else "_" for ch in name.lower())
 
@@ -135,7 +140,7 @@ def features(
     )
     out = idx.join(p, "person_key", "left").join(agg, "person_key", "left").fillna(0, subset=zero_fill)
     out = (
-        out.withColumn("age_at_index", F.round(F.months_between("index_date", "birth_date") / 12, 2))
+        out.withColumn("age_at_index", age_years(F.col("index_date"), F.col("birth_date")))
         .withColumn("age_90_plus", F.coalesce(F.col("age_90_plus").cast("int"), F.lit(0)))
         .drop("birth_date")
     )

@@ -79,8 +79,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     done = ledger.known(lake, "bronze.variants")
     contracts = (load_contract("bronze.variants"), load_contract("bronze.vcf_samples"))
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
-    stats: dict[str, Any] = {"files": 0, "skipped_files": 0, "variants": 0, "invalid_records": 0, "failed_files": 0}
-    stats["seconds"] = {}  # per stage, summed over the files: where an ingest spends its time
+    # seconds: per stage, summed over the files, where an ingest spends its time
+    stats: dict[str, Any] = {"files": 0, "skipped_files": 0, "variants": 0, "invalid_records": 0, "seconds": {}}
     refused: list[tuple[Path, str]] = []
     for path in input_files(cfg):
         # Each file is its own unit: a refused file leaves nothing in the lake and is recorded in
