@@ -1,7 +1,8 @@
 """spark-submit on a real Spark standalone cluster: the session's pipeline lake (tests/pipeline_lake.py:
 the demo pipeline through `spark-submit jobs/pipeline.py --env cluster` on a master and a worker
-on 127.0.0.1, one job through its own entry script) is checked here: the Delta tables, the
-pipeline's report opened in Chromium, the pipeline resumed on a copy of the lake."""
+on 127.0.0.1, one job through its own entry script) is checked here: the Delta tables and the
+pipeline's report opened in Chromium. The pipeline's skips and its resume after a failed step are
+tested on a copy of the lake in test_incremental."""
 
 from __future__ import annotations
 
@@ -9,13 +10,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-import pytest
-from lake_copy import copy_lake
-from pyspark.sql import SparkSession
-
 from conftest import require_tool
-from omicslake.config import load_config
-from omicslake.io.delta import Lake
 
 
 def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(pipeline: dict[str, Any]) -> None:
@@ -175,41 +170,3 @@ def test_report_probe_catches_a_broken_image_and_a_script_error(tmp_path: Path) 
     assert caught["broken"] == 1 and caught["errors"] >= 1
     assert caught["headings"] == [("h2", "One")]
     assert [(i["section"], i["alt"], i["width"]) for i in caught["image_list"]] == [("One", "x", 0)]
-
-
-def test_pipeline_skips_unchanged_steps_and_resumes_at_the_failed_one(
-    spark: SparkSession, pipeline: dict[str, Any], tmp_path: Path
-) -> None:
-    """On a copy of the cluster test's lake, in this process: a changed cohort setting and an injected
-    failure in train (no feature column matches); then the rerun with train fixed."""
-    from omicslake.errors import InputError
-    from omicslake.pipeline import plan, run_pipeline
-
-    lake = tmp_path / "lake"
-    copy_lake(pipeline["lake"], lake)  # the lake of its own: the pipeline's stays as the other tests read it
-    sets = [v for v in pipeline["sets"][1::2] if not v.startswith("lake.root=")] + [f"lake.root={lake}"]
-    changed = [*sets, "jobs.build_cohort.end_of_data=2020-12-31"]
-    cfg = load_config("local", overrides=[*changed, 'jobs.train.include=["no_such_feature_*"]'])
-    jobs = plan()
-    with pytest.raises(InputError, match="no feature columns"):
-        run_pipeline(spark, cfg, jobs, run_id="resume-1")
-    lk = Lake(spark, cfg)
-    first = {r.job: r.status for r in lk.read("ops.runs").where("run_id = 'resume-1'").collect()}
-    # unchanged upstream steps were not run; the changed cohort and what reads it were (the ingests always
-    # run, committing nothing new; those of surveys and omics come before build_cohort, which reads them)
-    assert first == {
-        "ingest_vcf": "succeeded",
-        "ingest_ehr": "succeeded",
-        "ingest_survey": "succeeded",
-        "ingest_omics": "succeeded",
-        "build_cohort": "succeeded",
-        "gwas": "succeeded",
-        "train": "failed",
-    }, first
-    results = run_pipeline(spark, load_config("local", overrides=changed), jobs, run_id="resume-2")
-    status = {r.job: r.status for r in results}
-    assert status["build_cohort"] == "skipped" and status["gwas"] == "skipped" and status["genomic_qc"] == "skipped"
-    assert (
-        status["train"] == status["score"] == status["cluster"] == status["survival"] == status["report"] == "succeeded"
-    ), status
-    assert status["study"] == "succeeded", status  # it reads the changed cohort

@@ -25,6 +25,7 @@ from omicslake.pipeline import predict, run_pipeline
 from pipeline_lake import PIPELINE_SETS
 
 ALWAYS = {name for name, s in specs().items() if s.always_run}
+DECIDED = [j for j in pipeline_jobs() if j not in ALWAYS]  # the jobs the skip decision is asked about
 
 
 @pytest.fixture(scope="module")
@@ -112,7 +113,8 @@ def test_a_new_champion_version_is_scored_and_nothing_else_runs(spark: SparkSess
     new = client.create_model_version(name, champion.source, run_id=champion.run_id)
     client.set_registered_model_alias(name, "champion", new.version)
     assert _will_run(spark, cfg) == {"score"}
-    results = {r.job: r for r in run_pipeline(spark, cfg, pipeline_jobs(), run_id="champion")}
+    # without the always-run jobs (ingests, report): test_nothing_changed_nothing_reruns runs them whole
+    results = {r.job: r for r in run_pipeline(spark, cfg, DECIDED, run_id="champion")}
     assert _ran(list(results.values())) == {"score"}
     assert results["score"].metrics["model_version"] == int(new.version)
     scored = Lake(spark, cfg).read(f"gold.predictions_{name}").where(F.col("model_version") == int(new.version))
@@ -120,9 +122,20 @@ def test_a_new_champion_version_is_scored_and_nothing_else_runs(spark: SparkSess
 
 
 def test_another_model_type_retrains_and_scores_with_the_new_model(spark: SparkSession, lake: dict[str, Any]) -> None:
+    """First with a failure injected in train (no feature column matches): the whole pipeline stops at
+    train with the unchanged steps skipped; then, fixed, the rerun resumes at train and scores."""
+    from omicslake.errors import InputError
+
     cfg = lake["cfg"].replace(**{"jobs.train.model": "gbt", "jobs.train.grid": {"maxDepth": [2], "maxIter": [5]}})
     assert _will_run(spark, cfg) == {"train", "score"}
-    results = {r.job: r for r in run_pipeline(spark, cfg, pipeline_jobs(), run_id="gbt")}
+    broken = cfg.replace(**{"jobs.train.include": ["no_such_feature_*"]})
+    with pytest.raises(InputError, match="no feature columns"):
+        run_pipeline(spark, broken, pipeline_jobs(), run_id="gbt-broken")
+    first = {r.job: r.status for r in Lake(spark, cfg).read("ops.runs").where("run_id = 'gbt-broken'").collect()}
+    before_train = pipeline_jobs()[: pipeline_jobs().index("train")]
+    # the always-run ingests ran (committing nothing new), every other step before train was skipped
+    assert first == {**{j: "succeeded" for j in before_train if j in ALWAYS}, "train": "failed"}, first
+    results = {r.job: r for r in run_pipeline(spark, cfg, DECIDED, run_id="gbt")}
     assert _ran(list(results.values())) == {"train", "score"}
     name = "omicslake_t2d_incident_gbt"
     assert results["score"].metrics["model"] == name

@@ -58,6 +58,7 @@ def oracle_lake(spark: SparkSession, base_cfg: Config, tmp_path_factory: pytest.
             "jobs.generate.variants": 0,
             "jobs.generate.seed": 5,
             "jobs.generate.messy": False,
+            "jobs.generate.survey_share": 0.0,  # the survey files are not read here
             "jobs.generate.partitions": 2,
             "jobs.ingest_ehr.sources": ["synthea"],
             "jobs.build_cohort.cohorts": ["t2d_incident"],
@@ -230,26 +231,28 @@ def _held_out_risks(spark: SparkSession, cfg: Config, m: dict[str, Any]) -> tupl
 
 
 @pytest.mark.slow
-def test_held_out_risks_are_calibrated_weighted_and_unweighted(
-    spark: SparkSession, oracle_lake: dict[str, Any]
-) -> None:
+def test_held_out_risks_are_calibrated(spark: SparkSession, oracle_lake: dict[str, Any]) -> None:
     """The default model's held-out risks (after the recalibration fitted on the calibration split):
-    intercept within +/- 0.1, slope within 0.9-1.1 (statsmodels). Beside it the same model trained
-    without class weights, and both models' own outputs before recalibration."""
+    intercept within +/- 0.1, slope within 0.9-1.1 (statsmodels), and its output before recalibration.
+    With OMICSLAKE_ORACLE_UNWEIGHTED=1 the same model trained without class weights is printed beside
+    it (a diagnostic with no assertion: a second 20,000-patient train, ~3 minutes, off in the suite)."""
     cfg: Config = oracle_lake["cfg"]
     m = oracle_lake["runs"]["train"].metrics
     assert cfg.jobs.train.calibration == "platt" and cfg.jobs.train.class_weights  # the defaults
-    unweighted_cfg = cfg.replace(
-        **{
-            "jobs.train.class_weights": False,
-            "jobs.train.registered_model": "oracle_unweighted",
-            "jobs.train.alias": None,
-        }
-    )
-    unweighted = execute(spark, unweighted_cfg, "train", run_id="o_train_unweighted")
-    assert unweighted.status == "succeeded", unweighted.metrics
+    models = [("weighted (default)", m)]
+    if os.environ.get("OMICSLAKE_ORACLE_UNWEIGHTED") == "1":
+        unweighted_cfg = cfg.replace(
+            **{
+                "jobs.train.class_weights": False,
+                "jobs.train.registered_model": "oracle_unweighted",
+                "jobs.train.alias": None,
+            }
+        )
+        unweighted = execute(spark, unweighted_cfg, "train", run_id="o_train_unweighted")
+        assert unweighted.status == "succeeded", unweighted.metrics
+        models.append(("unweighted", unweighted.metrics))
     rows = {}
-    for label, run in (("weighted (default)", m), ("unweighted", unweighted.metrics)):
+    for label, run in models:
         y, raw, risk = _held_out_risks(spark, cfg, run)
         rows[label] = {
             "raw": _calibration(y, raw),
@@ -259,7 +262,8 @@ def test_held_out_risks_are_calibrated_weighted_and_unweighted(
             "auroc": run["test_auroc"],
             "mlflow_run": run["mlflow_run_id"],
         }
-    print(f"held-out calibration (statsmodels), n={rows['unweighted']['n']}, {rows['unweighted']['cases']} cases:")
+    first = rows["weighted (default)"]
+    print(f"held-out calibration (statsmodels), n={first['n']}, {first['cases']} cases:")
     print(f"{'model':<20}{'output':<12}{'intercept':>16}{'slope':>16}{'Brier':>8}{'mean':>7}{'AUROC':>7}")
     for label, r in rows.items():
         for kind in ("raw", "calibrated"):
