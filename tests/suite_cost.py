@@ -28,17 +28,19 @@ REPO = Path(__file__).resolve().parents[1]
 
 def summarize(events: list[dict[str, Any]], wall_seconds: float, workers: int) -> dict[str, Any]:
     """Totals of the session events of one run: sessions started (new ones, not reused), seconds spent
-    starting and stopping them, and the start share of the run's worker time (wall x workers) and of
-    its wall time."""
+    starting them (Spark, and Hail on them whenever it was initialised) and stopping them, and the
+    start share of the run's worker time (wall x workers) and of its wall time."""
     starts = [e for e in events if e.get("event") == "start"]
     created = [e for e in starts if e.get("created")]
-    start_s = sum(float(e["seconds"]) for e in starts)
+    hail_s = sum(float(e["seconds"]) for e in events if e.get("event") == "hail")  # Hail on a session, also later
+    start_s = sum(float(e["seconds"]) for e in starts) + hail_s
     stop_s = sum(float(e["seconds"]) for e in events if e.get("event") == "stop")
     return {
         "sessions_started": len(created),
         "sessions_reused": len(starts) - len(created),
         "processes": len({e["pid"] for e in events}),
-        "session_start_seconds": round(start_s, 2),
+        "session_start_seconds": round(start_s, 2),  # Spark sessions and Hail on them
+        "hail_init_seconds": round(hail_s, 2),
         "session_stop_seconds": round(stop_s, 2),
         "suite_seconds": round(wall_seconds, 2),
         "workers": workers,

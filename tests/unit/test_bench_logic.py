@@ -65,6 +65,9 @@ def test_suite_cost_share_is_start_seconds_over_worker_time() -> None:
     assert s["sessions_started"] == 2 and s["sessions_reused"] == 1 and s["processes"] == 2
     assert s["session_start_seconds"] == 40.0 and s["session_stop_seconds"] == 2.0
     assert s["share_of_worker_time"] == 0.05 and s["share_of_wall_time"] == 0.1
+    # Hail initialised on a session (in build_session or later, by the job runner) is start-up too
+    later = summarize([*events, {"event": "hail", "pid": 2, "seconds": 4.0}], wall_seconds=400.0, workers=2)
+    assert later["session_start_seconds"] == 44.0 and later["hail_init_seconds"] == 4.0
 
 
 TINY = {
