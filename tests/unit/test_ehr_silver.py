@@ -108,3 +108,48 @@ def test_reconciliation_identities_name_what_does_not_add_up() -> None:
         "5 rows kept but 4 rows with their keys in silver.t after the write",
         "2 rows quarantined but 1 of them in quarantine.t after the write",
     ]
+
+
+def test_a_large_input_is_deduplicated_in_more_partitions_with_the_same_outcome(spark: SparkSession) -> None:
+    """The de-duplication's partitions follow the input's rows (one per rows_per_partition, never fewer
+    than the session's shuffle partitions); the outcome does not depend on them."""
+    d = folder("ehr_silver", "sample_link_batches")
+    bronze = (
+        read_csv(
+            spark,
+            d / "bronze.csv",
+            "sample_id string, patient_id string, consent string, _source_file string, "
+            "_line bigint, _batch_id string, malformed_line string",
+        )
+        .withColumn(
+            "_rescued",
+            F.when(
+                F.col("malformed_line").isNotNull(), F.create_map(F.lit("_malformed_line"), F.col("malformed_line"))
+            ),
+        )
+        .drop("malformed_line")
+    )
+    person = read_csv(spark, d / "person_ids.csv", "patient_id string").select(
+        pseudonym(KEY, "person", F.col("patient_id")).alias("person_key"),
+        F.lit(None).cast("date").alias("birth_date"),
+        F.lit(None).cast("date").alias("death_date"),
+    )
+    deid = C.Deid(KEY)
+    contract = load_contract("silver.sample_link")
+    floor = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    assert silver.shuffle_partitions(spark, 5) == floor
+    assert silver.shuffle_partitions(spark, 10 * floor + 1, 10) == floor + 1
+
+    def build(df):
+        return C.with_person(C.sample_link_rows(df, deid), person)
+
+    small = silver.conform(bronze, build, contract, "run1")
+    wide = silver.conform(bronze, build, contract, "run1", rows_per_partition=1)  # 5 rows -> one per row
+    assert small.kept.rdd.getNumPartitions() == floor
+    assert wide.kept.rdd.getNumPartitions() == max(floor, 5)
+    counts = ("n_read", "n_built", "n_duplicates", "n_keys", "n_kept", "n_quarantined")
+    assert [getattr(wide, n) for n in counts] == [getattr(small, n) for n in counts]
+    chispa.assert_df_equality(wide.kept, small.kept, ignore_row_order=True)
+    chispa.assert_df_equality(wide.quarantined, small.quarantined, ignore_row_order=True)
+    small.release()
+    wide.release()

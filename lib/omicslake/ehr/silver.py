@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pyspark.sql import DataFrame
+from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 
 from omicslake import quarantine
@@ -23,6 +23,13 @@ from omicslake.ehr.conform import dedupe, row_hash
 # Columns of a silver row that are not its data (provenance, bookkeeping): left out of the row
 # hash and of the quarantined row's JSON.
 NON_DATA = frozenset({"_source_file", "_line", "_batch_id", "_row_hash", "run_id"})
+
+# Bronze rows per partition of the de-duplication's shuffle (about 85 MB of a cached measurement
+# partition). Spark's default of spark.sql.shuffle.partitions (4 here) suits the demo, but put
+# 67.8 million observations in 2.8 GiB partitions whose caching ran an 8 GiB driver out of heap;
+# adaptive execution does not help there, since Spark 3.5 does not coalesce the partitions of a
+# cached plan (a session-wide initialPartitionNum of 200 made a small cached window 2-3x slower).
+ROWS_PER_PARTITION = 500_000
 
 
 @dataclass(frozen=True)
@@ -59,6 +66,7 @@ def conform(
     contract: Contract,
     run_id: str,
     check_rows: Callable[[DataFrame, Contract], CheckResult] | None = None,
+    rows_per_partition: int = ROWS_PER_PARTITION,
 ) -> Conformed:
     """Build the silver rows of ``source`` (bronze rows) with ``build`` (an ``ehr.conform`` row
     builder, which adds the helper columns the expectations read), keep the latest delivery of each
@@ -67,11 +75,18 @@ def conform(
     into those to write and those to quarantine. The quarantine row's key is the contract's first
     key, its JSON the de-identified data columns, its source and line the bronze row's.
 
+    The de-duplication shuffles into ``shuffle_partitions(n_read, rows_per_partition)`` partitions
+    (the session's spark.sql.shuffle.partitions, more for a large input).
+
     A ``fail`` expectation raises ExpectationFailed here, before anything is written."""
     key = contract.keys[0]
     data_cols = data_columns(contract)
     n_read = source.count()
-    rows = dedupe(build(source)).cache()
+    built = build(source)
+    parts = shuffle_partitions(source.sparkSession, n_read, rows_per_partition)
+    if parts > int(source.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200):
+        built = built.repartition(parts, "_nk")  # else the window's own shuffle (adaptive execution may coalesce it)
+    rows = dedupe(built).cache()
     totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long")), F.countDistinct("_nk")).first()
     assert totals is not None
     n_built, n_dup, n_nk = int(totals[0]), int(totals[1] or 0), int(totals[2])
@@ -91,6 +106,15 @@ def conform(
         quarantined.count(),
         (rows, kept, quarantined),
     )
+
+
+def shuffle_partitions(spark: SparkSession, n_rows: int, rows_per_partition: int = ROWS_PER_PARTITION) -> int:
+    """Partitions for a shuffle of ``n_rows`` rows: the session's spark.sql.shuffle.partitions, or
+    one per ``rows_per_partition`` rows when that is more."""
+    if rows_per_partition < 1:
+        raise ValueError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
+    floor = int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    return max(floor, -(-n_rows // rows_per_partition))
 
 
 def batch_problems(c: Conformed) -> list[str]:
