@@ -169,6 +169,9 @@ class ConformEhrConfig:
     # rows read != rows written + quarantined + duplicates: fail the job (restoring the table) or
     # record it as a failed expectation in ops.dq_results and go on
     on_mismatch: Literal["fail", "record"] = "fail"
+    # bronze rows per partition of a table's de-duplication; a table of more rows than this x
+    # spark.shuffle_partitions gets more partitions and is staged once as Parquet under <lake>/_tmp
+    rows_per_partition: int = 500_000
 
 
 @dataclass(frozen=True)

@@ -407,11 +407,13 @@ class CheckResult:
             self.flagged.unpersist()
 
 
-def check(df: DataFrame, contract: Contract) -> CheckResult:
+def check(df: DataFrame, contract: Contract, cache: bool = True) -> CheckResult:
     """Evaluate the contract's expectations on df (already enforced).
 
     One pass computes a violation flag per expectation; one aggregate counts them. A ``fail``
-    expectation with violations raises before anything is written.
+    expectation with violations raises before anything is written. The flagged rows are cached
+    (``release`` them) unless ``cache`` is false: for a df that is itself materialised, whose flags
+    are cheaper to recompute than to keep a second copy of.
     """
     exps = list(contract.expectations)
     if not exps:
@@ -419,7 +421,9 @@ def check(df: DataFrame, contract: Contract) -> CheckResult:
             df.limit(0).withColumn("rule", F.lit(None).cast("string")).withColumn("reason", F.lit(None).cast("string"))
         )
         return CheckResult(df, empty, {})
-    flagged = df.select("*", *[e.violated().alias(f"__x{i}") for i, e in enumerate(exps)]).cache()
+    flagged = df.select("*", *[e.violated().alias(f"__x{i}") for i, e in enumerate(exps)])
+    if cache:
+        flagged = flagged.cache()
     agg = flagged.agg(*[F.sum(F.col(f"__x{i}").cast("long")).alias(f"__x{i}") for i in range(len(exps))]).first()
     counts = {e.name: int(agg[i] or 0) for i, e in enumerate(exps)}  # type: ignore[index]
     failed = {e.name: counts[e.name] for e in exps if e.action == "fail" and counts[e.name]}
@@ -446,4 +450,4 @@ def check(df: DataFrame, contract: Contract) -> CheckResult:
     flag_cols = [f"__x{i}" for i in range(len(exps))]
     kept = flagged.where(~any_q).drop(*flag_cols)
     quarantined = flagged.where(any_q).withColumn("rule", rule).withColumn("reason", reason).drop(*flag_cols)
-    return CheckResult(kept, quarantined, counts, flagged)
+    return CheckResult(kept, quarantined, counts, flagged if cache else None)

@@ -35,8 +35,8 @@ def test_a_row_dropped_after_the_checks_fails_before_anything_is_written(
     cfg = _bronze_copy(ehr_lake, tmp_path)
     real = silver.check
 
-    def dropping(df, contract):  # type: ignore[no-untyped-def]
-        result = real(df, contract)
+    def dropping(df, contract, **kw):  # type: ignore[no-untyped-def]
+        result = real(df, contract, **kw)
         if contract.table != "silver.person":
             return result
         return dataclasses.replace(result, kept=result.kept.where(F.col("_line") != 2))  # a filter slipped in
@@ -73,6 +73,53 @@ def test_a_row_lost_in_the_write_fails_and_the_table_is_put_back(
     monkeypatch.undo()
     assert Lake(spark, cfg).read("silver.person").count() == 0
     assert not Lake(spark, cfg).exists("silver.visit_occurrence")
+
+
+def test_a_large_table_is_staged_once_reconciled_and_its_scratch_removed(
+    spark: SparkSession, ehr_lake: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The path a 1,000,000-patient lake takes (jobs.conform_ehr.rows_per_partition low enough that the
+    fact tables count as large): their built rows are de-duplicated in more partitions and staged as
+    Parquet under the run's scratch folder, the reconciliation (counted from the written tables) holds,
+    and no staged copy is left behind."""
+    cfg = _bronze_copy(ehr_lake, tmp_path).replace(**{"jobs.conform_ehr.rows_per_partition": 5000})
+    real = silver.conform
+    staged: dict[str, int] = {}
+
+    def spy(source, build, contract, run_id, **kw):  # type: ignore[no-untyped-def]
+        stage = kw.pop("stage")
+
+        def recorded(rows):  # type: ignore[no-untyped-def]
+            staged[contract.table] = rows.rdd.getNumPartitions()
+            return stage(rows)
+
+        return real(source, build, contract, run_id, stage=recorded, **kw)
+
+    monkeypatch.setattr(silver, "conform", spy)
+    run = execute(spark, cfg, "conform_ehr", run_id="big1")
+    assert run.status == "succeeded", run.metrics
+    monkeypatch.undo()
+    lake = Lake(spark, cfg)
+    bronze = {
+        "silver.measurement": "bronze.synthea_observations",
+        "silver.visit_occurrence": "bronze.synthea_encounters",
+    }
+    floor = int(spark.conf.get("spark.sql.shuffle.partitions"))
+    for table, source in bronze.items():
+        n = lake.read(source).count()
+        parts = -(-n // 5000)  # one partition per 5,000 bronze rows, when that is more than the floor
+        assert staged.get(table) == (parts if parts > floor else None), (table, n, staged)
+    assert "silver.measurement" in staged and "silver.person" not in staged, staged
+    recon = lake.read("ops.dq_results").where("expectation = 'reconciliation' AND run_id = 'big1'")
+    assert {r.table_name: r.outcome for r in recon.collect()}.keys() >= set(staged)
+    assert {r.outcome for r in recon.collect()} == {"passed"}
+    assert lake.read("silver.measurement").count() > 0
+    left = (
+        sorted(p.name for p in (tmp_path / "lake" / "_tmp").glob("conform_ehr-*"))
+        if (tmp_path / "lake" / "_tmp").exists()
+        else []
+    )
+    assert left == [], left
 
 
 def test_record_policy_logs_instead_of_raising(caplog: pytest.LogCaptureFixture) -> None:

@@ -34,9 +34,9 @@ ROWS_PER_PARTITION = 500_000
 
 @dataclass(frozen=True)
 class Conformed:
-    """The outcome of ``conform`` for one table; the DataFrames are cached: ``release`` them."""
+    """The outcome of ``conform`` for one table; the rows behind it are materialised: ``release`` them."""
 
-    kept: DataFrame  # the contract's columns, run_id and _row_hash filled
+    kept: DataFrame  # the contract's columns, run_id and _row_hash filled (read from the materialised rows)
     quarantined: DataFrame  # omicslake.quarantine's shape
     checked: CheckResult  # the expectations' violation counts (checked.counts)
     n_read: int  # rows of the bronze input
@@ -48,8 +48,8 @@ class Conformed:
     _cached: tuple[DataFrame, ...] = ()
 
     def release(self) -> None:
-        """Unpersist the cached DataFrames (the built rows, kept, quarantined and the check's flagged rows);
-        call it once kept and quarantined are written."""
+        """Unpersist the cached DataFrames (the built rows and quarantined, and a custom check's flagged
+        rows); call it once kept and quarantined are written. Staged rows are the stager's to remove."""
         self.checked.release()
         for df in self._cached:
             df.unpersist()
@@ -67,6 +67,7 @@ def conform(
     run_id: str,
     check_rows: Callable[[DataFrame, Contract], CheckResult] | None = None,
     rows_per_partition: int = ROWS_PER_PARTITION,
+    stage: Callable[[DataFrame], DataFrame] | None = None,
 ) -> Conformed:
     """Build the silver rows of ``source`` (bronze rows) with ``build`` (an ``ehr.conform`` row
     builder, which adds the helper columns the expectations read), keep the latest delivery of each
@@ -75,24 +76,33 @@ def conform(
     into those to write and those to quarantine. The quarantine row's key is the contract's first
     key, its JSON the de-identified data columns, its source and line the bronze row's.
 
-    The de-duplication shuffles into ``shuffle_partitions(n_read, rows_per_partition)`` partitions
-    (the session's spark.sql.shuffle.partitions, more for a large input).
+    The built rows (with their row hash) are materialised once; the checks, the kept rows and the
+    counts read that copy. A small input is cached. A large one (more than the session's
+    spark.sql.shuffle.partitions x ``rows_per_partition`` rows) is de-duplicated in one partition
+    per ``rows_per_partition`` rows and, when ``stage`` is given, written once by it (the job stages
+    it as Parquet in the run's scratch folder and reads it back): a Parquet copy is a fraction of
+    Spark's cache on disk, and it cuts the lineage, so the de-duplication's shuffle files can go.
 
     A ``fail`` expectation raises ExpectationFailed here, before anything is written."""
     key = contract.keys[0]
     data_cols = data_columns(contract)
+    spark = source.sparkSession
     n_read = source.count()
     built = build(source)
-    parts = shuffle_partitions(source.sparkSession, n_read, rows_per_partition)
-    if parts > int(source.sparkSession.conf.get("spark.sql.shuffle.partitions") or 200):
+    parts = shuffle_partitions(spark, n_read, rows_per_partition)
+    large = parts > int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    if large:
         built = built.repartition(parts, "_nk")  # else the window's own shuffle (adaptive execution may coalesce it)
-    rows = dedupe(built).cache()
+    rows = dedupe(built).withColumn("_row_hash", row_hash(data_cols))
+    rows = stage(rows) if large and stage is not None else rows.cache()
     totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long")), F.countDistinct("_nk")).first()
     assert totals is not None
     n_built, n_dup, n_nk = int(totals[0]), int(totals[1] or 0), int(totals[2])
-    result = (check_rows or check)(rows.where("NOT _dup").drop("_dup"), contract)
-    kept = result.kept.withColumn("run_id", F.lit(run_id)).withColumn("_row_hash", row_hash(data_cols))
-    kept = kept.select(*contract.names).transform(enforce(contract)).cache()  # helper columns dropped
+    undup = rows.where("NOT _dup").drop("_dup")
+    # the flags are a cheap projection of the materialised rows: not a second copy
+    result = check_rows(undup, contract) if check_rows else check(undup, contract, cache=False)
+    kept = result.kept.withColumn("run_id", F.lit(run_id))
+    kept = kept.select(*contract.names).transform(enforce(contract))  # helper columns dropped
     quarantined = quarantine.rows(result.quarantined, key, data_cols, "_source_file", "_line", run_id).cache()
     return Conformed(
         kept,
@@ -104,7 +114,7 @@ def conform(
         n_nk,
         kept.count(),
         quarantined.count(),
-        (rows, kept, quarantined),
+        (rows, quarantined),
     )
 
 

@@ -29,6 +29,7 @@ from omicslake.contracts import Contract, load_contract
 from omicslake.ehr import silver
 from omicslake.errors import InputError, ReconciliationError
 from omicslake.io.delta import Lake
+from omicslake.io.files import remove_tree
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
 from omicslake.resources import resource_dir
@@ -78,6 +79,7 @@ def conform_table(
     dq: list[tuple[Any, ...]],
     now: dt.datetime,
     on_mismatch: str = "fail",
+    rows_per_partition: int = silver.ROWS_PER_PARTITION,
 ) -> dict[str, int]:
     """Conform one table (``ehr.silver.conform``), write its new or changed rows and its new
     quarantine rows, and reconcile; returns the counts, each side counted from what is really there:
@@ -93,9 +95,35 @@ def conform_table(
     write when the checks lost rows; after it, with the tables restored to their previous
     versions); "record" logs it and records a failed ``reconciliation`` expectation in ops.dq_results.
     """
+    # a large table's built rows are staged here once (ehr.silver.conform), removed whatever happens
+    staged = lake.cfg.layout.tmp(f"conform_ehr-{lake.run_id}-{name}.parquet")
+
+    def stage(rows: DataFrame) -> DataFrame:
+        remove_tree(staged, lake.cfg)  # a killed attempt of this run id left its copy
+        rows.write.mode("overwrite").parquet(staged)
+        return lake.spark.read.parquet(staged)
+
+    try:
+        return _conform_table(lake, name, source, build, contract, dq, now, on_mismatch, stage, rows_per_partition)
+    finally:
+        remove_tree(staged, lake.cfg)
+
+
+def _conform_table(
+    lake: Lake,
+    name: str,
+    source: DataFrame,
+    build: Callable[[DataFrame], DataFrame],
+    contract: Contract,
+    dq: list[tuple[Any, ...]],
+    now: dt.datetime,
+    on_mismatch: str,
+    stage: Callable[[DataFrame], DataFrame],
+    rows_per_partition: int,
+) -> dict[str, int]:
     key = contract.keys[0]
     target, qtable = f"silver.{name}", f"quarantine.{name}"
-    c = silver.conform(source, build, contract, lake.run_id)
+    c = silver.conform(source, build, contract, lake.run_id, rows_per_partition=rows_per_partition, stage=stage)
     _reconcile(name, silver.batch_problems(c), on_mismatch, lake, None)
     n_checked = c.n_built - c.n_duplicates
     for e in contract.expectations:
@@ -216,12 +244,25 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     patients = bronze("patients")
     assert patients is not None
     mismatch = c.on_mismatch
+    per = c.rows_per_partition
+    if per < 1:
+        raise InputError(f"jobs.conform_ehr.rows_per_partition must be >= 1, got {per}")
     recon["person"] = conform_table(
-        lake, "person", patients, lambda df: C.person_rows(df, d), load_contract("silver.person"), dq, now, mismatch
+        lake,
+        "person",
+        patients,
+        lambda df: C.person_rows(df, d),
+        load_contract("silver.person"),
+        dq,
+        now,
+        mismatch,
+        per,
     )
     person = lake.read("silver.person")
     died = person.where(F.col("death_date").isNotNull())
-    recon["death"] = conform_table(lake, "death", died, C.death_rows, load_contract("silver.death"), dq, now, mismatch)
+    recon["death"] = conform_table(
+        lake, "death", died, C.death_rows, load_contract("silver.death"), dq, now, mismatch, per
+    )
     builders = [
         ("visit_occurrence", "encounters", lambda df: C.visit_rows(df, d)),
         ("condition_occurrence", "conditions", lambda df: C.condition_rows(df, d, concepts)),
@@ -246,6 +287,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             dq,
             now,
             mismatch,
+            per,
         )
     lake.write(spark.createDataFrame(dq, load_contract("ops.dq_results").struct()), "ops.dq_results", mode="append")
     concept_table.unpersist()
