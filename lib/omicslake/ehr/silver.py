@@ -94,6 +94,7 @@ def conform(
     if large:
         built = built.repartition(parts, "_nk")  # else the window's own shuffle (adaptive execution may coalesce it)
     rows = dedupe(built).withColumn("_row_hash", row_hash(data_cols))
+    del built  # the staged copy must be the only thing left holding the shuffle's files (the job frees them)
     rows = stage(rows) if large and stage is not None else rows.cache()
     totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long")), F.countDistinct("_nk")).first()
     assert totals is not None

@@ -97,14 +97,19 @@ def conform_table(
     """
     # a large table's built rows are staged here once (ehr.silver.conform), removed whatever happens
     staged = lake.cfg.layout.tmp(f"conform_ehr-{lake.run_id}-{name}.parquet")
+    staged_rows: list[str] = []
 
     def stage(rows: DataFrame) -> DataFrame:
+        staged_rows.append(staged)
         remove_tree(staged, lake.cfg)  # a killed attempt of this run id left its copy
-        rows.write.mode("overwrite").parquet(staged)
+        # zstd: the row hash and the pseudonyms are hex, which snappy does not shrink (a third the size here)
+        rows.write.mode("overwrite").option("compression", "zstd").parquet(staged)
         return lake.spark.read.parquet(staged)
 
     try:
-        return _conform_table(lake, name, source, build, contract, dq, now, on_mismatch, stage, rows_per_partition)
+        return _conform_table(
+            lake, name, source, build, contract, dq, now, on_mismatch, stage, rows_per_partition, staged_rows
+        )
     finally:
         remove_tree(staged, lake.cfg)
 
@@ -120,10 +125,16 @@ def _conform_table(
     on_mismatch: str,
     stage: Callable[[DataFrame], DataFrame],
     rows_per_partition: int,
+    staged_rows: list[str],
 ) -> dict[str, int]:
     key = contract.keys[0]
     target, qtable = f"silver.{name}", f"quarantine.{name}"
     c = silver.conform(source, build, contract, lake.run_id, rows_per_partition=rows_per_partition, stage=stage)
+    if staged_rows:
+        # Staged: nothing references the de-duplication's shuffle any more, but Spark deletes a
+        # shuffle's files only once the driver's JVM has collected it (at 1M patients 32 GB of
+        # them, next to the staged copy and before silver is written): collect now.
+        lake.spark.sparkContext._jvm.System.gc()  # noqa: SLF001
     _reconcile(name, silver.batch_problems(c), on_mismatch, lake, None)
     n_checked = c.n_built - c.n_duplicates
     for e in contract.expectations:
