@@ -153,10 +153,18 @@ def test_a_large_input_is_deduplicated_in_more_partitions_and_staged_with_the_sa
         staged.append(rows.rdd.getNumPartitions())
         return spark.read.parquet(str(tmp_path / "staged"))
 
+    raw_ids = {r.patient_id for r in bronze.select("patient_id").collect() if r.patient_id}
+
     small = silver.conform(bronze, build, contract, "run1", stage=stage)
     assert staged == []  # a small input is cached, not staged
     wide = silver.conform(bronze, build, contract, "run1", rows_per_partition=1, stage=stage)  # 5 rows -> 5 parts
     assert staged == [max(floor, 5)]
+    # no source id reaches the staged copy: its natural key is a hash, no column holds a raw patient id
+    on_disk = spark.read.parquet(str(tmp_path / "staged"))
+    assert all(len(r._nk) == 64 for r in on_disk.select("_nk").collect())
+    leaked = [c for c in on_disk.columns if on_disk.where(F.col(c).cast("string").isin(list(raw_ids))).count()]
+    assert leaked == [], leaked
+    assert not any(i in r._nk for r in on_disk.select("_nk").collect() for i in raw_ids)
     assert small.kept.rdd.getNumPartitions() == floor
     counts = ("n_read", "n_built", "n_duplicates", "n_keys", "n_kept", "n_quarantined")
     assert [getattr(wide, n) for n in counts] == [getattr(small, n) for n in counts]

@@ -93,7 +93,9 @@ def conform(
     large = parts > int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
     if large:
         built = built.repartition(parts, "_nk")  # else the window's own shuffle (adaptive execution may coalesce it)
-    rows = dedupe(built).withColumn("_row_hash", row_hash(data_cols))
+    # the natural key holds source ids and unshifted dates: past the de-duplication only its hash
+    # goes on (to the staged copy and the distinct-key count), so no raw identifier leaves bronze
+    rows = dedupe(built).withColumn("_row_hash", row_hash(data_cols)).withColumn("_nk", F.sha2(F.col("_nk"), 256))
     del built  # the staged copy must be the only thing left holding the shuffle's files (the job frees them)
     rows = stage(rows) if large and stage is not None else rows.cache()
     totals = rows.agg(F.count(F.lit(1)), F.sum(F.col("_dup").cast("long")), F.countDistinct("_nk")).first()
