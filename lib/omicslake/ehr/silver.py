@@ -90,7 +90,7 @@ def conform(
     n_read = source.count()
     built = build(source)
     parts = shuffle_partitions(spark, n_read, rows_per_partition)
-    large = parts > int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
+    large = parts > session_partitions(spark)
     if large:
         built = built.repartition(parts, "_nk")  # else the window's own shuffle (adaptive execution may coalesce it)
     # the natural key holds source ids and unshifted dates: past the de-duplication only its hash
@@ -126,8 +126,12 @@ def shuffle_partitions(spark: SparkSession, n_rows: int, rows_per_partition: int
     one per ``rows_per_partition`` rows when that is more."""
     if rows_per_partition < 1:
         raise ValueError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
-    floor = int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
-    return max(floor, -(-n_rows // rows_per_partition))
+    return max(session_partitions(spark), -(-n_rows // rows_per_partition))
+
+
+def session_partitions(spark: SparkSession) -> int:
+    """The session's spark.sql.shuffle.partitions (Spark's default, 200, when unset)."""
+    return int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
 
 
 def batch_problems(c: Conformed) -> list[str]:

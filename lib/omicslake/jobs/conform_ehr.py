@@ -95,46 +95,53 @@ def conform_table(
     write when the checks lost rows; after it, with the tables restored to their previous
     versions); "record" logs it and records a failed ``reconciliation`` expectation in ops.dq_results.
     """
-    # a large table's built rows are staged here once (ehr.silver.conform), removed whatever happens
-    staged = lake.cfg.layout.tmp(f"conform_ehr-{lake.run_id}-{name}.parquet")
-    staged_rows: list[str] = []
-
-    def stage(rows: DataFrame) -> DataFrame:
-        staged_rows.append(staged)
-        remove_tree(staged, lake.cfg)  # a killed attempt of this run id left its copy
-        # zstd: the row hash and the pseudonyms are hex, which snappy does not shrink (a third the size here)
-        rows.write.mode("overwrite").option("compression", "zstd").parquet(staged)
-        return lake.spark.read.parquet(staged)
-
+    stage = _Staging(lake, name)
     try:
-        return _conform_table(
-            lake, name, source, build, contract, dq, now, on_mismatch, stage, rows_per_partition, staged_rows
-        )
+        c = silver.conform(source, build, contract, lake.run_id, rows_per_partition=rows_per_partition, stage=stage)
+        stage.free_shuffles()
+        return _write_and_reconcile(lake, name, contract, c, dq, now, on_mismatch)
     finally:
-        remove_tree(staged, lake.cfg)
+        stage.remove()
 
 
-def _conform_table(
+class _Staging:
+    """ehr.silver.conform's ``stage`` for one table: a large table's built rows written once as zstd
+    Parquet under the run's scratch folder and read back; ``remove`` deletes them whatever happened."""
+
+    def __init__(self, lake: Lake, name: str) -> None:
+        self.lake = lake
+        self.location = lake.cfg.layout.tmp(f"conform_ehr-{lake.run_id}-{name}.parquet")
+        self.used = False
+
+    def __call__(self, rows: DataFrame) -> DataFrame:
+        self.used = True
+        remove_tree(self.location, self.lake.cfg)  # a killed attempt of this run id left its copy
+        # zstd: the row hash and the pseudonyms are hex, which snappy does not shrink
+        rows.write.mode("overwrite").option("compression", "zstd").parquet(self.location)
+        return self.lake.spark.read.parquet(self.location)
+
+    def free_shuffles(self) -> None:
+        """Once conform has returned nothing references the de-duplication's shuffle, but Spark deletes
+        a shuffle's files only after the driver's JVM has collected it (at 1M patients 32 GB of them,
+        next to the staged copy and before silver is written): collect now, when rows were staged."""
+        if self.used:
+            self.lake.spark.sparkContext._jvm.System.gc()  # noqa: SLF001
+
+    def remove(self) -> None:
+        remove_tree(self.location, self.lake.cfg)
+
+
+def _write_and_reconcile(
     lake: Lake,
     name: str,
-    source: DataFrame,
-    build: Callable[[DataFrame], DataFrame],
     contract: Contract,
+    c: silver.Conformed,
     dq: list[tuple[Any, ...]],
     now: dt.datetime,
     on_mismatch: str,
-    stage: Callable[[DataFrame], DataFrame],
-    rows_per_partition: int,
-    staged_rows: list[str],
 ) -> dict[str, int]:
     key = contract.keys[0]
     target, qtable = f"silver.{name}", f"quarantine.{name}"
-    c = silver.conform(source, build, contract, lake.run_id, rows_per_partition=rows_per_partition, stage=stage)
-    if staged_rows:
-        # Staged: nothing references the de-duplication's shuffle any more, but Spark deletes a
-        # shuffle's files only once the driver's JVM has collected it (at 1M patients 32 GB of
-        # them, next to the staged copy and before silver is written): collect now.
-        lake.spark.sparkContext._jvm.System.gc()  # noqa: SLF001
     _reconcile(name, silver.batch_problems(c), on_mismatch, lake, None)
     n_checked = c.n_built - c.n_duplicates
     for e in contract.expectations:
