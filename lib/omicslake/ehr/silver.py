@@ -19,6 +19,7 @@ from pyspark.sql import functions as F
 from omicslake import quarantine
 from omicslake.contracts import CheckResult, Contract, check, enforce
 from omicslake.ehr.conform import dedupe, row_hash
+from omicslake.frames import session_partitions
 
 # Columns of a silver row that are not its data (provenance, bookkeeping): left out of the row
 # hash and of the quarantined row's JSON.
@@ -127,11 +128,6 @@ def shuffle_partitions(spark: SparkSession, n_rows: int, rows_per_partition: int
     if rows_per_partition < 1:
         raise ValueError(f"rows_per_partition must be >= 1, got {rows_per_partition}")
     return max(session_partitions(spark), -(-n_rows // rows_per_partition))
-
-
-def session_partitions(spark: SparkSession) -> int:
-    """The session's spark.sql.shuffle.partitions (Spark's default, 200, when unset)."""
-    return int(spark.conf.get("spark.sql.shuffle.partitions") or 200)
 
 
 def batch_problems(c: Conformed) -> list[str]:

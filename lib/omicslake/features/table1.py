@@ -20,6 +20,8 @@ from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
 from pyspark.sql import types as T
 
+from omicslake.frames import canonical
+
 SCHEMA = T.StructType(
     [
         T.StructField("variable", T.StringType(), False),
@@ -61,6 +63,9 @@ def _smd_prop(p1: float, p0: float) -> float | None:
 def table1(spark: SparkSession, df: DataFrame, variables: list[str], label: str = "label") -> DataFrame:
     """Rows: ``n`` first, then each variable (continuous: one row; binary: one row; categorical:
     one row per level, the most frequent first, at most MAX_LEVELS)."""
+    # percentiles and floating-point sums follow the row order: on the canonical layout the same
+    # rows give the same table, however the features table's files came to be
+    df = canonical(df.select(*dict.fromkeys([label, *variables])))
     groups = {0: F.col(label) == 0, 1: F.col(label) == 1}
     types = dict(df.dtypes)
     numeric = [v for v in variables if types[v] not in ("string", "boolean")]

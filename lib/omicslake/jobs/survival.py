@@ -32,6 +32,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.errors import ConfigError, InputError
+from omicslake.frames import canonical
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
@@ -79,8 +80,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         )
     # AFT needs time > 0: an exit on the index day (e.g. death) counts as half a day (Cox: the order is kept)
     data = (
-        feats.drop("time_days", "event")
-        .join(outcome, "person_key")
+        canonical(feats.drop("time_days", "event").join(outcome, "person_key"), ["person_key"])  # same rows, same fit
         .withColumn("time", F.greatest(F.col("time_days").cast("double"), F.lit(0.5)))
         .withColumn("event", F.col("event").cast("double"))
         .withColumn("split", M.split_column(c.seed, c.test_fraction))

@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.errors import InputError
+from omicslake.frames import canonical
 from omicslake.io import faults
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
@@ -91,6 +92,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
     c = cfg.jobs.train
     df, version, table = prepare(spark, cfg, lake, c.input_version)
+    # the same rows in other files (a rerun after a crash, a compaction) give the same splits' order,
+    # the same calibration and the same model
+    df = canonical(df, ["person_key"])
     cols = M.feature_columns(df, c.include, c.exclude)
     if not cols.all:
         raise InputError(

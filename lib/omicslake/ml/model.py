@@ -28,6 +28,8 @@ from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from omicslake.frames import canonical
+
 NOT_FEATURES = {"person_key", "index_date", "label", "time_days", "event", "run_id", "split", "_w"}
 
 
@@ -165,7 +167,10 @@ def tune(
     train: DataFrame, cols: FeatureColumns, kind: str, grid: dict[str, list[Any]], seed: int, parallelism: int = 2
 ) -> tuple[PipelineModel, dict[str, Any], float]:
     """TrainValidationSplit (80/20 of the training split) over the grid; the best model refitted
-    on the whole training split. Returns (model, best params, validation AUROC)."""
+    on the whole training split. Returns (model, best params, validation AUROC). The split is drawn
+    on ``train``'s canonical layout (``frames.canonical``, on person_key when it has one), so the
+    same rows give the same model whatever files and partitions they came in."""
+    train = canonical(train, [k for k in ("person_key",) if k in train.columns])
     pipe, est = pipeline(cols, kind, seed)
     builder = ParamGridBuilder()
     for name, values in grid.items():

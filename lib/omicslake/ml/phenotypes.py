@@ -17,6 +17,7 @@ from pyspark.ml.evaluation import ClusteringEvaluator
 from pyspark.sql import DataFrame
 from pyspark.sql import functions as F
 
+from omicslake.frames import canonical
 from omicslake.ml.model import FeatureColumns, preprocessing
 
 
@@ -45,9 +46,12 @@ def fit(
     df: DataFrame, cols: FeatureColumns, algorithm: str, ks: list[int], seed: int, max_iter: int = 50
 ) -> Clustering:
     """Fit the preprocessing once, then one clusterer per candidate k on the cached feature
-    vectors; keep the k with the highest silhouette (ties: the smaller k)."""
+    vectors; keep the k with the highest silhouette (ties: the smaller k). k-means' seeded
+    initialisation draws per partition: it runs on df's canonical layout (``frames.canonical``, on
+    person_key when df has one), so the same rows give the same clusters."""
     if not ks or min(ks) < 2:
         raise ValueError(f"k must list numbers of clusters >= 2, got {ks}")
+    df = canonical(df, [k for k in ("person_key",) if k in df.columns])
     # scaled, not centred: distances do not change, and bisecting k-means splits a cluster by
     # moving its centre by +-1e-4 of itself, which cannot split a cluster centred at 0
     prep = Pipeline(stages=preprocessing(cols, center=False)).fit(df)
