@@ -16,8 +16,9 @@ conform_ehr, ingest_vcf, build_cohort and score, around their audit rows, and in
 model is logged and after its alias moved): about a minute an attempt on two quiet cores, the
 suite's longest test (the suite's budget, issue 20, set the count).
 ``OMICSLAKE_KILL_MATRIX=full`` kills at every point of the clean run of those jobs instead (each
-table's before, during and after: about 190 attempts, hours); ``OMICSLAKE_KILL_POINTS=a|b`` at
-the points named.
+table's before, during and after: about 190 attempts, hours), ``OMICSLAKE_KILL_MATRIX=10`` at 10
+of each job's points spread from its first to its last (60 attempts), ``OMICSLAKE_KILL_POINTS=a|b``
+at the points named.
 """
 
 from __future__ import annotations
@@ -96,6 +97,33 @@ def _comparable(df: Any) -> Any:
     return df.select(*cols)
 
 
+def matrix(labels: list[str]) -> list[str]:
+    """Every kill point of a clean run whose fault log is ``labels``, in the order the pipeline
+    reaches them: before, during and after each table's commit (the pipeline's lease aside, which
+    holds no data) and the MLflow points inside train."""
+    kills = []
+    for label in labels:
+        if label.startswith("before commit ") and "ops.pipeline_lease" not in label:
+            table = label[len("before commit ") :]
+            kills += [label, f"during commit {table}", f"after commit {table}"]
+        elif not label.startswith(("before commit ", "after commit ")):  # train's MLflow points
+            kills.append(label)
+    return kills
+
+
+def per_job(kills: list[str], n: int) -> list[str]:
+    """``n`` of each job's points in ``kills``, spread evenly from its first to its last (all of
+    them when it has no more than n), in the pipeline's order."""
+    if n < 2:
+        raise ValueError(f"OMICSLAKE_KILL_MATRIX=<n> needs n >= 2 (a job's first and last point), got {n}")
+    chosen = set()
+    for job in JOBS:
+        mine = [k for k in kills if k.endswith(f"({job})")]
+        picks = mine if len(mine) <= n else [mine[round(i * (len(mine) - 1) / (n - 1))] for i in range(n)]
+        chosen.update(picks)
+    return [k for k in kills if k in chosen]
+
+
 def _attempt(root: Path, sets: list[str], run_id: str, kill_at: str, log: Path) -> subprocess.CompletedProcess[str]:
     env = {**os.environ, "OMICSLAKE_FAULT_KILL_AT": kill_at, "OMICSLAKE_FAULT_LOG": str(log)}
     sets = [x for s in [f"lake.root={root}", *sets] for x in ("--set", s)]
@@ -125,19 +153,15 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
     if os.environ.get("OMICSLAKE_KILL_POINTS"):  # the dev loop: chosen points, "|"-separated
         kills = os.environ["OMICSLAKE_KILL_POINTS"].split("|")
     elif os.environ.get("OMICSLAKE_KILL_MATRIX") == "full":
-        kills = []
-        for label in labels:
-            if label.startswith("before commit ") and "ops.pipeline_lease" not in label:
-                table = label[len("before commit ") :]
-                kills += [label, f"during commit {table}", f"after commit {table}"]
-            elif not label.startswith(("before commit ", "after commit ")):  # train's MLflow points
-                kills.append(label)
+        kills = matrix(labels)
+    elif os.environ.get("OMICSLAKE_KILL_MATRIX", "").isdigit():
+        kills = per_job(matrix(labels), int(os.environ["OMICSLAKE_KILL_MATRIX"]))
     else:
         kills = KILLS
         missing = [k for k in kills if k.replace("during commit", "before commit") not in labels]
         assert missing == [], f"kill points the clean run never reached (renamed tables?): {missing}"
-    per_job = {j: sum(k.endswith(f"({j})") for k in kills) for j in JOBS}
-    assert "OMICSLAKE_KILL_POINTS" in os.environ or all(n >= 2 for n in per_job.values()), per_job
+    counts = {j: sum(k.endswith(f"({j})") for k in kills) for j in JOBS}
+    assert "OMICSLAKE_KILL_POINTS" in os.environ or all(n >= 2 for n in counts.values()), counts
 
     log = tmp_path / "killed_points.log"
     outcomes = []
