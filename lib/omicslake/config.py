@@ -194,6 +194,7 @@ class TrainConfig:
     calibration: Literal["platt", "isotonic", "none"] = "platt"  # recalibration of the output on the calibration split
     calibration_fraction: float = 0.15  # share of patients (hashed, out of training) that fits the calibration; 0 with none
     grid: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # MLlib param -> values; empty: the model's default grid
+    folds: int = 3  # cross-validation folds of the training split that choose among the grid (>= 2)
     registered_model: str | None = None  # default omicslake_<cohort>_<model>
     alias: str | None = "champion"  # set on the new version (none: register only)
 

@@ -2,8 +2,8 @@
 
 ``canonical`` gives a frame a layout that depends on its rows alone. The same rows can reach a
 job in other files and partitions (a rerun after a crash, a compacted table, a lake copied to
-another store), and Spark's seeded sampling draws per partition (TrainValidationSplit's random
-split, k-means' initialisation), while percentiles and floating-point sums follow the row order:
+another store), and Spark's seeded sampling draws per partition (cross-validation's random
+folds, k-means' initialisation), while percentiles and floating-point sums follow the row order:
 on a canonical frame they give the same answer for the same rows.
 """
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[2] / "lib" / "omicslake"
 PACKAGES = ("ehr", "genomics", "features", "ml", "io", "report", "survey", "omics", "causal")
-MODULES = ("quarantine.py", "contracts.py", "pipeline.py")
+MODULES = ("quarantine.py", "contracts.py", "pipeline.py", "frames.py")
 EXCLUDED: set[Path] = set()
 
 Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef

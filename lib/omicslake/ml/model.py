@@ -24,7 +24,7 @@ from pyspark.ml.classification import GBTClassifier, LogisticRegression, RandomF
 from pyspark.ml.evaluation import BinaryClassificationEvaluator
 from pyspark.ml.feature import Imputer, OneHotEncoder, StandardScaler, StringIndexer, VectorAssembler
 from pyspark.ml.functions import vector_to_array
-from pyspark.ml.tuning import ParamGridBuilder, TrainValidationSplit
+from pyspark.ml.tuning import CrossValidator, ParamGridBuilder
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
@@ -164,12 +164,23 @@ def pipeline(cols: FeatureColumns, kind: str, seed: int) -> tuple[Pipeline, Any]
 
 
 def tune(
-    train: DataFrame, cols: FeatureColumns, kind: str, grid: dict[str, list[Any]], seed: int, parallelism: int = 2
+    train: DataFrame,
+    cols: FeatureColumns,
+    kind: str,
+    grid: dict[str, list[Any]],
+    seed: int,
+    parallelism: int = 2,
+    folds: int = 3,
 ) -> tuple[PipelineModel, dict[str, Any], float]:
-    """TrainValidationSplit (80/20 of the training split) over the grid; the best model refitted
-    on the whole training split. Returns (model, best params, validation AUROC). The split is drawn
+    """``folds``-fold cross-validation of the training split over the grid; the best model (highest
+    mean AUROC over the folds) refitted on the whole training split. Returns (model, best params,
+    its mean validation AUROC). One 80/20 split chose by the luck of the draw: on the 20,000-patient
+    oracle cohort four seeds picked the ridge or the lasso two and two (held-out AUROC 0.776-0.782
+    against a bar of 0.777), three folds picked the lasso for every seed tried. The folds are drawn
     on ``train``'s canonical layout (``frames.canonical``, on person_key when it has one), so the
     same rows give the same model whatever files and partitions they came in."""
+    if folds < 2:
+        raise ValueError(f"cross-validation needs at least 2 folds, got {folds} (jobs.train.folds)")
     train = canonical(train, [k for k in ("person_key",) if k in train.columns])
     pipe, est = pipeline(cols, kind, seed)
     builder = ParamGridBuilder()
@@ -183,13 +194,13 @@ def tune(
     evaluator = BinaryClassificationEvaluator(
         labelCol="label", rawPredictionCol="rawPrediction", metricName="areaUnderROC"
     )
-    tvs = TrainValidationSplit(
-        estimator=pipe, estimatorParamMaps=maps, evaluator=evaluator, trainRatio=0.8, seed=seed, parallelism=parallelism
+    cv = CrossValidator(
+        estimator=pipe, estimatorParamMaps=maps, evaluator=evaluator, numFolds=folds, seed=seed, parallelism=parallelism
     )
-    fitted = tvs.fit(train)
-    best = int(np.argmax(fitted.validationMetrics))
+    fitted = cv.fit(train)
+    best = int(np.argmax(fitted.avgMetrics))
     params = {p.name: v for p, v in maps[best].items()}
-    return fitted.bestModel, params, float(fitted.validationMetrics[best])
+    return fitted.bestModel, params, float(fitted.avgMetrics[best])
 
 
 def scores(model: PipelineModel, df: DataFrame) -> DataFrame:
