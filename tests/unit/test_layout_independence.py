@@ -2,7 +2,7 @@
 
 A rerun after a crash (tests/reliability/test_kill_anywhere.py), a compacted table or a lake
 copied to another store holds the same rows as before in other files and partitions. Spark's
-seeded sampling (TrainValidationSplit's random split, k-means' initialisation) draws per
+seeded sampling (cross-validation's random folds, k-means' initialisation) draws per
 partition, and percentiles and floating-point sums follow the row order, so without a canonical
 layout the same features gave another model: every prediction differed in a CI run.
 """
@@ -51,7 +51,7 @@ def _fit(df: DataFrame) -> tuple[list[float], float]:
 
 def test_tune_gives_the_same_model_whatever_the_partitions(spark: SparkSession) -> None:
     one, three = _layouts(spark)
-    assert _fit(one) == _fit(three)  # exactly: the same validation split, the same coefficients
+    assert _fit(one) == _fit(three)  # exactly: the same folds, the same coefficients
 
 
 def test_table1_is_the_same_whatever_the_partitions(spark: SparkSession) -> None:
