@@ -50,6 +50,32 @@ def test_platt_and_calibration_metrics_equal_statsmodels(spark: SparkSession) ->
     assert np.max(np.abs(got - pdf["r"].to_numpy())) < 1e-12
 
 
+def test_separated_outcomes_give_no_platt_map_and_no_slope(
+    spark: SparkSession, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A split whose every case scores above every control has no maximum-likelihood Platt map: the
+    output is kept (method none) and the slope is not reported, instead of the huge coefficients an
+    iterative fit stops at."""
+    pdf = pd.DataFrame({"p": [0.1, 0.2, 0.3, 0.35, 0.6, 0.9], "label": [0.0, 0.0, 0.0, 0.0, 1.0, 1.0]})
+    df = spark.createDataFrame(pdf)
+    with caplog.at_level("WARNING", logger="omicslake.ml.risk"):
+        cal = R.fit_calibration(df, "platt")
+        m = R.calibration_metrics(df)
+    assert cal.method == "none" and cal.n == 6
+    assert np.array_equal(cal.apply(pdf["p"].to_numpy()), pdf["p"].to_numpy())
+    assert m["slope"] is None and m["n"] == 6
+    # calibration-in-the-large has its maximum all the same: statsmodels' offset-only GLM
+    import statsmodels.api as sm
+
+    lp = R.logit(pdf["p"].to_numpy())
+    citl = sm.GLM(pdf["label"], np.ones((6, 1)), family=sm.families.Binomial(), offset=lp).fit()
+    assert m["intercept"] == pytest.approx(citl.params.iloc[0], abs=1e-8)
+    assert "separates" in caplog.text
+    # one control above the lowest case: not separated, a finite fit
+    pdf.loc[3, "p"] = 0.7
+    assert R.fit_calibration(spark.createDataFrame(pdf), "platt").method == "platt"
+
+
 def test_isotonic_equals_scikit_learn(spark: SparkSession) -> None:
     from sklearn.isotonic import IsotonicRegression
 
