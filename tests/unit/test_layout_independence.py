@@ -44,7 +44,7 @@ def _layouts(spark: SparkSession) -> tuple[DataFrame, DataFrame]:
 def _fit(df: DataFrame) -> tuple[list[float], float]:
     cols = M.feature_columns(df, exclude=("person_key", "label"))
     train = M.with_class_weights(df, False)
-    model, _, val_auc = M.tune(train, cols, "logistic", {"regParam": [0.01, 0.1]}, seed=3)
+    model, _, val_auc = M.tune(train, cols, "logistic", {"regParam": [0.01, 0.1]}, seed=3, folds=2)
     lr = model.stages[-1]
     return [*lr.coefficients.toArray().tolist(), lr.intercept], val_auc
 

@@ -190,7 +190,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         scalar = {k: v for k, v in metrics.items() if isinstance(v, (int, float)) and v is not None}
         mlflow.log_metrics(
             {f"test_{k}": float(v) for k, v in scalar.items()}
-            | {"validation_auroc": val_auc, "n_train": float(n_train)}
+            | ({"validation_auroc": val_auc} if val_auc is not None else {})
+            | {"n_train": float(n_train)}
             | {
                 f"test_uncalibrated_{k}": float(raw_cal[k])
                 for k in ("intercept", "slope", "brier", "mean_risk")
@@ -268,7 +269,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         "n_train": n_train,
         "n_test": n_test,
         "n_features": len(cols.all),
-        "validation_auroc": round(val_auc, 4),
+        "validation_auroc": round(val_auc, 4) if val_auc is not None else None,  # None: a one-point grid, no folds
         **{
             f"test_{k}": (round(v, 4) if isinstance(v, float) else v)
             for k, v in metrics.items()

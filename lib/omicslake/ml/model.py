@@ -171,14 +171,15 @@ def tune(
     seed: int,
     parallelism: int = 2,
     folds: int = 3,
-) -> tuple[PipelineModel, dict[str, Any], float]:
+) -> tuple[PipelineModel, dict[str, Any], float | None]:
     """``folds``-fold cross-validation of the training split over the grid; the best model (highest
     mean AUROC over the folds) refitted on the whole training split. Returns (model, best params,
-    its mean validation AUROC). One 80/20 split chose by the luck of the draw: on the 20,000-patient
-    oracle cohort four seeds picked the ridge or the lasso two and two (held-out AUROC 0.776-0.782
-    against a bar of 0.777), three folds picked the lasso for every seed tried. The folds are drawn
-    on ``train``'s canonical layout (``frames.canonical``, on person_key when it has one), so the
-    same rows give the same model whatever files and partitions they came in."""
+    its mean validation AUROC); a grid of one point is fitted once, without folds (AUROC None).
+    One 80/20 split chose by the luck of the draw: on the 20,000-patient oracle cohort four seeds
+    picked the ridge or the lasso two and two (held-out AUROC 0.776-0.782 against a bar of 0.777),
+    three folds picked the lasso for every seed tried. The folds are drawn on ``train``'s canonical
+    layout (``frames.canonical``, on person_key when it has one), so the same rows give the same
+    model whatever files and partitions they came in."""
     if folds < 2:
         raise ValueError(f"cross-validation needs at least 2 folds, got {folds} (jobs.train.folds)")
     train = canonical(train, [k for k in ("person_key",) if k in train.columns])
@@ -191,6 +192,8 @@ def tune(
             )
         builder = builder.addGrid(est.getParam(name), list(values))
     maps = builder.build()
+    if len(maps) == 1:  # nothing to choose: one fit, no folds (the held-out AUROC is the estimate)
+        return pipe.copy(maps[0]).fit(train), {p.name: v for p, v in maps[0].items()}, None
     evaluator = BinaryClassificationEvaluator(
         labelCol="label", rawPredictionCol="rawPrediction", metricName="areaUnderROC"
     )
