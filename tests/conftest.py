@@ -50,9 +50,20 @@ def base_cfg(session_root: Path) -> Config:
 def spark(base_cfg: Config) -> Iterator[SparkSession]:
     from omicslake.session import build_session, stop_session
 
-    session = build_session(base_cfg)
+    # Hail starts when a job whose spec calls it runs (jobs.base.execute), or for a test that calls Hail
+    # itself (the ``hail`` fixture): the unit layer never needs it
+    session = build_session(base_cfg, hail=False)
     yield session
     stop_session(session)
+
+
+@pytest.fixture()
+def hail(spark: SparkSession, base_cfg: Config) -> SparkSession:
+    """The session with Hail initialised on it, for a test that calls Hail directly."""
+    from omicslake.session import init_hail
+
+    init_hail(spark, base_cfg)
+    return spark
 
 
 @pytest.fixture()

@@ -229,7 +229,7 @@ def _hadoop_paths_for_hail() -> None:
 
 
 def stop_session(spark: SparkSession) -> None:
-    """Stop Hail (which stops the SparkContext) or Spark alone when Hail is not running."""
+    """Stop Hail when it is running, then Spark."""
     t0 = time.monotonic()
     try:
         _stop(spark)
@@ -243,8 +243,22 @@ def _stop(spark: SparkSession) -> None:
         from hail.utils.java import Env
 
         if Env._hc is not None:  # noqa: SLF001 - only way to ask whether Hail is initialised
-            hl.stop()
-            return
+            _close_hail_http_server_in_background(Env.backend())
+            hl.stop()  # a context Hail was handed stays up: stopped below
     except ImportError:
         pass
     spark.stop()
+
+
+def _close_hail_http_server_in_background(backend: Any) -> None:
+    """Hail's stop closes its JVM-side HTTP server first, and on JDK 17 that close waits its full
+    grace period whatever is in flight (10 s of every stop, in every process that started Hail; the
+    JDK waits only for open exchanges from 21 on, JDK-8304065). Nothing is in flight when a job
+    stops, so the close runs on a daemon thread and the rest of Hail's stop goes on without it."""
+    import threading
+
+    close = getattr(backend, "_stop_jhttp_server", None)
+    if close is None:  # another Hail version: its own stop does what it does
+        return
+    threading.Thread(target=close, name="hail-http-close", daemon=True).start()
+    backend._stop_jhttp_server = lambda: None  # noqa: SLF001

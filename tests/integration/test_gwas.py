@@ -224,7 +224,7 @@ def test_firth_fallback_on_planted_separation_agrees_with_plink2_in_both_modes(
     assert by_name["only_cases_missing"].status == "ok" and by_name["only_cases_missing"].n == 48
 
 
-def test_without_firth_a_separated_variant_has_no_estimate_as_in_plink2(spark: SparkSession, tmp_path: Path) -> None:
+def test_without_firth_a_separated_variant_has_no_estimate_as_in_plink2(hail: SparkSession, tmp_path: Path) -> None:
     """firth="no" on the planted variants against plink2 --glm no-firth, variant by variant; in
     Hail mode, the variants without missing calls that plink2 calls separated are ours too."""
     import hail as hl

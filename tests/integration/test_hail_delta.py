@@ -17,7 +17,8 @@ def cfg(cfg: Config) -> Config:
     return cfg.replace(**{"lake.enforce_contracts": False})
 
 
-def test_roundtrip_hail_spark_delta_hail(spark: SparkSession, cfg: Config) -> None:
+def test_roundtrip_hail_spark_delta_hail(hail: SparkSession, cfg: Config) -> None:
+    spark = hail
     hl.set_global_seed(7)
     mt = hl.balding_nichols_model(3, 20, 50, n_partitions=2)
     ht = mt.annotate_rows(n_het=hl.agg.count_where(mt.GT.is_het()), af=hl.agg.mean(mt.GT.n_alt_alleles()) / 2).rows()
