@@ -126,7 +126,14 @@ def test_auroc_beats_chance_and_the_model_without_planted_features(
 
     oracle = roc_auc_score([r.label for r in test], [float(truth[r.person_key]["p_t2d"] or 0) for r in test])
     mine = own_lake(trained, tmp_path)  # a train run of its own: another model version, another MLflow run
-    without = mine.replace(**{"jobs.train.exclude": [*cfg.jobs.train.exclude, *PLANTED], "jobs.train.alias": None})
+    # at the regularisation the first run chose (one fit, no folds: the features are what differs)
+    without = mine.replace(
+        **{
+            "jobs.train.exclude": [*cfg.jobs.train.exclude, *PLANTED],
+            "jobs.train.alias": None,
+            "jobs.train.grid": {k: [v] for k, v in m["best_params"].items()},
+        }
+    )
     worse = execute(spark, without, "train", run_id="t2")
     cases = sum(r.label for r in test)
     # Hanley & McNeil (1982) standard error of our AUROC
