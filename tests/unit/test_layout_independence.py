@@ -81,3 +81,17 @@ def test_canonical_partitions_hold_the_same_rows_in_the_same_order(spark: SparkS
     assert len(a) == 3  # 400 rows, one partition per 150
     assert [[r.person_key for r in p] for p in a] == [[r.person_key for r in p] for p in b]
     assert all(p == sorted(p, key=lambda r: r.person_key) for p in a)
+
+
+def test_a_grid_of_one_point_is_the_model_cross_validation_refits(spark: SparkSession) -> None:
+    """One point has nothing to choose: tune fits it once, without folds, and returns what
+    cross-validation would have refitted (a grid of the same point twice goes through the folds)."""
+    one, _ = _layouts(spark)
+    cols = M.feature_columns(one, exclude=("person_key", "label"))
+    train = M.with_class_weights(one, False)
+    single, params, auc = M.tune(train, cols, "logistic", {"regParam": [0.3]}, seed=3)
+    folded, _, folded_auc = M.tune(train, cols, "logistic", {"regParam": [0.3, 0.3]}, seed=3, folds=2)
+    assert params == {"regParam": 0.3} and auc is None and folded_auc is not None
+    a, b = single.stages[-1], folded.stages[-1]
+    assert a.getRegParam() == 0.3
+    assert [*a.coefficients.toArray(), a.intercept] == [*b.coefficients.toArray(), b.intercept]
