@@ -228,6 +228,11 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
     left = [v for v in client.search_model_versions(f"name='{MODEL}'") if v.run_id != champion.run_id]
     assert sorted(v.tags.get("omicslake.interrupted", "") for v in left) == sorted(f"attempt{k}" for k in unfinished)
     assert {client.get_run(v.run_id).info.status for v in left} <= {"KILLED", "FINISHED"}
+    # and no MLflow run of the lake is left RUNNING, with or without a model (a train killed right after
+    # its run started has none)
+    exp = client.get_experiment_by_name(killed_cfg.mlflow.experiment)
+    running = [r.info.run_id for r in client.search_runs([exp.experiment_id]) if r.info.status == "RUNNING"]
+    assert running == [], running
     assert "omicslake.interrupted" not in champion.tags
     preds = killed.read(f"gold.predictions_{MODEL}")
     assert {r[0] for r in preds.select("model_version").distinct().collect()} == {int(champion.version)}

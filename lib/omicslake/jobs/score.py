@@ -23,6 +23,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.errors import InputError
+from omicslake.io import faults
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
@@ -77,6 +78,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             log.info("%s v%s already scored %s version %s: nothing to do", name, mv.version, table, version)
             return {"model": name, "model_version": int(mv.version), "input_version": version, "scored": 0}
     model = mlflow.spark.load_model(f"models:/{name}/{mv.version}")
+    faults.point(f"after load model {name} ({NAME})")  # the champion loaded, nothing written
     meta = risk_metadata(name, mv.version)
     calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else Calibration()
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
@@ -135,6 +137,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         if meta.get("linear") and c.page_rows > 0
         else None
     )
+    if page:
+        faults.point(f"after write page {name} ({NAME})")  # predictions and the risk page written, no audit row
     return {
         "model": name,
         "model_version": int(mv.version),

@@ -166,6 +166,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     with tracked_run(
         experiment, f"{c.cohort}-{c.model}-{lake.run_id}", lake.run_id, NAME, cohort=c.cohort, table=table
     ) as r:
+        faults.point(f"after start run {name} ({NAME})")  # an MLflow run RUNNING, nothing logged to it
         mlflow.log_params(
             {
                 "model": c.model,
@@ -209,6 +210,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                     f"auroc_{s['group']}_{s['level']}".replace(" ", "_").replace("<", "lt").replace("+", "plus"),
                     s["auroc"],
                 )
+        faults.point(f"after log metrics {name} ({NAME})")  # params and metrics logged, no artifact
         source = str(lake.path(table)) if not lake.qualified(table) else None
         ds = (
             mlflow.data.load_delta(path=source, version=version, name=table)
@@ -235,6 +237,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                 "features.json": json.dumps({"numeric": list(cols.numeric), "categorical": list(cols.categorical)}),
             },
         )
+        faults.point(f"after log files {name} ({NAME})")  # the input, plots and metric files logged, no model
         example = _input_example(train, list(cols.numeric), list(cols.categorical))
         signature = infer_signature(example, [0.5])
         # the calibration and (logistic) the model as numbers travel with the model: score and serve apply them
