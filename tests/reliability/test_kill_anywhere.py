@@ -16,9 +16,10 @@ conform_ehr, ingest_vcf, build_cohort and score, around their audit rows, and in
 model is logged and after its alias moved): about a minute an attempt on two quiet cores, the
 suite's longest test (the suite's budget, issue 20, set the count).
 ``OMICSLAKE_KILL_MATRIX=full`` kills at every point of the clean run of those jobs instead (each
-table's before, during and after: about 190 attempts, hours), ``OMICSLAKE_KILL_MATRIX=10`` at 10
-of each job's points spread from its first to its last (60 attempts), ``OMICSLAKE_KILL_POINTS=a|b``
-at the points named.
+table's before, during and after, and train's and score's points between: 124 attempts, hours),
+``OMICSLAKE_KILL_MATRIX=10`` at 10 of each job's points spread from its first to its last, all of
+them for a job that has fewer (56 attempts: train and score have 8 each; about an hour here),
+``OMICSLAKE_KILL_POINTS=a|b`` at the points named.
 """
 
 from __future__ import annotations
