@@ -239,6 +239,10 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
     assert {r[0] for r in preds.select("model_version").distinct().collect()} == {int(champion.version)}
     features = killed.version("gold.features_t2d_incident")
     assert {r[0] for r in preds.select("input_version").distinct().collect()} == {features}
+    # the risk page is the clean run's, byte for byte (a score killed after its predictions' commit and
+    # before its page once left the page missing: the rerun found the predictions and did nothing)
+    page = Path("reports") / f"risk_{MODEL}.html"
+    assert (killed_root / page).read_bytes() == (tmp_path / "clean" / page).read_bytes()
     # no file ingested twice
     files = killed.read("ops.ingested_files").where(F.coalesce(F.col("status"), F.lit("landed")) == "landed")
     assert files.count() == files.select("table_name", "file_sha256").distinct().count()

@@ -76,7 +76,18 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         )
         if done:
             log.info("%s v%s already scored %s version %s: nothing to do", name, mv.version, table, version)
-            return {"model": name, "model_version": int(mv.version), "input_version": version, "scored": 0}
+            # a run killed between the predictions' commit and its page left the page missing or stale:
+            # written again from the predictions (the same rows give the same page)
+            meta = risk_metadata(name, mv.version)
+            method = (meta.get("calibration") or {}).get("method", "none")
+            page = _page(cfg, lake, name, int(mv.version), table, version, method, meta)
+            return {
+                "model": name,
+                "model_version": int(mv.version),
+                "input_version": version,
+                "scored": 0,
+                **({"page": page} if page else {}),
+            }
     model = mlflow.spark.load_model(f"models:/{name}/{mv.version}")
     faults.point(f"after load model {name} ({NAME})")  # the champion loaded, nothing written
     meta = risk_metadata(name, mv.version)
@@ -132,13 +143,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     )
     for warning in drift.get("drift_warnings", []):
         log.warning("drift: %s", warning)
-    page = (
-        write_page(cfg, lake, name, int(mv.version), table, version, calibration.method)
-        if meta.get("linear") and c.page_rows > 0
-        else None
-    )
-    if page:
-        faults.point(f"after write page {name} ({NAME})")  # predictions and the risk page written, no audit row
+    page = _page(cfg, lake, name, int(mv.version), table, version, calibration.method, meta)
     return {
         "model": name,
         "model_version": int(mv.version),
@@ -148,6 +153,17 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         **drift,
         **({"page": page} if page else {}),
     }
+
+
+def _page(
+    cfg: Config, lake: Lake, name: str, mv: int, table: str, version: int, method: str, meta: dict[str, Any]
+) -> str | None:
+    """``write_page`` for a logistic model when jobs.score.page_rows > 0 (its path), else None."""
+    if not (meta.get("linear") and cfg.jobs.score.page_rows > 0):
+        return None
+    page = write_page(cfg, lake, name, mv, table, version, method)
+    faults.point(f"after write page {name} ({NAME})")  # predictions and the risk page written, no audit row
+    return page
 
 
 def write_page(cfg: Config, lake: Lake, name: str, mv: int, table: str, version: int, method: str) -> str:
