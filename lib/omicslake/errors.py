@@ -48,3 +48,47 @@ class ReconciliationError(OmicslakeError):
 
 class ConcurrentWriteError(OmicslakeError):
     """Another writer committed to a table while a job wrote it, more often than lake.conflict_retries allows."""
+
+
+class MachineError(OmicslakeError):
+    """The JVM or the machine failed (out of memory, code cache or disk) while reading an input.
+
+    Not the input's fault: the job stops instead of refusing the file, so a good file is never
+    recorded as bad; the file is read again by the next run."""
+
+
+# Java errors that say the machine ran out of something, whichever file was being read. Matched in
+# the exception's text (Hail's FatalError carries the Java error's class and message as text).
+_MACHINE_SIGNS = (
+    "OutOfMemoryError",
+    "VirtualMachineError",
+    "Out of space in CodeCache",
+    "CodeCache is full",
+    "No space left on device",
+    "Disk quota exceeded",
+)
+
+
+def machine_error(exc: BaseException, what: str) -> MachineError | None:
+    """A MachineError naming ``what`` when ``exc`` is a failure of the JVM or the machine, else None."""
+    text = str(exc)
+    java = getattr(exc, "java_exception", None)
+    if java is not None:
+        try:
+            text += " " + str(java.toString())
+            cause = java.getCause()
+            while cause is not None:
+                text += " " + str(cause.toString())
+                cause = cause.getCause() if cause.getCause() != cause else None
+        except Exception:  # noqa: BLE001 - the JVM may be gone, which is itself such a failure
+            text += " VirtualMachineError"
+    sign = next((s for s in _MACHINE_SIGNS if s in text), None)
+    if sign is None:
+        return None
+    line = next(ln for ln in text.splitlines() if sign in ln).strip()[:300]  # Java's words, never row values
+    return MachineError(
+        f"{what}: the JVM or the machine failed while reading it ({line}), which is not the file's "
+        "fault; the job stopped and wrote nothing of it, and the next run reads it again. Give the "
+        "driver more memory (spark.driver_memory), the JIT more code cache "
+        "(-XX:ReservedCodeCacheSize) or the local directories more disk, then rerun."
+    )

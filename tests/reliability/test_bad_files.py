@@ -109,6 +109,55 @@ def test_good_files_land_bad_ones_are_refused_and_named(
     assert [(r.status, r.error) for r in status] == [("landed", None)]
 
 
+# what the JVM printed in a CI run whose code cache filled up while Hail read a good VCF
+CODE_CACHE = (
+    "VirtualMachineError: Out of space in CodeCache for method handle intrinsic\n"
+    "\tat is.hail.io.vcf.MatrixVCFReader.apply(LoadVCF.scala:1)"
+)
+
+
+def test_a_jvm_failure_stops_the_job_and_never_marks_a_good_file_bad(
+    spark: SparkSession, cfg: Config, inputs: dict[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A CI run once recorded a good VCF as refused ("Hail could not read the file ... check it with
+    bcftools") when the JVM's code cache was full. The machine's failure stops the job instead: no
+    ledger row says the file is bad, what the file left is deleted, and the next run lands it."""
+    from hail.utils.java import FatalError
+
+    from omicslake.errors import MachineError
+
+    d = inputs["a_good"].parent
+    for name in ("b_dup_samples", "c_grch37", "e_truncated"):
+        inputs[name].unlink()
+    run_cfg = cfg.replace(**{"jobs.ingest_vcf.paths": (str(d / "*.vcf"),)})
+    real_write = Lake.write
+    calls: list[str] = []
+
+    def failing_write(self: Lake, df, table: str, *args, **kwargs):  # type: ignore[no-untyped-def]
+        calls.append(table)
+        if table == "bronze.vcf_samples" and calls.count(table) == 2:  # d_good's, after its variants committed
+            raise FatalError(CODE_CACHE)
+        return real_write(self, df, table, *args, **kwargs)
+
+    monkeypatch.setattr(Lake, "write", failing_write)
+    with pytest.raises(MachineError) as err:
+        execute(spark, run_cfg, "ingest_vcf", run_id="jvm1")
+    monkeypatch.setattr(Lake, "write", real_write)
+    msg = str(err.value)
+    assert "d_good.vcf" in msg and "not the file's fault" in msg and "Out of space in CodeCache" in msg
+    lake = Lake(spark, run_cfg)
+    assert _variants_by_file(lake) == {"a_good": 3}  # d_good's committed variants were deleted
+    ledger = {Path(r.path).stem: r.status for r in lake.read("ops.ingested_files").collect()}
+    assert ledger == {"a_good": "landed"}  # no "failed" row for a good file
+    assert [r.status for r in lake.read("ops.runs").where(F.col("run_id") == "jvm1").collect()] == ["failed"]
+
+    res = execute(spark, run_cfg, "ingest_vcf", run_id="jvm2")
+    assert (res.metrics["files"], res.metrics["skipped_files"], res.metrics["failed_files"]) == (1, 1, 0)
+    assert _variants_by_file(lake) == {"a_good": 3, "d_good": 2}
+    samples = lake.read("bronze.vcf_samples").groupBy("source_file").count().collect()
+    assert {Path(r.source_file).stem: r["count"] for r in samples} == {"a_good": 3, "d_good": 3}
+
+
 def test_gwas_on_a_vcf_of_another_reference_names_the_contigs(spark: SparkSession, cfg: Config, tmp_path: Path) -> None:
     """`omicslake gwas --vcf` on contigs 1..22 with the GRCh38 default: an InputError naming the
     contigs and the reference that fits, not Hail's Java stack trace."""

@@ -29,7 +29,7 @@ from pyspark.sql import functions as F
 from omicslake import quarantine
 from omicslake.config import Config
 from omicslake.contracts import Contract, enforce, load_contract
-from omicslake.errors import InputError, ReconciliationError
+from omicslake.errors import InputError, MachineError, ReconciliationError, machine_error
 from omicslake.io import ledger
 from omicslake.io.delta import Lake
 from omicslake.io.files import sha256
@@ -94,6 +94,19 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             refused.append((path, str(exc)))
             _refuse(lake, path, str(exc), now)
             log.error("%s refused: %s", path.name, exc)
+        except Exception as exc:
+            machine = exc if isinstance(exc, MachineError) else machine_error(exc, str(path))
+            if machine is None:
+                raise
+            # not the file's fault: no ledger row, the run stops; what the file left is deleted if the
+            # JVM still can (else the next run's discard_partial does it before reading the file again)
+            try:
+                _discard(lake, path)
+            except Exception:  # noqa: BLE001 - the JVM that failed may not run a DELETE either
+                log.warning("%s: its partial rows are deleted by the next run", path.name)
+            if machine is exc:
+                raise
+            raise machine from exc
     # seconds per stage of the VCF path (PLINK filesets are not split into stages), summed over the files,
     # a refused file's stages included
     stats["seconds"] = {k: round(v, 3) for k, v in stats["seconds"].items()}
@@ -110,8 +123,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     return stats
 
 
-def _refuse(lake: Lake, path: Path, error: str, now: dt.datetime) -> None:
-    """A refused file: whatever it left is deleted and the ledger says why (status failed)."""
+def _discard(lake: Lake, path: Path) -> tuple[str, list[Path]]:
+    """Delete whatever a file (a VCF, or a PLINK fileset by its .bed) left in the file's tables;
+    returns its digest and its files."""
     bed = path.suffix == ".bed"
     files = [p for p in ((path, path.with_suffix(".bim"), path.with_suffix(".fam")) if bed else (path,)) if p.exists()]
     if bed:
@@ -121,6 +135,13 @@ def _refuse(lake: Lake, path: Path, error: str, now: dt.datetime) -> None:
     else:
         digest = sha256(path) if path.exists() else "missing:" + str(path)
     ledger.discard_partial(lake, digest, _FILE_TABLES)
+    return digest, files
+
+
+def _refuse(lake: Lake, path: Path, error: str, now: dt.datetime) -> None:
+    """A refused file: whatever it left is deleted and the ledger says why (status failed)."""
+    bed = path.suffix == ".bed"
+    digest, files = _discard(lake, path)
     size = sum(p.stat().st_size for p in files)
     source = "plink" if bed else "vcf"
     row = ledger.failed_row(
@@ -203,6 +224,9 @@ def _ingest_vcf(
     except InputError:
         raise
     except (FatalError, Py4JJavaError) as exc:  # Hail's JVM side on a record it cannot parse
+        machine = machine_error(exc, str(path))
+        if machine is not None:  # the JVM, not the file: stop, never record a good file as bad
+            raise machine from exc
         # a contig outside the reference (text_checks off), else a record Hail cannot parse
         err = vcf.reference_error(path, kind, exc, reference, dict(c.contig_recoding)) or vcf.hail_error(
             path, kind, exc
@@ -327,6 +351,9 @@ def _ingest_plink(
     except (FatalError, Py4JJavaError) as exc:
         from omicslake.jobs.base import error_summary
 
+        machine = machine_error(exc, str(bed))
+        if machine is not None:
+            raise machine from exc
         raise InputError(
             f"{bed}: Hail could not read the PLINK fileset ({error_summary(exc)[:300]}). Check it with "
             f"`plink2 --bfile {bed.with_suffix('').name} --validate`; nothing of it was written"
@@ -351,6 +378,9 @@ def _ingest_plink(
     except (FatalError, Py4JJavaError) as exc:  # check_plink passed, Hail still could not read it
         from omicslake.jobs.base import error_summary
 
+        machine = machine_error(exc, str(bed))
+        if machine is not None:
+            raise machine from exc
         raise InputError(
             f"{bed}: Hail could not read the PLINK fileset ({error_summary(exc)[:300]}). Check it with "
             f"`plink2 --bfile {bed.with_suffix('').name} --validate`; nothing of it was written"
