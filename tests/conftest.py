@@ -15,7 +15,8 @@ from omicslake.config import Config, load_config
 from pipeline_lake import pipeline  # noqa: F401  (the session's whole-pipeline lake, a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
-EXTERNAL = REPO.parent / "shared" / "data" / "external"
+# the real inputs others wrote; OMICSLAKE_EXTERNAL_DATA points there from a checkout elsewhere (a worktree)
+EXTERNAL = Path(os.environ.get("OMICSLAKE_EXTERNAL_DATA") or REPO.parent / "shared" / "data" / "external")
 
 
 def pytest_configure(config: pytest.Config) -> None:
