@@ -220,18 +220,31 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
     }
     assert client.get_run(champion.run_id).data.tags["omicslake.run_id"] in trained
     # a train killed before its audit row is committed leaves the version it registered (if it got that
-    # far) and the next attempt trains again; one killed after the commit had succeeded: its version is
-    # the champion, and nothing trains again
-    unfinished = [k for k, kill_at in enumerate(kills, 1) if "(train)" in kill_at and kill_at != TRAIN_AUDITED]
+    # far: logging the model registers it, so a kill at or after "after log model", in the clean run's
+    # order) and the next attempt trains again;
+    # one killed after the commit had succeeded: its version is the champion, and nothing trains again
+    train_points = [label for label in labels if label.endswith("(train)")]
+    registers = next(i for i, label in enumerate(train_points) if label.startswith("after log model"))
+
+    def train_step(kill_at: str) -> int:
+        return train_points.index(kill_at.replace("during commit", "before commit"))
+
+    train_kills = [k for k, kill_at in enumerate(kills, 1) if kill_at.endswith("(train)") and kill_at != TRAIN_AUDITED]
+    unfinished = [k for k in train_kills if train_step(kills[k - 1]) >= registers]
     versions = sorted(int(v.version) for v in client.search_model_versions(f"name='{MODEL}'"))
-    assert len(versions) == 1 + len(unfinished), versions  # one per unfinished train, kept
+    assert len(versions) == 1 + len(unfinished), versions  # one per unfinished train that registered, kept
+    # a train killed before it logged its model (right after its MLflow run started, or after its metrics
+    # or files were logged) left a run and no version: that run is KILLED
+    exp = client.get_experiment_by_name(killed_cfg.mlflow.experiment)
+    for k in (k for k in train_kills if k not in unfinished):
+        runs = client.search_runs([exp.experiment_id], f"tags.`omicslake.run_id` = 'attempt{k}'")
+        assert [r.info.status for r in runs] == ["KILLED"], (k, kills[k - 1], [r.info.status for r in runs])
     # the versions killed trains registered are tagged as such, and their MLflow runs are not left running
     left = [v for v in client.search_model_versions(f"name='{MODEL}'") if v.run_id != champion.run_id]
     assert sorted(v.tags.get("omicslake.interrupted", "") for v in left) == sorted(f"attempt{k}" for k in unfinished)
     assert {client.get_run(v.run_id).info.status for v in left} <= {"KILLED", "FINISHED"}
     # and no MLflow run of the lake is left RUNNING, with or without a model (a train killed right after
     # its run started has none)
-    exp = client.get_experiment_by_name(killed_cfg.mlflow.experiment)
     running = [r.info.run_id for r in client.search_runs([exp.experiment_id]) if r.info.status == "RUNNING"]
     assert running == [], running
     assert "omicslake.interrupted" not in champion.tags
