@@ -5,6 +5,8 @@ Every message names the file, table, column or line at fault and says what to do
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class OmicslakeError(Exception):
     """Base class of every error omicslake raises on purpose."""
@@ -69,23 +71,28 @@ _MACHINE_SIGNS = (
 )
 
 
+def java_chain(exc: BaseException) -> list[Any]:
+    """The Java throwable behind a py4j error and its causes, outermost first ([] for a Python-side
+    error). Raises whatever py4j raises when the JVM is gone."""
+    chain = []
+    java = getattr(exc, "java_exception", None)
+    while java is not None and all(java != seen for seen in chain):
+        chain.append(java)
+        java = java.getCause()
+    return chain
+
+
 def machine_error(exc: BaseException, what: str) -> MachineError | None:
     """A MachineError naming ``what`` when ``exc`` is a failure of the JVM or the machine, else None."""
     text = str(exc)
-    java = getattr(exc, "java_exception", None)
-    if java is not None:
-        try:
-            text += " " + str(java.toString())
-            cause = java.getCause()
-            while cause is not None:
-                text += " " + str(cause.toString())
-                cause = cause.getCause() if cause.getCause() != cause else None
-        except Exception:  # noqa: BLE001 - the JVM may be gone, which is itself such a failure
-            text += " VirtualMachineError"
+    try:
+        text += "".join(" " + str(t.toString()) for t in java_chain(exc))
+    except Exception:  # noqa: BLE001 - the JVM may be gone, which is itself such a failure
+        text += " VirtualMachineError"
     sign = next((s for s in _MACHINE_SIGNS if s in text), None)
     if sign is None:
         return None
-    line = next(ln for ln in text.splitlines() if sign in ln).strip()[:300]  # Java's words, never row values
+    line = next(ln for ln in text.splitlines() if sign in ln).strip(" :\t")[:300]  # Java's words, never row values
     return MachineError(
         f"{what}: the JVM or the machine failed while reading it ({line}), which is not the file's "
         "fault; the job stopped and wrote nothing of it, and the next run reads it again. Give the "

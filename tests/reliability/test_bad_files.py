@@ -158,6 +158,33 @@ def test_a_jvm_failure_stops_the_job_and_never_marks_a_good_file_bad(
     assert {Path(r.source_file).stem: r["count"] for r in samples} == {"a_good": 3, "d_good": 3}
 
 
+def test_a_java_error_chain_is_told_apart_by_its_cause(spark: SparkSession) -> None:
+    """Real Java exceptions through py4j: an ExecutionException caused by an OutOfMemoryError is the
+    machine's failure, one caused by a record problem is not; error_summary names the root cause."""
+    from omicslake.errors import java_chain, machine_error
+    from omicslake.jobs.base import error_summary
+
+    jvm = spark.sparkContext._jvm
+    got = {}
+    for cause in (jvm.java.lang.OutOfMemoryError("Java heap space"), jvm.java.lang.IllegalStateException("bad")):
+        future = jvm.java.util.concurrent.CompletableFuture()
+        future.completeExceptionally(cause)
+        with pytest.raises(Exception) as err:
+            future.get()
+        got[str(cause.getClass().getSimpleName())] = (
+            len(java_chain(err.value)),
+            error_summary(err.value),
+            machine_error(err.value, "f.vcf"),
+        )
+    n, summary, machine = got["OutOfMemoryError"]
+    assert (n, summary) == (2, "OutOfMemoryError: Java heap space")
+    assert machine is not None and str(machine).startswith(
+        "f.vcf: the JVM or the machine failed while reading it (java.util.concurrent.ExecutionException: "
+        "java.lang.OutOfMemoryError: Java heap space), which is not the file's fault"
+    )
+    assert got["IllegalStateException"] == (2, "IllegalStateException: bad", None)
+
+
 def test_gwas_on_a_vcf_of_another_reference_names_the_contigs(spark: SparkSession, cfg: Config, tmp_path: Path) -> None:
     """`omicslake gwas --vcf` on contigs 1..22 with the GRCh38 default: an InputError naming the
     contigs and the reference that fits, not Hail's Java stack trace."""

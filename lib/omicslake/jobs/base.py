@@ -27,7 +27,7 @@ from pyspark.sql import SparkSession
 from omicslake import __version__
 from omicslake.config import Config, load_config
 from omicslake.contracts import load_contract
-from omicslake.errors import OmicslakeError
+from omicslake.errors import OmicslakeError, java_chain
 from omicslake.io.delta import Lake, WriteResult
 
 log = logging.getLogger(__name__)
@@ -112,12 +112,9 @@ def error_summary(exc: BaseException) -> str:
     error raised in the JVM (py4j's "An error occurred while calling o123.save."), the root cause's
     class and first line instead, which says what went wrong."""
     text = str(exc)
-    java = getattr(exc, "java_exception", None)
-    if java is not None:
+    if getattr(exc, "java_exception", None) is not None:
         try:
-            root = java
-            while root.getCause() is not None and root.getCause() != root:
-                root = root.getCause()
+            root = java_chain(exc)[-1]
             name = str(root.getClass().getSimpleName())
             text = str(root.getMessage() or "")
             return f"{name}: {text.splitlines()[0] if text else ''}"[:2000]

@@ -21,7 +21,7 @@ import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -323,6 +323,20 @@ def _bronze_rows(
     ).transform(enforce(contract))
 
 
+def _plink_unreadable(exc: Exception, bed: Path) -> NoReturn:
+    """Hail failed on a PLINK fileset: MachineError when the JVM or the machine failed, else the
+    fileset is refused (InputError naming it and the plink2 check)."""
+    from omicslake.jobs.base import error_summary
+
+    machine = machine_error(exc, str(bed))
+    if machine is not None:
+        raise machine from exc
+    raise InputError(
+        f"{bed}: Hail could not read the PLINK fileset ({error_summary(exc)[:300]}). Check it with "
+        f"`plink2 --bfile {bed.with_suffix('').name} --validate`; nothing of it was written"
+    ) from None
+
+
 def _ingest_plink(
     spark: SparkSession,
     lake: Lake,
@@ -349,15 +363,7 @@ def _ingest_plink(
     try:
         mt = vcf.import_plink(bed, reference, parts)  # InputError (vcf.check_plink) when the parts do not fit
     except (FatalError, Py4JJavaError) as exc:
-        from omicslake.jobs.base import error_summary
-
-        machine = machine_error(exc, str(bed))
-        if machine is not None:
-            raise machine from exc
-        raise InputError(
-            f"{bed}: Hail could not read the PLINK fileset ({error_summary(exc)[:300]}). Check it with "
-            f"`plink2 --bfile {bed.with_suffix('').name} --validate`; nothing of it was written"
-        ) from None
+        _plink_unreadable(exc, bed)
     digest = hashlib.sha256("".join(sha256(p) for p in files).encode()).hexdigest()
     if digest in done:
         log.info("%s: already ingested, skipped", bed.name)
@@ -376,15 +382,7 @@ def _ingest_plink(
         )
         written = lake.write(df, "bronze.variants", mode="append")
     except (FatalError, Py4JJavaError) as exc:  # check_plink passed, Hail still could not read it
-        from omicslake.jobs.base import error_summary
-
-        machine = machine_error(exc, str(bed))
-        if machine is not None:
-            raise machine from exc
-        raise InputError(
-            f"{bed}: Hail could not read the PLINK fileset ({error_summary(exc)[:300]}). Check it with "
-            f"`plink2 --bfile {bed.with_suffix('').name} --validate`; nothing of it was written"
-        ) from None
+        _plink_unreadable(exc, bed)
     rows = [(s, i, str(bed), digest, reference, written.rows, lake.run_id, now) for i, s in enumerate(samples)]
     lake.write(spark.createDataFrame(rows, samples_contract.struct()), "bronze.vcf_samples", mode="append")
     flagged = (

@@ -27,7 +27,7 @@ from omicslake.io import faults
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
-from omicslake.ml.risk import LinearRisk, feature_words
+from omicslake.ml.risk import Calibration, LinearRisk, feature_words
 
 SPEC = JobSpec(
     name="score",
@@ -46,7 +46,6 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.ml.model import scores
     from omicslake.ml.risk import (
         REASON,
-        Calibration,
         band_column,
         check_bands,
         drift_metrics,
@@ -79,8 +78,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
             # a run killed between the predictions' commit and its page left the page missing or stale:
             # written again from the predictions (the same rows give the same page)
             meta = risk_metadata(name, mv.version)
-            method = (meta.get("calibration") or {}).get("method", "none")
-            page = _page(cfg, lake, name, int(mv.version), table, version, method, meta)
+            page = _page(cfg, lake, name, int(mv.version), table, version, _calibration(meta).method, meta)
             return {
                 "model": name,
                 "model_version": int(mv.version),
@@ -91,7 +89,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     model = mlflow.spark.load_model(f"models:/{name}/{mv.version}")
     faults.point(f"after load model {name} ({NAME})")  # the champion loaded, nothing written
     meta = risk_metadata(name, mv.version)
-    calibration = Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else Calibration()
+    calibration = _calibration(meta)
     now = dt.datetime.now(dt.timezone.utc).replace(tzinfo=None)
     scored = scores(model, df).withColumn("model_score", F.col("p"))
     risk = calibration.column(F.col("model_score"))
@@ -153,6 +151,11 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         **drift,
         **({"page": page} if page else {}),
     }
+
+
+def _calibration(meta: dict[str, Any]) -> Calibration:
+    """The recalibration map train stored with the model version (none: the model's output as is)."""
+    return Calibration.from_dict(meta["calibration"]) if meta.get("calibration") else Calibration()
 
 
 def _page(
