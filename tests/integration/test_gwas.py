@@ -61,7 +61,16 @@ def test_logistic_agrees_with_plink2_and_hail_mode_agrees_with_ours(
     assert sum(1 for r in theirs.values() if r["ERRCODE"] == ".") == 5
     assert compare(ours, theirs) == 5
     m = result.metrics
-    assert m["samples_used"] == 2535 and Path(m["manhattan"]).stat().st_size > 5000 and Path(m["qq"]).exists()
+    # the plots' locations are recorded under the root's mark (<root>/reports/gwas_epacts/...), as ops records files
+    assert m["manhattan"] == "<root>/reports/gwas_epacts/manhattan.png", m["manhattan"]
+    manhattan, qq = (Path(cfg.layout.resolve(m[k])) for k in ("manhattan", "qq"))
+    assert m["samples_used"] == 2535 and manhattan.stat().st_size > 5000 and qq.exists()
+    # the report's GWAS section finds them from the table's name, both plots inline
+    from omicslake.report import genomics as report_genomics
+
+    section = report_genomics.gwas(_epacts_cfg(cfg, external), Lake(spark, cfg).names())
+    assert dict(section.found) == {"gwas": 1} and "<h3>gwas_epacts</h3>" in section.html
+    assert section.html.count("data:image/png;base64,") == 2
 
     # Hail's own logistic_regression_rows (mean imputation): no missing calls here, so the same fit.
     hail_mode = execute(spark, _epacts_cfg(cfg, external, missing="mean", name="epacts_hail"), "gwas", run_id="e2")

@@ -107,6 +107,12 @@ def test_pipeline_on_s3a_equals_local_and_a_copied_lake_reruns_nothing(
     # The tables really are on S3 (Delta's own idea of where the table is).
     assert out["s3_detail_location"].startswith(f"s3a://{BUCKET}/lake/silver/person")
     assert out["report_s3"].startswith("# Table 1: t2d_incident")
+    # The HTML report of the s3a lake is on S3 (both files, the same page), and it shows the lake's tables.
+    html = out["html_report"]
+    assert html["status"] == "succeeded" and html["path"] == "<root>/reports/report-r1.html", html["path"]
+    assert html["latest"] == html["this_run"]
+    assert f"lake {s3_root} · run r1" in html["latest"]
+    assert "Table 1" in html["latest"] and "genomic_qc" in html["latest"]
 
     # Equal rows, table by table (bronze to gold, quarantines included).
     compared = out["compared"]

@@ -11,10 +11,12 @@ states of the kills before it. The last attempt runs to the end, and every table
 gold and quarantine is compared with the tables of a clean run on the same input (EXCEPT ALL both
 ways, after dropping the columns that hold a run id or the wall clock).
 
-CI kills at the 12 points of ``KILLS``, two per job (before, during and after commits of ingest_ehr,
-conform_ehr, ingest_vcf, build_cohort and score, around their audit rows, and in train after its
-model is logged and after its alias moved): about a minute an attempt on two quiet cores, the
-suite's longest test (the suite's budget, issue 20, set the count).
+CI kills at the 7 points of ``KILLS``, at least one per job: the state each job's kill found a bug in
+or is most likely to get wrong (bronze rows of files the ledger does not list yet, files recorded
+without an audit row, a half-written table in conform_ehr and in ingest_vcf, a cohort build with
+every table and no audit row, a train whose alias moved to its own version, a score between its
+predictions and its page). About 45 s an attempt on two quiet cores; the suite's budget (issue 20)
+set the count, which was 12 (two per job) until the suite had to fit in 20 minutes.
 ``OMICSLAKE_KILL_MATRIX=full`` kills at every point of the clean run of those jobs instead (each
 table's before, during and after, and train's and score's points between: 124 attempts, hours),
 ``OMICSLAKE_KILL_MATRIX=10`` at 10 of each job's points spread from its first to its last, all of
@@ -53,16 +55,11 @@ SETS = [
 KILLS = [  # in the order the pipeline reaches them: each attempt resumes where the last was killed
     "after commit bronze.fhir_condition (ingest_ehr)",  # bronze rows of files the ledger does not list yet
     "after commit ops.ingested_files (ingest_ehr)",  # the files are recorded, the audit row is not
-    "during commit silver.measurement (conform_ehr)",
-    "after commit ops.runs (conform_ehr)",  # audited, the pipeline's lease still held
-    "during commit bronze.variants (ingest_vcf)",
-    "after commit bronze.vcf_samples (ingest_vcf)",  # genotypes and samples written, the ledger not
-    "during commit gold.features_t2d_incident (build_cohort)",
+    "during commit silver.measurement (conform_ehr)",  # a table half written
+    "during commit bronze.variants (ingest_vcf)",  # Hail's genotypes half written
     "before commit ops.runs (build_cohort)",  # every table written, no audit row
-    f"after log model {MODEL} (train)",  # inside the MLflow run: a version registered, the alias not moved
     f"after register {MODEL} (train)",  # the alias moved to the killed run's version, no audit row
-    f"during commit gold.predictions_{MODEL} (score)",
-    f"after commit gold.predictions_{MODEL} (score)",
+    f"after commit gold.predictions_{MODEL} (score)",  # predictions committed, the risk page not written
 ]
 TRAIN_AUDITED = "after commit ops.runs (train)"  # the one train point after which the train had succeeded
 # a run id or the wall clock: the only columns in which a rerun may differ from a clean run
@@ -163,7 +160,7 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
         missing = [k for k in kills if k.replace("during commit", "before commit") not in labels]
         assert missing == [], f"kill points the clean run never reached (renamed tables?): {missing}"
     counts = {j: sum(k.endswith(f"({j})") for k in kills) for j in JOBS}
-    assert "OMICSLAKE_KILL_POINTS" in os.environ or all(n >= 2 for n in counts.values()), counts
+    assert "OMICSLAKE_KILL_POINTS" in os.environ or all(n >= 1 for n in counts.values()), counts
 
     log = tmp_path / "killed_points.log"
     outcomes = []

@@ -79,11 +79,18 @@ def is_file(location: str | Path, cfg: Config | None = None) -> bool:
 
 
 def write_bytes(location: str | Path, data: bytes, cfg: Config | None = None) -> None:
-    """Write a whole file, creating its folders (object stores have none to create)."""
+    """Write a whole file, creating its folders (object stores have none to create). A reader sees the
+    old file or the new one, never a part: a local file is written beside its place and renamed onto
+    it, an object is one PUT."""
     if not is_remote(location):
         p = _local(location)
         p.parent.mkdir(parents=True, exist_ok=True)
-        p.write_bytes(data)
+        part = p.with_name(f".{p.name}.{os.getpid()}.part")
+        try:
+            part.write_bytes(data)
+            os.replace(part, p)
+        finally:
+            part.unlink(missing_ok=True)
         return
     filesystem, path = _filesystem(str(location), cfg)
     with filesystem.open_output_stream(path) as out:
@@ -109,10 +116,15 @@ def remove_tree(location: str | Path, cfg: Config | None = None) -> None:
         pass
 
 
+def read_bytes(location: str | Path, cfg: Config | None = None) -> bytes:
+    """The whole file at a local path or URI."""
+    with open_read(location, cfg) as f:
+        return f.read()
+
+
 def read_text(location: str | Path, cfg: Config | None = None) -> str:
     """The whole file at a local path or URI, decoded as UTF-8."""
-    with open_read(location, cfg) as f:
-        return f.read().decode()
+    return read_bytes(location, cfg).decode()
 
 
 def sha256_and_lines(path: Path) -> tuple[str, int]:

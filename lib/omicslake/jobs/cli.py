@@ -254,7 +254,7 @@ def _tables(args: argparse.Namespace) -> int:
         for name, version, count in rows:
             print(f"{name:<36}{version:>8}{count:>14}")
         if not rows:
-            print(f"(no tables under {cfg.lake_root})")
+            print(f"(no tables under {cfg.layout.root})")
         return 0
 
     return with_session(args, "tables", action)

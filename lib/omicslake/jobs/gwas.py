@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import logging
 import re
-import shutil
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,6 +23,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config, GwasConfig
 from omicslake.errors import InputError
+from omicslake.io import files
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
@@ -100,10 +100,10 @@ def load_genotypes(
             if not need_mt:
                 # Materialised first: when a Python worker fails under a Hail-backed DataFrame,
                 # Hail 0.2.139 spins in empty task contexts (gigabytes of hail.log) instead of failing.
-                tmp = cfg.lake_root / "_tmp" / f"gwas-{lake.run_id}.parquet"
+                tmp = cfg.layout.tmp(f"gwas-{lake.run_id}.parquet")
                 # one byte per call (genotype_calls): far cheaper through Hail -> Spark -> Parquet than int arrays
-                genotype_calls(mt).to_spark(flatten=False).write.mode("overwrite").parquet(str(tmp))
-                rows = spark.read.parquet(str(tmp))
+                genotype_calls(mt).to_spark(flatten=False).write.mode("overwrite").parquet(tmp)
+                rows = spark.read.parquet(tmp)
         except Exception as exc:  # noqa: BLE001 - Hail's errors are Java exceptions
             # a VCF on another reference fails at the first action: say which contigs and what to set
             err = vcf.reference_error(Path(c.vcf), vcf.sniff(Path(c.vcf)), exc, reference, {}) if c.vcf else None
@@ -187,7 +187,6 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         rep["missing_value"],
         rep["phenotyped_not_genotyped"],
     )
-    tmp_dir = cfg.lake_root / "_tmp"
     t = time.monotonic()  # Spark is lazy: the fits run in the write (Hail mode: the regression runs here)
     if c.missing == "mean":
         ht = gwas.regress_hail(mt, design, c.model, c.firth)  # Hail persists its regression's result
@@ -195,9 +194,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         flagged = ht.filter(ht.refit)
         if flagged.count():
             # Firth refits (separating or unconverged variants), materialised first as in drop mode
-            tmp = tmp_dir / f"gwas-{lake.run_id}-firth.parquet"
-            gwas.refit_rows(mt, flagged).to_spark(flatten=False).write.mode("overwrite").parquet(str(tmp))
-            refits = gwas.regress(spark.read.parquet(str(tmp)), design, "logistic", "mean", "always")
+            tmp = cfg.layout.tmp(f"gwas-{lake.run_id}-firth.parquet")
+            gwas.refit_rows(mt, flagged).to_spark(flatten=False).write.mode("overwrite").parquet(tmp)
+            refits = gwas.regress(spark.read.parquet(tmp), design, "logistic", "mean", "always")
             results = results.unionByName(refits)
     else:
         results = gwas.regress(rows, design, c.model, c.missing, c.firth)
@@ -217,12 +216,15 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     )
     status = {str(k): int(v) for k, v in summary["status"].value_counts().items()}
     lam = gwas.lambda_gc(10.0 ** -summary["neg_log10_p"].to_numpy())
-    plots_dir = Path(c.plots_dir).expanduser() if c.plots_dir else cfg.lake_root / "reports" / f"gwas_{c.name}"
-    pngs = gwas.plots(summary, plots_dir, f"{c.name} ({c.model}, n={rep['used']})")
+    plots_dir = gwas.plots_location(cfg, c.name)  # a folder or an object store
+    pngs = {}
+    for file_name, png in gwas.plots(summary, f"{c.name} ({c.model}, n={rep['used']})").items():
+        pngs[file_name] = f"{plots_dir.rstrip('/')}/{file_name}"
+        files.write_bytes(pngs[file_name], png, cfg)
     ok = summary[summary["status"] == "ok"]
     top = ok.loc[ok["neg_log10_p"].idxmax()] if len(ok) else None
-    for tmp in (tmp_dir / f"gwas-{lake.run_id}.parquet", tmp_dir / f"gwas-{lake.run_id}-firth.parquet"):
-        shutil.rmtree(tmp, ignore_errors=True)
+    for tmp in (f"gwas-{lake.run_id}.parquet", f"gwas-{lake.run_id}-firth.parquet"):
+        files.remove_tree(cfg.layout.tmp(tmp), cfg)
     seconds["summary_and_plots"] = time.monotonic() - t
     metrics.update(
         seconds={k: round(v, 3) for k, v in seconds.items()},
@@ -234,8 +236,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         status_counts=status,
         firth_fits=int(summary["firth"].fillna(False).astype(bool).sum()),
         top_variant=f"{top.contig}:{top.position}:{top.ref}:{top.alt} p={top.p:.3g}" if top is not None else None,
-        manhattan=str(pngs["manhattan"]),
-        qq=str(pngs["qq"]),
+        manhattan=cfg.layout.portable(pngs["manhattan.png"]),  # <root>/...: ops.runs names no root
+        qq=cfg.layout.portable(pngs["qq.png"]),
     )
     log.info("GWAS %s: %d variants, lambda GC %.3f, plots in %s", c.name, out.rows, lam, plots_dir)
     return metrics

@@ -13,6 +13,7 @@ from typing import Any
 from pyspark.sql import SparkSession
 
 from omicslake.config import Config
+from omicslake.io import files
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
@@ -31,13 +32,12 @@ log = logging.getLogger(__name__)
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     page, found = build(spark, cfg, lake)
-    out_dir = cfg.lake_root / "reports"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    path = out_dir / f"report-{lake.run_id}.html"
-    path.write_text(page)
-    (out_dir / "report.html").write_text(page)
+    # under the lake's root, a folder or an object store (each file whole or not at all)
+    path = cfg.layout.reports(f"report-{lake.run_id}.html")
+    files.write_text(path, page, cfg)
+    files.write_text(cfg.layout.reports("report.html"), page, cfg)
     log.info("report: %s (%d KB)", path, len(page) // 1024)
-    return {"report": str(path), "bytes": len(page), **found}
+    return {"report": cfg.layout.portable(path), "bytes": len(page), **found}  # <root>/...: ops names no root
 
 
 def main(argv: Sequence[str] | None = None) -> int:

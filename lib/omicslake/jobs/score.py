@@ -23,7 +23,7 @@ from pyspark.sql import functions as F
 
 from omicslake.config import Config
 from omicslake.errors import InputError
-from omicslake.io import faults
+from omicslake.io import faults, files
 from omicslake.io.delta import Lake
 from omicslake.jobs.base import job_main
 from omicslake.jobs.spec import JobSpec
@@ -164,7 +164,7 @@ def _page(
     """``write_page`` for a logistic model when jobs.score.page_rows > 0 (its path), else None."""
     if not (meta.get("linear") and cfg.jobs.score.page_rows > 0):
         return None
-    page = write_page(cfg, lake, name, mv, table, version, method)
+    page = cfg.layout.portable(write_page(cfg, lake, name, mv, table, version, method))  # <root>/reports/...
     faults.point(f"after write page {name} ({NAME})")  # predictions and the risk page written, no audit row
     return page
 
@@ -244,11 +244,9 @@ def write_page(cfg: Config, lake: Lake, name: str, mv: int, table: str, version:
         list(c.band_names),
         units,
     )
-    out = cfg.lake_root / "reports"
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / f"risk_{name}.html"
-    path.write_text(text)
-    return str(path)
+    path = cfg.layout.reports(f"risk_{name}.html")  # a folder or an object store; whole or not at all
+    files.write_text(path, text, cfg)
+    return path
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,7 +30,7 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
     (item -> count: runs, dq_rows, quarantine_rules, qc_plots, pca, gwas, table1, model_plots; an item is
     absent when its section is, except table1). ``spark`` is the lake's session (unused: the lake reads)."""
     header = (
-        f"<h1>omicslake report</h1><p><small>lake {html.escape(str(cfg.lake_root))} · run "
+        f"<h1>omicslake report</h1><p><small>lake {html.escape(cfg.layout.root)} · run "
         f"{html.escape(lake.run_id)}</small></p>"
     )
     tables = lake.names()
@@ -40,7 +40,7 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         ops.quarantine(lake, tables),
         genomics.genotype_qc(lake),
         genomics.principal_components(lake),
-        genomics.gwas(cfg.lake_root / "reports"),
+        genomics.gwas(cfg, tables),
         omics.omics(lake, tables),
         cohorts.table1(lake, tables),
         models.models(cfg),

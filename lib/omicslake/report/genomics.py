@@ -5,10 +5,11 @@ are read; no EHR row reaches the page (race only as a plot's colour groups)."""
 from __future__ import annotations
 
 import html
-from pathlib import Path
 
 from pyspark.sql import functions as F
 
+from omicslake.config import Config
+from omicslake.io import files
 from omicslake.io.delta import Lake
 from omicslake.report.render import Section, hist, img, png, pyplot
 
@@ -58,19 +59,25 @@ def principal_components(lake: Lake) -> Section:
     return Section("<h2>Genetic principal components</h2>" + png(fig), {"pca": 1})
 
 
-def gwas(reports: Path) -> Section:
-    """The "GWAS" section: for each ``gwas_<name>/manhattan.png`` under the folder ``reports`` (sorted), a
-    sub-heading with the folder's name, the Manhattan plot and its ``qq.png`` beside it when present;
-    nothing when there is none."""
-    found = sorted(reports.glob("gwas_*/manhattan.png"))
-    if not found:
-        return Section()
+def gwas(cfg: Config, tables: list[str]) -> Section:
+    """The "GWAS" section: for each ``gold.gwas_<name>`` among ``tables`` (sorted) whose Manhattan plot is
+    where the gwas job writes it (``gwas.plots_location``: a folder or an object store), a sub-heading
+    ``gwas_<name>``, the Manhattan plot and its QQ plot beside it when present; nothing when there is none."""
+    from omicslake.genomics.gwas.plots import plots_location
+
+    shown = 0
     parts = ["<h2>GWAS</h2>"]
-    for m in found:
+    for table in sorted(t for t in tables if t.startswith("gold.gwas_")):
+        name = table.split(".", 1)[1][len("gwas_") :]
+        where = plots_location(cfg, name).rstrip("/")
+        if not files.is_file(f"{where}/manhattan.png", cfg):
+            continue
+        qq = f"{where}/qq.png"
         parts.append(
-            f"<h3>{html.escape(m.parent.name)}</h3><div class='grid'>"
-            + img(m.read_bytes(), "Manhattan")
-            + (img((m.parent / "qq.png").read_bytes(), "QQ") if (m.parent / "qq.png").exists() else "")
+            f"<h3>{html.escape('gwas_' + name)}</h3><div class='grid'>"
+            + img(files.read_bytes(f"{where}/manhattan.png", cfg), "Manhattan")
+            + (img(files.read_bytes(qq, cfg), "QQ") if files.is_file(qq, cfg) else "")
             + "</div>"
         )
-    return Section("".join(parts), {"gwas": len(found)})
+        shown += 1
+    return Section("".join(parts), {"gwas": shown}) if shown else Section()

@@ -30,7 +30,7 @@ def models(cfg: Config) -> Section:
     ``subgroup_table`` and ``calibration_table``. Nothing when there is no MLflow store (no
     ``mlflow.tracking_uri`` and no ``<lake>/mlflow/mlflow.db``). Counts ``model_plots`` (images shown)
     when there is a section."""
-    if not cfg.mlflow.tracking_uri and not (cfg.lake_root / "mlflow" / "mlflow.db").exists():
+    if not cfg.mlflow.tracking_uri and not (cfg.layout.is_local and (cfg.lake_root / "mlflow" / "mlflow.db").exists()):
         return Section()
     import mlflow
 

@@ -2,12 +2,28 @@
 
 from __future__ import annotations
 
+import io
 import math
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pandas as pd
 from scipy import stats
+
+if TYPE_CHECKING:
+    from omicslake.config import Config
+
+PNGS = ("manhattan.png", "qq.png")
+
+
+def plots_location(cfg: Config, name: str) -> str:
+    """Where the plots of ``gold.gwas_<name>`` are: jobs.gwas.plots_dir for the configured GWAS when set,
+    else <lake.root>/reports/gwas_<name> (a folder or an object-store URI)."""
+    c = cfg.jobs.gwas
+    if c.plots_dir and name == c.name:
+        return c.plots_dir if "://" in c.plots_dir else str(Path(c.plots_dir).expanduser())
+    return cfg.layout.reports(f"gwas_{name}")
 
 
 def lambda_gc(p: np.ndarray) -> float:
@@ -18,14 +34,19 @@ def lambda_gc(p: np.ndarray) -> float:
     return float(np.median(stats.chi2.isf(p, 1)) / stats.chi2.ppf(0.5, 1))
 
 
-def plots(results: pd.DataFrame, out_dir: Path, title: str) -> dict[str, Path]:
-    """Manhattan and QQ plots (PNG) from (contig, position, neg_log10_p)."""
+def plots(results: pd.DataFrame, title: str) -> dict[str, bytes]:
+    """Manhattan and QQ plots from (contig, position, neg_log10_p): file name (``PNGS``) -> PNG bytes."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    out_dir.mkdir(parents=True, exist_ok=True)
+    def png(fig: object) -> bytes:
+        buf = io.BytesIO()
+        fig.savefig(buf, format="png")  # type: ignore[attr-defined]
+        plt.close(fig)  # type: ignore[arg-type]
+        return buf.getvalue()
+
     r = results[np.isfinite(results["neg_log10_p"])].copy()
     r["_c"] = r["contig"].str.replace("chr", "", regex=False)
     r["_order"] = pd.to_numeric(r["_c"].replace({"X": "23", "Y": "24", "MT": "25", "M": "25"}), errors="coerce").fillna(
@@ -47,9 +68,7 @@ def plots(results: pd.DataFrame, out_dir: Path, title: str) -> dict[str, Path]:
     ax.set_title(f"Manhattan: {title}")
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
-    manhattan = out_dir / "manhattan.png"
-    fig.savefig(manhattan)
-    plt.close(fig)
+    manhattan = png(fig)
 
     obs = np.sort(r["neg_log10_p"].to_numpy())[::-1]
     exp = -np.log10((np.arange(1, len(obs) + 1) - 0.5) / max(len(obs), 1))
@@ -62,7 +81,4 @@ def plots(results: pd.DataFrame, out_dir: Path, title: str) -> dict[str, Path]:
     ax.set_ylabel("observed -log10 p")
     ax.set_title(f"QQ: {title} (lambda GC {lam:.3f})")
     fig.tight_layout()
-    qq = out_dir / "qq.png"
-    fig.savefig(qq)
-    plt.close(fig)
-    return {"manhattan": manhattan, "qq": qq}
+    return {"manhattan.png": manhattan, "qq.png": png(fig)}
