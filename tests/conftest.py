@@ -156,6 +156,7 @@ def external() -> Path:
 # worker, and every other module stays whole on one worker (its module fixtures built once). The
 # groups are handed out in this order, longest first, so that the two workers finish together.
 XDIST_GROUPS = {
+    "test_kill_anywhere": ("test_kill_anywhere",),  # one module each, but long: started first, not last
     "pipeline": (
         "test_cluster",
         "test_incremental",
@@ -164,6 +165,7 @@ XDIST_GROUPS = {
     ),  # the spark-submit pipeline lake
     "ehr": ("test_ehr", "test_reconcile", "test_ml", "test_generate"),  # messy -> ehr_lake -> gold_lake
     "oracle": ("test_ml_oracle",),  # 20,000 generated patients to a trained model
+    "test_object_store": ("test_object_store",),
 }
 
 
