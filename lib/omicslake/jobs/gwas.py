@@ -217,10 +217,9 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     status = {str(k): int(v) for k, v in summary["status"].value_counts().items()}
     lam = gwas.lambda_gc(10.0 ** -summary["neg_log10_p"].to_numpy())
     plots_dir = gwas.plots_location(cfg, c.name)  # a folder or an object store
-    pngs = {}
     for file_name, png in gwas.plots(summary, f"{c.name} ({c.model}, n={rep['used']})").items():
-        pngs[file_name] = f"{plots_dir.rstrip('/')}/{file_name}"
-        files.write_bytes(pngs[file_name], png, cfg)
+        files.write_bytes(gwas.plots_location(cfg, c.name, file_name), png, cfg)
+    recorded = [cfg.layout.portable(gwas.plots_location(cfg, c.name, f)) for f in gwas.PNGS]  # <root>/...: no root
     ok = summary[summary["status"] == "ok"]
     top = ok.loc[ok["neg_log10_p"].idxmax()] if len(ok) else None
     for tmp in (f"gwas-{lake.run_id}.parquet", f"gwas-{lake.run_id}-firth.parquet"):
@@ -236,8 +235,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         status_counts=status,
         firth_fits=int(summary["firth"].fillna(False).astype(bool).sum()),
         top_variant=f"{top.contig}:{top.position}:{top.ref}:{top.alt} p={top.p:.3g}" if top is not None else None,
-        manhattan=cfg.layout.portable(pngs["manhattan.png"]),  # <root>/...: ops.runs names no root
-        qq=cfg.layout.portable(pngs["qq.png"]),
+        manhattan=recorded[0],
+        qq=recorded[1],
     )
     log.info("GWAS %s: %d variants, lambda GC %.3f, plots in %s", c.name, out.rows, lam, plots_dir)
     return metrics

@@ -63,19 +63,18 @@ def gwas(cfg: Config, tables: list[str]) -> Section:
     """The "GWAS" section: for each ``gold.gwas_<name>`` among ``tables`` (sorted) whose Manhattan plot is
     where the gwas job writes it (``gwas.plots_location``: a folder or an object store), a sub-heading
     ``gwas_<name>``, the Manhattan plot and its QQ plot beside it when present; nothing when there is none."""
-    from omicslake.genomics.gwas.plots import plots_location
+    from omicslake.genomics.gwas.plots import PNGS, plots_location
 
     shown = 0
     parts = ["<h2>GWAS</h2>"]
     for table in sorted(t for t in tables if t.startswith("gold.gwas_")):
         name = table.split(".", 1)[1][len("gwas_") :]
-        where = plots_location(cfg, name).rstrip("/")
-        if not files.is_file(f"{where}/manhattan.png", cfg):
+        manhattan, qq = (plots_location(cfg, name, f) for f in PNGS)
+        if not files.is_file(manhattan, cfg):
             continue
-        qq = f"{where}/qq.png"
         parts.append(
             f"<h3>{html.escape('gwas_' + name)}</h3><div class='grid'>"
-            + img(files.read_bytes(f"{where}/manhattan.png", cfg), "Manhattan")
+            + img(files.read_bytes(manhattan, cfg), "Manhattan")
             + (img(files.read_bytes(qq, cfg), "QQ") if files.is_file(qq, cfg) else "")
             + "</div>"
         )

@@ -10,6 +10,7 @@ import json
 from pathlib import Path
 
 from omicslake.config import Config
+from omicslake.io import files
 from omicslake.ml.tracking import METRICS, PLOTS
 from omicslake.report.render import Section, img, table
 
@@ -30,7 +31,7 @@ def models(cfg: Config) -> Section:
     ``subgroup_table`` and ``calibration_table``. Nothing when there is no MLflow store (no
     ``mlflow.tracking_uri`` and no ``<lake>/mlflow/mlflow.db``). Counts ``model_plots`` (images shown)
     when there is a section."""
-    if not cfg.mlflow.tracking_uri and not (cfg.layout.is_local and (cfg.lake_root / "mlflow" / "mlflow.db").exists()):
+    if not cfg.mlflow.tracking_uri and not (cfg.layout.is_local and files.is_file(cfg.layout.mlflow("mlflow.db"))):
         return Section()
     import mlflow
 

@@ -29,7 +29,7 @@ matrix), constant_genotype, one_class, too_few_samples, no_calls, collinear, per
 from omicslake.genomics.gwas.distribute import RESULT_COLUMNS, RESULT_SCHEMA, regress
 from omicslake.genomics.gwas.fit import Fit, fit_block, fit_linear, fit_logistic, fit_variant, separated
 from omicslake.genomics.gwas.hail_mode import hail_results, refit_rows, regress_hail
-from omicslake.genomics.gwas.plots import lambda_gc, plots, plots_location
+from omicslake.genomics.gwas.plots import PNGS, lambda_gc, plots, plots_location
 from omicslake.genomics.gwas.samples import (
     Design,
     SampleTable,
@@ -39,6 +39,7 @@ from omicslake.genomics.gwas.samples import (
 )
 
 __all__ = [
+    "PNGS",
     "RESULT_COLUMNS",
     "RESULT_SCHEMA",
     "Design",

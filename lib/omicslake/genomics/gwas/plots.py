@@ -14,16 +14,18 @@ from scipy import stats
 if TYPE_CHECKING:
     from omicslake.config import Config
 
-PNGS = ("manhattan.png", "qq.png")
+PNGS = ("manhattan.png", "qq.png")  # the files ``plots`` makes, in the folder ``plots_location`` names
 
 
-def plots_location(cfg: Config, name: str) -> str:
-    """Where the plots of ``gold.gwas_<name>`` are: jobs.gwas.plots_dir for the configured GWAS when set,
-    else <lake.root>/reports/gwas_<name> (a folder or an object-store URI)."""
+def plots_location(cfg: Config, name: str, file_name: str = "") -> str:
+    """Where the plots of ``gold.gwas_<name>`` are (with ``file_name``: that file there): jobs.gwas.plots_dir
+    for the configured GWAS when set, else <lake.root>/reports/gwas_<name> (a folder or an object-store URI)."""
     c = cfg.jobs.gwas
     if c.plots_dir and name == c.name:
-        return c.plots_dir if "://" in c.plots_dir else str(Path(c.plots_dir).expanduser())
-    return cfg.layout.reports(f"gwas_{name}")
+        folder = c.plots_dir if "://" in c.plots_dir else str(Path(c.plots_dir).expanduser())
+    else:
+        folder = cfg.layout.reports(f"gwas_{name}")
+    return f"{folder.rstrip('/')}/{file_name}" if file_name else folder
 
 
 def lambda_gc(p: np.ndarray) -> float:
@@ -36,6 +38,7 @@ def lambda_gc(p: np.ndarray) -> float:
 
 def plots(results: pd.DataFrame, title: str) -> dict[str, bytes]:
     """Manhattan and QQ plots from (contig, position, neg_log10_p): file name (``PNGS``) -> PNG bytes."""
+    manhattan_png, qq_png = PNGS
     import matplotlib
 
     matplotlib.use("Agg")
@@ -81,4 +84,4 @@ def plots(results: pd.DataFrame, title: str) -> dict[str, bytes]:
     ax.set_ylabel("observed -log10 p")
     ax.set_title(f"QQ: {title} (lambda GC {lam:.3f})")
     fig.tight_layout()
-    return {"manhattan.png": manhattan, "qq.png": png(fig)}
+    return {manhattan_png: manhattan, qq_png: png(fig)}
