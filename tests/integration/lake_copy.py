@@ -1,10 +1,31 @@
-"""A copy of a lake that is a lake of its own, for a test that changes a lake other tests read."""
+"""A copy of a lake that is a lake of its own, for a test that changes a lake other tests read; and the
+comparison of a table of two lakes, row for row."""
 
 from __future__ import annotations
 
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
+
+
+def multiset_diff(a: Any, b: Any) -> dict[str, int]:
+    """Rows of DataFrames a and b (the same columns) and the rows each has that the other lacks, counted
+    with duplicates (what ``exceptAll`` both ways counts), in one Spark job: every distinct row with its
+    count on each side. Keys: rows_a, rows_b, only_a, only_b."""
+    from pyspark.sql import functions as F
+
+    both = a.select(*a.columns, F.lit(1).alias("_a"), F.lit(0).alias("_b")).unionByName(
+        b.select(*a.columns, F.lit(0).alias("_a"), F.lit(1).alias("_b"))
+    )
+    per_row = both.groupBy(*a.columns).agg(F.sum("_a").alias("n_a"), F.sum("_b").alias("n_b"))
+    r = per_row.agg(
+        F.sum("n_a").alias("rows_a"),
+        F.sum("n_b").alias("rows_b"),
+        F.sum(F.greatest(F.col("n_a") - F.col("n_b"), F.lit(0))).alias("only_a"),
+        F.sum(F.greatest(F.col("n_b") - F.col("n_a"), F.lit(0))).alias("only_b"),
+    ).first()
+    return {k: int(r[k] or 0) for k in ("rows_a", "rows_b", "only_a", "only_b")}
 
 
 def copy_lake(src: Path, dst: Path) -> Path:

@@ -26,6 +26,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+from lake_copy import multiset_diff  # tests/integration, this script's folder
+
 from omicslake.config import Config, load_config
 
 # Wall-clock columns: when a row was ingested/run/written. Everything else must be equal.
@@ -127,7 +129,15 @@ def main() -> None:
         a, b = lake_l.read(name), lake_s.read(name)
         drop = [c for c in a.columns if c in CLOCK_COLUMNS]
         a, b = _comparable(a.drop(*drop)), _comparable(b.drop(*drop))
-        compared[name] = {**_multiset_diff(a, b), "dropped": drop, "columns_equal": a.columns == b.columns}
+        d = multiset_diff(a, b)
+        compared[name] = {
+            "rows_local": d["rows_a"],
+            "rows_s3": d["rows_b"],
+            "only_local": d["only_a"],
+            "only_s3": d["only_b"],
+            "dropped": drop,
+            "columns_equal": a.columns == b.columns,
+        }
     out["compared"] = compared
     # Where a table lives: the Delta log on S3 names the table's s3a location.
     out["s3_location"] = lake_s.location("silver.person")
@@ -168,25 +178,6 @@ def main() -> None:
         .count()
     )
     print(json.dumps(out, default=str))
-
-
-def _multiset_diff(a: Any, b: Any) -> dict[str, int]:
-    """Rows of a and b and the rows each has that the other lacks, counted with duplicates (what
-    ``exceptAll`` both ways counts), in one Spark job: every distinct row with its count on each side."""
-    from pyspark.sql import functions as F
-
-    cols = [F.col(c) for c in a.columns]
-    both = a.select(*cols, F.lit(1).alias("_a"), F.lit(0).alias("_b")).unionByName(
-        b.select(*[F.col(c) for c in a.columns], F.lit(0).alias("_a"), F.lit(1).alias("_b"))
-    )
-    per_row = both.groupBy(*a.columns).agg(F.sum("_a").alias("n_a"), F.sum("_b").alias("n_b"))
-    r = per_row.agg(
-        F.sum("n_a").alias("rows_local"),
-        F.sum("n_b").alias("rows_s3"),
-        F.sum(F.greatest(F.col("n_a") - F.col("n_b"), F.lit(0))).alias("only_local"),
-        F.sum(F.greatest(F.col("n_b") - F.col("n_a"), F.lit(0))).alias("only_s3"),
-    ).first()
-    return {k: int(r[k] or 0) for k in ("rows_local", "rows_s3", "only_local", "only_s3")}
 
 
 def _skip_keys(spark: Any, cfg: Config) -> dict[str, str]:

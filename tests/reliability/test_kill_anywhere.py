@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from lake_copy import multiset_diff
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
@@ -192,9 +193,8 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
     assert sorted(n for n in killed.names() if not n.startswith("ops.")) == sorted(data)
     differ = {}
     for name in data:
-        a, b = _comparable(clean.read(name)), _comparable(killed.read(name))
-        n_a, n_b = a.count(), b.count()
-        only_a, only_b = a.exceptAll(b).count(), b.exceptAll(a).count()
+        d = multiset_diff(_comparable(clean.read(name)), _comparable(killed.read(name)))  # EXCEPT ALL both ways
+        n_a, n_b, only_a, only_b = d["rows_a"], d["rows_b"], d["only_a"], d["only_b"]
         if (n_a, only_a, only_b) != (n_b, 0, 0):
             differ[name] = {"clean_rows": n_a, "rerun_rows": n_b, "only_clean": only_a, "only_rerun": only_b}
     assert differ == {}, differ
