@@ -14,3 +14,30 @@ def test_xdist_groups_reach_the_scheduler(request: pytest.FixtureRequest) -> Non
     if not os.environ.get("PYTEST_XDIST_WORKER"):
         return  # one process (OMICSLAKE_TEST_WORKERS=0): no groups to check
     assert request.node.nodeid.endswith("@test_suite_setup"), request.node.nodeid
+
+
+def _tiered_stop(jvm) -> int:  # type: ignore[no-untyped-def]
+    bean = jvm.java.lang.management.ManagementFactory.getPlatformMXBean(
+        jvm.java.lang.Class.forName("com.sun.management.HotSpotDiagnosticMXBean")
+    )
+    return int(bean.getVMOption("TieredStopAtLevel").getValue())
+
+
+def test_the_tests_own_driver_has_the_full_jit_and_the_jvms_they_start_keep_c1(spark) -> None:  # type: ignore[no-untyped-def]
+    """./dev test puts C1-only in JAVA_TOOL_OPTIONS for the short JVMs the tests start; in the whole
+    suite (OMICSLAKE_TEST_DRIVER_JIT=full) the worker's own driver, which lives for the whole run, is
+    started without it (conftest.default_jit); the fast tier's keeps it."""
+    import subprocess
+
+    from conftest import C1_ONLY, DRIVER_JIT_ENV
+
+    c1 = C1_ONLY in os.environ.get("JAVA_TOOL_OPTIONS", "").split()
+    full = os.environ.get(DRIVER_JIT_ENV) == "full" or not c1
+    assert _tiered_stop(spark._jvm) == (4 if full else 1)  # 4: the default, C1 then C2
+    if not c1:
+        return  # not under ./dev test: nothing else to check
+    out = subprocess.run(
+        ["java", "-XX:+PrintFlagsFinal", "-version"], capture_output=True, text=True, check=True
+    ).stdout
+    line = next(x for x in out.splitlines() if " TieredStopAtLevel " in x)
+    assert line.split("=")[1].split()[0] == "1", line  # a JVM a test starts still compiles with C1 only
