@@ -5,13 +5,13 @@ from __future__ import annotations
 import json
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from pyspark.sql import SparkSession
 
+from jit import default_jit
 from omicslake.config import Config, load_config
 from pipeline_lake import pipeline  # noqa: F401  (the session's whole-pipeline lake, a fixture)
 
@@ -46,32 +46,6 @@ def base_cfg(session_root: Path) -> Config:
             "spark.ui=false",
         ],
     )
-
-
-C1_ONLY = "-XX:TieredStopAtLevel=1"  # what ./dev test puts in JAVA_TOOL_OPTIONS for the JVMs the tests start
-DRIVER_JIT_ENV = "OMICSLAKE_TEST_DRIVER_JIT"  # "full": the worker's own driver without C1_ONLY (./dev test, not --fast)
-
-
-@contextmanager
-def default_jit() -> Iterator[None]:
-    """With OMICSLAKE_TEST_DRIVER_JIT=full, JAVA_TOOL_OPTIONS without ./dev test's C1-only flag for the
-    JVM started inside the block (the pytest worker's own Spark driver).
-
-    In the whole suite that driver lives as long as the worker (up to an hour) and plans thousands of
-    queries, so the full JIT pays off: the EHR group (test_ehr, test_reconcile, test_ml, test_generate)
-    took 861 s with it against 1,160 s with C1 only, run side by side. The short JVMs the tests start
-    (a kill chain's pipeline attempts, CLI runs) keep C1: with the full JIT the kill chain took 871 s
-    against 752 s. So does the fast tier's driver, which lives 3 minutes: 215 and 226 s with the
-    full JIT against 173 s with C1."""
-    old = os.environ.get("JAVA_TOOL_OPTIONS")
-    if os.environ.get(DRIVER_JIT_ENV) != "full" or old is None or C1_ONLY not in old.split():
-        yield
-        return
-    os.environ["JAVA_TOOL_OPTIONS"] = " ".join(o for o in old.split() if o != C1_ONLY)
-    try:
-        yield
-    finally:
-        os.environ["JAVA_TOOL_OPTIONS"] = old
 
 
 @pytest.fixture(scope="session")

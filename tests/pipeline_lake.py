@@ -27,6 +27,7 @@ import pyspark
 import pytest
 from pyspark.sql import SparkSession
 
+from jit import long_lived
 from omicslake.config import load_config
 from omicslake.io.delta import Lake
 from omicslake.synth.people import REFERENCE_DATE
@@ -61,7 +62,7 @@ def _port() -> int:
 
 
 def _env(tmp: Path) -> dict[str, str]:
-    env = dict(os.environ)
+    env = long_lived(os.environ)  # the pipeline's driver and executors live for the whole pipeline: tests/jit.py
     env.update(
         SPARK_HOME=str(SPARK_HOME),
         SPARK_LOCAL_IP="127.0.0.1",

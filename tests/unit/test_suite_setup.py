@@ -26,10 +26,10 @@ def _tiered_stop(jvm) -> int:  # type: ignore[no-untyped-def]
 def test_the_tests_own_driver_has_the_full_jit_and_the_jvms_they_start_keep_c1(spark) -> None:  # type: ignore[no-untyped-def]
     """./dev test puts C1-only in JAVA_TOOL_OPTIONS for the short JVMs the tests start; in the whole
     suite (OMICSLAKE_TEST_DRIVER_JIT=full) the worker's own driver, which lives for the whole run, is
-    started without it (conftest.default_jit); the fast tier's keeps it."""
+    started without it (tests/jit.py); the fast tier's keeps it."""
     import subprocess
 
-    from conftest import C1_ONLY, DRIVER_JIT_ENV
+    from jit import C1_ONLY, DRIVER_JIT_ENV
 
     c1 = C1_ONLY in os.environ.get("JAVA_TOOL_OPTIONS", "").split()
     full = os.environ.get(DRIVER_JIT_ENV) == "full" or not c1
@@ -41,3 +41,13 @@ def test_the_tests_own_driver_has_the_full_jit_and_the_jvms_they_start_keep_c1(s
     ).stdout
     line = next(x for x in out.splitlines() if " TieredStopAtLevel " in x)
     assert line.split("=")[1].split()[0] == "1", line  # a JVM a test starts still compiles with C1 only
+
+
+def test_only_the_whole_suite_strips_c1_for_long_lived_jvms() -> None:
+    from jit import C1_ONLY, DRIVER_JIT_ENV, long_lived
+
+    env = {"JAVA_TOOL_OPTIONS": f"-Xss4m {C1_ONLY} -XX:ReservedCodeCacheSize=240m", "PATH": "/bin"}
+    assert long_lived(env) == env  # the fast tier, a developer's pytest: unchanged
+    full = long_lived({**env, DRIVER_JIT_ENV: "full"})
+    assert full["JAVA_TOOL_OPTIONS"] == "-Xss4m -XX:ReservedCodeCacheSize=240m" and full["PATH"] == "/bin"
+    assert long_lived({DRIVER_JIT_ENV: "full"}) == {DRIVER_JIT_ENV: "full"}  # no options: none added
