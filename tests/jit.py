@@ -8,9 +8,10 @@ start without the flag: each pytest worker's own Spark driver (tests/conftest.py
 whole-pipeline lake's spark-submit driver and executors (tests/pipeline_lake.py).
 
 Measured on 2 cores, side by side: the EHR group (test_ehr, test_reconcile, test_ml, test_generate)
-861 s with the full JIT against 1,160 s with C1 only; the kill chain, whose pipeline processes live
-about 45 s each, 871 s against 752 s; the fast tier, whose drivers live 3 minutes, 215-226 s
-against 173 s.
+861 s with the full JIT against 1,160 s with C1 only; the whole-pipeline lake's spark-submit run
+550 s against 720 s; the kill chain, whose pipeline processes live about 45 s each, 871 s against
+752 s; the fast tier, whose drivers live 3 minutes, 215-226 s against 173 s. The whole suite took
+2,472 s with the full JIT for the workers' drivers (the pipeline lake still on C1) against 3,288 s.
 """
 
 from __future__ import annotations
