@@ -14,6 +14,7 @@ from pyspark.sql import SparkSession
 from jit import default_jit
 from omicslake.config import Config, load_config
 from pipeline_lake import pipeline  # noqa: F401  (the session's whole-pipeline lake, a fixture)
+from small_lake import small_clean_lake  # noqa: F401  (the session's small clean lake, a fixture)
 
 REPO = Path(__file__).resolve().parents[1]
 # the real inputs others wrote; OMICSLAKE_EXTERNAL_DATA points there from a checkout elsewhere (a worktree)
@@ -158,7 +159,8 @@ def external() -> Path:
 # worker, and every other module stays whole on one worker (its module fixtures built once). The
 # groups are handed out in this order, longest first, so that the two workers finish together.
 XDIST_GROUPS = {
-    "test_kill_anywhere": ("test_kill_anywhere",),  # one module each, but long: started first, not last
+    # the small clean lake (tests/small_lake.py) of the kill chain and the object store; long: started first
+    "small_lake": ("test_kill_anywhere", "test_object_store"),
     "pipeline": (
         "test_cluster",
         "test_incremental",
@@ -167,7 +169,6 @@ XDIST_GROUPS = {
     ),  # the spark-submit pipeline lake
     "ehr": ("test_ehr", "test_reconcile", "test_ml", "test_generate"),  # messy -> ehr_lake -> gold_lake
     "oracle": ("test_ml_oracle",),  # 20,000 generated patients to a trained model
-    "test_object_store": ("test_object_store",),
 }
 
 

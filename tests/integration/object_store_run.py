@@ -4,18 +4,18 @@ The s3a connector's jars must be on the JVM's class path when the session starts
 suite's session is started without them; so this script builds its own session for
 ``lake.root=s3a://...`` (hadoop-aws from the jar cache) and, in it:
 
-1. generates a small cohort into a local landing folder;
-2. runs ingest_ehr -> conform_ehr -> build_cohort (and ingest_vcf -> genomic_qc) through the
-   pipeline on the local root and on the s3a root, with the same input, run id and pseudonym key,
-   then the report job on the s3a root;
-3. reads every table of both lakes back and counts the rows each has that the other lacks
+1. runs ingest_ehr -> conform_ehr -> build_cohort (and ingest_vcf -> genomic_qc) through the
+   pipeline on the s3a root, on the input, settings and run id of the session's small clean lake
+   (tests/small_lake.py: the same jobs and train and score ran there on a local root, in the
+   suite's session), then the report job on the s3a root;
+2. reads every table of both lakes back and counts the rows each has that the other lacks
    (as ``exceptAll`` both ways does, in one job per table, after dropping the columns that hold the
    wall-clock time of the run);
-4. copies the s3a lake, object by object, to another prefix and asks the pipeline what it would
+3. copies the s3a lake, object by object, to another prefix and asks the pipeline what it would
    rerun there, then runs it and records every table's version before and after.
 
 It prints one JSON document on stdout's last line; the test asserts on it.
-Usage: python object_store_run.py <s3a root> <s3a copy root> <local root> <landing> <bucket endpoint>
+Usage: python object_store_run.py <s3a root> <s3a copy root> <local root> <bucket endpoint> <run id> <settings as JSON>
 """
 
 from __future__ import annotations
@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 from lake_copy import multiset_diff  # tests/integration, this script's folder
@@ -63,39 +62,26 @@ def _comparable(df: Any) -> Any:
     return df.select(*cols)
 
 
-def config(root: str, landing: Path, endpoint: str, extra: list[str]) -> Config:
+def config(root: str, endpoint: str, sets: list[str]) -> Config:
+    """The clean lake's settings (``sets``) on another root, with the s3a connector's."""
     return load_config(
         "local",
         overrides=[
+            *sets,
             f"lake.root={root}",
             f"lake.s3_endpoint={endpoint}",
             "lake.s3_path_style=true",
             "lake.s3a_jars=true",
-            f"jobs.generate.out={landing}",
-            "spark.shuffle_partitions=2",
-            "spark.driver_memory=2g",
-            "spark.ui=false",
-            *extra,
         ],
     )
 
 
 def main() -> None:
-    s3_root, copy_root, local_root, landing_arg, endpoint = sys.argv[1:6]
-    landing = Path(landing_arg)
-    extra = [
-        "jobs.generate.patients=200",
-        "jobs.generate.samples=16",
-        "jobs.generate.variants=60",
-        "jobs.generate.seed=5",
-        # what differs on an object store is where tables are written, not how a source is parsed (the
-        # landing folder is local): one EHR format and one cohort keep every layer (issue 20's budget)
-        'jobs.ingest_ehr.sources=["synthea", "sample_link"]',
-        'jobs.build_cohort.cohorts=["t2d_incident"]',
-    ]
-    s3 = config(s3_root, landing, endpoint, extra)
-    local = config(local_root, landing, endpoint, extra)
-    copy = config(copy_root, landing, endpoint, extra)
+    s3_root, copy_root, local_root, endpoint, run_id, sets_json = sys.argv[1:7]
+    sets = json.loads(sets_json)
+    s3 = config(s3_root, endpoint, sets)
+    local = config(local_root, endpoint, sets)
+    copy = config(copy_root, endpoint, sets)
 
     from pyspark.sql import functions as F
 
@@ -107,24 +93,26 @@ def main() -> None:
 
     out: dict[str, Any] = {"timings": {}}
     t0 = time.monotonic()
-    spark = build_session(s3)  # s3a jars and endpoint; the local root needs nothing more
+    spark = build_session(s3)  # s3a jars and endpoint; reading the local root needs nothing more
     out["timings"]["session"] = round(time.monotonic() - t0, 1)
-    t = time.monotonic()
-    execute(spark, local, "generate", run_id="gen")
-    out["timings"]["generate"] = round(time.monotonic() - t, 1)
     jobs = EHR_JOBS + VCF_JOBS
-    for name, cfg in (("local", local), ("s3", s3)):
-        t = time.monotonic()
-        results = run_pipeline(spark, cfg, jobs, run_id="r1")
-        out["timings"][name] = round(time.monotonic() - t, 1)
-        out[f"{name}_status"] = {r.job: r.status for r in results}
+    t = time.monotonic()
+    results = run_pipeline(spark, s3, jobs, run_id=run_id)
+    out["timings"]["s3"] = round(time.monotonic() - t, 1)
+    out["s3_status"] = {r.job: r.status for r in results}
+    # the clean run's status of the same jobs, from its audit (it ran train and score too)
+    runs = Lake(spark, local).read("ops.runs").where(F.col("run_id") == run_id)
+    out["local_status"] = {r.job: r.status for r in runs.collect() if r.job in jobs}
+    out["local_outputs"] = {
+        r.job: sorted({o.table for o in r.outputs}) for r in runs.collect() if r.status == "succeeded"
+    }
 
     lake_l, lake_s = Lake(spark, local), Lake(spark, s3)
     names_l, names_s = lake_l.names(), lake_s.names()
     out["tables_local"], out["tables_s3"] = names_l, names_s
     compared: dict[str, Any] = {}
-    for name in names_l:
-        if name.startswith("ops.") or name not in names_s:
+    for name in names_s:
+        if name.startswith("ops.") or name not in names_l:
             continue
         a, b = lake_l.read(name), lake_s.read(name)
         drop = [c for c in a.columns if c in CLOCK_COLUMNS]
@@ -147,13 +135,13 @@ def main() -> None:
     out["report_s3"] = read_text(s3.layout.reports("table1_t2d_incident.md"), s3)[:40]
     # the HTML report of the s3a lake, written where it lives (reports/ on S3, no local folder)
     t = time.monotonic()
-    report = execute(spark, s3, "report", run_id="r1")
+    report = execute(spark, s3, "report", run_id=run_id)
     out["timings"]["report"] = round(time.monotonic() - t, 1)
     out["html_report"] = {
         "status": report.status,
         "path": report.metrics.get("report"),
         "latest": read_text(s3.layout.reports("report.html"), s3),
-        "this_run": read_text(s3.layout.reports("report-r1.html"), s3),
+        "this_run": read_text(s3.layout.reports(f"report-{run_id}.html"), s3),
     }
 
     # A copy of the s3a lake under another prefix is the same lake: nothing reruns.

@@ -61,7 +61,9 @@ def test_nothing_changed_nothing_reruns(spark: SparkSession, lake: dict[str, Any
     assert _ran(run_pipeline(spark, cfg, pipeline_jobs(), run_id="same")) == set()
 
 
-MAINTAINED = ("ops.ingested_files", "bronze.synthea_observations", "silver.measurement", "gold.features_t2d_incident")
+# one table compacted, one Z-ordered (issue 20's budget: each table maintained is an OPTIMIZE, a VACUUM and
+# reads of two versions; ops.ingested_files and bronze.synthea_observations were maintained here too)
+MAINTAINED = ("silver.measurement", "gold.features_t2d_incident")
 
 
 def test_maintain_compacts_and_vacuums_and_nothing_reruns(spark: SparkSession, lake: dict[str, Any]) -> None:

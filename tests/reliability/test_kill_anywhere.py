@@ -37,24 +37,13 @@ from lake_copy import multiset_diff
 from pyspark.sql import SparkSession
 from pyspark.sql import functions as F
 
-from omicslake.config import Config, load_config
 from omicslake.io.delta import Lake
 from omicslake.pipeline import run_pipeline
+from small_lake import CLEAN_JOBS, JOBS
 
-JOBS = ["ingest_ehr", "conform_ehr", "ingest_vcf", "build_cohort", "train", "score"]
 MODEL = "omicslake_t2d_incident_logistic"  # what train registers and score scores
-SETS = [
-    "jobs.generate.patients=80",
-    "jobs.generate.samples=10",
-    "jobs.generate.variants=20",
-    "spark.shuffle_partitions=2",
-    "spark.ui=false",
-    "spark.driver_memory=2g",
-    'jobs.train.grid={"regParam": [0.01]}',
-    "jobs.train.seed=1",  # at 80 patients (8 cases) the default seed's test split has no case; this one has 3
-]
 KILLS = [  # in the order the pipeline reaches them: each attempt resumes where the last was killed
-    "after commit bronze.fhir_condition (ingest_ehr)",  # bronze rows of files the ledger does not list yet
+    "after commit bronze.synthea_conditions (ingest_ehr)",  # bronze rows of files the ledger does not list yet
     "after commit ops.ingested_files (ingest_ehr)",  # the files are recorded, the audit row is not
     "during commit silver.measurement (conform_ehr)",  # a table half written
     "during commit bronze.variants (ingest_vcf)",  # Hail's genotypes half written
@@ -134,22 +123,13 @@ def _attempt(root: Path, sets: list[str], run_id: str, kill_at: str, log: Path) 
 
 @pytest.mark.slow
 def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
-    spark: SparkSession, cfg: Config, tmp_path: Path
+    spark: SparkSession, small_clean_lake: dict[str, Any], tmp_path: Path
 ) -> None:
-    from omicslake.jobs.base import execute
-
-    landing = tmp_path / "landing"  # both lakes read the same files (their paths are in bronze)
-    sets = [*SETS, f"jobs.generate.out={landing}"]
-    clean_cfg = load_config("local", overrides=[*sets, f"lake.root={tmp_path / 'clean'}"])
-    execute(spark, clean_cfg, "generate", run_id="gen")
+    # the clean run (tests/small_lake.py, shared with the object-store test): its lake, its input
+    # (both lakes read the same files: their paths are in bronze) and the points it reached
+    sets, clean_cfg = small_clean_lake["sets"], small_clean_lake["cfg"]
     killed_root = tmp_path / "killed"
-    points = tmp_path / "clean_points.log"
-    os.environ["OMICSLAKE_FAULT_LOG"] = str(points)
-    try:
-        run_pipeline(spark, clean_cfg, JOBS, run_id="clean")
-    finally:
-        del os.environ["OMICSLAKE_FAULT_LOG"]
-    labels = [line.split("\t", 1)[1] for line in points.read_text().splitlines()]
+    labels = [label for label in small_clean_lake["labels"] if label.endswith(tuple(f"({j})" for j in JOBS))]
     if os.environ.get("OMICSLAKE_KILL_POINTS"):  # the dev loop: chosen points, "|"-separated
         kills = os.environ["OMICSLAKE_KILL_POINTS"].split("|")
     elif os.environ.get("OMICSLAKE_KILL_MATRIX") == "full":
@@ -185,7 +165,9 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
     for k, (kill_at, rc, reached) in enumerate(outcomes, 1):  # the chain as it ran (pytest -s shows it)
         print(f"attempt {k:3d}: exit {rc}, killed at {reached!r} (asked: {kill_at!r})")
     killed_cfg = clean_cfg.replace(**{"lake.root": str(killed_root)})
-    final = run_pipeline(spark, killed_cfg, JOBS, run_id="final")  # the rerun that finishes
+    # the rerun that finishes; genomic_qc too, as the clean run did: it reads the genotypes a killed
+    # ingest_vcf left half written, and its tables are compared with the clean run's like the others
+    final = run_pipeline(spark, killed_cfg, CLEAN_JOBS, run_id="final")
     assert all(r.status in ("succeeded", "skipped") for r in final), [(r.job, r.status) for r in final]
 
     clean, killed = Lake(spark, clean_cfg), Lake(spark, killed_cfg)
@@ -255,7 +237,7 @@ def test_a_job_killed_at_any_commit_point_and_rerun_equals_a_clean_run(
     # trains registered versions, killed cohort builds committed the features again): the clean page
     # with the killed lake's two versions put in.
     page = Path("reports") / f"risk_{MODEL}.html"
-    expected = (tmp_path / "clean" / page).read_text(encoding="utf-8")
+    expected = (small_clean_lake["root"] / page).read_text(encoding="utf-8")
     (clean_model,) = {
         r[0] for r in clean.read(f"gold.predictions_{MODEL}").select("model_version").distinct().collect()
     }
