@@ -17,7 +17,6 @@ them on one worker, so it is built once).
 from __future__ import annotations
 
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -75,6 +74,3 @@ def small_clean_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFacto
     labels = [line.split("\t", 1)[1] for line in points.read_text().splitlines()]
     return {"root": root, "landing": landing, "sets": sets, "cfg": cfg, "labels": labels, "run_id": RUN_ID}
 
-
-def lake_root(lake: dict[str, Any]) -> Path:
-    return Path(lake["root"])
