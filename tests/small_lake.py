@@ -73,4 +73,3 @@ def small_clean_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFacto
     ]
     labels = [line.split("\t", 1)[1] for line in points.read_text().splitlines()]
     return {"root": root, "landing": landing, "sets": sets, "cfg": cfg, "labels": labels, "run_id": RUN_ID}
-
