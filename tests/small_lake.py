@@ -16,7 +16,6 @@ them on one worker, so it is built once).
 
 from __future__ import annotations
 
-import os
 from typing import Any
 
 import pytest
@@ -47,8 +46,9 @@ SETS = [
 
 @pytest.fixture(scope="session")
 def small_clean_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """The clean run: its root, landing folder, settings (``--set`` values, lake.root aside) and the
-    commit points it reached, in order (the labels of ``omicslake.io.faults``)."""
+    """The clean run: its root, settings (``--set`` values, lake.root aside; the landing folder is in
+    them), config, run id and the commit points it reached, in order (the labels of
+    ``omicslake.io.faults``)."""
     from omicslake.jobs.base import execute
     from omicslake.pipeline import run_pipeline
 
@@ -59,17 +59,11 @@ def small_clean_lake(spark: SparkSession, tmp_path_factory: pytest.TempPathFacto
     cfg = load_config("local", overrides=[*sets, f"lake.root={root}"])
     assert execute(spark, cfg, "generate", run_id="gen").status == "succeeded"
     points = tmp / "clean_points.log"
-    old = os.environ.get("OMICSLAKE_FAULT_LOG")
-    os.environ["OMICSLAKE_FAULT_LOG"] = str(points)
-    try:
+    with pytest.MonkeyPatch.context() as env:  # the fault log for this run only
+        env.setenv("OMICSLAKE_FAULT_LOG", str(points))
         results = run_pipeline(spark, cfg, CLEAN_JOBS, run_id=RUN_ID)
-    finally:
-        if old is None:
-            del os.environ["OMICSLAKE_FAULT_LOG"]
-        else:
-            os.environ["OMICSLAKE_FAULT_LOG"] = old
     assert {r.job: r.status for r in results} == dict.fromkeys(CLEAN_JOBS, "succeeded"), [
         (r.job, r.status) for r in results
     ]
     labels = [line.split("\t", 1)[1] for line in points.read_text().splitlines()]
-    return {"root": root, "landing": landing, "sets": sets, "cfg": cfg, "labels": labels, "run_id": RUN_ID}
+    return {"root": root, "sets": sets, "cfg": cfg, "labels": labels, "run_id": RUN_ID}

@@ -101,11 +101,10 @@ def main() -> None:
     out["timings"]["s3"] = round(time.monotonic() - t, 1)
     out["s3_status"] = {r.job: r.status for r in results}
     # the clean run's status of the same jobs, from its audit (it ran train and score too)
-    runs = Lake(spark, local).read("ops.runs").where(F.col("run_id") == run_id)
-    out["local_status"] = {r.job: r.status for r in runs.collect() if r.job in jobs}
-    out["local_outputs"] = {
-        r.job: sorted({o.table for o in r.outputs}) for r in runs.collect() if r.status == "succeeded"
-    }
+    runs = Lake(spark, local).read("ops.runs").where(F.col("run_id") == run_id).select("job", "status", "outputs.table")
+    clean = runs.collect()  # one row per job of the clean run
+    out["local_status"] = {r.job: r.status for r in clean if r.job in jobs}
+    out["local_outputs"] = {r.job: sorted(set(r.table)) for r in clean if r.status == "succeeded"}
 
     lake_l, lake_s = Lake(spark, local), Lake(spark, s3)
     names_l, names_s = lake_l.names(), lake_s.names()
