@@ -31,6 +31,20 @@ def pytest_configure(config: pytest.Config) -> None:
         config.pluginmanager.register(SuiteCost(config, target), "omicslake_suite_cost")
 
 
+@pytest.fixture(scope="session", autouse=True)
+def jvm_scratch(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """Every JVM the session starts (its Spark driver, the pipelines it runs as processes, the
+    standalone cluster) keeps its scratch under the session's temporary folder, which pytest
+    rotates, instead of /tmp: java.io.tmpdir, where the native libraries of snappy and lz4 are
+    unpacked and, with no spark.local.dir set, Spark's block-manager folders go. A JVM the kill
+    chain SIGKILLs never removes its own, and each whole run used to leave about 50 MB in /tmp."""
+    scratch = tmp_path_factory.mktemp("jvm_scratch")
+    with pytest.MonkeyPatch.context() as mp:
+        opts = os.environ.get("JAVA_TOOL_OPTIONS", "")
+        mp.setenv("JAVA_TOOL_OPTIONS", f"{opts} -Djava.io.tmpdir={scratch}".strip())
+        yield scratch
+
+
 @pytest.fixture(scope="session")
 def session_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("lake")

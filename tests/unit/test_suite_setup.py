@@ -51,3 +51,19 @@ def test_only_the_whole_suite_strips_c1_for_long_lived_jvms() -> None:
     full = long_lived({**env, DRIVER_JIT_ENV: "full"})
     assert full["JAVA_TOOL_OPTIONS"] == "-Xss4m -XX:ReservedCodeCacheSize=240m" and full["PATH"] == "/bin"
     assert long_lived({DRIVER_JIT_ENV: "full"}) == {DRIVER_JIT_ENV: "full"}  # no options: none added
+
+
+def test_the_jvms_keep_their_scratch_under_the_sessions_temporary_folder(spark, jvm_scratch) -> None:  # type: ignore[no-untyped-def]
+    """The worker's driver and a JVM a test starts have java.io.tmpdir, and so Spark's block-manager
+    folders, under the session's scratch (conftest.jvm_scratch), which pytest rotates: a JVM the kill
+    chain SIGKILLs cannot remove them itself."""
+    import subprocess
+
+    jvm = spark._jvm
+    assert jvm.java.lang.System.getProperty("java.io.tmpdir") == str(jvm_scratch)
+    dirs = [str(d.getPath()) for d in jvm.org.apache.spark.SparkEnv.get().blockManager().diskBlockManager().localDirs()]
+    assert dirs and all(d.startswith(f"{jvm_scratch}/blockmgr-") for d in dirs), dirs
+    props = subprocess.run(
+        ["java", "-XshowSettings:properties", "-version"], capture_output=True, text=True, check=True
+    ).stderr
+    assert f"java.io.tmpdir = {jvm_scratch}" in props  # a JVM a test starts inherits it
