@@ -54,6 +54,39 @@ def test_bundle_tasks_are_the_dag_and_every_entry_point_is_a_jobs_main() -> None
     assert set(conf["lake"]["schemas"]) >= {"bronze", "silver", "gold", "quarantine", "ops"}
 
 
+def _strays(pyproject: str, bundle: str) -> list[str]:
+    """Console scripts and bundle tasks, anywhere in the two files (not only in their generated
+    blocks), that are not a job of the specs or the CLI."""
+    scripts = tomllib.loads(pyproject)["project"]["scripts"]
+    want = {"omicslake": "omicslake.jobs.cli:main", **{s.script: f"{s.module}:main" for s in specs().values()}}
+    out = [f"script {k} = {v}" for k, v in scripts.items() if want.get(k) != v]
+    out += [f"script {k} missing" for k in want if k not in scripts]
+    for name, job in yaml.safe_load(bundle)["resources"]["jobs"].items():
+        for t in job.get("tasks", []):
+            entry = t.get("python_wheel_task", {}).get("entry_point")
+            if t["task_key"] not in specs() or entry != specs()[t["task_key"]].script:
+                out.append(f"bundle job {name}: task {t['task_key']} ({entry})")
+    return out
+
+
+def test_no_script_or_bundle_task_outside_the_generated_blocks_names_another_job() -> None:
+    pyproject, bundle = (REPO / "pyproject.toml").read_text(), (REPO / "databricks.yml").read_text()
+    assert _strays(pyproject, bundle) == []
+    # a retired job's console script left above the generated block, and a bundle job of its own
+    # that runs it: what the block comparison of stale_files cannot see
+    retired = pyproject.replace(
+        "[project.scripts]\n", '[project.scripts]\nomicslake-retired = "omicslake.jobs.retired:main"\n'
+    )
+    extra = yaml.safe_load(bundle)
+    extra["resources"]["jobs"]["omicslake_extra"] = {
+        "tasks": [{"task_key": "retired", "python_wheel_task": {"entry_point": "omicslake-retired"}}]
+    }
+    assert _strays(retired, yaml.safe_dump(extra)) == [
+        "script omicslake-retired = omicslake.jobs.retired:main",
+        "bundle job omicslake_extra: task retired (omicslake-retired)",
+    ]
+
+
 def test_a_bundle_task_for_a_job_that_does_not_exist_is_caught(tmp_path: Path) -> None:
     (tmp_path / "docs").mkdir()
     for name in ("pyproject.toml", "databricks.yml", "docs/configuration.md"):
