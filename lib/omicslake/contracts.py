@@ -211,6 +211,105 @@ def load_contract(table: str, schemas_dir: Path | None = None) -> Contract:
     return replace(contract, table=table) if "{" in path.stem else contract
 
 
+# Spark SQL's primitive type names (lower-cased), as its DDL parser accepts them; decimal, char and
+# varchar also take a size in parentheses; array<>, map<> and struct<> nest.
+_PRIMITIVES = frozenset(
+    "string boolean tinyint byte smallint short int integer bigint long float real double date timestamp "
+    "timestamp_ntz timestamp_ltz binary void decimal dec numeric".split()
+)
+_SIZED = frozenset({"decimal", "dec", "numeric", "char", "character", "varchar"})
+_TYPE_TOKEN = re.compile(
+    r"\s*(?:(?P<word>[A-Za-z_][A-Za-z0-9_]*)|(?P<quoted>`(?:[^`]|``)+`)|(?P<num>\d+)|(?P<sym>[<>(),:]))"
+)
+
+
+def type_error(text: str) -> str | None:
+    """Why ``text`` is not a Spark SQL data type in DDL form (``bigint``, ``decimal(10,2)``,
+    ``array<string>``, ``map<string,double>``, ``struct<a:int,b:string>``), or None when it is.
+
+    A small recursive-descent parser, not Spark's (a contract is parsed before any session exists);
+    a unit test holds it to Spark's own parser on every type of the shipped contracts."""
+    tokens: list[tuple[str, str]] = []
+    pos, text = 0, text.strip()
+    while pos < len(text):
+        m = _TYPE_TOKEN.match(text, pos)
+        if m is None or m.end() == pos:
+            return f"unexpected {text[pos:].strip()[:1]!r} at position {pos}"
+        tokens.append((m.lastgroup or "", m.group(m.lastgroup or 0)))
+        pos = m.end()
+    i = 0
+
+    def peek() -> str:
+        return tokens[i][1].lower() if i < len(tokens) else ""
+
+    def take(want: str) -> None:
+        nonlocal i
+        if peek() != want:
+            raise ValueError(f"expected {want!r}, got {peek() or 'the end'!r}")
+        i += 1
+
+    def size() -> None:
+        nonlocal i
+        if i >= len(tokens) or tokens[i][0] != "num":
+            raise ValueError(f"expected a size, got {peek() or 'the end'!r}")
+        i += 1
+
+    def dtype() -> None:
+        nonlocal i
+        word = peek()
+        if i >= len(tokens) or tokens[i][0] != "word":
+            raise ValueError(f"expected a type, got {word or 'the end'!r}")
+        i += 1
+        if word == "array":
+            take("<")
+            dtype()
+            take(">")
+        elif word == "map":
+            take("<")
+            dtype()
+            take(",")
+            dtype()
+            take(">")
+        elif word == "struct":  # struct<>, struct<a:int,b string>
+            take("<")
+            while peek() != ">":
+                if i >= len(tokens) or tokens[i][0] not in ("word", "quoted"):
+                    raise ValueError(f"expected a field name, got {peek() or 'the end'!r}")
+                i += 1
+                if peek() == ":":
+                    i += 1
+                dtype()
+                if peek() != ",":
+                    break
+                i += 1
+            take(">")
+        elif word in _SIZED and peek() == "(":
+            take("(")
+            size()
+            if peek() == "," and word not in ("char", "character", "varchar"):
+                take(",")
+                size()
+            take(")")
+        elif word in ("char", "character", "varchar"):
+            raise ValueError(f"{word} needs a length, e.g. {word}(10)")
+        elif word not in _PRIMITIVES:
+            raise ValueError(f"unknown type {word!r}")
+
+    try:
+        dtype()
+        if i != len(tokens):
+            raise ValueError(f"unexpected {tokens[i][1]!r} after the type")
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
+def _check_type(text: str, what: str, source: str) -> None:
+    why = type_error(text)
+    if why is not None:
+        raise ContractError(f"{source}: {what}: type {text!r} is not a Spark SQL type ({why})")
+
+
 def _column_specs(raw: Any, section: str, source: str) -> list[ColumnSpec]:
     cols = []
     for i, c in enumerate(raw or []):
@@ -223,6 +322,7 @@ def _column_specs(raw: Any, section: str, source: str) -> list[ColumnSpec]:
         phi = c.get("phi", "none")
         if phi not in PHI_CLASSES:
             raise ContractError(f"{source}: column {c['name']}: phi must be one of {PHI_CLASSES}, got {phi!r}")
+        _check_type(str(c["type"]), f"{section} {c['name']}", source)
         cols.append(ColumnSpec(c["name"], str(c["type"]), bool(c.get("nullable", True)), phi, c.get("description", "")))
     return cols
 
@@ -282,8 +382,9 @@ def expression_columns(expr: str) -> list[str]:
 
 
 def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") -> Contract:
-    """A contract from its parsed YAML. Every expectation is checked here, when the contract is
-    read: its kind and action, and that every column it reads (``column``, ``columns``, the
+    """A contract from its parsed YAML. Every column type is checked here, when the contract is
+    read, to be a Spark SQL type (``type_error``), and every expectation: its kind and action,
+    and that every column it reads (``column``, ``columns``, the
     columns of an ``expr``) is a column of the contract or one of its ``helpers`` (columns the
     job adds for the checks and drops before the write). ContractError names the file, the
     expectation and the column."""
@@ -312,6 +413,7 @@ def parse_contract(raw: dict[str, Any], table: str, source: str = "<inline>") ->
         phi = p.get("phi", "none")
         if phi not in PHI_CLASSES:
             raise ContractError(f"{source}: pattern {p['pattern']}: phi must be one of {PHI_CLASSES}, got {phi!r}")
+        _check_type(str(p["type"]), f"pattern {p['pattern']}", source)
         pats.append(PatternSpec(str(p["pattern"]), str(p["type"]), phi, p.get("description", "")))
     keys = tuple(raw.get("keys") or ())
     for k in keys:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import chispa
 import pytest
+import yaml
 from pyspark.sql import SparkSession
 from pyspark.sql import types as T
 
@@ -157,3 +158,88 @@ def test_every_expectation_of_every_contract_reads_declared_columns() -> None:
     assert len(tables) > 40
     for t in tables:
         load_contract(t)  # parse_contract checks every expectation's columns
+
+
+TYPES = [
+    "string",
+    "BIGINT",
+    "Integer",
+    "decimal(10,2)",
+    "decimal(10)",
+    "decimal",
+    "varchar(10)",
+    "timestamp_ntz",
+    "array<string>",
+    "map<string,string>",
+    "map<string, array<double>>",
+    "struct<a:int,b:array<double>>",
+    "struct<a int, `b c`: string>",
+    "struct<>",
+    "array<struct<x:date>>",
+    "integr",
+    "array<string",
+    "map<string>",
+    "decimal(10,2,3)",
+    "string string",
+    "int,",
+    "char(3,2)",
+    "array<>",
+    "struct<a:>",
+    "map<string,int",
+    "",
+    "varchar",
+    "decimal(x)",
+    "array(string)",
+    "list<int>",
+]
+
+
+def test_type_check_agrees_with_sparks_own_parser_on_every_contract_type(spark: SparkSession) -> None:
+    """type_error (run when a contract is read, before any session) says yes exactly where Spark's
+    session's SQL parser (parseDataType) does, on every type of the shipped contracts and on made-up
+    good and bad ones."""
+    from omicslake.contracts import type_error
+    from omicslake.resources import resource_dir
+
+    shipped = set()
+    for path in resource_dir("schemas").rglob("*.yaml"):
+        raw = yaml.safe_load(path.read_text()) or {}
+        shipped |= {str(c["type"]) for key in ("columns", "helpers", "patterns") for c in raw.get(key) or []}
+    assert len(shipped) >= 8, shipped
+    parser = spark._jsparkSession.sessionState().sqlParser()  # noqa: SLF001
+    for text in sorted(shipped) + TYPES:
+        try:
+            parser.parseDataType(text)
+            spark_ok = True
+        except Exception:  # noqa: BLE001 - py4j's ParseException
+            spark_ok = False
+        assert (type_error(text) is None) == spark_ok, (text, type_error(text))
+    assert sum(type_error(t) is None for t in TYPES) == 15  # both kinds are really there
+
+
+def test_a_column_type_spark_does_not_know_fails_when_the_contract_is_read() -> None:
+    raw = {"columns": [{"name": "age", "type": "integr"}]}
+    with pytest.raises(
+        ContractError, match=r"x.yaml: columns age: type 'integr' is not a Spark SQL type \(unknown type 'integr'\)"
+    ):
+        parse_contract(raw, "silver.t", "x.yaml")
+
+
+def test_every_contract_expression_is_valid_spark_sql(spark: SparkSession) -> None:
+    """What parse_contract cannot check without a session (it checks the columns an expression
+    reads): every ``expr`` of the shipped contracts parses with Spark's SQL parser."""
+    from omicslake.resources import resource_dir
+
+    parser = spark._jsparkSession.sessionState().sqlParser()  # noqa: SLF001
+    exprs = []
+    for path in resource_dir("schemas").rglob("*.yaml"):
+        raw = yaml.safe_load(path.read_text()) or {}
+        exprs += [(path.name, e["expr"]) for e in raw.get("expectations") or [] if e.get("kind") == "expr"]
+    assert len(exprs) >= 5, exprs
+    bad = []
+    for name, expr in [*exprs, ("made-up", "age > > AND (")]:
+        try:
+            parser.parseExpression(expr)
+        except Exception:  # noqa: BLE001 - py4j's ParseException
+            bad.append(name)
+    assert bad == ["made-up"]
