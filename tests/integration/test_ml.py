@@ -84,7 +84,7 @@ def test_train_is_tracked_and_registered(spark: SparkSession, trained: dict[str,
     source = json.loads(ds.source)
     lake = Lake(spark, trained["cfg"])
     # MLflow's DeltaDatasetSource drops version 0 (falsy); the run's table_version param always has it
-    assert Path(source["path"]) == lake.path("gold.features_t2d_incident")
+    assert source["path"] == lake.location("gold.features_t2d_incident") == str(lake.path("gold.features_t2d_incident"))
     assert int(source.get("delta_table_version", 0)) == m["table_version"] == int(run.data.params["table_version"])
     # the dataset's profile is the table's exact row count (not MLflow's approximate count through Python)
     n_rows = lake.read("gold.features_t2d_incident", version=m["table_version"]).count()

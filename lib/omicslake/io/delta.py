@@ -112,10 +112,6 @@ class Lake:
         """The inverse of portable(): a local path or URI."""
         return self.cfg.layout.resolve(portable)
 
-    def local(self, portable: str) -> Path:
-        """portable() back to a local Path (a local lake root only)."""
-        return Path(self.locate(portable))
-
     # ---------------------------------------------------------------------------- naming
     def split(self, name: str) -> tuple[str, str]:
         """``"<layer>.<table>"`` -> (layer, table). TableNotFoundError for a name without a dot or an unknown
@@ -138,8 +134,10 @@ class Lake:
         return self.cfg.layout.table(layer, table)
 
     def path(self, name: str) -> Path:
-        """location() as a local Path (a local lake root only; use location() for any root)."""
-        return Path(self.cfg.layout.local_root(), *self.split(name))
+        """location() as a local Path: a local lake root only (ConfigError for an object-store root,
+        where location() is the one to use)."""
+        self.cfg.layout.local_root()
+        return Path(self.location(name))
 
     def qualified(self, name: str) -> str | None:
         """catalog.schema.table when the lake lives in a metastore, else None."""

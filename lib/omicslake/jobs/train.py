@@ -211,7 +211,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
                     s["auroc"],
                 )
         faults.point(f"after log metrics {name} ({NAME})")  # params and metrics logged, no artifact
-        source = str(lake.path(table)) if not lake.qualified(table) else None
+        source = lake.location(table) if not lake.qualified(table) else None  # a path or a URI
         ds = (
             mlflow.data.load_delta(path=source, version=version, name=table)
             if source
