@@ -229,3 +229,29 @@ def test_undo_on_error_puts_every_table_back_and_keeps_the_error(spark: SparkSes
     with run.undo_on_error(["gold.kept"]):
         run.write(df(spark, [(7, "g")]), "gold.kept", mode="overwrite")
     chispa.assert_df_equality(lake.read("gold.kept"), df(spark, [(7, "g")]), ignore_nullable=True)
+
+
+def test_compare_and_set_updates_only_the_row_it_saw_and_keeps_the_contract(spark: SparkSession, cfg: Config) -> None:
+    """The lease's write: a matched row changes only where the condition on it holds, a new key is
+    inserted, and a column the contract does not declare fails before anything is written."""
+    from pyspark.sql import functions as F
+
+    from omicslake.errors import ContractError
+
+    lake = Lake(spark, cfg.replace(**{"lake.enforce_contracts": True}), run_id="r1")
+    cols = "lease string, run_id string, host string, pid bigint, acquired_at timestamp, expires_at timestamp"
+    row = spark.createDataFrame([("pipeline", "a", "h", 1, None, None)], cols)
+    lake.write(row, "ops.pipeline_lease", mode="append")
+    take = spark.createDataFrame([("pipeline", "b", "h", 2, None, None)], cols)
+    lake.compare_and_set(take, "ops.pipeline_lease", "lease", F.col("t.run_id") == "z")  # not what is there
+    assert [r.run_id for r in lake.read("ops.pipeline_lease").collect()] == ["a"]
+    lake.compare_and_set(take, "ops.pipeline_lease", "lease", F.col("t.run_id") == "a")
+    other = spark.createDataFrame([("other", "c", "h", 3, None, None)], cols)
+    lake.compare_and_set(other, "ops.pipeline_lease", "lease", F.lit(False))  # no match: inserted
+    got = {r.lease: (r.run_id, r.pid) for r in lake.read("ops.pipeline_lease").collect()}
+    assert got == {"pipeline": ("b", 2), "other": ("c", 3)}
+    version = lake.version("ops.pipeline_lease")
+    extra = take.withColumn("note", F.lit("x"))
+    with pytest.raises(ContractError, match=r"ops\.pipeline_lease: column note \(string\) is not in the contract"):
+        lake.compare_and_set(extra, "ops.pipeline_lease", "lease", F.lit(True))
+    assert lake.version("ops.pipeline_lease") == version

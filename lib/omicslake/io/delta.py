@@ -25,7 +25,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 from delta.tables import DeltaTable
-from pyspark.sql import DataFrame, SparkSession
+from pyspark.sql import Column, DataFrame, SparkSession
+from pyspark.sql import functions as F
 from pyspark.sql.utils import AnalysisException
 
 from omicslake.config import Config
@@ -317,6 +318,26 @@ class Lake:
             conf.unset("spark.databricks.delta.write.txnVersion")
             if merge_schema:
                 conf.unset("spark.databricks.delta.schema.autoMerge.enabled")
+
+    def compare_and_set(self, df: DataFrame, name: str, on: str, still: Column) -> None:
+        """MERGE ``df`` into ``name`` on column ``on``: a row with no match is inserted, a matched
+        row is updated only where ``still`` (a condition on the table's row, alias ``t``) holds.
+        The contract is checked as in write(). No transaction id and no retry: a compare-and-set
+        that loses a race must say so (Delta's concurrent-modification error goes to the caller),
+        and the caller reads the row again to see who won (the pipeline lease, io/lease.py)."""
+        check_identifier(on, f"column for {name}")
+        if self.cfg.lake.enforce_contracts:
+            from omicslake.contracts import load_contract
+
+            load_contract(name).validate(df.schema)
+        (
+            self._delta_table(name)
+            .alias("t")
+            .merge(df.alias("s"), F.col(f"t.{on}") == F.col(f"s.{on}"))
+            .whenMatchedUpdate(condition=still, set={c: F.col(f"s.`{c}`") for c in df.columns})
+            .whenNotMatchedInsertAll()
+            .execute()
+        )
 
     def restore(self, name: str, version: int) -> None:
         """Put a table back to an earlier version (a new commit with that version's content)."""

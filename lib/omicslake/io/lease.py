@@ -99,32 +99,18 @@ def why_free(h: Holder | None, run_id: str, now: dt.datetime, force: bool) -> st
 
 def _cas(lake: Lake, seen: Holder | None, new: dict[str, Any]) -> None:
     """Write ``new`` as the lease row if the row is still ``seen`` (None: no row)."""
-    from delta.tables import DeltaTable
-
-    spark = lake.spark
     contract = load_contract(TABLE)
-    src = spark.createDataFrame([tuple(new[c] for c in contract.names)], contract.struct())
+    src = lake.spark.createDataFrame([tuple(new[c] for c in contract.names)], contract.struct())
     if not lake.exists(TABLE):
         try:
             lake.write(src.limit(0), TABLE, mode="append")
         except Exception:  # noqa: BLE001 - another taker created it at the same moment; the merge decides
             pass
-    target = (
-        DeltaTable.forPath(spark, lake.location(TABLE))
-        if not lake.qualified(TABLE)
-        else DeltaTable.forName(spark, lake.qualified(TABLE))
-    )
     if seen is None:  # no row, or the row of a released lease
         still = F.col("t.run_id").isNull()
     else:
         still = (F.col("t.run_id") == F.lit(seen.run_id)) & (F.col("t.acquired_at") == F.lit(seen.acquired_at))
-    (
-        target.alias("t")
-        .merge(src.alias("s"), F.col("t.lease") == F.col("s.lease"))
-        .whenMatchedUpdate(condition=still, set={c: F.col(f"s.{c}") for c in contract.names})
-        .whenNotMatchedInsertAll()
-        .execute()
-    )
+    lake.compare_and_set(src, TABLE, "lease", still)
 
 
 def acquire(lake: Lake, run_id: str, hours: float, force: bool = False) -> Holder:
