@@ -90,8 +90,8 @@ def test_fhir_shapes(spark: SparkSession, case: Path) -> None:
 
     want = _expected(case)
     path = _input(case)
-    table, shape = fhir.AS_SYNTHEA[want["shape"]]
-    assert table == want["table"]
+    table, shape, needs = fhir.AS_SYNTHEA[want["shape"]]
+    assert table == want["table"] and needs == ()
     bronze = parse_ndjson(numbered_lines(spark, path)).select(
         "*",
         F.lit(path.name).alias("_source_file"),

@@ -2,8 +2,7 @@
 
 Each function reads the ``resource`` JSON of one bronze.fhir_<resource> table with an explicit
 schema and returns the Synthea columns conform_ehr knows (strings, as in bronze), plus the
-provenance columns and ``_rescued``, so that all sources go through one conform path. (``read``,
-the bronze-table reader OMOP's shapes use, is not needed here.) Events keep the resource id as
+provenance columns and ``_rescued``, so that all sources go through one conform path. Events keep the resource id as
 ``_ID``, their natural key. A line
 that was not JSON stays a row with null fields and its ``_rescued`` text, and is quarantined
 there as malformed.
@@ -41,10 +40,10 @@ def _first_code(c: str) -> tuple[Column, Column, Column]:
     return first.getField("code"), first.getField("display"), first.getField("system")
 
 
-def patients(df: DataFrame, read: object = None) -> DataFrame:
+def patients(df: DataFrame) -> DataFrame:
     """bronze.fhir_patient rows (``resource`` JSON) as Synthea patients: Id, BIRTHDATE, DEATHDATE
     (deceasedDateTime), GENDER (M/F for male/female, other values as given), RACE and ETHNICITY (the US
-    Core extensions' text), ZIP and STATE of the first address, and META. ``read`` is unused."""
+    Core extensions' text), ZIP and STATE of the first address, and META."""
     schema = (
         "id string, gender string, birthDate string, deceasedDateTime string, "
         "address array<struct<postalCode: string, state: string>>, "
@@ -74,10 +73,10 @@ def patients(df: DataFrame, read: object = None) -> DataFrame:
     )
 
 
-def encounters(df: DataFrame, read: object = None) -> DataFrame:
+def encounters(df: DataFrame) -> DataFrame:
     """bronze.fhir_encounter rows as Synthea encounters: Id, START/STOP (period), PATIENT (the subject's id),
     ENCOUNTERCLASS (``ENCOUNTER_CLASS`` of class.code, else the code in lower case), CODE and DESCRIPTION
-    of the first type coding, TOTAL_CLAIM_COST null, and META. ``read`` is unused."""
+    of the first type coding, TOTAL_CLAIM_COST null, and META."""
     schema = f"id string, class struct<code: string>, type array<{CODING}>, subject {REF}, period struct<start: string, end: string>"
     j = _parse(df, schema)
     cls = F.create_map(*[x for k, v in ENCOUNTER_CLASS.items() for x in (F.lit(k), F.lit(v))])
@@ -112,10 +111,10 @@ def _event(df: DataFrame, fields: str, code_field: str, *columns: Column) -> Dat
     )
 
 
-def conditions(df: DataFrame, read: object = None) -> DataFrame:
+def conditions(df: DataFrame) -> DataFrame:
     """bronze.fhir_condition rows as Synthea conditions: START (onset, else recorded date), STOP (abatement),
     SYSTEM (the first coding's system), PATIENT, ENCOUNTER, CODE, DESCRIPTION, _ID (the resource id) and
-    META. ``read`` is unused."""
+    META."""
     _, _, system = _first_code("_j.code")
     return _event(
         df,
@@ -127,10 +126,10 @@ def conditions(df: DataFrame, read: object = None) -> DataFrame:
     )
 
 
-def observations(df: DataFrame, read: object = None) -> DataFrame:
+def observations(df: DataFrame) -> DataFrame:
     """bronze.fhir_observation rows as Synthea observations: DATE (effectiveDateTime), VALUE (valueQuantity's
     value as text), UNITS (its code, else its unit), PATIENT, ENCOUNTER, CODE, DESCRIPTION, _ID and META.
-    ``read`` is unused."""
+    """
     return _event(
         df,
         "effectiveDateTime string, valueQuantity struct<value: double, unit: string, code: string>",
@@ -141,10 +140,10 @@ def observations(df: DataFrame, read: object = None) -> DataFrame:
     )
 
 
-def medications(df: DataFrame, read: object = None) -> DataFrame:
+def medications(df: DataFrame) -> DataFrame:
     """bronze.fhir_medicationrequest rows as Synthea medications: START (authoredOn), STOP null, DISPENSES
     (numberOfRepeatsAllowed), CODE and DESCRIPTION of medicationCodeableConcept, PATIENT, ENCOUNTER, _ID and
-    META. ``read`` is unused."""
+    META."""
     return _event(
         df,
         "authoredOn string, dispenseRequest struct<numberOfRepeatsAllowed: int>",
@@ -155,10 +154,10 @@ def medications(df: DataFrame, read: object = None) -> DataFrame:
     )
 
 
-def procedures(df: DataFrame, read: object = None) -> DataFrame:
+def procedures(df: DataFrame) -> DataFrame:
     """bronze.fhir_procedure rows as Synthea procedures: START (performedPeriod.start, else
     performedDateTime), STOP (performedPeriod.end), PATIENT, ENCOUNTER, CODE, DESCRIPTION, _ID and META.
-    ``read`` is unused."""
+    """
     return _event(
         df,
         "performedDateTime string, performedPeriod struct<start: string, end: string>",
@@ -168,11 +167,13 @@ def procedures(df: DataFrame, read: object = None) -> DataFrame:
     )
 
 
+# Synthea table -> (the bronze table it comes from, its shape, the other bronze tables the shape
+# takes: none, a FHIR resource names its patient itself)
 AS_SYNTHEA = {
-    "patients": ("fhir_patient", patients),
-    "encounters": ("fhir_encounter", encounters),
-    "conditions": ("fhir_condition", conditions),
-    "observations": ("fhir_observation", observations),
-    "medications": ("fhir_medicationrequest", medications),
-    "procedures": ("fhir_procedure", procedures),
+    "patients": ("fhir_patient", patients, ()),
+    "encounters": ("fhir_encounter", encounters, ()),
+    "conditions": ("fhir_condition", conditions, ()),
+    "observations": ("fhir_observation", observations, ()),
+    "medications": ("fhir_medicationrequest", medications, ()),
+    "procedures": ("fhir_procedure", procedures, ()),
 }

@@ -15,13 +15,10 @@ row id as ``_ID``, the natural key (two exposures with one start are two rows). 
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
 META = ["_source_file", "_file_sha256", "_line", "_batch_id", "_rescued", "_run_id", "_ingested_at"]
-Read = Callable[[str], "DataFrame | None"]
 # OMOP visit concepts -> the encounter classes conform maps back to visit concepts.
 VISIT_CLASS = {
     "9201": "inpatient",
@@ -99,8 +96,7 @@ def _source_ids(person: DataFrame) -> DataFrame:
     )
 
 
-def _with_patient(df: DataFrame, read: Read) -> DataFrame:
-    person = read("person")
+def _with_patient(df: DataFrame, person: DataFrame | None) -> DataFrame:
     if person is None:
         return df.withColumn("PATIENT", _fallback_id(F.col("person_id")))
     ids = _source_ids(person)
@@ -111,12 +107,11 @@ def _with_patient(df: DataFrame, read: Read) -> DataFrame:
     )
 
 
-def patients(df: DataFrame, read: Read) -> DataFrame:
+def patients(df: DataFrame, death: DataFrame | None = None) -> DataFrame:
     """bronze.omop_person rows as Synthea patients: Id (the source id, see the module docstring), BIRTHDATE
     (birth_datetime, else year-month-day of birth, a missing month or day taken as 1), DEATHDATE (the
-    earliest in ``read("death")``, null without that table), GENDER (M/F from gender_concept_id, else
+    earliest in ``death``, bronze.omop_death; null without it), GENDER (M/F from gender_concept_id, else
     gender_source_value), RACE, ETHNICITY, ZIP and STATE null, and META."""
-    death = read("death")
     rows = df
     if death is not None:
         first = death.groupBy("person_id").agg(F.min(_when("death_datetime", "death_date")).alias("_death"))
@@ -148,12 +143,12 @@ def patients(df: DataFrame, read: Read) -> DataFrame:
     )
 
 
-def encounters(df: DataFrame, read: Read) -> DataFrame:
+def encounters(df: DataFrame, person: DataFrame | None = None) -> DataFrame:
     """bronze.omop_visit_occurrence rows as Synthea encounters: Id (visit_occurrence_id), START/STOP
-    (datetime, else date), PATIENT (mapped through ``read("person")``), ENCOUNTERCLASS (``VISIT_CLASS`` of
+    (datetime, else date), PATIENT (mapped through ``person`` (bronze.omop_person)), ENCOUNTERCLASS (``VISIT_CLASS`` of
     visit_concept_id, else "concept <id>"), CODE (visit_concept_id), DESCRIPTION and cost null, and META."""
     cls = F.create_map(*[x for k, v in VISIT_CLASS.items() for x in (F.lit(k), F.lit(v))])
-    return _with_patient(df, read).select(
+    return _with_patient(df, person).select(
         F.col("visit_occurrence_id").alias("Id"),
         _when("visit_start_datetime", "visit_start_date").alias("START"),
         _when("visit_end_datetime", "visit_end_date").alias("STOP"),
@@ -169,10 +164,10 @@ def encounters(df: DataFrame, read: Read) -> DataFrame:
     )
 
 
-def _event(df: DataFrame, read: Read, id_col: str, code_col: str, *columns: Column) -> DataFrame:
+def _event(df: DataFrame, person: DataFrame | None, id_col: str, code_col: str, *columns: Column) -> DataFrame:
     """An OMOP event row as a Synthea event: the given time/value columns, PATIENT, ENCOUNTER,
     CODE (the source value), no DESCRIPTION (conform fills the concept name), the row id as _ID."""
-    return _with_patient(df, read).select(
+    return _with_patient(df, person).select(
         *columns,
         "PATIENT",
         F.col("visit_occurrence_id").alias("ENCOUNTER"),
@@ -183,13 +178,13 @@ def _event(df: DataFrame, read: Read, id_col: str, code_col: str, *columns: Colu
     )
 
 
-def conditions(df: DataFrame, read: Read) -> DataFrame:
+def conditions(df: DataFrame, person: DataFrame | None = None) -> DataFrame:
     """bronze.omop_condition_occurrence rows as Synthea conditions: START/STOP (datetime, else date), SYSTEM
     "SNOMED", CODE (condition_source_value), _ID (condition_occurrence_id), PATIENT mapped through
-    ``read("person")``, ENCOUNTER, and META."""
+    ``person`` (bronze.omop_person), ENCOUNTER, and META."""
     return _event(
         df,
-        read,
+        person,
         "condition_occurrence_id",
         "condition_source_value",
         _when("condition_start_datetime", "condition_start_date").alias("START"),
@@ -198,11 +193,11 @@ def conditions(df: DataFrame, read: Read) -> DataFrame:
     )
 
 
-def observations(df: DataFrame, read: Read) -> DataFrame:
+def observations(df: DataFrame, person: DataFrame | None = None) -> DataFrame:
     """MEASUREMENT rows (labs and vitals) as Synthea observations."""
     return _event(
         df,
-        read,
+        person,
         "measurement_id",
         "measurement_source_value",
         _when("measurement_datetime", "measurement_date").alias("DATE"),
@@ -211,13 +206,13 @@ def observations(df: DataFrame, read: Read) -> DataFrame:
     )
 
 
-def medications(df: DataFrame, read: Read) -> DataFrame:
+def medications(df: DataFrame, person: DataFrame | None = None) -> DataFrame:
     """bronze.omop_drug_exposure rows as Synthea medications: START/STOP (datetime, else date), DISPENSES
     (quantity), CODE (drug_source_value), _ID (drug_exposure_id), PATIENT mapped through
-    ``read("person")``, ENCOUNTER, and META."""
+    ``person`` (bronze.omop_person), ENCOUNTER, and META."""
     return _event(
         df,
-        read,
+        person,
         "drug_exposure_id",
         "drug_source_value",
         _when("drug_exposure_start_datetime", "drug_exposure_start_date").alias("START"),
@@ -226,13 +221,13 @@ def medications(df: DataFrame, read: Read) -> DataFrame:
     )
 
 
-def procedures(df: DataFrame, read: Read) -> DataFrame:
+def procedures(df: DataFrame, person: DataFrame | None = None) -> DataFrame:
     """bronze.omop_procedure_occurrence rows as Synthea procedures: START/STOP (procedure_datetime and
     procedure_end_datetime, else the dates), CODE (procedure_source_value), _ID (procedure_occurrence_id),
-    PATIENT mapped through ``read("person")``, ENCOUNTER, and META."""
+    PATIENT mapped through ``person`` (bronze.omop_person), ENCOUNTER, and META."""
     return _event(
         df,
-        read,
+        person,
         "procedure_occurrence_id",
         "procedure_source_value",
         _when("procedure_datetime", "procedure_date").alias("START"),
@@ -240,11 +235,13 @@ def procedures(df: DataFrame, read: Read) -> DataFrame:
     )
 
 
+# Synthea table -> (the bronze table it comes from, its shape, the other bronze tables the shape
+# takes after it: each a DataFrame, or None when the export has no such table)
 AS_SYNTHEA = {
-    "patients": ("omop_person", patients),
-    "encounters": ("omop_visit_occurrence", encounters),
-    "conditions": ("omop_condition_occurrence", conditions),
-    "observations": ("omop_measurement", observations),
-    "medications": ("omop_drug_exposure", medications),
-    "procedures": ("omop_procedure_occurrence", procedures),
+    "patients": ("omop_person", patients, ("omop_death",)),
+    "encounters": ("omop_visit_occurrence", encounters, ("omop_person",)),
+    "conditions": ("omop_condition_occurrence", conditions, ("omop_person",)),
+    "observations": ("omop_measurement", observations, ("omop_person",)),
+    "medications": ("omop_drug_exposure", medications, ("omop_person",)),
+    "procedures": ("omop_procedure_occurrence", procedures, ("omop_person",)),
 }

@@ -241,23 +241,23 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     dq: list[tuple[Any, ...]] = []
     recon: dict[str, dict[str, int]] = {}
 
-    def raw(name: str) -> DataFrame | None:
-        return lake.read(f"bronze.{c.source}_{name}") if lake.exists(f"bronze.{c.source}_{name}") else None
-
     def bronze(t: str) -> DataFrame | None:
         """The bronze rows of Synthea table t, or FHIR's / OMOP's in the same shape; None when absent."""
         from omicslake.ehr import fhir, omop
 
         if c.source == "synthea":
-            name, shape = f"bronze.synthea_{t}", None
+            name, shape, needs = f"bronze.synthea_{t}", None, ()
         else:
-            table, shape = {"fhir": fhir.AS_SYNTHEA, "omop": omop.AS_SYNTHEA}[c.source][t]
+            table, shape, needs = {"fhir": fhir.AS_SYNTHEA, "omop": omop.AS_SYNTHEA}[c.source][t]
             name = f"bronze.{table}"
         if not lake.exists(name):
             log.warning("%s does not exist: its silver table is not built in this run", name)
             return None
         df = lake.read(name)
-        return shape(df, raw) if shape else df
+        if shape is None:
+            return df
+        # the other bronze tables the shape takes (OMOP's PERSON for the patient ids), None when absent
+        return shape(df, *(lake.read(f"bronze.{n}") if lake.exists(f"bronze.{n}") else None for n in needs))
 
     patients = bronze("patients")
     assert patients is not None
