@@ -47,6 +47,8 @@ def _value(v: Any) -> str:
 
 
 def markdown() -> str:
+    """docs/configuration.md as text: every section and key of the config classes with its type, its
+    value in the local environment and the comment that documents it."""
     effective = dataclasses.asdict(C.load_config("local"))
     lines = [
         "# Configuration reference",

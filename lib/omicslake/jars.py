@@ -28,11 +28,13 @@ _NS = {"m": "http://maven.apache.org/POM/4.0.0"}
 
 
 def default_cache() -> Path:
+    """The folder downloaded jars are kept in: $OMICSLAKE_JAR_CACHE, else ~/.cache/omicslake/jars."""
     env = os.environ.get("OMICSLAKE_JAR_CACHE")
     return Path(env) if env else Path.home() / ".cache" / "omicslake" / "jars"
 
 
 def delta_coordinate(version: str, scala: str = "2.12") -> str:
+    """The Maven coordinate of delta-spark ``version`` for Scala ``scala`` (io.delta:delta-spark_<scala>:<version>)."""
     return f"io.delta:delta-spark_{scala}:{version}"
 
 

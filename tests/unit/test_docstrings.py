@@ -11,8 +11,20 @@ import ast
 from pathlib import Path
 
 LIB = Path(__file__).resolve().parents[2] / "lib" / "omicslake"
-PACKAGES = ("ehr", "genomics", "features", "ml", "io", "report", "survey", "omics", "causal")
-MODULES = ("quarantine.py", "contracts.py", "pipeline.py", "frames.py")
+PACKAGES = ("ehr", "genomics", "features", "ml", "io", "report", "survey", "omics", "causal", "synth")
+# every top-level module but config.py, whose classes are the configuration's sections: each field is
+# documented by its comment, which docs/configuration.md (generated) shows
+MODULES = (
+    "quarantine.py",
+    "contracts.py",
+    "pipeline.py",
+    "frames.py",
+    "config_doc.py",
+    "jars.py",
+    "resources.py",
+    "session.py",
+    "errors.py",
+)
 EXCLUDED: set[Path] = set()
 
 Definition = ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef
@@ -80,9 +92,12 @@ def test_the_domain_files_are_found() -> None:
         "ml/model.py",
         "io/delta.py",
         "report/render.py",
+        "synth/writers.py",
     }
     assert expected | set(MODULES) <= names
-    assert not any(n.startswith(("jobs/", "synth/")) or n == "config.py" for n in names)
+    assert not any(n.startswith("jobs/") or n == "config.py" for n in names)
+    top = {p.name for p in LIB.glob("*.py")} - {"__init__.py", "config.py"}
+    assert top <= set(MODULES), top - set(MODULES)  # a new top-level module is checked too
 
 
 def test_the_check_sees_a_missing_docstring(tmp_path: Path) -> None:

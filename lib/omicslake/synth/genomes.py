@@ -40,6 +40,9 @@ VCF_METADATA = {
 
 @dataclass(frozen=True)
 class GenomeTruth:
+    """What the genotype simulation planted: the causal variants (contig, position, alleles, rsid,
+    effect allele, beta on the log-odds scale, ancestral allele frequency) and the matrix's counts."""
+
     causal: list[dict[str, Any]]
     n_variants: int
     n_samples: int
@@ -60,6 +63,8 @@ def sample_link(spark: SparkSession, n_patients: int, n_samples: int, seed: int)
 
 
 def causal_rows(n_variants: int) -> list[int]:
+    """The row indices of the causal variants among ``n_variants``: one per entry of CAUSAL_BETAS,
+    evenly spaced."""
     step = n_variants // (len(CAUSAL_BETAS) + 1)
     return [step * (i + 1) for i in range(len(CAUSAL_BETAS))]
 
@@ -164,6 +169,8 @@ def simulate(
 
 
 def export_vcf(mt: hl.MatrixTable, path: str) -> None:
+    """The matrix ``mt`` as a bgzipped, tabix-indexed VCF at ``path`` (with the AA_AF INFO field and
+    the sample ids as columns), without Hadoop's .crc files beside it."""
     out = mt.annotate_rows(info=hl.struct(AA_AF=mt.aa_af)).select_rows("rsid", "info")
     out = out.annotate_rows(qual=hl.missing(hl.tfloat64), filters=hl.empty_set(hl.tstr))
     hl.export_vcf(out.key_cols_by(s=out.sample_id), path, metadata=VCF_METADATA, tabix=True)
@@ -180,6 +187,7 @@ def genetic_scores(mt: hl.MatrixTable) -> hl.Table:
 
 
 def truth(mt: hl.MatrixTable) -> GenomeTruth:
+    """The planted truth of ``mt`` (from ``simulate``): its causal variants and its counts."""
     rows = mt.filter_rows(mt.beta != 0).rows()
     causal = [
         {

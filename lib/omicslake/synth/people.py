@@ -456,6 +456,8 @@ def procedures(enc: DataFrame) -> DataFrame:
 
 
 def truth_columns() -> list[str]:
+    """The columns of the planted-truth table of the people: what the generator decided for each
+    patient (risk factors, probabilities, outcomes and their dates), in order."""
     return [
         "patient_id",
         "index_date",
@@ -480,4 +482,5 @@ def truth_columns() -> list[str]:
 
 
 def effects() -> dict[str, Any]:
+    """The planted effect sizes, by outcome (t2d, readmission_30d): what the models should recover."""
     return {"t2d": T2D_EFFECTS, "readmission_30d": READMIT_EFFECTS}

@@ -30,6 +30,8 @@ def normal(seed: int, stream: str, *keys: Column | str, mean: float = 0.0, sd: f
 
 
 def bernoulli(seed: int, stream: str, p: Column | float, *keys: Column | str) -> Column:
+    """A boolean column, true with probability ``p`` (a column or a number), from ``uniform`` on
+    seed, stream and key columns: the same keys give the same draw."""
     p_col = p if isinstance(p, Column) else F.lit(p)
     return uniform(seed, stream, *keys) < p_col
 

@@ -100,10 +100,12 @@ DRIFT_COLUMN = "SOURCE_SYSTEM"  # the extra column of batch 2's observations.csv
 
 
 def iso_ts(col: Column) -> Column:
+    """A timestamp column as an ISO 8601 UTC string (yyyy-MM-ddTHH:mm:ssZ), as Synthea and FHIR write it."""
     return F.date_format(col, "yyyy-MM-dd'T'HH:mm:ss'Z'")
 
 
 def iso_date(col: Column) -> Column:
+    """A date or timestamp column as an ISO date string (yyyy-MM-dd)."""
     return F.date_format(col, "yyyy-MM-dd")
 
 
@@ -113,10 +115,12 @@ def _lookup(key: Column, table: dict[str, tuple[str, ...]], field: int) -> Colum
 
 
 def code_of(key: Column, table: dict[str, tuple[str, ...]]) -> Column:
+    """The code (field 0) of ``key`` in a code table (key -> (code, display, ...)); null for an unknown key."""
     return _lookup(key, table, 0)
 
 
 def display_of(key: Column, table: dict[str, tuple[str, ...]]) -> Column:
+    """The display text (field 1) of ``key`` in a code table (key -> (code, display, ...)); null for an unknown key."""
     return _lookup(key, table, 1)
 
 
@@ -127,6 +131,7 @@ def csv_field(col: Column) -> Column:
 
 
 def csv_line(cols: Sequence[Column]) -> Column:
+    """One CSV line (a string column) of the columns ``cols``, each quoted as ``csv_field`` does."""
     return F.concat_ws(",", *[csv_field(c) for c in cols])
 
 
@@ -170,6 +175,7 @@ def _write_text(lines: DataFrame, tmp: Path) -> list[Path]:
 
 
 def synthea_patients(p: DataFrame) -> DataFrame:
+    """The people frame (one row per patient) as Synthea's patients.csv lines: columns idx and line."""
     return p.select(
         F.col("idx"),
         csv_line(
@@ -208,6 +214,8 @@ def synthea_patients(p: DataFrame) -> DataFrame:
 
 
 def encounter_cols(e: DataFrame, stop: Column | None = None, cost: Column | None = None) -> list[Column]:
+    """The columns of Synthea's encounters.csv for encounter rows ``e``, in the file's order; ``stop``
+    replaces the stop time and ``cost`` the total claim cost (the base cost stays) when given."""
     kind = F.col("kind")
     return [
         F.col("enc_id"),
@@ -285,6 +293,8 @@ _OMB = {
 
 
 def fhir_patient(p: DataFrame) -> DataFrame:
+    """The people frame as FHIR R4 Patient resources (US Core race and ethnicity extensions, names,
+    address, identifiers): columns idx and line, one NDJSON line each."""
     race_code = F.create_map(*[x for k, v in _OMB.items() for x in (F.lit(k), F.lit(v[0]))])[F.col("race")]
     race_disp = F.create_map(*[x for k, v in _OMB.items() for x in (F.lit(k), F.lit(v[1]))])[F.col("race")]
     eth_code = F.when(F.col("ethnicity") == "hispanic", "2135-2").otherwise("2186-5")
@@ -357,6 +367,7 @@ def fhir_patient(p: DataFrame) -> DataFrame:
 
 
 def fhir_encounter(e: DataFrame) -> DataFrame:
+    """Encounter rows as FHIR R4 Encounter resources: columns idx and line, one NDJSON line each."""
     kind = F.col("kind")
     resource = F.struct(
         F.lit("Encounter").alias("resourceType"),
@@ -378,6 +389,7 @@ def fhir_encounter(e: DataFrame) -> DataFrame:
 
 
 def fhir_condition(c: DataFrame) -> DataFrame:
+    """Condition rows as FHIR R4 Condition resources (SNOMED codes): columns idx and line, one NDJSON line each."""
     cond = F.col("cond")
     resource = F.struct(
         F.lit("Condition").alias("resourceType"),
@@ -414,6 +426,8 @@ def fhir_condition(c: DataFrame) -> DataFrame:
 
 
 def fhir_observation(o: DataFrame) -> DataFrame:
+    """Observation rows (labs and vitals) as FHIR R4 Observation resources (LOINC codes, UCUM units):
+    columns idx and line, one NDJSON line each."""
     obs = F.col("obs")
     resource = F.struct(
         F.lit("Observation").alias("resourceType"),
@@ -444,6 +458,8 @@ def fhir_observation(o: DataFrame) -> DataFrame:
 
 
 def fhir_medication(m: DataFrame) -> DataFrame:
+    """Medication rows as FHIR R4 MedicationRequest resources (RxNorm codes): columns idx and line,
+    one NDJSON line each."""
     med = F.col("med")
     resource = F.struct(
         F.lit("MedicationRequest").alias("resourceType"),
@@ -461,6 +477,7 @@ def fhir_medication(m: DataFrame) -> DataFrame:
 
 
 def fhir_procedure(pr: DataFrame) -> DataFrame:
+    """Procedure rows as FHIR R4 Procedure resources (SNOMED codes): columns idx and line, one NDJSON line each."""
     proc = F.col("proc")
     resource = F.struct(
         F.lit("Procedure").alias("resourceType"),
