@@ -237,4 +237,12 @@ def pipeline(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> d
         "logs": [logs, Path(cluster["tmp"])],
         "tables": {n: rows for n, _, rows in lk.tables()},
         "solo": [r.asDict(recursive=True) for r in lk.read("ops.runs").where("run_id = 'solo'").collect()],
+        # the pipeline run's audit rows: each job with the tables it read (and their versions) and wrote
+        "runs": [
+            r.asDict(recursive=True)
+            for r in lk.read("ops.runs")
+            .where("run_id <> 'solo'")
+            .select("job", "status", "inputs", "outputs")
+            .collect()
+        ],
     }

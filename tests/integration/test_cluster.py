@@ -49,6 +49,52 @@ def test_demo_pipeline_through_spark_submit_on_a_standalone_cluster(pipeline: di
     assert pipeline["report"].exists()
 
 
+def ancestors(job: str, dag: dict[str, tuple[str, ...]]) -> set[str]:
+    """The jobs ``job`` runs after, directly or through others."""
+    out: set[str] = set()
+    todo = list(dag[job])
+    while todo:
+        j = todo.pop()
+        if j not in out:
+            out.add(j)
+            todo += dag[j]
+    return out
+
+
+def unordered_reads(runs: list[dict[str, Any]], dag: dict[str, tuple[str, ...]]) -> list[tuple[str, str, list[str]]]:
+    """(job, table, the jobs that wrote it) for each table a job read (ops.runs inputs) that neither it
+    nor a job it runs after wrote. Inputs found absent (version -1) and the shared ops tables (the
+    audit rows, the file ledger) are not data dependencies."""
+    writers: dict[str, set[str]] = {}
+    for r in runs:
+        for o in r["outputs"]:
+            writers.setdefault(o["table"], set()).add(r["job"])
+    bad = []
+    for r in runs:
+        for i in r["inputs"]:
+            if i["version"] == -1 or i["table"].startswith("ops."):
+                continue
+            if not writers.get(i["table"], set()) & (ancestors(r["job"], dag) | {r["job"]}):
+                bad.append((r["job"], i["table"], sorted(writers.get(i["table"], ()))))
+    return bad
+
+
+def test_every_table_a_job_read_was_written_by_a_job_its_spec_runs_after(pipeline: dict[str, Any]) -> None:
+    """The specs' DAG is the order the data needs: what each job of the whole pipeline read, as the lake
+    recorded it, came from a job it runs after. The Databricks bundle runs independent tasks at the
+    same time, so a job reading a table of a job it is not declared after would race it there."""
+    from omicslake.jobs import dag, pipeline_jobs
+
+    runs, graph = pipeline["runs"], dag()
+    assert sorted(r["job"] for r in runs) == sorted(pipeline_jobs())
+    assert all(r["status"] == "succeeded" for r in runs)
+    assert sum(len(r["inputs"]) for r in runs) > 50  # what the check looks at is there
+    assert unordered_reads(runs, graph) == []
+    # the check can fail: train without its declared dependency on build_cohort
+    broken = {**graph, "train": ()}
+    assert ("train", "gold.features_t2d_incident", ["build_cohort"]) in unordered_reads(runs, broken)
+
+
 # The report job's sections as they appear on a full pipeline's lake (this pipeline: one cohort with
 # a model, survival and clusters, one GWAS): h2 title -> the images (alt text) Chromium must load
 # in it. The QC histograms and the PCA scatter carry no alt text. Quarantine is shown when a
