@@ -112,18 +112,13 @@ def _model_version(cfg: Config, name: str, ref: str) -> str | None:
     """The version a registered model reference resolves to now ("alias champion", "version 3")."""
     import mlflow
 
-    from omicslake.ml.tracking import setup
+    from omicslake.ml.tracking import resolve_model, setup
 
-    kind, _, value = ref.partition(" ")
     setup(cfg)
-    client = mlflow.MlflowClient()
     try:
-        mv = (
-            client.get_model_version_by_alias(name, value) if kind == "alias" else client.get_model_version(name, value)
-        )
+        return str(resolve_model(name, ref).version)
     except mlflow.exceptions.MlflowException:
         return None
-    return str(mv.version)
 
 
 def predict(spark: SparkSession, cfg: Config, jobs: list[str]) -> dict[str, Decision]:

@@ -54,12 +54,12 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         units_file,
     )
     from omicslake.ml.shap_trees import OUT_SCHEMA, TreeRisk, explain_frame, tree_kind
-    from omicslake.ml.tracking import risk_metadata, scoring_model
+    from omicslake.ml.tracking import model_reference, risk_metadata, scoring_model
 
     c = cfg.jobs.score
     check_bands(c.band_thresholds, c.band_names)
     name, mv = scoring_model(cfg)
-    lake.use_model(name, f"version {c.version}" if c.version is not None else f"alias {c.alias}", mv.version)
+    lake.use_model(name, model_reference(c.version, c.alias), mv.version)
     table = f"gold.features_{c.cohort}"
     if not lake.exists(table):
         raise InputError(f"{table} does not exist: run build_cohort first")

@@ -201,6 +201,22 @@ def register(name: str, run_id: str, alias: str | None) -> ModelVersion:
     return version
 
 
+def model_reference(version: int | str | None, alias: str | None) -> str:
+    """How a registered model version is asked for, as ``ops.runs`` records it: ``"version <n>"``
+    when ``version`` is given, else ``"alias <alias>"``."""
+    return f"version {version}" if version is not None else f"alias {alias}"
+
+
+def resolve_model(name: str, ref: str) -> Any:
+    """The MLflow ModelVersion that ``ref`` (``model_reference``) of registered model ``name`` is now;
+    MlflowException when there is none. MLflow must be set up (``setup``)."""
+    import mlflow
+
+    kind, _, value = ref.partition(" ")
+    client = mlflow.MlflowClient()
+    return client.get_model_version_by_alias(name, value) if kind == "alias" else client.get_model_version(name, value)
+
+
 def scoring_model(cfg: Config) -> tuple[str, Any]:
     """The registered model version that ``jobs.score`` names (``model`` or the train job's default
     name; ``version``, else ``alias``), as (name, MLflow ModelVersion); InputError naming the model,
@@ -213,13 +229,9 @@ def scoring_model(cfg: Config) -> tuple[str, Any]:
     c = cfg.jobs.score
     setup(cfg)
     name = c.model or model_name(c.cohort, cfg.jobs.train.model, cfg.jobs.train.registered_model)
-    client = mlflow.MlflowClient()
+    ref = model_reference(c.version, c.alias)
     try:
-        mv = (
-            client.get_model_version(name, str(c.version))
-            if c.version is not None
-            else client.get_model_version_by_alias(name, c.alias)
-        )
+        mv = resolve_model(name, ref)
     except mlflow.exceptions.MlflowException as exc:
         which = f"version {c.version}" if c.version is not None else f"alias {c.alias!r}"
         raise InputError(
