@@ -162,7 +162,7 @@ class ConformEhrConfig:
     secret_scope: str | None = None  # Databricks: dbutils.secrets.get(secret_scope, secret_key)
     secret_key: str = "pseudonym-key"  # the secret's key in secret_scope
     date_shift: bool = False  # shift every date of a patient by the same keyed offset
-    date_shift_max_days: int = 365  # the keyed offset lies within +/- this many days
+    date_shift_max_days: int = 365  # the keyed offset moves dates back 1 to this many days (never forward)
     reference_date: str | None = None  # for ages (90+ top-coding); default: today
     concepts: str | None = None  # OMOP CONCEPT.csv; default: schemas/vocab/concept.csv
     units: str | None = None  # default: schemas/vocab/units.yaml

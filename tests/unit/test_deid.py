@@ -14,7 +14,6 @@ import hashlib
 import hmac
 from typing import Any
 
-import pytest
 from chispa import assert_df_equality
 from pyspark.sql import DataFrame, SparkSession
 from pyspark.sql import functions as F
@@ -78,10 +77,9 @@ def patient(
 
 def offset(key: bytes, pid: str, max_days: int) -> int:
     """The documented offset, with Python's hmac: the first 32 bits of HMAC-SHA256(key, 'date-shift' US id)
-    modulo 2 * max_days, moved to [-max_days, -1] and [1, max_days] (never 0)."""
+    modulo max_days, plus one, negated: in [-max_days, -1], always into the past."""
     h = int(hmac.new(key, ("date-shift\x1f" + pid).encode(), hashlib.sha256).hexdigest()[:8], 16)
-    d = h % (2 * max_days) - max_days
-    return d + 1 if d >= 0 else d
+    return -(h % max_days) - 1
 
 
 def by_line(df: DataFrame, columns: list[str]) -> dict[int, dict[str, Any]]:
@@ -254,16 +252,16 @@ def test_date_shift_moves_every_date_of_a_patient_by_one_keyed_offset(spark: Spa
     d = C.Deid(KEY, date_shift=True, max_days=365)
     got = shift_tables(spark, d)
     offsets = {p: offset(KEY, p, 365) for p, _, _ in SHIFT_PATIENTS}
-    # The three offsets (worked out with Python's hmac): -7, -215 and +19 days.
-    assert offsets == {"patient-a": -7, "patient-b": -215, "patient-c": 19}
+    # The three offsets (worked out with Python's hmac): -359, -151 and -19 days.
+    assert offsets == {"patient-a": -359, "patient-b": -151, "patient-c": -19}
     for i, (pid, _, _) in enumerate(SHIFT_PATIENTS):
         for table, cols in source_dates(pid).items():
             out = {c: as_value(v) for c, v in got[table][i + 2].items()}
-            # e.g. patient-a's visit 2019-05-01 08:30:00 - 7 days = 2019-04-24 08:30:00 (time of day kept);
-            # patient-b's birth 1948-02-29 - 215 days = 1947-07-29
+            # e.g. patient-a's visit 2019-05-01 08:30:00 - 359 days = 2018-05-07 08:30:00 (time of day
+            # kept); patient-b's birth 1948-02-29 - 151 days = 1947-10-01
             assert out == {c: plus_days(v, offsets[pid]) for c, v in cols.items()}, (pid, table)
-    assert got["person"][3]["birth_date"] == dt.date(1947, 7, 29)
-    assert got["visit"][2]["visit_start_datetime"] == "2019-04-24 08:30:00"
+    assert got["person"][3]["birth_date"] == dt.date(1947, 10, 1)
+    assert got["visit"][2]["visit_start_datetime"] == "2018-05-07 08:30:00"
 
 
 def test_date_shift_keeps_every_interval_of_a_patient(spark: SparkSession) -> None:
@@ -289,8 +287,8 @@ def test_date_shift_keeps_every_interval_of_a_patient(spark: SparkSession) -> No
 
 
 def test_date_shift_offsets_range_spread_and_key(spark: SparkSession) -> None:
-    """Over 1,000 patients: every offset is the documented one, in [-7, 7] and never 0, all 14 values occur,
-    the offsets are deterministic for a key and change with the key."""
+    """Over 1,000 patients: every offset is the documented one, in [-7, -1] (never 0, never forward), all 7
+    values occur, the offsets are deterministic for a key and change with the key."""
     pids = [f"p{i:04d}" for i in range(1000)]
     rows = bronze(spark, PATIENTS, [patient(p, "2000-01-01") for p in pids])
 
@@ -303,18 +301,18 @@ def test_date_shift_offsets_range_spread_and_key(spark: SparkSession) -> None:
 
     small = offsets(KEY, 7)
     assert small == {i + 2: offset(KEY, p, 7) for i, p in enumerate(pids)}
-    assert set(small.values()) == set(range(-7, 0)) | set(range(1, 8))  # 0 never, every other value in +/- 7
+    assert set(small.values()) == set(range(-7, 0))  # 0 and forward never, every day back to 7
     wide = offsets(KEY, 365)
     assert wide == {i + 2: offset(KEY, p, 365) for i, p in enumerate(pids)}
-    assert all(-365 <= v <= 365 and v != 0 for v in wide.values())
-    assert min(wide.values()) < -300 and max(wide.values()) > 300  # the whole range is used
-    # different patients generally different: 1,000 draws from 730 values leave about
-    # 730 * (1 - exp(-1000/730)) = 545 distinct values
-    assert len(set(wide.values())) > 450
+    assert all(-365 <= v <= -1 for v in wide.values())
+    assert min(wide.values()) < -300 and max(wide.values()) > -65  # the whole range is used
+    # different patients generally different: 1,000 draws from 365 values leave about
+    # 365 * (1 - exp(-1000/365)) = 341 distinct values
+    assert len(set(wide.values())) > 300
     assert offsets(KEY, 365) == wide  # deterministic for a key
     other = offsets(OTHER_KEY, 365)
     assert other == {i + 2: offset(OTHER_KEY, p, 365) for i, p in enumerate(pids)}
-    assert sum(other[k] != wide[k] for k in wide) > 990  # a collision has probability 1/730 per patient
+    assert sum(other[k] != wide[k] for k in wide) > 985  # a collision has probability 1/365 per patient
 
 
 def test_no_date_shift_when_off(spark: SparkSession) -> None:
@@ -405,19 +403,26 @@ def test_top_coding_at_month_ends_and_leap_days(spark: SparkSession) -> None:
 
 def test_top_coding_reads_the_shifted_birth_date(spark: SparkSession) -> None:
     """With date_shift on, the age is that of the published (shifted) birth date, so no published birth
-    date says 90 or more. old-exact's offset is +162 days, old-minus1's -357 (Python's hmac)."""
+    date says 90 or more. old-exact's offset is -162 days, old-minus1's -9, patient-c's -19 (Python's hmac).
+    The shift moves a birth back, so it can make a person of 89 as delivered 90 as published."""
     d = C.Deid(KEY, date_shift=True, max_days=365, reference_date="2025-01-01")
-    assert offset(KEY, "old-exact", 365) == 162 and offset(KEY, "old-minus1", 365) == -357
+    assert (offset(KEY, "old-exact", 365), offset(KEY, "old-minus1", 365), offset(KEY, "patient-c", 365)) == (
+        -162,
+        -9,
+        -19,
+    )
     people = [
-        patient("old-exact", "1934-07-23"),  # 1934-07-23 + 162 days = 1935-01-01: 90 on the reference date, top-coded
-        patient("old-minus1", "1935-12-25"),  # 1935-12-25 - 357 days = 1935-01-02: 89, kept (shifted)
-        patient("patient-c", "1935-01-01"),  # 90 as delivered, + 19 days = 1935-01-20: 89 after the shift, kept
+        patient(
+            "old-exact", "1935-06-12"
+        ),  # 89 as delivered; - 162 days = 1935-01-01: 90 on the reference date, top-coded
+        patient("old-minus1", "1935-01-11"),  # - 9 days = 1935-01-02: 89, kept (shifted)
+        patient("patient-c", "1935-01-01"),  # 90 as delivered, - 19 days = 1934-12-13: 90, top-coded
     ]
     expected = spark.createDataFrame(
         [
             (2, dt.date(1935, 1, 1), 1935, True, None),
             (3, dt.date(1935, 1, 2), 1935, False, None),
-            (4, dt.date(1935, 1, 20), 1935, False, None),
+            (4, dt.date(1935, 1, 1), 1935, True, None),
         ],
         TOP_SCHEMA,
     )
@@ -450,13 +455,9 @@ def test_top_coding_measures_a_decedents_age_at_death(spark: SparkSession) -> No
     result.release()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known defect (issue 13, item 5 report): a positive offset moves a recent date into the "
-    "future, which the not_in_future / birth_not_in_future rules quarantine",
-)
 def test_date_shift_never_moves_a_date_into_the_future(spark: SparkSession) -> None:
-    # patient-c's offset is +19 days: a birth yesterday becomes a birth 18 days from now.
+    # patient-c's offset is -19 days: a birth yesterday becomes a birth 20 days ago, not one in the
+    # future (it was +19 until the offsets went past-only, and this birth was quarantined)
     yesterday = (dt.datetime.now(dt.timezone.utc).date() - dt.timedelta(days=1)).isoformat()
     rows = C.person_rows(
         bronze(spark, PATIENTS, [patient("patient-c", yesterday)]), C.Deid(KEY, date_shift=True, max_days=365)

@@ -84,10 +84,13 @@ def pseudonym(key: bytes, domain: str, *parts: Column) -> Column:
 
 
 def shift_days(key: bytes, patient_id: Column, max_days: int) -> Column:
-    """Per-patient date offset in [-max_days, max_days], 0 never: keyed, so stable across runs."""
+    """Per-patient date offset in days, in [-max_days, -1]: keyed (the first 32 bits of
+    HMAC-SHA256(key, "date-shift" US patient id), modulo max_days, plus one, negated), so stable
+    across runs, and always into the past. A shifted date is never later than its source date, so
+    a recent event cannot land in the future, where the not_in_future rules would quarantine it
+    (a positive offset did that to the last weeks or months of a patient's record)."""
     h = F.conv(F.substring(hmac_sha256(key, F.concat(F.lit("date-shift\x1f"), patient_id)), 1, 8), 16, 10).cast("long")
-    d = (h % F.lit(2 * max_days)) - F.lit(max_days)
-    return F.when(d >= 0, d + 1).otherwise(d).cast("int")
+    return (-(h % F.lit(max_days)) - F.lit(1)).cast("int")
 
 
 def zip3(zip_code: Column) -> Column:
