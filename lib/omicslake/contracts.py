@@ -219,7 +219,8 @@ _PRIMITIVES = frozenset(
 )
 _SIZED = frozenset({"decimal", "dec", "numeric", "char", "character", "varchar"})
 _TYPE_TOKEN = re.compile(
-    r"\s*(?:(?P<word>[A-Za-z_][A-Za-z0-9_]*)|(?P<quoted>`(?:[^`]|``)+`)|(?P<num>\d+)|(?P<sym>[<>(),:]))"
+    r"\s*(?:(?P<word>[A-Za-z_][A-Za-z0-9_]*)|(?P<quoted>`(?:[^`]|``)+`)|(?P<num>\d+)|(?P<sym>[<>(),:])"
+    r"|(?P<str>'(?:[^'\\]|\\.)*'|\"(?:[^\"\\]|\\.)*\"))"
 )
 
 
@@ -248,11 +249,12 @@ def type_error(text: str) -> str | None:
             raise ValueError(f"expected {want!r}, got {peek() or 'the end'!r}")
         i += 1
 
-    def size() -> None:
+    def size() -> int:
         nonlocal i
         if i >= len(tokens) or tokens[i][0] != "num":
             raise ValueError(f"expected a size, got {peek() or 'the end'!r}")
         i += 1
+        return int(tokens[i - 1][1])
 
     def dtype() -> None:
         nonlocal i
@@ -270,7 +272,7 @@ def type_error(text: str) -> str | None:
             take(",")
             dtype()
             take(">")
-        elif word == "struct":  # struct<>, struct<a:int,b string>
+        elif word == "struct":  # struct<>, struct<a:int,b string NOT NULL COMMENT 'text'>
             take("<")
             while peek() != ">":
                 if i >= len(tokens) or tokens[i][0] not in ("word", "quoted"):
@@ -279,16 +281,30 @@ def type_error(text: str) -> str | None:
                 if peek() == ":":
                     i += 1
                 dtype()
+                if peek() == "not":
+                    take("not")
+                    take("null")
+                if peek() == "comment":
+                    i += 1
+                    if i >= len(tokens) or tokens[i][0] != "str":
+                        raise ValueError(f"expected a quoted comment, got {peek() or 'the end'!r}")
+                    i += 1
                 if peek() != ",":
                     break
                 i += 1
+                if peek() == ">":
+                    raise ValueError("expected a field name after ',', got '>'")
             take(">")
         elif word in _SIZED and peek() == "(":
             take("(")
-            size()
+            precision = size()
             if peek() == "," and word not in ("char", "character", "varchar"):
                 take(",")
-                size()
+                scale = size()
+                if scale > precision:
+                    raise ValueError(f"decimal scale {scale} is larger than its precision {precision}")
+            if word not in ("char", "character", "varchar") and precision > 38:
+                raise ValueError(f"decimal precision {precision} is over Spark's 38")
             take(")")
         elif word in ("char", "character", "varchar"):
             raise ValueError(f"{word} needs a length, e.g. {word}(10)")

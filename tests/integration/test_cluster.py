@@ -62,9 +62,10 @@ def ancestors(job: str, dag: dict[str, tuple[str, ...]]) -> set[str]:
 
 
 def unordered_reads(runs: list[dict[str, Any]], dag: dict[str, tuple[str, ...]]) -> list[tuple[str, str, list[str]]]:
-    """(job, table, the jobs that wrote it) for each table a job read (ops.runs inputs) that neither it
-    nor a job it runs after wrote. Inputs found absent (version -1) and the shared ops tables (the
-    audit rows, the file ledger) are not data dependencies."""
+    """(job, table, the jobs that wrote it) for each table a job read (ops.runs inputs) that a job other
+    than it and those it runs after also wrote: that writer may run at the same time, or after it. A
+    table found absent (version -1) counts too, when a job of the run wrote it (the reader ran before
+    its writer); the shared ops tables (the audit rows, the file ledger) are not data dependencies."""
     writers: dict[str, set[str]] = {}
     for r in runs:
         for o in r["outputs"]:
@@ -72,9 +73,12 @@ def unordered_reads(runs: list[dict[str, Any]], dag: dict[str, tuple[str, ...]])
     bad = []
     for r in runs:
         for i in r["inputs"]:
-            if i["version"] == -1 or i["table"].startswith("ops."):
+            if i["table"].startswith("ops."):
                 continue
-            if not writers.get(i["table"], set()) & (ancestors(r["job"], dag) | {r["job"]}):
+            others = writers.get(i["table"], set()) - {r["job"]}
+            if i["version"] == -1 and not others:
+                continue  # optional, and nobody wrote it
+            if not others <= ancestors(r["job"], dag) or (i["version"] != -1 and not writers.get(i["table"])):
                 bad.append((r["job"], i["table"], sorted(writers.get(i["table"], ()))))
     return bad
 
@@ -93,6 +97,20 @@ def test_every_table_a_job_read_was_written_by_a_job_its_spec_runs_after(pipelin
     # the check can fail: train without its declared dependency on build_cohort
     broken = {**graph, "train": ()}
     assert ("train", "gold.features_t2d_incident", ["build_cohort"]) in unordered_reads(runs, broken)
+    # a reader that ran before an undeclared writer (it found the table absent), a second writer not
+    # declared before the reader, and a table read that nobody wrote
+    runs = [
+        {"job": "a", "inputs": [{"table": "gold.t", "version": -1}], "outputs": []},
+        {"job": "b", "inputs": [{"table": "gold.u", "version": 0}], "outputs": [{"table": "gold.t"}]},
+        {"job": "c", "inputs": [{"table": "gold.v", "version": 3}], "outputs": [{"table": "gold.u"}]},
+        {"job": "d", "inputs": [], "outputs": [{"table": "gold.u"}]},
+    ]
+    assert unordered_reads(runs, {"a": (), "b": ("c",), "c": (), "d": ()}) == [
+        ("a", "gold.t", ["b"]),
+        ("b", "gold.u", ["c", "d"]),
+        ("c", "gold.v", []),
+    ]
+    assert unordered_reads(runs, {"a": ("b",), "b": ("c", "d"), "c": (), "d": ()}) == [("c", "gold.v", [])]
 
 
 # The report job's sections as they appear on a full pipeline's lake (this pipeline: one cohort with

@@ -191,6 +191,13 @@ TYPES = [
     "decimal(x)",
     "array(string)",
     "list<int>",
+    "struct<a:int NOT NULL, b:string COMMENT 'the b'>",
+    "decimal(38,38)",
+    "struct<a:int,>",
+    "struct<a:decimal(10,2),>",
+    "decimal(40,2)",
+    "decimal(5,10)",
+    "struct<a:int COMMENT>",
 ]
 
 
@@ -214,7 +221,7 @@ def test_type_check_agrees_with_sparks_own_parser_on_every_contract_type(spark: 
         except Exception:  # noqa: BLE001 - py4j's ParseException
             spark_ok = False
         assert (type_error(text) is None) == spark_ok, (text, type_error(text))
-    assert sum(type_error(t) is None for t in TYPES) == 15  # both kinds are really there
+    assert sum(type_error(t) is None for t in TYPES) == 17  # both kinds are really there
 
 
 def test_a_column_type_spark_does_not_know_fails_when_the_contract_is_read() -> None:

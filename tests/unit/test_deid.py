@@ -465,3 +465,14 @@ def test_date_shift_never_moves_a_date_into_the_future(spark: SparkSession) -> N
     result = check(rows, load_contract("silver.person"))
     assert [q.rule for q in result.quarantined.collect()] == []  # birth_not_in_future
     result.release()
+
+
+def test_a_date_shift_of_less_than_one_day_is_a_config_error(spark: SparkSession) -> None:
+    import pytest
+
+    from omicslake.ehr.deid import shift_days
+    from omicslake.errors import ConfigError
+
+    for days in (0, -3):
+        with pytest.raises(ConfigError, match=r"jobs\.conform_ehr\.date_shift_max_days must be at least 1"):
+            shift_days(KEY, F.col("PATIENT"), days)

@@ -33,7 +33,8 @@ GENDER_CONCEPTS = {"M": 8507, "F": 8532}
 @dataclass(frozen=True)
 class Deid:
     """De-identification settings for the row builders: ``key`` (bytes) keys every pseudonym; with
-    ``date_shift`` each patient's dates move by one keyed offset of 1 to ``max_days`` days either way;
+    ``date_shift`` each patient's dates move back by one keyed offset of 1 to ``max_days`` days (never
+    forward);
     ``reference_date`` (ISO date; None = today) is the day ages are taken at for the 90+ top-coding."""
 
     key: bytes

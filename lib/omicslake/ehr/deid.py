@@ -17,7 +17,7 @@ from pyspark.sql import Column
 from pyspark.sql import functions as F
 
 from omicslake.config import ConformEhrConfig
-from omicslake.errors import SecretError
+from omicslake.errors import ConfigError, SecretError
 
 # ZIP3 areas with 20,000 people or fewer (2000 census), which HIPAA Safe Harbor turns into 000.
 SMALL_ZIP3 = (
@@ -88,7 +88,10 @@ def shift_days(key: bytes, patient_id: Column, max_days: int) -> Column:
     HMAC-SHA256(key, "date-shift" US patient id), modulo max_days, plus one, negated), so stable
     across runs, and always into the past. A shifted date is never later than its source date, so
     a recent event cannot land in the future, where the not_in_future rules would quarantine it
-    (a positive offset did that to the last weeks or months of a patient's record)."""
+    (a positive offset did that to the last weeks or months of a patient's record). ConfigError for
+    ``max_days`` below 1 (the modulo would make every shifted date null)."""
+    if max_days < 1:
+        raise ConfigError(f"jobs.conform_ehr.date_shift_max_days must be at least 1 (day), got {max_days}")
     h = F.conv(F.substring(hmac_sha256(key, F.concat(F.lit("date-shift\x1f"), patient_id)), 1, 8), 16, 10).cast("long")
     return (-(h % F.lit(max_days)) - F.lit(1)).cast("int")
 

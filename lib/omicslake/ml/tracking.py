@@ -233,9 +233,8 @@ def scoring_model(cfg: Config) -> tuple[str, Any]:
     try:
         mv = resolve_model(name, ref)
     except mlflow.exceptions.MlflowException as exc:
-        which = f"version {c.version}" if c.version is not None else f"alias {c.alias!r}"
         raise InputError(
-            f"registered model {name!r} has no {which} in {mlflow.get_tracking_uri()}: run train first, "
+            f"registered model {name!r} has no {ref} in {mlflow.get_tracking_uri()}: run train first, "
             "or set jobs.score.version/alias"
         ) from exc
     return name, mv

@@ -24,7 +24,7 @@ KEYS = ["project", "participant_key", "event", "instance"]
 
 
 def survey_shift_days(key: bytes, project: str, record_id: Column, patient_id: Column, max_days: int) -> Column:
-    """The offset (days, never 0) of a participant's dates: the EHR's offset of the linked patient id
+    """The offset (days, in [-max_days, -1]) of a participant's dates: the EHR's offset of the linked patient id
     (``ehr.deid.shift_days``), or, unlinked (``patient_id`` null), one keyed on project and record id."""
     own = F.concat(F.lit(f"survey:{project}\x1f"), record_id)
     return F.when(patient_id.isNotNull(), shift_days(key, patient_id, max_days)).otherwise(
