@@ -228,6 +228,7 @@ def pipeline(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> d
             (logs / name).write_text(text)
     # the Delta tables, read back with a local session
     lk = Lake(spark, load_config("local", overrides=[f"lake.root={lake}"]))
+    audit = [r.asDict(recursive=True) for r in lk.read("ops.runs").collect()]  # one row per job run
     return {
         "lake": lake,
         "sets": sets,
@@ -236,13 +237,7 @@ def pipeline(spark: SparkSession, tmp_path_factory: pytest.TempPathFactory) -> d
         "report": report,
         "logs": [logs, Path(cluster["tmp"])],
         "tables": {n: rows for n, _, rows in lk.tables()},
-        "solo": [r.asDict(recursive=True) for r in lk.read("ops.runs").where("run_id = 'solo'").collect()],
+        "solo": [r for r in audit if r["run_id"] == "solo"],
         # the pipeline run's audit rows: each job with the tables it read (and their versions) and wrote
-        "runs": [
-            r.asDict(recursive=True)
-            for r in lk.read("ops.runs")
-            .where("run_id <> 'solo'")
-            .select("job", "status", "inputs", "outputs")
-            .collect()
-        ],
+        "runs": [r for r in audit if r["run_id"] != "solo"],
     }

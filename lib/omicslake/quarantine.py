@@ -87,7 +87,7 @@ def write(lake: Lake, table: str, batch: DataFrame) -> int:
     if not table.startswith("quarantine."):
         raise ValueError(f"{table} is not a quarantine table")
     contract = load_contract(table)
-    add = new_rows(batch, lake.read(table) if lake.exists(table) else None).transform(enforce(contract)).cache()
+    add = new_rows(batch, lake.read_optional(table)).transform(enforce(contract)).cache()
     try:
         n = add.count()
         if n:

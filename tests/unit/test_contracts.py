@@ -160,6 +160,13 @@ def test_every_expectation_of_every_contract_reads_declared_columns() -> None:
         load_contract(t)  # parse_contract checks every expectation's columns
 
 
+def _shipped() -> list[tuple[str, dict]]:  # type: ignore[type-arg]
+    """(file name, parsed YAML) of every file under the shipped schemas/."""
+    from omicslake.resources import resource_dir
+
+    return [(p.name, yaml.safe_load(p.read_text()) or {}) for p in sorted(resource_dir("schemas").rglob("*.yaml"))]
+
+
 TYPES = [
     "string",
     "BIGINT",
@@ -206,12 +213,13 @@ def test_type_check_agrees_with_sparks_own_parser_on_every_contract_type(spark: 
     session's SQL parser (parseDataType) does, on every type of the shipped contracts and on made-up
     good and bad ones."""
     from omicslake.contracts import type_error
-    from omicslake.resources import resource_dir
 
-    shipped = set()
-    for path in resource_dir("schemas").rglob("*.yaml"):
-        raw = yaml.safe_load(path.read_text()) or {}
-        shipped |= {str(c["type"]) for key in ("columns", "helpers", "patterns") for c in raw.get(key) or []}
+    shipped = {
+        str(c["type"])
+        for _, raw in _shipped()
+        for key in ("columns", "helpers", "patterns")
+        for c in raw.get(key) or []
+    }
     assert len(shipped) >= 8, shipped
     parser = spark._jsparkSession.sessionState().sqlParser()  # noqa: SLF001
     for text in sorted(shipped) + TYPES:
@@ -235,13 +243,11 @@ def test_a_column_type_spark_does_not_know_fails_when_the_contract_is_read() -> 
 def test_every_contract_expression_is_valid_spark_sql(spark: SparkSession) -> None:
     """What parse_contract cannot check without a session (it checks the columns an expression
     reads): every ``expr`` of the shipped contracts parses with Spark's SQL parser."""
-    from omicslake.resources import resource_dir
 
     parser = spark._jsparkSession.sessionState().sqlParser()  # noqa: SLF001
-    exprs = []
-    for path in resource_dir("schemas").rglob("*.yaml"):
-        raw = yaml.safe_load(path.read_text()) or {}
-        exprs += [(path.name, e["expr"]) for e in raw.get("expectations") or [] if e.get("kind") == "expr"]
+    exprs = [
+        (name, e["expr"]) for name, raw in _shipped() for e in raw.get("expectations") or [] if e.get("kind") == "expr"
+    ]
     assert len(exprs) >= 5, exprs
     bad = []
     for name, expr in [*exprs, ("made-up", "age > > AND (")]:

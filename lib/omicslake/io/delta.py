@@ -163,6 +163,10 @@ class Lake:
             self.reads[name] = ABSENT
         return found
 
+    def read_optional(self, name: str) -> DataFrame | None:
+        """read(name) when the table exists, else None (recorded as an absent input, see exists())."""
+        return self.read(name) if self.exists(name) else None
+
     def _exists(self, name: str) -> bool:
         fq = self.qualified(name)
         if fq:

@@ -43,10 +43,6 @@ SILVER = {
 }
 
 
-def _optional(lake: Lake, name: str) -> DataFrame | None:
-    return lake.read(name) if lake.exists(name) else None
-
-
 def _uses_scales(spec: Any) -> bool:
     sels = [spec.index, spec.outcome, *spec.include, *spec.exclude]
     return bool(spec.features.scales) or any(e.domain == "scale" and not getattr(e, "age", ()) for e in sels)
@@ -109,7 +105,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     if not lake.exists("silver.person"):
         raise InputError("silver.person does not exist: run conform_ehr first")
     person = lake.read("silver.person")
-    ehr = C.events(**{k: _optional(lake, f"silver.{t}") for k, t in SILVER.items()})
+    ehr = C.events(**{k: lake.read_optional(f"silver.{t}") for k, t in SILVER.items()})
     ev = _with_scales(lake, ehr, specs).cache()
     end = F.to_date(F.lit(c.end_of_data)) if c.end_of_data else None
     if end is None:
@@ -125,8 +121,8 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     if lake.exists("silver.sample_link") and (lake.exists("gold.genetic_pcs") or lake.exists("gold.prs")):
         genetics = P.genetics_by_person(
             lake.read("silver.sample_link"),
-            _optional(lake, "gold.genetic_pcs"),
-            _optional(lake, "gold.prs"),
+            lake.read_optional("gold.genetic_pcs"),
+            lake.read_optional("gold.prs"),
             max(s.features.n_pcs for s in specs),
         ).cache()
     omics = _omics(lake, specs)

@@ -257,7 +257,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
         if shape is None:
             return df
         # the other bronze tables the shape takes (OMOP's PERSON for the patient ids), None when absent
-        return shape(df, *(lake.read(f"bronze.{n}") if lake.exists(f"bronze.{n}") else None for n in needs))
+        return shape(df, *(lake.read_optional(f"bronze.{n}") for n in needs))
 
     patients = bronze("patients")
     assert patients is not None

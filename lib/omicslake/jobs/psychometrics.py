@@ -110,7 +110,7 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     from omicslake.survey.qa import completeness
 
     all_values = lake.read("silver.survey_values")
-    quarantined = lake.read("quarantine.survey_values") if lake.exists("quarantine.survey_values") else None
+    quarantined = lake.read_optional("quarantine.survey_values")
     if quarantined is not None:
         # silver holds each project's latest export only: so do the refused values counted beside it
         current = all_values.select(F.col("_source_file").alias("source_file")).distinct()
