@@ -213,6 +213,21 @@ def test_psi_by_hand_and_drift_of_a_shifted_batch(spark: SparkSession) -> None:
     assert m["drift_warnings"] == [f"feature hba1c: PSI {m['psi']['hba1c']:.3f} > 0.2"]
 
 
+def test_drift_bins_at_awkward_edges_and_names(spark: SparkSession) -> None:
+    """The bins of a numeric feature (its SQL text) and the most frequent levels of a categorical one,
+    by hand: a value equal to an edge falls in the lower bin; edges in exponent notation and below
+    zero; null and NaN in the missing bin; a column name with a space and a backtick."""
+    name = "odd `name"
+    rows = [(-1e-05, "b"), (0.0, "a"), (1e-05, "b"), (2.5, None), (1e20, "c"), (None, "a"), (float("nan"), "b")]
+    df = spark.createDataFrame(rows, f"`{name.replace('`', '``')}` double, kind string")
+    shares = R.bin_shares(df, {name: {"edges": [-1e-05, 1e-05, 1e20]}})
+    assert shares[name] == pytest.approx([1 / 7, 2 / 7, 2 / 7, 0.0, 2 / 7], abs=1e-15)
+    # the two most frequent kinds (b three times; a and c tie, a first); nulls never a level
+    ref = R.drift_reference(df, [], ["kind"], bins=10)
+    assert R._top_levels(df, ["kind"], 2) == {"kind": ["b", "a"]} and ref["kind"]["levels"] == ["b", "a", "c"]
+    assert ref["kind"]["p"] == pytest.approx([3 / 7, 2 / 7, 1 / 7, 0.0, 1 / 7], abs=1e-15)
+
+
 def test_a_split_with_one_outcome_is_named_before_any_fit(spark: SparkSession) -> None:
     """train refuses a training or test split whose patients all share one label (at 80 generated
     patients the default seed's test split had no case: the plots failed with a TypeError)."""
