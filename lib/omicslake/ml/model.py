@@ -222,8 +222,8 @@ def ranking_metrics(scored: DataFrame, columns: dict[str, Column]) -> list[dict[
     the highest score. These are the curves of MLlib's BinaryClassificationMetrics when it keeps
     every threshold (at most ``numBins`` distinct scores, 1,000 for its evaluator; beyond that it
     merges neighbouring thresholds and its areas are approximate); the AUROC equals the
-    Mann-Whitney statistic, ties counted half, as scikit-learn's ``roc_auc_score``. One Spark job
-    in all: each level used to take five (an aggregate, and per metric a count and an evaluator
+    Mann-Whitney statistic, ties counted half, as scikit-learn's ``roc_auc_score``. One query
+    in all: each level used to take five Spark jobs (an aggregate, and per metric a count and an evaluator
     pass), 45 for the 9 levels of train's default subgroups."""
     from pyspark.sql import Window
 
