@@ -537,7 +537,7 @@ PSI_FLOOR = 1e-4  # a share of 0 in one of the two distributions counts as this 
 
 def drift_reference(df: DataFrame, numeric: list[str], categorical: list[str], bins: int = 10) -> dict[str, Any]:
     """Per feature the bins a later batch is compared in and the training shares in them:
-    numeric: the deciles' edges (distinct) plus a bin for missing values; categorical: the
+    numeric: the deciles' edges (distinct) plus a bin for missing values; categorical (string columns): the
     levels seen (shares), anything else in 'other'. Three passes over df (quantiles, the categorical
     levels, the shares)."""
     probs = [i / bins for i in range(1, bins)]
