@@ -226,6 +226,11 @@ def test_drift_bins_at_awkward_edges_and_names(spark: SparkSession) -> None:
     ref = R.drift_reference(df, [], ["kind"], bins=10)
     assert R._top_levels(df, ["kind"], 2) == {"kind": ["b", "a"]} and ref["kind"]["levels"] == ["b", "a", "c"]
     assert ref["kind"]["p"] == pytest.approx([3 / 7, 2 / 7, 1 / 7, 0.0, 1 / 7], abs=1e-15)
+    # a tie at the cut is broken by value; a null takes one of the k places and is then left out
+    kinds = spark.createDataFrame([(k,) for k in [None] * 3 + ["b", "b", "a", "a", "c"]], "kind string")
+    assert R._top_levels(kinds, ["kind"], 2) == {"kind": ["a"]} and R._top_levels(kinds, ["kind"], 3) == {
+        "kind": ["a", "b"]
+    }
 
 
 def test_a_split_with_one_outcome_is_named_before_any_fit(spark: SparkSession) -> None:

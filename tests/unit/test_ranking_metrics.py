@@ -58,11 +58,24 @@ def test_levels_equal_scikit_learn_and_mllibs_evaluator(spark: SparkSession) -> 
             assert g[key] == pytest.approx(ev.evaluate(sdf), abs=1e-12), (g["group"], g["level"], key)
 
 
-def test_a_level_with_one_outcome_has_no_auroc(spark: SparkSession) -> None:
+def test_a_level_with_one_outcome_has_no_auroc_even_under_ansi_mode(spark: SparkSession) -> None:
     df = spark.createDataFrame(
-        [(0.9, 1, "a"), (0.2, 0, "a"), (0.4, 0, "b"), (0.3, 0, "b")], "p double, label int, g string"
+        [(0.9, 1, "a"), (0.2, 0, "a"), (0.4, 0, "b"), (0.3, 0, "b"), (0.7, 1, "c")], "p double, label int, g string"
     )
-    a, b = M.ranking_metrics(df, {"g": F.col("g")})
+    ansi = spark.conf.get("spark.sql.ansi.enabled")
+    spark.conf.set("spark.sql.ansi.enabled", "true")  # a division by a level's 0 cases is an error there
+    try:
+        a, b, c = M.ranking_metrics(df, {"g": F.col("g")})
+    finally:
+        spark.conf.set("spark.sql.ansi.enabled", ansi)
     assert a["auroc"] == 1.0 and a["auprc"] == 1.0
     assert (b["level"], b["n"], b["cases"], b["auroc"], b["auprc"]) == ("b", 2, 0, None, None)
+    assert (c["level"], c["n"], c["cases"], c["auroc"], c["auprc"]) == ("c", 1, 1, None, None)
     assert b["brier"] == pytest.approx((0.16 + 0.09) / 2, abs=1e-15)
+
+
+@pytest.mark.parametrize("bad", [(None, 1), (float("nan"), 0), (0.5, None)])
+def test_a_missing_label_or_score_is_an_error(spark: SparkSession, bad: tuple[float | None, int | None]) -> None:
+    df = spark.createDataFrame([(0.9, 1), (0.2, 0), bad], "p double, label int")
+    with pytest.raises(ValueError, match="1 rows with a null label or a null or NaN score"):
+        M.ranking_metrics(df, {"all": F.lit("all"), "twice": F.lit("x")})

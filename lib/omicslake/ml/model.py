@@ -215,12 +215,12 @@ def ranking_metrics(scored: DataFrame, columns: dict[str, Column]) -> list[dict[
     """AUROC, AUPRC, Brier score, n and cases of ``scored`` (label 0/1, p) within each level of each
     column of ``columns`` (name -> a Column of levels; null is the level "None"), in one pass: one
     row per (name, level), in the order of ``columns`` and then of the levels. AUROC and AUPRC are
-    None for a level with one outcome only.
+    None for a level with one outcome only. A null label, or a null or NaN score, is a ValueError.
 
     Exact at every distinct score: the ROC curve and the precision-recall curve through each
     threshold, areas by the trapezoid rule, the PR curve starting at recall 0 with the precision of
     the highest score. These are the curves of MLlib's BinaryClassificationMetrics when it keeps
-    every threshold (at most ``numBins`` distinct scores, 1,000 for its evaluator; beyond that it
+    every threshold (fewer than 2 x ``numBins`` distinct scores, 1,999 for its evaluator; from there it
     merges neighbouring thresholds and its areas are approximate); the AUROC equals the
     Mann-Whitney statistic, ties counted half, as scikit-learn's ``roc_auc_score``. One query
     in all: each level used to take five Spark jobs (an aggregate, and per metric a count and an evaluator
@@ -240,6 +240,7 @@ def ranking_metrics(scored: DataFrame, columns: dict[str, Column]) -> list[dict[
         F.sum("label").alias("tp"),
         F.count(F.lit(1)).alias("n"),
         F.sum((F.col("p") - F.col("label")) ** 2).alias("sq"),
+        F.sum((F.col("label").isNull() | F.col("p").isNull() | F.isnan("p")).cast("long")).alias("bad"),
     )
     level = Window.partitionBy("i", "level")
     down = level.orderBy(F.desc("p"))  # scores are distinct within a level: the running sums step by row
@@ -252,8 +253,9 @@ def ranking_metrics(scored: DataFrame, columns: dict[str, Column]) -> list[dict[
         .withColumn("cfp", F.sum("fp").over(down))
     )
     at = (
-        at.withColumn("tpr", F.col("ctp") / F.col("cases"))
-        .withColumn("fpr", F.col("cfp") / F.col("controls"))
+        # a level with one outcome has no curve: no division by its 0 (an error under ANSI mode)
+        at.withColumn("tpr", F.when(F.col("cases") > 0, F.col("ctp") / F.col("cases")))
+        .withColumn("fpr", F.when(F.col("controls") > 0, F.col("cfp") / F.col("controls")))
         .withColumn("prec", F.col("ctp") / (F.col("ctp") + F.col("cfp")))
     )
     at = at.select(
@@ -262,6 +264,7 @@ def ranking_metrics(scored: DataFrame, columns: dict[str, Column]) -> list[dict[
         "n",
         "tp",
         "sq",
+        "bad",
         ((F.col("fpr") - F.lag("fpr", 1, 0.0).over(down)) * (F.col("tpr") + F.lag("tpr", 1, 0.0).over(down)) / 2).alias(
             "roc"
         ),
@@ -273,13 +276,16 @@ def ranking_metrics(scored: DataFrame, columns: dict[str, Column]) -> list[dict[
     )
     got = (
         at.groupBy("i", "level")
-        .agg(F.sum("n"), F.sum("tp"), F.sum("sq"), F.sum("roc"), F.sum("pr"))
+        .agg(F.sum("n"), F.sum("tp"), F.sum("sq"), F.sum("roc"), F.sum("pr"), F.sum("bad"))
         .orderBy("i", F.col("level").asc_nulls_first())
         .collect()
     )
     names = list(columns)
+    bad = sum(int(r[-1]) for r in got if r[0] == 0)
+    if bad:
+        raise ValueError(f"ranking_metrics: {bad} rows with a null label or a null or NaN score p")
     out = []
-    for i, lv, n, cases, sq, roc, pr in got:
+    for i, lv, n, cases, sq, roc, pr, _ in got:
         one_outcome = cases == 0 or cases == n
         out.append(
             {
