@@ -222,6 +222,11 @@ def test_drift_bins_at_awkward_edges_and_names(spark: SparkSession) -> None:
     df = spark.createDataFrame(rows, f"`{name.replace('`', '``')}` double, kind string")
     shares = R.bin_shares(df, {name: {"edges": [-1e-05, 1e-05, 1e20]}})
     assert shares[name] == pytest.approx([1 / 7, 2 / 7, 2 / 7, 0.0, 2 / 7], abs=1e-15)
+    # infinite edges (a feature holding infinities): -inf is above none, inf above -inf only
+    inf = spark.createDataFrame([(float("-inf"),), (0.0,), (float("inf"),)], "x double")
+    assert R.bin_shares(inf, {"x": {"edges": [float("-inf"), float("inf")]}})["x"] == pytest.approx(
+        [1 / 3, 2 / 3, 0.0, 0.0], abs=1e-15
+    )
     # the two most frequent kinds (b three times; a and c tie, a first); nulls never a level
     ref = R.drift_reference(df, [], ["kind"], bins=10)
     assert R._top_levels(df, ["kind"], 2) == {"kind": ["b", "a"]} and ref["kind"]["levels"] == ["b", "a", "c"]

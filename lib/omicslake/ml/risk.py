@@ -554,34 +554,35 @@ def drift_reference(df: DataFrame, numeric: list[str], categorical: list[str], b
 
 def _top_levels(df: DataFrame, columns: list[str], k: int) -> dict[str, list[str]]:
     """Per string column its ``k`` most frequent values (ties in value order), nulls then left out:
-    one aggregate for all columns."""
+    one aggregate for all columns, ranked in Spark (only k rows a column reach the driver)."""
     if not columns:
         return {}
+    from pyspark.sql import Window
+
     pairs = F.array(*[F.struct(F.lit(i).alias("i"), F.col(c).alias("v")) for i, c in enumerate(columns)])
-    counts = df.select(F.explode(pairs).alias("x")).groupBy("x.i", "x.v").count().collect()
+    counts = df.select(F.explode(pairs).alias("x")).groupBy("x.i", "x.v").count()
+    rank = F.row_number().over(Window.partitionBy("i").orderBy(F.desc("count"), F.col("v").asc_nulls_last()))
+    top = counts.withColumn("r", rank).where((F.col("r") <= k) & F.col("v").isNotNull()).orderBy("i", "r").collect()
     out: dict[str, list[str]] = {c: [] for c in columns}
-    ranked = sorted(counts, key=lambda r: (r["i"], -r["count"], r["v"] is None, r["v"] or ""))
-    seen: dict[int, int] = {}
-    for r in ranked:
-        seen[r["i"]] = seen.get(r["i"], 0) + 1
-        if seen[r["i"]] <= k and r["v"] is not None:
-            out[columns[r["i"]]].append(r["v"])
+    for r in top:
+        out[columns[r["i"]]].append(r["v"])
     return out
+
+
+def _sql_double(e: float) -> str:
+    """A double as a Spark SQL literal: repr round-trips it exactly and the D suffix reads it as a double;
+    an infinite edge (a feature holding infinities) through Spark's cast of 'inf' / '-inf'."""
+    e = float(e)
+    return f"{e!r}D" if math.isfinite(e) else f"CAST('{e!r}' AS DOUBLE)"
 
 
 def _bin_expr(c: str, spec: dict[str, Any]) -> tuple[Column, int]:
     if "edges" in spec:
+        # one SQL text: built from Column objects it took one JVM call per operator, seconds at ~150 features
         n = len(spec["edges"]) + 1
-        if all(math.isfinite(e) for e in spec["edges"]):
-            # one SQL text (repr round-trips a double exactly; the D suffix reads it as one): built from
-            # Column objects it took one JVM call per operator, seconds at ~150 features
-            x = f"CAST(`{c.replace('`', '``')}` AS DOUBLE)"
-            above = " + ".join(f"CAST({x} > {float(e)!r}D AS INT)" for e in spec["edges"]) or "0"
-            return F.expr(f"CASE WHEN {x} IS NULL OR isnan({x}) THEN {n} ELSE {above} END"), n + 1
-        b: Column = F.lit(0)
-        for e in spec["edges"]:
-            b = b + (F.col(c).cast("double") > F.lit(e)).cast("int")
-        return F.when(F.col(c).isNull() | F.isnan(F.col(c).cast("double")), F.lit(n)).otherwise(b), n + 1
+        x = f"CAST(`{c.replace('`', '``')}` AS DOUBLE)"
+        above = " + ".join(f"CAST({x} > {_sql_double(e)} AS INT)" for e in spec["edges"]) or "0"
+        return F.expr(f"CASE WHEN {x} IS NULL OR isnan({x}) THEN {n} ELSE {above} END"), n + 1
     levels = spec["levels"]
     b = F.lit(len(levels))
     for i, lv in reversed(list(enumerate(levels))):
