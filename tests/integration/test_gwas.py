@@ -66,9 +66,13 @@ def test_logistic_agrees_with_plink2_and_hail_mode_agrees_with_ours(
     manhattan, qq = (Path(cfg.layout.resolve(m[k])) for k in ("manhattan", "qq"))
     assert m["samples_used"] == 2535 and manhattan.stat().st_size > 5000 and qq.exists()
     # the report's GWAS section finds them from the table's name, both plots inline
+    from omicslake.jobs.report import gwas_plots
     from omicslake.report import genomics as report_genomics
 
-    section = report_genomics.gwas(_epacts_cfg(cfg, external), Lake(spark, cfg).names())
+    plots = gwas_plots(_epacts_cfg(cfg, external), Lake(spark, cfg).names())
+    assert sorted(plots) == ["epacts"] and sorted(plots["epacts"]) == ["manhattan.png", "qq.png"]
+    assert plots["epacts"]["manhattan.png"] == manhattan.read_bytes()
+    section = report_genomics.gwas(plots)
     assert dict(section.found) == {"gwas": 1} and "<h3>gwas_epacts</h3>" in section.html
     assert section.html.count("data:image/png;base64,") == 2
 

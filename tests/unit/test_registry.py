@@ -167,3 +167,38 @@ def test_no_job_imports_another_job() -> None:
                 if parts[:2] == ["omicslake", "jobs"] and len(parts) > 2 and parts[2] in jobs and parts[2] != name:
                     found.append(f"{name} imports {m}")
     assert found == []
+
+
+# the domain packages and modules (tests/unit/test_docstrings.py's), less the IO edge: io/ and the
+# session, the pipeline's skip decisions and ml/tracking.py, the one MLflow helper, which points MLflow at
+# the configured store
+DOMAIN = ("ehr", "genomics", "features", "ml", "report", "survey", "omics", "causal", "synth")
+IO_EDGE = {Path("ml/tracking.py")}
+
+
+def _parameters(path: Path) -> list[tuple[str, str, str]]:
+    """(function, parameter, annotation) of every function and method defined in the file."""
+    import ast
+
+    out = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            a = node.args
+            for arg in [*a.posonlyargs, *a.args, *a.kwonlyargs]:
+                out.append((node.name, arg.arg, ast.unparse(arg.annotation) if arg.annotation else ""))
+    return out
+
+
+def test_domain_functions_take_parameters_not_the_config_or_a_read_callback() -> None:
+    """#20: a domain function takes DataFrames and parameters (a job's own config section at most), never
+    the whole Config, and never a ``read`` callback into the lake; the job at the IO edge resolves both."""
+    lib = REPO / "lib" / "omicslake"
+    found = []
+    for pkg in DOMAIN:
+        for path in sorted((lib / pkg).rglob("*.py")):
+            if path.relative_to(lib) in IO_EDGE:
+                continue
+            for fn, arg, ann in _parameters(path):
+                if arg in ("cfg", "config", "read") or re.search(r"\bConfig\b", ann):
+                    found.append(f"{path.relative_to(lib)}: {fn}({arg}: {ann or '?'})")
+    assert found == []

@@ -228,10 +228,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _serve(args: argparse.Namespace) -> int:
     from omicslake.jobs.base import config_from_args, setup_logging
     from omicslake.ml.serve import load_service, make_server
+    from omicslake.ml.tracking import scoring_model
 
     setup_logging(args.log_level)
     cfg = config_from_args(args, job="score")
-    service = load_service(cfg)
+    c = cfg.jobs.score
+    name, mv = scoring_model(cfg)  # the version jobs.score names (version or alias)
+    service = load_service(name, mv.version, c.band_thresholds, c.band_names, c.top_k)
     server = make_server(service, "127.0.0.1", cfg.jobs.score.serve_port if args.port is None else args.port)
     print(
         f"serving {service.name} v{service.version} on http://127.0.0.1:{server.server_address[1]}/predict", flush=True

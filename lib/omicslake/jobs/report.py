@@ -23,7 +23,7 @@ SPEC = JobSpec(
     name="report",
     description="A self-contained HTML report of the lake: runs, data quality, QC, PCA, GWAS, Table 1, model metrics.",
     after=("gwas", "score", "cluster", "survival", "psychometrics", "omics_assoc", "study"),
-    config=("mlflow",),
+    config=("mlflow", "jobs.gwas.name", "jobs.gwas.plots_dir"),  # where the GWAS plots are
     always_run=True,
 )
 NAME = SPEC.name
@@ -31,13 +31,43 @@ log = logging.getLogger(__name__)
 
 
 def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
-    page, found = build(spark, cfg, lake)
+    page, found = build(lake, cfg.layout.root, gwas_plots(cfg, lake.names()), experiment(cfg))
     # under the lake's root, a folder or an object store (each file whole or not at all)
     path = cfg.layout.reports(f"report-{lake.run_id}.html")
     files.write_text(path, page, cfg)
     files.write_text(cfg.layout.reports("report.html"), page, cfg)
     log.info("report: %s (%d KB)", path, len(page) // 1024)
     return {"report": cfg.layout.portable(path), "bytes": len(page), **found}  # <root>/...: ops names no root
+
+
+def gwas_plots(cfg: Config, tables: list[str]) -> dict[str, dict[str, bytes]]:
+    """The PNGs the gwas job left for each ``gold.gwas_<name>`` among ``tables``, read from where it writes
+    them (jobs.gwas.plots_dir for the configured GWAS when set, else ``<root>/reports/gwas_<name>``): GWAS
+    name -> file name -> bytes, for the names whose Manhattan plot is there."""
+    from omicslake.genomics.gwas.plots import PNGS, plots_location
+
+    configured, configured_dir = cfg.jobs.gwas.name, cfg.jobs.gwas.plots_dir
+    manhattan = PNGS[0]
+    out: dict[str, dict[str, bytes]] = {}
+    for table in tables:
+        if not table.startswith("gold.gwas_"):
+            continue
+        name = table.split(".", 1)[1][len("gwas_") :]
+        plots_dir = configured_dir if name == configured else ""
+        where = {f: plots_location(cfg.layout, name, plots_dir, f) for f in PNGS}
+        if files.is_file(where[manhattan], cfg):
+            out[name] = {f: files.read_bytes(loc, cfg) for f, loc in where.items() if files.is_file(loc, cfg)}
+    return out
+
+
+def experiment(cfg: Config) -> str | None:
+    """The MLflow experiment of the lake's model runs (MLflow pointed at its store), or None when there is
+    no store: no mlflow.tracking_uri and no ``<lake>/mlflow/mlflow.db``."""
+    if not cfg.mlflow.tracking_uri and not (cfg.layout.is_local and files.is_file(cfg.layout.mlflow("mlflow.db"))):
+        return None
+    from omicslake.ml.tracking import setup
+
+    return str(setup(cfg))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -123,29 +124,32 @@ class RiskService:
         }
 
 
-def load_service(cfg: Any) -> RiskService:
-    """The model version jobs.score names (version or alias) with its logged numbers."""
+def load_service(
+    name: str, version: str | int, band_thresholds: Sequence[float], band_names: Sequence[str], top_k: int
+) -> RiskService:
+    """The service of registered model ``name`` version ``version`` (MLflow pointed at its store) with its
+    logged numbers: risk bands cut at ``band_thresholds`` and named ``band_names``, ``top_k`` reasons a
+    patient. InputError when the version has no logistic model numbers (a tree model, or one logged by
+    an older omicslake); ConfigError on bands that do not fit together."""
     from omicslake.errors import InputError
     from omicslake.ml.risk import check_bands
-    from omicslake.ml.tracking import risk_metadata, scoring_model
+    from omicslake.ml.tracking import risk_metadata
 
-    c = cfg.jobs.score
-    check_bands(c.band_thresholds, c.band_names)
-    name, mv = scoring_model(cfg)
-    meta = risk_metadata(name, mv.version)
+    check_bands(tuple(band_thresholds), tuple(band_names))
+    meta = risk_metadata(name, version)
     if not meta.get("linear"):
         raise InputError(
-            f"{name} v{mv.version} has no logistic model numbers in its metadata: serve needs a logistic model "
+            f"{name} v{version} has no logistic model numbers in its metadata: serve needs a logistic model "
             "trained by this version of omicslake (jobs.train.model=logistic; tree models are scored in batch only)"
         )
     return RiskService(
         name,
-        int(mv.version),
+        int(version),
         LinearRisk.from_dict(meta["linear"]),
         Calibration.from_dict(meta["calibration"]),
-        tuple(c.band_thresholds),
-        tuple(c.band_names),
-        c.top_k,
+        tuple(band_thresholds),
+        tuple(band_names),
+        top_k,
     )
 
 

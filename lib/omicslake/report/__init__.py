@@ -15,24 +15,23 @@ EHR row reaches the page. ``render`` holds the HTML helpers; the report job writ
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 from typing import Any
 
-from pyspark.sql import SparkSession
-
-from omicslake.config import Config
 from omicslake.io.delta import Lake
 from omicslake.report import cohorts, genomics, models, omics, ops, predictions, study, survey
 from omicslake.report.render import Section, document
 
 
-def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, Any]]:
-    """The report of ``lake`` (configured by ``cfg``) as ``(html, found)``: the page, and what it shows
-    (item -> count: runs, dq_rows, quarantine_rules, qc_plots, pca, gwas, table1, model_plots; an item is
-    absent when its section is, except table1). ``spark`` is the lake's session (unused: the lake reads)."""
-    header = (
-        f"<h1>omicslake report</h1><p><small>lake {html.escape(cfg.layout.root)} · run "
-        f"{html.escape(lake.run_id)}</small></p>"
-    )
+def build(
+    lake: Lake, root: str, gwas_plots: Mapping[str, Mapping[str, bytes]], experiment_id: str | None
+) -> tuple[str, dict[str, Any]]:
+    """The report of ``lake`` as ``(html, found)``: the page, and what it shows (item -> count: runs,
+    dq_rows, quarantine_rules, qc_plots, pca, gwas, table1, model_plots; an item is absent when its
+    section is, except table1). ``root`` is the lake's root as the header names it; ``gwas_plots`` the
+    PNGs the gwas job left, by GWAS name and file name (``genomics.gwas``); ``experiment_id`` the MLflow
+    experiment of the lake's model runs, or None when it has no MLflow store (``models.models``)."""
+    header = f"<h1>omicslake report</h1><p><small>lake {html.escape(root)} · run {html.escape(lake.run_id)}</small></p>"
     tables = lake.names()
     sections: list[Section] = [
         ops.runs(lake),
@@ -40,10 +39,10 @@ def build(spark: SparkSession, cfg: Config, lake: Lake) -> tuple[str, dict[str, 
         ops.quarantine(lake, tables),
         genomics.genotype_qc(lake),
         genomics.principal_components(lake),
-        genomics.gwas(cfg, tables),
+        genomics.gwas(gwas_plots),
         omics.omics(lake, tables),
         cohorts.table1(lake, tables),
-        models.models(cfg),
+        models.models(experiment_id),
         predictions.predictions(lake, tables),
         study.studies(lake, tables),
         survey.completeness(lake, tables),

@@ -5,11 +5,10 @@ are read; no EHR row reaches the page (race only as a plot's colour groups)."""
 from __future__ import annotations
 
 import html
+from collections.abc import Mapping
 
 from pyspark.sql import functions as F
 
-from omicslake.config import Config
-from omicslake.io import files
 from omicslake.io.delta import Lake
 from omicslake.report.render import Section, hist, img, png, pyplot
 
@@ -59,23 +58,23 @@ def principal_components(lake: Lake) -> Section:
     return Section("<h2>Genetic principal components</h2>" + png(fig), {"pca": 1})
 
 
-def gwas(cfg: Config, tables: list[str]) -> Section:
-    """The "GWAS" section: for each ``gold.gwas_<name>`` among ``tables`` (sorted) whose Manhattan plot is
-    where the gwas job writes it (``gwas.plots_location``: a folder or an object store), a sub-heading
-    ``gwas_<name>``, the Manhattan plot and its QQ plot beside it when present; nothing when there is none."""
-    from omicslake.genomics.gwas.plots import PNGS, plots_location
+def gwas(plots: Mapping[str, Mapping[str, bytes]]) -> Section:
+    """The "GWAS" section: for each GWAS name in ``plots`` (sorted) with a Manhattan plot (``plots[name]`` maps
+    a file name of ``gwas.PNGS`` to its PNG bytes, as the gwas job left them), a sub-heading ``gwas_<name>``,
+    the Manhattan plot and its QQ plot beside it when present; nothing when no name has a Manhattan plot."""
+    from omicslake.genomics.gwas.plots import PNGS
 
+    manhattan, qq = PNGS
     shown = 0
     parts = ["<h2>GWAS</h2>"]
-    for table in sorted(t for t in tables if t.startswith("gold.gwas_")):
-        name = table.split(".", 1)[1][len("gwas_") :]
-        manhattan, qq = (plots_location(cfg, name, f) for f in PNGS)
-        if not files.is_file(manhattan, cfg):
+    for name in sorted(plots):
+        pngs = plots[name]
+        if manhattan not in pngs:
             continue
         parts.append(
             f"<h3>{html.escape('gwas_' + name)}</h3><div class='grid'>"
-            + img(files.read_bytes(manhattan, cfg), "Manhattan")
-            + (img(files.read_bytes(qq, cfg), "QQ") if files.is_file(qq, cfg) else "")
+            + img(pngs[manhattan], "Manhattan")
+            + (img(pngs[qq], "QQ") if qq in pngs else "")
             + "</div>"
         )
         shown += 1

@@ -9,8 +9,6 @@ import html
 import json
 from pathlib import Path
 
-from omicslake.config import Config
-from omicslake.io import files
 from omicslake.ml.tracking import METRICS, PLOTS
 from omicslake.report.render import Section, img, table
 
@@ -24,20 +22,18 @@ SECTIONS = {  # MLflow runs by the job that logged them: title, metrics shown
 }
 
 
-def models(cfg: Config) -> Section:
-    """One section per model job in ``SECTIONS`` with a run in the configured MLflow experiment (its
-    latest run, tagged ``omicslake.job``): cohort and model in the heading, the run and its input table
-    version, the metrics with the job's prefixes, every PNG under ``plots/``; the risk model adds
-    ``subgroup_table`` and ``calibration_table``. Nothing when there is no MLflow store (no
-    ``mlflow.tracking_uri`` and no ``<lake>/mlflow/mlflow.db``). Counts ``model_plots`` (images shown)
-    when there is a section."""
-    if not cfg.mlflow.tracking_uri and not (cfg.layout.is_local and files.is_file(cfg.layout.mlflow("mlflow.db"))):
+def models(experiment_id: str | None) -> Section:
+    """One section per model job in ``SECTIONS`` with a run in the MLflow experiment ``experiment_id`` (of
+    the tracking store MLflow is pointed at; its latest run, tagged ``omicslake.job``): cohort and model in
+    the heading, the run and its input table version, the metrics with the job's prefixes, every PNG under
+    ``plots/``; the risk model adds ``subgroup_table`` and ``calibration_table``. Nothing when
+    ``experiment_id`` is None (the lake has no MLflow store). Counts ``model_plots`` (images shown) when
+    there is a section."""
+    if experiment_id is None:
         return Section()
     import mlflow
 
-    from omicslake.ml.tracking import setup
-
-    exp = setup(cfg)
+    exp = experiment_id
     client = mlflow.MlflowClient()
     out: list[str] = []
     n_imgs = 0

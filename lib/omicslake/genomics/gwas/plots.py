@@ -12,19 +12,19 @@ import pandas as pd
 from scipy import stats
 
 if TYPE_CHECKING:
-    from omicslake.config import Config
+    from omicslake.io.layout import Layout
 
 PNGS = ("manhattan.png", "qq.png")  # the files ``plots`` makes, in the folder ``plots_location`` names
 
 
-def plots_location(cfg: Config, name: str, file_name: str = "") -> str:
-    """Where the plots of ``gold.gwas_<name>`` are (with ``file_name``: that file there): jobs.gwas.plots_dir
-    for the configured GWAS when set, else <lake.root>/reports/gwas_<name> (a folder or an object-store URI)."""
-    c = cfg.jobs.gwas
-    if c.plots_dir and name == c.name:
-        folder = c.plots_dir if "://" in c.plots_dir else str(Path(c.plots_dir).expanduser())
+def plots_location(layout: Layout, name: str, plots_dir: str = "", file_name: str = "") -> str:
+    """Where the plots of ``gold.gwas_<name>`` are (with ``file_name``: that file there): ``plots_dir`` when
+    given (jobs.gwas.plots_dir, which the configured GWAS writes to; ``~`` expanded unless it is a URI), else
+    ``<layout's root>/reports/gwas_<name>``. A folder or an object-store URI."""
+    if plots_dir:
+        folder = plots_dir if "://" in plots_dir else str(Path(plots_dir).expanduser())
     else:
-        folder = cfg.layout.reports(f"gwas_{name}")
+        folder = layout.reports(f"gwas_{name}")
     return f"{folder.rstrip('/')}/{file_name}" if file_name else folder
 
 
