@@ -62,6 +62,9 @@ def _port() -> int:
 
 def _env(tmp: Path) -> dict[str, str]:
     env = dict(os.environ)  # C1, as ./dev test sets it: the full JIT was no faster here in the suite (tests/jit.py)
+    # Spark's own defaults, as on a cluster: the suite's interpreted expressions (tests/spark_conf) stop
+    # here, so every job of the pipeline runs Spark's generated code once in the suite
+    env.pop("SPARK_CONF_DIR", None)
     env.update(
         SPARK_HOME=str(SPARK_HOME),
         SPARK_LOCAL_IP="127.0.0.1",

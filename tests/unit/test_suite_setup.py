@@ -67,3 +67,20 @@ def test_the_jvms_keep_their_scratch_under_the_sessions_temporary_folder(spark, 
         ["java", "-XshowSettings:properties", "-version"], capture_output=True, text=True, check=True
     ).stderr
     assert f"java.io.tmpdir = {jvm_scratch}" in props  # a JVM a test starts inherits it
+
+
+def test_the_suites_jvms_interpret_expressions_and_the_pipeline_lake_keeps_sparks_defaults(spark, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """./dev test points SPARK_CONF_DIR at tests/spark_conf: the worker's driver (and every JVM a test
+    starts) evaluates expressions without generated code; the whole-pipeline lake's cluster run is started
+    without it, with Spark's defaults as on a cluster."""
+    from pathlib import Path
+
+    from pipeline_lake import _env
+
+    assert "SPARK_CONF_DIR" not in _env(tmp_path)
+    conf_dir = os.environ.get("SPARK_CONF_DIR")
+    if conf_dir is None:
+        return  # not under ./dev test (or OMICSLAKE_TEST_CODEGEN=1)
+    assert Path(conf_dir) == Path(__file__).resolve().parents[1] / "spark_conf"
+    assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"
+    assert spark.conf.get("spark.sql.codegen.factoryMode") == "NO_CODEGEN"
