@@ -20,6 +20,7 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
+from typing import Any
 
 C1_ONLY = "-XX:TieredStopAtLevel=1"
 DRIVER_JIT_ENV = "OMICSLAKE_TEST_DRIVER_JIT"
@@ -49,3 +50,26 @@ def default_jit() -> Iterator[None]:
         yield
     finally:
         os.environ["JAVA_TOOL_OPTIONS"] = old  # type: ignore[assignment]
+
+
+# Spark's own defaults for code generation, which tests/spark_conf turns off for the suite's small lakes
+GENERATED_CODE = {"spark.sql.codegen.wholeStage": "true", "spark.sql.codegen.factoryMode": "FALLBACK"}
+
+
+@contextmanager
+def generated_code(spark: Any) -> Iterator[None]:
+    """Spark's generated code for the queries run inside the block, on the session ``spark`` (both settings
+    are the session's runtime SQL settings), then the session's settings back. For a big lake: compiling a
+    query's code costs the same at any size, and at 20,000 patients running interpreted cost more (the
+    oracle's lake, tests/integration/test_ml_oracle.py)."""
+    old = {k: spark.conf.get(k, None) for k in GENERATED_CODE}
+    for k, v in GENERATED_CODE.items():
+        spark.conf.set(k, v)
+    try:
+        yield
+    finally:
+        for k, v in old.items():
+            if v is None:
+                spark.conf.unset(k)
+            else:
+                spark.conf.set(k, v)

@@ -84,3 +84,22 @@ def test_the_suites_jvms_interpret_expressions_and_the_pipeline_lake_keeps_spark
     assert Path(conf_dir) == Path(__file__).resolve().parents[1] / "spark_conf"
     assert spark.conf.get("spark.sql.codegen.wholeStage") == "false"
     assert spark.conf.get("spark.sql.codegen.factoryMode") == "NO_CODEGEN"
+
+
+def test_generated_code_for_a_big_lake_and_the_sessions_settings_after(spark) -> None:  # type: ignore[no-untyped-def]
+    """jit.generated_code: a query planned inside the block is compiled whole-stage (its operators carry
+    Spark's ``*(n)`` mark), and the session's own settings are back after it, even after an error."""
+    from jit import GENERATED_CODE, generated_code
+
+    def compiled() -> bool:
+        plan = spark.range(5).selectExpr("id + 1 AS x")._jdf.queryExecution().executedPlan().toString()
+        return "*(" in plan
+
+    before = {k: spark.conf.get(k, None) for k in GENERATED_CODE}
+    with pytest.raises(RuntimeError), generated_code(spark):
+        assert compiled()
+        assert {k: spark.conf.get(k) for k in GENERATED_CODE} == GENERATED_CODE
+        raise RuntimeError("a failing step")
+    assert {k: spark.conf.get(k, None) for k in GENERATED_CODE} == before
+    if os.environ.get("SPARK_CONF_DIR"):  # under ./dev test: the suite's interpreted expressions again
+        assert not compiled()
