@@ -216,11 +216,12 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
     )
     status = {str(k): int(v) for k, v in summary["status"].value_counts().items()}
     lam = gwas.lambda_gc(10.0 ** -summary["neg_log10_p"].to_numpy())
-    plots_dir = gwas.plots_location(cfg.layout, c.name, c.plots_dir)  # a folder or an object store
+    plots_dirs = {c.name: c.plots_dir}
+    plots_dir = gwas.plots_location(cfg.layout, c.name, plots_dirs)  # a folder or an object store
     for file_name, png in gwas.plots(summary, f"{c.name} ({c.model}, n={rep['used']})").items():
-        files.write_bytes(gwas.plots_location(cfg.layout, c.name, c.plots_dir, file_name), png, cfg)
+        files.write_bytes(gwas.plots_location(cfg.layout, c.name, plots_dirs, file_name), png, cfg)
     recorded = [  # <root>/...: no root
-        cfg.layout.portable(gwas.plots_location(cfg.layout, c.name, c.plots_dir, f)) for f in gwas.PNGS
+        cfg.layout.portable(gwas.plots_location(cfg.layout, c.name, plots_dirs, f)) for f in gwas.PNGS
     ]
     ok = summary[summary["status"] == "ok"]
     top = ok.loc[ok["neg_log10_p"].idxmax()] if len(ok) else None

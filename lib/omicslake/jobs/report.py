@@ -42,32 +42,33 @@ def run(spark: SparkSession, cfg: Config, lake: Lake) -> dict[str, Any]:
 
 def gwas_plots(cfg: Config, tables: list[str]) -> dict[str, dict[str, bytes]]:
     """The PNGs the gwas job left for each ``gold.gwas_<name>`` among ``tables``, read from where it writes
-    them (jobs.gwas.plots_dir for the configured GWAS when set, else ``<root>/reports/gwas_<name>``): GWAS
-    name -> file name -> bytes, for the names whose Manhattan plot is there."""
+    them (``gwas.plots_location``): GWAS name -> file name -> bytes, for the names whose Manhattan plot is
+    there (each file looked up once: on an object store a lookup is a request)."""
     from omicslake.genomics.gwas.plots import PNGS, plots_location
 
-    configured, configured_dir = cfg.jobs.gwas.name, cfg.jobs.gwas.plots_dir
-    manhattan = PNGS[0]
+    plots_dirs = {cfg.jobs.gwas.name: cfg.jobs.gwas.plots_dir}
     out: dict[str, dict[str, bytes]] = {}
     for table in tables:
         if not table.startswith("gold.gwas_"):
             continue
         name = table.split(".", 1)[1][len("gwas_") :]
-        plots_dir = configured_dir if name == configured else ""
-        where = {f: plots_location(cfg.layout, name, plots_dir, f) for f in PNGS}
-        if files.is_file(where[manhattan], cfg):
-            out[name] = {f: files.read_bytes(loc, cfg) for f, loc in where.items() if files.is_file(loc, cfg)}
+        found: dict[str, bytes] = {}
+        for f in PNGS:  # the Manhattan plot first: without it the QQ plot is not looked for
+            loc = plots_location(cfg.layout, name, plots_dirs, f)
+            if not files.is_file(loc, cfg):
+                break
+            found[f] = files.read_bytes(loc, cfg)
+        if found:
+            out[name] = found
     return out
 
 
 def experiment(cfg: Config) -> str | None:
-    """The MLflow experiment of the lake's model runs (MLflow pointed at its store), or None when there is
-    no store: no mlflow.tracking_uri and no ``<lake>/mlflow/mlflow.db``."""
-    if not cfg.mlflow.tracking_uri and not (cfg.layout.is_local and files.is_file(cfg.layout.mlflow("mlflow.db"))):
-        return None
-    from omicslake.ml.tracking import setup
+    """The MLflow experiment of the lake's model runs (MLflow pointed at its store), or None when the lake
+    has no MLflow store (``tracking.has_store``)."""
+    from omicslake.ml.tracking import has_store, setup
 
-    return str(setup(cfg))
+    return str(setup(cfg)) if has_store(cfg) else None
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -135,7 +135,8 @@ def load_service(
     from omicslake.ml.risk import check_bands
     from omicslake.ml.tracking import risk_metadata
 
-    check_bands(tuple(band_thresholds), tuple(band_names))
+    thresholds, names = tuple(band_thresholds), tuple(band_names)
+    check_bands(thresholds, names)
     meta = risk_metadata(name, version)
     if not meta.get("linear"):
         raise InputError(
@@ -147,8 +148,8 @@ def load_service(
         int(version),
         LinearRisk.from_dict(meta["linear"]),
         Calibration.from_dict(meta["calibration"]),
-        tuple(band_thresholds),
-        tuple(band_names),
+        thresholds,
+        names,
         top_k,
     )
 

@@ -48,6 +48,12 @@ def tracking_uri(cfg: Config) -> str:
     return f"sqlite:///{root / 'mlflow.db'}"
 
 
+def has_store(cfg: Config) -> bool:
+    """Whether the lake has an MLflow store to read: mlflow.tracking_uri is set, or the default SQLite
+    file ``<lake>/mlflow/mlflow.db`` exists (a lake on an object store has no default store)."""
+    return bool(cfg.mlflow.tracking_uri) or (cfg.layout.is_local and Path(cfg.layout.mlflow("mlflow.db")).exists())
+
+
 def setup(cfg: Config) -> Any:
     """Point MLflow at the configured store; return the experiment id."""
     import mlflow
@@ -69,7 +75,7 @@ def close_interrupted(cfg: Config, lake_run_id: str, finished: Collection[str] =
     every model version those runs registered gets the tag ``omicslake.interrupted`` = the run id, so
     that nobody takes a killed job's model for a finished one. Returns the MLflow run ids found; none
     when the lake has no MLflow store yet (nothing is created)."""
-    if not cfg.mlflow.tracking_uri and cfg.layout.is_local and not Path(cfg.layout.mlflow("mlflow.db")).exists():
+    if cfg.layout.is_local and not has_store(cfg):
         return []
     if "'" in lake_run_id:
         return []

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import math
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -17,10 +18,11 @@ if TYPE_CHECKING:
 PNGS = ("manhattan.png", "qq.png")  # the files ``plots`` makes, in the folder ``plots_location`` names
 
 
-def plots_location(layout: Layout, name: str, plots_dir: str = "", file_name: str = "") -> str:
-    """Where the plots of ``gold.gwas_<name>`` are (with ``file_name``: that file there): ``plots_dir`` when
-    given (jobs.gwas.plots_dir, which the configured GWAS writes to; ``~`` expanded unless it is a URI), else
+def plots_location(layout: Layout, name: str, plots_dirs: Mapping[str, str], file_name: str = "") -> str:
+    """Where the plots of ``gold.gwas_<name>`` are (with ``file_name``: that file there): ``plots_dirs[name]``
+    when set (jobs.gwas.plots_dir by the configured GWAS's name; ``~`` expanded unless it is a URI), else
     ``<layout's root>/reports/gwas_<name>``. A folder or an object-store URI."""
+    plots_dir = plots_dirs.get(name)
     if plots_dir:
         folder = plots_dir if "://" in plots_dir else str(Path(plots_dir).expanduser())
     else:
