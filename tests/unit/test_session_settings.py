@@ -1,5 +1,5 @@
-"""The session's single imports of JVM classes (session.JVM_SINGLE_IMPORTS): each names the class
-PySpark's star imports resolve the same simple name to, and the session has them in place."""
+"""The session's settings: the single imports of JVM classes (session.JVM_SINGLE_IMPORTS), each the class
+PySpark's star imports resolve the same simple name to, in place in the session; pandas frames through Arrow."""
 
 from __future__ import annotations
 
@@ -38,3 +38,12 @@ def test_the_session_view_has_the_single_imports(spark: SparkSession) -> None:
     missing = [fqn for fqn in JVM_SINGLE_IMPORTS if fqn.rsplit(".", 1)[1] not in names]
     assert not missing, missing
     assert {"SparkConf", "Tuple2"} <= names  # the listing itself works
+
+
+def test_pandas_frames_cross_through_arrow(spark: SparkSession) -> None:
+    import pandas as pd
+
+    assert spark.conf.get("spark.sql.execution.arrow.pyspark.enabled") == "true"
+    # Arrow carries a pandas NaN as null (the row path kept it as NaN): what every platform now does
+    df = spark.createDataFrame(pd.DataFrame({"x": [1.0, float("nan")]}))
+    assert df.where("x IS NULL").count() == 1
