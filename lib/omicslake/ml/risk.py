@@ -31,6 +31,8 @@ import pandas as pd  # at module level: the pandas UDF's type hints are resolved
 from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 
+from omicslake.frames import approx_quantiles
+
 EPS = 1e-12
 log = logging.getLogger(__name__)
 
@@ -541,7 +543,7 @@ def drift_reference(df: DataFrame, numeric: list[str], categorical: list[str], b
     levels seen (shares), anything else in 'other'. Three passes over df (quantiles, the categorical
     levels, the shares)."""
     probs = [i / bins for i in range(1, bins)]
-    qs = df.approxQuantile(numeric, probs, 1e-3) if numeric else []
+    qs = approx_quantiles(df, numeric, probs, 1e-3)
     ref: dict[str, Any] = {}
     for c, edges in zip(numeric, qs, strict=True):
         ref[c] = {"edges": sorted(set(float(e) for e in edges))}
