@@ -256,3 +256,40 @@ def test_every_contract_expression_is_valid_spark_sql(spark: SparkSession) -> No
         except Exception:  # noqa: BLE001 - py4j's ParseException
             bad.append(name)
     assert bad == ["made-up"]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "double",
+        "bigint",
+        "decimal(10,2)",
+        "array<string>",
+        "map<string,array<double>>",
+        "struct<a: int, b: string>",
+        "timestamp_ntz",
+        "`x y` int, b string NOT NULL",
+    ],
+)
+def test_parse_type_is_sparks_parse_as_new_objects_from_one_jvm_call(spark: SparkSession, text: str) -> None:
+    import py4j.clientserver
+
+    from omicslake.contracts import parse_type
+
+    first = parse_type(text)
+    assert first == T._parse_datatype_string(text)  # noqa: SLF001
+    if isinstance(first, T.StructType):
+        first.add("added", T.IntegerType())  # a caller changing its copy changes no later result
+    calls = []
+    send = py4j.clientserver.ClientServerConnection.send_command
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(
+            py4j.clientserver.ClientServerConnection,
+            "send_command",
+            lambda self, command: calls.append(command) or send(self, command),
+        )
+        again = parse_type(text)
+    assert calls == []  # parsed by Spark once per string: no JVM call the second time
+    assert again == T._parse_datatype_string(text)  # noqa: SLF001
+    if isinstance(first, T.StructType):  # mutable (atomic types are PySpark's singletons)
+        assert again is not first and "added" not in again.fieldNames()
