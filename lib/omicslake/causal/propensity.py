@@ -29,6 +29,8 @@ from pyspark.ml.functions import vector_to_array
 from pyspark.sql import DataFrame, Window
 from pyspark.sql import functions as F
 
+from omicslake.frames import approx_quantiles
+
 log = logging.getLogger(__name__)
 
 EPS = 1e-12
@@ -143,7 +145,7 @@ def trim(df: DataFrame, lower: float, upper: float, by: str = "ps") -> DataFrame
 def ps_strata(df: DataFrame, n: int = 5, relative_error: float = 1e-4) -> DataFrame:
     """Add ``ps_stratum`` 1..n: the PS quantile band of each row (cut points from the whole
     population by approxQuantile)."""
-    cuts = df.approxQuantile("ps", [i / n for i in range(1, n)], relative_error)
+    cuts = approx_quantiles(df, ["ps"], [i / n for i in range(1, n)], relative_error)[0]
     expr = F.lit(1)
     for c in cuts:
         expr = expr + (F.col("ps") > c).cast("int")

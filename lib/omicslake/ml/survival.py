@@ -39,6 +39,7 @@ from pyspark.sql import Column, DataFrame
 from pyspark.sql import functions as F
 from scipy import stats
 
+from omicslake.frames import approx_quantiles
 from omicslake.ml.model import FeatureColumns, preprocessing
 
 
@@ -67,7 +68,7 @@ def linear_predictor() -> Column:
 def risk_cuts(train: DataFrame, score: str = "lp", relative_error: float = 1e-4) -> tuple[float, float]:
     """The tertile cut points (1/3 and 2/3 quantiles) of score on the training split, from Spark's
     approxQuantile (exact at relative_error=0). ValueError when score has no value."""
-    cuts = train.approxQuantile(score, [1 / 3, 2 / 3], relative_error)
+    cuts = approx_quantiles(train, [score], [1 / 3, 2 / 3], relative_error)[0]
     if len(cuts) != 2:
         raise ValueError(f"no {score} values to cut into risk groups")
     return float(cuts[0]), float(cuts[1])
@@ -268,7 +269,7 @@ def calibration(
     """Calibration at ``horizon`` by risk group (deciles of ``risk`` on df, cut by approxQuantile;
     equal cuts merge groups): per group n, events by the horizon, the mean predicted risk and the
     Kaplan-Meier observed risk ``1 - S(h)`` with a 95 % Greenwood CI (clipped to [0, 1])."""
-    cuts = sorted({float(c) for c in df.approxQuantile(risk, [i / groups for i in range(1, groups)], 1e-4)})
+    cuts = sorted(set(approx_quantiles(df, [risk], [i / groups for i in range(1, groups)], 1e-4)[0]))
     g = sum(((F.col(risk) > c).cast("int") for c in cuts), F.lit(1))
     framed = df.withColumn("_g", g)
     agg = {
