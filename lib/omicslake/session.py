@@ -86,6 +86,10 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         conf["spark.driver.bindAddress"] = "127.0.0.1"
         # Python workers (pandas UDFs) run the driver's interpreter, not whatever python3 is on PATH.
         conf["spark.pyspark.python"] = sys.executable
+        # Python workers start from omicslake.pydaemon (PySpark's daemon without Spark's archives on the
+        # path, its imports frozen out of the per-task gc.collect()): ~90 ms less per Python task here.
+        # Local mode only: an executor elsewhere need not have omicslake installed when its daemon starts.
+        conf["spark.python.daemon.module"] = "omicslake.pydaemon"
     if cfg.hail.enabled:
         jar = hail_jar()
         if jar is not None:

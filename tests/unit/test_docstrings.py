@@ -24,6 +24,7 @@ MODULES = (
     "resources.py",
     "session.py",
     "errors.py",
+    "pydaemon.py",
 )
 EXCLUDED: set[Path] = set()
 
