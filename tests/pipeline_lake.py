@@ -44,8 +44,11 @@ PIPELINE_SETS = [
     "spark.shuffle_partitions=4",
     'jobs.train.grid={"regParam": [0.01]}',
     # conf/cluster.yaml keeps Delta's 50 tasks per snapshot rebuild (right for a cluster's big tables);
-    # on this lake of small tables that is mostly task overhead (2.5x the time of an append + count)
-    'spark.conf={"spark.databricks.delta.snapshotPartitions": "2"}',
+    # on this lake of small tables that is mostly task overhead (2.5x the time of an append + count).
+    # The executors run this checkout's interpreter, where omicslake is installed, so their Python workers
+    # can start from omicslake.pydaemon, as on a cluster whose nodes have omicslake installed
+    # (docs/operations.md; local mode sets it itself)
+    'spark.conf={"spark.databricks.delta.snapshotPartitions": "2", "spark.python.daemon.module": "omicslake.pydaemon"}',
     # the planted drug exposure (synth/exposure.py) in the EHR files of every patient, for the study job
     f"jobs.generate.exposure_share={PIPELINE_EXPOSURE_SHARE}",
     # ages are top-coded at 90 as of the reference date (default: today), so the lake's ages, and every
