@@ -13,6 +13,7 @@ from pyspark.sql import SparkSession
 
 from jit import default_jit
 from omicslake.config import Config, load_config
+from omicslake.synth.people import REFERENCE_DATE
 from pipeline_lake import pipeline  # noqa: F401  (the session's whole-pipeline lake, a fixture)
 from small_lake import small_clean_lake  # noqa: F401  (the session's small clean lake, a fixture)
 
@@ -59,6 +60,10 @@ def base_cfg(session_root: Path) -> Config:
             "spark.shuffle_partitions=2",
             f"spark.driver_memory={os.environ.get('OMICSLAKE_TEST_DRIVER_MEMORY', '6g')}",
             "spark.ui=false",
+            # ages are top-coded at 90 as of the reference date (default: today), so a lake conformed on
+            # another day can hold other ages and fit other models (test_ml's AFT concordance moved past its
+            # tolerance between 2026-12-07 and 2026-12-08): the synthetic world's own today instead
+            f"jobs.conform_ehr.reference_date={REFERENCE_DATE}",
         ],
     )
 
