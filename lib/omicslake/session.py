@@ -28,6 +28,8 @@ from omicslake.jars import delta_jars, s3a_jars
 log = logging.getLogger(__name__)
 
 HAIL_KRYO = "is.hail.kryo.HailKryoRegistrator"
+# the module Python workers start from in local mode (spark.python.daemon.module; lib/omicslake/pydaemon.py)
+PYTHON_DAEMON = "omicslake.pydaemon"
 
 
 def hail_jar() -> Path | None:
@@ -89,7 +91,7 @@ def spark_conf(cfg: Config) -> dict[str, str]:
         # Python workers start from omicslake.pydaemon (PySpark's daemon without Spark's archives on the
         # path, its imports frozen out of the per-task gc.collect()): ~90 ms less per Python task here.
         # Local mode only: an executor elsewhere need not have omicslake installed when its daemon starts.
-        conf["spark.python.daemon.module"] = "omicslake.pydaemon"
+        conf["spark.python.daemon.module"] = PYTHON_DAEMON
     if cfg.hail.enabled:
         jar = hail_jar()
         if jar is not None:

@@ -8,7 +8,9 @@ from pathlib import Path
 
 from pyspark.sql import SparkSession
 
+from omicslake import pydaemon
 from omicslake.pydaemon import archive_modules, trim_path
+from omicslake.session import PYTHON_DAEMON
 
 
 def _zip(path: Path, entries: dict[str, str]) -> str:
@@ -54,4 +56,4 @@ def test_the_sessions_python_workers_start_from_the_daemon(spark: SparkSession) 
         assert zips == [] and archives == [], (zips, archives)
         assert frozen > 1000, frozen  # PySpark's modules, imported before the fork
         assert ".zip" not in where, where  # PySpark from the installed package, not from pyspark.zip
-    assert spark.sparkContext.getConf().get("spark.python.daemon.module") == "omicslake.pydaemon"
+    assert spark.sparkContext.getConf().get("spark.python.daemon.module") == PYTHON_DAEMON == pydaemon.__name__
